@@ -1,0 +1,97 @@
+import type { KeyObject } from 'node:crypto';
+
+/** Status of a device session record (SPEC §5.1). */
+export type SessionStatus = 'active' | 'revoked';
+
+/** A parsed, validated device-session record or snapshot (SPEC §5.1, §5.3). */
+export interface DeviceSession {
+  readonly deviceSessionId: string;
+  readonly userId: string;
+  readonly status: SessionStatus;
+  /** Raw 32-byte Ed25519 public key of the device. */
+  readonly clientPublicKey: Uint8Array;
+  readonly revokedAtMs?: number;
+}
+
+/** A device session together with its parsed public-key object, as the cache holds it. */
+export interface ResolvedSession {
+  readonly session: DeviceSession;
+  readonly publicKey: KeyObject;
+}
+
+/** Raw fields of a Redis hash or stream entry. */
+export type RawFields = Readonly<Record<string, string>>;
+
+/** One entry of a Redis stream (or any other ordered event source). */
+export interface StreamEntry {
+  /** Stream id `<ms>-<seq>`. */
+  readonly id: string;
+  readonly fields: RawFields;
+}
+
+/** A client-signed ExecuteCommand request (SPEC §2). */
+export interface CommandRequest {
+  readonly deviceSessionId: string;
+  readonly messageType: string;
+  readonly requestId: string;
+  readonly timestampMs: number;
+  readonly payload: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** A gateway-signed ExecuteCommand response (SPEC §2). */
+export interface CommandResult {
+  readonly requestId: string;
+  readonly resultCode: string;
+  readonly payload: Uint8Array;
+  readonly timestampMs: number;
+  readonly signerKeyId: string;
+  readonly signature: Uint8Array;
+}
+
+/** A client-signed SubscribeEvents request (SPEC §2). */
+export interface SubscribeRequest {
+  readonly deviceSessionId: string;
+  readonly requestId: string;
+  readonly timestampMs: number;
+  /** Empty, or a stream id `<ms>-<seq>` to resume after (SPEC §8.3). */
+  readonly resumeAfterEventId: string;
+  readonly signature: Uint8Array;
+}
+
+/** An event before it is signed. */
+export interface UnsignedEvent {
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly userId: string;
+  readonly deviceSessionId: string;
+  readonly timestampMs: number;
+  readonly payload: Uint8Array;
+}
+
+/** A gateway-signed push event (SPEC §2 GatewayEvent). */
+export interface GatewayEvent extends UnsignedEvent {
+  readonly signerKeyId: string;
+  readonly signature: Uint8Array;
+}
+
+/** What the gateway sends to a downstream business service (downstream proto). */
+export interface DownstreamCommand {
+  readonly messageType: string;
+  readonly userId: string;
+  readonly deviceSessionId: string;
+  readonly requestId: string;
+  readonly payload: Uint8Array;
+}
+
+/** What a downstream business service answers. */
+export interface DownstreamResult {
+  readonly resultCode: string;
+  readonly payload: Uint8Array;
+}
+
+/** Reserved event types the gateway itself emits. */
+export const GatewayEventTypes = {
+  serverTime: 'gateway.server_time',
+  resumeIncomplete: 'gateway.resume_incomplete',
+} as const;

@@ -1,0 +1,77 @@
+/**
+ * Every failure the gateway reports to a caller. Transport adapters hold a complete
+ * `Record<GatewayErrorCode, …>` mapping to their own status space, so adding a code here
+ * fails their compilation until it is mapped.
+ */
+export const GatewayErrorCode = {
+  InvalidArgument: 'invalid_argument',
+  Unauthenticated: 'unauthenticated',
+  FailedPrecondition: 'failed_precondition',
+  AlreadyExists: 'already_exists',
+  Unimplemented: 'unimplemented',
+  Unavailable: 'unavailable',
+  DeadlineExceeded: 'deadline_exceeded',
+  ResourceExhausted: 'resource_exhausted',
+  Internal: 'internal',
+} as const;
+
+export type GatewayErrorCode = (typeof GatewayErrorCode)[keyof typeof GatewayErrorCode];
+
+/** The exact client-facing messages of SPEC §4 and §8.3. */
+export const GatewayMessages = {
+  staleRequest: 'request timestamp is outside the freshness window',
+  unknownSession: 'unknown device session',
+  sessionRevoked: 'device session is revoked',
+  invalidSignature: 'invalid request signature',
+  noRoute: (messageType: string) => `no route for message type ${messageType}`,
+  replay: 'request_id was already used',
+  sessionStoreUnavailable: 'session store unavailable',
+  replayStoreUnavailable: 'replay store unavailable',
+  downstreamFailed: 'downstream command failed',
+  shuttingDown: 'gateway is shutting down',
+  overflow: 'push stream overflowed',
+} as const;
+
+export interface GatewayErrorOptions {
+  cause?: unknown;
+}
+
+/** The single error type of the gateway. `message` is safe to show to the client. */
+export class GatewayError extends Error {
+  override readonly name = 'GatewayError';
+  readonly code: GatewayErrorCode;
+
+  constructor(code: GatewayErrorCode, message: string, options?: GatewayErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+  }
+
+  static invalidArgument(message: string): GatewayError {
+    return new GatewayError(GatewayErrorCode.InvalidArgument, message);
+  }
+  static unauthenticated(message: string): GatewayError {
+    return new GatewayError(GatewayErrorCode.Unauthenticated, message);
+  }
+  static failedPrecondition(message: string): GatewayError {
+    return new GatewayError(GatewayErrorCode.FailedPrecondition, message);
+  }
+  static unavailable(message: string, cause?: unknown): GatewayError {
+    return new GatewayError(GatewayErrorCode.Unavailable, message, { cause });
+  }
+  static internal(message: string, cause?: unknown): GatewayError {
+    return new GatewayError(GatewayErrorCode.Internal, message, { cause });
+  }
+  static shuttingDown(): GatewayError {
+    return new GatewayError(GatewayErrorCode.Unavailable, GatewayMessages.shuttingDown);
+  }
+  static revoked(): GatewayError {
+    return new GatewayError(GatewayErrorCode.FailedPrecondition, GatewayMessages.sessionRevoked);
+  }
+  static overflow(): GatewayError {
+    return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.overflow);
+  }
+}
+
+export function isGatewayError(value: unknown): value is GatewayError {
+  return value instanceof GatewayError;
+}

@@ -1,0 +1,67 @@
+import { metrics, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
+
+/** Names of every instrument of SPEC §8.4, in one place. */
+export const MetricNames = {
+  grpcRequests: 'gateway_grpc_requests_total',
+  grpcDuration: 'gateway_grpc_request_duration_seconds',
+  pushStreamsActive: 'gateway_push_streams_active',
+  pushEventsDelivered: 'gateway_push_events_delivered_total',
+  pushStreamsClosed: 'gateway_push_streams_closed_total',
+  streamEntriesConsumed: 'gateway_stream_entries_consumed_total',
+  streamEntriesMalformed: 'gateway_stream_entries_malformed_total',
+  subscriberReconnects: 'gateway_stream_subscriber_reconnects_total',
+  replayRejections: 'gateway_replay_rejections_total',
+  redisCommandDuration: 'gateway_redis_command_duration_seconds',
+  httpRequests: 'gateway_http_requests_total',
+  pushResumes: 'gateway_push_resumes_total',
+  pushResumeReplayed: 'gateway_push_resume_replayed_events_total',
+  pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
+} as const;
+
+/** Why a push stream closed (label `reason`). */
+export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_cancelled' | 'error';
+
+/** Which consumed stream (label `stream`). */
+export type ConsumedStream = 'session_events' | 'client_events';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The gateway's instruments, created from an OpenTelemetry `Meter`. Core and adapters record
+ * through this object; the app decides the exporter (Prometheus on the admin listener).
+ * Without an SDK installed every instrument is a no-op.
+ */
+export class GatewayMetrics {
+  readonly grpcRequests: Counter<{ method: string; code: string }>;
+  readonly grpcDuration: Histogram<{ method: string; code: string }>;
+  readonly pushStreamsActive: UpDownCounter;
+  readonly pushEventsDelivered: Counter;
+  readonly pushStreamsClosed: Counter<{ reason: StreamCloseReason }>;
+  readonly streamEntriesConsumed: Counter<{ stream: ConsumedStream }>;
+  readonly streamEntriesMalformed: Counter<{ stream: ConsumedStream }>;
+  readonly subscriberReconnects: Counter<{ stream: ConsumedStream }>;
+  readonly replayRejections: Counter;
+  readonly redisCommandDuration: Histogram<{ command: string; outcome: 'ok' | 'error' }>;
+  readonly httpRequests: Counter<{ listener: string; route: string; status: string }>;
+  readonly pushResumes: Counter;
+  readonly pushResumeReplayed: Counter;
+  readonly pushResumeIncomplete: Counter<{ reason: 'truncated' | 'max_events' | 'max_scan' }>;
+
+  constructor(meter: Meter = metrics.getMeter('@edge-gateway/core')) {
+    const seconds = { unit: 's', advice: { explicitBucketBoundaries: LATENCY_BUCKETS } };
+    this.grpcRequests = meter.createCounter(MetricNames.grpcRequests, { description: 'gRPC calls by method and status code' });
+    this.grpcDuration = meter.createHistogram(MetricNames.grpcDuration, { description: 'gRPC call duration', ...seconds });
+    this.pushStreamsActive = meter.createUpDownCounter(MetricNames.pushStreamsActive, { description: 'Open SubscribeEvents streams' });
+    this.pushEventsDelivered = meter.createCounter(MetricNames.pushEventsDelivered, { description: 'Events handed to push stream transports' });
+    this.pushStreamsClosed = meter.createCounter(MetricNames.pushStreamsClosed, { description: 'Closed push streams by reason' });
+    this.streamEntriesConsumed = meter.createCounter(MetricNames.streamEntriesConsumed, { description: 'Redis stream entries consumed' });
+    this.streamEntriesMalformed = meter.createCounter(MetricNames.streamEntriesMalformed, { description: 'Redis stream entries dropped as malformed' });
+    this.subscriberReconnects = meter.createCounter(MetricNames.subscriberReconnects, { description: 'Stream subscriber reconnects after a Redis error' });
+    this.replayRejections = meter.createCounter(MetricNames.replayRejections, { description: 'Requests refused as replays' });
+    this.redisCommandDuration = meter.createHistogram(MetricNames.redisCommandDuration, { description: 'Redis command duration', ...seconds });
+    this.httpRequests = meter.createCounter(MetricNames.httpRequests, { description: 'HTTP requests by listener, route and status' });
+    this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
+    this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
+    this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
+  }
+}

@@ -1,0 +1,26 @@
+import type { DownstreamCommand, DownstreamResult } from '../domain.js';
+
+/** Per-call context handed to a downstream. */
+export interface DownstreamCallContext {
+  /** Absolute deadline (epoch ms) the call must finish by; always set by the core. */
+  readonly deadlineMs: number;
+  /** Aborted when the client gave up (cancelled or its deadline passed). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A business service that executes commands. Implementations reject with a `GatewayError`
+ * of code `unavailable` or `deadline_exceeded` to have that status passed through to the
+ * client; any other rejection becomes `INTERNAL` `downstream command failed` (SPEC §4).
+ */
+export interface CommandDownstream {
+  /** Human-readable target for logs, e.g. `host:port`. */
+  readonly target: string;
+  execute(command: DownstreamCommand, context: DownstreamCallContext): Promise<DownstreamResult>;
+}
+
+/** Chooses the downstream for a message type. */
+export interface CommandRouter {
+  /** The downstream for `messageType`, or `undefined` for `UNIMPLEMENTED`. */
+  route(messageType: string): CommandDownstream | undefined;
+}

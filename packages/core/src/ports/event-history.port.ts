@@ -1,0 +1,18 @@
+import type { StreamEntry } from '../domain.js';
+
+/** One page of history read after a cursor. */
+export interface EventHistoryPage {
+  /** Entries strictly after the requested id, in stream order. */
+  readonly entries: readonly StreamEntry[];
+  /** True when the stream no longer holds the requested id (it is older than the first entry). */
+  readonly truncated: boolean;
+}
+
+/** Read access to past client events, for `resume_after_event_id` (SPEC §8.3). */
+export interface EventHistory {
+  /**
+   * Up to `count` raw entries strictly after `afterId`, in order. `truncated` tells whether
+   * entries after `afterId` may have been trimmed away already.
+   */
+  readAfter(afterId: string, count: number): Promise<EventHistoryPage>;
+}

@@ -1,0 +1,300 @@
+import type { GatewayEvent } from '../domain.js';
+import { GatewayError, GatewayErrorCode } from '../errors.js';
+import { GatewayMetrics, type StreamCloseReason } from '../observability/metrics.js';
+import { noopLogger, type Logger } from '../ports/logger.port.js';
+import { compareStreamIds } from '../validation.js';
+
+/**
+ * The transport end of a push stream (a gRPC server call, a WebSocket…). The hub calls it
+ * from the thread that published; it must not throw.
+ */
+export interface PushSink {
+  /**
+   * Hands one event to the transport. Return `false` when the transport's own buffer is full
+   * (e.g. gRPC `call.write()` returned false): the hub then queues further events until
+   * `PushStream.resume()` is called, and closes the stream if its queue overflows.
+   */
+  write(event: GatewayEvent): boolean;
+  /**
+   * The stream is over. `error` is the terminal status to report (revoked, overflow,
+   * shutdown); `undefined` when the client cancelled and nothing needs to be sent.
+   */
+  end(error: GatewayError | undefined): void;
+}
+
+export interface RegisterOptions {
+  readonly userId: string;
+  readonly deviceSessionId: string;
+  readonly sink: PushSink;
+}
+
+export interface StartOptions {
+  /** Queued live events with an id at or before this stream id are dropped (already replayed). */
+  readonly skipThroughEventId?: string;
+}
+
+export interface PushHubOptions {
+  /** Events queued per stream before it overflows (`GATEWAY_PUSH_STREAM_BUFFER`). */
+  readonly bufferSize: number;
+  readonly metrics?: GatewayMetrics;
+  readonly logger?: Logger;
+}
+
+const CLOSE_REASON: Record<GatewayErrorCode, StreamCloseReason> = {
+  [GatewayErrorCode.FailedPrecondition]: 'revoked',
+  [GatewayErrorCode.ResourceExhausted]: 'overflow',
+  [GatewayErrorCode.Unavailable]: 'shutdown',
+  [GatewayErrorCode.InvalidArgument]: 'error',
+  [GatewayErrorCode.Unauthenticated]: 'error',
+  [GatewayErrorCode.AlreadyExists]: 'error',
+  [GatewayErrorCode.Unimplemented]: 'error',
+  [GatewayErrorCode.DeadlineExceeded]: 'error',
+  [GatewayErrorCode.Internal]: 'error',
+};
+
+/**
+ * One registered push stream. Created held: live events queue up until `start()` hands the
+ * bootstrap (and any replayed history) to the sink first.
+ */
+export class PushStream {
+  private queue: GatewayEvent[] = [];
+  private head = 0;
+  private held = true;
+  private writable = true;
+  private closedWith: { error: GatewayError | undefined } | undefined;
+
+  /** @internal created by `PushHub.register` */
+  constructor(
+    private readonly hub: PushHub,
+    readonly userId: string,
+    readonly deviceSessionId: string,
+    private readonly sink: PushSink,
+    private readonly bufferSize: number,
+  ) {}
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** The terminal error, once closed (undefined for a client cancel). */
+  get closeError(): GatewayError | undefined {
+    return this.closedWith?.error;
+  }
+
+  /** Events waiting for the transport. */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /**
+   * Delivers `first` (bootstrap, resume notice, replayed history) before any queued live
+   * event, then switches to live delivery.
+   */
+  start(first: readonly GatewayEvent[], options: StartOptions = {}): void {
+    if (this.closed || !this.held) return;
+    this.held = false;
+    const live = this.queue.slice(this.head);
+    const skip = options.skipThroughEventId;
+    const kept = skip === undefined ? live : live.filter((e) => e.eventId === '' || compareStreamIds(e.eventId, skip) > 0);
+    this.queue = [...first, ...kept];
+    this.head = 0;
+    this.flush();
+    // `first` may be longer than the buffer (a resume); only live overflow closes the stream.
+  }
+
+  /** The transport can take more (e.g. gRPC `drain`): deliver what is queued. */
+  resume(): void {
+    if (this.closed) return;
+    this.writable = true;
+    this.flush();
+  }
+
+  /** The client went away: leave the hub without sending a status. */
+  cancel(): void {
+    this.hub.detach(this, 'client_cancelled', undefined, false);
+  }
+
+  /** @internal */
+  enqueue(event: GatewayEvent): void {
+    if (this.closed) return;
+    if (!this.held && this.writable && this.queued === 0) {
+      this.deliver(event);
+      return;
+    }
+    if (this.queued >= this.bufferSize) {
+      this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
+      return;
+    }
+    this.queue.push(event);
+  }
+
+  /** @internal */
+  markClosed(error: GatewayError | undefined, notify: boolean): boolean {
+    if (this.closedWith !== undefined) return false;
+    this.closedWith = { error };
+    this.queue = [];
+    this.head = 0;
+    if (notify) this.sink.end(error);
+    return true;
+  }
+
+  private deliver(event: GatewayEvent): void {
+    this.hub.countDelivered();
+    if (!this.sink.write(event)) this.writable = false;
+  }
+
+  private flush(): void {
+    while (this.writable && !this.held && !this.closed && this.head < this.queue.length) {
+      const event = this.queue[this.head] as GatewayEvent;
+      this.head += 1;
+      this.deliver(event);
+    }
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/**
+ * In-memory push hub (SPEC §8.3): streams indexed by user and by session, strict targeting,
+ * a bounded queue per stream, revocation and shutdown closing.
+ */
+export class PushHub {
+  private readonly byUser = new Map<string, Set<PushStream>>();
+  private readonly bySession = new Map<string, Set<PushStream>>();
+  private closing: GatewayError | undefined;
+  private readonly metrics: GatewayMetrics;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: PushHubOptions) {
+    if (!Number.isInteger(options.bufferSize) || options.bufferSize < 1) {
+      throw new RangeError('PushHub bufferSize must be a positive integer');
+    }
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.logger = options.logger ?? noopLogger;
+  }
+
+  /** Open streams. */
+  get size(): number {
+    let n = 0;
+    for (const set of this.byUser.values()) n += set.size;
+    return n;
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Open streams of one session. */
+  sessionStreams(deviceSessionId: string): number {
+    return this.bySession.get(deviceSessionId)?.size ?? 0;
+  }
+
+  /**
+   * Registers a held stream (see `PushStream.start`). Throws `UNAVAILABLE`
+   * `gateway is shutting down` once the hub is closed.
+   */
+  register(options: RegisterOptions): PushStream {
+    if (this.closing !== undefined) throw GatewayError.shuttingDown();
+    const stream = new PushStream(this, options.userId, options.deviceSessionId, options.sink, this.options.bufferSize);
+    addTo(this.byUser, options.userId, stream);
+    addTo(this.bySession, options.deviceSessionId, stream);
+    this.metrics.pushStreamsActive.add(1);
+    return stream;
+  }
+
+  /** True when `publish` of an event for this user (and session, when non-empty) would reach a stream. */
+  hasTargets(userId: string, deviceSessionId: string): boolean {
+    const set = deviceSessionId !== '' ? this.bySession.get(deviceSessionId) : this.byUser.get(userId);
+    if (set === undefined) return false;
+    if (deviceSessionId === '') return true;
+    for (const stream of set) if (stream.userId === userId) return true;
+    return false;
+  }
+
+  /**
+   * Queues `event` on every stream it targets: the streams of `event.deviceSessionId` when
+   * set (and only if they belong to `event.userId`), otherwise every stream of the user.
+   * Returns how many streams it targeted.
+   */
+  publish(event: GatewayEvent): number {
+    let targets: Set<PushStream> | undefined;
+    if (event.deviceSessionId !== '') {
+      targets = this.bySession.get(event.deviceSessionId);
+    } else {
+      targets = this.byUser.get(event.userId);
+    }
+    if (targets === undefined) return 0;
+    let n = 0;
+    // Copy: delivery may close (overflow) and so mutate the set.
+    for (const stream of [...targets]) {
+      if (stream.userId !== event.userId) continue;
+      stream.enqueue(event);
+      n += 1;
+    }
+    return n;
+  }
+
+  /** Closes every stream of `deviceSessionId` (default: `FAILED_PRECONDITION` revoked). */
+  closeSession(deviceSessionId: string, error: GatewayError = GatewayError.revoked()): number {
+    const set = this.bySession.get(deviceSessionId);
+    if (set === undefined) return 0;
+    const streams = [...set];
+    for (const stream of streams) this.detach(stream, CLOSE_REASON[error.code], error, true);
+    if (streams.length > 0) {
+      this.logger.info('push streams closed for session', { device_session_id: deviceSessionId, streams: streams.length, reason: error.message });
+    }
+    return streams.length;
+  }
+
+  /** Closes every stream and refuses new ones (default: `UNAVAILABLE` shutting down). */
+  close(error: GatewayError = GatewayError.shuttingDown()): number {
+    if (this.closing === undefined) this.closing = error;
+    const streams: PushStream[] = [];
+    for (const set of this.byUser.values()) streams.push(...set);
+    for (const stream of streams) this.detach(stream, CLOSE_REASON[error.code], error, true);
+    return streams.length;
+  }
+
+  /** @internal */
+  countDelivered(): void {
+    this.metrics.pushEventsDelivered.add(1);
+  }
+
+  /** @internal */
+  detach(stream: PushStream, reason: StreamCloseReason, error: GatewayError | undefined, notify: boolean): void {
+    if (!stream.markClosed(error, notify)) return;
+    removeFrom(this.byUser, stream.userId, stream);
+    removeFrom(this.bySession, stream.deviceSessionId, stream);
+    this.metrics.pushStreamsActive.add(-1);
+    this.metrics.pushStreamsClosed.add(1, { reason });
+    if (reason === 'overflow') {
+      this.logger.warn('push stream overflowed', {
+        user_id: stream.userId,
+        device_session_id: stream.deviceSessionId,
+        buffer: this.options.bufferSize,
+      });
+    }
+  }
+}
+
+function addTo(index: Map<string, Set<PushStream>>, key: string, stream: PushStream): void {
+  let set = index.get(key);
+  if (set === undefined) {
+    set = new Set();
+    index.set(key, set);
+  }
+  set.add(stream);
+}
+
+function removeFrom(index: Map<string, Set<PushStream>>, key: string, stream: PushStream): void {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(stream);
+  if (set.size === 0) index.delete(key);
+}

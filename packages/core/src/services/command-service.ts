@@ -1,0 +1,158 @@
+import type { CommandRequest, CommandResult, DownstreamResult } from '../domain.js';
+import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import { systemClock, type Clock } from '../ports/clock.port.js';
+import type { CommandRouter } from '../ports/command-router.port.js';
+import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { ResponseSigner } from '../ports/response-signer.port.js';
+import type { SessionCache } from '../session/session-cache.js';
+import { commandResultBytes } from '../signing/canonical.js';
+import { verifyCommandRequest } from '../signing/verifier.js';
+import { validateCommandRequest } from '../validation.js';
+import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+
+export interface CommandServiceOptions {
+  readonly sessions: SessionCache;
+  readonly replay: ReplayStore;
+  readonly router: CommandRouter;
+  readonly signer: ResponseSigner;
+  /** `GATEWAY_REQUEST_FRESHNESS_WINDOW` in ms (default 5 minutes). */
+  readonly freshnessWindowMs?: number;
+  /** `GATEWAY_MAX_PAYLOAD_BYTES` (default 1 MiB). */
+  readonly maxPayloadBytes?: number;
+  /** `GATEWAY_DOWNSTREAM_TIMEOUT` in ms, used when the caller set no deadline (default 10 s). */
+  readonly downstreamTimeoutMs?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: GatewayMetrics;
+}
+
+/** Per-call context from the transport. */
+export interface CallContext {
+  /** The client's deadline (epoch ms), propagated to the downstream call. */
+  readonly deadlineMs?: number;
+  /** Aborted when the client cancels. */
+  readonly signal?: AbortSignal;
+}
+
+export const DEFAULT_FRESHNESS_WINDOW_MS = 5 * 60_000;
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+export const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 10_000;
+
+/** ExecuteCommand: the pipeline of SPEC §4, in order, and the signed result. */
+export class CommandService {
+  private readonly deps: PipelineDeps;
+  private readonly logger: Logger;
+  private readonly maxPayloadBytes: number;
+  private readonly downstreamTimeoutMs: number;
+  private shuttingDown = false;
+
+  constructor(private readonly options: CommandServiceOptions) {
+    this.deps = {
+      sessions: options.sessions,
+      replay: options.replay,
+      clock: options.clock ?? systemClock,
+      metrics: options.metrics ?? new GatewayMetrics(),
+      freshnessWindowMs: options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS,
+    };
+    this.logger = options.logger ?? noopLogger;
+    this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.downstreamTimeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
+  }
+
+  /** From now on new calls fail `UNAVAILABLE` `gateway is shutting down`; in-flight calls finish. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  async execute(request: CommandRequest, context: CallContext = {}): Promise<CommandResult> {
+    const started = performance.now();
+    let userId = '';
+    try {
+      if (this.shuttingDown) throw GatewayError.shuttingDown();
+      validateCommandRequest(request, this.maxPayloadBytes);
+      checkFreshness(this.deps, request.timestampMs);
+      const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
+      userId = session.userId;
+      if (!verifyCommandRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
+      const downstream = this.options.router.route(request.messageType);
+      if (downstream === undefined) {
+        throw new GatewayError(GatewayErrorCode.Unimplemented, GatewayMessages.noRoute(request.messageType));
+      }
+      await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+      recheckNotRevoked(this.deps, request.deviceSessionId);
+
+      const deadlineMs = context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs;
+      let result: DownstreamResult;
+      try {
+        result = await downstream.execute(
+          {
+            messageType: request.messageType,
+            userId: session.userId,
+            deviceSessionId: request.deviceSessionId,
+            requestId: request.requestId,
+            payload: request.payload,
+          },
+          { deadlineMs, ...(context.signal === undefined ? {} : { signal: context.signal }) },
+        );
+      } catch (error) {
+        throw this.downstreamError(error, downstream.target, request);
+      }
+      const response = this.sign(request.requestId, result);
+      this.logCall(request, userId, 'ok', started);
+      return response;
+    } catch (error) {
+      const failure = error instanceof GatewayError ? error : GatewayError.internal('internal error', error);
+      if (!(error instanceof GatewayError)) {
+        this.logger.error('command failed unexpectedly', { request_id: request.requestId, error: describe(error) });
+      }
+      this.logCall(request, userId, failure.code, started, failure.message);
+      throw failure;
+    }
+  }
+
+  private sign(requestId: string, result: DownstreamResult): CommandResult {
+    const timestampMs = this.deps.clock.now();
+    const fields = { requestId, resultCode: result.resultCode, timestampMs, payload: result.payload };
+    return {
+      ...fields,
+      signerKeyId: this.options.signer.keyId,
+      signature: this.options.signer.sign(commandResultBytes(fields)),
+    };
+  }
+
+  private downstreamError(error: unknown, target: string, request: CommandRequest): GatewayError {
+    if (
+      error instanceof GatewayError &&
+      (error.code === GatewayErrorCode.Unavailable || error.code === GatewayErrorCode.DeadlineExceeded)
+    ) {
+      return error;
+    }
+    this.logger.warn('downstream command failed', {
+      target,
+      message_type: request.messageType,
+      request_id: request.requestId,
+      error: describe(error),
+    });
+    return GatewayError.internal(GatewayMessages.downstreamFailed, error);
+  }
+
+  private logCall(request: CommandRequest, userId: string, status: string, started: number, reason?: string): void {
+    this.logger.info('command', {
+      device_session_id: request.deviceSessionId,
+      user_id: userId,
+      message_type: request.messageType,
+      request_id: request.requestId,
+      status,
+      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+}
+
+/** A log-safe description of an error: class and message, never payloads. */
+export function describe(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}

@@ -1,0 +1,52 @@
+import type { ResolvedSession } from '../domain.js';
+import { GatewayError, GatewayMessages } from '../errors.js';
+import type { Clock } from '../ports/clock.port.js';
+import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { SessionCache } from '../session/session-cache.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+
+/** Shared steps 2–5 and 7 of the request pipeline (SPEC §4). */
+export interface PipelineDeps {
+  readonly sessions: SessionCache;
+  readonly replay: ReplayStore;
+  readonly clock: Clock;
+  readonly metrics: GatewayMetrics;
+  readonly freshnessWindowMs: number;
+}
+
+/** Step 2: freshness window. */
+export function checkFreshness(deps: PipelineDeps, timestampMs: number): void {
+  if (!(Math.abs(deps.clock.now() - timestampMs) <= deps.freshnessWindowMs)) {
+    throw GatewayError.unauthenticated(GatewayMessages.staleRequest);
+  }
+}
+
+/** Steps 3–4: the session exists and is not revoked. */
+export async function resolveActiveSession(deps: PipelineDeps, deviceSessionId: string): Promise<ResolvedSession> {
+  const resolved = await deps.sessions.lookup(deviceSessionId);
+  if (resolved === undefined) throw GatewayError.unauthenticated(GatewayMessages.unknownSession);
+  if (resolved.session.status === 'revoked') throw GatewayError.revoked();
+  return resolved;
+}
+
+/** Step 7: replay reservation; fails closed. */
+export async function reserveRequest(deps: PipelineDeps, deviceSessionId: string, requestId: string): Promise<void> {
+  let outcome;
+  try {
+    outcome = await deps.replay.reserve(deviceSessionId, requestId, 2 * deps.freshnessWindowMs);
+  } catch (cause) {
+    throw GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
+  }
+  if (outcome !== 'reserved') {
+    deps.metrics.replayRejections.add(1);
+    throw new GatewayError('already_exists', GatewayMessages.replay);
+  }
+}
+
+/**
+ * After the last await of the pipeline: a revoke snapshot may have been applied meanwhile.
+ * Checked synchronously right before the work starts, so no revoke can slip in between.
+ */
+export function recheckNotRevoked(deps: PipelineDeps, deviceSessionId: string): void {
+  if (deps.sessions.peek(deviceSessionId)?.session.status === 'revoked') throw GatewayError.revoked();
+}

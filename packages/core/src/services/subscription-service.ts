@@ -1,0 +1,162 @@
+import { GatewayEventTypes, type GatewayEvent, type SubscribeRequest } from '../domain.js';
+import { GatewayError, GatewayMessages } from '../errors.js';
+import { parseClientEvent } from '../handlers/client-event.js';
+import { signEvent } from '../handlers/client-events-handler.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import { systemClock, type Clock } from '../ports/clock.port.js';
+import type { EventHistory } from '../ports/event-history.port.js';
+import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { ResponseSigner } from '../ports/response-signer.port.js';
+import type { PushHub, PushSink, PushStream } from '../push/push-hub.js';
+import type { SessionCache } from '../session/session-cache.js';
+import { verifySubscribeRequest } from '../signing/verifier.js';
+import { validateSubscribeRequest } from '../validation.js';
+import { DEFAULT_FRESHNESS_WINDOW_MS, describe } from './command-service.js';
+import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+import { encodeServerTime } from './server-time.js';
+
+export interface SubscriptionServiceOptions {
+  readonly sessions: SessionCache;
+  readonly replay: ReplayStore;
+  readonly hub: PushHub;
+  readonly signer: ResponseSigner;
+  /** Client-events history for `resume_after_event_id`; without it a resume is always incomplete. */
+  readonly history?: EventHistory;
+  readonly freshnessWindowMs?: number;
+  /** `GATEWAY_PUSH_RESUME_MAX_EVENTS`: events replayed at most (default 1000). */
+  readonly resumeMaxEvents?: number;
+  /** `GATEWAY_PUSH_RESUME_MAX_SCAN`: history entries read at most (default 10000). */
+  readonly resumeMaxScan?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: GatewayMetrics;
+}
+
+export const DEFAULT_RESUME_MAX_EVENTS = 1000;
+export const DEFAULT_RESUME_MAX_SCAN = 10_000;
+const HISTORY_PAGE = 500;
+
+type IncompleteReason = 'truncated' | 'max_events' | 'max_scan';
+
+/**
+ * SubscribeEvents: the checks of SPEC §4 (no route step), then a push stream registered in
+ * the hub, the signed `gateway.server_time` bootstrap first, replayed history when resuming,
+ * then the live feed.
+ */
+export class SubscriptionService {
+  private readonly deps: PipelineDeps;
+  private readonly logger: Logger;
+  private shuttingDown = false;
+
+  constructor(private readonly options: SubscriptionServiceOptions) {
+    this.deps = {
+      sessions: options.sessions,
+      replay: options.replay,
+      clock: options.clock ?? systemClock,
+      metrics: options.metrics ?? new GatewayMetrics(),
+      freshnessWindowMs: options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS,
+    };
+    this.logger = options.logger ?? noopLogger;
+  }
+
+  /** From now on new subscriptions fail `UNAVAILABLE` `gateway is shutting down`. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  /**
+   * Runs the checks and opens the stream; events flow into `sink`. Rejects with a
+   * `GatewayError` when a check fails (nothing was registered then).
+   */
+  async subscribe(request: SubscribeRequest, sink: PushSink): Promise<PushStream> {
+    if (this.shuttingDown || this.options.hub.closed) throw GatewayError.shuttingDown();
+    validateSubscribeRequest(request);
+    checkFreshness(this.deps, request.timestampMs);
+    const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
+    if (!verifySubscribeRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
+    await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+    // No await between this check and register: a revoke is either seen here or closes the stream.
+    recheckNotRevoked(this.deps, request.deviceSessionId);
+    const stream = this.options.hub.register({ userId: session.userId, deviceSessionId: session.deviceSessionId, sink });
+
+    const bootstrap = this.gatewayEvent(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) =>
+      encodeServerTime(now, request.requestId),
+    );
+    if (request.resumeAfterEventId === '') {
+      stream.start([bootstrap]);
+      return stream;
+    }
+    try {
+      await this.resume(stream, bootstrap, request.resumeAfterEventId);
+    } catch (error) {
+      this.logger.warn('push resume failed', { device_session_id: session.deviceSessionId, error: describe(error) });
+      if (!stream.closed) stream.start([bootstrap, this.incomplete(stream)]);
+      this.deps.metrics.pushResumeIncomplete.add(1, { reason: 'truncated' });
+    }
+    return stream;
+  }
+
+  private async resume(stream: PushStream, bootstrap: GatewayEvent, afterId: string): Promise<void> {
+    const maxEvents = this.options.resumeMaxEvents ?? DEFAULT_RESUME_MAX_EVENTS;
+    const maxScan = this.options.resumeMaxScan ?? DEFAULT_RESUME_MAX_SCAN;
+    this.deps.metrics.pushResumes.add(1);
+    const replayed: GatewayEvent[] = [];
+    let incomplete: IncompleteReason | undefined;
+    let cursor = afterId;
+    let scanned = 0;
+    const history = this.options.history;
+    if (history === undefined) {
+      incomplete = 'truncated';
+    } else {
+      let first = true;
+      for (;;) {
+        const page = await history.readAfter(cursor, Math.min(HISTORY_PAGE, maxScan - scanned));
+        if (stream.closed) return;
+        if (first && page.truncated) incomplete = 'truncated';
+        first = false;
+        for (const entry of page.entries) {
+          scanned += 1;
+          const parsed = parseClientEvent(entry);
+          if (parsed.ok && targets(stream, parsed.event.userId, parsed.event.deviceSessionId)) {
+            if (replayed.length >= maxEvents) {
+              incomplete ??= 'max_events';
+              break;
+            }
+            replayed.push(signEvent(this.options.signer, parsed.event));
+          }
+          cursor = entry.id;
+        }
+        if (incomplete === 'max_events') break;
+        if (page.entries.length === 0) break;
+        if (scanned >= maxScan) {
+          // Only incomplete if the stream still holds more after the cursor.
+          const more = await history.readAfter(cursor, 1);
+          if (more.entries.length > 0) incomplete ??= 'max_scan';
+          break;
+        }
+      }
+    }
+    if (stream.closed) return;
+    const first = [bootstrap];
+    if (incomplete !== undefined) {
+      first.push(this.incomplete(stream));
+      this.deps.metrics.pushResumeIncomplete.add(1, { reason: incomplete });
+    }
+    this.deps.metrics.pushResumeReplayed.add(replayed.length);
+    stream.start([...first, ...replayed], { skipThroughEventId: cursor });
+  }
+
+  private incomplete(stream: PushStream): GatewayEvent {
+    return this.gatewayEvent(GatewayEventTypes.resumeIncomplete, stream.userId, stream.deviceSessionId, () => new Uint8Array(0));
+  }
+
+  private gatewayEvent(eventType: string, userId: string, deviceSessionId: string, payload: (now: number) => Uint8Array): GatewayEvent {
+    const timestampMs = this.deps.clock.now();
+    return signEvent(this.options.signer, { eventId: '', eventType, userId, deviceSessionId, timestampMs, payload: payload(timestampMs) });
+  }
+}
+
+function targets(stream: PushStream, userId: string, deviceSessionId: string): boolean {
+  return userId === stream.userId && (deviceSessionId === '' || deviceSessionId === stream.deviceSessionId);
+}

@@ -1,0 +1,140 @@
+import type { DeviceSession, ResolvedSession } from '../domain.js';
+import { GatewayError, GatewayMessages } from '../errors.js';
+import { systemClock, type Clock } from '../ports/clock.port.js';
+import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { SessionStore } from '../ports/session-store.port.js';
+import { ed25519PublicKeyFromRaw } from '../signing/keys.js';
+import { parseSessionFields } from './session-fields.js';
+
+export interface SessionCacheOptions {
+  /** Upper bound on cached sessions; the least recently used one is evicted first. */
+  readonly maxEntries: number;
+  /** How long a record read from the store is trusted. */
+  readonly ttlMs: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+interface Entry {
+  readonly value: ResolvedSession | null; // null: the store said "no such session"
+  readonly expiresAt: number;
+}
+
+/**
+ * Bounded, TTL'd cache in front of the session store (SPEC §5.1). It keeps the parsed
+ * public-key object so the hot path does no Redis call and no key parsing; snapshots from the
+ * session-events stream replace entries (last wins).
+ *
+ * A lookup that was in flight while a snapshot for the same session was applied returns the
+ * snapshot, never the older record it read, so a revoke can't be undone by a slow read.
+ */
+export class SessionCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<ResolvedSession | null>>();
+  /** Bumped by `apply` per session and by `clear`, to discard results of reads that raced them. */
+  private readonly versions = new Map<string, number>();
+  private epoch = 0;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly options: SessionCacheOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? noopLogger;
+  }
+
+  /** Number of cached entries (including negative ones). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * The session for `deviceSessionId`, or `undefined` if unknown (or malformed).
+   * Rejects with `UNAVAILABLE` `session store unavailable` when the store cannot answer.
+   */
+  async lookup(deviceSessionId: string): Promise<ResolvedSession | undefined> {
+    const cached = this.peekEntry(deviceSessionId);
+    if (cached !== undefined) return cached.value ?? undefined;
+    let pending = this.inflight.get(deviceSessionId);
+    if (pending === undefined) {
+      pending = this.load(deviceSessionId);
+      this.inflight.set(deviceSessionId, pending);
+      void pending.then(
+        () => this.inflight.delete(deviceSessionId),
+        () => this.inflight.delete(deviceSessionId),
+      );
+    }
+    return (await pending) ?? undefined;
+  }
+
+  /** The cached session without touching the store (expired entries count as absent). */
+  peek(deviceSessionId: string): ResolvedSession | undefined {
+    return this.peekEntry(deviceSessionId)?.value ?? undefined;
+  }
+
+  /** Applies a session snapshot (last wins). Returns the resolved session. */
+  apply(session: DeviceSession): ResolvedSession {
+    const resolved: ResolvedSession = { session, publicKey: ed25519PublicKeyFromRaw(session.clientPublicKey) };
+    this.versions.set(session.deviceSessionId, (this.versions.get(session.deviceSessionId) ?? 0) + 1);
+    this.put(session.deviceSessionId, resolved);
+    return resolved;
+  }
+
+  /** Drops every entry (after the session-events subscriber reconnected, snapshots may be missed). */
+  clear(): void {
+    this.entries.clear();
+    this.versions.clear();
+    this.epoch += 1;
+  }
+
+  private peekEntry(id: string): Entry | undefined {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= this.clock.now()) {
+      this.entries.delete(id);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private async load(id: string): Promise<ResolvedSession | null> {
+    const epoch = this.epoch;
+    const version = this.versions.get(id) ?? 0;
+    let fields;
+    try {
+      fields = await this.store.getRecord(id);
+    } catch (cause) {
+      throw GatewayError.unavailable(GatewayMessages.sessionStoreUnavailable, cause);
+    }
+    // A snapshot applied while we were reading is newer than what we read.
+    if (epoch === this.epoch && (this.versions.get(id) ?? 0) !== version) {
+      const fresh = this.peekEntry(id);
+      if (fresh !== undefined) return fresh.value;
+    }
+    let value: ResolvedSession | null = null;
+    if (fields !== undefined) {
+      const parsed = parseSessionFields(fields);
+      if (!parsed.ok) {
+        this.logger.warn('malformed session record', { device_session_id: id, reason: parsed.reason });
+      } else if (parsed.session.deviceSessionId !== id) {
+        this.logger.warn('malformed session record', { device_session_id: id, reason: 'device_session_id does not match key' });
+      } else {
+        value = { session: parsed.session, publicKey: ed25519PublicKeyFromRaw(parsed.session.clientPublicKey) };
+      }
+    }
+    if (epoch === this.epoch) this.put(id, value);
+    return value;
+  }
+
+  private put(id: string, value: ResolvedSession | null): void {
+    this.entries.delete(id);
+    this.entries.set(id, { value, expiresAt: this.clock.now() + this.options.ttlMs });
+    while (this.entries.size > this.options.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done === true) break;
+      this.entries.delete(oldest.value);
+    }
+  }
+}

@@ -1,0 +1,25 @@
+import { systemClock, type Clock } from '../ports/clock.port.js';
+import type { ReplayReservation, ReplayStore } from '../ports/replay-store.port.js';
+
+/** In-memory replay reservations with expiry; `failing` makes reservations reject. */
+export class InMemoryReplayStore implements ReplayStore {
+  private readonly reservations = new Map<string, number>();
+  failing = false;
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  async reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
+    if (this.failing) throw new Error('replay store unreachable');
+    const key = `${deviceSessionId}:${requestId}`;
+    const now = this.clock.now();
+    const expires = this.reservations.get(key);
+    if (expires !== undefined && expires > now) return 'duplicate';
+    this.reservations.set(key, now + ttlMs);
+    if (this.reservations.size > 10_000) this.sweep(now);
+    return 'reserved';
+  }
+
+  private sweep(now: number): void {
+    for (const [key, expires] of this.reservations) if (expires <= now) this.reservations.delete(key);
+  }
+}
