@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, describeConfig, loadConfig } from './config.js';
+
+const base = {
+  GATEWAY_REDIS_MASTER_ADDR: '127.0.0.1:6379',
+  GATEWAY_REDIS_PASSWORD: 's3cret-pw',
+  GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/keys/signer.pem',
+};
+
+function failure(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies the defaults of SPEC §7', () => {
+    const config = loadConfig(base);
+    expect(config.redis).toMatchObject({ db: 0, keyPrefix: 'gateway:', pingTimeoutMs: 5000, commandTimeoutMs: 2000, replicas: [] });
+    expect(config).toMatchObject({
+      sessionEventsStream: 'gateway:session-events',
+      clientEventsStream: 'gateway:client-events',
+      publicHttpAddr: ':8080',
+      grpcAddr: ':9090',
+      adminHttpAddr: '',
+      shutdownTimeoutMs: 15_000,
+      freshnessWindowMs: 300_000,
+      maxPayloadBytes: 1_048_576,
+      pushStreamBuffer: 256,
+      pushResumeMaxEvents: 1000,
+      pushResumeMaxScan: 10_000,
+      sessionCacheTtlMs: 30_000,
+      sessionCacheMaxEntries: 100_000,
+      authUpstreamUrl: '',
+      authUpstreamTimeoutMs: 5000,
+      downstreamRoutes: '',
+      downstreamTimeoutMs: 10_000,
+      logLevel: 'info',
+    });
+  });
+
+  it.each(['GATEWAY_REDIS_TLS_ENABLED', 'GATEWAY_REDIS_USERNAME'])('fails on the deprecated %s, even when empty', (name) => {
+    const error = failure({ ...base, [name]: '' });
+    expect(error.variable).toBe(name);
+    expect(error.message).toMatch(new RegExp(`^${name}: is deprecated`));
+  });
+
+  it.each([
+    ['GATEWAY_REDIS_MASTER_ADDR', { GATEWAY_REDIS_MASTER_ADDR: '' }],
+    ['GATEWAY_REDIS_MASTER_ADDR', { GATEWAY_REDIS_MASTER_ADDR: 'localhost' }],
+    ['GATEWAY_REDIS_MASTER_ADDR', { GATEWAY_REDIS_MASTER_ADDR: ':6379' }],
+    ['GATEWAY_REDIS_MASTER_ADDR', { GATEWAY_REDIS_MASTER_ADDR: 'h:70000' }],
+    ['GATEWAY_REDIS_PASSWORD', { GATEWAY_REDIS_PASSWORD: '' }],
+    ['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH', { GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '' }],
+    ['GATEWAY_REDIS_DB', { GATEWAY_REDIS_DB: '-1' }],
+    ['GATEWAY_REDIS_DB', { GATEWAY_REDIS_DB: 'one' }],
+    ['GATEWAY_REDIS_REPLICA_ADDRS', { GATEWAY_REDIS_REPLICA_ADDRS: 'a:1,b' }],
+    ['GATEWAY_REDIS_PING_TIMEOUT', { GATEWAY_REDIS_PING_TIMEOUT: '5' }],
+    ['GATEWAY_SHUTDOWN_TIMEOUT', { GATEWAY_SHUTDOWN_TIMEOUT: 'soon' }],
+    ['GATEWAY_REQUEST_FRESHNESS_WINDOW', { GATEWAY_REQUEST_FRESHNESS_WINDOW: '0s' }],
+    ['GATEWAY_PUBLIC_HTTP_ADDR', { GATEWAY_PUBLIC_HTTP_ADDR: '8080' }],
+    ['GATEWAY_ADMIN_HTTP_ADDR', { GATEWAY_ADMIN_HTTP_ADDR: 'admin' }],
+    ['GATEWAY_MAX_PAYLOAD_BYTES', { GATEWAY_MAX_PAYLOAD_BYTES: '1MB' }],
+    ['GATEWAY_PUSH_STREAM_BUFFER', { GATEWAY_PUSH_STREAM_BUFFER: '0' }],
+    ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'not a url' }],
+    ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'ftp://auth' }],
+    ['GATEWAY_LOG_LEVEL', { GATEWAY_LOG_LEVEL: 'verbose' }],
+    ['GATEWAY_CLIENT_EVENTS_REDIS_STREAM', { GATEWAY_CLIENT_EVENTS_REDIS_STREAM: 'gateway:session-events' }],
+  ])('names %s when it is invalid', (variable, override) => {
+    const error = failure({ ...base, ...override });
+    expect(error.variable).toBe(variable);
+    expect(error.message.startsWith(`${variable}: `)).toBe(true);
+  });
+
+  it('parses durations, addresses and lists', () => {
+    const config = loadConfig({
+      ...base,
+      GATEWAY_REDIS_MASTER_ADDR: '[::1]:6380',
+      GATEWAY_REDIS_REPLICA_ADDRS: 'r1:6379, r2:6380',
+      GATEWAY_SHUTDOWN_TIMEOUT: '1m30s',
+      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+      GATEWAY_ADMIN_HTTP_ADDR: ':9100',
+      GATEWAY_REDIS_DB: '3',
+    });
+    expect(config.redis.master).toEqual({ host: '::1', port: 6380 });
+    expect(config.redis.replicas).toEqual([
+      { host: 'r1', port: 6379 },
+      { host: 'r2', port: 6380 },
+    ]);
+    expect(config.shutdownTimeoutMs).toBe(90_000);
+    expect(config.redis.db).toBe(3);
+    expect(config.adminHttpAddr).toBe(':9100');
+  });
+
+  it('never puts the password in the loggable description', () => {
+    expect(JSON.stringify(describeConfig(loadConfig(base)))).not.toContain('s3cret-pw');
+  });
+
+  it('never echoes the password in an error', () => {
+    const error = failure({ ...base, GATEWAY_REDIS_MASTER_ADDR: 'nohost', GATEWAY_REDIS_PASSWORD: 'hunter2' });
+    expect(error.message).not.toContain('hunter2');
+  });
+});

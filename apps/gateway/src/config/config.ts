@@ -1,0 +1,199 @@
+import { parseGoDuration } from './duration.js';
+
+/** A configuration error; the message always names the variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+  }
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** The validated configuration of SPEC §7 (durations in milliseconds). */
+export interface GatewayConfig {
+  readonly redis: {
+    readonly master: HostPort;
+    readonly password: string;
+    readonly replicas: readonly HostPort[];
+    readonly db: number;
+    readonly keyPrefix: string;
+    readonly pingTimeoutMs: number;
+    readonly commandTimeoutMs: number;
+  };
+  readonly sessionEventsStream: string;
+  readonly clientEventsStream: string;
+  readonly signerKeyPath: string;
+  readonly publicHttpAddr: string;
+  readonly grpcAddr: string;
+  /** Empty: the admin listener is disabled. */
+  readonly adminHttpAddr: string;
+  readonly shutdownTimeoutMs: number;
+  readonly freshnessWindowMs: number;
+  readonly maxPayloadBytes: number;
+  readonly pushStreamBuffer: number;
+  readonly pushResumeMaxEvents: number;
+  readonly pushResumeMaxScan: number;
+  readonly sessionCacheTtlMs: number;
+  readonly sessionCacheMaxEntries: number;
+  readonly authUpstreamUrl: string;
+  readonly authUpstreamTimeoutMs: number;
+  /** Raw `GATEWAY_DOWNSTREAM_ROUTES`; parsed by the gRPC adapter. */
+  readonly downstreamRoutes: string;
+  readonly downstreamTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+/** Variables that are no longer accepted: setting them at all fails startup. */
+export const DEPRECATED_VARIABLES: Readonly<Record<string, string>> = {
+  GATEWAY_REDIS_TLS_ENABLED: 'Redis TLS is disabled by policy',
+  GATEWAY_REDIS_USERNAME: 'Redis authentication is password-only',
+};
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parses `host:port`, `[v6]:port`, or (when `allowEmptyHost`) `:port`. */
+export function parseHostPort(variable: string, value: string, allowEmptyHost: boolean): HostPort {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  if (match === null) throw new ConfigError(variable, `"${value}" is not host:port`);
+  const host = match[1] ?? match[2] ?? '';
+  const port = Number(match[3]);
+  if (port > 65535) throw new ConfigError(variable, `port ${port} is out of range`);
+  if (host === '' && !allowEmptyHost) throw new ConfigError(variable, `"${value}" has no host`);
+  return { host, port };
+}
+
+class Reader {
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    const value = this.raw(name);
+    return value === undefined || value === '' ? fallback : value;
+  }
+
+  required(name: string): string {
+    const value = this.raw(name);
+    if (value === undefined || value === '') throw new ConfigError(name, 'is required');
+    return value;
+  }
+
+  duration(name: string, fallback: string): number {
+    const text = this.string(name, fallback);
+    const ms = parseGoDuration(text);
+    if (ms === undefined) throw new ConfigError(name, `"${text}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
+    if (ms <= 0) throw new ConfigError(name, 'must be greater than zero');
+    return ms;
+  }
+
+  integer(name: string, fallback: number, min: number): number {
+    const text = this.raw(name);
+    if (text === undefined || text === '') return fallback;
+    if (!/^\d+$/.test(text)) throw new ConfigError(name, `"${text}" is not an integer`);
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(name, `must be an integer >= ${min}`);
+    return value;
+  }
+
+  address(name: string, fallback: string): string {
+    const value = this.string(name, fallback);
+    parseHostPort(name, value, true);
+    return value;
+  }
+}
+
+/** Reads and validates SPEC §7 from the environment. Throws `ConfigError` naming the variable. */
+export function loadConfig(env: Env = process.env): GatewayConfig {
+  for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
+    if (env[name] !== undefined) throw new ConfigError(name, `is deprecated and no longer accepted (${why}); unset it`);
+  }
+  const r = new Reader(env);
+  const master = parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false);
+  const password = r.required('GATEWAY_REDIS_PASSWORD');
+  const replicasText = r.string('GATEWAY_REDIS_REPLICA_ADDRS', '');
+  const replicas =
+    replicasText === ''
+      ? []
+      : replicasText.split(',').map((part) => parseHostPort('GATEWAY_REDIS_REPLICA_ADDRS', part.trim(), false));
+  const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
+  if (adminHttpAddr !== '') parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true);
+  const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
+  if (authUpstreamUrl !== '') {
+    let url: URL;
+    try {
+      url = new URL(authUpstreamUrl);
+    } catch {
+      throw new ConfigError('GATEWAY_AUTH_UPSTREAM_URL', `"${authUpstreamUrl}" is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new ConfigError('GATEWAY_AUTH_UPSTREAM_URL', 'must be an http:// or https:// URL');
+    }
+  }
+  const logLevel = r.string('GATEWAY_LOG_LEVEL', 'info');
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) {
+    throw new ConfigError('GATEWAY_LOG_LEVEL', `"${logLevel}" is not one of error, warn, info, debug`);
+  }
+  const sessionEventsStream = r.string('GATEWAY_SESSION_EVENTS_REDIS_STREAM', 'gateway:session-events');
+  const clientEventsStream = r.string('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'gateway:client-events');
+  if (sessionEventsStream === clientEventsStream) {
+    throw new ConfigError('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
+  }
+  return {
+    redis: {
+      master,
+      password,
+      replicas,
+      db: r.integer('GATEWAY_REDIS_DB', 0, 0),
+      keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
+      pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
+      commandTimeoutMs: r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s'),
+    },
+    sessionEventsStream,
+    clientEventsStream,
+    signerKeyPath: r.required('GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH'),
+    publicHttpAddr: r.address('GATEWAY_PUBLIC_HTTP_ADDR', ':8080'),
+    grpcAddr: r.address('GATEWAY_AUTHENTICATED_GRPC_ADDR', ':9090'),
+    adminHttpAddr,
+    shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
+    freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
+    maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
+    pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
+    pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
+    pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
+    sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
+    sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
+    authUpstreamUrl,
+    authUpstreamTimeoutMs: r.duration('GATEWAY_AUTH_UPSTREAM_TIMEOUT', '5s'),
+    downstreamRoutes: r.string('GATEWAY_DOWNSTREAM_ROUTES', ''),
+    downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** The configuration as safe to log: no password. */
+export function describeConfig(config: GatewayConfig): Record<string, unknown> {
+  return {
+    redis_master_addr: `${config.redis.master.host}:${config.redis.master.port}`,
+    redis_db: config.redis.db,
+    redis_key_prefix: config.redis.keyPrefix,
+    session_events_stream: config.sessionEventsStream,
+    client_events_stream: config.clientEventsStream,
+    public_http_addr: config.publicHttpAddr,
+    authenticated_grpc_addr: config.grpcAddr,
+    admin_http_addr: config.adminHttpAddr,
+    downstream_routes: config.downstreamRoutes,
+    auth_upstream: config.authUpstreamUrl === '' ? '' : new URL(config.authUpstreamUrl).origin,
+  };
+}

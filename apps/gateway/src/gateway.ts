@@ -1,0 +1,220 @@
+import { readFile } from 'node:fs/promises';
+import { container as rootContainer } from 'tsyringe';
+import {
+  Ed25519ResponseSigner,
+  KeyFormatError,
+  type AuthUpstream,
+  type CommandService,
+  type Logger,
+  type PushHub,
+  type SubscriptionService,
+} from '@edge-gateway/core';
+import { connectAndPing, type RedisClient, type RedisStreamSubscriber } from '@edge-gateway/adapters-redis';
+import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
+import { createAdminApp, createPublicApp, listen, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
+import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
+import { formatDuration } from './config/duration.js';
+import { registerGateway } from './container.js';
+import { runShutdown, type ShutdownStep } from './lifecycle.js';
+import type { Telemetry } from './telemetry.js';
+import { Tokens } from './tokens.js';
+
+/** Startup failed; `message` is the one line an operator reads (never a secret). */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+export interface StartOptions {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly logger: Logger;
+  /** Created from the env by the caller so the logger and metrics exist before config is valid. */
+  readonly telemetry: Telemetry;
+}
+
+/** A started gateway. */
+export interface RunningGateway {
+  readonly config: GatewayConfig;
+  readonly publicHttp: HttpListener;
+  readonly grpc: GrpcServerHandle;
+  readonly adminHttp: HttpListener | undefined;
+  /** Runs the shutdown sequence of SPEC §8.2 once; later calls return the same promise. */
+  shutdown(): Promise<boolean>;
+}
+
+async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
+  const variable = 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH';
+  let pem: Buffer;
+  try {
+    pem = await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new StartupError(`${variable}: cannot read signer key file ${path} (${code})`);
+  }
+  try {
+    return Ed25519ResponseSigner.fromPem(pem);
+  } catch (error) {
+    if (error instanceof KeyFormatError) throw new StartupError(`${variable}: ${error.message}`);
+    throw error;
+  }
+}
+
+/**
+ * Starts the gateway in the order of SPEC §8.1. On any failure, what was already started is
+ * closed again and a `StartupError` (or `ConfigError`) is thrown.
+ */
+export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const { logger, telemetry } = options;
+  const config = loadConfig(options.env);
+  logger.info('starting gateway', describeConfig(config));
+  if (config.redis.replicas.length > 0) {
+    logger.info('redis replica addresses are reserved and unused', {
+      replicas: config.redis.replicas.map((r) => `${r.host}:${r.port}`),
+    });
+  }
+  const signer = await loadSigner(config.signerKeyPath);
+  logger.info('response signer loaded', { signer_key_id: signer.keyId });
+
+  const container = rootContainer.createChildContainer();
+  registerGateway(container, { config, logger, telemetry, signer });
+
+  const undo: ShutdownStep[] = [];
+  const abort = async (error: unknown): Promise<never> => {
+    await runShutdown([...undo].reverse(), config.shutdownTimeoutMs, logger.child({ phase: 'startup-rollback' }));
+    throw error;
+  };
+
+  let readiness: Readiness = 'starting';
+  const redis = container.resolve<RedisClient>(Tokens.RedisClient);
+  const downstreams = container.resolve<ReturnType<typeof createDownstreamRouter>>(Tokens.Downstreams);
+  undo.push({ component: 'downstreams', stop: () => downstreams.close() });
+  try {
+    await connectAndPing(redis, config.redis.pingTimeoutMs);
+  } catch (error) {
+    await abort(new StartupError(error instanceof Error ? error.message : String(error)));
+  }
+  undo.push({ component: 'redis', stop: () => closeRedis(redis) });
+  logger.info('redis connected', {
+    address: `${config.redis.master.host}:${config.redis.master.port}`,
+    db: config.redis.db,
+    ping_timeout: formatDuration(config.redis.pingTimeoutMs),
+  });
+
+  const sessionSubscriber = container.resolve<RedisStreamSubscriber>(Tokens.SessionEventsSubscriber);
+  const clientSubscriber = container.resolve<RedisStreamSubscriber>(Tokens.ClientEventsSubscriber);
+  const commands = container.resolve<CommandService>(Tokens.CommandService);
+  const subscriptions = container.resolve<SubscriptionService>(Tokens.SubscriptionService);
+  const hub = container.resolve<PushHub>(Tokens.PushHub);
+
+  let publicHttp: HttpListener | undefined;
+  let grpc: GrpcServerHandle | undefined;
+  let adminHttp: HttpListener | undefined;
+  try {
+    await sessionSubscriber.start();
+    undo.push({ component: 'session-events subscriber', stop: () => sessionSubscriber.stop() });
+    await clientSubscriber.start();
+    undo.push({ component: 'client-events subscriber', stop: () => clientSubscriber.stop() });
+    logger.info('stream subscribers started', {
+      session_events_stream: config.sessionEventsStream,
+      client_events_stream: config.clientEventsStream,
+    });
+
+    const publicApp = createPublicApp({
+      readiness: () => readiness,
+      authUpstream: container.resolve<AuthUpstream | undefined>(Tokens.AuthUpstream),
+      metrics: telemetry.metrics,
+      logger: logger.child({ component: 'public-http' }),
+    });
+    publicHttp = await listen(publicApp, config.publicHttpAddr);
+    const publicListener = publicHttp;
+    undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
+    logger.info('public http listener started', { address: publicHttp.address });
+
+    grpc = await startGrpcServer({
+      address: config.grpcAddr,
+      commands,
+      subscriptions,
+      maxPayloadBytes: config.maxPayloadBytes,
+      metrics: telemetry.metrics,
+      logger: logger.child({ component: 'grpc' }),
+    });
+    const grpcServer = grpc;
+    undo.push({ component: 'grpc server', stop: (budget) => grpcServer.shutdown(budget) });
+    logger.info('authenticated grpc listener started', { address: grpc.address });
+    if (downstreams.router.size === 0) {
+      logger.warn('no downstream routes configured: ExecuteCommand answers UNIMPLEMENTED', {});
+    }
+
+    if (config.adminHttpAddr !== '') {
+      const adminApp = createAdminApp({
+        metricsHandler: telemetry.metricsHandler,
+        metrics: telemetry.metrics,
+        logger: logger.child({ component: 'admin-http' }),
+      });
+      adminHttp = await listen(adminApp, config.adminHttpAddr);
+      const adminListener = adminHttp;
+      undo.push({ component: 'admin http listener', stop: (budget) => adminListener.close(budget) });
+      logger.info('admin http listener started', { address: adminHttp.address });
+    }
+  } catch (error) {
+    await abort(error instanceof StartupError ? error : new StartupError(error instanceof Error ? error.message : String(error)));
+  }
+
+  readiness = 'ready';
+  logger.info('gateway started', {
+    public_http_addr: publicHttp?.address,
+    authenticated_grpc_addr: grpc?.address,
+    admin_http_addr: adminHttp?.address ?? '',
+    signer_key_id: signer.keyId,
+  });
+
+  let stopping: Promise<boolean> | undefined;
+  const shutdown = (): Promise<boolean> => {
+    stopping ??= (async () => {
+      logger.info('gateway shutting down', { budget_per_step: formatDuration(config.shutdownTimeoutMs) });
+      const steps: ShutdownStep[] = [
+        {
+          component: 'readiness',
+          stop: () => {
+            readiness = 'shutting_down';
+            commands.beginShutdown();
+            subscriptions.beginShutdown();
+          },
+        },
+        {
+          component: 'stream subscribers',
+          stop: () => Promise.all([sessionSubscriber.stop(), clientSubscriber.stop()]),
+        },
+        { component: 'push hub', stop: () => hub.close() },
+        { component: 'grpc server', stop: (budget) => grpc?.shutdown(budget) },
+        {
+          component: 'http listeners',
+          stop: (budget) => Promise.all([publicHttp?.close(budget), adminHttp?.close(budget)]),
+        },
+        { component: 'downstreams', stop: () => downstreams.close() },
+        { component: 'redis', stop: () => closeRedis(redis) },
+        { component: 'telemetry', stop: () => telemetry.shutdown() },
+      ];
+      const clean = await runShutdown(steps, config.shutdownTimeoutMs, logger);
+      logger.info('gateway stopped', { clean });
+      return clean;
+    })();
+    return stopping;
+  };
+
+  return {
+    config,
+    publicHttp: publicHttp as HttpListener,
+    grpc: grpc as GrpcServerHandle,
+    adminHttp,
+    shutdown,
+  };
+}
+
+async function closeRedis(client: RedisClient): Promise<void> {
+  if (!client.isOpen) return;
+  try {
+    await client.close();
+  } catch {
+    client.destroy();
+  }
+}

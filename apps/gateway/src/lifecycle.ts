@@ -1,0 +1,49 @@
+import type { Logger } from '@edge-gateway/core';
+
+/** Resolves `work` or rejects after `budgetMs`; the timer never keeps the process alive. */
+export async function withBudget<T>(work: Promise<T>, budgetMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${budgetMs}ms`)), budgetMs);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One step of the shutdown sequence (SPEC §8.2). */
+export interface ShutdownStep {
+  readonly component: string;
+  stop(budgetMs: number): Promise<unknown> | unknown;
+}
+
+/**
+ * Runs the steps in order, each with its own budget, logging `component stopped` with the
+ * component name and duration. A step that fails or overruns is logged and the sequence goes on.
+ * Returns true when every step stopped cleanly.
+ */
+export async function runShutdown(steps: readonly ShutdownStep[], budgetMs: number, logger: Logger): Promise<boolean> {
+  let clean = true;
+  for (const step of steps) {
+    const started = performance.now();
+    try {
+      await withBudget(Promise.resolve().then(() => step.stop(budgetMs)), budgetMs, step.component);
+      logger.info('component stopped', { component: step.component, duration_ms: elapsed(started) });
+    } catch (error) {
+      clean = false;
+      logger.warn('component stop failed', {
+        component: step.component,
+        duration_ms: elapsed(started),
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  return clean;
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}

@@ -1,0 +1,76 @@
+import { trace } from '@opentelemetry/api';
+import type { Logger, LogFields } from '@edge-gateway/core';
+import winston from 'winston';
+import type { LogLevel } from './config/config.js';
+
+// Field names that must never reach a log line, whatever a caller passes (SPEC §8.5).
+const SECRET_FIELDS = new Set([
+  'password',
+  'redis_password',
+  'payload',
+  'payload_base64',
+  'signature',
+  'private_key',
+  'client_public_key',
+  'key',
+]);
+
+const redact = winston.format((info) => {
+  for (const field of Object.keys(info)) {
+    if (SECRET_FIELDS.has(field)) delete info[field];
+  }
+  return info;
+});
+
+const traceId = winston.format((info) => {
+  const span = trace.getActiveSpan();
+  if (span !== undefined) {
+    const context = span.spanContext();
+    if (trace.isSpanContextValid(context)) info['trace_id'] = context.traceId;
+  }
+  return info;
+});
+
+/** The winston logger of the binary: one JSON object per line on stdout. */
+export function createWinstonLogger(level: LogLevel, stream: NodeJS.WritableStream = process.stdout): winston.Logger {
+  return winston.createLogger({
+    level,
+    levels: { error: 0, warn: 1, info: 2, debug: 3 },
+    format: winston.format.combine(redact(), traceId(), winston.format.timestamp(), winston.format.json()),
+    transports: [new winston.transports.Stream({ stream })],
+  });
+}
+
+/** Adapts winston to the core's `Logger` port. */
+export class WinstonLogger implements Logger {
+  constructor(
+    private readonly winstonLogger: winston.Logger,
+    private readonly fields: LogFields = {},
+  ) {}
+
+  error(message: string, fields?: LogFields): void {
+    this.winstonLogger.log('error', message, { ...this.fields, ...fields });
+  }
+  warn(message: string, fields?: LogFields): void {
+    this.winstonLogger.log('warn', message, { ...this.fields, ...fields });
+  }
+  info(message: string, fields?: LogFields): void {
+    this.winstonLogger.log('info', message, { ...this.fields, ...fields });
+  }
+  debug(message: string, fields?: LogFields): void {
+    if (!this.winstonLogger.isDebugEnabled()) return;
+    this.winstonLogger.log('debug', message, { ...this.fields, ...fields });
+  }
+  child(fields: LogFields): Logger {
+    return new WinstonLogger(this.winstonLogger, { ...this.fields, ...fields });
+  }
+}
+
+/** Ends the logger and waits until every line reached stdout. */
+export async function flushLogger(logger: winston.Logger): Promise<void> {
+  await new Promise<void>((resolve) => {
+    logger.once('finish', () => resolve());
+    logger.end();
+  });
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+}

@@ -1,0 +1,22 @@
+/** Injection tokens of the gateway's tsyringe container (the only place DI lives). */
+export const Tokens = {
+  Config: Symbol('GatewayConfig'),
+  Logger: Symbol('Logger'),
+  Telemetry: Symbol('Telemetry'),
+  Metrics: Symbol('GatewayMetrics'),
+  Signer: Symbol('ResponseSigner'),
+  RedisClient: Symbol('RedisClient'),
+  SessionStore: Symbol('SessionStore'),
+  ReplayStore: Symbol('ReplayStore'),
+  EventHistory: Symbol('EventHistory'),
+  SessionCache: Symbol('SessionCache'),
+  PushHub: Symbol('PushHub'),
+  Downstreams: Symbol('Downstreams'),
+  CommandService: Symbol('CommandService'),
+  SubscriptionService: Symbol('SubscriptionService'),
+  SessionEventsHandler: Symbol('SessionEventsHandler'),
+  ClientEventsHandler: Symbol('ClientEventsHandler'),
+  SessionEventsSubscriber: Symbol('SessionEventsSubscriber'),
+  ClientEventsSubscriber: Symbol('ClientEventsSubscriber'),
+  AuthUpstream: Symbol('AuthUpstream'),
+} as const;

@@ -1,0 +1,165 @@
+import {
+  status as GrpcStatus,
+  type Metadata,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Span } from '@opentelemetry/api';
+import {
+  GatewayError,
+  GatewayMetrics,
+  describe,
+  noopLogger,
+  type CommandService,
+  type GatewayEvent as CoreGatewayEvent,
+  type Logger,
+  type PushSink,
+  type PushStream,
+  type SubscriptionService,
+} from '@edge-gateway/core';
+import {
+  type EdgeGatewayServer,
+  type ExecuteCommandRequest,
+  type ExecuteCommandResponse,
+  type GatewayEvent,
+  type SubscribeEventsRequest,
+} from './generated/edgegateway/v1/edge_gateway.js';
+import { fromCommandResult, fromGatewayEvent, toCommandRequest, toSubscribeRequest } from './message-mapping.js';
+import { grpcStatusName, toServiceError, type GatewayStatus } from './status-mapping.js';
+import { metadataGetter } from './trace-context.js';
+
+/** What the EdgeGateway service implementation needs. */
+export interface EdgeGatewayServiceOptions {
+  readonly commands: CommandService;
+  readonly subscriptions: SubscriptionService;
+  readonly metrics?: GatewayMetrics;
+  readonly logger?: Logger;
+}
+
+/** Metric label `method`. */
+export type GrpcMethodName = 'ExecuteCommand' | 'SubscribeEvents';
+
+const SERVICE_NAME = 'edgegateway.v1.EdgeGateway';
+const tracer = trace.getTracer('@edge-gateway/adapters-grpc');
+
+/**
+ * The `edgegateway.v1.EdgeGateway` implementation: maps wire messages to the core services
+ * and core errors to gRPC statuses (SPEC §4), and nothing else.
+ */
+export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): EdgeGatewayServer {
+  const metrics = options.metrics ?? new GatewayMetrics();
+  const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
+
+  /** Starts a server span continuing the caller's W3C trace context (no-op without an SDK). */
+  function startSpan(method: GrpcMethodName, metadata: Metadata): { span: Span; run: <T>(fn: () => T) => T } {
+    const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+    const span = tracer.startSpan(`${SERVICE_NAME}/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': SERVICE_NAME, 'rpc.method': method } }, parent);
+    const ctx = trace.setSpan(parent, span);
+    return { span, run: (fn) => context.with(ctx, fn) };
+  }
+
+  function record(method: GrpcMethodName, code: GrpcStatus, started: number, span: Span): void {
+    const labels = { method, code: grpcStatusName(code) };
+    metrics.grpcRequests.add(1, labels);
+    metrics.grpcDuration.record((performance.now() - started) / 1000, labels);
+    span.setAttribute('rpc.grpc.status_code', code);
+    if (code !== GrpcStatus.OK && code !== GrpcStatus.CANCELLED) span.setStatus({ code: SpanStatusCode.ERROR, message: grpcStatusName(code) });
+    span.end();
+  }
+
+  function statusOf(error: unknown, method: GrpcMethodName): GatewayStatus {
+    if (!(error instanceof GatewayError)) logger.error('unexpected error in grpc handler', { method, error: describe(error) });
+    return toServiceError(error);
+  }
+
+  return {
+    executeCommand(
+      call: ServerUnaryCall<ExecuteCommandRequest, ExecuteCommandResponse>,
+      callback: sendUnaryData<ExecuteCommandResponse>,
+    ): void {
+      const started = performance.now();
+      const { span, run } = startSpan('ExecuteCommand', call.metadata);
+      const controller = new AbortController();
+      call.once('cancelled', () => controller.abort());
+      const deadlineMs = deadlineOf(call.getDeadline());
+      run(() =>
+        options.commands
+          .execute(toCommandRequest(call.request), {
+            signal: controller.signal,
+            ...(deadlineMs === undefined ? {} : { deadlineMs }),
+          })
+          .then(
+            (result) => {
+              record('ExecuteCommand', GrpcStatus.OK, started, span);
+              callback(null, fromCommandResult(result));
+            },
+            (error: unknown) => {
+              const status = controller.signal.aborted ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
+              record('ExecuteCommand', status.code, started, span);
+              callback(status);
+            },
+          ),
+      );
+    },
+
+    subscribeEvents(call: ServerWritableStream<SubscribeEventsRequest, GatewayEvent>): void {
+      const started = performance.now();
+      const { span, run } = startSpan('SubscribeEvents', call.metadata);
+      let stream: PushStream | undefined;
+      let ended = false;
+      let cancelled = false;
+      let drainMissed = false;
+
+      const finish = (status: GatewayStatus | undefined): void => {
+        if (ended) return;
+        ended = true;
+        record('SubscribeEvents', status?.code ?? GrpcStatus.CANCELLED, started, span);
+        if (cancelled) return;
+        if (status === undefined) {
+          call.end();
+        } else {
+          // grpc-js turns an 'error' event into the call's status, sent after the messages
+          // already written (destroy() would drop the status entirely).
+          call.emit('error', { code: status.code, details: status.details });
+        }
+      };
+
+      const sink: PushSink = {
+        write: (event: CoreGatewayEvent) => {
+          if (ended) return true;
+          return call.write(fromGatewayEvent(event));
+        },
+        end: (error) => finish(error === undefined ? undefined : toServiceError(error)),
+      };
+
+      call.on('drain', () => {
+        if (stream === undefined) drainMissed = true;
+        else stream.resume();
+      });
+      call.once('cancelled', () => {
+        // The client went away: free the hub slot now, nothing can be sent any more.
+        cancelled = true;
+        if (stream !== undefined) stream.cancel();
+        finish(undefined);
+      });
+
+      run(() =>
+        options.subscriptions.subscribe(toSubscribeRequest(call.request), sink).then(
+          (opened) => {
+            stream = opened;
+            if (cancelled) opened.cancel();
+            else if (drainMissed) opened.resume();
+          },
+          (error: unknown) => finish(statusOf(error, 'SubscribeEvents')),
+        ),
+      );
+    },
+  };
+}
+
+/** The client's deadline in epoch ms, or undefined when it set none. */
+export function deadlineOf(deadline: Date | number): number | undefined {
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) ? ms : undefined;
+}

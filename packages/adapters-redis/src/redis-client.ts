@@ -1,0 +1,213 @@
+import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
+import { createClient } from 'redis';
+import { backoffDelay, type ReconnectOptions } from './backoff.js';
+import { RedisCommandError } from './redis-command-error.js';
+
+/** The node-redis client type this package wraps. */
+export type NodeRedisClient = ReturnType<typeof createClient>;
+
+/** A raw RESP2 reply as node-redis returns it for `sendCommand` (no type mapping). */
+export type RawReply = string | number | null | RawReply[];
+
+/** Options of {@link createRedisClient}. */
+export interface RedisClientOptions {
+  host: string;
+  port: number;
+  /** `requirepass` password; never logged. */
+  password: string;
+  /** Logical database (default 0). */
+  db?: number;
+  /** `CLIENT SETNAME` value (stream connections get a `:stream` suffix). */
+  clientName?: string;
+  /** Bound on each command (`GATEWAY_REDIS_COMMAND_TIMEOUT`, default 2000). */
+  commandTimeoutMs?: number;
+  /** Reconnect backoff of the shared connection. */
+  reconnect?: ReconnectOptions;
+  metrics?: GatewayMetrics;
+  logger?: Logger;
+}
+
+/** Per-call options of {@link RedisClient.command}. */
+export interface RedisCommandOptions {
+  /** Overrides the client's command timeout; `0` disables it. */
+  timeoutMs?: number;
+  /** Run on this connection (e.g. a duplicate) instead of the shared one. */
+  connection?: NodeRedisClient;
+}
+
+const tracer = trace.getTracer('@edge-gateway/adapters-redis');
+
+/** Error codes of a socket that could not reach the server. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE']);
+
+/** Describes an error for logs and messages: name, message and errno code; no arguments, no password. */
+export function describeRedisError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as NodeJS.ErrnoException).code;
+  const base = err.message || err.name;
+  return code !== undefined && !base.includes(code) ? `${base} (${code})` : base;
+}
+
+/** Whether `err` is a socket-level "cannot reach the server" error. */
+export function isUnreachableError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && UNREACHABLE_CODES.has(code);
+}
+
+/**
+ * The one shared Redis connection of a gateway process (SPEC §5.5, §8.1). Commands never wait
+ * in an offline queue: while the connection is down they fail at once, and each command is
+ * bounded by `commandTimeoutMs`. The connection reconnects by itself with capped exponential
+ * backoff. Every command issued through {@link RedisClient.command} records
+ * `gateway_redis_command_duration_seconds{command,outcome}` and, unless
+ * `@opentelemetry/instrumentation-redis` already patched node-redis, a client span
+ * `redis <COMMAND>`.
+ */
+export class RedisClient {
+  /** The underlying node-redis client; prefer {@link RedisClient.command}. */
+  readonly raw: NodeRedisClient;
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly commandTimeoutMs: number;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  private readonly options: RedisClientOptions;
+
+  constructor(options: RedisClientOptions) {
+    this.options = options;
+    this.host = options.host;
+    this.port = options.port;
+    this.db = options.db ?? 0;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.logger = (options.logger ?? noopLogger).child({ component: 'redis' });
+    this.raw = this.newConnection({ name: options.clientName, reconnect: true });
+  }
+
+  /** `host:port` of the server, for messages. */
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  /** Whether the shared connection is established and ready for commands. */
+  get isReady(): boolean {
+    return this.raw.isReady;
+  }
+
+  /** Opens the shared connection (retrying with backoff until ready or destroyed). */
+  async connect(): Promise<void> {
+    if (!this.raw.isOpen) await this.raw.connect();
+  }
+
+  /** Closes the shared connection after pending commands finish. */
+  async close(): Promise<void> {
+    if (!this.raw.isOpen) return;
+    try {
+      await this.raw.close();
+    } catch {
+      this.raw.destroy();
+    }
+  }
+
+  /** Closes the shared connection at once, rejecting pending commands. */
+  destroy(): void {
+    if (this.raw.isOpen) this.raw.destroy();
+  }
+
+  /**
+   * A new, unconnected connection to the same server with its own error listener.
+   * With `reconnect: false` it never reconnects by itself: the first socket error ends it
+   * (stream subscribers run their own reconnect loop).
+   */
+  newConnection(options: { name?: string | undefined; reconnect: boolean }): NodeRedisClient {
+    const reconnect = this.options.reconnect ?? {};
+    const connection = createClient({
+      socket: {
+        host: this.host,
+        port: this.port,
+        connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+        reconnectStrategy: options.reconnect ? (retries: number) => backoffDelay(retries, reconnect) : false,
+      },
+      password: this.options.password,
+      database: this.db,
+      ...(options.name !== undefined ? { name: options.name } : {}),
+      disableOfflineQueue: true,
+    });
+    const role = options.reconnect ? 'shared' : (options.name ?? 'dedicated');
+    // Without a listener an `error` event would crash the process.
+    connection.on('error', (err: unknown) => {
+      this.logger.warn('redis connection error', { connection: role, address: this.address, error: describeRedisError(err) });
+    });
+    return connection;
+  }
+
+  /** A connection for blocking reads (see {@link RedisClient.newConnection}), named `<clientName>:stream`. */
+  duplicate(): NodeRedisClient {
+    const name = this.options.clientName !== undefined ? `${this.options.clientName}:stream` : undefined;
+    return this.newConnection({ name, reconnect: false });
+  }
+
+  /**
+   * Sends one command (`args[0]` is its name) with the command timeout, records its duration
+   * and outcome, and traces it. Rejects with {@link RedisCommandError}.
+   */
+  async command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
+    const name = (args[0] ?? '').toUpperCase();
+    const connection = options.connection ?? this.raw;
+    const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
+    const started = performance.now();
+    const span = this.startSpan(name, connection);
+    try {
+      const reply = (await connection.sendCommand([...args], timeoutMs > 0 ? { timeout: timeoutMs } : {})) as RawReply;
+      this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
+      span?.end();
+      return reply;
+    } catch (err) {
+      this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'error' });
+      const wrapped = toCommandError(name, err, timeoutMs);
+      if (span !== undefined) {
+        span.recordException(wrapped);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: wrapped.message });
+        span.end();
+      }
+      throw wrapped;
+    }
+  }
+
+  /** `PING`; resolves when the server answered `PONG`. */
+  async ping(options: RedisCommandOptions = {}): Promise<void> {
+    await this.command(['PING'], options);
+  }
+
+  private startSpan(name: string, connection: NodeRedisClient): Span | undefined {
+    // instrumentation-redis wraps sendCommand (shimmer marks it `__wrapped`); then its span suffices.
+    if ((connection.sendCommand as { __wrapped?: boolean }).__wrapped === true) return undefined;
+    return tracer.startSpan(`redis ${name}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'db.system': 'redis',
+        'db.system.name': 'redis',
+        'db.operation.name': name,
+        'db.namespace': String(this.db),
+        'server.address': this.host,
+        'server.port': this.port,
+      },
+    });
+  }
+}
+
+function toCommandError(name: string, err: unknown, timeoutMs: number): RedisCommandError {
+  if (err instanceof RedisCommandError) return err;
+  const errName = err instanceof Error ? err.constructor.name : '';
+  if (errName === 'TimeoutError') return new RedisCommandError(name, `timed out after ${timeoutMs}ms`, { cause: err });
+  if (errName === 'ClientOfflineError') return new RedisCommandError(name, 'the client is offline (not connected to redis)', { cause: err });
+  if (errName === 'ClientClosedError') return new RedisCommandError(name, 'the client is closed', { cause: err });
+  return new RedisCommandError(name, describeRedisError(err), { cause: err });
+}
+
+/** Creates the shared Redis client (not connected yet; see `connectAndPing`). */
+export function createRedisClient(options: RedisClientOptions): RedisClient {
+  return new RedisClient(options);
+}

@@ -1,0 +1,26 @@
+import type { ReplayReservation, ReplayStore } from '@edge-gateway/core';
+import type { RedisClient } from './redis-client.js';
+
+/** Options of {@link RedisReplayStore}. */
+export interface RedisReplayStoreOptions {
+  /** `GATEWAY_REDIS_KEY_PREFIX` (e.g. `gateway:`). */
+  keyPrefix: string;
+}
+
+/**
+ * Replay reservations shared by every gateway process on the same Redis (SPEC §5.2):
+ * `SET P + "replay:" + ds + ":" + req 1 NX PX ttl`. Rejects when the reservation cannot be
+ * confirmed, so the core fails closed.
+ */
+export class RedisReplayStore implements ReplayStore {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly options: RedisReplayStoreOptions,
+  ) {}
+
+  async reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
+    const key = `${this.options.keyPrefix}replay:${deviceSessionId}:${requestId}`;
+    const reply = await this.client.command(['SET', key, '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
+    return reply === null ? 'duplicate' : 'reserved';
+  }
+}

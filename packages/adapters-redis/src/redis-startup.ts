@@ -1,0 +1,70 @@
+import { describeRedisError, isUnreachableError, type RedisClient } from './redis-client.js';
+
+/** Why the startup PING failed. */
+export type RedisStartupErrorKind = 'auth' | 'unreachable' | 'timeout';
+
+/** The startup `PING` (SPEC §8.1 step 3) failed. The message never contains the password. */
+export class RedisStartupError extends Error {
+  override readonly name = 'RedisStartupError';
+
+  constructor(
+    readonly kind: RedisStartupErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const AUTH_REPLY = /^(WRONGPASS|NOAUTH|NOPERM)|invalid password|invalid username-password|AUTH <password> called without any password/i;
+
+function classify(err: unknown, address: string, timeoutMs: number): RedisStartupError {
+  if (err instanceof RedisStartupError) return err;
+  const cause = err instanceof Error && err.cause !== undefined && err.name === 'RedisCommandError' ? err.cause : err;
+  const text = cause instanceof Error ? cause.message : String(cause);
+  if (AUTH_REPLY.test(text)) {
+    return new RedisStartupError('auth', `redis PING failed: authentication failed (wrong password?) for ${address}`, { cause });
+  }
+  if (isUnreachableError(cause)) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return new RedisStartupError('unreachable', `redis PING failed: ${address} unreachable (${code})`, { cause });
+  }
+  if (cause instanceof Error && /timed? ?out/i.test(cause.constructor.name + cause.message)) {
+    return new RedisStartupError('timeout', `redis PING failed: ${address} timed out after ${timeoutMs}ms`, { cause });
+  }
+  return new RedisStartupError('unreachable', `redis PING failed: ${address} unreachable (${describeRedisError(cause)})`, { cause });
+}
+
+/**
+ * Connects the shared client and runs one `PING`, all bounded by `timeoutMs`
+ * (`GATEWAY_REDIS_PING_TIMEOUT`). On failure the client is destroyed (no reconnect loop is
+ * left running) and the promise rejects with a {@link RedisStartupError} whose `kind` tells
+ * a wrong password (`auth`) from a refused connection (`unreachable`) and a server that
+ * does not answer (`timeout`).
+ */
+export async function connectAndPing(client: RedisClient, timeoutMs: number): Promise<void> {
+  const address = client.address;
+  let timer: NodeJS.Timeout | undefined;
+  let onError: ((err: unknown) => void) | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => {
+        reject(new RedisStartupError('timeout', `redis PING failed: ${address} timed out after ${timeoutMs}ms`));
+      }, timeoutMs);
+      // node-redis retries a failed connect forever; its first error tells us why.
+      onError = (err: unknown) => reject(classify(err, address, timeoutMs));
+      client.raw.on('error', onError);
+      const started = Date.now();
+      client
+        .connect()
+        .then(() => client.ping({ timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)) }))
+        .then(resolve, (err: unknown) => reject(classify(err, address, timeoutMs)));
+    });
+  } catch (err) {
+    client.destroy();
+    throw classify(err, address, timeoutMs);
+  } finally {
+    clearTimeout(timer);
+    if (onError !== undefined) client.raw.off('error', onError);
+  }
+}

@@ -1,0 +1,398 @@
+/**
+ * Shared helpers of the core unit tests (outside `src`, so never built or published).
+ * Unit tests import them with a relative path.
+ */
+import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  type CommandRequest,
+  type DeviceSession,
+  type DownstreamCommand,
+  type DownstreamResult,
+  type GatewayEvent,
+  type RawFields,
+  type SubscribeRequest,
+} from '../src/domain.js';
+import { type GatewayError } from '../src/errors.js';
+import { GatewayMetrics } from '../src/observability/metrics.js';
+import { type CommandDownstream, type DownstreamCallContext } from '../src/ports/command-router.port.js';
+import { type LogFields, type Logger } from '../src/ports/logger.port.js';
+import { type ReplayReservation, type ReplayStore } from '../src/ports/replay-store.port.js';
+import { type ResponseSigner } from '../src/ports/response-signer.port.js';
+import { type PushSink } from '../src/push/push-hub.js';
+import { commandRequestBytes, eventBytes, subscribeRequestBytes } from '../src/signing/canonical.js';
+import { ed25519PublicKeyFromRaw, rawPublicKey } from '../src/signing/keys.js';
+import { Ed25519ResponseSigner } from '../src/signing/signer.js';
+
+// ---------------------------------------------------------------------------------------
+// Signing vectors (packages/core/test/vectors/signing.json)
+
+export interface VectorKey {
+  readonly private_key_pem: string;
+  readonly public_key_base64: string;
+  readonly key_id: string;
+}
+
+export interface VectorCase {
+  readonly name: string;
+  readonly signer: 'client' | 'gateway';
+  readonly fields: Readonly<Record<string, string | number>>;
+  readonly canonical_hex: string;
+  readonly signature_hex: string;
+}
+
+export interface SigningVectors {
+  readonly keys: { readonly client: VectorKey; readonly gateway: VectorKey };
+  readonly cases: readonly VectorCase[];
+}
+
+export const vectors: SigningVectors = JSON.parse(
+  readFileSync(new URL('./vectors/signing.json', import.meta.url), 'utf8'),
+) as SigningVectors;
+
+/** The gateway response signer of the vectors (a real Ed25519 signer). */
+export function vectorSigner(): Ed25519ResponseSigner {
+  return Ed25519ResponseSigner.fromPem(vectors.keys.gateway.private_key_pem);
+}
+
+/** A `ResponseSigner` that counts `sign` calls of a real signer. */
+export class CountingSigner implements ResponseSigner {
+  calls = 0;
+  constructor(private readonly inner: ResponseSigner = vectorSigner()) {}
+  get keyId(): string {
+    return this.inner.keyId;
+  }
+  get publicKey(): Uint8Array {
+    return this.inner.publicKey;
+  }
+  sign(data: Uint8Array): Uint8Array {
+    this.calls += 1;
+    return this.inner.sign(data);
+  }
+}
+
+/** True when `event.signature` is a valid signature of its canonical bytes by `publicKey`. */
+export function eventVerifies(publicKey: Uint8Array, event: GatewayEvent): boolean {
+  return verify(null, eventBytes(event), ed25519PublicKeyFromRaw(publicKey), event.signature);
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices (client keys, records, signed requests)
+
+/** A device with its own Ed25519 key pair, able to sign requests like a real client. */
+export class TestDevice {
+  readonly privateKey: KeyObject;
+  readonly publicKeyRaw: Buffer;
+
+  constructor(
+    readonly deviceSessionId: string,
+    readonly userId: string,
+    privateKey?: KeyObject,
+  ) {
+    this.privateKey = privateKey ?? generateKeyPairSync('ed25519').privateKey;
+    this.publicKeyRaw = rawPublicKey(this.privateKey);
+  }
+
+  get publicKeyBase64(): string {
+    return this.publicKeyRaw.toString('base64');
+  }
+
+  /** The session record / snapshot fields of SPEC §5.1. */
+  record(status: string = 'active', extra: RawFields = {}): Record<string, string> {
+    return {
+      device_session_id: this.deviceSessionId,
+      user_id: this.userId,
+      status,
+      client_public_key: this.publicKeyBase64,
+      ...extra,
+    };
+  }
+
+  session(status: 'active' | 'revoked' = 'active'): DeviceSession {
+    return { deviceSessionId: this.deviceSessionId, userId: this.userId, status, clientPublicKey: new Uint8Array(this.publicKeyRaw) };
+  }
+
+  /** A signed ExecuteCommand request; `overrides` are applied before signing unless `signature` is given. */
+  command(overrides: Partial<CommandRequest> = {}): CommandRequest {
+    const unsigned = {
+      deviceSessionId: this.deviceSessionId,
+      messageType: 'profile.get',
+      requestId: `req-${(requestCounter += 1)}`,
+      timestampMs: 0,
+      payload: new Uint8Array(Buffer.from('{"q":1}')),
+      ...overrides,
+    };
+    const signature = overrides.signature ?? sign(null, commandRequestBytes(unsigned), this.privateKey);
+    return { ...unsigned, signature };
+  }
+
+  /** A signed SubscribeEvents request. */
+  subscribe(overrides: Partial<SubscribeRequest> = {}): SubscribeRequest {
+    const unsigned = {
+      deviceSessionId: this.deviceSessionId,
+      requestId: `sub-${(requestCounter += 1)}`,
+      timestampMs: 0,
+      resumeAfterEventId: '',
+      ...overrides,
+    };
+    const signature = overrides.signature ?? sign(null, subscribeRequestBytes(unsigned), this.privateKey);
+    return { ...unsigned, signature };
+  }
+}
+
+let requestCounter = 0;
+
+/** A copy of `bytes` with one bit flipped at `index`. */
+export function flipByte(bytes: Uint8Array, index = 0): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out[index] = (out[index] ?? 0) ^ 0x01;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+class CollectingReader extends MetricReader {
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** `GatewayMetrics` on a real SDK meter, with a reader the test collects from. */
+export class MetricsHarness {
+  private readonly reader = new CollectingReader();
+  private readonly provider = new MeterProvider({ readers: [this.reader] });
+  readonly metrics = new GatewayMetrics(this.provider.getMeter('test'));
+
+  /**
+   * Sum of the data points of instrument `name` whose attributes include `attributes`
+   * (0 when nothing was recorded). Counters and up-down counters only.
+   */
+  async value(name: string, attributes: Readonly<Record<string, string>> = {}): Promise<number> {
+    const { resourceMetrics } = await this.reader.collect();
+    let total = 0;
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.descriptor.name !== name) continue;
+        for (const point of metric.dataPoints) {
+          const matches = Object.entries(attributes).every(([k, v]) => point.attributes[k] === v);
+          if (matches && typeof point.value === 'number') total += point.value;
+        }
+      }
+    }
+    return total;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Logging
+
+export interface LogLine {
+  readonly level: 'error' | 'warn' | 'info' | 'debug';
+  readonly message: string;
+  readonly fields: LogFields;
+}
+
+/** A `Logger` that keeps every line (children share the same list). */
+export class CapturingLogger implements Logger {
+  constructor(
+    readonly lines: LogLine[] = [],
+    private readonly base: LogFields = {},
+  ) {}
+  error(message: string, fields?: LogFields): void {
+    this.push('error', message, fields);
+  }
+  warn(message: string, fields?: LogFields): void {
+    this.push('warn', message, fields);
+  }
+  info(message: string, fields?: LogFields): void {
+    this.push('info', message, fields);
+  }
+  debug(message: string, fields?: LogFields): void {
+    this.push('debug', message, fields);
+  }
+  child(fields: LogFields): Logger {
+    return new CapturingLogger(this.lines, { ...this.base, ...fields });
+  }
+  /** Lines with this message. */
+  find(message: string): LogLine[] {
+    return this.lines.filter((line) => line.message === message);
+  }
+  /**
+   * Every line serialized as JSON. Byte arrays are rendered as hex AND base64 so a leaked
+   * payload or signature shows up in whichever form the test searches for.
+   */
+  serialized(): string {
+    return JSON.stringify(this.lines, (_key, value: unknown) => {
+      if (value instanceof Uint8Array) {
+        const b = Buffer.from(value);
+        return `BYTES(${b.toString('hex')}|${b.toString('base64')})`;
+      }
+      if (value instanceof Error) return `${value.name}: ${value.message}`;
+      return value;
+    });
+  }
+  private push(level: LogLine['level'], message: string, fields: LogFields = {}): void {
+    this.lines.push({ level, message, fields: { ...this.base, ...fields } });
+  }
+}
+
+/** Asserts-by-value helper: true when no serialized log line holds any form of `bytes`. */
+export function logsHide(logger: CapturingLogger, bytes: Uint8Array): boolean {
+  const text = logger.serialized();
+  const b = Buffer.from(bytes);
+  return (
+    !text.includes('BYTES(') &&
+    !text.includes(b.toString('hex')) &&
+    !text.includes(b.toString('base64')) &&
+    !text.includes(b.toString('utf8'))
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Async control
+
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * A replay store whose reservations stay pending until the test settles them, so the test
+ * can act while a request is between its replay reservation and the downstream call.
+ */
+export class ControlledReplayStore implements ReplayStore {
+  readonly calls: Array<{ deviceSessionId: string; requestId: string; ttlMs: number; outcome: Deferred<ReplayReservation> }> = [];
+  private readonly waiters: Array<() => void> = [];
+
+  reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
+    const outcome = deferred<ReplayReservation>();
+    this.calls.push({ deviceSessionId, requestId, ttlMs, outcome });
+    for (const wake of this.waiters.splice(0)) wake();
+    return outcome.promise;
+  }
+
+  /** Resolves once `n` reservations have been requested. */
+  async reached(n = 1): Promise<void> {
+    while (this.calls.length < n) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** A replay store that counts reservations and delegates to another one. */
+export class CountingReplayStore implements ReplayStore {
+  calls = 0;
+  constructor(private readonly inner: ReplayStore) {}
+  reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
+    this.calls += 1;
+    return this.inner.reserve(deviceSessionId, requestId, ttlMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Downstream and push sinks
+
+export type DownstreamBehaviour = (command: DownstreamCommand, context: DownstreamCallContext) => Promise<DownstreamResult> | DownstreamResult;
+
+/** A fake business service recording every call. */
+export class FakeDownstream implements CommandDownstream {
+  readonly calls: Array<{ command: DownstreamCommand; context: DownstreamCallContext }> = [];
+  constructor(
+    readonly target = 'fake-downstream:1',
+    public behaviour: DownstreamBehaviour = () => ({ resultCode: 'ok', payload: new Uint8Array(Buffer.from('{"name":"Ada"}')) }),
+  ) {}
+  async execute(command: DownstreamCommand, context: DownstreamCallContext): Promise<DownstreamResult> {
+    this.calls.push({ command, context });
+    return this.behaviour(command, context);
+  }
+}
+
+/** A push sink that records writes and the end; `accept` is what `write` returns. */
+export class RecordingSink implements PushSink {
+  readonly events: GatewayEvent[] = [];
+  readonly ends: Array<GatewayError | undefined> = [];
+  accept = true;
+
+  write(event: GatewayEvent): boolean {
+    this.events.push(event);
+    return this.accept;
+  }
+  end(error: GatewayError | undefined): void {
+    this.ends.push(error);
+  }
+  get ended(): boolean {
+    return this.ends.length > 0;
+  }
+  get types(): string[] {
+    return this.events.map((e) => e.eventType);
+  }
+  get ids(): string[] {
+    return this.events.map((e) => e.eventId);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Protobuf (by hand)
+
+/** Decodes `edgegateway.v1.ServerTime` (field 1 varint int64, field 2 string) by hand. */
+export function decodeServerTime(bytes: Uint8Array): { serverTimeMs: number; requestId: string } {
+  let offset = 0;
+  const varint = (): bigint => {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      const byte = bytes[offset];
+      if (byte === undefined) throw new Error('truncated varint');
+      offset += 1;
+      result |= BigInt(byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) return result;
+      shift += 7n;
+    }
+  };
+  let serverTimeMs = 0;
+  let requestId = '';
+  while (offset < bytes.length) {
+    const tag = Number(varint());
+    const field = tag >> 3;
+    const wire = tag & 7;
+    if (field === 1 && wire === 0) {
+      serverTimeMs = Number(BigInt.asIntN(64, varint()));
+    } else if (field === 2 && wire === 2) {
+      const length = Number(varint());
+      requestId = Buffer.from(bytes.subarray(offset, offset + length)).toString('utf8');
+      offset += length;
+    } else {
+      throw new Error(`unexpected field ${field} wire type ${wire}`);
+    }
+  }
+  return { serverTimeMs, requestId };
+}
+
+/** Client-events stream entry fields (SPEC §5.4). */
+export function clientEventFields(
+  userId: string,
+  eventType: string,
+  payload: string,
+  deviceSessionId?: string,
+): Record<string, string> {
+  return {
+    user_id: userId,
+    event_type: eventType,
+    payload_base64: Buffer.from(payload).toString('base64'),
+    ...(deviceSessionId === undefined ? {} : { device_session_id: deviceSessionId }),
+  };
+}

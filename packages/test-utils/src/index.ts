@@ -1,0 +1,12 @@
+/**
+ * Test helpers shared by the integration and system tests of edge-gateway:
+ * free TCP ports, a real password-protected `redis-server` per test file, and polling.
+ * Only Node built-ins are used.
+ */
+export { freePort } from './free-port.js';
+export { waitFor, type WaitForOptions } from './wait-for.js';
+export {
+  startRedisServer,
+  type RedisServerHandle,
+  type RedisServerOptions,
+} from './redis-server.js';
