@@ -4,8 +4,13 @@ import { createClient } from 'redis';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { RedisCommandError } from './redis-command-error.js';
 
-/** The node-redis client type this package wraps. */
-export type NodeRedisClient = ReturnType<typeof createClient>;
+/** Builds a node-redis client speaking RESP2 (flat array replies, parsed by this package). */
+function createResp2Client(options: Omit<Parameters<typeof createClient>[0] & object, 'RESP'>) {
+  return createClient({ ...options, RESP: 2 });
+}
+
+/** The node-redis client type this package wraps (RESP2, no modules). */
+export type NodeRedisClient = ReturnType<typeof createResp2Client>;
 
 /** A raw RESP2 reply as node-redis returns it for `sendCommand` (no type mapping). */
 export type RawReply = string | number | null | RawReply[];
@@ -123,7 +128,7 @@ export class RedisClient {
    */
   newConnection(options: { name?: string | undefined; reconnect: boolean }): NodeRedisClient {
     const reconnect = this.options.reconnect ?? {};
-    const connection = createClient({
+    const connection = createResp2Client({
       socket: {
         host: this.host,
         port: this.port,

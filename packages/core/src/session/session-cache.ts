@@ -96,6 +96,9 @@ export class SessionCache {
       this.entries.delete(id);
       return undefined;
     }
+    // Refresh recency so eviction drops the least recently used entry, as documented.
+    this.entries.delete(id);
+    this.entries.set(id, entry);
     return entry;
   }
 

@@ -1,0 +1,111 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+
+let redis: RedisServerHandle;
+let keyPath: string;
+const dir = mkdtempSync(join(tmpdir(), 'eg-startup-'));
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  keyPath = writeSignerKey(dir).path;
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+function baseEnv(): Record<string, string> {
+  return {
+    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+    GATEWAY_REDIS_PASSWORD: redis.password,
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: keyPath,
+    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+    GATEWAY_REDIS_PING_TIMEOUT: '1s',
+  };
+}
+
+/** Runs the binary, expects exit 1 with exactly one `startup failed` line, returns it. */
+async function expectStartupFailure(env: Record<string, string>): Promise<{ error: string; gateway: GatewayProcess; ms: number }> {
+  const started = Date.now();
+  const gateway = new GatewayProcess(env);
+  const exit = await gateway.exited;
+  const ms = Date.now() - started;
+  await gateway.stop();
+  expect(exit.code, gateway.raw).toBe(1);
+  const failures = gateway.logs.filter((l) => l.message === 'startup failed');
+  expect(failures, gateway.raw).toHaveLength(1);
+  expect(failures[0]?.level).toBe('error');
+  expect(gateway.logs.some((l) => l.message === 'gateway started')).toBe(false);
+  return { error: String(failures[0]?.['error']), gateway, ms };
+}
+
+describe('startup fails fast (SPEC §8.1)', () => {
+  it.each(['GATEWAY_REDIS_TLS_ENABLED', 'GATEWAY_REDIS_USERNAME'])('on the deprecated %s', async (name) => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), [name]: 'false' });
+    expect(error).toContain(name);
+    expect(error).toContain('deprecated');
+  });
+
+  it('on an invalid duration, naming the variable', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_SHUTDOWN_TIMEOUT: '15 seconds' });
+    expect(error).toMatch(/^GATEWAY_SHUTDOWN_TIMEOUT: /);
+  });
+
+  it('on a missing signer key file', async () => {
+    const { error } = await expectStartupFailure({
+      ...baseEnv(),
+      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: join(dir, 'nope.pem'),
+    });
+    expect(error).toMatch(/^GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: cannot read .*ENOENT/);
+  });
+
+  it('on an unreadable signer key path (a directory)', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: dir });
+    expect(error).toMatch(/cannot read .*EISDIR/);
+  });
+
+  it('on a key file that is not PEM', async () => {
+    const path = join(dir, 'garbage.pem');
+    writeFileSync(path, 'this is not a key\n');
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: path });
+    expect(error).toContain('not a PEM private key');
+  });
+
+  it('on a PKCS#8 key that is not Ed25519', async () => {
+    const path = join(dir, 'rsa.pem');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(path, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const { error, gateway } = await expectStartupFailure({ ...baseEnv(), GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: path });
+    expect(error).toContain('expected ed25519');
+    expect(gateway.raw).not.toContain('PRIVATE KEY');
+  });
+
+  it('on the wrong Redis password, without logging either password', async () => {
+    const { error, gateway } = await expectStartupFailure({ ...baseEnv(), GATEWAY_REDIS_PASSWORD: 'wrong-password-123' });
+    expect(error).toMatch(/auth/i);
+    expect(gateway.raw).not.toContain('wrong-password-123');
+    expect(gateway.raw).not.toContain(redis.password);
+  });
+
+  it('on unreachable Redis', async () => {
+    const port = await freePort();
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${port}` });
+    expect(error).toMatch(/unreachable|ECONNREFUSED/);
+  });
+
+  it('on a Redis that does not answer, bounded by GATEWAY_REDIS_PING_TIMEOUT', async () => {
+    redis.pause();
+    try {
+      const { error, ms } = await expectStartupFailure({ ...baseEnv(), GATEWAY_REDIS_PING_TIMEOUT: '500ms' });
+      expect(error).toMatch(/timed out/);
+      expect(ms).toBeLessThan(8_000);
+    } finally {
+      redis.resume();
+    }
+  });
+});

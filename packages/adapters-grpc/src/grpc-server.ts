@@ -1,0 +1,112 @@
+import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { GatewayMetrics, noopLogger, type CommandService, type Logger, type SubscriptionService } from '@edge-gateway/core';
+import { EdgeGatewayService } from './generated/edgegateway/v1/edge_gateway.js';
+import { createEdgeGatewayService } from './edge-gateway-service.js';
+import { loadReflectionDescriptor } from './proto-files.js';
+
+/** Room for the other request fields on top of `maxPayloadBytes`, so an oversized payload
+ * within it still reaches the core's field check and gets the exact `payload: …` message. */
+export const RECEIVE_HEADROOM_BYTES = 64 * 1024;
+
+/** Fully-qualified name of the public service (also its health-check service name). */
+export const EDGE_GATEWAY_SERVICE_NAME = 'edgegateway.v1.EdgeGateway';
+
+export interface GrpcServerOptions {
+  /** `host:port`; `:port` means all interfaces; port 0 picks a free port. */
+  readonly address: string;
+  readonly commands: CommandService;
+  readonly subscriptions: SubscriptionService;
+  /** `GATEWAY_MAX_PAYLOAD_BYTES`; the max receive size is derived from it. */
+  readonly maxPayloadBytes: number;
+  readonly metrics?: GatewayMetrics;
+  readonly logger?: Logger;
+  /** Server keepalive pings, so dead clients (and their push streams) are noticed. */
+  readonly keepalive?: { readonly timeMs?: number; readonly timeoutMs?: number };
+}
+
+/** A started gRPC server. */
+export interface GrpcServerHandle {
+  readonly server: Server;
+  /** The bound port (useful with port 0). */
+  readonly port: number;
+  /** The bound `host:port`. */
+  readonly address: string;
+  /** `grpc.health.v1` implementation: SERVING for `''` and the EdgeGateway service. */
+  readonly health: HealthImplementation;
+  /**
+   * Marks health NOT_SERVING and stops gracefully (in-flight calls finish); after
+   * `budgetMs` every remaining call is cancelled. Resolves how it ended.
+   */
+  shutdown(budgetMs: number): Promise<'graceful' | 'forced'>;
+}
+
+export const DEFAULT_KEEPALIVE_TIME_MS = 30_000;
+export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
+
+/** Splits `host:port` / `:port` / `[v6]:port` into the address grpc-js binds and the host to report. */
+export function bindAddress(address: string): { bind: string; host: string } {
+  const match = /^(.*):(\d{1,5})$/.exec(address.trim());
+  if (match === null) throw new Error(`invalid listen address "${address}": expected host:port`);
+  const host = match[1] === '' ? '0.0.0.0' : (match[1] as string);
+  const port = Number(match[2]);
+  if (port > 65535) throw new Error(`invalid listen address "${address}": port out of range`);
+  return { bind: `${host}:${port}`, host };
+}
+
+/**
+ * Starts the authenticated gRPC listener: EdgeGateway, `grpc.health.v1` and server
+ * reflection, with the receive limit and keepalive set.
+ */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
+  const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
+  const { bind, host } = bindAddress(options.address);
+  const serverOptions: ChannelOptions = {
+    'grpc.max_receive_message_length': options.maxPayloadBytes + RECEIVE_HEADROOM_BYTES,
+    'grpc.keepalive_time_ms': options.keepalive?.timeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': options.keepalive?.timeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  };
+  const server = new Server(serverOptions);
+  server.addService(
+    EdgeGatewayService,
+    createEdgeGatewayService({
+      commands: options.commands,
+      subscriptions: options.subscriptions,
+      metrics: options.metrics ?? new GatewayMetrics(),
+      logger,
+    }),
+  );
+  const health = new HealthImplementation({ '': 'SERVING', [EDGE_GATEWAY_SERVICE_NAME]: 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(loadReflectionDescriptor()).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(bind, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+  });
+  const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+
+  return {
+    server,
+    port,
+    address: `${bracketed}:${port}`,
+    health,
+    shutdown(budgetMs: number): Promise<'graceful' | 'forced'> {
+      health.setStatus('', 'NOT_SERVING');
+      health.setStatus(EDGE_GATEWAY_SERVICE_NAME, 'NOT_SERVING');
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          logger.warn('grpc graceful shutdown exceeded its budget; forcing', { budget_ms: budgetMs });
+          server.forceShutdown();
+          resolve('forced');
+        }, budgetMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve('graceful');
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import express, { type Express } from 'express';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
+import { errorHandler, methodNotAllowed, notFound } from './error-handling.js';
+import { labelRoute, observeRequests } from './request-observer.js';
+
+/** The path of the Prometheus scrape endpoint on the admin listener. */
+export const ADMIN_METRICS_ROUTE = '/metrics';
+
+export interface AdminAppOptions {
+  /**
+   * Writes the Prometheus text exposition, e.g. the OpenTelemetry
+   * `PrometheusExporter.getMetricsRequestHandler` bound to its exporter.
+   */
+  readonly metricsHandler: (req: IncomingMessage, res: ServerResponse) => void;
+  readonly metrics?: GatewayMetrics;
+  readonly logger?: Logger;
+}
+
+/**
+ * Builds the admin express app: `GET /metrics` delegates to `metricsHandler`; any other
+ * path is `404 not_found`, another method on `/metrics` `405 method_not_allowed`.
+ */
+export function createAdminApp(options: AdminAppOptions): Express {
+  const metrics = options.metrics ?? new GatewayMetrics();
+  const logger = (options.logger ?? noopLogger).child({ component: 'admin-http' });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use(observeRequests({ listener: 'admin', metrics, logger }));
+  app
+    .route(ADMIN_METRICS_ROUTE)
+    .all(labelRoute(ADMIN_METRICS_ROUTE))
+    .get((req, res) => {
+      options.metricsHandler(req, res);
+    })
+    .all(methodNotAllowed(['GET', 'HEAD']));
+  app.use(notFound);
+  app.use(errorHandler(logger));
+  return app;
+}

@@ -1,0 +1,121 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type AddressInfo, type Socket } from 'node:net';
+import { type Express } from 'express';
+import { noopLogger, type Logger } from '@edge-gateway/core';
+import { formatListenAddress, parseListenAddress } from './listen-address.js';
+
+/** How a listener closed: every connection ended on its own, or some were destroyed. */
+export type CloseOutcome = 'graceful' | 'forced';
+
+/** A started HTTP listener. */
+export interface HttpListener {
+  readonly server: Server;
+  /** The bound host, e.g. `127.0.0.1` or `::`. */
+  readonly host: string;
+  /** The bound port (the real one when listening on port 0). */
+  readonly port: number;
+  /** The bound `host:port` (`[host]:port` for IPv6). */
+  readonly address: string;
+  /**
+   * Stops accepting connections, closes idle keep-alive connections at once, lets in-flight
+   * requests finish (their connections close after the answer) and destroys what is left
+   * after `budgetMs`. Calling it again returns the same promise.
+   */
+  close(budgetMs: number): Promise<CloseOutcome>;
+}
+
+export interface ListenOptions {
+  readonly logger?: Logger;
+}
+
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'address not available on this host',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host could not be resolved',
+};
+
+/**
+ * Starts `app` on `address` (`host:port`, `:port` for all interfaces, port 0 for any free
+ * port). Rejects with an `Error` naming the address and the reason (e.g. address already in use).
+ */
+export async function listen(app: Express, address: string, options: ListenOptions = {}): Promise<HttpListener> {
+  const { host, port } = parseListenAddress(address);
+  const logger = options.logger ?? noopLogger;
+  const server = createServer();
+  const active = new Set<ServerResponse>();
+  let closing = false;
+
+  // Connections that have not started a request yet: Node's idle-connection closing skips
+  // them (clients such as undici open spare connections), so close() destroys them itself.
+  const fresh = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    fresh.add(socket);
+    socket.once('close', () => fresh.delete(socket));
+  });
+  // Runs before the app: lets close() ask in-flight and late keep-alive requests to end
+  // their connection once answered.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    fresh.delete(req.socket);
+    if (closing) res.setHeader('Connection', 'close');
+    active.add(res);
+    res.once('close', () => {
+      active.delete(res);
+      // An answer that was already streaming when close() began leaves a keep-alive
+      // connection behind: close it as soon as it turns idle.
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+  });
+  server.on('request', app);
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      const reason = (error.code !== undefined ? LISTEN_ERRORS[error.code] : undefined) ?? error.message;
+      reject(new Error(`cannot listen on ${address}: ${reason}${error.code ? ` (${error.code})` : ''}`, { cause: error }));
+    };
+    server.once('error', onError);
+    server.listen({ host: host === '' ? undefined : host, port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (error) => logger.error('http listener error', { error: error.message }));
+
+  const bound = server.address() as AddressInfo;
+  let closed: Promise<CloseOutcome> | undefined;
+
+  const close = (budgetMs: number): Promise<CloseOutcome> => {
+    closed ??= new Promise<CloseOutcome>((resolve) => {
+      closing = true;
+      for (const res of active) {
+        if (!res.headersSent) res.setHeader('Connection', 'close');
+      }
+      let outcome: CloseOutcome = 'graceful';
+      const timer = setTimeout(() => {
+        outcome = 'forced';
+        logger.warn('http listener close budget exceeded, destroying connections', {
+          address: formatListenAddress(bound.address, bound.port),
+          budget_ms: budgetMs,
+        });
+        server.closeAllConnections();
+      }, budgetMs);
+      // close() also closes idle keep-alive connections (Node >= 19).
+      server.close(() => {
+        clearTimeout(timer);
+        resolve(outcome);
+      });
+      server.closeIdleConnections();
+      for (const socket of fresh) socket.destroy();
+    });
+    return closed;
+  };
+
+  return {
+    server,
+    host: bound.address,
+    port: bound.port,
+    address: formatListenAddress(bound.address, bound.port),
+    close,
+  };
+}

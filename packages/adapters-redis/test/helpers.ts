@@ -1,0 +1,107 @@
+import {
+  GatewayMetrics,
+  type LogFields,
+  type Logger,
+  type StreamEntry,
+  type StreamEntryHandler,
+} from '@edge-gateway/core';
+import type { RedisServerHandle } from '@edge-gateway/test-utils';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { createRedisClient, type RedisClient, type RedisClientOptions } from '../src/index.js';
+
+class CollectingReader extends MetricReader {
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** `GatewayMetrics` on a real SDK meter, with a reader the test collects from. */
+export class MetricsHarness {
+  private readonly reader = new CollectingReader();
+  private readonly provider = new MeterProvider({ readers: [this.reader] });
+  readonly metrics = new GatewayMetrics(this.provider.getMeter('test'));
+
+  /** Sum of counter points (or histogram counts) of `name` whose attributes include `attributes`. */
+  async value(name: string, attributes: Readonly<Record<string, string>> = {}): Promise<number> {
+    const { resourceMetrics } = await this.reader.collect();
+    let total = 0;
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.descriptor.name !== name) continue;
+        for (const point of metric.dataPoints) {
+          if (!Object.entries(attributes).every(([k, v]) => point.attributes[k] === v)) continue;
+          const value = point.value as number | { count: number };
+          total += typeof value === 'number' ? value : value.count;
+        }
+      }
+    }
+    return total;
+  }
+}
+
+export interface LogLine {
+  readonly level: string;
+  readonly message: string;
+  readonly fields: LogFields;
+}
+
+/** A logger that keeps every line (children share the list). */
+export function recordingLogger(lines: LogLine[] = [], base: LogFields = {}): Logger & { lines: LogLine[] } {
+  const log = (level: string) => (message: string, fields: LogFields = {}) => {
+    lines.push({ level, message, fields: { ...base, ...fields } });
+  };
+  return {
+    lines,
+    error: log('error'),
+    warn: log('warn'),
+    info: log('info'),
+    debug: log('debug'),
+    child: (fields: LogFields) => recordingLogger(lines, { ...base, ...fields }),
+  };
+}
+
+/** A handler that records entries (and reconnect notifications) in order. */
+export class RecordingHandler implements StreamEntryHandler {
+  readonly entries: StreamEntry[] = [];
+  reconnects = 0;
+  constructor(readonly stream: 'session_events' | 'client_events' = 'client_events') {}
+  handle(entry: StreamEntry): void {
+    this.entries.push(entry);
+  }
+  onReconnect(): void {
+    this.reconnects += 1;
+  }
+  get ids(): string[] {
+    return this.entries.map((e) => e.id);
+  }
+}
+
+/** A shared client for `server` (fast reconnects so tests stay short). */
+export function clientFor(server: RedisServerHandle, extra: Partial<RedisClientOptions> = {}): RedisClient {
+  return createRedisClient({
+    host: server.host,
+    port: server.port,
+    password: server.password,
+    commandTimeoutMs: 500,
+    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    ...extra,
+  });
+}
+
+let seq = 0;
+/** A stream/key name unique within this test process. */
+export const unique = (label: string): string => `${label}:${process.pid}:${Date.now()}:${(seq += 1)}`;
+
+/** Elapsed milliseconds of `fn`, and its settled outcome. */
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; result?: T; error?: unknown }> {
+  const started = performance.now();
+  try {
+    const result = await fn();
+    return { ms: performance.now() - started, result };
+  } catch (error) {
+    return { ms: performance.now() - started, error };
+  }
+}

@@ -1,0 +1,108 @@
+import { replayStoreContract, sessionStoreContract } from '@edge-gateway/core/testing';
+import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectAndPing, RedisCommandError, RedisReplayStore, RedisSessionStore, type RedisClient } from '../src/index.js';
+import { clientFor, MetricsHarness, timed, unique } from './helpers.js';
+
+let server: RedisServerHandle;
+let client: RedisClient;
+let admin: RedisClient;
+const metrics = new MetricsHarness();
+const keyPrefix = 'test:';
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  client = clientFor(server, { commandTimeoutMs: 400, metrics: metrics.metrics });
+  admin = clientFor(server, { commandTimeoutMs: 2000 });
+  await connectAndPing(client, 5000);
+  await connectAndPing(admin, 5000);
+});
+
+afterAll(async () => {
+  client?.destroy();
+  admin?.destroy();
+  await server?.stop();
+});
+
+/** Pausing keeps the data, so the contract can read it again after repair. */
+const breakStore = async (): Promise<void> => server.pause();
+const repairStore = async (): Promise<void> => {
+  server.resume();
+  await waitFor(async () => (await client.command(['PING'])) === 'PONG', { message: 'redis answers again' });
+};
+
+sessionStoreContract('RedisSessionStore', () => ({
+  store: new RedisSessionStore(client, { keyPrefix }),
+  async seed(id, fields) {
+    const args = Object.entries(fields).flat();
+    await admin.command(['HSET', `${keyPrefix}session:${id}`, ...args]);
+  },
+  breakStore,
+  repairStore,
+}));
+
+replayStoreContract('RedisReplayStore', () => ({
+  store: new RedisReplayStore(client, { keyPrefix }),
+  elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  breakStore,
+  repairStore,
+}));
+
+describe('Redis stores: data layout (SPEC §5.1, §5.2)', () => {
+  it('reads P + "session:" + id and writes P + "replay:" + ds + ":" + req with a PX ttl', async () => {
+    const ds = unique('ds');
+    await admin.command(['HSET', `${keyPrefix}session:${ds}`, 'user_id', 'u1']);
+    await expect(new RedisSessionStore(client, { keyPrefix }).getRecord(ds)).resolves.toEqual({ user_id: 'u1' });
+    await expect(new RedisSessionStore(client, { keyPrefix: 'other:' }).getRecord(ds)).resolves.toBeUndefined();
+
+    await new RedisReplayStore(client, { keyPrefix }).reserve(ds, 'req-9', 600_000);
+    expect(await admin.command(['GET', `${keyPrefix}replay:${ds}:req-9`])).toBe('1');
+    const ttl = Number(await admin.command(['PTTL', `${keyPrefix}replay:${ds}:req-9`]));
+    expect(ttl).toBeGreaterThan(590_000);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+  });
+
+  it('records gateway_redis_command_duration_seconds by command and outcome', async () => {
+    const before = await metrics.value('gateway_redis_command_duration_seconds', { command: 'HGETALL', outcome: 'ok' });
+    await new RedisSessionStore(client, { keyPrefix }).getRecord(unique('ds'));
+    expect(await metrics.value('gateway_redis_command_duration_seconds', { command: 'HGETALL', outcome: 'ok' })).toBe(before + 1);
+  });
+});
+
+describe('request-path commands while Redis is unreachable (SPEC §5.5)', () => {
+  it('fail within about the command timeout while Redis is frozen (SIGSTOP), counted as errors', async () => {
+    const store = new RedisSessionStore(client, { keyPrefix });
+    const errorsBefore = await metrics.value('gateway_redis_command_duration_seconds', { command: 'HGETALL', outcome: 'error' });
+    server.pause();
+    try {
+      const { ms, error } = await timed(() => store.getRecord(unique('ds')));
+      expect(error).toBeInstanceOf(RedisCommandError);
+      expect((error as Error).message).toBe('redis HGETALL failed: timed out after 400ms');
+      expect(ms).toBeGreaterThanOrEqual(350);
+      expect(ms).toBeLessThan(1200);
+    } finally {
+      server.resume();
+    }
+    expect(await metrics.value('gateway_redis_command_duration_seconds', { command: 'HGETALL', outcome: 'error' })).toBe(errorsBefore + 1);
+    // The late reply of the timed-out command must not be handed to the next command.
+    const ds = unique('ds');
+    await admin.command(['HSET', `${keyPrefix}session:${ds}`, 'user_id', 'after-pause']);
+    await waitFor(async () => (await store.getRecord(ds))?.user_id === 'after-pause');
+  });
+
+  it('fail fast while Redis is down (no offline queue) and work again once it is back', async () => {
+    const store = new RedisReplayStore(client, { keyPrefix });
+    await server.stop();
+    try {
+      await waitFor(() => !client.isReady, { message: 'client noticed the outage' });
+      const { ms, error } = await timed(() => store.reserve(unique('ds'), 'r', 1000));
+      expect(error).toBeInstanceOf(RedisCommandError);
+      expect((error as Error).message).toMatch(/^redis SET failed: /);
+      expect(ms).toBeLessThan(100);
+    } finally {
+      await server.restart();
+    }
+    await waitFor(() => client.isReady, { timeoutMs: 5000, message: 'client reconnected' });
+    await expect(store.reserve(unique('ds'), 'r', 1000)).resolves.toBe('reserved');
+  });
+});

@@ -1,0 +1,296 @@
+import { randomUUID, sign, type KeyObject } from 'node:crypto';
+import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { GatewayEventTypes, commandRequestBytes, commandResultBytes, eventBytes, subscribeRequestBytes } from '@edge-gateway/core';
+import { EdgeGatewayClient, ServerTime, type ExecuteCommandResponse, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { GatewayBindingError, GatewayStatusError, toClientError } from './errors.js';
+import { ServerStreamReader } from './stream-reader.js';
+import { TrustedGatewayKeys, devicePrivateKey, type GatewayPublicKey } from './trusted-keys.js';
+
+export interface GatewayClientOptions {
+  /** Gateway gRPC address, `host:port`. */
+  readonly address: string;
+  readonly deviceSessionId: string;
+  /** The session's user; when omitted it is learned from the first bootstrap event. */
+  readonly userId?: string;
+  /** The device's Ed25519 key: a KeyObject or a PKCS#8 PEM string. */
+  readonly privateKey: KeyObject | string;
+  /** Trusted gateway signer keys (raw 32 bytes or base64); several during a key rotation. */
+  readonly gatewayPublicKeys: readonly GatewayPublicKey[];
+  /** Default: insecure (plaintext). */
+  readonly credentials?: ChannelCredentials;
+  readonly channelOptions?: ChannelOptions;
+}
+
+export interface ExecuteOptions {
+  /** Default: a random UUID. */
+  readonly requestId?: string;
+  /** Absolute deadline, epoch ms (local clock); propagated by the gateway to the downstream. */
+  readonly deadlineMs?: number;
+  /** Relative alternative to `deadlineMs`. */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** A verified ExecuteCommand result. */
+export interface CommandResponse {
+  readonly requestId: string;
+  readonly resultCode: string;
+  readonly payload: Uint8Array;
+  readonly timestampMs: number;
+  readonly signerKeyId: string;
+}
+
+/** A push event whose signature and binding were verified. */
+export interface VerifiedEvent {
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly userId: string;
+  readonly deviceSessionId: string;
+  readonly timestampMs: number;
+  readonly payload: Uint8Array;
+  readonly signerKeyId: string;
+  /** The decoded payload of a `gateway.server_time` event. */
+  readonly serverTime?: { readonly serverTimeMs: number; readonly requestId: string };
+}
+
+/** Reconnect backoff for `subscribe({ autoReconnect: true })`. */
+export interface BackoffOptions {
+  /** First delay (default 250 ms). */
+  readonly initialMs?: number;
+  /** Cap (default 10 s). */
+  readonly maxMs?: number;
+  /** Growth factor (default 2). */
+  readonly multiplier?: number;
+  /** Give up after this many consecutive failed attempts (default: never). */
+  readonly maxAttempts?: number;
+}
+
+export interface SubscribeOptions {
+  /** Resume after this event id (default: none, or `lastEventId` when reconnecting). */
+  readonly resumeAfterEventId?: string;
+  /** Aborting ends the iteration quietly. */
+  readonly signal?: AbortSignal;
+  /**
+   * Reconnect with backoff when the stream ends `UNAVAILABLE` (gateway restart, network),
+   * resuming after `lastEventId`. Each new stream starts with its own `gateway.server_time`
+   * event; `gateway.resume_incomplete` tells the app that events may have been missed.
+   */
+  readonly autoReconnect?: boolean;
+  readonly backoff?: BackoffOptions;
+}
+
+/**
+ * Device-side client of the EdgeGateway service: signs requests (SPEC §3), verifies every
+ * response and event against the trusted gateway keys, and checks they are bound to this
+ * device (request id, user, session).
+ */
+export class GatewayClient {
+  private readonly client: EdgeGatewayClient;
+  private readonly key: KeyObject;
+  private readonly trusted: TrustedGatewayKeys;
+  private readonly deviceSessionId: string;
+  private knownUserId: string | undefined;
+  private offsetMs = 0;
+  private lastId = '';
+
+  constructor(options: GatewayClientOptions) {
+    this.key = devicePrivateKey(options.privateKey);
+    this.trusted = new TrustedGatewayKeys(options.gatewayPublicKeys);
+    this.deviceSessionId = options.deviceSessionId;
+    this.knownUserId = options.userId;
+    this.client = new EdgeGatewayClient(options.address, options.credentials ?? grpcCredentials.createInsecure(), options.channelOptions);
+  }
+
+  /** Gateway clock minus local clock, learned from `gateway.server_time` (0 until then). */
+  get clockOffsetMs(): number {
+    return this.offsetMs;
+  }
+
+  /** The id of the last client event received (empty before any): resume point. */
+  get lastEventId(): string {
+    return this.lastId;
+  }
+
+  /** The session's user id, given or learned from a bootstrap event. */
+  get userId(): string | undefined {
+    return this.knownUserId;
+  }
+
+  /** The gateway's idea of now: local clock plus the learned offset. */
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  /**
+   * Runs one command. Rejects with `GatewayStatusError` for a gRPC status, with
+   * `GatewaySignatureError` / `GatewayBindingError` when the response can't be trusted.
+   */
+  async execute(messageType: string, payload: Uint8Array, options: ExecuteOptions = {}): Promise<CommandResponse> {
+    const fields = {
+      deviceSessionId: this.deviceSessionId,
+      messageType,
+      requestId: options.requestId ?? randomUUID(),
+      timestampMs: this.now(),
+      payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+    };
+    const signature = sign(null, commandRequestBytes(fields), this.key);
+    const deadline = options.deadlineMs ?? (options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs);
+    const signal = options.signal;
+    const response = await new Promise<ExecuteCommandResponse>((resolve, reject) => {
+      const call = this.client.executeCommand(
+        { ...fields, signature },
+        new Metadata(),
+        deadline === undefined ? {} : { deadline },
+        (error, result) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (error) reject(toClientError(error));
+          else resolve(result);
+        },
+      );
+      const onAbort = (): void => call.cancel();
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    this.trusted.verify('command response', response.signerKeyId, commandResultBytes(response), response.signature);
+    if (response.requestId !== fields.requestId) {
+      throw new GatewayBindingError(`command response answers request "${response.requestId}", not "${fields.requestId}"`);
+    }
+    return {
+      requestId: response.requestId,
+      resultCode: response.resultCode,
+      payload: response.payload,
+      timestampMs: response.timestampMs,
+      signerKeyId: response.signerKeyId,
+    };
+  }
+
+  /**
+   * Push events as an async iterable. Ends normally when the gateway ends the stream with OK
+   * or `signal` aborts; throws `GatewayStatusError` for a status (e.g. FAILED_PRECONDITION
+   * `device session is revoked`), `GatewaySignatureError` / `GatewayBindingError` for an
+   * event that can't be trusted (the stream is cancelled then).
+   */
+  subscribe(options: SubscribeOptions = {}): AsyncIterable<VerifiedEvent> {
+    return options.autoReconnect === true ? this.reconnecting(options) : this.once(options, options.resumeAfterEventId ?? '');
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.client.close();
+  }
+
+  private async *reconnecting(options: SubscribeOptions): AsyncGenerator<VerifiedEvent> {
+    const initial = options.backoff?.initialMs ?? 250;
+    const max = options.backoff?.maxMs ?? 10_000;
+    const multiplier = options.backoff?.multiplier ?? 2;
+    let delay = initial;
+    let failures = 0;
+    let resumeAfter = options.resumeAfterEventId ?? '';
+    for (;;) {
+      let bootstrapped = false;
+      try {
+        for await (const event of this.once(options, resumeAfter)) {
+          if (!bootstrapped) {
+            bootstrapped = true;
+            failures = 0;
+            delay = initial;
+          }
+          yield event;
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof GatewayStatusError) || error.code !== GrpcStatus.UNAVAILABLE) throw error;
+        failures += 1;
+        if (options.backoff?.maxAttempts !== undefined && failures > options.backoff.maxAttempts) throw error;
+      }
+      resumeAfter = this.lastId === '' ? resumeAfter : this.lastId;
+      // Full jitter keeps a fleet of clients from reconnecting in lockstep after a restart.
+      const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
+      delay = Math.min(max, delay * multiplier);
+      if (!(await sleep(wait, options.signal))) return;
+    }
+  }
+
+  private async *once(options: SubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {
+    if (options.signal?.aborted) return;
+    const fields = { deviceSessionId: this.deviceSessionId, requestId: randomUUID(), timestampMs: this.now(), resumeAfterEventId };
+    const signature = sign(null, subscribeRequestBytes(fields), this.key);
+    const reader = new ServerStreamReader(this.client.subscribeEvents({ ...fields, signature }));
+    const onAbort = (): void => reader.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let first = true;
+    try {
+      for (;;) {
+        let message: GatewayEvent | undefined;
+        try {
+          message = await reader.next();
+        } catch (error) {
+          if (options.signal?.aborted && error instanceof GatewayStatusError && error.code === GrpcStatus.CANCELLED) return;
+          throw error;
+        }
+        if (message === undefined) return;
+        const receivedAt = Date.now();
+        const event = this.verifyEvent(message, first, fields.requestId, receivedAt);
+        first = false;
+        if (event.eventId !== '') this.lastId = event.eventId;
+        yield event;
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      reader.cancel();
+    }
+  }
+
+  private verifyEvent(message: GatewayEvent, first: boolean, requestId: string, receivedAt: number): VerifiedEvent {
+    this.trusted.verify(`event ${message.eventType}`, message.signerKeyId, eventBytes(message), message.signature);
+    const isServerTime = message.eventType === GatewayEventTypes.serverTime;
+    if (first !== isServerTime) {
+      throw new GatewayBindingError(first ? `expected ${GatewayEventTypes.serverTime} first, got ${message.eventType}` : `unexpected ${message.eventType} mid-stream`);
+    }
+    const gatewayEvent = message.eventType.startsWith('gateway.');
+    if (message.deviceSessionId !== this.deviceSessionId && (gatewayEvent || message.deviceSessionId !== '')) {
+      throw new GatewayBindingError(`event for device session "${message.deviceSessionId}" reached session "${this.deviceSessionId}"`);
+    }
+    let serverTime: VerifiedEvent['serverTime'];
+    if (isServerTime) {
+      const decoded = ServerTime.decode(message.payload);
+      if (decoded.requestId !== requestId) {
+        throw new GatewayBindingError(`bootstrap answers subscribe request "${decoded.requestId}", not "${requestId}"`);
+      }
+      serverTime = { serverTimeMs: decoded.serverTimeMs, requestId: decoded.requestId };
+      if (this.knownUserId !== undefined && message.userId !== this.knownUserId) {
+        throw new GatewayBindingError(`bootstrap is for user "${message.userId}", not "${this.knownUserId}"`);
+      }
+      this.knownUserId = message.userId;
+      this.offsetMs = decoded.serverTimeMs - receivedAt;
+    } else if (message.userId !== this.knownUserId) {
+      throw new GatewayBindingError(`event for user "${message.userId}" reached user "${this.knownUserId ?? ''}"`);
+    }
+    return {
+      eventId: message.eventId,
+      eventType: message.eventType,
+      userId: message.userId,
+      deviceSessionId: message.deviceSessionId,
+      timestampMs: message.timestampMs,
+      payload: message.payload,
+      signerKeyId: message.signerKeyId,
+      ...(serverTime === undefined ? {} : { serverTime }),
+    };
+  }
+}
+
+/** Resolves true after `ms`, or false at once if `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { CapturingLogger, CountingSigner, MetricsHarness, RecordingSink, clientEventFields, eventVerifies } from '../../test/helpers.js';
+import type { RawFields } from '../domain.js';
+import { MetricNames } from '../observability/metrics.js';
+import { PushHub } from '../push/push-hub.js';
+import { ClientEventsHandler } from './client-events-handler.js';
+import { parseClientEvent } from './client-event.js';
+
+function setup() {
+  const harness = new MetricsHarness();
+  const logger = new CapturingLogger();
+  const signer = new CountingSigner();
+  const hub = new PushHub({ bufferSize: 16, metrics: harness.metrics });
+  const handler = new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger });
+  const open = (userId: string, deviceSessionId: string) => {
+    const sink = new RecordingSink();
+    hub.register({ userId, deviceSessionId, sink }).start([]);
+    return sink;
+  };
+  return { harness, logger, signer, hub, handler, open };
+}
+
+const good = clientEventFields('u-1', 'chat.message_created', '{"text":"hi"}');
+const without = (field: string): RawFields => Object.fromEntries(Object.entries(good).filter(([k]) => k !== field));
+
+describe('ClientEventsHandler (SPEC §5.4)', () => {
+  it('builds the event from the entry: event_id = entry id, timestamp = its ms part, empty session when absent', () => {
+    const { handler, open, signer } = setup();
+    const sink = open('u-1', 'ds-1');
+    handler.handle({ id: '1764201600500-7', fields: good });
+    expect(sink.events).toHaveLength(1);
+    const e = sink.events[0];
+    expect(e).toMatchObject({
+      eventId: '1764201600500-7',
+      eventType: 'chat.message_created',
+      userId: 'u-1',
+      deviceSessionId: '',
+      timestampMs: 1764201600500,
+      signerKeyId: signer.keyId,
+    });
+    expect(Buffer.from(e?.payload ?? []).toString()).toBe('{"text":"hi"}');
+    expect(e && eventVerifies(signer.publicKey, e)).toBe(true);
+  });
+
+  it('carries device_session_id when present and only that session gets it', () => {
+    const { handler, open } = setup();
+    const s1 = open('u-1', 'ds-1');
+    const s2 = open('u-1', 'ds-2');
+    handler.handle({ id: '5-0', fields: clientEventFields('u-1', 'chat.typing', 'x', 'ds-2') });
+    expect(s1.events).toHaveLength(0);
+    expect(s2.events.map((e) => e.deviceSessionId)).toEqual(['ds-2']);
+  });
+
+  it('treats an empty device_session_id as user-wide', () => {
+    const { handler, open } = setup();
+    const s1 = open('u-1', 'ds-1');
+    const s2 = open('u-1', 'ds-2');
+    handler.handle({ id: '5-0', fields: { ...good, device_session_id: '' } });
+    expect(s1.events).toHaveLength(1);
+    expect(s2.events).toHaveLength(1);
+  });
+
+  it('signs a client event once for many recipient streams', () => {
+    const { handler, open, signer } = setup();
+    const sinks = [open('u-1', 'ds-1'), open('u-1', 'ds-2'), open('u-1', 'ds-2'), open('u-1', 'ds-3')];
+    handler.handle({ id: '7-0', fields: good });
+    expect(signer.calls).toBe(1);
+    for (const sink of sinks) expect(sink.events).toHaveLength(1);
+    const [first] = sinks[0]?.events ?? [];
+    for (const sink of sinks) expect(sink.events[0]).toBe(first);
+  });
+
+  it('does not sign at all when nobody is subscribed', async () => {
+    const { handler, open, signer, harness } = setup();
+    open('u-other', 'ds-9');
+    handler.handle({ id: '7-0', fields: good });
+    handler.handle({ id: '7-1', fields: clientEventFields('u-1', 'chat.typing', 'x', 'ds-9') });
+    expect(signer.calls).toBe(0);
+    expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'client_events' })).toBe(2);
+  });
+
+  it('accepts an empty payload (zero bytes)', () => {
+    const { handler, open } = setup();
+    const sink = open('u-1', 'ds-1');
+    handler.handle({ id: '8-0', fields: { ...good, payload_base64: '' } });
+    expect(sink.events).toHaveLength(1);
+    expect(sink.events[0]?.payload).toHaveLength(0);
+  });
+
+  describe('malformed entries are dropped, counted, logged with entry id and reason; consumption goes on', () => {
+    const cases: ReadonlyArray<readonly [string, RawFields, string]> = [
+      ['missing user_id', without('user_id'), 'user_id is missing'],
+      ['empty user_id', { ...good, user_id: '' }, 'user_id is missing'],
+      ['missing event_type', without('event_type'), 'event_type is missing'],
+      ['empty event_type', { ...good, event_type: '' }, 'event_type is missing'],
+      ['upper-case event_type', { ...good, event_type: 'Chat.Message' }, 'event_type is invalid'],
+      ['event_type starting with a digit', { ...good, event_type: '1chat' }, 'event_type is invalid'],
+      ['129-character event_type', { ...good, event_type: `a${'b'.repeat(128)}` }, 'event_type is invalid'],
+      ['reserved gateway. prefix', { ...good, event_type: 'gateway.server_time' }, 'event_type uses the reserved gateway. prefix'],
+      ['reserved gateway. prefix (other)', { ...good, event_type: 'gateway.anything' }, 'event_type uses the reserved gateway. prefix'],
+      ['missing payload_base64', without('payload_base64'), 'payload_base64 is missing'],
+      ['url-safe base64', { ...good, payload_base64: Buffer.from([0xfb, 0xff, 0xbf]).toString('base64url') }, 'payload_base64 is not standard base64'],
+      ['base64 without padding', { ...good, payload_base64: 'aGk' }, 'payload_base64 is not standard base64'],
+      ['base64 with whitespace', { ...good, payload_base64: 'aGk= ' }, 'payload_base64 is not standard base64'],
+      ['not base64 at all', { ...good, payload_base64: '%%%%' }, 'payload_base64 is not standard base64'],
+    ];
+
+    it.each(cases)('%s', async (_label, fields, reason) => {
+      const { handler, open, logger, harness, signer } = setup();
+      const sink = open('u-1', 'ds-1');
+      handler.handle({ id: '100-0', fields });
+      handler.handle({ id: '100-1', fields: good });
+      expect(sink.ids).toEqual(['100-1']);
+      expect(signer.calls).toBe(1);
+      expect(logger.find('malformed stream entry dropped')).toEqual([
+        { level: 'warn', message: 'malformed stream entry dropped', fields: { stream: 'client_events', entry_id: '100-0', reason } },
+      ]);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(1);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(0);
+      expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'client_events' })).toBe(2);
+    });
+
+    it('an entry id that is not a stream id', () => {
+      expect(parseClientEvent({ id: 'abc', fields: good })).toEqual({ ok: false, reason: 'entry id is not a stream id' });
+    });
+  });
+
+  it('the url-safe alphabet really differs (guards the test data above)', () => {
+    expect(Buffer.from([0xfb, 0xff, 0xbf]).toString('base64url')).toBe('-_-_');
+  });
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { CapturingLogger, MetricsHarness, RecordingSink, TestDevice } from '../../test/helpers.js';
+import type { RawFields } from '../domain.js';
+import { MetricNames } from '../observability/metrics.js';
+import { PushHub } from '../push/push-hub.js';
+import { SessionCache } from '../session/session-cache.js';
+import { FakeClock } from '../testing/fake-clock.js';
+import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { SessionEventsHandler } from './session-events-handler.js';
+
+const alice1 = new TestDevice('ds-alice-1', 'u-alice');
+const alice2 = new TestDevice('ds-alice-2', 'u-alice');
+
+function setup() {
+  const harness = new MetricsHarness();
+  const logger = new CapturingLogger();
+  const store = new InMemorySessionStore();
+  const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock: new FakeClock() });
+  const hub = new PushHub({ bufferSize: 8, metrics: harness.metrics });
+  const handler = new SessionEventsHandler({ cache, hub, metrics: harness.metrics, logger });
+  const open = (d: TestDevice) => {
+    const sink = new RecordingSink();
+    const stream = hub.register({ userId: d.userId, deviceSessionId: d.deviceSessionId, sink });
+    stream.start([]);
+    return { sink, stream };
+  };
+  return { harness, logger, store, cache, hub, handler, open };
+}
+
+describe('SessionEventsHandler (SPEC §5.3)', () => {
+  it('a well-formed snapshot replaces the cached session, last snapshot wins', async () => {
+    const { handler, cache, store, harness } = setup();
+    handler.handle({ id: '1-0', fields: alice1.record('active') });
+    expect(cache.peek(alice1.deviceSessionId)?.session.status).toBe('active');
+    handler.handle({ id: '2-0', fields: alice1.record('revoked') });
+    expect((await cache.lookup(alice1.deviceSessionId))?.session.status).toBe('revoked');
+    handler.handle({ id: '3-0', fields: alice1.record('active') });
+    expect((await cache.lookup(alice1.deviceSessionId))?.session.status).toBe('active');
+    expect(store.reads).toBe(0);
+    expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'session_events' })).toBe(3);
+  });
+
+  it('a revoked snapshot closes exactly that session’s streams with FAILED_PRECONDITION', async () => {
+    const { handler, open, hub, harness, logger } = setup();
+    const a1 = open(alice1);
+    const a1b = open(alice1);
+    const a2 = open(alice2);
+    handler.handle({ id: '5-0', fields: alice1.record('revoked', { revoked_at_ms: '1764201600000' }) });
+    for (const s of [a1, a1b]) {
+      expect(s.sink.ends).toHaveLength(1);
+      expect(s.sink.ends[0]).toMatchObject({ code: 'failed_precondition', message: 'device session is revoked' });
+    }
+    expect(a2.sink.ended).toBe(false);
+    expect(a2.stream.closed).toBe(false);
+    expect(hub.size).toBe(1);
+    expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'revoked' })).toBe(2);
+    expect(logger.find('device session revoked')[0]?.fields).toMatchObject({ device_session_id: alice1.deviceSessionId, entry_id: '5-0', streams_closed: 2 });
+  });
+
+  it('an active snapshot closes nothing', () => {
+    const { handler, open } = setup();
+    const a1 = open(alice1);
+    handler.handle({ id: '5-0', fields: alice1.record('active') });
+    expect(a1.stream.closed).toBe(false);
+  });
+
+  describe('malformed snapshots are dropped, counted, logged; consumption goes on', () => {
+    const good = alice1.record('revoked');
+    const without = (field: string): RawFields => Object.fromEntries(Object.entries(good).filter(([k]) => k !== field));
+    const cases: ReadonlyArray<readonly [string, RawFields, string]> = [
+      ['missing device_session_id', without('device_session_id'), 'device_session_id is missing'],
+      ['invalid device_session_id', { ...good, device_session_id: 'bad id' }, 'device_session_id is invalid'],
+      ['missing user_id', without('user_id'), 'user_id is missing'],
+      ['missing status', without('status'), 'status is missing'],
+      ['unknown status', { ...good, status: 'REVOKED' }, 'status is unknown'],
+      ['missing client_public_key', without('client_public_key'), 'client_public_key is missing'],
+      ['non-base64 key', { ...good, client_public_key: 'not base64!' }, 'client_public_key is not standard base64'],
+      ['unpadded base64 key', { ...good, client_public_key: alice1.publicKeyBase64.replace(/=+$/, '') }, 'client_public_key is not standard base64'],
+      ['31-byte key', { ...good, client_public_key: Buffer.alloc(31, 1).toString('base64') }, 'client_public_key is not 32 bytes'],
+      ['bad revoked_at_ms', { ...good, revoked_at_ms: '-5' }, 'revoked_at_ms is not an integer'],
+    ];
+
+    it.each(cases)('%s', async (_label, fields, reason) => {
+      const { handler, open, cache, logger, harness } = setup();
+      const a1 = open(alice1);
+      handler.handle({ id: '9-0', fields });
+      // Dropped: nothing cached, no stream closed.
+      expect(cache.peek(alice1.deviceSessionId)).toBeUndefined();
+      expect(a1.stream.closed).toBe(false);
+      expect(logger.find('malformed stream entry dropped')).toEqual([
+        { level: 'warn', message: 'malformed stream entry dropped', fields: { stream: 'session_events', entry_id: '9-0', reason } },
+      ]);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
+      // The next entry is consumed normally.
+      handler.handle({ id: '9-1', fields: good });
+      expect(a1.sink.ends[0]?.code).toBe('failed_precondition');
+      expect(cache.peek(alice1.deviceSessionId)?.session.status).toBe('revoked');
+      expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'session_events' })).toBe(2);
+    });
+  });
+
+  it('onReconnect clears the cache', async () => {
+    const { handler, cache, store, logger } = setup();
+    store.set(alice2.deviceSessionId, alice2.record());
+    await cache.lookup(alice2.deviceSessionId);
+    handler.handle({ id: '1-0', fields: alice1.record('revoked') });
+    expect(cache.size).toBe(2);
+    handler.onReconnect();
+    expect(cache.size).toBe(0);
+    await cache.lookup(alice2.deviceSessionId);
+    expect(store.reads).toBe(2);
+    expect(logger.find('session cache cleared after session-events reconnect')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,314 @@
+import { describe, expect, it } from 'vitest';
+import { CapturingLogger, MetricsHarness, RecordingSink } from '../../test/helpers.js';
+import type { GatewayEvent } from '../domain.js';
+import { GatewayError } from '../errors.js';
+import { MetricNames } from '../observability/metrics.js';
+import { PushHub } from './push-hub.js';
+
+let seq = 0;
+function event(userId: string, deviceSessionId = '', eventId = `1000-${(seq += 1)}`): GatewayEvent {
+  return {
+    eventId,
+    eventType: 'chat.message_created',
+    userId,
+    deviceSessionId,
+    timestampMs: 1000,
+    payload: new Uint8Array([1, 2, 3]),
+    signerKeyId: 'k',
+    signature: new Uint8Array(64),
+  };
+}
+
+function bootstrap(userId: string, deviceSessionId: string): GatewayEvent {
+  return { ...event(userId, deviceSessionId, ''), eventType: 'gateway.server_time' };
+}
+
+function setup(bufferSize = 4) {
+  const harness = new MetricsHarness();
+  const logger = new CapturingLogger();
+  const hub = new PushHub({ bufferSize, metrics: harness.metrics, logger });
+  const open = (userId: string, deviceSessionId: string, started = true) => {
+    const sink = new RecordingSink();
+    const stream = hub.register({ userId, deviceSessionId, sink });
+    if (started) stream.start([]);
+    return { sink, stream };
+  };
+  return { harness, logger, hub, open };
+}
+
+describe('PushHub', () => {
+  it('refuses a non-positive buffer size', () => {
+    expect(() => new PushHub({ bufferSize: 0 })).toThrow(RangeError);
+    expect(() => new PushHub({ bufferSize: 1.5 })).toThrow(RangeError);
+  });
+
+  describe('strict targeting', () => {
+    it("never delivers user A's event to user B", () => {
+      const { hub, open } = setup();
+      const a = open('user-a', 'ds-a');
+      const b = open('user-b', 'ds-b');
+      expect(hub.publish(event('user-a'))).toBe(1);
+      expect(a.sink.events).toHaveLength(1);
+      expect(b.sink.events).toHaveLength(0);
+      expect(hub.publish(event('user-c'))).toBe(0);
+      expect(hub.hasTargets('user-a', '')).toBe(true);
+      expect(hub.hasTargets('user-c', '')).toBe(false);
+    });
+
+    it('a user-wide event reaches every session of the user', () => {
+      const { hub, open } = setup();
+      const s1 = open('user-a', 'ds-1');
+      const s2 = open('user-a', 'ds-2');
+      const s2b = open('user-a', 'ds-2');
+      expect(hub.publish(event('user-a'))).toBe(3);
+      for (const s of [s1, s2, s2b]) expect(s.sink.events).toHaveLength(1);
+    });
+
+    it('a session-targeted event reaches only that session', () => {
+      const { hub, open } = setup();
+      const s1 = open('user-a', 'ds-1');
+      const s2 = open('user-a', 'ds-2');
+      const e = event('user-a', 'ds-2');
+      expect(hub.publish(e)).toBe(1);
+      expect(s1.sink.events).toHaveLength(0);
+      expect(s2.sink.events).toEqual([e]);
+      expect(hub.hasTargets('user-a', 'ds-2')).toBe(true);
+      expect(hub.hasTargets('user-a', 'ds-3')).toBe(false);
+    });
+
+    it("a session-targeted event whose user_id is not the session's user reaches nobody", () => {
+      const { hub, open } = setup();
+      const s1 = open('user-a', 'ds-1');
+      const b = open('user-b', 'ds-b');
+      expect(hub.hasTargets('user-b', 'ds-1')).toBe(false);
+      expect(hub.publish(event('user-b', 'ds-1'))).toBe(0);
+      expect(s1.sink.events).toHaveLength(0);
+      expect(b.sink.events).toHaveLength(0);
+    });
+  });
+
+  describe('held streams', () => {
+    it('delivers start() events first, then live events queued before start, in order', () => {
+      const { hub, open } = setup();
+      const { sink, stream } = open('user-a', 'ds-1', false);
+      const live = [event('user-a'), event('user-a', 'ds-1'), event('user-a')];
+      for (const e of live) hub.publish(e);
+      expect(sink.events).toHaveLength(0);
+      expect(stream.queued).toBe(3);
+      const boot = bootstrap('user-a', 'ds-1');
+      stream.start([boot]);
+      expect(sink.events).toEqual([boot, ...live]);
+      const later = event('user-a');
+      hub.publish(later);
+      expect(sink.events.at(-1)).toBe(later);
+      stream.start([boot]); // a second start is ignored
+      expect(sink.events).toHaveLength(5);
+    });
+
+    it('start() drops queued live events at or before skipThroughEventId', () => {
+      const { hub, open } = setup();
+      const { sink, stream } = open('user-a', 'ds-1', false);
+      for (const id of ['5-0', '5-1', '6-0', '10-0']) hub.publish(event('user-a', '', id));
+      stream.start([bootstrap('user-a', 'ds-1')], { skipThroughEventId: '5-1' });
+      expect(sink.ids).toEqual(['', '6-0', '10-0']);
+    });
+  });
+
+  describe('bounded queue', () => {
+    it('closes only the stream whose queue overflowed, with RESOURCE_EXHAUSTED, at the (buffer+1)th queued event', async () => {
+      const { hub, open, harness, logger } = setup(3);
+      const slow = open('user-a', 'ds-slow');
+      const fast = open('user-a', 'ds-fast');
+      slow.sink.accept = false;
+      const events = Array.from({ length: 5 }, () => event('user-a'));
+      hub.publish(events[0] as GatewayEvent); // written; transport then reports full
+      for (const e of events.slice(1, 4)) hub.publish(e); // 3 queued = buffer
+      expect(slow.stream.queued).toBe(3);
+      expect(slow.stream.closed).toBe(false);
+      expect(slow.sink.ended).toBe(false);
+      hub.publish(events[4] as GatewayEvent); // the 4th queued event overflows
+      expect(slow.stream.closed).toBe(true);
+      expect(slow.sink.ends).toHaveLength(1);
+      expect(slow.sink.ends[0]).toBeInstanceOf(GatewayError);
+      expect(slow.sink.ends[0]?.code).toBe('resource_exhausted');
+      expect(slow.sink.ends[0]?.message).toBe('push stream overflowed');
+      expect(slow.stream.closeError?.code).toBe('resource_exhausted');
+      expect(slow.sink.events).toEqual([events[0]]);
+      expect(fast.sink.events).toEqual(events);
+      expect(fast.stream.closed).toBe(false);
+      expect(hub.size).toBe(1);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'overflow' })).toBe(1);
+      expect(await harness.value(MetricNames.pushStreamsActive)).toBe(1);
+      expect(logger.find('push stream overflowed')).toHaveLength(1);
+      slow.stream.resume(); // nothing happens on a closed stream
+      expect(slow.sink.events).toHaveLength(1);
+    });
+
+    it('resume() drains the queue in order and goes back to direct delivery', () => {
+      const { hub, open } = setup(10);
+      const { sink, stream } = open('user-a', 'ds-1');
+      sink.accept = false;
+      const events = Array.from({ length: 6 }, () => event('user-a'));
+      for (const e of events.slice(0, 4)) hub.publish(e);
+      expect(sink.events).toEqual([events[0]]);
+      expect(stream.queued).toBe(3);
+      sink.accept = true;
+      stream.resume();
+      expect(sink.events).toEqual(events.slice(0, 4));
+      expect(stream.queued).toBe(0);
+      for (const e of events.slice(4)) hub.publish(e);
+      expect(sink.events).toEqual(events);
+    });
+
+    it('resume() stops again when the transport fills up mid-drain', () => {
+      const { hub, open } = setup(10);
+      const { sink, stream } = open('user-a', 'ds-1');
+      sink.accept = false;
+      const events = Array.from({ length: 5 }, () => event('user-a'));
+      for (const e of events) hub.publish(e);
+      stream.resume(); // writes one, sink still full
+      expect(sink.events).toEqual(events.slice(0, 2));
+      expect(stream.queued).toBe(3);
+      sink.accept = true;
+      stream.resume();
+      expect(sink.events).toEqual(events);
+    });
+
+    it('a held stream that receives more than the buffer overflows too', () => {
+      const { hub, open } = setup(2);
+      const { sink, stream } = open('user-a', 'ds-1', false);
+      for (let i = 0; i < 3; i += 1) hub.publish(event('user-a'));
+      expect(stream.closed).toBe(true);
+      expect(sink.ends[0]?.code).toBe('resource_exhausted');
+    });
+
+    it('start() may hand over more than the buffer (a resume) without overflowing', () => {
+      const { hub, open } = setup(2);
+      const { sink, stream } = open('user-a', 'ds-1', false);
+      sink.accept = false;
+      const first = Array.from({ length: 5 }, () => event('user-a'));
+      stream.start(first);
+      expect(stream.closed).toBe(false);
+      expect(sink.events).toHaveLength(1);
+      sink.accept = true;
+      stream.resume();
+      expect(sink.events).toEqual(first);
+      expect(hub.size).toBe(1);
+    });
+  });
+
+  describe('closing', () => {
+    it('closeSession closes exactly that session with FAILED_PRECONDITION revoked', async () => {
+      const { hub, open, harness } = setup();
+      const s1a = open('user-a', 'ds-1');
+      const s1b = open('user-a', 'ds-1');
+      const s2 = open('user-a', 'ds-2');
+      expect(hub.closeSession('ds-1')).toBe(2);
+      for (const s of [s1a, s1b]) {
+        expect(s.sink.ends).toHaveLength(1);
+        expect(s.sink.ends[0]?.code).toBe('failed_precondition');
+        expect(s.sink.ends[0]?.message).toBe('device session is revoked');
+      }
+      expect(s2.sink.ended).toBe(false);
+      expect(hub.sessionStreams('ds-1')).toBe(0);
+      expect(hub.sessionStreams('ds-2')).toBe(1);
+      hub.publish(event('user-a'));
+      expect(s1a.sink.events).toHaveLength(0);
+      expect(s2.sink.events).toHaveLength(1);
+      expect(hub.closeSession('ds-1')).toBe(0);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'revoked' })).toBe(2);
+    });
+
+    it('close() ends every stream with UNAVAILABLE "gateway is shutting down" and refuses later registrations', async () => {
+      const { hub, open, harness } = setup();
+      const streams = [open('user-a', 'ds-1'), open('user-b', 'ds-2'), open('user-b', 'ds-3', false)];
+      expect(hub.close()).toBe(3);
+      expect(hub.closed).toBe(true);
+      for (const s of streams) {
+        expect(s.sink.ends).toHaveLength(1);
+        expect(s.sink.ends[0]?.code).toBe('unavailable');
+        expect(s.sink.ends[0]?.message).toBe('gateway is shutting down');
+        expect(s.stream.closed).toBe(true);
+      }
+      expect(hub.size).toBe(0);
+      const error = (() => {
+        try {
+          hub.register({ userId: 'user-a', deviceSessionId: 'ds-9', sink: new RecordingSink() });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(error).toBeInstanceOf(GatewayError);
+      expect(error).toMatchObject({ code: 'unavailable', message: 'gateway is shutting down' });
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'shutdown' })).toBe(3);
+      expect(await harness.value(MetricNames.pushStreamsActive)).toBe(0);
+      expect(hub.close()).toBe(0);
+    });
+
+    it('cancel() removes the stream without calling sink.end', async () => {
+      const { hub, open, harness } = setup();
+      const { sink, stream } = open('user-a', 'ds-1');
+      stream.cancel();
+      expect(sink.ends).toHaveLength(0);
+      expect(stream.closed).toBe(true);
+      expect(stream.closeError).toBeUndefined();
+      expect(hub.size).toBe(0);
+      expect(hub.publish(event('user-a'))).toBe(0);
+      expect(sink.events).toHaveLength(0);
+      stream.cancel();
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'client_cancelled' })).toBe(1);
+      expect(await harness.value(MetricNames.pushStreamsActive)).toBe(0);
+    });
+
+    it('a stream registered after its session was closed lives on until the next revoke (the hub keeps no revocation state)', () => {
+      // The revoke-vs-register race is closed by SubscriptionService (recheck before register);
+      // here: revoke → register → revoke again closes the newcomer.
+      const { hub, open } = setup();
+      const old = open('user-a', 'ds-1');
+      hub.closeSession('ds-1');
+      const late = open('user-a', 'ds-1');
+      expect(old.stream.closed).toBe(true);
+      expect(late.stream.closed).toBe(false);
+      hub.closeSession('ds-1');
+      expect(late.stream.closed).toBe(true);
+    });
+
+    it('a close during delivery (a sink that closes its own session) does not break fan-out', () => {
+      const { hub } = setup();
+      const victim = new RecordingSink();
+      const trigger: RecordingSink = Object.assign(new RecordingSink(), {
+        write(e: GatewayEvent): boolean {
+          trigger.events.push(e);
+          hub.closeSession('ds-victim');
+          return true;
+        },
+      });
+      hub.register({ userId: 'user-a', deviceSessionId: 'ds-trigger', sink: trigger }).start([]);
+      hub.register({ userId: 'user-a', deviceSessionId: 'ds-victim', sink: victim }).start([]);
+      const other = new RecordingSink();
+      hub.register({ userId: 'user-a', deviceSessionId: 'ds-other', sink: other }).start([]);
+      hub.publish(event('user-a'));
+      expect(trigger.events).toHaveLength(1);
+      expect(victim.events).toHaveLength(0);
+      expect(victim.ends[0]?.code).toBe('failed_precondition');
+      expect(other.events).toHaveLength(1);
+    });
+  });
+
+  it('counts active streams and delivered events', async () => {
+    const { hub, open, harness } = setup();
+    const a = open('user-a', 'ds-1');
+    open('user-a', 'ds-2');
+    const held = open('user-a', 'ds-3', false);
+    expect(await harness.value(MetricNames.pushStreamsActive)).toBe(3);
+    expect(hub.size).toBe(3);
+    hub.publish(event('user-a'));
+    hub.publish(event('user-a', 'ds-1'));
+    expect(await harness.value(MetricNames.pushEventsDelivered)).toBe(3); // the held stream has not delivered yet
+    held.stream.start([bootstrap('user-a', 'ds-3')]);
+    expect(await harness.value(MetricNames.pushEventsDelivered)).toBe(5);
+    a.stream.cancel();
+    expect(await harness.value(MetricNames.pushStreamsActive)).toBe(2);
+  });
+});

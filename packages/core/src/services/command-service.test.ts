@@ -1,0 +1,411 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CapturingLogger,
+  ControlledReplayStore,
+  CountingReplayStore,
+  FakeDownstream,
+  MetricsHarness,
+  TestDevice,
+  flipByte,
+  vectorSigner,
+  vectors,
+} from '../../test/helpers.js';
+import type { CommandRequest } from '../domain.js';
+import { GatewayError } from '../errors.js';
+import { SessionEventsHandler } from '../handlers/session-events-handler.js';
+import { MetricNames } from '../observability/metrics.js';
+import type { ReplayStore } from '../ports/replay-store.port.js';
+import { PushHub } from '../push/push-hub.js';
+import { StaticRouter } from '../routing/static-router.js';
+import { SessionCache } from '../session/session-cache.js';
+import { commandResultBytes } from '../signing/canonical.js';
+import { ed25519PublicKeyFromRaw } from '../signing/keys.js';
+import { verifyEd25519 } from '../signing/verifier.js';
+import { FakeClock } from '../testing/fake-clock.js';
+import { InMemoryReplayStore } from '../testing/in-memory-replay-store.js';
+import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { CommandService, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
+
+const WINDOW = 60_000;
+const ID_REASON = 'must be 1-128 characters of [A-Za-z0-9._:-]';
+const SECRET = 'TOP-SECRET-PAYLOAD-7f3a';
+
+const alice = new TestDevice('ds-alice', 'u-alice');
+const revoked = new TestDevice('ds-revoked', 'u-rev');
+const stranger = new TestDevice('ds-unknown', 'u-nobody');
+
+function setup(options: { replay?: ReplayStore; downstreamTimeoutMs?: number; maxPayloadBytes?: number } = {}) {
+  const clock = new FakeClock();
+  const store = new InMemorySessionStore();
+  store.set(alice.deviceSessionId, alice.record('active'));
+  store.set(revoked.deviceSessionId, revoked.record('revoked'));
+  const memoryReplay = new InMemoryReplayStore(clock);
+  const replay = new CountingReplayStore(options.replay ?? memoryReplay);
+  const harness = new MetricsHarness();
+  const logger = new CapturingLogger();
+  const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock, logger });
+  const downstream = new FakeDownstream('profile-svc:9000', () => ({
+    resultCode: 'ok',
+    payload: new Uint8Array(Buffer.from(`{"echo":"${SECRET}-result"}`)),
+  }));
+  const router = new StaticRouter([{ prefix: 'profile.', downstream }]);
+  const signer = vectorSigner();
+  const service = new CommandService({
+    sessions: cache,
+    replay,
+    router,
+    signer,
+    clock,
+    logger,
+    metrics: harness.metrics,
+    freshnessWindowMs: WINDOW,
+    ...(options.downstreamTimeoutMs === undefined ? {} : { downstreamTimeoutMs: options.downstreamTimeoutMs }),
+    ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
+  });
+  const hub = new PushHub({ bufferSize: 8 });
+  const sessionEvents = new SessionEventsHandler({ cache, hub });
+  /** A request signed by `device` at the current clock time. */
+  const request = (device: TestDevice, overrides: Partial<CommandRequest> = {}) =>
+    device.command({ timestampMs: clock.now(), payload: new Uint8Array(Buffer.from(SECRET)), ...overrides });
+  return { clock, store, memoryReplay, replay, harness, logger, cache, downstream, router, signer, service, sessionEvents, request };
+}
+
+async function failure(promise: Promise<unknown>): Promise<GatewayError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(GatewayError);
+  return error as GatewayError;
+}
+
+async function expectFailure(promise: Promise<unknown>, code: string, message: string): Promise<GatewayError> {
+  const error = await failure(promise);
+  expect({ code: error.code, message: error.message }).toEqual({ code, message });
+  return error;
+}
+
+describe('CommandService', () => {
+  describe('success', () => {
+    it('runs the downstream and returns a result signed over commandResultBytes with the clock time', async () => {
+      const { service, request, downstream, clock, signer } = setup();
+      const req = request(alice, { messageType: 'profile.get', requestId: 'req-0001' });
+      clock.advance(1234); // the result time is the gateway clock at signing, not the request time
+      const result = await service.execute(req);
+      expect(downstream.calls).toHaveLength(1);
+      expect(downstream.calls[0]?.command).toEqual({
+        messageType: 'profile.get',
+        userId: 'u-alice',
+        deviceSessionId: 'ds-alice',
+        requestId: 'req-0001',
+        payload: req.payload,
+      });
+      expect(result.requestId).toBe('req-0001');
+      expect(result.resultCode).toBe('ok');
+      expect(Buffer.from(result.payload).toString()).toBe(`{"echo":"${SECRET}-result"}`);
+      expect(result.timestampMs).toBe(clock.now());
+      expect(result.signerKeyId).toBe(vectors.keys.gateway.key_id);
+      expect(result.signature).toHaveLength(64);
+      const publicKey = ed25519PublicKeyFromRaw(signer.publicKey);
+      expect(verifyEd25519(publicKey, commandResultBytes(result), result.signature)).toBe(true);
+      expect(verifyEd25519(publicKey, commandResultBytes({ ...result, resultCode: 'error' }), result.signature)).toBe(false);
+    });
+
+    it('uses the defaults of SPEC §7 when not configured', () => {
+      expect(DEFAULT_FRESHNESS_WINDOW_MS).toBe(300_000);
+      expect(DEFAULT_DOWNSTREAM_TIMEOUT_MS).toBe(10_000);
+    });
+  });
+
+  describe('§4 rows, each with its exact status and message', () => {
+    it('1: field rules → INVALID_ARGUMENT naming the field', async () => {
+      const { service, request, store } = setup({ maxPayloadBytes: 64 });
+      await expectFailure(service.execute(request(alice, { requestId: 'bad id' })), 'invalid_argument', `request_id: ${ID_REASON}`);
+      await expectFailure(service.execute(request(alice, { deviceSessionId: 'x'.repeat(129) })), 'invalid_argument', `device_session_id: ${ID_REASON}`);
+      await expectFailure(
+        service.execute(request(alice, { messageType: 'Profile.get' })),
+        'invalid_argument',
+        'message_type: must be 1-128 characters of [a-z0-9._-] starting with a letter',
+      );
+      await expectFailure(service.execute(request(alice, { payload: new Uint8Array(65) })), 'invalid_argument', 'payload: must be at most 64 bytes');
+      await expectFailure(service.execute(request(alice, { signature: new Uint8Array(63) })), 'invalid_argument', 'signature: must be exactly 64 bytes');
+      expect(store.reads).toBe(0);
+      await expect(service.execute(request(alice, { payload: new Uint8Array(64) }))).resolves.toMatchObject({ resultCode: 'ok' });
+    });
+
+    it('2: freshness window boundaries (past and future) → UNAUTHENTICATED', async () => {
+      const { service, request, clock } = setup();
+      const now = clock.now();
+      await expect(service.execute(request(alice, { timestampMs: now - WINDOW }))).resolves.toBeDefined();
+      await expect(service.execute(request(alice, { timestampMs: now + WINDOW }))).resolves.toBeDefined();
+      const stale = 'request timestamp is outside the freshness window';
+      await expectFailure(service.execute(request(alice, { timestampMs: now - WINDOW - 1 })), 'unauthenticated', stale);
+      await expectFailure(service.execute(request(alice, { timestampMs: now + WINDOW + 1 })), 'unauthenticated', stale);
+      await expectFailure(service.execute(request(alice, { timestampMs: 0 })), 'unauthenticated', stale);
+    });
+
+    it('3: unknown session → UNAUTHENTICATED', async () => {
+      const { service, request } = setup();
+      await expectFailure(service.execute(request(stranger)), 'unauthenticated', 'unknown device session');
+    });
+
+    it('3: a malformed record counts as unknown', async () => {
+      const { service, request, store } = setup();
+      store.set(alice.deviceSessionId, { ...alice.record(), client_public_key: 'AAAA' });
+      await expectFailure(service.execute(request(alice)), 'unauthenticated', 'unknown device session');
+    });
+
+    it('4: revoked session → FAILED_PRECONDITION', async () => {
+      const { service, request, downstream } = setup();
+      await expectFailure(service.execute(request(revoked)), 'failed_precondition', 'device session is revoked');
+      expect(downstream.calls).toHaveLength(0);
+    });
+
+    it('5: bad signature → UNAUTHENTICATED (flipped byte, other key, tampered field)', async () => {
+      const { service, request } = setup();
+      const good = request(alice);
+      const msg = 'invalid request signature';
+      await expectFailure(service.execute({ ...good, signature: flipByte(good.signature, 10) }), 'unauthenticated', msg);
+      await expectFailure(service.execute(request(alice, { signature: request(stranger).signature })), 'unauthenticated', msg);
+      await expectFailure(service.execute({ ...good, payload: new Uint8Array(Buffer.from('other payload')) }), 'unauthenticated', msg);
+      await expectFailure(service.execute({ ...good, timestampMs: good.timestampMs - 1 }), 'unauthenticated', msg);
+      // A key swap: stranger signs as alice.
+      const forged = new TestDevice(alice.deviceSessionId, alice.userId).command({ timestampMs: good.timestampMs });
+      await expectFailure(service.execute(forged), 'unauthenticated', msg);
+    });
+
+    it('6: no route → UNIMPLEMENTED naming the message type', async () => {
+      const { service, request } = setup();
+      await expectFailure(service.execute(request(alice, { messageType: 'chat.send' })), 'unimplemented', 'no route for message type chat.send');
+    });
+
+    it('7: replay → ALREADY_EXISTS, counted, downstream runs once', async () => {
+      const { service, request, downstream, harness } = setup();
+      const req = request(alice);
+      await service.execute(req);
+      await expectFailure(service.execute(req), 'already_exists', 'request_id was already used');
+      await expectFailure(service.execute(req), 'already_exists', 'request_id was already used');
+      expect(downstream.calls).toHaveLength(1);
+      expect(await harness.value(MetricNames.replayRejections)).toBe(2);
+    });
+
+    it('7: the reservation lasts 2 × the freshness window and is scoped to the session', async () => {
+      const { service, request, replay, memoryReplay, clock } = setup();
+      const req = request(alice, { requestId: 'same-id' });
+      await service.execute(req);
+      expect(replay.calls).toBe(1);
+      await expect(memoryReplay.reserve('ds-other', 'same-id', 1000)).resolves.toBe('reserved');
+      clock.advance(2 * WINDOW - 1);
+      await expect(memoryReplay.reserve('ds-alice', 'same-id', 1000)).resolves.toBe('duplicate');
+      clock.advance(1);
+      await expect(memoryReplay.reserve('ds-alice', 'same-id', 1000)).resolves.toBe('reserved');
+    });
+
+    it('session store unreachable → UNAVAILABLE "session store unavailable"', async () => {
+      const { service, request, store, downstream } = setup();
+      store.failing = true;
+      const error = await expectFailure(service.execute(request(alice)), 'unavailable', 'session store unavailable');
+      expect(error.cause).toBeInstanceOf(Error);
+      expect(downstream.calls).toHaveLength(0);
+    });
+
+    it('replay store unreachable → UNAVAILABLE "replay store unavailable" and the command never runs (fail closed)', async () => {
+      const { service, request, memoryReplay, downstream } = setup();
+      memoryReplay.failing = true;
+      await expectFailure(service.execute(request(alice)), 'unavailable', 'replay store unavailable');
+      expect(downstream.calls).toHaveLength(0);
+    });
+
+    describe('8: downstream failures', () => {
+      it.each([
+        ['unavailable', new GatewayError('unavailable', 'profile service is down')],
+        ['deadline_exceeded', new GatewayError('deadline_exceeded', 'deadline exceeded after 10s')],
+      ] as const)('%s passes through with its message', async (code, thrown) => {
+        const { service, request, downstream } = setup();
+        downstream.behaviour = () => Promise.reject(thrown);
+        await expectFailure(service.execute(request(alice)), code, thrown.message);
+      });
+
+      it.each([
+        ['a plain Error', new Error('connection reset: secret internals')],
+        ['another GatewayError code', GatewayError.invalidArgument('downstream did not like it')],
+        ['a non-Error value', 'boom'],
+      ])('%s becomes INTERNAL "downstream command failed", details only in the log', async (_label, thrown) => {
+        const { service, request, downstream, logger } = setup();
+        downstream.behaviour = () => Promise.reject(thrown);
+        const error = await expectFailure(service.execute(request(alice)), 'internal', 'downstream command failed');
+        expect(error.cause).toBe(thrown);
+        const line = logger.find('downstream command failed')[0];
+        expect(line?.level).toBe('warn');
+        expect(line?.fields).toMatchObject({ target: 'profile-svc:9000', message_type: 'profile.get' });
+        expect(String(line?.fields['error'])).toContain(thrown instanceof Error ? thrown.message : thrown);
+      });
+
+      it('a downstream that throws synchronously is INTERNAL too', async () => {
+        const { service, request, downstream } = setup();
+        downstream.behaviour = () => {
+          throw new TypeError('bug');
+        };
+        await expectFailure(service.execute(request(alice)), 'internal', 'downstream command failed');
+      });
+    });
+  });
+
+  describe('check order (first failure wins)', () => {
+    it('an invalid field with a stale timestamp fails INVALID_ARGUMENT', async () => {
+      const { service, request, clock } = setup();
+      await expectFailure(service.execute(request(alice, { requestId: '', timestampMs: clock.now() - 10 * WINDOW })), 'invalid_argument', `request_id: ${ID_REASON}`);
+    });
+
+    it('a stale request for an unknown session fails as stale, without a store read', async () => {
+      const { service, request, clock, store } = setup();
+      await expectFailure(service.execute(request(stranger, { timestampMs: clock.now() - WINDOW - 1 })), 'unauthenticated', 'request timestamp is outside the freshness window');
+      expect(store.reads).toBe(0);
+    });
+
+    it('a stale request while the session store is down fails as stale', async () => {
+      const { service, request, clock, store } = setup();
+      store.failing = true;
+      await expectFailure(service.execute(request(alice, { timestampMs: clock.now() + WINDOW + 1 })), 'unauthenticated', 'request timestamp is outside the freshness window');
+    });
+
+    it('unknown session with a bad signature → unknown', async () => {
+      const { service, request } = setup();
+      const req = request(stranger);
+      await expectFailure(service.execute({ ...req, signature: flipByte(req.signature) }), 'unauthenticated', 'unknown device session');
+    });
+
+    it('revoked session with a bad signature → revoked', async () => {
+      const { service, request } = setup();
+      const req = request(revoked);
+      await expectFailure(service.execute({ ...req, signature: flipByte(req.signature) }), 'failed_precondition', 'device session is revoked');
+    });
+
+    it('bad signature with no route → invalid signature', async () => {
+      const { service, request } = setup();
+      const req = request(alice, { messageType: 'chat.send' });
+      await expectFailure(service.execute({ ...req, signature: flipByte(req.signature) }), 'unauthenticated', 'invalid request signature');
+    });
+
+    it('no route is checked before replay: an unrouted request does not consume its request_id', async () => {
+      const { service, request, replay, memoryReplay } = setup();
+      const req = request(alice, { messageType: 'chat.send', requestId: 'unrouted-1' });
+      await expectFailure(service.execute(req), 'unimplemented', 'no route for message type chat.send');
+      await expectFailure(service.execute(req), 'unimplemented', 'no route for message type chat.send');
+      expect(replay.calls).toBe(0);
+      await expect(memoryReplay.reserve('ds-alice', 'unrouted-1', 1000)).resolves.toBe('reserved');
+    });
+
+    it('a failed signature does not consume the request_id either', async () => {
+      const { service, request } = setup();
+      const req = request(alice, { requestId: 'sig-1' });
+      await expectFailure(service.execute({ ...req, signature: flipByte(req.signature) }), 'unauthenticated', 'invalid request signature');
+      await expect(service.execute(req)).resolves.toMatchObject({ requestId: 'sig-1' });
+    });
+
+    it('replay is checked before the downstream, and a replay with the replay store down is UNAVAILABLE', async () => {
+      const { service, request, memoryReplay } = setup();
+      const req = request(alice);
+      await service.execute(req);
+      memoryReplay.failing = true;
+      await expectFailure(service.execute(req), 'unavailable', 'replay store unavailable');
+    });
+  });
+
+  describe('deadline propagation', () => {
+    it('passes the client deadline and abort signal to the downstream', async () => {
+      const { service, request, downstream, clock } = setup();
+      const controller = new AbortController();
+      const context: CallContext = { deadlineMs: clock.now() + 777, signal: controller.signal };
+      await service.execute(request(alice), context);
+      expect(downstream.calls[0]?.context.deadlineMs).toBe(clock.now() + 777);
+      expect(downstream.calls[0]?.context.signal).toBe(controller.signal);
+    });
+
+    it('without a client deadline uses now + downstreamTimeoutMs', async () => {
+      const { service, request, downstream, clock } = setup({ downstreamTimeoutMs: 2500 });
+      await service.execute(request(alice));
+      expect(downstream.calls[0]?.context).toEqual({ deadlineMs: clock.now() + 2500 });
+    });
+
+    it('defaults to 10 s without configuration', async () => {
+      const { service, request, downstream, clock } = setup();
+      await service.execute(request(alice));
+      expect(downstream.calls[0]?.context.deadlineMs).toBe(clock.now() + 10_000);
+    });
+  });
+
+  it('beginShutdown → UNAVAILABLE "gateway is shutting down" for new calls; in-flight calls finish', async () => {
+    const { service, request, downstream, store } = setup();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const entered = new Promise<void>((resolve) => (started = resolve));
+    downstream.behaviour = async () => {
+      started();
+      await gate;
+      return { resultCode: 'ok', payload: new Uint8Array() };
+    };
+    const inflight = service.execute(request(alice));
+    await entered;
+    service.beginShutdown();
+    const reads = store.reads;
+    await expectFailure(service.execute(request(alice)), 'unavailable', 'gateway is shutting down');
+    expect(store.reads).toBe(reads);
+    release();
+    await expect(inflight).resolves.toMatchObject({ resultCode: 'ok' });
+  });
+
+  it('a revoke applied while the replay reservation is in flight → FAILED_PRECONDITION, downstream not called', async () => {
+    const controlled = new ControlledReplayStore();
+    const { service, request, downstream, sessionEvents } = setup({ replay: controlled });
+    const pending = service.execute(request(alice));
+    await controlled.reached(1);
+    sessionEvents.handle({ id: '1-0', fields: alice.record('revoked') });
+    controlled.calls[0]?.outcome.resolve('reserved');
+    await expectFailure(pending, 'failed_precondition', 'device session is revoked');
+    expect(downstream.calls).toHaveLength(0);
+  });
+
+  it('an active snapshot during the reservation does not block the command', async () => {
+    const controlled = new ControlledReplayStore();
+    const { service, request, downstream, sessionEvents } = setup({ replay: controlled });
+    const pending = service.execute(request(alice));
+    await controlled.reached(1);
+    sessionEvents.handle({ id: '1-0', fields: alice.record('active') });
+    controlled.calls[0]?.outcome.resolve('reserved');
+    await expect(pending).resolves.toMatchObject({ resultCode: 'ok' });
+    expect(downstream.calls).toHaveLength(1);
+    expect(controlled.calls[0]).toMatchObject({ deviceSessionId: 'ds-alice', ttlMs: 2 * WINDOW });
+  });
+
+  describe('logging', () => {
+    it('logs each call with session, user, type, request id, status and duration — never payload or signature', async () => {
+      const { service, request, logger, downstream } = setup();
+      const ok = request(alice, { requestId: 'log-ok' });
+      const result = await service.execute(ok);
+      const bad = request(alice, { requestId: 'log-bad' });
+      await failure(service.execute({ ...bad, signature: flipByte(bad.signature) }));
+      downstream.behaviour = () => Promise.reject(new Error('kaput'));
+      const broken = request(alice, { requestId: 'log-broken' });
+      await failure(service.execute(broken));
+
+      const lines = logger.find('command');
+      expect(lines.map((l) => l.fields['status'])).toEqual(['ok', 'unauthenticated', 'internal']);
+      for (const line of lines) {
+        expect(line.fields).toMatchObject({ device_session_id: 'ds-alice', message_type: 'profile.get' });
+        expect(typeof line.fields['duration_ms']).toBe('number');
+      }
+      expect(lines[0]?.fields).toMatchObject({ request_id: 'log-ok', user_id: 'u-alice' });
+      expect(lines[1]?.fields).toMatchObject({ request_id: 'log-bad', reason: 'invalid request signature' });
+      const text = logger.serialized();
+      expect(text).not.toContain('BYTES(');
+      expect(text).not.toContain(SECRET);
+      for (const bytes of [ok.payload, ok.signature, bad.signature, broken.signature, result.signature, result.payload]) {
+        const b = Buffer.from(bytes);
+        expect(text).not.toContain(b.toString('hex'));
+        expect(text).not.toContain(b.toString('base64'));
+      }
+    });
+  });
+});
