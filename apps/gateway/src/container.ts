@@ -84,7 +84,7 @@ export function registerGateway(
   );
   container.register(
     Tokens.Downstreams,
-    cached((c) => createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes), { logger: log(c, 'downstream') })),
+    cached(() => createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes))),
   );
   container.register(
     Tokens.CommandService,

@@ -211,7 +211,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 }
 
 async function closeRedis(client: RedisClient): Promise<void> {
-  if (!client.isOpen) return;
   try {
     await client.close();
   } catch {

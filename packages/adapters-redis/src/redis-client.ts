@@ -165,7 +165,10 @@ export class RedisClient {
     const started = performance.now();
     const span = this.startSpan(name, connection);
     try {
-      const reply = (await connection.sendCommand([...args], timeoutMs > 0 ? { timeout: timeoutMs } : {})) as RawReply;
+      const reply = await withTimeout(
+        connection.sendCommand([...args], timeoutMs > 0 ? { timeout: timeoutMs } : {}) as Promise<RawReply>,
+        timeoutMs,
+      );
       this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
       span?.end();
       return reply;
@@ -203,10 +206,36 @@ export class RedisClient {
   }
 }
 
+/** Thrown by {@link withTimeout}; mapped to a {@link RedisCommandError}. */
+class CommandTimeout extends Error {}
+
+/**
+ * node-redis's `timeout` command option only covers the time before the command is written
+ * to the socket; a server that accepted the bytes but does not answer (frozen, partitioned)
+ * would hang the caller for ever. This bounds the whole round trip. The late reply, if any,
+ * is still consumed by node-redis in order, so later commands are not misaligned.
+ */
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+  if (timeoutMs <= 0) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new CommandTimeout()), timeoutMs);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
 function toCommandError(name: string, err: unknown, timeoutMs: number): RedisCommandError {
   if (err instanceof RedisCommandError) return err;
   const errName = err instanceof Error ? err.constructor.name : '';
-  if (errName === 'TimeoutError') return new RedisCommandError(name, `timed out after ${timeoutMs}ms`, { cause: err });
+  if (err instanceof CommandTimeout || errName === 'TimeoutError') return new RedisCommandError(name, `timed out after ${timeoutMs}ms`, { cause: err });
   if (errName === 'ClientOfflineError') return new RedisCommandError(name, 'the client is offline (not connected to redis)', { cause: err });
   if (errName === 'ClientClosedError') return new RedisCommandError(name, 'the client is closed', { cause: err });
   return new RedisCommandError(name, describeRedisError(err), { cause: err });

@@ -112,6 +112,30 @@ describe('GatewayClient against the real gRPC adapter', () => {
     }
   });
 
+  it('cancels a command whose signal is aborted', async () => {
+    const client = clientFor(f, f.addDevice());
+    try {
+      const error = await client.execute('demo.echo', Buffer.alloc(0), { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ name: 'GatewayStatusError', code: status.CANCELLED, codeName: 'CANCELLED' });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('does not reconnect after a status other than UNAVAILABLE', async () => {
+    const device = f.addDevice();
+    const client = clientFor(f, device);
+    try {
+      const iterator = client.subscribe({ autoReconnect: true, backoff: { initialMs: 10 } })[Symbol.asyncIterator]();
+      await take(iterator, 1);
+      f.revoke(device);
+      await expect(iterator.next()).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
+      expect(f.hub.sessionStreams(device.deviceSessionId)).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
   it('rejects a response signed by a key it does not trust', async () => {
     const device = f.addDevice();
     const other = new Ed25519ResponseSigner(generateKeyPairSync('ed25519').privateKey);
