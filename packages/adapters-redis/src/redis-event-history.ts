@@ -11,8 +11,15 @@ export interface RedisEventHistoryOptions {
 
 /**
  * Past client events for `resume_after_event_id` (SPEC §8.3): `XRANGE key (afterId + COUNT n`.
- * Truncation is detected with the stream's `max-deleted-entry-id` (`XINFO STREAM`, Redis 7+):
- * when `afterId` is older than the newest deleted/trimmed entry, entries after it may be gone.
+ *
+ * `truncated` comes from `XINFO STREAM` (Redis 7+). Entries after `afterId` may be gone when
+ * - `afterId` is older than `max-deleted-entry-id` (set by `XDEL`), or
+ * - the stream lost entries (`entries-added` > `length`) and `afterId` is older than its
+ *   first entry (or, if it is empty now, than `last-generated-id`). Redis 7.0 does not
+ *   record trimmed ids (`XTRIM`/`MAXLEN` leave `max-deleted-entry-id` alone), so this is
+ *   conservative: a cursor equal to the newest trimmed id is reported as truncated too,
+ *   which matches SPEC §8.3 ("older than the stream's first entry").
+ *
  * A missing stream has no entries and is not truncated.
  */
 export class RedisEventHistory implements EventHistory {
@@ -23,14 +30,13 @@ export class RedisEventHistory implements EventHistory {
 
   async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
     const key = this.options.streamKey;
-    // Range first, then the deletion mark: a trim in between can only make us over-report.
+    // Range first, then the stream info: a trim in between can only make us over-report.
     const entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(Math.max(1, count))]));
-    const maxDeleted = await this.maxDeletedEntryId(key);
-    const truncated = maxDeleted !== undefined && compareStreamIds(afterId, maxDeleted) < 0;
-    return { entries, truncated };
+    const info = await this.streamInfo(key);
+    return { entries, truncated: info !== undefined && isTruncated(afterId, info) };
   }
 
-  private async maxDeletedEntryId(key: string): Promise<string | undefined> {
+  private async streamInfo(key: string): Promise<Map<string, RawReply> | undefined> {
     let reply: RawReply;
     try {
       reply = await this.client.command(['XINFO', 'STREAM', key]);
@@ -39,9 +45,19 @@ export class RedisEventHistory implements EventHistory {
       throw err;
     }
     if (!Array.isArray(reply)) return undefined;
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      if (reply[i] === 'max-deleted-entry-id') return String(reply[i + 1]);
-    }
-    return undefined;
+    const info = new Map<string, RawReply>();
+    for (let i = 0; i + 1 < reply.length; i += 2) info.set(String(reply[i]), reply[i + 1] ?? null);
+    return info;
   }
+}
+
+function isTruncated(afterId: string, info: Map<string, RawReply>): boolean {
+  const maxDeleted = String(info.get('max-deleted-entry-id') ?? '0-0');
+  if (compareStreamIds(afterId, maxDeleted) < 0) return true;
+  const length = Number(info.get('length') ?? 0);
+  const added = Number(info.get('entries-added') ?? length);
+  if (added <= length) return false;
+  const firstEntry = info.get('first-entry');
+  const boundary = Array.isArray(firstEntry) && firstEntry.length > 0 ? String(firstEntry[0]) : String(info.get('last-generated-id') ?? '0-0');
+  return compareStreamIds(afterId, boundary) < 0;
 }

@@ -261,9 +261,9 @@ describe('PushHub', () => {
       expect(await harness.value(MetricNames.pushStreamsActive)).toBe(0);
     });
 
-    it('a stream registered after its session was closed lives on until the next revoke (the hub keeps no revocation state)', () => {
-      // The revoke-vs-register race is closed by SubscriptionService (recheck before register);
-      // here: revoke → register → revoke again closes the newcomer.
+    it('closeSession affects the streams open at that moment: a later (reactivated) stream lives until the next revoke', () => {
+      // The hub keeps no revocation state (a later `active` snapshot may reactivate a session);
+      // the revoke-vs-register race is closed by SubscriptionService, see its tests.
       const { hub, open } = setup();
       const old = open('user-a', 'ds-1');
       hub.closeSession('ds-1');

@@ -437,6 +437,28 @@ describe('SubscriptionService', () => {
       expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'max_events' })).toBe(1);
     });
 
+    it('resumeMaxEvents on a trimmed stream stops reading at the limit (no re-scanning of the same entries)', async () => {
+      let reads = 0;
+      const { open, publish, events } = setup({
+        resumeMaxEvents: 2,
+        history: (stream) => ({
+          readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+            reads += 1;
+            return stream.readAfter(afterId, count);
+          },
+        }),
+      });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      publish(clientEventFields('u-alice', 'chat.x', 'lost'));
+      const kept = [0, 1, 2, 3, 4].map((i) => publish(clientEventFields('u-alice', 'chat.x', `k${i}`)));
+      events.trim(5);
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.types.slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+      expect(sink.ids.slice(2)).toEqual(kept.slice(0, 2));
+      expect(sink.types.filter((t) => t === 'gateway.resume_incomplete')).toHaveLength(1);
+      expect(reads).toBeLessThanOrEqual(2);
+    });
+
     it('resumeMaxEvents exactly reached is complete', async () => {
       const { open, publish } = setup({ resumeMaxEvents: 3 });
       const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
@@ -482,6 +504,30 @@ describe('SubscriptionService', () => {
       expect(sink.ids).toEqual(['', '', live]);
       expect(logger.find('push resume failed')[0]?.fields).toMatchObject({ device_session_id: alice1.deviceSessionId });
       expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(1);
+    });
+
+    it('never logs payloads, signatures or keys (resume, live, malformed, revoke, failure paths)', async () => {
+      const { open, publish, logger, sessionEvents, service } = setup({ resumeMaxEvents: 1 });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'SECRET-PAYLOAD-1'));
+      publish(clientEventFields('u-alice', 'chat.x', 'SECRET-PAYLOAD-2'));
+      publish(clientEventFields('u-alice', 'chat.x', 'SECRET-PAYLOAD-3'));
+      const { sink, req } = await open(alice1, { resumeAfterEventId: cursor });
+      publish(clientEventFields('u-alice', 'chat.x', 'SECRET-PAYLOAD-4'));
+      publish({ user_id: 'u-alice', event_type: 'BAD', payload_base64: Buffer.from('SECRET-PAYLOAD-5').toString('base64') });
+      await expectFailure(service.subscribe({ ...req, signature: flipByte(req.signature) }, new RecordingSink()), 'unauthenticated', 'invalid request signature');
+      sessionEvents.handle({ id: '99-0', fields: alice1.record('revoked') });
+      expect(sink.ended).toBe(true);
+      expect(logger.lines.length).toBeGreaterThan(0);
+      const text = logger.serialized();
+      expect(text).not.toContain('BYTES(');
+      expect(text).not.toContain('SECRET-PAYLOAD');
+      expect(text).not.toContain(Buffer.from('SECRET-PAYLOAD').toString('base64').slice(0, 16));
+      expect(text).not.toContain(alice1.publicKeyBase64);
+      for (const e of sink.events) {
+        expect(text).not.toContain(Buffer.from(e.signature).toString('hex'));
+        expect(text).not.toContain(Buffer.from(e.signature).toString('base64'));
+      }
+      expect(text).not.toContain(Buffer.from(req.signature).toString('base64'));
     });
 
     it('without a configured history a resume is always incomplete', async () => {

@@ -105,6 +105,9 @@ export class SubscriptionService {
     let incomplete: IncompleteReason | undefined;
     let cursor = afterId;
     let scanned = 0;
+    // Set when `maxEvents` is reached: stop reading even if `incomplete` already says
+    // 'truncated' (otherwise the loop would re-read the same page until maxScan).
+    let full = false;
     const history = this.options.history;
     if (history === undefined) {
       incomplete = 'truncated';
@@ -121,13 +124,14 @@ export class SubscriptionService {
           if (parsed.ok && targets(stream, parsed.event.userId, parsed.event.deviceSessionId)) {
             if (replayed.length >= maxEvents) {
               incomplete ??= 'max_events';
+              full = true;
               break;
             }
             replayed.push(signEvent(this.options.signer, parsed.event));
           }
           cursor = entry.id;
         }
-        if (incomplete === 'max_events') break;
+        if (full) break;
         if (page.entries.length === 0) break;
         if (scanned >= maxScan) {
           // Only incomplete if the stream still holds more after the cursor.

@@ -172,6 +172,55 @@ describe('SessionCache', () => {
     expect(store.reads).toHaveLength(1);
   });
 
+  it('the snapshot still wins when its cache entry was evicted before the older read returned', async () => {
+    const store = new GatedSessionStore();
+    const cache = new SessionCache(store, { maxEntries: 1, ttlMs: TTL, clock: new FakeClock() });
+    const pending = cache.lookup(alice.deviceSessionId);
+    cache.apply(alice.session('revoked'));
+    cache.apply(bob.session('active')); // evicts alice's snapshot (maxEntries 1)
+    expect(cache.peek(alice.deviceSessionId)).toBeUndefined();
+    store.reads[0]?.answer.resolve(alice.record('active'));
+    expect((await pending)?.session.status).toBe('revoked');
+    // The stale "active" read was not cached either.
+    expect(cache.peek(alice.deviceSessionId)).toBeUndefined();
+  });
+
+  it('a snapshot applied during a read that raced clear() still wins over that read', async () => {
+    const store = new GatedSessionStore();
+    const cache = new SessionCache(store, { maxEntries: 10, ttlMs: TTL, clock: new FakeClock() });
+    const pending = cache.lookup(alice.deviceSessionId);
+    cache.clear();
+    cache.apply(alice.session('revoked'));
+    store.reads[0]?.answer.resolve(alice.record('active'));
+    expect((await pending)?.session.status).toBe('revoked');
+    expect(cache.peek(alice.deviceSessionId)?.session.status).toBe('revoked');
+  });
+
+  it('a snapshot applied after a read finished does not leak into a later read', async () => {
+    const store = new GatedSessionStore();
+    const clock = new FakeClock();
+    const cache = new SessionCache(store, { maxEntries: 10, ttlMs: TTL, clock });
+    const first = cache.lookup(alice.deviceSessionId);
+    store.reads[0]?.answer.resolve(alice.record('active'));
+    await first;
+    cache.apply(alice.session('revoked'));
+    clock.advance(TTL);
+    const second = cache.lookup(alice.deviceSessionId);
+    store.reads[1]?.answer.resolve(alice.record('active')); // reactivated by the auth service
+    expect((await second)?.session.status).toBe('active');
+  });
+
+  it('keeps no per-session state for snapshots of sessions nobody is reading (bounded memory)', () => {
+    const cache = new SessionCache(new InMemorySessionStore(), { maxEntries: 10, ttlMs: TTL, clock: new FakeClock() });
+    for (let i = 0; i < 1000; i += 1) cache.apply({ ...alice.session('revoked'), deviceSessionId: `ds-${i}` });
+    expect(cache.size).toBe(10);
+    // White-box: the race bookkeeping must not grow with every session ever seen.
+    const internals = cache as unknown as Record<string, unknown>;
+    for (const value of Object.values(internals)) {
+      if (value instanceof Map && value !== internals['entries']) expect(value.size).toBe(0);
+    }
+  });
+
   it('concurrent lookups of one session share a single store read', async () => {
     const store = new GatedSessionStore();
     const cache = new SessionCache(store, { maxEntries: 10, ttlMs: TTL, clock: new FakeClock() });

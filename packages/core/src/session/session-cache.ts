@@ -31,8 +31,13 @@ interface Entry {
 export class SessionCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<ResolvedSession | null>>();
-  /** Bumped by `apply` per session and by `clear`, to discard results of reads that raced them. */
-  private readonly versions = new Map<string, number>();
+  /**
+   * Snapshots applied while a store read of the same session was in flight: they are newer
+   * than what that read returns. Only sessions with a read in flight have an entry, so this
+   * stays bounded (a per-session version for every snapshot ever applied would not).
+   */
+  private readonly overtaken = new Map<string, ResolvedSession>();
+  /** Bumped by `clear`, so reads that raced it do not repopulate the cache. */
   private epoch = 0;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -61,10 +66,11 @@ export class SessionCache {
     if (pending === undefined) {
       pending = this.load(deviceSessionId);
       this.inflight.set(deviceSessionId, pending);
-      void pending.then(
-        () => this.inflight.delete(deviceSessionId),
-        () => this.inflight.delete(deviceSessionId),
-      );
+      const settled = () => {
+        this.inflight.delete(deviceSessionId);
+        this.overtaken.delete(deviceSessionId);
+      };
+      void pending.then(settled, settled);
     }
     return (await pending) ?? undefined;
   }
@@ -77,7 +83,7 @@ export class SessionCache {
   /** Applies a session snapshot (last wins). Returns the resolved session. */
   apply(session: DeviceSession): ResolvedSession {
     const resolved: ResolvedSession = { session, publicKey: ed25519PublicKeyFromRaw(session.clientPublicKey) };
-    this.versions.set(session.deviceSessionId, (this.versions.get(session.deviceSessionId) ?? 0) + 1);
+    if (this.inflight.has(session.deviceSessionId)) this.overtaken.set(session.deviceSessionId, resolved);
     this.put(session.deviceSessionId, resolved);
     return resolved;
   }
@@ -85,7 +91,7 @@ export class SessionCache {
   /** Drops every entry (after the session-events subscriber reconnected, snapshots may be missed). */
   clear(): void {
     this.entries.clear();
-    this.versions.clear();
+    this.overtaken.clear();
     this.epoch += 1;
   }
 
@@ -104,18 +110,16 @@ export class SessionCache {
 
   private async load(id: string): Promise<ResolvedSession | null> {
     const epoch = this.epoch;
-    const version = this.versions.get(id) ?? 0;
     let fields;
     try {
       fields = await this.store.getRecord(id);
     } catch (cause) {
       throw GatewayError.unavailable(GatewayMessages.sessionStoreUnavailable, cause);
     }
-    // A snapshot applied while we were reading is newer than what we read.
-    if (epoch === this.epoch && (this.versions.get(id) ?? 0) !== version) {
-      const fresh = this.peekEntry(id);
-      if (fresh !== undefined) return fresh.value;
-    }
+    // A snapshot applied while we were reading is newer than what we read (even if its cache
+    // entry was evicted meanwhile): never let the older record overwrite it.
+    const snapshot = this.overtaken.get(id);
+    if (snapshot !== undefined) return snapshot;
     let value: ResolvedSession | null = null;
     if (fields !== undefined) {
       const parsed = parseSessionFields(fields);

@@ -1,0 +1,158 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { Server, ServerCredentials, type Metadata, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { createClient } from 'redis';
+import { CommandHandlerService, type DownstreamCommand, type DownstreamResult } from '@edge-gateway/adapters-grpc/generated';
+import { GatewayClient } from '@edge-gateway/client';
+import type { RedisServerHandle } from '@edge-gateway/test-utils';
+
+/** A device session: its key pair and ids. */
+export interface Device {
+  readonly deviceSessionId: string;
+  readonly userId: string;
+  readonly privateKey: KeyObject;
+  readonly publicKeyBase64: string;
+}
+
+let counter = 0;
+export function newDevice(userId: string, label = 'ds'): Device {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const der = publicKey.export({ format: 'der', type: 'spki' });
+  counter += 1;
+  return {
+    deviceSessionId: `${label}-${process.pid}-${counter}`,
+    userId,
+    privateKey,
+    publicKeyBase64: der.subarray(der.length - 32).toString('base64'),
+  };
+}
+
+/** A plain node-redis connection playing the auth service and the event publishers. */
+export async function connectRedis(server: RedisServerHandle) {
+  const client = createClient({ socket: { host: '127.0.0.1', port: server.port, reconnectStrategy: false }, password: server.password });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+export type RawRedis = Awaited<ReturnType<typeof connectRedis>>;
+
+/** Writes the session record, then appends the matching snapshot (the auth service's order). */
+export async function writeSession(
+  redis: RawRedis,
+  device: Device,
+  status: 'active' | 'revoked',
+  options: { prefix?: string; stream?: string } = {},
+): Promise<string> {
+  const fields: Record<string, string> = {
+    device_session_id: device.deviceSessionId,
+    user_id: device.userId,
+    status,
+    client_public_key: device.publicKeyBase64,
+    ...(status === 'revoked' ? { revoked_at_ms: String(Date.now()) } : {}),
+  };
+  await redis.hSet(`${options.prefix ?? 'gateway:'}session:${device.deviceSessionId}`, fields);
+  return redis.xAdd(options.stream ?? 'gateway:session-events', '*', fields);
+}
+
+/** Appends a client event entry. */
+export function publishEvent(
+  redis: RawRedis,
+  event: { userId: string; deviceSessionId?: string; eventType: string; payload: Uint8Array },
+  stream = 'gateway:client-events',
+): Promise<string> {
+  return redis.xAdd(stream, '*', {
+    user_id: event.userId,
+    ...(event.deviceSessionId === undefined ? {} : { device_session_id: event.deviceSessionId }),
+    event_type: event.eventType,
+    payload_base64: Buffer.from(event.payload).toString('base64'),
+  });
+}
+
+export function clientFor(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {
+  return new GatewayClient({
+    address: grpcAddress,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: device.privateKey,
+    gatewayPublicKeys: [gatewayPublicKey],
+  });
+}
+
+/** What the echo downstream saw of one call. */
+export interface SeenCall {
+  readonly command: DownstreamCommand;
+  readonly metadata: Record<string, unknown>;
+  readonly deadline: number | undefined;
+}
+
+/**
+ * A real `CommandHandler` business service: echoes the payload with result code `ok`.
+ * Message types ending in `.hold` wait until `release()` is called.
+ */
+export class EchoDownstream {
+  readonly calls: SeenCall[] = [];
+  private readonly server = new Server();
+  private held: Array<() => void> = [];
+  private holdWaiters: Array<() => void> = [];
+  port = 0;
+
+  async start(): Promise<this> {
+    this.server.addService(CommandHandlerService, {
+      execute: (call: ServerUnaryCall<DownstreamCommand, DownstreamResult>, callback: sendUnaryData<DownstreamResult>) => {
+        const deadline = call.getDeadline();
+        this.calls.push({
+          command: call.request,
+          metadata: (call.metadata as Metadata).getMap(),
+          deadline: deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : undefined,
+        });
+        const answer = () => callback(null, { resultCode: 'ok', payload: call.request.payload });
+        if (call.request.messageType.endsWith('.hold')) {
+          this.held.push(answer);
+          for (const waiter of this.holdWaiters.splice(0)) waiter();
+        } else {
+          answer();
+        }
+      },
+    });
+    this.port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
+    );
+    return this;
+  }
+
+  /** Resolves once a `.hold` call is waiting. */
+  async holding(): Promise<void> {
+    if (this.held.length > 0) return;
+    await new Promise<void>((resolve) => this.holdWaiters.push(resolve));
+  }
+
+  release(): void {
+    for (const answer of this.held.splice(0)) answer();
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+/** Collects events from an async iterable until `count` arrived; returns them and the iterator. */
+export async function take<T>(iterator: AsyncIterator<T>, count: number): Promise<T[]> {
+  const out: T[] = [];
+  while (out.length < count) {
+    const next = await iterator.next();
+    if (next.done === true) throw new Error(`stream ended after ${out.length} of ${count} events`);
+    out.push(next.value);
+  }
+  return out;
+}
+
+/** The error an async iterator ends with (fails if it ends cleanly first). */
+export async function endError<T>(iterator: AsyncIterator<T>): Promise<unknown> {
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return new Error('stream ended without an error');
+    }
+  } catch (error) {
+    return error;
+  }
+}
