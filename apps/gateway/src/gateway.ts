@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { container as rootContainer } from 'tsyringe';
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import {
   Ed25519ResponseSigner,
   KeyFormatError,
@@ -9,12 +9,12 @@ import {
   type PushHub,
   type SubscriptionService,
 } from '@edge-gateway/core';
-import { connectAndPing, type RedisClient, type RedisStreamSubscriber } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { createAdminApp, createPublicApp, listen, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
 import { formatDuration } from './config/duration.js';
-import { registerGateway } from './container.js';
+import type { EventSource, GatewayBackend } from './backend.js';
+import { registerGateway, registerRedisBackend } from './container.js';
 import { runShutdown, type ShutdownStep } from './lifecycle.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
@@ -29,6 +29,13 @@ export interface StartOptions {
   readonly logger: Logger;
   /** Created from the env by the caller so the logger and metrics exist before config is valid. */
   readonly telemetry: Telemetry;
+  /**
+   * Registers the backend (`Tokens.Backend`, stores, history, both event sources). Default:
+   * Redis from the config. The development mode passes its in-memory backend here.
+   */
+  readonly registerBackend?: (container: DependencyContainer, config: GatewayConfig) => void;
+  /** Already-loaded config (the development mode builds its own); default: from `env`. */
+  readonly config?: GatewayConfig;
 }
 
 /** A started gateway. */
@@ -64,7 +71,7 @@ async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
  */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const { logger, telemetry } = options;
-  const config = loadConfig(options.env);
+  const config = options.config ?? loadConfig(options.env);
   logger.info('starting gateway', describeConfig(config));
   if (config.redis.replicas.length > 0) {
     logger.info('redis replica addresses are reserved and unused', {
@@ -76,6 +83,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer });
+  (options.registerBackend ?? registerRedisBackend)(container, config);
 
   const undo: ShutdownStep[] = [];
   const abort = async (error: unknown): Promise<never> => {
@@ -84,23 +92,25 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   };
 
   let readiness: Readiness = 'starting';
-  const redis = container.resolve<RedisClient>(Tokens.RedisClient);
+  const backend = container.resolve<GatewayBackend>(Tokens.Backend);
   const downstreams = container.resolve<ReturnType<typeof createDownstreamRouter>>(Tokens.Downstreams);
   undo.push({ component: 'downstreams', stop: () => downstreams.close() });
   try {
-    await connectAndPing(redis, config.redis.pingTimeoutMs);
+    await backend.connect();
   } catch (error) {
     await abort(new StartupError(error instanceof Error ? error.message : String(error)));
   }
-  undo.push({ component: 'redis', stop: () => closeRedis(redis) });
-  logger.info('redis connected', {
-    address: `${config.redis.master.host}:${config.redis.master.port}`,
-    db: config.redis.db,
-    ping_timeout: formatDuration(config.redis.pingTimeoutMs),
-  });
+  undo.push({ component: backend.kind, stop: () => backend.close() });
+  if (backend.kind === 'redis') {
+    logger.info('redis connected', {
+      address: `${config.redis.master.host}:${config.redis.master.port}`,
+      db: config.redis.db,
+      ping_timeout: formatDuration(config.redis.pingTimeoutMs),
+    });
+  }
 
-  const sessionSubscriber = container.resolve<RedisStreamSubscriber>(Tokens.SessionEventsSubscriber);
-  const clientSubscriber = container.resolve<RedisStreamSubscriber>(Tokens.ClientEventsSubscriber);
+  const sessionSubscriber = container.resolve<EventSource>(Tokens.SessionEventsSubscriber);
+  const clientSubscriber = container.resolve<EventSource>(Tokens.ClientEventsSubscriber);
   const commands = container.resolve<CommandService>(Tokens.CommandService);
   const subscriptions = container.resolve<SubscriptionService>(Tokens.SubscriptionService);
   const hub = container.resolve<PushHub>(Tokens.PushHub);
@@ -191,7 +201,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
           stop: (budget) => Promise.all([publicHttp?.close(budget), adminHttp?.close(budget)]),
         },
         { component: 'downstreams', stop: () => downstreams.close() },
-        { component: 'redis', stop: () => closeRedis(redis) },
+        { component: backend.kind, stop: () => backend.close() },
         { component: 'telemetry', stop: () => telemetry.shutdown() },
       ];
       const clean = await runShutdown(steps, config.shutdownTimeoutMs, logger);
@@ -208,12 +218,4 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     adminHttp,
     shutdown,
   };
-}
-
-async function closeRedis(client: RedisClient): Promise<void> {
-  try {
-    await client.close();
-  } catch {
-    client.destroy();
-  }
 }

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { ConfigError } from './config/config.js';
-import { StartupError, startGateway, type RunningGateway } from './gateway.js';
+import type { RunningGateway } from './gateway.js';
 import { WinstonLogger, createWinstonLogger, flushLogger } from './logging.js';
 import { setupTelemetry } from './telemetry.js';
 
@@ -43,11 +43,13 @@ process.on('SIGTERM', onSignal);
 
 try {
   const telemetry = setupTelemetry(process.env);
+  // Loaded after telemetry so the Redis instrumentation patches node-redis before it is required.
+  const { startGateway } = await import('./gateway.js');
   gateway = await startGateway({ env: process.env, logger, telemetry });
   startupDone = true;
 } catch (error) {
   const reason =
-    error instanceof ConfigError || error instanceof StartupError
+    error instanceof ConfigError || (error instanceof Error && error.name === 'StartupError')
       ? error.message
       : `${error instanceof Error ? error.name : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
   logger.error('startup failed', { error: reason });

@@ -4,11 +4,13 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { GatewayMetrics } from '@edge-gateway/core';
+import { redisInstrumentation } from '@edge-gateway/adapters-redis/instrumentation';
 
 /** Metrics and (optional) trace export of the binary. */
 export interface Telemetry {
@@ -47,6 +49,7 @@ export function setupTelemetry(env: Env = process.env, version = '0.1.0'): Telem
   if (endpoint !== undefined && endpoint !== '' && !tracesDisabled) {
     tracerProvider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
     trace.setGlobalTracerProvider(tracerProvider);
+    registerInstrumentations({ tracerProvider, instrumentations: [redisInstrumentation()] });
   }
 
   return {

@@ -5,6 +5,7 @@ export const Tokens = {
   Telemetry: Symbol('Telemetry'),
   Metrics: Symbol('GatewayMetrics'),
   Signer: Symbol('ResponseSigner'),
+  Backend: Symbol('GatewayBackend'),
   RedisClient: Symbol('RedisClient'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),
