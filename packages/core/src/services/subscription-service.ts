@@ -11,7 +11,7 @@ import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { PushHub, PushSink, PushStream } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { verifySubscribeRequest } from '../signing/verifier.js';
-import { validateSubscribeRequest } from '../validation.js';
+import { compareStreamIds, validateSubscribeRequest } from '../validation.js';
 import { DEFAULT_FRESHNESS_WINDOW_MS, describe } from './command-service.js';
 import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 import { encodeServerTime } from './server-time.js';
@@ -78,12 +78,17 @@ export class SubscriptionService {
     await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
     // No await between this check and register: a revoke is either seen here or closes the stream.
     recheckNotRevoked(this.deps, request.deviceSessionId);
-    const stream = this.options.hub.register({ userId: session.userId, deviceSessionId: session.deviceSessionId, sink });
+    const resuming = request.resumeAfterEventId !== '';
+    const stream = this.options.hub.register({
+      userId: session.userId,
+      deviceSessionId: session.deviceSessionId,
+      sink: resuming ? monotonicSink(sink) : sink,
+    });
 
     const bootstrap = this.gatewayEvent(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) =>
       encodeServerTime(now, request.requestId),
     );
-    if (request.resumeAfterEventId === '') {
+    if (!resuming) {
       stream.start([bootstrap]);
       return stream;
     }
@@ -112,12 +117,11 @@ export class SubscriptionService {
     if (history === undefined) {
       incomplete = 'truncated';
     } else {
-      let first = true;
       for (;;) {
         const page = await history.readAfter(cursor, Math.min(HISTORY_PAGE, maxScan - scanned));
         if (stream.closed) return;
-        if (first && page.truncated) incomplete = 'truncated';
-        first = false;
+        // Every page: a trim racing the replay can cut entries between two pages too.
+        if (page.truncated) incomplete ??= 'truncated';
         for (const entry of page.entries) {
           scanned += 1;
           const parsed = parseClientEvent(entry);
@@ -163,4 +167,24 @@ export class SubscriptionService {
 
 function targets(stream: PushStream, userId: string, deviceSessionId: string): boolean {
   return userId === stream.userId && (deviceSessionId === '' || deviceSessionId === stream.deviceSessionId);
+}
+
+/**
+ * Drops a client event whose id is not after the last one written. The held queue is
+ * filtered once at `start` (`skipThroughEventId`), but the Redis subscriber may hand the hub
+ * an entry the history read already replayed *after* the stream started (its `XREAD` reply
+ * raced the `XRANGE`), which would otherwise be delivered twice. Stream ids only grow and
+ * a stream gets its events in stream order, so "not after the last id" means "already sent".
+ */
+function monotonicSink(sink: PushSink): PushSink {
+  let lastId = '';
+  return {
+    write(event) {
+      if (event.eventId === '') return sink.write(event);
+      if (lastId !== '' && compareStreamIds(event.eventId, lastId) <= 0) return true;
+      lastId = event.eventId;
+      return sink.write(event);
+    },
+    end: (error) => sink.end(error),
+  };
 }

@@ -1,0 +1,107 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import type { Logger } from '@edge-gateway/core';
+import { createAdminApp, listen, type HttpListener } from '@edge-gateway/adapters-http';
+import { startGateway, type RunningGateway } from '../gateway.js';
+import type { Telemetry } from '../telemetry.js';
+import { devAdminAddress, loadDevConfig } from './dev-config.js';
+import { DEMO_DEVICE, devDir, writeDevKeys, type DevGatewayInfo, type DevKeys } from './dev-files.js';
+import { DEV_ROUTES, createDevRoutes } from './dev-routes.js';
+import { startEchoDownstream } from './echo-downstream.js';
+import { InMemoryBackend } from './in-memory-backend.js';
+
+/** The warning every development-mode start logs first. */
+export const DEV_MODE_WARNING = 'development mode: in-memory stores, nothing is kept; never use in production';
+
+export interface DevGatewayOptions {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly logger: Logger;
+  readonly telemetry: Telemetry;
+}
+
+/** A started development gateway. */
+export interface DevGateway {
+  readonly gateway: RunningGateway;
+  readonly backend: InMemoryBackend;
+  readonly adminHttp: HttpListener;
+  readonly keys: DevKeys;
+  /** Stops the gateway (SPEC §8.2 sequence), then the admin listener and the echo service. */
+  shutdown(): Promise<boolean>;
+}
+
+/**
+ * Starts the development gateway (`npm run dev`): the full gateway through `startGateway`
+ * with the in-memory backend, a fresh signer key, an in-process `echo.` downstream, a demo
+ * device session, and an admin listener serving `/metrics` plus the dev routes.
+ */
+export async function startDevGateway(options: DevGatewayOptions): Promise<DevGateway> {
+  const { env, logger, telemetry } = options;
+  const dir = devDir(env);
+  logger.warn(DEV_MODE_WARNING, { dev_dir: dir });
+
+  const keys = writeDevKeys(dir);
+  const backend = new InMemoryBackend();
+  backend.writeSession({
+    device_session_id: DEMO_DEVICE.deviceSessionId,
+    user_id: DEMO_DEVICE.userId,
+    status: 'active',
+    client_public_key: keys.demoDevice.publicKeyRaw.toString('base64'),
+  });
+
+  const echo = await startEchoDownstream();
+  let adminHttp: HttpListener | undefined;
+  try {
+    const config = loadDevConfig(env, { signerKeyPath: keys.paths.signerKey, echoAddress: echo.address });
+    const adminApp = createAdminApp({
+      metricsHandler: telemetry.metricsHandler,
+      metrics: telemetry.metrics,
+      logger: logger.child({ component: 'admin-http' }),
+    });
+    const devRoutes = createDevRoutes(backend);
+    const handler = (req: Parameters<typeof devRoutes>[0], res: Parameters<typeof devRoutes>[1]): void => {
+      if (!devRoutes(req, res)) adminApp(req, res);
+    };
+    // listen() only attaches the app as the server's request listener; a plain handler serves.
+    adminHttp = await listen(handler as unknown as Parameters<typeof listen>[0], devAdminAddress(env), {
+      logger: logger.child({ component: 'admin-http' }),
+    });
+    logger.info('admin http listener started', { address: adminHttp.address, dev_routes: [...DEV_ROUTES] });
+
+    const gateway = await startGateway({ env, logger, telemetry, config, registerBackend: backend.register() });
+    const info: DevGatewayInfo = {
+      pid: process.pid,
+      public_http_addr: gateway.publicHttp.address,
+      authenticated_grpc_addr: gateway.grpc.address,
+      admin_http_addr: adminHttp.address,
+      signer_key_id: keys.signer.keyId,
+    };
+    writeFileSync(keys.paths.running, `${JSON.stringify(info, null, 2)}\n`);
+    logger.info('development gateway ready', {
+      ...info,
+      echo_downstream: echo.address,
+      demo_device_session_id: DEMO_DEVICE.deviceSessionId,
+      demo_user_id: DEMO_DEVICE.userId,
+      demo_device_key: keys.paths.demoDeviceKey,
+      gateway_public_key_file: keys.paths.gatewayPublicKey,
+      next: 'run "npm run demo" in another terminal',
+    });
+
+    const admin = adminHttp;
+    let stopping: Promise<boolean> | undefined;
+    const shutdown = (): Promise<boolean> => {
+      stopping ??= (async () => {
+        const clean = await gateway.shutdown();
+        await admin.close(gateway.config.shutdownTimeoutMs);
+        await echo.stop();
+        rmSync(keys.paths.running, { force: true });
+        logger.info('component stopped', { component: 'development admin listener and echo downstream' });
+        return clean;
+      })();
+      return stopping;
+    };
+    return { gateway, backend, adminHttp, keys, shutdown };
+  } catch (error) {
+    await adminHttp?.close(1000);
+    await echo.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,171 @@
+import { randomUUID, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
+import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { GatewayClient, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
+import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { connectRedis, type Device, type RawRedis } from './system-support.js';
+
+/** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
+export function drillEnv(
+  redis: RedisServerHandle,
+  signerPath: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+    GATEWAY_REDIS_PASSWORD: redis.password,
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signerPath,
+    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+    GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+    GATEWAY_LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+/** A `GatewayClient` on its own HTTP/2 connection (own subchannel pool). */
+export function isolatedClient(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {
+  return new GatewayClient({
+    address: grpcAddress,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: device.privateKey,
+    gatewayPublicKeys: [gatewayPublicKey],
+    channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
+  });
+}
+
+/**
+ * Reads an event stream in the background: every event lands in `events`, the terminal error
+ * in `error` (`undefined` while open or after a clean end).
+ */
+export class StreamWatcher {
+  readonly events: VerifiedEvent[] = [];
+  error: unknown = undefined;
+  ended = false;
+  private readonly abort = new AbortController();
+  readonly done: Promise<void>;
+
+  constructor(client: GatewayClient, options: { resumeAfterEventId?: string } = {}) {
+    const iterable = client.subscribe({ signal: this.abort.signal, ...options });
+    this.done = (async () => {
+      try {
+        for await (const event of iterable) this.events.push(event);
+      } catch (error) {
+        this.error = error;
+      } finally {
+        this.ended = true;
+      }
+    })();
+  }
+
+  /** Client events only (the bootstrap event excluded). */
+  get clientEvents(): VerifiedEvent[] {
+    return this.events.filter((e) => e.eventId !== '');
+  }
+
+  /** Waits until at least `count` events (bootstrap included) arrived. */
+  async waitForCount(count: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(
+      () => {
+        if (this.events.length >= count) return true;
+        if (this.ended) throw new Error(`stream ended after ${this.events.length} of ${count} events: ${String(this.error)}`);
+        return false;
+      },
+      { timeoutMs, intervalMs: 5, message: `stream to receive ${count} events (has ${this.events.length})` },
+    );
+  }
+
+  /** Waits for the stream to end and returns its terminal error. */
+  async waitForEnd(timeoutMs = 10_000): Promise<unknown> {
+    await waitFor(() => this.ended, { timeoutMs, intervalMs: 5, message: 'stream to end' });
+    return this.error;
+  }
+
+  cancel(): void {
+    this.abort.abort();
+  }
+}
+
+/** One sample of a Prometheus text exposition: the value of `name{labels}` (0 when absent). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (match === null || match[1] !== name) continue;
+    const labelText = match[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(match[3]);
+  }
+  return total;
+}
+
+/** Scrapes admin `/metrics` and returns the value of one series (summed over unnamed labels). */
+export async function scrape(adminAddress: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const response = await fetch(`http://${adminAddress}/metrics`);
+  return metricValue(await response.text(), name, labels);
+}
+
+/** Resident set size of a process in MiB, from `/proc/<pid>/status` (`VmRSS`). */
+export function rssMiB(pid: number): number {
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (match === null) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]) / 1024;
+}
+
+/** A fresh publisher connection, retried until Redis answers (after a restart). */
+export async function reconnectRaw(redis: RedisServerHandle, timeoutMs = 10_000): Promise<RawRedis> {
+  return waitFor(() => connectRedis(redis), { timeoutMs, intervalMs: 50, message: 'publisher to reconnect to redis' });
+}
+
+/** A subscribe call through the raw generated client that the test reads (or stalls) by hand. */
+export interface RawStream {
+  readonly call: ClientReadableStream<GatewayEvent>;
+  /** The first (bootstrap) event. */
+  readonly first: Promise<GatewayEvent>;
+  /** The first non-OK status the call ends with. */
+  readonly status: Promise<{ code: number; details: string }>;
+}
+
+export function rawSubscribe(client: EdgeGatewayClient, device: Device): RawStream {
+  const request = { deviceSessionId: device.deviceSessionId, requestId: randomUUID(), timestampMs: Date.now(), resumeAfterEventId: '' };
+  const call = client.subscribeEvents({ ...request, signature: sign(null, subscribeRequestBytes(request), device.privateKey) }, new Metadata());
+  const statusSeen = new Promise<{ code: number; details: string }>((resolve) => {
+    call.on('error', (e: { code: number; details: string }) => resolve({ code: e.code, details: e.details }));
+    call.on('status', (s: { code: number; details: string }) => {
+      if (s.code !== status.OK) resolve({ code: s.code, details: s.details });
+    });
+  });
+  const first = new Promise<GatewayEvent>((resolve) => call.once('data', resolve));
+  return { call, first, status: statusSeen };
+}
+
+/** A raw EdgeGateway client on its own HTTP/2 connection. */
+export function rawClient(grpcAddress: string): EdgeGatewayClient {
+  return new EdgeGatewayClient(grpcAddress, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+}
+
+/** Runs `fn` and returns what it settled with plus how long it took. */
+export async function timed<T>(fn: () => Promise<T>): Promise<{ value?: T; error?: unknown; ms: number }> {
+  const started = performance.now();
+  try {
+    const value = await fn();
+    return { value, ms: performance.now() - started };
+  } catch (error) {
+    return { error, ms: performance.now() - started };
+  }
+}
+
+/** mulberry32: a small seeded PRNG, so fuzz runs are reproducible from the printed seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

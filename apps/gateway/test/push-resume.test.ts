@@ -1,0 +1,432 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { type VerifiedEvent } from '@edge-gateway/client';
+import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import {
+  ContinuousPublisher,
+  EventCollector,
+  TEST_BACKOFF,
+  fastReconnectClient,
+  metricValue,
+  scrape,
+  targetedIdsAfter,
+} from './push-resume-support.js';
+import { connectRedis, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
+
+const SERVER_TIME = 'gateway.server_time';
+const INCOMPLETE = 'gateway.resume_incomplete';
+
+let redis: RedisServerHandle;
+let raw: RawRedis;
+let signer: ReturnType<typeof writeSignerKey>;
+let streamSeq = 0;
+
+function envFor(clientEvents: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+    GATEWAY_REDIS_PASSWORD: redis.password,
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
+    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+    GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_CLIENT_EVENTS_REDIS_STREAM: clientEvents,
+    GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+    ...extra,
+  };
+}
+
+/** Each gateway gets its own client-events stream, so trims and limits don't leak between tests. */
+const newStream = (label: string) => `test:client-events:${label}:${(streamSeq += 1)}`;
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  raw = await connectRedis(redis);
+  signer = writeSignerKey();
+});
+
+afterAll(async () => {
+  await raw?.quit();
+  await redis?.stop();
+});
+
+async function activeDevice(userId: string, label = 'ds'): Promise<Device> {
+  const device = newDevice(userId, label);
+  await writeSession(raw, device, 'active');
+  return device;
+}
+
+/** Reads until an event with `eventId` arrived; returns everything read, that event included. */
+async function takeThrough(iterator: AsyncIterator<VerifiedEvent>, eventId: string): Promise<VerifiedEvent[]> {
+  const out: VerifiedEvent[] = [];
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done === true) throw new Error(`stream ended before ${eventId}; got ${out.map((e) => e.eventId || e.eventType).join(',')}`);
+    out.push(next.value);
+    if (next.value.eventId === eventId) return out;
+  }
+}
+
+/**
+ * Subscribes, receives `before` events for `device`, then cancels the stream (the device goes
+ * offline) and returns its `lastEventId`.
+ */
+async function receiveThenDisconnect(
+  stream: string,
+  grpc: string,
+  device: Device,
+  before: number,
+): Promise<{ cursor: string; client: ReturnType<typeof fastReconnectClient> }> {
+  const client = fastReconnectClient(device, grpc, signer.publicKeyRaw);
+  const abort = new AbortController();
+  const events = client.subscribe({ signal: abort.signal })[Symbol.asyncIterator]();
+  const [bootstrap] = await take(events, 1);
+  expect(bootstrap?.eventType).toBe(SERVER_TIME);
+  const ids: string[] = [];
+  for (let i = 0; i < before; i += 1) {
+    ids.push(await publishEvent(raw, { userId: device.userId, eventType: 'chat.message', payload: Buffer.from(`before-${i}`) }, stream));
+  }
+  const got = await take(events, before);
+  expect(got.map((e) => e.eventId)).toEqual(ids);
+  abort.abort();
+  await events.return?.(undefined);
+  expect(client.lastEventId).toBe(ids.at(-1));
+  return { cursor: client.lastEventId, client };
+}
+
+/** `gateway.resume_incomplete` as SPEC §8.3 has it: no id, the subscriber's ids, empty payload. */
+function expectIncompleteFor(event: VerifiedEvent | undefined, device: Device): void {
+  expect(event).toMatchObject({ eventType: INCOMPLETE, eventId: '', userId: device.userId, deviceSessionId: device.deviceSessionId });
+  expect(event?.payload.length).toBe(0);
+}
+
+describe('resume with the default limits', () => {
+  let gateway: GatewayProcess;
+  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
+  const stream = newStream('default');
+
+  beforeAll(async () => {
+    gateway = new GatewayProcess(envFor(stream));
+    addr = await gateway.started();
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('replays exactly the missed events in order, then the live feed, without duplicates', async () => {
+    const device = await activeDevice('user-resume', 'resume');
+    const sibling = await activeDevice('user-resume', 'sibling');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 2);
+    const before = await scrape(addr.adminHttp as string);
+    try {
+      // Missed while offline: events for this device (broadcast to the user and targeted at this
+      // session), interleaved with other users' events and events for the sibling session only.
+      const missed: string[] = [];
+      for (let i = 0; i < 12; i += 1) {
+        missed.push(await publishEvent(raw, { userId: 'user-resume', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream));
+        await publishEvent(raw, { userId: `someone-else-${i % 3}`, eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+        await publishEvent(raw, { userId: 'user-resume', deviceSessionId: sibling.deviceSessionId, eventType: 'device.only', payload: Buffer.from('s') }, stream);
+        if (i % 3 === 0) {
+          missed.push(
+            await publishEvent(raw, { userId: 'user-resume', deviceSessionId: device.deviceSessionId, eventType: 'device.only', payload: Buffer.from(`d-${i}`) }, stream),
+          );
+        }
+      }
+      // Another user's entry that names this session: never delivered (SPEC §8.3).
+      await publishEvent(raw, { userId: 'intruder', deviceSessionId: device.deviceSessionId, eventType: 'device.only', payload: Buffer.from('no') }, stream);
+      expect(await targetedIdsAfter(raw, stream, cursor, device)).toEqual(missed);
+
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, ...replayed] = await take(events, 1 + missed.length);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expect(replayed.map((e) => e.eventId)).toEqual(missed);
+      expect(replayed.every((e) => e.userId === 'user-resume' && (e.deviceSessionId === '' || e.deviceSessionId === device.deviceSessionId))).toBe(true);
+      expect(Buffer.from(replayed[0]?.payload ?? []).toString()).toBe('m-0');
+
+      // Then the live feed, and nothing replayed twice: the next events are exactly the live ones.
+      const live = [
+        await publishEvent(raw, { userId: 'user-resume', eventType: 'chat.message', payload: Buffer.from('live-1') }, stream),
+        await publishEvent(raw, { userId: 'user-resume', deviceSessionId: sibling.deviceSessionId, eventType: 'device.only', payload: Buffer.from('s') }, stream),
+        await publishEvent(raw, { userId: 'user-resume', deviceSessionId: device.deviceSessionId, eventType: 'device.only', payload: Buffer.from('live-2') }, stream),
+      ];
+      const after = await takeThrough(events, live[2] as string);
+      expect(after.map((e) => e.eventId)).toEqual([live[0], live[2]]);
+      expect(client.lastEventId).toBe(live[2]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      expect(metricValue(metrics, 'gateway_push_resumes_total') - metricValue(before, 'gateway_push_resumes_total')).toBe(1);
+      expect(
+        metricValue(metrics, 'gateway_push_resume_replayed_events_total') - metricValue(before, 'gateway_push_resume_replayed_events_total'),
+      ).toBe(missed.length);
+      expect(metricValue(metrics, 'gateway_push_resumes_incomplete_total') - metricValue(before, 'gateway_push_resumes_incomplete_total')).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('loses and repeats nothing while a publisher writes continuously during the resume', async () => {
+    const device = await activeDevice('user-busy', 'busy');
+    const sibling = await activeDevice('user-busy', 'busy-sibling');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 3);
+    try {
+      for (let i = 0; i < 40; i += 1) {
+        await publishEvent(raw, { userId: i % 2 === 0 ? 'user-busy' : 'busy-other', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream);
+      }
+      const publisher = new ContinuousPublisher(
+        raw,
+        stream,
+        [
+          { userId: 'user-busy' },
+          { userId: 'busy-other' },
+          { userId: 'user-busy', deviceSessionId: device.deviceSessionId },
+          { userId: 'user-busy', deviceSessionId: sibling.deviceSessionId },
+        ],
+        3,
+      );
+      const received: VerifiedEvent[] = [];
+      const abort = new AbortController();
+      try {
+        await waitFor(() => publisher.published >= 10);
+        const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+        const startedAt = publisher.published;
+        const consumer = (async () => {
+          for (;;) {
+            const next = await events.next();
+            if (next.done === true) return;
+            received.push(next.value);
+          }
+        })();
+        // Keep publishing well past the handoff, then stop and mark the end.
+        await waitFor(() => received.length > 0 && publisher.published >= startedAt + 150, { timeoutMs: 20_000 });
+        await publisher.stop();
+        const marker = await publishEvent(raw, { userId: 'user-busy', eventType: 'feed.end', payload: Buffer.alloc(0) }, stream);
+        await waitFor(() => received.some((e) => e.eventId === marker), { timeoutMs: 10_000, message: 'marker event' });
+        abort.abort();
+        await consumer;
+      } finally {
+        abort.abort();
+        await publisher.stop();
+      }
+      const expected = await targetedIdsAfter(raw, stream, cursor, device);
+      expect(expected.length).toBeGreaterThan(100);
+      expect(received[0]?.eventType).toBe(SERVER_TIME);
+      expect(received.filter((e) => e.eventType.startsWith('gateway.')).length).toBe(1);
+      expect(received.slice(1).map((e) => e.eventId)).toEqual(expected);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('trimmed stream', () => {
+  let gateway: GatewayProcess;
+  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
+  const stream = newStream('trimmed');
+
+  beforeAll(async () => {
+    gateway = new GatewayProcess(envFor(stream));
+    addr = await gateway.started();
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('sends gateway.resume_incomplete right after the bootstrap, then what is left, then the live feed', async () => {
+    const device = await activeDevice('user-trim', 'trim');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    const before = await scrape(addr.adminHttp as string);
+    try {
+      for (let i = 0; i < 10; i += 1) {
+        await publishEvent(raw, { userId: 'user-trim', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream);
+        await publishEvent(raw, { userId: 'trim-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+      }
+      await raw.sendCommand(['XTRIM', stream, 'MAXLEN', '7']);
+      const first = (await raw.xRange(stream, '-', '+', { COUNT: 1 }))[0]?.id as string;
+      expect(first > cursor).toBe(true);
+      const remaining = await targetedIdsAfter(raw, stream, cursor, device);
+      expect(remaining.length).toBeGreaterThan(0);
+
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, incomplete, ...rest] = await take(events, 2 + remaining.length);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expectIncompleteFor(incomplete, device);
+      expect(rest.map((e) => e.eventId)).toEqual(remaining);
+      const live = await publishEvent(raw, { userId: 'user-trim', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+      expect(delta('gateway_push_resumes_total')).toBe(1);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'truncated' })).toBe(1);
+      expect(delta('gateway_push_resume_replayed_events_total')).toBe(remaining.length);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('resume limits', () => {
+  let gateway: GatewayProcess;
+  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
+  const stream = newStream('limits');
+
+  beforeAll(async () => {
+    gateway = new GatewayProcess(envFor(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20' }));
+    addr = await gateway.started();
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('GATEWAY_PUSH_RESUME_MAX_EVENTS: replays exactly that many, after resume_incomplete, then the live feed', async () => {
+    const device = await activeDevice('user-max-events', 'max-events');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    const before = await scrape(addr.adminHttp as string);
+    try {
+      const missed: string[] = [];
+      for (let i = 0; i < 8; i += 1) {
+        missed.push(await publishEvent(raw, { userId: 'user-max-events', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream));
+        await publishEvent(raw, { userId: 'max-events-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+      }
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + 5);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expectIncompleteFor(incomplete, device);
+      expect(replayed.map((e) => e.eventId)).toEqual(missed.slice(0, 5));
+      // The live feed continues; the rest of the missed events are not sent.
+      const live = await publishEvent(raw, { userId: 'user-max-events', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+      expect(delta('gateway_push_resumes_total')).toBe(1);
+      expect(delta('gateway_push_resume_replayed_events_total')).toBe(5);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(1);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_scan' })).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('GATEWAY_PUSH_RESUME_MAX_SCAN: stops scanning past many other users’ entries and says so', async () => {
+    const device = await activeDevice('user-max-scan', 'max-scan');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    const before = await scrape(addr.adminHttp as string);
+    try {
+      const early = [
+        await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-1') }, stream),
+        await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-2') }, stream),
+      ];
+      for (let i = 0; i < 40; i += 1) {
+        await publishEvent(raw, { userId: `scan-other-${i % 4}`, eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+      }
+      // Beyond the 20 entries the gateway may read: never replayed.
+      await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('late') }, stream);
+
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + early.length);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expectIncompleteFor(incomplete, device);
+      expect(replayed.map((e) => e.eventId)).toEqual(early);
+      const live = await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+      expect(delta('gateway_push_resumes_total')).toBe(1);
+      expect(delta('gateway_push_resume_replayed_events_total')).toBe(2);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_scan' })).toBe(1);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('client auto-reconnect across a gateway restart', () => {
+  it('sees every event exactly once, in order, with no resume_incomplete', async () => {
+    const stream = newStream('restart');
+    const ports = { http: await freePort(), grpc: await freePort(), admin: await freePort() };
+    const fixed = {
+      GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${ports.http}`,
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,
+      GATEWAY_ADMIN_HTTP_ADDR: `127.0.0.1:${ports.admin}`,
+    };
+    const first = new GatewayProcess(envFor(stream, fixed));
+    let second: GatewayProcess | undefined;
+    const device = await activeDevice('user-restart', 'restart');
+    const client = fastReconnectClient(device, `127.0.0.1:${ports.grpc}`, signer.publicKeyRaw);
+    const abort = new AbortController();
+    try {
+      await first.started();
+      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF, signal: abort.signal }));
+      await waitFor(() => app.count(SERVER_TIME) === 1, { message: 'first bootstrap' });
+
+      const published: string[] = [];
+      const publish = async (label: string) => {
+        published.push(await publishEvent(raw, { userId: 'user-restart', eventType: 'chat.message', payload: Buffer.from(label) }, stream));
+        await publishEvent(raw, { userId: 'restart-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+      };
+      for (let i = 0; i < 5; i += 1) await publish(`up-${i}`);
+      await waitFor(() => app.clientEventIds.length === 5, { message: 'events before the restart' });
+
+      first.signal('SIGTERM');
+      expect((await first.exited).code).toBe(0);
+      // Down: the client keeps retrying (UNAVAILABLE) while events pile up in Redis.
+      for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
+      expect(app.done).toBe(false);
+
+      second = new GatewayProcess(envFor(stream, fixed));
+      await second.started();
+      await waitFor(() => app.count(SERVER_TIME) === 2, { timeoutMs: 10_000, message: 'bootstrap from the new gateway' });
+      for (let i = 0; i < 5; i += 1) await publish(`after-${i}`);
+      await waitFor(() => app.clientEventIds.length >= 15, { timeoutMs: 10_000, message: 'all events' });
+
+      expect(app.clientEventIds).toEqual(published);
+      expect(app.count(INCOMPLETE)).toBe(0);
+      expect(app.count(SERVER_TIME)).toBe(2);
+      expect(app.error).toBeUndefined();
+      expect(client.lastEventId).toBe(published.at(-1));
+      // The new process resumed this stream from the client's cursor.
+      const metrics = await scrape(`127.0.0.1:${ports.admin}`);
+      expect(metricValue(metrics, 'gateway_push_resumes_total')).toBe(1);
+      expect(metricValue(metrics, 'gateway_push_resume_replayed_events_total')).toBe(5);
+    } finally {
+      abort.abort();
+      client.close();
+      await first.stop();
+      await second?.stop();
+    }
+  });
+
+  it('still ends with the status for anything other than UNAVAILABLE (revoked)', async () => {
+    const stream = newStream('revoked');
+    const gateway = new GatewayProcess(envFor(stream));
+    const device = await activeDevice('user-revoked-reconnect', 'revoked');
+    try {
+      const addr = await gateway.started();
+      const client = fastReconnectClient(device, addr.grpc, signer.publicKeyRaw);
+      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF }));
+      await waitFor(() => app.count(SERVER_TIME) === 1);
+      await writeSession(raw, device, 'revoked');
+      await app.finished;
+      expect(app.error).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
+      expect(app.count(SERVER_TIME)).toBe(1);
+      client.close();
+    } finally {
+      await gateway.stop();
+    }
+  });
+});

@@ -1,0 +1,268 @@
+// Commands benchmark: closed-loop ExecuteCommand load with pre-signed requests against
+// (a) the built gateway binary (real redis-server, real echo downstream) and (b) a bare
+// grpc-js forwarding proxy with no checks, in the same run on the same machine.
+// Also the single-thread Ed25519 verify+sign floor.
+//
+//   node bench/commands.mjs [--quick] [--duration 10] [--warmup 3] [--concurrency 64]
+//        [--channels 8] [--rounds 2] [--max-rate 8000] [--payload 64] [--compare-log-level]
+//
+// Processes: this one (load generator), the gateway, the bare proxy and the echo downstream
+// are separate processes; redis-server too. All traffic is on loopback.
+import { randomBytes, sign, verify, generateKeyPairSync } from 'node:crypto';
+import { commandResultBytes } from '@edge-gateway/core';
+import {
+  GatewayChild,
+  connectRedis,
+  cpuSeconds,
+  fmt,
+  gatewayEnv,
+  machineInfo,
+  machineSnapshot,
+  makeDevices,
+  num,
+  parseArgs,
+  rawClients,
+  signedCommand,
+  startHelper,
+  startRedisServer,
+  step,
+  summarize,
+  writeResult,
+  writeSignerKey,
+} from './lib.mjs';
+
+/** Single-thread node:crypto Ed25519 floor: verify+sign pairs per second, and each alone. */
+export function ed25519Floor(seconds = 1) {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const data = commandResultBytes({ requestId: 'r-1234567890', resultCode: 'ok', timestampMs: Date.now(), payload: randomBytes(64) });
+  const sig = sign(null, data, privateKey);
+  const run = (fn) => {
+    for (let i = 0; i < 200; i += 1) fn();
+    let n = 0;
+    const t0 = performance.now();
+    const end = t0 + seconds * 1000;
+    while (performance.now() < end) {
+      for (let i = 0; i < 100; i += 1) fn();
+      n += 100;
+    }
+    return Math.round(n / ((performance.now() - t0) / 1000));
+  };
+  const signOps = run(() => sign(null, data, privateKey));
+  const verifyOps = run(() => verify(null, data, publicKey, sig));
+  const pairOps = run(() => {
+    verify(null, data, publicKey, sig);
+    sign(null, data, privateKey);
+  });
+  return { signPerSec: signOps, verifyPerSec: verifyOps, verifyPlusSignPerSec: pairOps };
+}
+
+/**
+ * Closed loop: `concurrency` callers, each sending the next pre-encoded request as soon as its
+ * previous one answered, for `warmupMs` (not recorded) then `durationMs`.
+ */
+async function closedLoop(clients, requests, { concurrency, warmupMs, durationMs, pid }) {
+  let next = 0;
+  const latencies = new Float64Array(requests.length);
+  let recorded = 0;
+  let errors = 0;
+  const errorCodes = {};
+  let recording = false;
+  let stopping = false;
+  let exhausted = false;
+  let tStart = 0;
+  let tEnd = 0;
+  let cpu0 = 0;
+
+  const worker = (w) =>
+    new Promise((done) => {
+      const client = clients[w % clients.length];
+      const fire = () => {
+        if (stopping) return done();
+        if (next >= requests.length) {
+          exhausted = true;
+          stopping = true;
+          return done();
+        }
+        const request = requests[next++];
+        const t0 = performance.now();
+        const rec = recording;
+        client.executeCommand(request, { deadline: Date.now() + 10_000 }, (error) => {
+          if (rec && recording) {
+            if (error) {
+              errors += 1;
+              errorCodes[error.code] = (errorCodes[error.code] ?? 0) + 1;
+            } else {
+              latencies[recorded++] = performance.now() - t0;
+            }
+          }
+          fire();
+        });
+      };
+      fire();
+    });
+
+  const workers = [];
+  for (let w = 0; w < concurrency; w += 1) workers.push(worker(w));
+  await new Promise((r) => setTimeout(r, warmupMs));
+  cpu0 = pid ? cpuSeconds(pid) : 0;
+  recording = true;
+  tStart = performance.now();
+  await new Promise((r) => {
+    const timer = setTimeout(r, durationMs);
+    const poll = setInterval(() => {
+      if (exhausted) {
+        clearTimeout(timer);
+        r();
+      }
+    }, 20);
+    timer.unref?.();
+    setTimeout(() => clearInterval(poll), durationMs + 10);
+  });
+  tEnd = performance.now();
+  recording = false;
+  const cpu = pid ? cpuSeconds(pid) - cpu0 : NaN;
+  stopping = true;
+  await Promise.all(workers);
+  const seconds = (tEnd - tStart) / 1000;
+  return { latencies, recorded, errors, errorCodes, seconds, exhausted, serverCpuSeconds: cpu, used: next };
+}
+
+function report(label, runs) {
+  const total = runs.reduce((a, r) => a + r.recorded, 0);
+  const seconds = runs.reduce((a, r) => a + r.seconds, 0);
+  const merged = new Float64Array(total);
+  let o = 0;
+  for (const r of runs) {
+    merged.set(r.latencies.subarray(0, r.recorded), o);
+    o += r.recorded;
+  }
+  const lat = summarize(merged);
+  const cpu = runs.reduce((a, r) => a + r.serverCpuSeconds, 0);
+  return {
+    label,
+    throughputPerSec: Math.round(total / seconds),
+    latencyMs: lat,
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+    errorCodes: runs.reduce((acc, r) => {
+      for (const [k, v] of Object.entries(r.errorCodes)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {}),
+    exhausted: runs.some((r) => r.exhausted),
+    measuredSeconds: Math.round(seconds * 100) / 100,
+    serverCpuPercent: Math.round((cpu / seconds) * 100),
+    rounds: runs.map((r) => ({ throughputPerSec: Math.round(r.recorded / r.seconds), ...summarize(r.latencies, r.recorded) })),
+  };
+}
+
+export async function runCommands(argv) {
+  const args = parseArgs(argv);
+  const quick = args.quick;
+  const params = {
+    durationSec: num(args, 'duration', quick ? 3 : 10),
+    warmupSec: num(args, 'warmup', quick ? 1 : 3),
+    concurrency: num(args, 'concurrency', 64),
+    channels: num(args, 'channels', 8),
+    rounds: num(args, 'rounds', quick ? 1 : 2),
+    maxRate: num(args, 'max-rate', 8000),
+    payloadBytes: num(args, 'payload', 64),
+    devices: num(args, 'devices', 16),
+    compareLogLevel: args['compare-log-level'] === true,
+  };
+  console.log(`commands benchmark ${JSON.stringify(params)}`);
+  const before = machineSnapshot();
+
+  const floor = await step('ed25519 single-thread floor (node:crypto)', () => ed25519Floor(quick ? 0.5 : 1));
+  console.log(`    verify+sign ${fmt(floor.verifyPlusSignPerSec)}/s (verify ${fmt(floor.verifyPerSec)}/s, sign ${fmt(floor.signPerSec)}/s)`);
+
+  const redis = await startRedisServer();
+  const raw = await connectRedis(redis);
+  const echo = await startHelper('echo-server.mjs');
+  const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
+  const signer = writeSignerKey();
+  const devices = makeDevices(params.devices, { label: 'cmd' });
+  await Promise.all(
+    devices.map((d) =>
+      raw.hSet(`gateway:session:${d.deviceSessionId}`, { device_session_id: d.deviceSessionId, user_id: d.userId, status: 'active', client_public_key: d.publicKeyBase64 }),
+    ),
+  );
+
+  const perRun = Math.ceil(params.maxRate * (params.durationSec + params.warmupSec));
+  const variants = [{ label: 'gateway', env: {} }];
+  if (params.compareLogLevel) variants.push({ label: 'gateway-log-warn', env: { GATEWAY_LOG_LEVEL: 'warn' } });
+  const runs = { bare: [], gateway: [], 'gateway-log-warn': [] };
+  const payload = randomBytes(params.payloadBytes);
+  const loop = { concurrency: params.concurrency, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
+
+  try {
+    const bareClients = await rawClients(`127.0.0.1:${proxy.port}`, params.channels);
+    for (let round = 0; round < params.rounds; round += 1) {
+      for (const variant of variants) {
+        // Pre-sign outside the timed window: unique request ids, sessions already in Redis.
+        const requests = await step(`round ${round + 1}: pre-signing ${fmt(perRun)} requests`, () => {
+          const out = new Array(perRun);
+          const ts = Date.now();
+          for (let i = 0; i < perRun; i += 1) out[i] = signedCommand(devices[i % devices.length], 'bench.echo', payload, ts);
+          return out;
+        });
+        const bare = await step(`round ${round + 1}: bare proxy`, () => closedLoop(bareClients, requests, { ...loop, pid: proxy.pid }));
+        runs.bare.push(bare);
+        console.log(`    bare: ${fmt(bare.recorded / bare.seconds)}/s p50 ${summarize(bare.latencies, bare.recorded).p50} ms p99 ${summarize(bare.latencies, bare.recorded).p99} ms`);
+
+        const gateway = new GatewayChild(gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...variant.env }));
+        try {
+          const { grpc } = await gateway.started();
+          const clients = await rawClients(grpc, params.channels);
+          const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(clients, requests, { ...loop, pid: gateway.pid }));
+          runs[variant.label].push(result);
+          const s = summarize(result.latencies, result.recorded);
+          console.log(`    ${variant.label}: ${fmt(result.recorded / result.seconds)}/s p50 ${s.p50} ms p99 ${s.p99} ms errors ${result.errors}${result.exhausted ? ' (pre-signed pool exhausted: raise --max-rate)' : ''}`);
+          for (const c of clients) c.close();
+        } finally {
+          await gateway.stop();
+        }
+      }
+    }
+    for (const c of bareClients) c.close();
+  } finally {
+    await raw.quit().catch(() => undefined);
+    await proxy.stop();
+    await echo.stop();
+    await redis.stop();
+  }
+
+  const bare = report('bare grpc-js proxy', runs.bare);
+  const gateway = report('gateway', runs.gateway);
+  const results = {
+    ed25519Floor: floor,
+    bare,
+    gateway,
+    ...(params.compareLogLevel ? { gatewayLogWarn: report('gateway (GATEWAY_LOG_LEVEL=warn)', runs['gateway-log-warn']) } : {}),
+    ratios: {
+      throughput: Math.round((gateway.throughputPerSec / bare.throughputPerSec) * 1000) / 1000,
+      p99: Math.round((gateway.latencyMs.p99 / bare.latencyMs.p99) * 1000) / 1000,
+      p50: Math.round((gateway.latencyMs.p50 / bare.latencyMs.p50) * 1000) / 1000,
+    },
+  };
+  results.targets = {
+    throughputRatio: { target: '>= 0.9', value: results.ratios.throughput, met: results.ratios.throughput >= 0.9 },
+    p99Ratio: { target: '<= 1.5', value: results.ratios.p99, met: results.ratios.p99 <= 1.5 },
+  };
+  console.log(`  ratios: throughput ${results.ratios.throughput} x bare (target >= 0.9), p99 ${results.ratios.p99} x bare (target <= 1.5)`);
+  const out = {
+    benchmark: 'commands',
+    quick,
+    params,
+    machine: machineInfo(),
+    noise: { before, after: machineSnapshot() },
+    processes: 'load generator (this process), gateway child, bare proxy child, echo downstream child, redis-server: all separate processes on loopback',
+    results,
+  };
+  const path = writeResult('commands', out);
+  console.log(`  written ${path}`);
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runCommands(process.argv.slice(2));
+  process.exit(0);
+}
