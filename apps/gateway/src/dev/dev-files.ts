@@ -92,7 +92,7 @@ export function writeDevKeys(dir: string): DevKeys {
 }
 
 /** Reads `dev-gateway.json` of a running development gateway, if there is one. */
-export function readDevGatewayInfo(dir: string): DevGatewayInfo | undefined {
+export function readRunningDevGateway(dir: string): DevGatewayInfo | undefined {
   try {
     return JSON.parse(readFileSync(devPaths(dir).running, 'utf8')) as DevGatewayInfo;
   } catch {

@@ -1,0 +1,228 @@
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { Ed25519ResponseSigner, KeyFormatError } from '@edge-gateway/core';
+import { type RedisClient } from '@edge-gateway/adapters-redis';
+import { DEPRECATED_VARIABLES, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
+import { formatDuration } from '../config/duration.js';
+import { Checklist } from './checklist.js';
+import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
+import { connectRedis, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
+
+export const DOCTOR_USAGE = `Usage: edge-gateway doctor [--probe]
+
+Runs the runbook's startup and readiness checks against the environment the gateway would
+get (the same GATEWAY_* variables), printing a ✓/✗ checklist:
+
+  config          no deprecated variables (named if set), every variable valid
+  signer key      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH loads as PKCS#8 Ed25519; key id
+  redis           PING with the configured password and db
+  streams         both stream keys are streams (length, last id) or absent (publishers create them)
+  listeners       public, gRPC and admin addresses parse; whether their ports are free here
+  routes          GATEWAY_DOWNSTREAM_ROUTES parses; auth upstream configured or not
+
+"!" lines are worth a look but do not fail. The exit code is 1 when any check failed.
+The Redis password is never printed.
+
+Options:
+  --probe       also GET /healthz and /readyz of a running gateway at the public address,
+                and /metrics at the admin address (a host-less ":port" means 127.0.0.1)
+  -h, --help    show this help`;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Whether `address` could be bound here: `free`, `in use`, or the reason it cannot. */
+async function portState(address: string): Promise<{ state: 'free' | 'in-use' | 'error'; detail: string }> {
+  const { host, port } = parseHostPort('address', address, true);
+  if (port === 0) return { state: 'free', detail: 'port 0: the OS picks a free port' };
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') resolve({ state: 'in-use', detail: `port ${port} is in use here (a gateway may already be running)` });
+      else resolve({ state: 'error', detail: `cannot listen on ${address} here (${error.code ?? error.message})` });
+    });
+    server.listen({ host: host === '' ? undefined : host, port, exclusive: true }, () => {
+      server.close(() => resolve({ state: 'free', detail: `port ${port} is free here` }));
+    });
+  });
+}
+
+async function checkStream(checks: Checklist, client: RedisClient, label: string, key: string): Promise<void> {
+  const check = `stream ${label} (${key})`;
+  try {
+    const type = String(await client.command(['TYPE', key]));
+    if (type === 'none') {
+      checks.ok(check, 'absent: fine, publishers create it with their first XADD (the gateway reads from then on)');
+      return;
+    }
+    if (type !== 'stream') {
+      checks.fail(check, `the key holds a ${type}, not a stream: the gateway's XREAD on it fails (WRONGTYPE)`);
+      return;
+    }
+    const length = Number(await client.command(['XLEN', key]));
+    const last = entriesFromReply(await client.command(['XREVRANGE', key, '+', '-', 'COUNT', '1']))[0];
+    const first = entriesFromReply(await client.command(['XRANGE', key, '-', '+', 'COUNT', '1']))[0];
+    checks.ok(check, `stream, length ${length}, first id ${first?.id ?? '(none)'}, last id ${last?.id ?? '(none)'}`);
+  } catch (error) {
+    checks.fail(check, message(error));
+  }
+}
+
+async function probe(checks: Checklist, check: string, url: string, expect: (status: number, body: string) => string | undefined): Promise<void> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    const body = await response.text();
+    const problem = expect(response.status, body);
+    if (problem === undefined) checks.ok(check, `${url} answered ${response.status}`);
+    else checks.fail(check, `${url} answered ${response.status}: ${problem}`);
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    checks.fail(check, `${url} failed (${cause ?? message(error)})`);
+  }
+}
+
+function probeUrl(address: string, path: string): string {
+  const { host, port } = parseHostPort('address', address, true);
+  const target = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  return `http://${target}:${port}${path}`;
+}
+
+/** `edge-gateway doctor`. */
+export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise<number> {
+  const args = parseCommandArgs(io, argv, DOCTOR_USAGE, { probe: { type: 'boolean' } }, { min: 0, max: 0 });
+  if (args === undefined) return ExitCode.ok;
+  const checks = new Checklist(io);
+  const env: Env = io.env;
+
+  // Startup step 1: configuration.
+  const deprecated = Object.keys(DEPRECATED_VARIABLES).filter((name) => env[name] !== undefined);
+  if (deprecated.length === 0) checks.ok('config: deprecated variables', `none set (${Object.keys(DEPRECATED_VARIABLES).join(', ')})`);
+  for (const name of deprecated) {
+    checks.fail(`config: deprecated variable ${name}`, `is set: no longer accepted (${DEPRECATED_VARIABLES[name] as string}); the gateway refuses to start until it is unset`);
+  }
+  const rest: Record<string, string | undefined> = { ...env };
+  for (const name of deprecated) delete rest[name];
+  let config: GatewayConfig | undefined;
+  try {
+    config = loadConfig(rest);
+    checks.ok(
+      'config: valid',
+      `redis ${config.redis.master.host}:${config.redis.master.port} db ${config.redis.db}, key prefix "${config.redis.keyPrefix}", ` +
+        `ping timeout ${formatDuration(config.redis.pingTimeoutMs)}, command timeout ${formatDuration(config.redis.commandTimeoutMs)}`,
+    );
+  } catch (error) {
+    checks.fail('config: valid', message(error));
+  }
+
+  // Startup step 2: the signer key.
+  const keyPath = config?.signerKeyPath ?? env['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH']?.trim();
+  if (keyPath === undefined || keyPath === '') {
+    checks.fail('signer key: loads', 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH is not set');
+  } else {
+    try {
+      const signer = Ed25519ResponseSigner.fromPem(await readFile(keyPath));
+      checks.ok('signer key: loads', `PKCS#8 Ed25519 from ${keyPath}, key id ${signer.keyId}, public key ${Buffer.from(signer.publicKey).toString('base64')}`);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = error instanceof KeyFormatError ? error.message : code !== undefined ? `cannot read ${keyPath} (${code})` : message(error);
+      checks.fail('signer key: loads', `GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: ${why}`);
+    }
+  }
+
+  // Startup step 3: Redis, and the two streams the subscribers read. A missing signer path
+  // alone (already reported above) does not stop these checks.
+  let redisConfig = config;
+  if (redisConfig === undefined) {
+    try {
+      redisConfig = loadConfig(withoutSignerRequirement(rest));
+    } catch {
+      redisConfig = undefined;
+    }
+  }
+  if (redisConfig === undefined) {
+    for (const check of ['redis: PING', 'stream session-events', 'stream client-events']) checks.skip(check, 'config is not valid');
+  } else {
+    const address = `${redisConfig.redis.master.host}:${redisConfig.redis.master.port}`;
+    if (redisConfig.redis.replicas.length > 0) {
+      checks.warn('redis: replicas', `${redisConfig.redis.replicas.map((r) => `${r.host}:${r.port}`).join(', ')} listed: reserved for future read-routing, unused`);
+    }
+    let client: RedisClient | undefined;
+    try {
+      client = await connectRedis(redisConfig);
+      checks.ok('redis: PING', `PONG from ${address} db ${redisConfig.redis.db} with the configured password`);
+    } catch (error) {
+      checks.fail('redis: PING', message(error));
+    }
+    if (client === undefined) {
+      checks.skip(`stream session-events (${redisConfig.sessionEventsStream})`, 'redis PING failed');
+      checks.skip(`stream client-events (${redisConfig.clientEventsStream})`, 'redis PING failed');
+    } else {
+      try {
+        await checkStream(checks, client, 'session-events', redisConfig.sessionEventsStream);
+        await checkStream(checks, client, 'client-events', redisConfig.clientEventsStream);
+      } finally {
+        await client.close().catch(() => client.destroy());
+      }
+    }
+  }
+
+  // Step 5: listeners.
+  const listeners: Array<[string, string, string]> = [
+    ['public http', 'GATEWAY_PUBLIC_HTTP_ADDR', config?.publicHttpAddr ?? env['GATEWAY_PUBLIC_HTTP_ADDR'] ?? ':8080'],
+    ['authenticated grpc', 'GATEWAY_AUTHENTICATED_GRPC_ADDR', config?.grpcAddr ?? env['GATEWAY_AUTHENTICATED_GRPC_ADDR'] ?? ':9090'],
+  ];
+  const admin = config?.adminHttpAddr ?? env['GATEWAY_ADMIN_HTTP_ADDR']?.trim() ?? '';
+  if (admin !== '') listeners.push(['admin http', 'GATEWAY_ADMIN_HTTP_ADDR', admin]);
+  for (const [name, variable, address] of listeners) {
+    const check = `listener ${name} ${address}`;
+    try {
+      parseHostPort(variable, address, true);
+    } catch (error) {
+      checks.fail(check, message(error));
+      continue;
+    }
+    const state = await portState(address);
+    if (state.state === 'free') checks.ok(check, state.detail);
+    else if (state.state === 'in-use') checks.warn(check, state.detail);
+    else checks.fail(check, state.detail);
+  }
+  if (admin === '') checks.ok('listener admin http', 'disabled (GATEWAY_ADMIN_HTTP_ADDR is empty): no /metrics endpoint');
+
+  // Startup caveats: routes and the auth upstream.
+  try {
+    // Loaded here: the gRPC adapter is the slowest import and only this check needs it.
+    const { parseDownstreamRoutes } = await import('@edge-gateway/adapters-grpc');
+    const routes = parseDownstreamRoutes(config?.downstreamRoutes ?? env['GATEWAY_DOWNSTREAM_ROUTES'] ?? '');
+    if (routes.length === 0) checks.warn('downstream routes', 'none configured: ExecuteCommand answers UNIMPLEMENTED (runbook startup caveat)');
+    else checks.ok('downstream routes', routes.map((r) => `${r.prefix} → ${r.target}`).join(', '));
+  } catch (error) {
+    checks.fail('downstream routes', `GATEWAY_DOWNSTREAM_ROUTES: ${message(error)}`);
+  }
+  if (config !== undefined) {
+    if (config.authUpstreamUrl === '') checks.warn('auth upstream', 'not configured: the public auth routes answer 503 service_unavailable (runbook startup caveat)');
+    else checks.ok('auth upstream', `${new URL(config.authUpstreamUrl).origin}, timeout ${formatDuration(config.authUpstreamTimeoutMs)}`);
+  }
+
+  // Readiness (runbook): probes of a running process.
+  if (args.flag('probe') && config !== undefined) {
+    await probe(checks, 'probe /healthz', probeUrl(config.publicHttpAddr, '/healthz'), (status, body) =>
+      status === 200 && body.includes('"ok"') ? undefined : body.slice(0, 200),
+    );
+    await probe(checks, 'probe /readyz', probeUrl(config.publicHttpAddr, '/readyz'), (status, body) =>
+      status === 200 && body.includes('"ready"') ? undefined : body.slice(0, 200),
+    );
+    if (config.adminHttpAddr !== '') {
+      await probe(checks, 'probe /metrics', probeUrl(config.adminHttpAddr, '/metrics'), (status, body) =>
+        status === 200 ? undefined : body.slice(0, 200),
+      );
+    }
+  }
+
+  io.out(
+    checks.failed.length === 0 ? 'doctor: all checks passed' : `doctor: ${checks.failed.length} check(s) failed: ${checks.failed.join('; ')}`,
+  );
+  return checks.failed.length === 0 ? ExitCode.ok : ExitCode.failed;
+}

@@ -1,0 +1,86 @@
+import { readFile } from 'node:fs/promises';
+import { isValidId, parseClientEvent } from '@edge-gateway/core';
+import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
+import { flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+
+export const EVENTS_USAGE = `Usage: edge-gateway events publish --user <user_id> [--session <device_session_id>]
+                                  --type <event_type> (--payload-file <path> | --payload <text>)
+
+Appends one push event to the client-events stream (GATEWAY_CLIENT_EVENTS_REDIS_STREAM) as a
+publisher would (SPEC §5.4): user_id, optional device_session_id, event_type and
+payload_base64. Without --session every stream of the user gets it; with it, only that
+session's streams. Entries the gateway would drop as malformed are refused with the reason
+(for example an event_type with the reserved "gateway." prefix).
+
+Options:
+  --user <id>            target user (required)
+  --session <id>         target device session (optional)
+  --type <event_type>    1-128 characters of [a-z0-9._-], starting with a letter (required)
+  --payload <text>       payload as UTF-8 text
+  --payload-file <path>  payload bytes from a file ("-" for stdin)
+  -h, --help             show this help`;
+
+async function readPayload(file: string): Promise<Buffer> {
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+    return Buffer.concat(chunks);
+  }
+  try {
+    return await readFile(file);
+  } catch (error) {
+    throw new CommandError(`cannot read --payload-file ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+}
+
+/** `edge-gateway events publish`. */
+export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise<number> {
+  const args = parseCommandArgs(
+    io,
+    argv,
+    EVENTS_USAGE,
+    {
+      user: { type: 'string' },
+      session: { type: 'string' },
+      type: { type: 'string' },
+      payload: { type: 'string' },
+      'payload-file': { type: 'string' },
+    },
+    { min: 0, max: 1 },
+  );
+  if (args === undefined) return ExitCode.ok;
+  const [action] = args.positionals;
+  if (action !== 'publish') throw new UsageError(action === undefined ? 'missing subcommand (publish)' : `unknown subcommand "${action}"`, EVENTS_USAGE);
+  const user = args.string('user');
+  const type = args.string('type');
+  const session = args.string('session');
+  const text = args.string('payload');
+  const file = args.string('payload-file');
+  if (user === undefined) throw new UsageError('--user is required', EVENTS_USAGE);
+  if (type === undefined) throw new UsageError('--type is required', EVENTS_USAGE);
+  if ((text === undefined) === (file === undefined)) throw new UsageError('give exactly one of --payload and --payload-file', EVENTS_USAGE);
+
+  const config = loadRedisCommandConfig(io.env);
+  const payload = text !== undefined ? Buffer.from(text, 'utf8') : await readPayload(file as string);
+  const fields: Record<string, string> = {
+    user_id: user,
+    ...(session === undefined || session === '' ? {} : { device_session_id: session }),
+    event_type: type,
+    payload_base64: payload.toString('base64'),
+  };
+  // The gateway's own parser decides what it would drop.
+  const parsed = parseClientEvent({ id: '1-0', fields });
+  if (!parsed.ok) throw new CommandError(`refusing to publish: ${parsed.reason}; the gateway would drop this entry as malformed`);
+  if (session !== undefined && session !== '' && !isValidId(session)) {
+    throw new CommandError(`refusing to publish: --session "${session}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-]), so no stream could ever receive it`);
+  }
+  if (payload.length > config.maxPayloadBytes) {
+    io.out(`${Mark.warn} the payload is ${payload.length} bytes, more than GATEWAY_MAX_PAYLOAD_BYTES (${config.maxPayloadBytes})`);
+  }
+  return withRedis(config, async (client) => {
+    const id = String(await client.command(['XADD', config.clientEventsStream, '*', ...flatten(fields)]));
+    const target = fields['device_session_id'] === undefined ? `every stream of user ${user}` : `session ${session as string} of user ${user}`;
+    io.out(`${Mark.ok} appended to ${config.clientEventsStream} as ${id}: ${type} for ${target}, ${payload.length} payload bytes`);
+    return ExitCode.ok;
+  });
+}
