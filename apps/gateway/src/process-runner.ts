@@ -1,0 +1,60 @@
+import { ConfigError } from './config/config.js';
+import { WinstonLogger, createWinstonLogger, flushLogger } from './logging.js';
+import { setupTelemetry, type Telemetry } from './telemetry.js';
+
+/** What an entry point starts: something that can be shut down once. */
+export interface Stoppable {
+  shutdown(): Promise<unknown>;
+}
+
+/**
+ * The process shell shared by the binary and the development mode: JSON logger, telemetry,
+ * SIGINT/SIGTERM handling (second signal forces exit 1), one `startup failed` line and exit 1
+ * when `start` throws, exit 0 after a clean shutdown.
+ */
+export async function runProcess(
+  fields: Record<string, unknown>,
+  start: (context: { logger: WinstonLogger; telemetry: Telemetry }) => Promise<Stoppable>,
+): Promise<void> {
+  const level = (['error', 'warn', 'info', 'debug'] as const).find((l) => l === process.env['GATEWAY_LOG_LEVEL']) ?? 'info';
+  const winstonLogger = createWinstonLogger(level);
+  const logger = new WinstonLogger(winstonLogger, { component: 'gateway', ...fields });
+
+  const exit = async (code: number): Promise<never> => {
+    await flushLogger(winstonLogger);
+    process.exit(code);
+  };
+
+  process.on('unhandledRejection', (reason) => {
+    logger.error('unhandled rejection', { error: reason instanceof Error ? reason.message : String(reason) });
+  });
+
+  let running: Stoppable | undefined;
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1 || running === undefined) {
+      logger.error(signals > 1 ? 'second signal during shutdown: forcing exit' : 'signal during startup: exiting', { signal });
+      void exit(1);
+      return;
+    }
+    logger.info('signal received', { signal });
+    void running
+      .shutdown()
+      .then(() => exit(0))
+      .catch(() => exit(1));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    running = await start({ logger, telemetry: setupTelemetry(process.env) });
+  } catch (error) {
+    const reason =
+      error instanceof ConfigError || (error instanceof Error && error.name === 'StartupError')
+        ? error.message
+        : `${error instanceof Error ? error.name : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
+    logger.error('startup failed', { error: reason });
+    await exit(1);
+  }
+}
