@@ -167,6 +167,8 @@ export async function runCommands(argv) {
     payloadBytes: num(args, 'payload', 64),
     devices: num(args, 'devices', 16),
     compareLogLevel: args['compare-log-level'] === true,
+    // Another build of the binary to run as a third variant (before/after an optimisation).
+    beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
   };
   console.log(`commands benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
@@ -189,7 +191,8 @@ export async function runCommands(argv) {
   const perRun = Math.ceil(params.maxRate * (params.durationSec + params.warmupSec));
   const variants = [{ label: 'gateway', env: {} }];
   if (params.compareLogLevel) variants.push({ label: 'gateway-log-warn', env: { GATEWAY_LOG_LEVEL: 'warn' } });
-  const runs = { bare: [], gateway: [], 'gateway-log-warn': [] };
+  if (params.beforeMain) variants.unshift({ label: 'gateway-before', env: {}, main: params.beforeMain });
+  const runs = { bare: [], gateway: [], 'gateway-log-warn': [], 'gateway-before': [] };
   const payload = randomBytes(params.payloadBytes);
   const loop = { concurrency: params.concurrency, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
 
@@ -208,7 +211,7 @@ export async function runCommands(argv) {
         runs.bare.push(bare);
         console.log(`    bare: ${fmt(bare.recorded / bare.seconds)}/s p50 ${summarize(bare.latencies, bare.recorded).p50} ms p99 ${summarize(bare.latencies, bare.recorded).p99} ms`);
 
-        const gateway = new GatewayChild(gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...variant.env }));
+        const gateway = new GatewayChild(gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...variant.env }), { main: variant.main });
         try {
           const { grpc } = await gateway.started();
           const clients = await rawClients(grpc, params.channels);
@@ -237,12 +240,21 @@ export async function runCommands(argv) {
     bare,
     gateway,
     ...(params.compareLogLevel ? { gatewayLogWarn: report('gateway (GATEWAY_LOG_LEVEL=warn)', runs['gateway-log-warn']) } : {}),
+    ...(params.beforeMain ? { gatewayBefore: report(`gateway before (${params.beforeMain})`, runs['gateway-before']) } : {}),
     ratios: {
       throughput: Math.round((gateway.throughputPerSec / bare.throughputPerSec) * 1000) / 1000,
       p99: Math.round((gateway.latencyMs.p99 / bare.latencyMs.p99) * 1000) / 1000,
       p50: Math.round((gateway.latencyMs.p50 / bare.latencyMs.p50) * 1000) / 1000,
     },
   };
+  if (results.gatewayBefore) {
+    results.ratiosBefore = {
+      throughput: Math.round((results.gatewayBefore.throughputPerSec / bare.throughputPerSec) * 1000) / 1000,
+      p99: Math.round((results.gatewayBefore.latencyMs.p99 / bare.latencyMs.p99) * 1000) / 1000,
+      p50: Math.round((results.gatewayBefore.latencyMs.p50 / bare.latencyMs.p50) * 1000) / 1000,
+    };
+    console.log(`  before: throughput ${results.ratiosBefore.throughput} x bare, p99 ${results.ratiosBefore.p99} x bare`);
+  }
   results.targets = {
     throughputRatio: { target: '>= 0.9', value: results.ratios.throughput, met: results.ratios.throughput >= 0.9 },
     p99Ratio: { target: '<= 1.5', value: results.ratios.p99, met: results.ratios.p99 <= 1.5 },

@@ -71,10 +71,14 @@ export function machineInfo() {
   return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemMiB: Math.round(totalmem() / 1048576), node: process.version, platform: process.platform };
 }
 
-/** Writes `bench/results/<name>.json` and returns the path. */
+/**
+ * Writes `bench/results/<name>.json` (or `<name>-<BENCH_TAG>.json` when the BENCH_TAG env is
+ * set, e.g. `before` for figures taken before an optimisation) and returns the path.
+ */
 export function writeResult(name, data) {
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const path = join(RESULTS_DIR, `${name}.json`);
+  const tag = process.env.BENCH_TAG;
+  const path = join(RESULTS_DIR, `${tag ? `${name}-${tag}` : name}.json`);
   writeFileSync(path, `${JSON.stringify(data, null, 2)}\n`);
   return path;
 }
@@ -175,13 +179,14 @@ process.once('exit', () => {
  * the last 64 KiB of output are kept for diagnostics.
  */
 export class GatewayChild {
-  constructor(env, { nodeArgs = [] } = {}) {
-    if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npx tsc -b" first`);
+  /** `main`: another build of the binary (e.g. a copy of the tree before an optimisation). */
+  constructor(env, { nodeArgs = [], main = MAIN } = {}) {
+    if (!existsSync(main)) throw new Error(`${main} is missing: run "npx tsc -b" first`);
     const cleanEnv = { PATH: process.env.PATH ?? '' };
     for (const [k, v] of Object.entries(env)) if (v !== undefined) cleanEnv[k] = String(v);
     const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
     this.spawnedAt = performance.now();
-    this.child = spawn(process.execPath, [...nodeArgs, ...extra, MAIN], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
+    this.child = spawn(process.execPath, [...nodeArgs, ...extra, main], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
     children.add(this.child);
     this.tail = '';
     this.lines = 0;
@@ -192,29 +197,41 @@ export class GatewayChild {
     this.child.stdout.setEncoding('utf8').on('data', (chunk) => {
       const at = performance.now();
       this.tail = (this.tail + chunk).slice(-65536);
-      if (this.watch.size === 0) return;
+      // Every line is parsed until `gateway started`; later only while someone waits for a line.
+      if (this.watch.size === 0 && this.seen.has('gateway started')) return;
       buffer += chunk;
       let nl = buffer.indexOf('\n');
       while (nl >= 0) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         this.lines += 1;
-        for (const [message, waiter] of this.watch) {
-          if (line.includes(`"message":"${message}"`)) {
+        const startup = !this.seen.has('gateway started');
+        let message;
+        if (startup) {
+          try {
+            const parsed = JSON.parse(line);
+            message = parsed.message;
+            if (!this.seen.has(message)) this.seen.set(message, { line: parsed, at });
+          } catch {
+            // not JSON
+          }
+        }
+        for (const [wanted, waiter] of this.watch) {
+          if (message === wanted || (!startup && line.includes(`"message":"${wanted}"`))) {
             let parsed;
             try {
               parsed = JSON.parse(line);
             } catch {
-              parsed = { message };
+              parsed = { message: wanted };
             }
-            this.seen.set(message, { line: parsed, at });
-            this.watch.delete(message);
+            if (!this.seen.has(wanted)) this.seen.set(wanted, { line: parsed, at });
+            this.watch.delete(wanted);
             waiter(parsed, at);
           }
         }
         nl = buffer.indexOf('\n');
       }
-      if (this.watch.size === 0) buffer = '';
+      if (this.watch.size === 0 && this.seen.has('gateway started')) buffer = '';
     });
     this.child.stderr.setEncoding('utf8').on('data', (chunk) => {
       this.tail = (this.tail + chunk).slice(-65536);
@@ -258,7 +275,6 @@ export class GatewayChild {
   async started(timeoutMs = 20_000) {
     const grpc = this.waitFor('authenticated grpc listener started', timeoutMs);
     const pub = this.waitFor('public http listener started', timeoutMs);
-    const admin = this.waitFor('admin http listener started', timeoutMs).catch(() => undefined);
     const started = await this.waitFor('gateway started', timeoutMs);
     const local = (a) => `127.0.0.1:${String(a).slice(String(a).lastIndexOf(':') + 1)}`;
     this.addresses = {
@@ -267,7 +283,6 @@ export class GatewayChild {
       adminHttp: this.seen.has('admin http listener started') ? local(this.seen.get('admin http listener started').line.address) : undefined,
       startedAt: started.at,
     };
-    void admin;
     return this.addresses;
   }
 
@@ -275,10 +290,13 @@ export class GatewayChild {
     this.child.kill(sig);
   }
 
+  /** SIGTERM (so `--cpu-prof` profiles get written), SIGKILL after 5 s. */
   async stop() {
     if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill('SIGKILL');
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
       await this.exited;
+      clearTimeout(timer);
     }
   }
 }
@@ -479,6 +497,7 @@ export function openStreams(clients, requests, { onEvent = () => {}, onEnd = () 
       const call = clients[i % clients.length].subscribeEvents(requests[i]);
       calls[i] = call;
       let boot = false;
+      let over = false;
       call.on('data', (buf) => {
         if (!boot) {
           boot = true;
@@ -491,14 +510,18 @@ export function openStreams(clients, requests, { onEvent = () => {}, onEnd = () 
         }
         onEvent(buf, i);
       });
-      call.on('error', (error) => {
-        if (!boot) {
+      call.on('error', () => undefined);
+      // 'status' fires exactly once per call, with the final status (OK = 0 for a clean end).
+      call.on('status', (st) => {
+        if (over) return;
+        over = true;
+        const error = st.code === 0 ? undefined : st;
+        if (error && !boot) {
           failed += 1;
-          firstError ??= `${error.code} ${error.details}`;
+          firstError ??= `${st.code} ${st.details}`;
         }
         onEnd(i, error);
       });
-      call.on('end', () => onEnd(i, undefined));
     }
   });
   return { calls, ready, get bootstrapped() { return bootstrapped; } };

@@ -213,7 +213,10 @@ describe('drill: redis paused (SIGSTOP) then resumed (SIGCONT)', () => {
     const cachedClient = client(cached, addresses.grpc);
     const uncachedClient = client(uncached, addresses.grpc);
     const watcher = new StreamWatcher(cachedClient);
+    const revokedWhileFrozen = await activeDevice(userId);
+    const doomed = new StreamWatcher(client(revokedWhileFrozen, addresses.grpc));
     await watcher.waitForCount(1);
+    await doomed.waitForCount(1);
     await expect(cachedClient.execute('echo.ping', Buffer.from('warm'))).resolves.toMatchObject({ resultCode: 'ok' });
 
     // Batch A is published and the freeze starts at once, before the gateway may have read it.
@@ -221,8 +224,12 @@ describe('drill: redis paused (SIGSTOP) then resumed (SIGCONT)', () => {
     redis.pause();
     const pausedAt = Date.now();
     try {
-      // Batch B is written while Redis is frozen: the commands sit in its socket until SIGCONT.
-      const batchBPromise = (async () => publishMany(userId, 10, 'b'))();
+      // Batch B is written while Redis is frozen: the pipelined XADDs sit in its socket until
+      // SIGCONT. So does the revoke of a second session with an open stream.
+      const batchBPromise = Promise.all(
+        Array.from({ length: 10 }, (_, i) => publishEvent(raw, { userId, eventType: 'drill.event', payload: Buffer.from(`b-${i}`) })),
+      );
+      const revokePromise = writeSession(raw, revokedWhileFrozen, 'revoked');
 
       const replayFrozen = await timed(() => cachedClient.execute('echo.ping', Buffer.from('frozen')));
       expect(replayFrozen.error).toMatchObject({ code: status.UNAVAILABLE, details: 'replay store unavailable' });
@@ -231,15 +238,20 @@ describe('drill: redis paused (SIGSTOP) then resumed (SIGCONT)', () => {
       // GATEWAY_REDIS_COMMAND_TIMEOUT=500ms bounds each: not instant, not hanging.
       for (const attempt of [replayFrozen, sessionFrozen]) {
         expect(attempt.ms).toBeGreaterThanOrEqual(450);
-        expect(attempt.ms).toBeLessThan(1500);
+        expect(attempt.ms).toBeLessThan(2000);
       }
       // Frozen longer than the blocking read plus its timeout (5 s + 500 ms): the client-events
       // subscriber gives up on the frozen connection and starts reconnecting.
       await gateway.waitForLog(subscriberLog('client_events', 'stream subscriber error; reconnecting'), 10_000);
       expect(watcher.ended).toBe(false);
+      expect(doomed.ended).toBe(false);
       redis.resume();
       const frozenMs = Date.now() - pausedAt;
       const batchB = await batchBPromise;
+      await revokePromise;
+      expect(await doomed.waitForEnd()).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
+      // The revoked session's own events (batch A/B went to the user) stopped with its stream.
+      expect(doomed.clientEvents.map((e) => e.eventId)).toEqual([...batchA, ...batchB].slice(0, doomed.clientEvents.length));
       const batchC = await publishMany(userId, 10, 'c');
       await watcher.waitForCount(1 + 30, 15_000);
       const [marker] = await publishMany(userId, 1, 'marker');
@@ -419,6 +431,10 @@ describe('drill: SIGTERM under load', () => {
     expect(Object.fromEntries(endings)).toEqual({ 'UNAVAILABLE: gateway is shutting down': 1000 });
     // The gRPC graceful stop waits for the held commands; they complete OK once released.
     expect(gateway.running).toBe(true);
+    // Meanwhile the public listener is still up and says so.
+    const ready = await fetch(`http://${addresses.publicHttp}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: 'shutting_down' });
     downstream.release();
     const results = await Promise.all(held);
     expect(results.map((r) => r.resultCode)).toEqual(held.map(() => 'ok'));

@@ -167,6 +167,41 @@ describe('resume with the default limits', () => {
     }
   });
 
+  it('a replay longer than GATEWAY_PUSH_STREAM_BUFFER to a slow reader survives live events meanwhile', async () => {
+    const device = await activeDevice('user-long', 'long');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    try {
+      // 600 missed events of 1 KiB: far more than the buffer (256) and the transport windows.
+      const payload = Buffer.alloc(1024, 1);
+      const consumed = async () => metricValue(await scrape(addr.adminHttp as string), 'gateway_stream_entries_consumed_total', { stream: 'client_events' });
+      const consumedBefore = await consumed();
+      const multi = raw.multi();
+      for (let i = 0; i < 600; i += 1) {
+        multi.xAdd(stream, '*', { user_id: 'user-long', event_type: 'bulk.item', payload_base64: payload.toString('base64') });
+      }
+      const missed = (await multi.exec()) as unknown as string[];
+      // Let the gateway's subscriber get past the burst first: a stream still held for its
+      // replay queues live events too, bounded by GATEWAY_PUSH_STREAM_BUFFER; this test is about the replay.
+      await waitFor(async () => (await consumed()) >= consumedBefore + missed.length, { timeoutMs: 10_000, message: 'burst consumed' });
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap] = await take(events, 1);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      // The app is not reading yet, so most of the replay still waits in the gateway; live
+      // events now must queue behind it, not overflow the stream.
+      const live = [
+        await publishEvent(raw, { userId: 'user-long', eventType: 'chat.message', payload: Buffer.from('live-1') }, stream),
+        await publishEvent(raw, { userId: 'user-long', eventType: 'chat.message', payload: Buffer.from('live-2') }, stream),
+      ];
+      const rest = await takeThrough(events, live[1] as string);
+      expect(rest.map((e) => e.eventId)).toEqual([...missed, ...live]);
+      abort.abort();
+      await events.return?.(undefined);
+    } finally {
+      client.close();
+    }
+  });
+
   it('loses and repeats nothing while a publisher writes continuously during the resume', async () => {
     const device = await activeDevice('user-busy', 'busy');
     const sibling = await activeDevice('user-busy', 'busy-sibling');

@@ -25,7 +25,8 @@ import {
   type GatewayEvent,
   type SubscribeEventsRequest,
 } from './generated/edgegateway/v1/edge_gateway.js';
-import { fromCommandResult, fromGatewayEvent, toCommandRequest, toSubscribeRequest } from './message-mapping.js';
+import { wireGatewayEvent } from './event-encoding.js';
+import { fromCommandResult, toCommandRequest, toSubscribeRequest } from './message-mapping.js';
 import { grpcStatusName, toServiceError, type GatewayStatus } from './status-mapping.js';
 import { metadataGetter } from './trace-context.js';
 
@@ -128,7 +129,8 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       const sink: PushSink = {
         write: (event: CoreGatewayEvent) => {
           if (ended) return true;
-          return call.write(fromGatewayEvent(event));
+          // One wire message per event, shared by every stream it goes to (see event-encoding.ts).
+          return call.write(wireGatewayEvent(event));
         },
         end: (error) => finish(error === undefined ? undefined : toServiceError(error)),
       };

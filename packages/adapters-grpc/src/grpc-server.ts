@@ -2,8 +2,8 @@ import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { GatewayMetrics, noopLogger, type CommandService, type Logger, type SubscriptionService } from '@edge-gateway/core';
-import { EdgeGatewayService } from './generated/edgegateway/v1/edge_gateway.js';
 import { createEdgeGatewayService } from './edge-gateway-service.js';
+import { edgeGatewayServiceDefinition } from './event-encoding.js';
 import { loadReflectionDescriptor } from './proto-files.js';
 
 /** Room for the other request fields on top of `maxPayloadBytes`, so an oversized payload
@@ -71,7 +71,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   };
   const server = new Server(serverOptions);
   server.addService(
-    EdgeGatewayService,
+    edgeGatewayServiceDefinition,
     createEdgeGatewayService({
       commands: options.commands,
       subscriptions: options.subscriptions,

@@ -7,6 +7,7 @@ export * from './status-mapping.js';
 export * from './message-mapping.js';
 export * from './trace-context.js';
 export * from './edge-gateway-service.js';
+export * from './event-encoding.js';
 export * from './grpc-server.js';
 export * from './proto-files.js';
 export * from './grpc-command-downstream.js';

@@ -17,19 +17,18 @@ export function methodNotAllowed(allowed: readonly string[]): RequestHandler {
   };
 }
 
-/** Shape of the errors body-parser raises (http-errors with a `type`). */
+/**
+ * Shape of the errors body-parser raises (http-errors). `type` is absent when it wraps a
+ * stream error as is, e.g. the zlib error of a corrupt `Content-Encoding: gzip` body.
+ */
 interface BodyParserError {
   readonly status: number;
-  readonly type: string;
+  readonly type?: string;
   readonly limit?: unknown;
 }
 
 function isBodyParserError(error: unknown): error is BodyParserError {
-  return (
-    error instanceof Error &&
-    typeof (error as Partial<BodyParserError>).type === 'string' &&
-    typeof (error as Partial<BodyParserError>).status === 'number'
-  );
+  return error instanceof Error && typeof (error as Partial<BodyParserError>).status === 'number';
 }
 
 /**
@@ -73,7 +72,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       } else if (error.status >= 400 && error.status < 500) {
         sendError(res, 400, HttpErrorCode.InvalidRequest, 'body: could not be read');
       } else {
-        logger.error('http request failed', { method: req.method, error: error.type });
+        logger.error('http request failed', { method: req.method, error: error.type ?? `status ${error.status}` });
         sendError(res, 500, HttpErrorCode.Internal, 'internal error');
       }
       return;

@@ -215,16 +215,49 @@ class CommandTimeout extends Error {}
  * would hang the caller for ever. This bounds the whole round trip. The late reply, if any,
  * is still consumed by node-redis in order, so later commands are not misaligned.
  */
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+/** How late a timeout timer may fire before the lateness counts as a stalled event loop. */
+export const EVENT_LOOP_STALL_TOLERANCE_MS = 100;
+
+/** A stalled event loop extends a command's wait by at most this many times its bound. */
+export const EVENT_LOOP_STALL_MAX_EXTENSION = 4;
+
+/**
+ * Rejects with `CommandTimeout` when `promise` has not settled within `timeoutMs`. The bound is
+ * meant for a Redis that does not answer, not for this process being busy: when the timer fires
+ * late because the event loop was stalled (e.g. a burst of thousands of subscribes being
+ * decoded), the reply may be sitting unread in the socket, so the wait is extended by the time
+ * the loop was stalled (in total at most `EVENT_LOOP_STALL_MAX_EXTENSION × timeoutMs`), and the
+ * final check runs after one more poll for I/O (`setImmediate`), so a reply already received
+ * is read before the command is declared timed out.
+ */
+export function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
   if (timeoutMs <= 0) return promise;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CommandTimeout()), timeoutMs);
+    let settled = false;
+    let extended = 0;
+    let due = performance.now() + timeoutMs;
+    const expire = (): void => {
+      const late = performance.now() - due;
+      if (late > EVENT_LOOP_STALL_TOLERANCE_MS && extended < EVENT_LOOP_STALL_MAX_EXTENSION * timeoutMs) {
+        const extra = Math.min(late, timeoutMs, EVENT_LOOP_STALL_MAX_EXTENSION * timeoutMs - extended);
+        extended += extra;
+        due = performance.now() + extra;
+        timer = setTimeout(expire, extra);
+        return;
+      }
+      setImmediate(() => {
+        if (!settled) reject(new CommandTimeout());
+      });
+    };
+    let timer = setTimeout(expire, timeoutMs);
     promise.then(
       (value) => {
+        settled = true;
         clearTimeout(timer);
         resolve(value);
       },
       (err: unknown) => {
+        settled = true;
         clearTimeout(timer);
         reject(err);
       },

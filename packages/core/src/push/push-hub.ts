@@ -29,7 +29,11 @@ export interface RegisterOptions {
 }
 
 export interface StartOptions {
-  /** Queued live events with an id at or before this stream id are dropped (already replayed). */
+  /**
+   * Live events with an id at or before this stream id are dropped (already replayed): those
+   * queued while held, and those the event source hands over later (its read may lag behind
+   * the history read that produced the replay).
+   */
   readonly skipThroughEventId?: string;
 }
 
@@ -59,6 +63,9 @@ const CLOSE_REASON: Record<GatewayErrorCode, StreamCloseReason> = {
 export class PushStream {
   private queue: GatewayEvent[] = [];
   private head = 0;
+  /** Events handed to `start()` still waiting at the front of the queue; not counted against the buffer. */
+  private firstPending = 0;
+  private skipThrough: string | undefined;
   private held = true;
   private writable = true;
   private closedWith: { error: GatewayError | undefined } | undefined;
@@ -95,11 +102,13 @@ export class PushStream {
     this.held = false;
     const live = this.queue.slice(this.head);
     const skip = options.skipThroughEventId;
+    this.skipThrough = skip;
     const kept = skip === undefined ? live : live.filter((e) => e.eventId === '' || compareStreamIds(e.eventId, skip) > 0);
     this.queue = [...first, ...kept];
     this.head = 0;
-    this.flush();
     // `first` may be longer than the buffer (a resume); only live overflow closes the stream.
+    this.firstPending = first.length;
+    this.flush();
   }
 
   /** The transport can take more (e.g. gRPC `drain`): deliver what is queued. */
@@ -117,11 +126,12 @@ export class PushStream {
   /** @internal */
   enqueue(event: GatewayEvent): void {
     if (this.closed) return;
+    if (this.skipThrough !== undefined && event.eventId !== '' && compareStreamIds(event.eventId, this.skipThrough) <= 0) return;
     if (!this.held && this.writable && this.queued === 0) {
       this.deliver(event);
       return;
     }
-    if (this.queued >= this.bufferSize) {
+    if (this.queued - this.firstPending >= this.bufferSize) {
       this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
       return;
     }
@@ -134,6 +144,7 @@ export class PushStream {
     this.closedWith = { error };
     this.queue = [];
     this.head = 0;
+    this.firstPending = 0;
     if (notify) this.sink.end(error);
     return true;
   }
@@ -147,6 +158,7 @@ export class PushStream {
     while (this.writable && !this.held && !this.closed && this.head < this.queue.length) {
       const event = this.queue[this.head] as GatewayEvent;
       this.head += 1;
+      if (this.firstPending > 0) this.firstPending -= 1;
       this.deliver(event);
     }
     if (this.head === this.queue.length) {

@@ -5,10 +5,10 @@ import { systemClock, type Clock } from '../ports/clock.port.js';
 import type { CommandRouter } from '../ports/command-router.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
-import type { ResponseSigner } from '../ports/response-signer.port.js';
+import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
-import { verifyCommandRequest } from '../signing/verifier.js';
+import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
 import { validateCommandRequest } from '../validation.js';
 import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 
@@ -26,6 +26,12 @@ export interface CommandServiceOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: GatewayMetrics;
+  /**
+   * Verify the request and sign the result in libuv's threadpool (node:crypto callbacks, and
+   * `ResponseSigner.signAsync` when the signer has it) instead of on the event loop. Same
+   * checks, same order, same bytes. Default true.
+   */
+  readonly asyncCrypto?: boolean;
 }
 
 /** Per-call context from the transport. */
@@ -46,9 +52,11 @@ export class CommandService {
   private readonly logger: Logger;
   private readonly maxPayloadBytes: number;
   private readonly downstreamTimeoutMs: number;
+  private readonly asyncCrypto: boolean;
   private shuttingDown = false;
 
   constructor(private readonly options: CommandServiceOptions) {
+    this.asyncCrypto = options.asyncCrypto ?? true;
     this.deps = {
       sessions: options.sessions,
       replay: options.replay,
@@ -75,7 +83,8 @@ export class CommandService {
       checkFreshness(this.deps, request.timestampMs);
       const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
       userId = session.userId;
-      if (!verifyCommandRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
+      const verified = this.asyncCrypto ? await verifyCommandRequestAsync(publicKey, request) : verifyCommandRequest(publicKey, request);
+      if (!verified) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
       const downstream = this.options.router.route(request.messageType);
       if (downstream === undefined) {
         throw new GatewayError(GatewayErrorCode.Unimplemented, GatewayMessages.noRoute(request.messageType));
@@ -99,7 +108,7 @@ export class CommandService {
       } catch (error) {
         throw this.downstreamError(error, downstream.target, request);
       }
-      const response = this.sign(request.requestId, result);
+      const response = await this.sign(request.requestId, result);
       this.logCall(request, userId, 'ok', started);
       return response;
     } catch (error) {
@@ -112,13 +121,15 @@ export class CommandService {
     }
   }
 
-  private sign(requestId: string, result: DownstreamResult): CommandResult {
+  private async sign(requestId: string, result: DownstreamResult): Promise<CommandResult> {
     const timestampMs = this.deps.clock.now();
     const fields = { requestId, resultCode: result.resultCode, timestampMs, payload: result.payload };
+    const bytes = commandResultBytes(fields);
+    const { signer } = this.options;
     return {
       ...fields,
-      signerKeyId: this.options.signer.keyId,
-      signature: this.options.signer.sign(commandResultBytes(fields)),
+      signerKeyId: signer.keyId,
+      signature: this.asyncCrypto ? await signWith(signer, bytes) : signer.sign(bytes),
     };
   }
 

@@ -7,11 +7,12 @@ import { systemClock, type Clock } from '../ports/clock.port.js';
 import type { EventHistory } from '../ports/event-history.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
-import type { ResponseSigner } from '../ports/response-signer.port.js';
+import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
 import type { PushHub, PushSink, PushStream } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
-import { verifySubscribeRequest } from '../signing/verifier.js';
-import { compareStreamIds, validateSubscribeRequest } from '../validation.js';
+import { eventBytes } from '../signing/canonical.js';
+import { verifySubscribeRequest, verifySubscribeRequestAsync } from '../signing/verifier.js';
+import { validateSubscribeRequest } from '../validation.js';
 import { DEFAULT_FRESHNESS_WINDOW_MS, describe } from './command-service.js';
 import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 import { encodeServerTime } from './server-time.js';
@@ -31,6 +32,11 @@ export interface SubscriptionServiceOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: GatewayMetrics;
+  /**
+   * Verify the subscribe request and sign the bootstrap event in libuv's threadpool (see
+   * `CommandServiceOptions.asyncCrypto`). Default true.
+   */
+  readonly asyncCrypto?: boolean;
 }
 
 export const DEFAULT_RESUME_MAX_EVENTS = 1000;
@@ -47,9 +53,11 @@ type IncompleteReason = 'truncated' | 'max_events' | 'max_scan';
 export class SubscriptionService {
   private readonly deps: PipelineDeps;
   private readonly logger: Logger;
+  private readonly asyncCrypto: boolean;
   private shuttingDown = false;
 
   constructor(private readonly options: SubscriptionServiceOptions) {
+    this.asyncCrypto = options.asyncCrypto ?? true;
     this.deps = {
       sessions: options.sessions,
       replay: options.replay,
@@ -74,21 +82,27 @@ export class SubscriptionService {
     validateSubscribeRequest(request);
     checkFreshness(this.deps, request.timestampMs);
     const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
-    if (!verifySubscribeRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
-    await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+    let bootstrap: GatewayEvent;
+    if (this.asyncCrypto) {
+      if (!(await verifySubscribeRequestAsync(publicKey, request))) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
+      // The bootstrap is signed while the reservation is in flight (both off the event loop).
+      const [, signed] = await Promise.all([
+        reserveRequest(this.deps, request.deviceSessionId, request.requestId),
+        this.gatewayEventAsync(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) => encodeServerTime(now, request.requestId)),
+      ]);
+      bootstrap = signed;
+    } else {
+      if (!verifySubscribeRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
+      await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+      bootstrap = this.gatewayEvent(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) =>
+        encodeServerTime(now, request.requestId),
+      );
+    }
     // No await between this check and register: a revoke is either seen here or closes the stream.
     recheckNotRevoked(this.deps, request.deviceSessionId);
-    const resuming = request.resumeAfterEventId !== '';
-    const stream = this.options.hub.register({
-      userId: session.userId,
-      deviceSessionId: session.deviceSessionId,
-      sink: resuming ? monotonicSink(sink) : sink,
-    });
+    const stream = this.options.hub.register({ userId: session.userId, deviceSessionId: session.deviceSessionId, sink });
 
-    const bootstrap = this.gatewayEvent(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) =>
-      encodeServerTime(now, request.requestId),
-    );
-    if (!resuming) {
+    if (request.resumeAfterEventId === '') {
       stream.start([bootstrap]);
       return stream;
     }
@@ -159,6 +173,12 @@ export class SubscriptionService {
     return this.gatewayEvent(GatewayEventTypes.resumeIncomplete, stream.userId, stream.deviceSessionId, () => new Uint8Array(0));
   }
 
+  private async gatewayEventAsync(eventType: string, userId: string, deviceSessionId: string, payload: (now: number) => Uint8Array): Promise<GatewayEvent> {
+    const timestampMs = this.deps.clock.now();
+    const event = { eventId: '', eventType, userId, deviceSessionId, timestampMs, payload: payload(timestampMs) };
+    return { ...event, signerKeyId: this.options.signer.keyId, signature: await signWith(this.options.signer, eventBytes(event)) };
+  }
+
   private gatewayEvent(eventType: string, userId: string, deviceSessionId: string, payload: (now: number) => Uint8Array): GatewayEvent {
     const timestampMs = this.deps.clock.now();
     return signEvent(this.options.signer, { eventId: '', eventType, userId, deviceSessionId, timestampMs, payload: payload(timestampMs) });
@@ -167,24 +187,4 @@ export class SubscriptionService {
 
 function targets(stream: PushStream, userId: string, deviceSessionId: string): boolean {
   return userId === stream.userId && (deviceSessionId === '' || deviceSessionId === stream.deviceSessionId);
-}
-
-/**
- * Drops a client event whose id is not after the last one written. The held queue is
- * filtered once at `start` (`skipThroughEventId`), but the Redis subscriber may hand the hub
- * an entry the history read already replayed *after* the stream started (its `XREAD` reply
- * raced the `XRANGE`), which would otherwise be delivered twice. Stream ids only grow and
- * a stream gets its events in stream order, so "not after the last id" means "already sent".
- */
-function monotonicSink(sink: PushSink): PushSink {
-  let lastId = '';
-  return {
-    write(event) {
-      if (event.eventId === '') return sink.write(event);
-      if (lastId !== '' && compareStreamIds(event.eventId, lastId) <= 0) return true;
-      lastId = event.eventId;
-      return sink.write(event);
-    },
-    end: (error) => sink.end(error),
-  };
 }

@@ -23,4 +23,11 @@ export class Ed25519ResponseSigner implements ResponseSigner {
   sign(data: Uint8Array): Uint8Array {
     return sign(null, data, this.privateKey);
   }
+
+  /** Same signature as {@link Ed25519ResponseSigner.sign}, computed in libuv's threadpool. */
+  signAsync(data: Uint8Array): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      sign(null, data, this.privateKey, (error, signature) => (error ? reject(error) : resolve(signature)));
+    });
+  }
 }

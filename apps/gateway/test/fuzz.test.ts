@@ -1,0 +1,519 @@
+/**
+ * Bad-input fuzz (issue 8) against the BUILT binary: malformed protobuf requests, random
+ * stream entries and random HTTP requests. Seeded, so a failing run is reproducible with
+ * `FUZZ_SEED=<seed>` (the seed is printed).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { sign } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { ExecuteCommandRequest, SubscribeEventsRequest } from '@edge-gateway/adapters-grpc/generated';
+import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/client';
+import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from './system-support.js';
+import { StreamWatcher, drillEnv, isolatedClient, rssMiB, scrape, seededRandom } from './drill-support.js';
+
+const SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) : Math.floor(Math.random() * 2 ** 31);
+const CASES = 3000;
+let random = seededRandom(SEED);
+/** Each batch draws from its own sequence, so one batch reproduces alone (`-t`) with the same seed. */
+const reseed = (batch: number) => {
+  random = seededRandom(SEED + batch);
+};
+
+let redis: RedisServerHandle;
+let raw: RawRedis;
+let signer: ReturnType<typeof writeSignerKey>;
+let upstream: HttpServer;
+let gateway: GatewayProcess;
+let addresses: Awaited<ReturnType<GatewayProcess['started']>>;
+let device: Device;
+let grpc: Client;
+let rssStartMiB = 0;
+const rssSamples: Array<[string, number]> = [];
+
+const int = (n: number) => Math.floor(random() * n);
+const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
+const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-/ %\u00e9\u2603\ud83d\ude00';
+const text = (n: number) => Array.from({ length: n }, () => pick([...ALPHABET])).join('');
+
+beforeAll(async () => {
+  console.info(`[fuzz] seed ${SEED} (rerun with FUZZ_SEED=${SEED})`);
+  redis = await startRedisServer();
+  raw = await connectRedis(redis);
+  signer = writeSignerKey();
+  // A well-behaved auth upstream, so a valid auth request is answered 200 (not the 503 caveat).
+  upstream = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify(req.url?.endsWith('send-email-code') === true ? { challenge_id: 'ch-1' } : { device_session_id: 'ds-1', user_id: 'u-1' }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const upstreamPort = (upstream.address() as { port: number }).port;
+  gateway = new GatewayProcess(
+    drillEnv(redis, signer.path, { GATEWAY_AUTH_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}` }),
+  );
+  addresses = await gateway.started();
+  device = newDevice('user-fuzz', 'fuzz');
+  await writeSession(raw, device, 'active');
+  grpc = new Client(addresses.grpc, credentials.createInsecure());
+  rssStartMiB = rssMiB(gateway.pid);
+});
+
+afterAll(async () => {
+  grpc?.close();
+  await gateway?.stop();
+  await new Promise((resolve) => upstream?.close(resolve));
+  await raw?.quit();
+  await redis?.stop();
+});
+
+const identity = (b: Buffer) => b;
+
+/** A correctly signed request of each kind: the seed the mutations start from. */
+function validExecute(): Buffer {
+  const fields = {
+    deviceSessionId: device.deviceSessionId,
+    // No downstream route: a request that survives every check ends UNIMPLEMENTED, never runs.
+    messageType: 'fuzz.none',
+    requestId: `req-${int(1e9)}`,
+    timestampMs: Date.now(),
+    payload: bytes(int(64)),
+  };
+  return Buffer.from(ExecuteCommandRequest.encode({ ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) }).finish());
+}
+
+function validSubscribe(): Buffer {
+  const fields = { deviceSessionId: device.deviceSessionId, requestId: `sub-${int(1e9)}`, timestampMs: Date.now(), resumeAfterEventId: '' };
+  return Buffer.from(SubscribeEventsRequest.encode({ ...fields, signature: sign(null, subscribeRequestBytes(fields), device.privateKey) }).finish());
+}
+
+/** Random bytes, or a valid request flipped, truncated, spliced or with fields replaced. */
+function mutate(valid: () => Buffer, kind: 'execute' | 'subscribe'): Buffer {
+  const base = valid();
+  switch (int(7)) {
+    case 0:
+      return bytes(int(200));
+    case 1: {
+      const out = Buffer.from(base);
+      for (let i = 0, n = 1 + int(4); i < n; i += 1) out[int(out.length)] = int(256);
+      return out;
+    }
+    case 2:
+      return base.subarray(0, int(base.length));
+    case 3: {
+      const at = int(base.length);
+      return Buffer.concat([base.subarray(0, at), bytes(1 + int(16)), base.subarray(at)]);
+    }
+    case 4:
+      // A huge declared length / varint soup.
+      return Buffer.concat([Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), bytes(int(32))]);
+    case 5: {
+      // Structurally valid messages with random field values.
+      const timestampMs = pick([0, -1, Date.now(), Date.now() + 3_600_000, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]);
+      const id = () => pick(['', text(1 + int(12)), 'x'.repeat(129), device.deviceSessionId]);
+      const signature = pick([bytes(64), bytes(int(100)), Buffer.alloc(0)]);
+      if (kind === 'execute') {
+        return Buffer.from(
+          ExecuteCommandRequest.encode({
+            deviceSessionId: id(),
+            messageType: pick(['', 'fuzz.none', text(1 + int(12)), 'A.b', 'x'.repeat(129)]),
+            requestId: id(),
+            timestampMs,
+            payload: bytes(int(64)),
+            signature,
+          }).finish(),
+        );
+      }
+      return Buffer.from(
+        SubscribeEventsRequest.encode({
+          deviceSessionId: id(),
+          requestId: id(),
+          timestampMs,
+          resumeAfterEventId: pick(['', '0-0', '1-1', text(1 + int(12)), '99999999999999999999-0']),
+          signature,
+        }).finish(),
+      );
+    }
+    case 6:
+      // Invalid UTF-8 in a string field: a second field 1 after the valid one (the last one wins).
+      return Buffer.concat([base, Buffer.from([0x0a, 0x04, 0xc3, 0x28, 0xff, 0xfe])]);
+    default:
+      return Buffer.alloc(0);
+  }
+}
+
+const ALLOWED_CODES = new Set<number>([status.INVALID_ARGUMENT, status.UNAUTHENTICATED, status.INTERNAL, status.UNIMPLEMENTED]);
+
+/** Status messages seen, per code. */
+const detailsSeen = new Map<number, Set<string>>();
+
+function noteStatus(error: ServiceError): void {
+  // INVALID_ARGUMENT names the field first; INTERNAL carries the decoder's error after a colon.
+  const details = error.code === status.INVALID_ARGUMENT || error.code === status.INTERNAL ? error.details.replace(/:.*$/s, '') : error.details;
+  const set = detailsSeen.get(error.code) ?? new Set<string>();
+  set.add(details);
+  detailsSeen.set(error.code, set);
+}
+
+/** Every message is one SPEC §4 names for its code (INTERNAL: grpc-js failing to decode the request). */
+function expectSpecMessages(): void {
+  const allowed: Record<number, RegExp> = {
+    [status.INVALID_ARGUMENT]: /^(device_session_id|message_type|request_id|signature|payload|resume_after_event_id)$/,
+    [status.UNAUTHENTICATED]: /^(request timestamp is outside the freshness window|unknown device session|invalid request signature)$/,
+    [status.UNIMPLEMENTED]: /^no route for message type fuzz\.none$/,
+    [status.INTERNAL]: /^Error deserializing request$/,
+  };
+  for (const [code, details] of detailsSeen) {
+    for (const d of details) expect(d, `${status[code]} message`).toMatch(allowed[code] ?? /^$/);
+  }
+}
+
+function unary(body: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    grpc.makeUnaryRequest(
+      '/edgegateway.v1.EdgeGateway/ExecuteCommand',
+      identity,
+      identity,
+      body,
+      new Metadata(),
+      { deadline: Date.now() + 5000 },
+      (error: ServiceError | null) => {
+        if (error !== null) noteStatus(error);
+        resolve(error === null ? status.OK : error.code);
+      },
+    );
+  });
+}
+
+/** Resolves the status a server stream ends with; a stream that opens (valid request) is cancelled and reported as -1. */
+function serverStream(body: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const call = grpc.makeServerStreamRequest('/edgegateway.v1.EdgeGateway/SubscribeEvents', identity, identity, body, new Metadata(), {
+      deadline: Date.now() + 5000,
+    });
+    let opened = false;
+    call.on('data', () => {
+      opened = true;
+      call.cancel();
+    });
+    call.on('error', (error: ServiceError) => {
+      if (!opened) noteStatus(error);
+      resolve(opened ? -1 : error.code);
+    });
+    call.on('status', (s: { code: number }) => {
+      if (s.code === status.OK) resolve(opened ? -1 : status.OK);
+    });
+  });
+}
+
+/** Runs `count` cases `concurrency` at a time and returns a histogram of outcomes. */
+async function run<T extends string | number>(count: number, concurrency: number, one: (i: number) => Promise<T>): Promise<Map<T, number>> {
+  const histogram = new Map<T, number>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const outcome = await one(next++);
+        histogram.set(outcome, (histogram.get(outcome) ?? 0) + 1);
+      }
+    }),
+  );
+  return histogram;
+}
+
+const named = (histogram: Map<number, number>) =>
+  Object.fromEntries([...histogram].map(([code, n]) => [code === -1 ? 'STREAM_OPENED' : (status[code] ?? String(code)), n]));
+
+describe('fuzz: malformed protobuf requests', () => {
+  it(`answers ${CASES} ExecuteCommand bodies with a proper status`, async () => {
+    reseed(1);
+    const bodies = Array.from({ length: CASES }, () => mutate(validExecute, 'execute'));
+    const histogram = await run(CASES, 32, (i) => unary(bodies[i] as Buffer));
+    console.info(`[fuzz] ExecuteCommand statuses: ${JSON.stringify(named(histogram))}`);
+    for (const code of histogram.keys()) expect(ALLOWED_CODES, `unexpected status ${status[code]}`).toContain(code);
+    expect(histogram.get(status.INVALID_ARGUMENT) ?? 0).toBeGreaterThan(0);
+    expect(histogram.get(status.UNAUTHENTICATED) ?? 0).toBeGreaterThan(0);
+    expect(gateway.running).toBe(true);
+    // The untouched request still works: it passes every check and stops at the router.
+    expect(await unary(validExecute())).toBe(status.UNIMPLEMENTED);
+    expectSpecMessages();
+    console.info(`[fuzz] ExecuteCommand messages: ${JSON.stringify(Object.fromEntries([...detailsSeen].map(([c, d]) => [status[c], [...d]])))}`);
+    detailsSeen.clear();
+    rssSamples.push(['after ExecuteCommand fuzz', rssMiB(gateway.pid)]);
+  }, 60_000);
+
+  it(`answers ${CASES} SubscribeEvents bodies with a proper status`, async () => {
+    reseed(2);
+    const bodies = Array.from({ length: CASES }, () => mutate(validSubscribe, 'subscribe'));
+    const histogram = await run(CASES, 32, (i) => serverStream(bodies[i] as Buffer));
+    console.info(`[fuzz] SubscribeEvents statuses: ${JSON.stringify(named(histogram))}`);
+    // A mutation that only adds an unknown field leaves a valid request: that stream opens.
+    for (const code of histogram.keys()) if (code !== -1) expect(ALLOWED_CODES, `unexpected status ${status[code]}`).toContain(code);
+    expect(histogram.has(status.UNIMPLEMENTED)).toBe(false);
+    expect(histogram.get(status.INVALID_ARGUMENT) ?? 0).toBeGreaterThan(0);
+    expect(gateway.running).toBe(true);
+    expect(await serverStream(validSubscribe())).toBe(-1);
+    expectSpecMessages();
+    console.info(`[fuzz] SubscribeEvents messages: ${JSON.stringify(Object.fromEntries([...detailsSeen].map(([c, d]) => [status[c], [...d]])))}`);
+    rssSamples.push(['after SubscribeEvents fuzz', rssMiB(gateway.pid)]);
+    // Cancelled streams are all gone from the hub.
+    await waitFor(async () => (await scrape(addresses.adminHttp as string, 'gateway_push_streams_active')) === 0, { timeoutMs: 5000 });
+  }, 60_000);
+});
+
+describe('fuzz: random stream entries', () => {
+  function randomEntry(stream: 'client' | 'session'): Record<string, string | Buffer> {
+    const fieldNames =
+      stream === 'client'
+        ? ['user_id', 'device_session_id', 'event_type', 'payload_base64']
+        : ['device_session_id', 'user_id', 'status', 'client_public_key', 'revoked_at_ms'];
+    const value = (name: string): string | Buffer => {
+      switch (int(6)) {
+        case 0:
+          return '';
+        case 1:
+          return bytes(1 + int(24));
+        case 2:
+          return text(1 + int(40));
+        default:
+          // Valid-looking values, for random (never the test's) users and sessions.
+          if (name === 'event_type') return pick(['chat.message', 'gateway.server_time', 'Bad', 'x'.repeat(129)]);
+          if (name === 'payload_base64') return pick([bytes(int(40)).toString('base64'), '', '!!', 'YQ', 'YQ===']);
+          if (name === 'status') return pick(['active', 'revoked', 'ACTIVE', 'deleted']);
+          if (name === 'client_public_key') return pick([bytes(32).toString('base64'), bytes(31).toString('base64'), text(44)]);
+          if (name === 'revoked_at_ms') return pick([String(Date.now()), '-1', 'soon']);
+          return `fuzz-${int(1e6)}`;
+      }
+    };
+    const entry: Record<string, string | Buffer> = {};
+    for (const name of fieldNames) if (random() < 0.8) entry[name] = value(name);
+    for (let i = int(3); i > 0; i -= 1) entry[text(1 + int(10))] = value('extra');
+    if (Object.keys(entry).length === 0) entry['noise'] = 'x';
+    return entry;
+  }
+
+  it(`survives ${CASES} random entries on each stream and still delivers a valid event`, async () => {
+    const admin = addresses.adminHttp as string;
+    const consumedBefore = {
+      client: await scrape(admin, 'gateway_stream_entries_consumed_total', { stream: 'client_events' }),
+      session: await scrape(admin, 'gateway_stream_entries_consumed_total', { stream: 'session_events' }),
+    };
+    reseed(3);
+    const watcher = new StreamWatcher(isolatedClient(device, addresses.grpc, signer.publicKeyRaw));
+    await watcher.waitForCount(1);
+    for (let i = 0; i < CASES; i += 100) {
+      const batch = raw.multi();
+      for (let j = i; j < Math.min(CASES, i + 100); j += 1) {
+        batch.xAdd('gateway:client-events', '*', randomEntry('client'));
+        batch.xAdd('gateway:session-events', '*', randomEntry('session'));
+      }
+      await batch.exec();
+    }
+    const id = await publishEvent(raw, { userId: 'user-fuzz', eventType: 'fuzz.after', payload: Buffer.from('still here') });
+    await waitFor(() => watcher.clientEvents.some((e) => e.eventId === id), { timeoutMs: 15_000, message: 'the valid event after the fuzz' });
+    expect(watcher.clientEvents.map((e) => e.eventId)).toEqual([id]);
+    expect(Buffer.from(watcher.clientEvents[0]?.payload ?? []).toString()).toBe('still here');
+    expect(watcher.ended).toBe(false);
+    watcher.cancel();
+
+    // Every entry was consumed exactly once (the session-events stream may lag the client one).
+    await waitFor(async () => (await scrape(admin, 'gateway_stream_entries_consumed_total', { stream: 'session_events' })) - consumedBefore.session >= CASES, {
+      timeoutMs: 10_000,
+      message: 'every session-events entry consumed',
+    });
+    const consumed = {
+      client: (await scrape(admin, 'gateway_stream_entries_consumed_total', { stream: 'client_events' })) - consumedBefore.client,
+      session: (await scrape(admin, 'gateway_stream_entries_consumed_total', { stream: 'session_events' })) - consumedBefore.session,
+    };
+    expect(consumed).toEqual({ client: CASES + 1, session: CASES });
+    const malformed = {
+      client: await scrape(admin, 'gateway_stream_entries_malformed_total', { stream: 'client_events' }),
+      session: await scrape(admin, 'gateway_stream_entries_malformed_total', { stream: 'session_events' }),
+    };
+    console.info(`[fuzz] stream entries: consumed ${JSON.stringify(consumed)}, malformed ${JSON.stringify(malformed)}`);
+    // Most random entries are malformed; some valid-looking ones are not.
+    expect(malformed.client).toBeGreaterThan(CASES / 2);
+    expect(malformed.client).toBeLessThanOrEqual(CASES);
+    expect(malformed.session).toBeGreaterThan(CASES / 2);
+    expect(malformed.session).toBeLessThanOrEqual(CASES);
+    // Each drop is logged with its entry id (at warn level, which this gateway logs).
+    const dropped = gateway.logs.filter((l) => l.message === 'malformed stream entry dropped');
+    expect(dropped.filter((l) => l['stream'] === 'client_events')).toHaveLength(malformed.client);
+    expect(dropped.filter((l) => l['stream'] === 'session_events')).toHaveLength(malformed.session);
+    expect(dropped.every((l) => typeof l['entry_id'] === 'string' && typeof l['reason'] === 'string')).toBe(true);
+    expect(gateway.running).toBe(true);
+    rssSamples.push(['after stream-entry fuzz', rssMiB(gateway.pid)]);
+  }, 60_000);
+});
+
+describe('fuzz: random HTTP requests to the public listener', () => {
+  const KNOWN = ['/healthz', '/readyz', '/api/v1/public/auth/send-email-code', '/api/v1/public/auth/confirm-email-code'];
+
+  interface HttpCase {
+    method: string;
+    path: string;
+    headers: Record<string, string>;
+    body?: Buffer | string;
+    /** Whether this request is valid and must be answered 200. */
+    valid: boolean;
+  }
+
+  function randomJsonBody(path: string): { body: string; valid: boolean } {
+    const key = bytes(32).toString('base64');
+    switch (int(8)) {
+      case 0:
+        return path.endsWith('send-email-code')
+          ? { body: JSON.stringify({ email: `${text(1 + int(8))}@example.com` }), valid: true }
+          : { body: JSON.stringify({ challenge_id: 'c', code: '123456', client_public_key: key }), valid: true };
+      case 1:
+        return { body: JSON.stringify({ email: pick([1, null, [], {}, '', true]) }), valid: false };
+      case 2:
+        return { body: JSON.stringify({ challenge_id: 'c', code: '1', client_public_key: pick([key.slice(1), `${key}=`, 'AAAA', `${key.slice(0, 10)}-${key.slice(11)}`]) }), valid: false };
+      case 3:
+        return { body: pick(['', '{', '[]', 'null', '"x"', '1', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}']), valid: false };
+      case 4:
+        return { body: `${'['.repeat(5000)}${']'.repeat(5000)}`, valid: false };
+      case 5:
+        return { body: JSON.stringify({ email: 'a'.repeat(70 * 1024) }), valid: false };
+      case 6:
+        return { body: text(int(300)), valid: false };
+      default:
+        return { body: JSON.stringify(Object.fromEntries(Array.from({ length: int(6) }, () => [text(1 + int(8)), text(int(8))]))), valid: false };
+    }
+  }
+
+  function randomCase(): HttpCase {
+    const method = pick(['GET', 'POST', 'POST', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
+    const path = pick([
+      pick(KNOWN),
+      pick(KNOWN.slice(2)),
+      pick(KNOWN.slice(2)),
+      pick(KNOWN.slice(2)),
+      `${pick(KNOWN)}/${encodeURIComponent(text(1 + int(8)))}`,
+      `/${encodeURIComponent(text(int(30)))}`,
+      pick(['/%zz', '/%', '/api/v1/public/auth/%E0%A4%A', '/..%2f..%2fetc%2fpasswd', '/metrics', '/api//v1', `/${'a'.repeat(4000)}`]),
+      `${pick(KNOWN)}?${encodeURIComponent(text(int(20)))}=${encodeURIComponent(text(int(20)))}`,
+    ]);
+    const contentType = pick([
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/json; charset=latin1',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      text(1 + int(20)).replace(/[^\x20-\x7e]/g, 'x'),
+      '',
+    ]);
+    const headers: Record<string, string> = contentType === '' ? {} : { 'content-type': contentType };
+    if (method === 'GET' || method === 'OPTIONS' || method === 'DELETE') {
+      const pathOnly = path.split('?')[0] as string;
+      return { method, path, headers, valid: method === 'GET' && (pathOnly === '/healthz' || pathOnly === '/readyz') };
+    }
+    const json = randomJsonBody(path);
+    let body: Buffer | string = json.body;
+    const route = path.split('?')[0] as string;
+    let valid =
+      json.valid && method === 'POST' && (route === KNOWN[2] || route === KNOWN[3]) && /^application\/json(; charset=utf-8)?$/.test(contentType);
+    const corruption = random();
+    if (corruption < 0.05) {
+      headers['content-encoding'] = pick(['gzip', 'br', 'compress', 'identity-ish']);
+      // A well-formed gzip body decodes to the same request; anything else is unreadable.
+      const gzipped = headers['content-encoding'] === 'gzip' && random() < 0.5;
+      body = gzipped ? gzipSync(body) : bytes(int(100));
+      valid = valid && gzipped;
+    } else if (corruption < 0.1) {
+      body = bytes(int(500));
+      valid = false;
+    }
+    // The upstream answers the matching shape per route; a valid body for the other route is invalid here.
+    if (valid && route === KNOWN[2] && !json.body.includes('email')) valid = false;
+    if (valid && route === KNOWN[3] && !json.body.includes('challenge_id')) valid = false;
+    return { method, path, headers, body, valid };
+  }
+
+  it('answers the edge cases the fuzz found with their exact envelope', async () => {
+    const base = `http://${addresses.publicHttp}`;
+    const post = (headers: Record<string, string>, body: Buffer | string) =>
+      fetch(`${base}/api/v1/public/auth/send-email-code`, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
+    // A corrupt gzip body: body-parser wraps the zlib error without a `type` (was a 500).
+    const corrupt = await post({ 'content-type': 'application/json', 'content-encoding': 'gzip' }, Buffer.from('not gzip at all'));
+    expect(corrupt.status).toBe(400);
+    expect(await corrupt.json()).toEqual({ error: { code: 'invalid_request', message: 'body: could not be read' } });
+    const gzipped = await post({ 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync('{"email":"a@example.com"}'));
+    expect(gzipped.status).toBe(200);
+    expect(await gzipped.json()).toEqual({ challenge_id: 'ch-1' });
+    const unknownEncoding = await post({ 'content-type': 'application/json', 'content-encoding': 'compress' }, 'x');
+    expect(unknownEncoding.status).toBe(415);
+    expect(await unknownEncoding.json()).toEqual({ error: { code: 'unsupported_media_type', message: 'unsupported body encoding or charset' } });
+    const latin1 = await post({ 'content-type': 'application/json; charset=latin1' }, '{"email":"a@example.com"}');
+    expect(latin1.status).toBe(415);
+    const badEscape = await fetch(`${base}/%zz`);
+    expect(badEscape.status).toBe(404);
+    expect(await badEscape.json()).toMatchObject({ error: { code: 'not_found' } });
+  });
+
+  it(`answers ${CASES} random requests with a JSON envelope and a 4xx status (200 for valid ones)`, async () => {
+    const base = `http://${addresses.publicHttp}`;
+    reseed(4);
+    const cases = Array.from({ length: CASES }, randomCase);
+    const failures: string[] = [];
+    const histogram = await run(CASES, 16, async (i) => {
+      const c = cases[i] as HttpCase;
+      const response = await fetch(`${base}${c.path}`, {
+        method: c.method,
+        headers: c.headers,
+        ...(c.body === undefined ? {} : { body: c.body }),
+        signal: AbortSignal.timeout(5000),
+      });
+      const textBody = await response.text();
+      const sent = c.body === undefined ? '' : ` body(${c.headers['content-encoding'] ?? 'plain'}) ${JSON.stringify(c.body.toString().slice(0, 60))}`;
+      const describe = `${c.method} ${c.path.slice(0, 80)} [${c.headers['content-type'] ?? '-'}]${sent} -> ${response.status} ${textBody.slice(0, 120)}`;
+      if (response.status >= 500) failures.push(`5xx: ${describe}`);
+      if (!(response.headers.get('content-type') ?? '').startsWith('application/json')) failures.push(`not JSON: ${describe}`);
+      if (response.status === 200) {
+        if (!c.valid) failures.push(`unexpected 200: ${describe}`);
+      } else {
+        if (c.valid) failures.push(`valid request refused: ${describe}`);
+        if (response.status < 400 || response.status >= 500) failures.push(`not 4xx: ${describe}`);
+        try {
+          const parsed = JSON.parse(textBody) as { error?: { code?: unknown; message?: unknown } };
+          if (typeof parsed.error?.code !== 'string' || typeof parsed.error.message !== 'string' || !/^[a-z_]+$/.test(parsed.error.code)) {
+            failures.push(`no envelope: ${describe}`);
+          }
+        } catch {
+          failures.push(`unparseable body: ${describe}`);
+        }
+      }
+      return response.status;
+    });
+    console.info(`[fuzz] HTTP statuses: ${JSON.stringify(Object.fromEntries(histogram))}`);
+    if (failures.length > 0) console.info(gateway.logs.filter((l) => l.level === 'error').slice(0, 5));
+    expect(failures.slice(0, 20)).toEqual([]);
+    expect(histogram.get(200) ?? 0).toBeGreaterThan(0);
+    expect(histogram.get(400) ?? 0).toBeGreaterThan(0);
+    expect(histogram.get(404) ?? 0).toBeGreaterThan(0);
+    expect(gateway.running).toBe(true);
+    rssSamples.push(['after HTTP fuzz', rssMiB(gateway.pid)]);
+  }, 90_000);
+});
+
+describe('fuzz: memory', () => {
+  it('did not grow the gateway resident memory unboundedly', async () => {
+    // Let the last requests settle, then compare with the figure before the fuzz batches.
+    const health = await fetch(`http://${addresses.publicHttp}/healthz`);
+    expect(health.status).toBe(200);
+    const rssEndMiB = rssMiB(gateway.pid);
+    const samples = rssSamples.map(([what, mib]) => `${what} ${mib.toFixed(1)}`).join(', ');
+    console.info(`[fuzz] gateway RSS MiB: start ${rssStartMiB.toFixed(1)}, ${samples}, end ${rssEndMiB.toFixed(1)} (+${(rssEndMiB - rssStartMiB).toFixed(1)} MiB)`);
+    expect(rssEndMiB - rssStartMiB).toBeLessThan(100);
+    expect(gateway.running).toBe(true);
+  });
+});

@@ -1,0 +1,241 @@
+// Push fan-out benchmark against the built gateway binary and a real redis-server.
+//
+// For each stream count (default 1k, 5k, 10k) a fresh gateway is started, then:
+//  - subscribe storm: every stream is opened at once with a pre-signed subscribe request over
+//    ~100 client connections; time until all got their bootstrap event;
+//  - resident memory per idle stream: gateway VmRSS before vs after opening them;
+//  - fan-out at rising rates: client events XADDed to the client-events stream, each for one
+//    user (every stream of that user gets it); delivered/s and latency from the Redis entry id
+//    time (its ms part) to receipt at the client (p50/p99).
+// The bench clients use a raw gRPC client: no signature verification, only the event id is
+// read from the wire bytes (client-side verification would dominate this process's CPU).
+//
+//   node bench/push.mjs [--quick] [--streams 1000,5000,10000] [--connections 100]
+//        [--devices-per-user 4] [--rates 5000,10000,20000,40000] [--step-seconds 5]
+import {
+  GatewayChild,
+  MsHistogram,
+  closeAll,
+  connectRedis,
+  cpuSeconds,
+  eventIdOf,
+  fmt,
+  gatewayEnv,
+  idMs,
+  machineInfo,
+  machineSnapshot,
+  makeDevices,
+  num,
+  openStreams,
+  parseArgs,
+  rawClients,
+  rssKiB,
+  signedSubscribe,
+  sleep,
+  startRedisServer,
+  step,
+  writeResult,
+  writeSessions,
+  writeSignerKey,
+} from './lib.mjs';
+
+const CLIENT_EVENTS = 'gateway:client-events';
+
+/**
+ * Publishes client events at `deliveriesPerSec` (events/s = that / devicesPerUser) for
+ * `seconds`, in 10 ms ticks, pipelined through node-redis. Each event targets one user.
+ */
+async function publishAtRate(redis, users, { eventsPerSec, seconds, payloadBase64 }) {
+  const tickMs = 10;
+  const started = performance.now();
+  let sent = 0;
+  let u = 0;
+  const pending = [];
+  while (performance.now() - started < seconds * 1000) {
+    const due = Math.floor(((performance.now() - started) / 1000) * eventsPerSec);
+    const batch = [];
+    while (sent < due) {
+      batch.push(redis.xAdd(CLIENT_EVENTS, '*', { user_id: users[u], event_type: 'bench.tick', payload_base64: payloadBase64 }, { TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 100_000 } }));
+      u = (u + 1) % users.length;
+      sent += 1;
+    }
+    if (batch.length > 0) pending.push(Promise.all(batch));
+    await sleep(tickMs);
+  }
+  await Promise.all(pending);
+  return { sent, seconds: (performance.now() - started) / 1000 };
+}
+
+async function runLevel(redis, raw, signer, devices, streams, params, main) {
+  const level = devices.slice(0, streams);
+  const perUser = params.devicesPerUser;
+  const users = [...new Set(level.map((d) => d.userId))];
+  const gateway = new GatewayChild(gatewayEnv(redis, signer), { main });
+  const out = { streams, users: users.length, devicesPerUser: perUser };
+  let clients;
+  let opened;
+  try {
+    const { grpc } = await gateway.started();
+    clients = await rawClients(grpc, params.connections);
+    // Warm the gateway's code paths a little so the "before" RSS is not a cold process.
+    await sleep(500);
+    const rssBefore = rssKiB(gateway.pid);
+
+    const requests = level.map((d) => signedSubscribe(d));
+    let hist;
+    let received = 0;
+    let ended = 0;
+    const onEvent = (buf) => {
+      received += 1;
+      if (hist) hist.record(Date.now() - idMs(eventIdOf(buf)));
+    };
+    const cpu0 = cpuSeconds(gateway.pid);
+    opened = openStreams(clients, requests, { onEvent, onEnd: () => (ended += 1), timeoutMs: params.stormTimeoutMs });
+    let stormMs;
+    let stormError;
+    try {
+      stormMs = await opened.ready;
+    } catch (error) {
+      stormError = error.message;
+    }
+    out.subscribeStorm = {
+      streams,
+      connections: params.connections,
+      allBootstrappedMs: stormMs === undefined ? null : Math.round(stormMs),
+      bootstrapped: opened.bootstrapped,
+      gatewayCpuSeconds: Math.round((cpuSeconds(gateway.pid) - cpu0) * 100) / 100,
+      ...(stormError ? { error: stormError } : {}),
+    };
+    console.log(`    ${fmt(streams)} streams: storm ${stormMs === undefined ? `FAILED (${stormError})` : `${Math.round(stormMs)} ms`}`);
+    if (stormMs === undefined) return out;
+
+    await sleep(params.quick ? 1000 : 2000);
+    const rssAfter = rssKiB(gateway.pid);
+    out.memory = {
+      rssBeforeKiB: rssBefore,
+      rssAfterKiB: rssAfter,
+      perStreamKiB: Math.round(((rssAfter - rssBefore) / streams) * 100) / 100,
+    };
+    console.log(`    RSS ${fmt(rssBefore / 1024, 1)} → ${fmt(rssAfter / 1024, 1)} MiB: ${out.memory.perStreamKiB} KiB per idle stream`);
+
+    out.fanout = [];
+    for (const rate of params.rates) {
+      const eventsPerSec = rate / perUser;
+      hist = new MsHistogram();
+      const r0 = received;
+      const c0 = cpuSeconds(gateway.pid);
+      const t0 = performance.now();
+      const pub = await publishAtRate(raw, users, { eventsPerSec, seconds: params.stepSeconds, payloadBase64: params.payloadBase64 });
+      // Let the tail arrive (bounded), then measure over publish start → last receipt.
+      const expected = pub.sent * perUser;
+      const deadline = performance.now() + 5000;
+      while (received - r0 < expected && performance.now() < deadline) await sleep(20);
+      const elapsed = (performance.now() - t0) / 1000;
+      const delivered = received - r0;
+      const cpu = cpuSeconds(gateway.pid) - c0;
+      const lat = hist.summary();
+      hist = undefined;
+      const row = {
+        offeredDeliveriesPerSec: rate,
+        eventsPublished: pub.sent,
+        publishedPerSec: Math.round(pub.sent / pub.seconds),
+        expectedDeliveries: expected,
+        delivered,
+        lost: expected - delivered,
+        deliveredPerSec: Math.round(delivered / elapsed),
+        latencyMs: lat,
+        gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
+        streamsEnded: ended,
+      };
+      out.fanout.push(row);
+      console.log(
+        `    offered ${fmt(rate)}/s: delivered ${fmt(row.deliveredPerSec)}/s (${fmt(delivered)}/${fmt(expected)}), p50 ${lat.p50} ms p99 ${lat.p99} ms, gateway cpu ${row.gatewayCpuPercent}%`,
+      );
+      if (row.lost > expected * 0.05 || lat.p99 > 2000 || ended > 0) {
+        console.log('    saturated: not raising the rate further');
+        break;
+      }
+      await sleep(500);
+    }
+    return out;
+  } finally {
+    closeAll(opened?.calls, clients);
+    await gateway.stop();
+  }
+}
+
+function targetsOf(levels) {
+  const top = levels[levels.length - 1];
+  const best = levels
+    .flatMap((l) => (l.fanout ?? []).map((f) => ({ ...f, streams: l.streams })))
+    .filter((f) => f.latencyMs.p99 <= 100 && f.lost === 0)
+    .sort((a, b) => b.deliveredPerSec - a.deliveredPerSec)[0];
+  const perStream = top?.memory?.perStreamKiB ?? null;
+  const storm = levels.find((l) => l.streams === 10_000)?.subscribeStorm ?? top?.subscribeStorm;
+  return {
+    streams10kInOneProcess: { target: '10k streams open in one gateway process', value: levels.find((l) => l.streams >= 10_000)?.subscribeStorm?.bootstrapped ?? 0, met: (levels.find((l) => l.streams >= 10_000)?.subscribeStorm?.bootstrapped ?? 0) >= 10_000 },
+    deliveries: { target: '>= 20000 deliveries/s with p99 <= 100 ms, none lost', value: best ? { deliveredPerSec: best.deliveredPerSec, p99Ms: best.latencyMs.p99, streams: best.streams } : null, met: (best?.deliveredPerSec ?? 0) >= 20_000 },
+    memoryPerIdleStream: { target: '<= 16 KiB', value: perStream, met: perStream !== null && perStream <= 16 },
+    subscribeStorm10k: { target: '10k subscribes bootstrapped within 5000 ms', value: storm?.allBootstrappedMs ?? null, met: storm?.streams === 10_000 && storm.allBootstrappedMs !== null && storm.allBootstrappedMs <= 5000 },
+  };
+}
+
+export async function runPush(argv) {
+  const args = parseArgs(argv);
+  const quick = args.quick;
+  const list = (name, fallback) => (typeof args[name] === 'string' ? args[name].split(',').map(Number) : fallback);
+  const params = {
+    quick,
+    streams: list('streams', quick ? [1000, 10000] : [1000, 5000, 10000]),
+    connections: num(args, 'connections', 100),
+    devicesPerUser: num(args, 'devices-per-user', 4),
+    rates: list('rates', quick ? [5000, 20000] : [5000, 10000, 20000, 30000, 40000]),
+    stepSeconds: num(args, 'step-seconds', quick ? 2 : 5),
+    stormTimeoutMs: num(args, 'storm-timeout-ms', 60_000),
+    payloadBytes: num(args, 'payload', 64),
+    // Another build of the binary, run at every level just before this one (before/after).
+    beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
+  };
+  params.payloadBase64 = Buffer.alloc(params.payloadBytes, 7).toString('base64');
+  console.log(`push fan-out benchmark ${JSON.stringify({ ...params, payloadBase64: undefined })}`);
+  const before = machineSnapshot();
+  const redis = await startRedisServer();
+  const raw = await connectRedis(redis);
+  const signer = writeSignerKey();
+  const maxStreams = Math.max(...params.streams);
+  const devices = await step(`generating ${fmt(maxStreams)} device keys`, () => makeDevices(maxStreams, { perUser: params.devicesPerUser, label: 'push' }));
+  await step('writing session records', () => writeSessions(raw, devices));
+  const levels = [];
+  const levelsBefore = [];
+  try {
+    for (const streams of params.streams) {
+      if (params.beforeMain) {
+        levelsBefore.push(await step(`level ${fmt(streams)} streams, BEFORE build`, () => runLevel(redis, raw, signer, devices, streams, params, params.beforeMain)));
+      }
+      levels.push(await step(`level ${fmt(streams)} streams`, () => runLevel(redis, raw, signer, devices, streams, params)));
+    }
+  } finally {
+    await raw.quit().catch(() => undefined);
+    await redis.stop();
+  }
+  const targets = targetsOf(levels);
+  const targetsBefore = levelsBefore.length > 0 ? targetsOf(levelsBefore) : undefined;
+  const out = {
+    benchmark: 'push',
+    quick,
+    params: { ...params, payloadBase64: undefined },
+    machine: machineInfo(),
+    noise: { before, after: machineSnapshot() },
+    processes: 'load generator and bench clients (this process), gateway child, redis-server; loopback',
+    results: { levels, targets, ...(targetsBefore ? { levelsBefore, targetsBefore } : {}) },
+  };
+  if (targetsBefore) console.log(`  before: ${Object.entries(targetsBefore).map(([k, v]) => `${k} ${JSON.stringify(v.value)}`).join(', ')}`);
+  console.log(`  targets: ${Object.entries(targets).map(([k, v]) => `${k} ${v.met ? 'met' : 'MISSED'}`).join(', ')}`);
+  console.log(`  written ${writeResult('push', out)}`);
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runPush(process.argv.slice(2));
+  process.exit(0);
+}
