@@ -21,6 +21,9 @@ export const MetricNames = {
 /** Why a push stream closed (label `reason`). */
 export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_cancelled' | 'error';
 
+/** Why a resume could not replay everything (label `reason`). */
+export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
+
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
 
@@ -45,7 +48,7 @@ export class GatewayMetrics {
   readonly httpRequests: Counter<{ listener: string; route: string; status: string }>;
   readonly pushResumes: Counter;
   readonly pushResumeReplayed: Counter;
-  readonly pushResumeIncomplete: Counter<{ reason: 'truncated' | 'max_events' | 'max_scan' }>;
+  readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
 
   constructor(meter: Meter = metrics.getMeter('@edge-gateway/core')) {
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: LATENCY_BUCKETS } };

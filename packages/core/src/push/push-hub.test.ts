@@ -174,10 +174,26 @@ describe('PushHub', () => {
       expect(sink.events).toEqual(events);
     });
 
-    it('a held stream that receives more than the buffer overflows too', () => {
+    it('a held stream keeps the newest events of a burst longer than the buffer and reports the loss', () => {
       const { hub, open } = setup(2);
       const { sink, stream } = open('user-a', 'ds-1', false);
-      for (let i = 0; i < 3; i += 1) hub.publish(event('user-a'));
+      const burst = Array.from({ length: 4 }, () => event('user-a'));
+      for (const e of burst) hub.publish(e);
+      expect(stream.closed).toBe(false);
+      // The two oldest were dropped: lost unless the caller's history covers them.
+      expect(stream.lostWhileHeld(undefined)).toBe(true);
+      expect(stream.lostWhileHeld(burst[0]?.eventId)).toBe(true);
+      expect(stream.lostWhileHeld(burst[1]?.eventId)).toBe(false);
+      expect(stream.lostWhileHeld(burst[3]?.eventId)).toBe(false);
+      stream.start([], { skipThroughEventId: burst[1]?.eventId as string });
+      expect(sink.events.map((e) => e.eventId)).toEqual([burst[2]?.eventId, burst[3]?.eventId]);
+    });
+
+    it('a started stream that queues more than the buffer overflows', () => {
+      const { hub, open } = setup(2);
+      const { sink, stream } = open('user-a', 'ds-1');
+      sink.accept = false;
+      for (let i = 0; i < 4; i += 1) hub.publish(event('user-a'));
       expect(stream.closed).toBe(true);
       expect(sink.ends[0]?.code).toBe('resource_exhausted');
     });

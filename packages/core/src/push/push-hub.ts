@@ -67,6 +67,8 @@ export class PushStream {
   private firstPending = 0;
   private skipThrough: string | undefined;
   private held = true;
+  /** Id of the newest live event dropped while held (the held queue keeps the newest events). */
+  private droppedWhileHeld: string | undefined;
   private writable = true;
   private closedWith: { error: GatewayError | undefined } | undefined;
 
@@ -111,6 +113,17 @@ export class PushStream {
     this.flush();
   }
 
+  /**
+   * True when live events were dropped while the stream was held (a burst longer than the
+   * buffer during a resume) and not all of them are at or before `coveredThrough`, the last
+   * history id the caller replays: the stream then misses events and the caller must say so
+   * (`gateway.resume_incomplete`).
+   */
+  lostWhileHeld(coveredThrough: string | undefined): boolean {
+    if (this.droppedWhileHeld === undefined) return false;
+    return coveredThrough === undefined || compareStreamIds(this.droppedWhileHeld, coveredThrough) > 0;
+  }
+
   /** The transport can take more (e.g. gRPC `drain`): deliver what is queued. */
   resume(): void {
     if (this.closed) return;
@@ -132,8 +145,16 @@ export class PushStream {
       return;
     }
     if (this.queued - this.firstPending >= this.bufferSize) {
-      this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
-      return;
+      if (this.held) {
+        // A resume is replaying history: keep the newest live events; what is dropped is
+        // either replayed from history or reported by the caller (see lostWhileHeld).
+        const dropped = this.queue[this.head] as GatewayEvent;
+        this.head += 1;
+        if (dropped.eventId !== '') this.droppedWhileHeld = dropped.eventId;
+      } else {
+        this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
+        return;
+      }
     }
     this.queue.push(event);
   }

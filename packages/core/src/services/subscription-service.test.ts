@@ -392,6 +392,49 @@ describe('SubscriptionService', () => {
       });
     });
 
+    describe.each([
+      ['history covers the dropped events (page read after the burst)', 'late', false],
+      ['history does not cover them (page read before the burst)', 'early', true],
+    ] as const)('a live burst longer than the buffer while the history read is pending: %s', (_label, mode, lost) => {
+      it(lost ? 'keeps the stream open and sends gateway.resume_incomplete' : 'loses nothing and sends no notice', async () => {
+        const gate = deferred<void>();
+        const reached = deferred<void>();
+        let calls = 0;
+        const { service, request, publish, harness } = setup({
+          bufferSize: 2,
+          history: (events) => ({
+            async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+              calls += 1;
+              // 'early': the history's last page was read before the burst reached the stream.
+              if (calls > 1) return mode === 'early' ? { entries: [], truncated: false } : events.readAfter(afterId, count);
+              const early = mode === 'early' ? await events.readAfter(afterId, count) : undefined;
+              reached.resolve();
+              await gate.promise;
+              return early ?? events.readAfter(afterId, count);
+            },
+          }),
+        });
+        const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+        const missed = publish(clientEventFields('u-alice', 'chat.x', 'm1'));
+        const sink = new RecordingSink();
+        const pending = service.subscribe(request(alice1, { resumeAfterEventId: cursor }), sink);
+        await reached.promise;
+        const burst = Array.from({ length: 5 }, (_, i) => publish(clientEventFields('u-alice', 'chat.x', `b${i}`)));
+        gate.resolve();
+        const stream = await pending;
+        expect(stream.closed).toBe(false);
+        if (lost) {
+          // The two newest live events survive the held queue; the notice tells the client.
+          expect(sink.ids).toEqual(['', '', missed, burst[3], burst[4]]);
+          expect(sink.types[1]).toBe('gateway.resume_incomplete');
+          expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'live_overflow' })).toBe(1);
+        } else {
+          expect(sink.ids).toEqual(['', missed, ...burst]);
+          expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(0);
+        }
+      });
+    });
+
     it('a trimmed stream (cursor older than the trim point) → signed gateway.resume_incomplete right after the bootstrap', async () => {
       const { open, publish, events, clock, harness } = setup();
       const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
@@ -503,7 +546,7 @@ describe('SubscriptionService', () => {
       const live = publish(clientEventFields('u-alice', 'chat.x', 'live'));
       expect(sink.ids).toEqual(['', '', live]);
       expect(logger.find('push resume failed')[0]?.fields).toMatchObject({ device_session_id: alice1.deviceSessionId });
-      expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(1);
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'read_error' })).toBe(1);
     });
 
     it('never logs payloads, signatures or keys (resume, live, malformed, revoke, failure paths)', async () => {

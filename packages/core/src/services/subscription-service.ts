@@ -2,7 +2,7 @@ import { GatewayEventTypes, type GatewayEvent, type SubscribeRequest } from '../
 import { GatewayError, GatewayMessages } from '../errors.js';
 import { parseClientEvent } from '../handlers/client-event.js';
 import { signEvent } from '../handlers/client-events-handler.js';
-import { GatewayMetrics } from '../observability/metrics.js';
+import { GatewayMetrics, type ResumeIncompleteReason } from '../observability/metrics.js';
 import { systemClock, type Clock } from '../ports/clock.port.js';
 import type { EventHistory } from '../ports/event-history.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
@@ -43,7 +43,7 @@ export const DEFAULT_RESUME_MAX_EVENTS = 1000;
 export const DEFAULT_RESUME_MAX_SCAN = 10_000;
 const HISTORY_PAGE = 500;
 
-type IncompleteReason = 'truncated' | 'max_events' | 'max_scan';
+type IncompleteReason = ResumeIncompleteReason;
 
 /**
  * SubscribeEvents: the checks of SPEC §4 (no route step), then a push stream registered in
@@ -111,7 +111,7 @@ export class SubscriptionService {
     } catch (error) {
       this.logger.warn('push resume failed', { device_session_id: session.deviceSessionId, error: describe(error) });
       if (!stream.closed) stream.start([bootstrap, this.incomplete(stream)]);
-      this.deps.metrics.pushResumeIncomplete.add(1, { reason: 'truncated' });
+      this.deps.metrics.pushResumeIncomplete.add(1, { reason: 'read_error' });
     }
     return stream;
   }
@@ -160,6 +160,8 @@ export class SubscriptionService {
       }
     }
     if (stream.closed) return;
+    // Live events dropped while held (a burst longer than the buffer) that history did not cover.
+    if (stream.lostWhileHeld(cursor)) incomplete ??= 'live_overflow';
     const first = [bootstrap];
     if (incomplete !== undefined) {
       first.push(this.incomplete(stream));
