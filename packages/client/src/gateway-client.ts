@@ -18,8 +18,20 @@ export interface GatewayClientOptions {
   readonly gatewayPublicKeys: readonly GatewayPublicKey[];
   /** Default: insecure (plaintext). */
   readonly credentials?: ChannelCredentials;
+  /** grpc-js channel options, merged over `DEFAULT_CHANNEL_OPTIONS`. */
   readonly channelOptions?: ChannelOptions;
 }
+
+/**
+ * Channel defaults for devices: grpc-js's own reconnect backoff (1 s growing to 120 s) would
+ * otherwise delay `subscribe({ autoReconnect: true })` well beyond its own backoff.
+ */
+export const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 10_000,
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+};
 
 export interface ExecuteOptions {
   /** Default: a random UUID. */
@@ -98,7 +110,10 @@ export class GatewayClient {
     this.trusted = new TrustedGatewayKeys(options.gatewayPublicKeys);
     this.deviceSessionId = options.deviceSessionId;
     this.knownUserId = options.userId;
-    this.client = new EdgeGatewayClient(options.address, options.credentials ?? grpcCredentials.createInsecure(), options.channelOptions);
+    this.client = new EdgeGatewayClient(options.address, options.credentials ?? grpcCredentials.createInsecure(), {
+      ...DEFAULT_CHANNEL_OPTIONS,
+      ...options.channelOptions,
+    });
   }
 
   /** Gateway clock minus local clock, learned from `gateway.server_time` (0 until then). */
