@@ -413,13 +413,13 @@ describe('fuzz: random HTTP requests to the public listener', () => {
       '',
     ]);
     const headers: Record<string, string> = contentType === '' ? {} : { 'content-type': contentType };
+    // The route express matches: dot segments resolved (by fetch), case-insensitive, one trailing slash allowed.
+    const route = new URL(path, 'http://x').pathname.toLowerCase().replace(/(.)\/$/, '$1');
     if (method === 'GET' || method === 'OPTIONS' || method === 'DELETE') {
-      const pathOnly = path.split('?')[0] as string;
-      return { method, path, headers, valid: method === 'GET' && (pathOnly === '/healthz' || pathOnly === '/readyz') };
+      return { method, path, headers, valid: method === 'GET' && (route === '/healthz' || route === '/readyz') };
     }
     const json = randomJsonBody(path);
     let body: Buffer | string = json.body;
-    const route = path.split('?')[0] as string;
     let valid =
       json.valid && method === 'POST' && (route === KNOWN[2] || route === KNOWN[3]) && /^application\/json(; charset=utf-8)?$/.test(contentType);
     const corruption = random();
