@@ -256,6 +256,35 @@ describe('end to end', () => {
     }
   });
 
+  it('exposes every metric of SPEC §8.4 on the admin /metrics, with its type', async () => {
+    // Make sure a malformed entry and a replay were seen, whatever ran before.
+    await raw.xAdd('gateway:client-events', '*', { user_id: 'u', event_type: 'gateway.reserved', payload_base64: '' });
+    await waitFor(() => gateway.logs.some((l) => l.message === 'malformed stream entry dropped'));
+    const text = await (await fetch(`http://${addresses.adminHttp}/metrics`)).text();
+    const expected: Record<string, string> = {
+      gateway_grpc_requests_total: 'counter',
+      gateway_grpc_request_duration_seconds: 'histogram',
+      gateway_push_streams_active: 'gauge',
+      gateway_push_events_delivered_total: 'counter',
+      gateway_push_streams_closed_total: 'counter',
+      gateway_stream_entries_consumed_total: 'counter',
+      gateway_stream_entries_malformed_total: 'counter',
+      gateway_stream_subscriber_reconnects_total: 'counter',
+      gateway_replay_rejections_total: 'counter',
+      gateway_redis_command_duration_seconds: 'histogram',
+      gateway_http_requests_total: 'counter',
+    };
+    for (const [name, type] of Object.entries(expected)) {
+      expect(text, name).toContain(`# TYPE ${name} ${type}`);
+    }
+    expect(text).toMatch(/gateway_grpc_requests_total\{[^}]*method="ExecuteCommand"[^}]*code="OK"[^}]*\} [1-9]/);
+    expect(text).toMatch(/gateway_push_streams_closed_total\{[^}]*reason="revoked"[^}]*\} [1-9]/);
+    expect(text).toMatch(/gateway_push_streams_closed_total\{[^}]*reason="overflow"[^}]*\} [1-9]/);
+    expect(text).toMatch(/gateway_stream_entries_malformed_total\{[^}]*stream="client_events"[^}]*\} [1-9]/);
+    expect(text).toMatch(/gateway_replay_rejections_total(\{[^}]*\})? [1-9]/);
+    expect(text).toMatch(/gateway_stream_subscriber_reconnects_total\{[^}]*stream="session_events"[^}]*\} 0/);
+  });
+
   it('never logs the password, keys, signatures or payloads', () => {
     for (const secret of secrets) expect(gateway.raw).not.toContain(secret);
     expect(gateway.raw).not.toContain('PRIVATE KEY');

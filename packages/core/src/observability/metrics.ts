@@ -66,5 +66,19 @@ export class GatewayMetrics {
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
+    // Known label sets start at zero so every series exists (and rate() works) from startup.
+    for (const stream of ['session_events', 'client_events'] as const) {
+      this.streamEntriesConsumed.add(0, { stream });
+      this.streamEntriesMalformed.add(0, { stream });
+      this.subscriberReconnects.add(0, { stream });
+    }
+    for (const reason of ['revoked', 'overflow', 'shutdown', 'client_cancelled', 'error'] as const) {
+      this.pushStreamsClosed.add(0, { reason });
+    }
+    this.pushStreamsActive.add(0);
+    this.pushEventsDelivered.add(0);
+    this.replayRejections.add(0);
+    this.pushResumes.add(0);
+    this.pushResumeReplayed.add(0);
   }
 }

@@ -1,0 +1,123 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { EchoDownstream, clientFor, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
+
+interface ExportedSpan {
+  readonly traceId: string;
+  readonly name: string;
+}
+
+/** A minimal OTLP/HTTP (JSON) trace collector on loopback. */
+class Collector {
+  readonly spans: ExportedSpan[] = [];
+  private readonly server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: ExportedSpan[] }> }>;
+        };
+        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) this.spans.push(...(ss.spans ?? []));
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  port = 0;
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as { port: number }).port;
+    return this;
+  }
+
+  stop(): void {
+    this.server.close();
+  }
+}
+
+let redis: RedisServerHandle;
+let raw: RawRedis;
+let downstream: EchoDownstream;
+let collector: Collector;
+const signer = writeSignerKey();
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  raw = await connectRedis(redis);
+  downstream = await new EchoDownstream().start();
+  collector = await new Collector().start();
+});
+afterAll(async () => {
+  collector?.stop();
+  downstream?.stop();
+  await raw?.quit();
+  await redis?.stop();
+});
+
+describe('tracing (SPEC §7, §8.5)', () => {
+  it('exports spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, and logs carry their trace_id', async () => {
+    const gateway = new GatewayProcess({
+      GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+      GATEWAY_REDIS_PASSWORD: redis.password,
+      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
+      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+      GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
+      OTEL_SERVICE_NAME: 'edge-gateway-test',
+    });
+    try {
+      const { grpc } = await gateway.started();
+      const device = newDevice('user-traced');
+      await writeSession(raw, device, 'active');
+      const client = clientFor(device, grpc, signer.publicKeyRaw);
+      await client.execute('echo.ping', Buffer.from('x'), { requestId: 'traced-1' });
+      client.close();
+
+      const line = await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === 'traced-1');
+      expect(line['trace_id']).toMatch(/^[0-9a-f]{32}$/);
+      // The downstream received the same trace in its traceparent.
+      const seen = downstream.calls.find((c) => c.command.requestId === 'traced-1');
+      expect(String(seen?.metadata['traceparent'])).toContain(String(line['trace_id']));
+
+      gateway.signal('SIGTERM');
+      expect((await gateway.exited).code).toBe(0);
+      // Shutdown flushes the batch processor.
+      await waitFor(() => collector.spans.some((s) => s.name === 'edgegateway.v1.EdgeGateway/ExecuteCommand'), { timeoutMs: 5000 });
+      const span = collector.spans.find((s) => s.name === 'edgegateway.v1.EdgeGateway/ExecuteCommand');
+      expect(span?.traceId).toBe(line['trace_id']);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it('exports nothing and logs no trace_id without an OTLP endpoint', async () => {
+    const before = collector.spans.length;
+    const gateway = new GatewayProcess({
+      GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+      GATEWAY_REDIS_PASSWORD: redis.password,
+      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
+      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+      GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+    });
+    try {
+      const { grpc } = await gateway.started();
+      const device = newDevice('user-untraced');
+      await writeSession(raw, device, 'active');
+      const client = clientFor(device, grpc, signer.publicKeyRaw);
+      await client.execute('echo.ping', Buffer.from('x'), { requestId: 'untraced-1' });
+      client.close();
+      const line = await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === 'untraced-1');
+      expect(line['trace_id']).toBeUndefined();
+      gateway.signal('SIGTERM');
+      expect((await gateway.exited).code).toBe(0);
+      expect(collector.spans.length).toBe(before);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
