@@ -25,6 +25,11 @@ export async function runProcess(
     process.exit(code);
   };
 
+  // A closed log pipe must not take the gateway down with it: the lines are lost, serving goes on.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+
   process.on('unhandledRejection', (reason) => {
     logger.error('unhandled rejection', { error: reason instanceof Error ? reason.message : String(reason) });
   });
@@ -48,7 +53,7 @@ export async function runProcess(
   process.on('SIGTERM', onSignal);
 
   try {
-    running = await start({ logger, telemetry: setupTelemetry(process.env) });
+    running = await start({ logger, telemetry: await setupTelemetry(process.env) });
   } catch (error) {
     const reason =
       error instanceof ConfigError || (error instanceof Error && error.name === 'StartupError')
