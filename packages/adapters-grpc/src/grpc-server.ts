@@ -46,12 +46,16 @@ export const DEFAULT_KEEPALIVE_TIME_MS = 30_000;
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 
 /** Splits `host:port` / `:port` / `[v6]:port` into the address grpc-js binds and the host to report. */
-export function bindAddress(address: string): { bind: string; host: string } {
+export function bindAddress(address: string): { bind: string; host: string; fallback?: { bind: string; host: string } } {
   const match = /^(.*):(\d{1,5})$/.exec(address.trim());
   if (match === null) throw new Error(`invalid listen address "${address}": expected host:port`);
-  const host = match[1] === '' ? '0.0.0.0' : (match[1] as string);
   const port = Number(match[2]);
   if (port > 65535) throw new Error(`invalid listen address "${address}": port out of range`);
+  if (match[1] === '') {
+    // All interfaces: dual-stack where the machine has IPv6, IPv4 only where it has not.
+    return { bind: `[::]:${port}`, host: '::', fallback: { bind: `0.0.0.0:${port}`, host: '0.0.0.0' } };
+  }
+  const host = match[1] as string;
   return { bind: `${host}:${port}`, host };
 }
 
@@ -61,7 +65,7 @@ export function bindAddress(address: string): { bind: string; host: string } {
  */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
   const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
-  const { bind, host } = bindAddress(options.address);
+  const target = bindAddress(options.address);
   const serverOptions: ChannelOptions = {
     'grpc.max_receive_message_length': options.maxPayloadBytes + RECEIVE_HEADROOM_BYTES,
     'grpc.keepalive_time_ms': options.keepalive?.timeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
@@ -83,9 +87,19 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   new ReflectionService(loadReflectionDescriptor()).addToServer(server);
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(bind, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
-  });
+  const bindTo = (bind: string) =>
+    new Promise<number>((resolve, reject) => {
+      server.bindAsync(bind, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    });
+  let host = target.host;
+  let port: number;
+  try {
+    port = await bindTo(target.bind);
+  } catch (error) {
+    if (target.fallback === undefined) throw error;
+    host = target.fallback.host;
+    port = await bindTo(target.fallback.bind);
+  }
   const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 
   return {

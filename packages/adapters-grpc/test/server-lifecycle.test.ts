@@ -3,7 +3,7 @@ import { service as healthService } from 'grpc-health-check';
 import { type Meter } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GatewayError, GatewayErrorCode, GatewayMetrics, StaticRouter, type CommandDownstream } from '@edge-gateway/core';
-import { bindAddress, grpcStatusFor, toServiceError } from '../src/index.js';
+import { bindAddress, grpcStatusFor, startGrpcServer, toServiceError } from '../src/index.js';
 import { GatewayFixture, execute, signedCommand, signedSubscribe, statusOf, subscribe } from './fixtures.js';
 
 /** A Meter whose instruments record every call by instrument name. */
@@ -71,10 +71,30 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
   });
 
   it('parses listen addresses', () => {
-    expect(bindAddress(':9090')).toEqual({ bind: '0.0.0.0:9090', host: '0.0.0.0' });
+    expect(bindAddress(':9090')).toEqual({
+      bind: '[::]:9090',
+      host: '::',
+      fallback: { bind: '0.0.0.0:9090', host: '0.0.0.0' },
+    });
     expect(bindAddress('127.0.0.1:0')).toEqual({ bind: '127.0.0.1:0', host: '127.0.0.1' });
     expect(bindAddress('[::1]:50051')).toEqual({ bind: '[::1]:50051', host: '[::1]' });
     expect(() => bindAddress('9090')).toThrow('invalid listen address "9090": expected host:port');
+  });
+
+  it('binds all interfaces for ":port" and answers on IPv4 loopback', async () => {
+    f = await GatewayFixture.start();
+    const all = await startGrpcServer({
+      address: ':0',
+      commands: f.commands,
+      subscriptions: f.subscriptions,
+      maxPayloadBytes: 1024,
+    });
+    try {
+      expect(all.address).toMatch(/^(\[::\]|0\.0\.0\.0):\d+$/);
+      expect(await healthCheck(`127.0.0.1:${all.port}`, '')).toBe('SERVING');
+    } finally {
+      await all.shutdown(1000);
+    }
   });
 
   it('serves grpc.health.v1 (SERVING) and turns NOT_SERVING on shutdown', async () => {
