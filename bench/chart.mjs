@@ -14,7 +14,7 @@ const ROWS = [
   ['Commands: p99 vs bare proxy p99', 'commands', (r) => r.ratios?.p99, 1.5, 'max', '×', (r) => r.ratiosBefore?.p99],
   ['Fan-out: deliveries/s at p99 ≤ 100 ms', 'push', (r) => r.targets?.deliveries?.value?.deliveredPerSec ?? 0, 20_000, 'min', '/s', (r) => (r.targetsBefore ? r.targetsBefore.deliveries?.value?.deliveredPerSec ?? 0 : undefined)],
   ['Fan-out: RSS per idle stream', 'push', (r) => r.targets?.memoryPerIdleStream?.value, 16, 'max', ' KiB', (r) => r.targetsBefore?.memoryPerIdleStream?.value],
-  ['Fan-out: 10k subscribe storm', 'push', (r) => r.targets?.subscribeStorm10k?.value, 5000, 'max', ' ms', (r) => r.targetsBefore?.subscribeStorm10k?.value],
+  ['Fan-out: 10k subscribe storm', 'push', (r) => r.targets?.subscribeStorm10k?.value, 5000, 'max', ' ms', (r) => (r.targetsBefore ? r.targetsBefore.subscribeStorm10k?.value ?? 'failed' : undefined)],
   ['Revocation: XADD → closed, p99', 'revocation', (r) => r.latencyMs?.p99, 50, 'max', ' ms'],
   ['Lifecycle: spawn → /readyz 200', 'lifecycle', (r) => r.targets?.startToReady?.value, 1000, 'max', ' ms'],
   ['Lifecycle: SIGTERM, 10k streams → exit', 'lifecycle', (r) => r.targets?.sigtermExit?.value, 2000, 'max', ' ms'],
@@ -24,20 +24,21 @@ const ROWS = [
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 function score(value, target, kind) {
-  if (value === undefined || value === null || Number.isNaN(value)) return undefined;
+  if (typeof value !== 'number' || Number.isNaN(value)) return undefined;
   if (kind === 'min') return value <= 0 ? 1 / 16 : value / target;
   return value <= 0 ? 16 : target / value;
 }
 
 function show(value, unit) {
   if (value === undefined || value === null) return 'n/a';
+  if (typeof value === 'string') return value;
   const v = Math.abs(value) >= 100 ? Math.round(value).toLocaleString('en-US') : Math.round(value * 100) / 100;
   return `${v}${unit}`;
 }
 
 /** Builds the SVG text from the stored results. */
 export function renderChart() {
-  const W = 860;
+  const W = 1080;
   const labelW = 300;
   const barX = labelW + 10;
   const barW = 380;

@@ -9,6 +9,7 @@
 // Processes: this one (load generator), the gateway, the bare proxy and the echo downstream
 // are separate processes; redis-server too. All traffic is on loopback.
 import { randomBytes, sign, verify, generateKeyPairSync } from 'node:crypto';
+import { freePort } from '@edge-gateway/test-utils';
 import { commandResultBytes } from '@edge-gateway/core';
 import {
   GatewayChild,
@@ -211,9 +212,15 @@ export async function runCommands(argv) {
         runs.bare.push(bare);
         console.log(`    bare: ${fmt(bare.recorded / bare.seconds)}/s p50 ${summarize(bare.latencies, bare.recorded).p50} ms p99 ${summarize(bare.latencies, bare.recorded).p99} ms`);
 
-        const gateway = new GatewayChild(gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...variant.env }), { main: variant.main });
+        // With GATEWAY_LOG_LEVEL=warn the listener lines are not logged: bind a known port.
+        const quiet = variant.env.GATEWAY_LOG_LEVEL === 'warn';
+        const fixed = quiet ? `127.0.0.1:${await freePort()}` : undefined;
+        const gateway = new GatewayChild(
+          gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env }),
+          { main: variant.main },
+        );
         try {
-          const { grpc } = await gateway.started();
+          const grpc = fixed ?? (await gateway.started()).grpc;
           const clients = await rawClients(grpc, params.channels);
           const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(clients, requests, { ...loop, pid: gateway.pid }));
           runs[variant.label].push(result);

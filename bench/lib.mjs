@@ -301,6 +301,13 @@ export class GatewayChild {
   }
 }
 
+/** `--gateway-env K=V,K2=V2` (or BENCH_GATEWAY_ENV): extra variables for every gateway child. */
+export function extraGatewayEnv(argv = process.argv.slice(2)) {
+  const value = parseArgs(argv)['gateway-env'] ?? process.env.BENCH_GATEWAY_ENV;
+  if (typeof value !== 'string' || value === '') return {};
+  return Object.fromEntries(value.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 /** Environment for a gateway on loopback with a fresh signer key. */
 export function gatewayEnv(redis, signer, extra = {}) {
   return {
@@ -310,6 +317,7 @@ export function gatewayEnv(redis, signer, extra = {}) {
     GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+    ...extraGatewayEnv(),
     ...extra,
   };
 }

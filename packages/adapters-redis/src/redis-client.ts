@@ -128,13 +128,20 @@ export class RedisClient {
    */
   newConnection(options: { name?: string | undefined; reconnect: boolean }): NodeRedisClient {
     const reconnect = this.options.reconnect ?? {};
+    // node-redis writes its queue until the socket buffer reaches the high-water mark, then waits
+    // for 'drain' and a later event-loop turn. With the 16 KiB default only ~250 commands go out
+    // per turn, so under a burst (a storm of subscribes) commands sat unwritten until they timed
+    // out. 1 MiB per turn keeps the queue moving. (net.Socket option, passed through by
+    // node-redis; not in its option type, hence the separate object.)
+    const socket = {
+      host: this.host,
+      port: this.port,
+      connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+      writableHighWaterMark: SOCKET_WRITE_HIGH_WATER_MARK,
+      reconnectStrategy: options.reconnect ? (retries: number) => backoffDelay(retries, reconnect) : (false as const),
+    };
     const connection = createResp2Client({
-      socket: {
-        host: this.host,
-        port: this.port,
-        connectTimeout: Math.max(this.commandTimeoutMs, 1000),
-        reconnectStrategy: options.reconnect ? (retries: number) => backoffDelay(retries, reconnect) : false,
-      },
+      socket,
       password: this.options.password,
       database: this.db,
       ...(options.name !== undefined ? { name: options.name } : {}),
@@ -215,6 +222,9 @@ class CommandTimeout extends Error {}
  * would hang the caller for ever. This bounds the whole round trip. The late reply, if any,
  * is still consumed by node-redis in order, so later commands are not misaligned.
  */
+/** Socket write buffer per turn of the event loop (see `newConnection`). */
+export const SOCKET_WRITE_HIGH_WATER_MARK = 1024 * 1024;
+
 /** How late a timeout timer may fire before the lateness counts as a stalled event loop. */
 export const EVENT_LOOP_STALL_TOLERANCE_MS = 100;
 

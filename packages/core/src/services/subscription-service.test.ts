@@ -42,6 +42,7 @@ interface SetupOptions {
   readonly resumeMaxEvents?: number;
   readonly resumeMaxScan?: number;
   readonly bufferSize?: number;
+  readonly maxConcurrentChecks?: number;
 }
 
 function setup(options: SetupOptions = {}) {
@@ -71,6 +72,7 @@ function setup(options: SetupOptions = {}) {
     ...(history === null ? {} : { history }),
     ...(options.resumeMaxEvents === undefined ? {} : { resumeMaxEvents: options.resumeMaxEvents }),
     ...(options.resumeMaxScan === undefined ? {} : { resumeMaxScan: options.resumeMaxScan }),
+    ...(options.maxConcurrentChecks === undefined ? {} : { maxConcurrentChecks: options.maxConcurrentChecks }),
   });
   const request = (device: TestDevice, overrides: Partial<SubscribeRequest> = {}) =>
     device.subscribe({ timestampMs: clock.now(), ...overrides });
@@ -578,5 +580,32 @@ describe('SubscriptionService', () => {
       const { sink } = await open(alice1, { resumeAfterEventId: '1-0' });
       expect(sink.types).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
     });
+  });
+});
+
+describe('SubscriptionService admission (subscribe storms)', () => {
+  it('checks at most maxConcurrentChecks subscribes at a time; the others wait their turn, in order', async () => {
+    const replay = new ControlledReplayStore();
+    const { service, request } = setup({ replay, maxConcurrentChecks: 2 });
+    const sinks = [new RecordingSink(), new RecordingSink(), new RecordingSink()];
+    const opened = [alice1, alice2, bob].map((d, i) => service.subscribe(request(d), sinks[i] as RecordingSink));
+    await replay.reached(2);
+    // Give the third request every chance to start its checks: it must not.
+    for (let i = 0; i < 20; i += 1) await new Promise<void>((r) => setImmediate(r));
+    expect(replay.calls.map((c) => c.deviceSessionId)).toEqual([alice1.deviceSessionId, alice2.deviceSessionId]);
+    replay.calls[0]?.outcome.resolve('reserved');
+    await opened[0];
+    await replay.reached(3);
+    expect(replay.calls[2]?.deviceSessionId).toBe(bob.deviceSessionId);
+    replay.calls[1]?.outcome.resolve('reserved');
+    replay.calls[2]?.outcome.resolve('duplicate');
+    await opened[1];
+    await expect(opened[2]).rejects.toMatchObject({ code: 'already_exists' });
+  });
+
+  it('frees the slot of a request that failed a check', async () => {
+    const { service, request } = setup({ maxConcurrentChecks: 1 });
+    await expect(service.subscribe(request(stranger), new RecordingSink())).rejects.toBeInstanceOf(GatewayError);
+    await expect(service.subscribe(request(alice1), new RecordingSink())).resolves.toBeDefined();
   });
 });

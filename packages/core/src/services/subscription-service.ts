@@ -37,7 +37,16 @@ export interface SubscriptionServiceOptions {
    * `CommandServiceOptions.asyncCrypto`). Default true.
    */
   readonly asyncCrypto?: boolean;
+  /**
+   * Subscribe requests checked at the same time (session lookup, signature, replay
+   * reservation); more wait their turn before any check starts. Under a storm of thousands of
+   * subscribes this keeps each admitted request's Redis commands from queueing behind all the
+   * others (which made them hit the command timeout). Default 256.
+   */
+  readonly maxConcurrentChecks?: number;
 }
+
+export const DEFAULT_MAX_CONCURRENT_CHECKS = 256;
 
 export const DEFAULT_RESUME_MAX_EVENTS = 1000;
 export const DEFAULT_RESUME_MAX_SCAN = 10_000;
@@ -54,10 +63,15 @@ export class SubscriptionService {
   private readonly deps: PipelineDeps;
   private readonly logger: Logger;
   private readonly asyncCrypto: boolean;
+  private readonly maxChecks: number;
+  private checking = 0;
+  private readonly waiting: Array<() => void> = [];
+  private waitingHead = 0;
   private shuttingDown = false;
 
   constructor(private readonly options: SubscriptionServiceOptions) {
     this.asyncCrypto = options.asyncCrypto ?? true;
+    this.maxChecks = Math.max(1, options.maxConcurrentChecks ?? DEFAULT_MAX_CONCURRENT_CHECKS);
     this.deps = {
       sessions: options.sessions,
       replay: options.replay,
@@ -80,6 +94,42 @@ export class SubscriptionService {
   async subscribe(request: SubscribeRequest, sink: PushSink): Promise<PushStream> {
     if (this.shuttingDown || this.options.hub.closed) throw GatewayError.shuttingDown();
     validateSubscribeRequest(request);
+    await this.admit();
+    try {
+      return await this.checkAndOpen(request, sink);
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** Waits for one of the `maxConcurrentChecks` slots. */
+  private admit(): Promise<void> {
+    if (this.checking < this.maxChecks) {
+      this.checking += 1;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Hands the slot to the next waiting request (FIFO), or frees it. */
+  private leave(): void {
+    if (this.waitingHead < this.waiting.length) {
+      const next = this.waiting[this.waitingHead] as () => void;
+      this.waitingHead += 1;
+      if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
+        this.waiting.splice(0, this.waitingHead);
+        this.waitingHead = 0;
+      }
+      next();
+      return;
+    }
+    this.checking -= 1;
+  }
+
+  private async checkAndOpen(request: SubscribeRequest, sink: PushSink): Promise<PushStream> {
+    // Checked again after waiting for a slot: shutdown may have begun meanwhile.
+    if (this.shuttingDown || this.options.hub.closed) throw GatewayError.shuttingDown();
+    // Freshness is checked once admitted, so time spent waiting counts against the window.
     checkFreshness(this.deps, request.timestampMs);
     const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
     let bootstrap: GatewayEvent;
