@@ -1,7 +1,7 @@
 import type { CommandRequest, CommandResult, DownstreamResult } from '../domain.js';
 import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
-import { GatewayMetrics } from '../observability/metrics.js';
-import { systemClock, type Clock } from '../ports/clock.port.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import type { Clock } from '../ports/clock.port.js';
 import type { CommandRouter } from '../ports/command-router.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
@@ -10,7 +10,9 @@ import type { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
 import { validateCommandRequest } from '../validation.js';
-import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+
+export { DEFAULT_FRESHNESS_WINDOW_MS } from './pipeline.js';
 
 export interface CommandServiceOptions {
   readonly sessions: SessionCache;
@@ -42,7 +44,6 @@ export interface CallContext {
   readonly signal?: AbortSignal;
 }
 
-export const DEFAULT_FRESHNESS_WINDOW_MS = 5 * 60_000;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 export const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 10_000;
 
@@ -57,13 +58,7 @@ export class CommandService {
 
   constructor(private readonly options: CommandServiceOptions) {
     this.asyncCrypto = options.asyncCrypto ?? true;
-    this.deps = {
-      sessions: options.sessions,
-      replay: options.replay,
-      clock: options.clock ?? systemClock,
-      metrics: options.metrics ?? new GatewayMetrics(),
-      freshnessWindowMs: options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS,
-    };
+    this.deps = pipelineDeps(options);
     this.logger = options.logger ?? noopLogger;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.downstreamTimeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;

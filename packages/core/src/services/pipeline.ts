@@ -3,7 +3,8 @@ import { GatewayError, GatewayMessages } from '../errors.js';
 import type { Clock } from '../ports/clock.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import type { SessionCache } from '../session/session-cache.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import { systemClock } from '../ports/clock.port.js';
 
 /** Shared steps 2–5 and 7 of the request pipeline (SPEC §4). */
 export interface PipelineDeps {
@@ -12,6 +13,25 @@ export interface PipelineDeps {
   readonly clock: Clock;
   readonly metrics: GatewayMetrics;
   readonly freshnessWindowMs: number;
+}
+
+export const DEFAULT_FRESHNESS_WINDOW_MS = 5 * 60_000;
+
+/** The pipeline dependencies from a service's options, with the defaults applied. */
+export function pipelineDeps(options: {
+  readonly sessions: SessionCache;
+  readonly replay: ReplayStore;
+  readonly clock?: Clock;
+  readonly metrics?: GatewayMetrics;
+  readonly freshnessWindowMs?: number;
+}): PipelineDeps {
+  return {
+    sessions: options.sessions,
+    replay: options.replay,
+    clock: options.clock ?? systemClock,
+    metrics: options.metrics ?? new GatewayMetrics(),
+    freshnessWindowMs: options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS,
+  };
 }
 
 /** Step 2: freshness window. */

@@ -2,8 +2,8 @@ import { GatewayEventTypes, type GatewayEvent, type SubscribeRequest } from '../
 import { GatewayError, GatewayMessages } from '../errors.js';
 import { parseClientEvent } from '../handlers/client-event.js';
 import { signEvent } from '../handlers/client-events-handler.js';
-import { GatewayMetrics, type ResumeIncompleteReason } from '../observability/metrics.js';
-import { systemClock, type Clock } from '../ports/clock.port.js';
+import type { GatewayMetrics, ResumeIncompleteReason } from '../observability/metrics.js';
+import type { Clock } from '../ports/clock.port.js';
 import type { EventHistory } from '../ports/event-history.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
@@ -13,8 +13,8 @@ import type { SessionCache } from '../session/session-cache.js';
 import { eventBytes } from '../signing/canonical.js';
 import { verifySubscribeRequest, verifySubscribeRequestAsync } from '../signing/verifier.js';
 import { validateSubscribeRequest } from '../validation.js';
-import { DEFAULT_FRESHNESS_WINDOW_MS, describe } from './command-service.js';
-import { checkFreshness, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+import { describe } from './command-service.js';
+import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 import { encodeServerTime } from './server-time.js';
 
 export interface SubscriptionServiceOptions {
@@ -72,13 +72,7 @@ export class SubscriptionService {
   constructor(private readonly options: SubscriptionServiceOptions) {
     this.asyncCrypto = options.asyncCrypto ?? true;
     this.maxChecks = Math.max(1, options.maxConcurrentChecks ?? DEFAULT_MAX_CONCURRENT_CHECKS);
-    this.deps = {
-      sessions: options.sessions,
-      replay: options.replay,
-      clock: options.clock ?? systemClock,
-      metrics: options.metrics ?? new GatewayMetrics(),
-      freshnessWindowMs: options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS,
-    };
+    this.deps = pipelineDeps(options);
     this.logger = options.logger ?? noopLogger;
   }
 
