@@ -8,7 +8,7 @@ import { GatewayStatusError } from '@edge-gateway/client';
 import { Ed25519ResponseSigner } from '@edge-gateway/core';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { CLI, LineProcess, runCli } from './cli-dev-support.js';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { clientFor, connectRedis, endError, newDevice, publishEvent, take, writeSession, type RawRedis } from './system-support.js';
 
 let redis: RedisServerHandle;
@@ -17,17 +17,12 @@ let signer: ReturnType<typeof writeSignerKey>;
 let dir: string;
 
 function env(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
-  return {
-    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-    GATEWAY_REDIS_PASSWORD: redis.password,
-    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
-    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+  return gatewayEnv(redis, signer.path, {
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_DOWNSTREAM_ROUTES: 'echo.=127.0.0.1:50051',
     GATEWAY_AUTH_UPSTREAM_URL: 'http://127.0.0.1:50052',
     ...extra,
-  };
+  });
 }
 
 beforeAll(async () => {

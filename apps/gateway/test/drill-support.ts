@@ -4,6 +4,7 @@ import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/
 import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { gatewayEnv } from './gateway-process.js';
 import { connectRedis, type Device, type RawRedis } from './system-support.js';
 
 /** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
@@ -12,17 +13,12 @@ export function drillEnv(
   signerPath: string,
   extra: Record<string, string> = {},
 ): Record<string, string> {
-  return {
-    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-    GATEWAY_REDIS_PASSWORD: redis.password,
-    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signerPath,
-    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+  return gatewayEnv(redis, signerPath, {
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
     GATEWAY_LOG_LEVEL: 'info',
     ...extra,
-  };
+  });
 }
 
 /** A `GatewayClient` on its own HTTP/2 connection (own subchannel pool). */

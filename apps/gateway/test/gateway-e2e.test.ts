@@ -4,7 +4,7 @@ import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grp
 import { GatewayStatusError, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { sign, randomUUID } from 'node:crypto';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import {
   EchoDownstream,
   clientFor,
@@ -27,17 +27,12 @@ let addresses: Awaited<ReturnType<GatewayProcess['started']>>;
 const secrets: string[] = [];
 
 function envFor(extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-    GATEWAY_REDIS_PASSWORD: redis.password,
-    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
-    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+  return gatewayEnv(redis, signer.path, {
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_PUSH_STREAM_BUFFER: '64',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
     ...extra,
-  };
+  });
 }
 
 beforeAll(async () => {

@@ -146,3 +146,22 @@ export function localize(address: string): string {
 process.once('exit', () => {
   for (const gateway of GatewayProcess.all) gateway.signal('SIGKILL');
 });
+
+/** The environment of a gateway on loopback port 0 against `redis`, plus `extra` (undefined drops a variable). */
+export function gatewayEnv(
+  redis: { readonly port: number; readonly password: string },
+  signerPath: string,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string> {
+  const env: Record<string, string | undefined> = {
+    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+    GATEWAY_REDIS_PASSWORD: redis.password,
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signerPath,
+    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+    ...extra,
+  };
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) out[name] = value;
+  return out;
+}

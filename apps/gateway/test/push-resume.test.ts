@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { type VerifiedEvent } from '@edge-gateway/client';
 import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import {
   ContinuousPublisher,
   EventCollector,
@@ -23,17 +23,12 @@ let signer: ReturnType<typeof writeSignerKey>;
 let streamSeq = 0;
 
 function envFor(clientEvents: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-    GATEWAY_REDIS_PASSWORD: redis.password,
-    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
-    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+  return gatewayEnv(redis, signer.path, {
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_CLIENT_EVENTS_REDIS_STREAM: clientEvents,
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
     ...extra,
-  };
+  });
 }
 
 /** Each gateway gets its own client-events stream, so trims and limits don't leak between tests. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 
 let redis: RedisServerHandle;
 let keyPath: string;
@@ -19,14 +19,7 @@ afterAll(async () => {
 });
 
 function baseEnv(): Record<string, string> {
-  return {
-    GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-    GATEWAY_REDIS_PASSWORD: redis.password,
-    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: keyPath,
-    GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-    GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
-    GATEWAY_REDIS_PING_TIMEOUT: '1s',
-  };
+  return gatewayEnv(redis, keyPath, { GATEWAY_REDIS_PING_TIMEOUT: '1s' });
 }
 
 /** Runs the binary, expects exit 1 with exactly one `startup failed` line, returns it. */

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { EchoDownstream, clientFor, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
 
 interface ExportedSpan {
@@ -59,16 +59,13 @@ afterAll(async () => {
 
 describe('tracing (SPEC §7, §8.5)', () => {
   it('exports spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, and logs carry their trace_id', async () => {
-    const gateway = new GatewayProcess({
-      GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-      GATEWAY_REDIS_PASSWORD: redis.password,
-      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
-      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-      GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
-      GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
-      OTEL_SERVICE_NAME: 'edge-gateway-test',
-    });
+    const gateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}`,
+        OTEL_SERVICE_NAME: 'edge-gateway-test',
+      }),
+    );
     try {
       const { grpc } = await gateway.started();
       const device = newDevice('user-traced');
@@ -96,14 +93,7 @@ describe('tracing (SPEC §7, §8.5)', () => {
 
   it('exports nothing and logs no trace_id without an OTLP endpoint', async () => {
     const before = collector.spans.length;
-    const gateway = new GatewayProcess({
-      GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
-      GATEWAY_REDIS_PASSWORD: redis.password,
-      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
-      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
-      GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
-      GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
-    });
+    const gateway = new GatewayProcess(gatewayEnv(redis, signer.path, { GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}` }));
     try {
       const { grpc } = await gateway.started();
       const device = newDevice('user-untraced');
