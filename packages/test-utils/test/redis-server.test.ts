@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from './redis-server.js';
-import { waitFor } from './wait-for.js';
+import { startRedisServer, type RedisServerHandle } from '../src/redis-server.js';
+import { waitFor } from '../src/wait-for.js';
 
 /** Sends raw RESP commands and resolves with the raw reply text once `expectReplies` replies arrived. */
 function raw(port: number, commands: string[][], timeoutMs = 2000): Promise<string> {
