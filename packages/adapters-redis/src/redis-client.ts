@@ -1,6 +1,8 @@
 import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
-import { createClient } from 'redis';
+// node-redis's core package: `redis` itself only adds the module commands (JSON, search, …),
+// which this package never sends and which cost ~60 ms of startup to load.
+import { createClient } from '@redis/client';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { RedisCommandError } from './redis-command-error.js';
 
@@ -140,13 +142,17 @@ export class RedisClient {
       writableHighWaterMark: SOCKET_WRITE_HIGH_WATER_MARK,
       reconnectStrategy: options.reconnect ? (retries: number) => backoffDelay(retries, reconnect) : (false as const),
     };
-    const connection = createResp2Client({
+    const settings = {
       socket,
       password: this.options.password,
       database: this.db,
       ...(options.name !== undefined ? { name: options.name } : {}),
       disableOfflineQueue: true,
-    });
+    };
+    // Further connections reuse the shared client's class: node-redis caches the class it
+    // builds per options (one entry), so a fresh createClient with other options rebuilds all
+    // command methods (~60 ms on the event loop).
+    const connection = this.raw === undefined ? createResp2Client(settings) : this.raw.duplicate(settings);
     const role = options.reconnect ? 'shared' : (options.name ?? 'dedicated');
     // Without a listener an `error` event would crash the process.
     connection.on('error', (err: unknown) => {
