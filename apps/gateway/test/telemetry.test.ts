@@ -86,6 +86,9 @@ describe('tracing (SPEC §7, §8.5)', () => {
       await waitFor(() => collector.spans.some((s) => s.name === 'edgegateway.v1.EdgeGateway/ExecuteCommand'), { timeoutMs: 5000 });
       const span = collector.spans.find((s) => s.name === 'edgegateway.v1.EdgeGateway/ExecuteCommand');
       expect(span?.traceId).toBe(line['trace_id']);
+      // The replay reservation is traced by @opentelemetry/instrumentation-redis inside the call.
+      const names = collector.spans.filter((s) => s.traceId === line['trace_id']).map((s) => s.name);
+      expect(names).toContain('redis-SET');
     } finally {
       await gateway.stop();
     }

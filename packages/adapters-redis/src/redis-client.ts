@@ -1,13 +1,18 @@
 import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
-// node-redis's core package: `redis` itself only adds the module commands (JSON, search, …),
-// which this package never sends and which cost ~60 ms of startup to load.
-import { createClient } from '@redis/client';
+import { createRequire } from 'node:module';
+import type { createClient as CreateClient } from '@redis/client';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { RedisCommandError } from './redis-command-error.js';
 
+// node-redis's core package: `redis` itself only adds the module commands (JSON, search, …),
+// which this package never sends and which cost ~60 ms of startup to load. Loaded with
+// `require` (it is CommonJS) so @opentelemetry/instrumentation-redis can patch it, as it
+// patches what is `require`d after it was enabled.
+const { createClient } = createRequire(import.meta.url)('@redis/client') as { createClient: typeof CreateClient };
+
 /** Builds a node-redis client speaking RESP2 (flat array replies, parsed by this package). */
-function createResp2Client(options: Omit<Parameters<typeof createClient>[0] & object, 'RESP'>) {
+function createResp2Client(options: Omit<Parameters<typeof CreateClient>[0] & object, 'RESP'>) {
   return createClient({ ...options, RESP: 2 });
 }
 
