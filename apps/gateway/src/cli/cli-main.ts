@@ -3,7 +3,7 @@ import { CommandError, ExitCode, Mark, UsageError, type CliIo } from './cli-io.j
 export const USAGE = `Usage: edge-gateway <command> [options]
 
 Operator tool of the edge gateway. Reads the same GATEWAY_* environment variables as the
-gateway binary (see SPEC §7); the Redis password is never printed.
+gateway binary (see README, Configuration); the Redis password is never printed.
 
 Commands:
   keygen --out <path> [--force]      write a new Ed25519 signer key (PKCS#8 PEM, 0600),
