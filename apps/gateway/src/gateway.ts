@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import {
-  Ed25519ResponseSigner,
-  KeyFormatError,
+  type Ed25519ResponseSigner,
   type AuthUpstream,
   type CommandService,
   type Logger,
@@ -16,6 +14,7 @@ import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
 import { runShutdown, type ShutdownStep } from './lifecycle.js';
+import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -49,18 +48,10 @@ export interface RunningGateway {
 }
 
 async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
-  const variable = 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH';
-  let pem: Buffer;
   try {
-    pem = await readFile(path);
+    return await loadSignerKey(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new StartupError(`${variable}: cannot read signer key file ${path} (${code})`);
-  }
-  try {
-    return Ed25519ResponseSigner.fromPem(pem);
-  } catch (error) {
-    if (error instanceof KeyFormatError) throw new StartupError(`${variable}: ${error.message}`);
+    if (error instanceof SignerKeyError) throw new StartupError(error.message);
     throw error;
   }
 }

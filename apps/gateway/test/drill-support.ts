@@ -2,10 +2,10 @@ import { randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
 import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
-import { GatewayClient, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
+import { type GatewayClient, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { gatewayEnv } from './gateway-process.js';
-import { connectRedis, type Device, type RawRedis } from './system-support.js';
+import { clientFor, connectRedis, type Device, type RawRedis } from './system-support.js';
 
 /** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
 export function drillEnv(
@@ -23,14 +23,7 @@ export function drillEnv(
 
 /** A `GatewayClient` on its own HTTP/2 connection (own subchannel pool). */
 export function isolatedClient(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {
-  return new GatewayClient({
-    address: grpcAddress,
-    deviceSessionId: device.deviceSessionId,
-    userId: device.userId,
-    privateKey: device.privateKey,
-    gatewayPublicKeys: [gatewayPublicKey],
-    channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
-  });
+  return clientFor(device, grpcAddress, gatewayPublicKey, { 'grpc.use_local_subchannel_pool': 1 });
 }
 
 /**

@@ -1,22 +1,15 @@
-import { GatewayClient, type BackoffOptions, type VerifiedEvent } from '@edge-gateway/client';
+import type { BackoffOptions, GatewayClient, VerifiedEvent } from '@edge-gateway/client';
 import type { Device, RawRedis } from './system-support.js';
-import { publishEvent } from './system-support.js';
+import { clientFor, publishEvent } from './system-support.js';
 
 /** A client for `device` whose channel retries connecting quickly (gateway restarts in tests). */
 export function fastReconnectClient(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {
-  return new GatewayClient({
-    address: grpcAddress,
-    deviceSessionId: device.deviceSessionId,
-    userId: device.userId,
-    privateKey: device.privateKey,
-    gatewayPublicKeys: [gatewayPublicKey],
-    channelOptions: {
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.min_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 500,
-      // Its own subchannel, so another client's channel state can't interfere.
-      'grpc.use_local_subchannel_pool': 1,
-    },
+  return clientFor(device, grpcAddress, gatewayPublicKey, {
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.min_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 500,
+    // Its own subchannel, so another client's channel state can't interfere.
+    'grpc.use_local_subchannel_pool': 1,
   });
 }
 

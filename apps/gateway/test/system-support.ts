@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { Server, ServerCredentials, type Metadata, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ChannelOptions, type Metadata, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { createClient } from 'redis';
 import { CommandHandlerService, type DownstreamCommand, type DownstreamResult } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient } from '@edge-gateway/client';
@@ -67,13 +67,19 @@ export function publishEvent(
   });
 }
 
-export function clientFor(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {
+export function clientFor(
+  device: Device,
+  grpcAddress: string,
+  gatewayPublicKey: Uint8Array,
+  channelOptions?: ChannelOptions,
+): GatewayClient {
   return new GatewayClient({
     address: grpcAddress,
     deviceSessionId: device.deviceSessionId,
     userId: device.userId,
     privateKey: device.privateKey,
     gatewayPublicKeys: [gatewayPublicKey],
+    ...(channelOptions === undefined ? {} : { channelOptions }),
   });
 }
 

@@ -1,36 +1,14 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { type Express } from 'express';
-import { MeterProvider, MetricReader, type DataPoint } from '@opentelemetry/sdk-metrics';
-import { GatewayMetrics, MetricNames } from '@edge-gateway/core';
+import { MetricNames, type GatewayMetrics } from '@edge-gateway/core';
+import { MetricsHarness } from '@edge-gateway/core/testing/metrics';
 import { listen, type HttpListener } from '../src/index.js';
 
-/** A metric reader that only collects on demand. */
-class CollectingReader extends MetricReader {
-  protected override async onShutdown(): Promise<void> {}
-  protected override async onForceFlush(): Promise<void> {}
-}
-
-/** `GatewayMetrics` backed by an in-memory OpenTelemetry SDK, plus a way to read counters. */
+/** `GatewayMetrics` backed by an in-memory OpenTelemetry SDK, plus a way to read the HTTP counter. */
 export function testMetrics(): { metrics: GatewayMetrics; httpRequestCount: (attributes: Record<string, string>) => Promise<number> } {
-  const reader = new CollectingReader();
-  const provider = new MeterProvider({ readers: [reader] });
-  const metrics = new GatewayMetrics(provider.getMeter('t'));
-  const httpRequestCount = async (attributes: Record<string, string>): Promise<number> => {
-    const { resourceMetrics } = await reader.collect();
-    let total = 0;
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (metric.descriptor.name !== MetricNames.httpRequests) continue;
-        for (const point of metric.dataPoints as DataPoint<number>[]) {
-          const matches = Object.entries(attributes).every(([key, value]) => point.attributes[key] === value);
-          if (matches) total += point.value;
-        }
-      }
-    }
-    return total;
-  };
-  return { metrics, httpRequestCount };
+  const harness = new MetricsHarness();
+  return { metrics: harness.metrics, httpRequestCount: (attributes) => harness.value(MetricNames.httpRequests, attributes) };
 }
 
 /** Starts `app` on 127.0.0.1:0 and registers its close with `cleanups`. */

@@ -1,46 +1,13 @@
 import {
-  GatewayMetrics,
   type LogFields,
   type Logger,
   type StreamEntry,
   type StreamEntryHandler,
 } from '@edge-gateway/core';
 import type { RedisServerHandle } from '@edge-gateway/test-utils';
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '../src/index.js';
 
-class CollectingReader extends MetricReader {
-  protected override onForceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  protected override onShutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-/** `GatewayMetrics` on a real SDK meter, with a reader the test collects from. */
-export class MetricsHarness {
-  private readonly reader = new CollectingReader();
-  private readonly provider = new MeterProvider({ readers: [this.reader] });
-  readonly metrics = new GatewayMetrics(this.provider.getMeter('test'));
-
-  /** Sum of counter points (or histogram counts) of `name` whose attributes include `attributes`. */
-  async value(name: string, attributes: Readonly<Record<string, string>> = {}): Promise<number> {
-    const { resourceMetrics } = await this.reader.collect();
-    let total = 0;
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (metric.descriptor.name !== name) continue;
-        for (const point of metric.dataPoints) {
-          if (!Object.entries(attributes).every(([k, v]) => point.attributes[k] === v)) continue;
-          const value = point.value as number | { count: number };
-          total += typeof value === 'number' ? value : value.count;
-        }
-      }
-    }
-    return total;
-  }
-}
+export { MetricsHarness } from '@edge-gateway/core/testing/metrics';
 
 export interface LogLine {
   readonly level: string;

@@ -1,6 +1,13 @@
 import { randomUUID, sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { GatewayEventTypes, commandRequestBytes, commandResultBytes, eventBytes, subscribeRequestBytes } from '@edge-gateway/core';
+import {
+  GatewayEventTypes,
+  commandRequestBytes,
+  commandResultBytes,
+  eventBytes,
+  subscribeRequestBytes,
+  type UnsignedEvent,
+} from '@edge-gateway/core';
 import { EdgeGatewayClient, ServerTime, type ExecuteCommandResponse, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayBindingError, GatewayStatusError, toClientError } from './errors.js';
 import { ServerStreamReader } from './stream-reader.js';
@@ -52,14 +59,8 @@ export interface CommandResponse {
   readonly signerKeyId: string;
 }
 
-/** A push event whose signature and binding were verified. */
-export interface VerifiedEvent {
-  readonly eventId: string;
-  readonly eventType: string;
-  readonly userId: string;
-  readonly deviceSessionId: string;
-  readonly timestampMs: number;
-  readonly payload: Uint8Array;
+/** A push event whose signature and binding were verified (the core's event fields, signed by `signerKeyId`). */
+export interface VerifiedEvent extends UnsignedEvent {
   readonly signerKeyId: string;
   /** The decoded payload of a `gateway.server_time` event. */
   readonly serverTime?: { readonly serverTimeMs: number; readonly requestId: string };

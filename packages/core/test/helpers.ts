@@ -4,7 +4,6 @@
  */
 import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
   type CommandRequest,
   type DeviceSession,
@@ -15,7 +14,6 @@ import {
   type SubscribeRequest,
 } from '../src/domain.js';
 import { type GatewayError } from '../src/errors.js';
-import { GatewayMetrics } from '../src/observability/metrics.js';
 import { type CommandDownstream, type DownstreamCallContext } from '../src/ports/command-router.port.js';
 import { type LogFields, type Logger } from '../src/ports/logger.port.js';
 import { type ReplayReservation, type ReplayStore } from '../src/ports/replay-store.port.js';
@@ -153,40 +151,7 @@ export function flipByte(bytes: Uint8Array, index = 0): Uint8Array {
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-class CollectingReader extends MetricReader {
-  protected override onForceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  protected override onShutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-/** `GatewayMetrics` on a real SDK meter, with a reader the test collects from. */
-export class MetricsHarness {
-  private readonly reader = new CollectingReader();
-  private readonly provider = new MeterProvider({ readers: [this.reader] });
-  readonly metrics = new GatewayMetrics(this.provider.getMeter('test'));
-
-  /**
-   * Sum of the data points of instrument `name` whose attributes include `attributes`
-   * (0 when nothing was recorded). Counters and up-down counters only.
-   */
-  async value(name: string, attributes: Readonly<Record<string, string>> = {}): Promise<number> {
-    const { resourceMetrics } = await this.reader.collect();
-    let total = 0;
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (metric.descriptor.name !== name) continue;
-        for (const point of metric.dataPoints) {
-          const matches = Object.entries(attributes).every(([k, v]) => point.attributes[k] === v);
-          if (matches && typeof point.value === 'number') total += point.value;
-        }
-      }
-    }
-    return total;
-  }
-}
+export { MetricsHarness } from '../src/testing/metrics-harness.js';
 
 // ---------------------------------------------------------------------------------------
 // Logging

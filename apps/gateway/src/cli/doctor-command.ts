@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { Ed25519ResponseSigner, KeyFormatError } from '@edge-gateway/core';
 import { type RedisClient } from '@edge-gateway/adapters-redis';
 import { DEPRECATED_VARIABLES, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
+import { SignerKeyError, loadSignerKey } from '../signer-key.js';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
 import { connectRedis, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
@@ -123,12 +122,10 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
     checks.fail('signer key: loads', 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH is not set');
   } else {
     try {
-      const signer = Ed25519ResponseSigner.fromPem(await readFile(keyPath));
+      const signer = await loadSignerKey(keyPath);
       checks.ok('signer key: loads', `PKCS#8 Ed25519 from ${keyPath}, key id ${signer.keyId}, public key ${Buffer.from(signer.publicKey).toString('base64')}`);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const why = error instanceof KeyFormatError ? error.message : code !== undefined ? `cannot read ${keyPath} (${code})` : message(error);
-      checks.fail('signer key: loads', `GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: ${why}`);
+      checks.fail('signer key: loads', error instanceof SignerKeyError ? error.message : message(error));
     }
   }
 
