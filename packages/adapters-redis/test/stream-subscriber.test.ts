@@ -140,7 +140,8 @@ describe('RedisStreamSubscriber (SPEC §5.5)', () => {
       message: 'reconnect counted',
     });
     await server.restart();
-    await waitFor(() => admin.isReady, { timeoutMs: 5000 });
+    // Both connections: the next test starts a subscriber on `client`.
+    await waitFor(() => admin.isReady && client.isReady, { timeoutMs: 5000 });
     const after = [await add(stream, { n: 'a1' }), await add(stream, { n: 'a2' }), await add(stream, { n: 'a3' })];
     await waitFor(() => handler.entries.length >= 5, { timeoutMs: 10_000, message: 'entries after restart delivered' });
     expect(handler.ids).toEqual([...before, ...after]);
@@ -173,6 +174,7 @@ describe('RedisStreamSubscriber (SPEC §5.5)', () => {
     await server.restart(); // data lost (never saved): the stream is gone, but the cache must go too
     await waitFor(() => cache.size === 0, { timeoutMs: 10_000, message: 'cache cleared after reconnect' });
     expect(await metrics.value('gateway_stream_subscriber_reconnects_total', { stream: 'session_events' })).toBeGreaterThanOrEqual(1);
-    await waitFor(() => admin.isReady, { timeoutMs: 5000 });
+    // Both connections: the next test starts a subscriber on `client`.
+    await waitFor(() => admin.isReady && client.isReady, { timeoutMs: 5000 });
   });
 });
