@@ -5,7 +5,7 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
 import {
   GatewayError,
   GatewayMetrics,
@@ -53,11 +53,11 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
   const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
 
   /** Starts a server span continuing the caller's W3C trace context (no-op without an SDK). */
-  function startSpan(method: GrpcMethodName, metadata: Metadata): { span: Span; run: <T>(fn: () => T) => T } {
+  function startSpan(method: GrpcMethodName, metadata: Metadata): { span: Span; ctx: Context; run: <T>(fn: () => T) => T } {
     const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
     const span = tracer.startSpan(`${SERVICE_NAME}/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': SERVICE_NAME, 'rpc.method': method } }, parent);
     const ctx = trace.setSpan(parent, span);
-    return { span, run: (fn) => context.with(ctx, fn) };
+    return { span, ctx, run: (fn) => context.with(ctx, fn) };
   }
 
   function record(method: GrpcMethodName, code: GrpcStatus, started: number, span: Span): void {
@@ -80,22 +80,29 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       callback: sendUnaryData<ExecuteCommandResponse>,
     ): void {
       const started = performance.now();
-      const { span, run } = startSpan('ExecuteCommand', call.metadata);
+      const { span, ctx, run } = startSpan('ExecuteCommand', call.metadata);
       const controller = new AbortController();
-      call.once('cancelled', () => controller.abort());
+      // grpc-js reports 'cancelled' for every call once its stream closes, finished or not.
+      let settled = false;
+      call.once('cancelled', () => {
+        if (!settled) controller.abort();
+      });
       const deadlineMs = deadlineOf(call.getDeadline());
       run(() =>
         options.commands
           .execute(toCommandRequest(call.request), {
             signal: controller.signal,
+            traceContext: ctx,
             ...(deadlineMs === undefined ? {} : { deadlineMs }),
           })
           .then(
             (result) => {
+              settled = true;
               record('ExecuteCommand', GrpcStatus.OK, started, span);
               callback(null, fromCommandResult(result));
             },
             (error: unknown) => {
+              settled = true;
               const status = controller.signal.aborted ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
               record('ExecuteCommand', status.code, started, span);
               callback(status);

@@ -36,7 +36,7 @@ export class GrpcCommandDownstream implements CommandDownstream {
 
   execute(command: DownstreamCommand, callContext: DownstreamCallContext): Promise<DownstreamResult> {
     const metadata = new Metadata();
-    propagation.inject(context.active(), metadata, metadataSetter);
+    propagation.inject(callContext.traceContext ?? context.active(), metadata, metadataSetter);
     const signal = callContext.signal;
     return new Promise<DownstreamResult>((resolve, reject) => {
       if (signal?.aborted) {

@@ -177,3 +177,50 @@ describe('downstream CommandHandler calls', () => {
     }
   });
 });
+
+describe('downstream calls without a global context manager (the binary when traces are not exported)', () => {
+  let service: FakeBusinessService;
+  let routes: ReturnType<typeof createDownstreamRouter>;
+  let f: GatewayFixture;
+  const signals: AbortSignal[] = [];
+
+  beforeAll(async () => {
+    context.disable();
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    service = await new FakeBusinessService().start();
+    routes = createDownstreamRouter(parseDownstreamRoutes(`demo.=${service.target}`));
+    const grpcRoute = routes.router.route('demo.x')!;
+    // Records the signal each call hands to the downstream, then forwards as usual.
+    const recording = {
+      target: grpcRoute.target,
+      execute: (command: Parameters<typeof grpcRoute.execute>[0], callContext: Parameters<typeof grpcRoute.execute>[1]) => {
+        if (callContext.signal) signals.push(callContext.signal);
+        return grpcRoute.execute(command, callContext);
+      },
+    };
+    f = await GatewayFixture.start({ router: { route: (type) => (type.startsWith('demo.') ? recording : undefined) } });
+  });
+  afterAll(async () => {
+    await f.close();
+    routes.close();
+    service.stop();
+    propagation.disable();
+  });
+
+  it("still continues the caller's trace: the context is handed to the downstream explicitly", async () => {
+    const metadata = new Metadata();
+    metadata.set('traceparent', `00-${TRACE_ID}-${SPAN_ID}-01`);
+    await execute(f.client, signedCommand(f.addDevice()), {}, metadata);
+    const [traceparent] = service.calls.at(-1)!.metadata.get('traceparent');
+    expect(String(traceparent)).toMatch(new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`));
+  });
+
+  it('does not abort the call signal of a command that completed (grpc-js reports every closed call as cancelled)', async () => {
+    signals.length = 0;
+    await execute(f.client, signedCommand(f.addDevice()));
+    // A second full round trip: by its end the first call's stream has closed on the server.
+    await execute(f.client, signedCommand(f.addDevice()));
+    expect(signals).toHaveLength(2);
+    expect(signals[0]!.aborted).toBe(false);
+  });
+});

@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import type { DownstreamCommand, DownstreamResult } from '../domain.js';
 
 /** Per-call context handed to a downstream. */
@@ -6,6 +7,11 @@ export interface DownstreamCallContext {
   readonly deadlineMs: number;
   /** Aborted when the client gave up (cancelled or its deadline passed). */
   readonly signal?: AbortSignal;
+  /**
+   * The caller's OpenTelemetry context (its span and W3C trace), for the downstream to
+   * propagate. Passed explicitly so that propagation works without a global context manager.
+   */
+  readonly traceContext?: Context;
 }
 
 /**

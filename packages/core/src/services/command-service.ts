@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import type { CommandRequest, CommandResult, DownstreamResult } from '../domain.js';
 import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -42,6 +43,8 @@ export interface CallContext {
   readonly deadlineMs?: number;
   /** Aborted when the client cancels. */
   readonly signal?: AbortSignal;
+  /** The caller's OpenTelemetry context, handed to the downstream for propagation. */
+  readonly traceContext?: Context;
 }
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -98,7 +101,11 @@ export class CommandService {
             requestId: request.requestId,
             payload: request.payload,
           },
-          { deadlineMs, ...(context.signal === undefined ? {} : { signal: context.signal }) },
+          {
+            deadlineMs,
+            ...(context.signal === undefined ? {} : { signal: context.signal }),
+            ...(context.traceContext === undefined ? {} : { traceContext: context.traceContext }),
+          },
         );
       } catch (error) {
         throw this.downstreamError(error, downstream.target, request);
