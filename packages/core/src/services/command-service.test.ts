@@ -15,6 +15,7 @@ import { GatewayError } from '../errors.js';
 import { SessionEventsHandler } from '../handlers/session-events-handler.js';
 import { MetricNames } from '../observability/metrics.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { ResponseSigner } from '../ports/response-signer.port.js';
 import { PushHub } from '../push/push-hub.js';
 import { StaticRouter } from '../routing/static-router.js';
 import { SessionCache } from '../session/session-cache.js';
@@ -24,7 +25,7 @@ import { verifyEd25519 } from '../signing/verifier.js';
 import { FakeClock } from '../testing/fake-clock.js';
 import { InMemoryReplayStore } from '../testing/in-memory-replay-store.js';
 import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
-import { CommandService, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
+import { CommandService, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
 
 const WINDOW = 60_000;
 const ID_REASON = 'must be 1-128 characters of [A-Za-z0-9._:-]';
@@ -34,7 +35,16 @@ const alice = new TestDevice('ds-alice', 'u-alice');
 const revoked = new TestDevice('ds-revoked', 'u-rev');
 const stranger = new TestDevice('ds-unknown', 'u-nobody');
 
-function setup(options: { replay?: ReplayStore; downstreamTimeoutMs?: number; maxPayloadBytes?: number } = {}) {
+function setup(
+  options: {
+    replay?: ReplayStore;
+    downstreamTimeoutMs?: number;
+    maxPayloadBytes?: number;
+    signer?: ResponseSigner;
+    asyncCrypto?: boolean;
+    asyncCryptoMinInFlight?: number;
+  } = {},
+) {
   const clock = new FakeClock();
   const store = new InMemorySessionStore();
   store.set(alice.deviceSessionId, alice.record('active'));
@@ -49,7 +59,7 @@ function setup(options: { replay?: ReplayStore; downstreamTimeoutMs?: number; ma
     payload: new Uint8Array(Buffer.from(`{"echo":"${SECRET}-result"}`)),
   }));
   const router = new StaticRouter([{ prefix: 'profile.', downstream }]);
-  const signer = vectorSigner();
+  const signer = options.signer ?? vectorSigner();
   const service = new CommandService({
     sessions: cache,
     replay,
@@ -61,6 +71,8 @@ function setup(options: { replay?: ReplayStore; downstreamTimeoutMs?: number; ma
     freshnessWindowMs: WINDOW,
     ...(options.downstreamTimeoutMs === undefined ? {} : { downstreamTimeoutMs: options.downstreamTimeoutMs }),
     ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
+    ...(options.asyncCrypto === undefined ? {} : { asyncCrypto: options.asyncCrypto }),
+    ...(options.asyncCryptoMinInFlight === undefined ? {} : { asyncCryptoMinInFlight: options.asyncCryptoMinInFlight }),
   });
   const hub = new PushHub({ bufferSize: 8 });
   const sessionEvents = new SessionEventsHandler({ cache, hub });
@@ -406,6 +418,64 @@ describe('CommandService', () => {
         expect(text).not.toContain(b.toString('hex'));
         expect(text).not.toContain(b.toString('base64'));
       }
+    });
+  });
+
+  describe('crypto in the threadpool only under load', () => {
+    /** A real signer that records whether each result was signed inline or in the threadpool. */
+    class ModeRecordingSigner implements ResponseSigner {
+      readonly modes: Array<'inline' | 'threadpool'> = [];
+      private readonly inner = vectorSigner();
+      readonly keyId = this.inner.keyId;
+      readonly publicKey = this.inner.publicKey;
+      sign(data: Uint8Array): Uint8Array {
+        this.modes.push('inline');
+        return this.inner.sign(data);
+      }
+      signAsync(data: Uint8Array): Promise<Uint8Array> {
+        this.modes.push('threadpool');
+        return this.inner.signAsync(data);
+      }
+    }
+
+    /** Starts `n` commands, holds them all at the downstream, then releases them together. */
+    async function runTogether(s: ReturnType<typeof setup>, n: number): Promise<void> {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let arrived = 0;
+      let allArrived!: () => void;
+      const everyoneWaiting = new Promise<void>((resolve) => (allArrived = resolve));
+      s.downstream.behaviour = async () => {
+        if ((arrived += 1) === n) allArrived();
+        await gate;
+        return { resultCode: 'ok', payload: new Uint8Array(0) };
+      };
+      const calls = Array.from({ length: n }, (_, i) => s.service.execute(s.request(alice, { messageType: 'profile.get', requestId: `together-${n}-${i}` })));
+      await everyoneWaiting;
+      expect(s.service.commandsInFlight).toBe(n);
+      release();
+      const results = await Promise.all(calls);
+      for (const result of results) expect(verifyEd25519(ed25519PublicKeyFromRaw(s.signer.publicKey), commandResultBytes(result), result.signature)).toBe(true);
+    }
+
+    it(`signs inline below ${DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT} commands in flight and in the threadpool from there on`, async () => {
+      const signer = new ModeRecordingSigner();
+      const s = setup({ signer });
+      await runTogether(s, 1);
+      expect(signer.modes).toEqual(['inline']);
+      signer.modes.length = 0;
+      await runTogether(s, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT);
+      expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT).fill('threadpool'));
+      expect(s.service.commandsInFlight).toBe(0);
+    });
+
+    it('asyncCryptoMinInFlight 0 always offloads; asyncCrypto false never does', async () => {
+      const always = new ModeRecordingSigner();
+      await runTogether(setup({ signer: always, asyncCryptoMinInFlight: 0 }), 1);
+      expect(always.modes).toEqual(['threadpool']);
+      const never = new ModeRecordingSigner();
+      await runTogether(setup({ signer: never, asyncCrypto: false, asyncCryptoMinInFlight: 0 }), 3);
+      expect(never.modes).toEqual(['inline', 'inline', 'inline']);
     });
   });
 });
