@@ -183,9 +183,16 @@ export class RedisClient {
     const started = performance.now();
     const span = this.startSpan(name, connection);
     try {
+      // On timeout the command is also withdrawn from node-redis's queue if it was not written
+      // yet, so it never runs later (a late SET NX would burn the request id of a retry).
+      // One AbortController tied to our own timer, rather than node-redis's `timeout` option,
+      // which costs an AbortSignal.timeout per command (a second timer, a WeakRef and a
+      // finalizer that keeps ~400 bytes per command alive until the next full GC).
+      const abort = timeoutMs > 0 ? new AbortController() : undefined;
       const reply = await withTimeout(
-        connection.sendCommand([...args], timeoutMs > 0 ? { timeout: timeoutMs } : {}) as Promise<RawReply>,
+        connection.sendCommand([...args], abort === undefined ? {} : { abortSignal: abort.signal }) as Promise<RawReply>,
         timeoutMs,
+        () => abort?.abort(),
       );
       this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
       span?.end();
@@ -249,9 +256,10 @@ export const EVENT_LOOP_STALL_MAX_EXTENSION = 4;
  * decoded), the reply may be sitting unread in the socket, so the wait is extended by the time
  * the loop was stalled (in total at most `EVENT_LOOP_STALL_MAX_EXTENSION × timeoutMs`), and the
  * final check runs after one more poll for I/O (`setImmediate`), so a reply already received
- * is read before the command is declared timed out.
+ * is read before the command is declared timed out. `onTimeout` runs right after the
+ * rejection (to withdraw the work); a settlement of `promise` after that is ignored.
  */
-export function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout?: () => void): Promise<T> {
   if (timeoutMs <= 0) return promise;
   return new Promise<T>((resolve, reject) => {
     let settled = false;
@@ -267,17 +275,22 @@ export function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<
         return;
       }
       setImmediate(() => {
-        if (!settled) reject(new CommandTimeout());
+        if (settled) return;
+        settled = true;
+        reject(new CommandTimeout());
+        onTimeout?.();
       });
     };
     let timer = setTimeout(expire, timeoutMs);
     promise.then(
       (value) => {
+        if (settled) return;
         settled = true;
         clearTimeout(timer);
         resolve(value);
       },
       (err: unknown) => {
+        if (settled) return;
         settled = true;
         clearTimeout(timer);
         reject(err);

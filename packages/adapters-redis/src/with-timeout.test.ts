@@ -19,7 +19,21 @@ describe('withTimeout (request-path command bound)', () => {
   });
 
   it('resolves with the answer when it comes in time', async () => {
-    await expect(withTimeout(Promise.resolve('PONG'), 80)).resolves.toBe('PONG');
+    let withdrawn = 0;
+    await expect(withTimeout(Promise.resolve('PONG'), 80, () => (withdrawn += 1))).resolves.toBe('PONG');
+    expect(withdrawn).toBe(0);
+  });
+
+  it('withdraws the work once, after rejecting, and ignores a late settlement', async () => {
+    let settle!: (value: string) => void;
+    const late = new Promise<string>((resolve) => (settle = resolve));
+    let withdrawn = 0;
+    const bounded = withTimeout(late, 50, () => (withdrawn += 1));
+    await expect(bounded).rejects.toBeInstanceOf(Error);
+    expect(withdrawn).toBe(1);
+    settle('too late');
+    await late;
+    expect(withdrawn).toBe(1);
   });
 
   it('does not fail a command whose answer was only delayed by this process stalling its own event loop', async () => {

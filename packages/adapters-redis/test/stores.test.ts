@@ -90,6 +90,28 @@ describe('request-path commands while Redis is unreachable (SPEC §5.5)', () => 
     await waitFor(async () => (await store.getRecord(ds))?.user_id === 'after-pause');
   });
 
+  it('withdraw a timed-out command that was never written: it does not run once Redis is back', async () => {
+    const store = new RedisReplayStore(client, { keyPrefix });
+    const ds = unique('ds');
+    server.pause();
+    let filler: Promise<unknown> | undefined;
+    try {
+      // 32 MiB cannot leave this process while Redis is frozen (the kernel buffers a few MiB),
+      // so the commands sent after it wait in node-redis's queue, unwritten.
+      filler = client.command(['SET', `${keyPrefix}filler:${ds}`, 'x'.repeat(32 * 1024 * 1024)], { timeoutMs: 0 });
+      const error = await store.reserve(ds, 'queued-1', 60_000).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RedisCommandError);
+      expect((error as Error).message).toBe('redis SET failed: timed out after 400ms');
+    } finally {
+      server.resume();
+    }
+    await filler;
+    // Had the SET NX been written late, this retry of the same request would be refused.
+    expect(await admin.command(['EXISTS', `${keyPrefix}replay:${ds}:queued-1`])).toBe(0);
+    await expect(store.reserve(ds, 'queued-1', 60_000)).resolves.toBe('reserved');
+    await admin.command(['DEL', `${keyPrefix}filler:${ds}`]);
+  });
+
   it('fail fast while Redis is down (no offline queue) and work again once it is back', async () => {
     const store = new RedisReplayStore(client, { keyPrefix });
     await server.stop();
