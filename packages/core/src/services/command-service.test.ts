@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import {
   CapturingLogger,
@@ -419,6 +420,17 @@ describe('CommandService', () => {
         expect(text).not.toContain(b.toString('base64'));
       }
     });
+  });
+
+  it("puts the caller's trace id on the command line when the call context carries one", async () => {
+    const { service, request, logger } = setup();
+    const traced = trace.setSpanContext(ROOT_CONTEXT, { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED });
+    await service.execute(request(alice, { messageType: 'profile.get', requestId: 'traced-1' }), { traceContext: traced });
+    await service.execute(request(alice, { messageType: 'profile.get', requestId: 'untraced-1' }), { traceContext: ROOT_CONTEXT });
+    const [tracedLine, untracedLine] = logger.find('command');
+    expect(tracedLine?.fields).toMatchObject({ request_id: 'traced-1', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' });
+    expect(untracedLine?.fields['request_id']).toBe('untraced-1');
+    expect(untracedLine?.fields).not.toHaveProperty('trace_id');
   });
 
   describe('crypto in the threadpool only under load', () => {

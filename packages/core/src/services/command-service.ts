@@ -1,4 +1,4 @@
-import type { Context } from '@opentelemetry/api';
+import { isSpanContextValid, trace, type Context } from '@opentelemetry/api';
 import type { CommandRequest, CommandResult, DownstreamResult } from '../domain.js';
 import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -143,14 +143,14 @@ export class CommandService {
         throw this.downstreamError(error, downstream.target, request);
       }
       const response = await this.sign(request.requestId, result);
-      this.logCall(request, userId, 'ok', started);
+      this.logCall(request, userId, 'ok', started, context);
       return response;
     } catch (error) {
       const failure = error instanceof GatewayError ? error : GatewayError.internal('internal error', error);
       if (!(error instanceof GatewayError)) {
         this.logger.error('command failed unexpectedly', { request_id: request.requestId, error: describe(error) });
       }
-      this.logCall(request, userId, failure.code, started, failure.message);
+      this.logCall(request, userId, failure.code, started, context, failure.message);
       throw failure;
     }
   }
@@ -183,8 +183,10 @@ export class CommandService {
     return GatewayError.internal(GatewayMessages.downstreamFailed, error);
   }
 
-  private logCall(request: CommandRequest, userId: string, status: string, started: number, reason?: string): void {
+  private logCall(request: CommandRequest, userId: string, status: string, started: number, context: CallContext, reason?: string): void {
+    const traceId = traceIdOf(context.traceContext);
     this.logger.info('command', {
+      ...(traceId === undefined ? {} : { trace_id: traceId }),
       device_session_id: request.deviceSessionId,
       user_id: userId,
       message_type: request.messageType,
@@ -194,6 +196,13 @@ export class CommandService {
       ...(reason === undefined ? {} : { reason }),
     });
   }
+}
+
+/** The trace id of the caller's context, when it has a valid one (a client `traceparent`). */
+function traceIdOf(context: Context | undefined): string | undefined {
+  if (context === undefined) return undefined;
+  const spanContext = trace.getSpanContext(context);
+  return spanContext !== undefined && isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
 }
 
 /** A log-safe description of an error: class and message, never payloads. */
