@@ -2,10 +2,10 @@ import { randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/grpc-js';
 import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
-import { type GatewayClient, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
+import { type GatewayClient, subscribeRequestBytes } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { gatewayEnv } from './gateway-process.js';
-import { clientFor, connectRedis, type Device, type RawRedis } from './system-support.js';
+import { EventCollector, clientFor, connectRedis, type Device, type RawRedis } from './system-support.js';
 
 /** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
 export function drillEnv(
@@ -26,51 +26,14 @@ export function isolatedClient(device: Device, grpcAddress: string, gatewayPubli
   return clientFor(device, grpcAddress, gatewayPublicKey, { 'grpc.use_local_subchannel_pool': 1 });
 }
 
-/**
- * Reads an event stream in the background: every event lands in `events`, the terminal error
- * in `error` (`undefined` while open or after a clean end).
- */
-export class StreamWatcher {
-  readonly events: VerifiedEvent[] = [];
-  error: unknown = undefined;
-  ended = false;
-  private readonly abort = new AbortController();
-  readonly done: Promise<void>;
+/** An {@link EventCollector} on a fresh subscription of `client`, which it can cancel. */
+export class StreamWatcher extends EventCollector {
+  private readonly abort: AbortController;
 
   constructor(client: GatewayClient, options: { resumeAfterEventId?: string } = {}) {
-    const iterable = client.subscribe({ signal: this.abort.signal, ...options });
-    this.done = (async () => {
-      try {
-        for await (const event of iterable) this.events.push(event);
-      } catch (error) {
-        this.error = error;
-      } finally {
-        this.ended = true;
-      }
-    })();
-  }
-
-  /** Client events only (the bootstrap event excluded). */
-  get clientEvents(): VerifiedEvent[] {
-    return this.events.filter((e) => e.eventId !== '');
-  }
-
-  /** Waits until at least `count` events (bootstrap included) arrived. */
-  async waitForCount(count: number, timeoutMs = 10_000): Promise<void> {
-    await waitFor(
-      () => {
-        if (this.events.length >= count) return true;
-        if (this.ended) throw new Error(`stream ended after ${this.events.length} of ${count} events: ${String(this.error)}`);
-        return false;
-      },
-      { timeoutMs, intervalMs: 5, message: `stream to receive ${count} events (has ${this.events.length})` },
-    );
-  }
-
-  /** Waits for the stream to end and returns its terminal error. */
-  async waitForEnd(timeoutMs = 10_000): Promise<unknown> {
-    await waitFor(() => this.ended, { timeoutMs, intervalMs: 5, message: 'stream to end' });
-    return this.error;
+    const abort = new AbortController();
+    super(client.subscribe({ signal: abort.signal, ...options }));
+    this.abort = abort;
   }
 
   cancel(): void {

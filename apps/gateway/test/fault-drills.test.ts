@@ -198,7 +198,7 @@ describe('drill: redis killed and restarted mid-stream (data kept)', () => {
     expect(await scrape(addresses.adminHttp as string, 'gateway_stream_subscriber_reconnects_total', { stream: 'session_events' })).toBeGreaterThanOrEqual(1);
     console.info(`[drill restart] outage ${outageMs} ms; commands while down failed in ${Math.round(replayDown.ms)} / ${Math.round(sessionDown.ms)} ms; first command after restart took ${Math.round(recovered.ms)} ms to succeed`);
     watcher.cancel();
-    await watcher.done;
+    await watcher.finished;
     expect(gateway.running).toBe(true);
     await gateway.stop();
   }, 60_000);
@@ -270,7 +270,7 @@ describe('drill: redis paused (SIGSTOP) then resumed (SIGCONT)', () => {
       redis.resume();
     }
     watcher.cancel();
-    await watcher.done;
+    await watcher.finished;
     expect(gateway.running).toBe(true);
     await gateway.stop();
   }, 60_000);
@@ -370,7 +370,7 @@ describe('drill: one stalled stream under full fan-out load', () => {
     expect(await scrape(addresses.adminHttp as string, 'gateway_push_streams_active')).toBe(20);
     console.info(`[drill fan-out] stalled stream overflowed after ${overflowAfter} events of 32 KiB; ${ids.length} events x 20 healthy streams delivered in ${Math.round(elapsed)} ms`);
     for (const watcher of healthy) watcher.cancel();
-    await Promise.all(healthy.map((w) => w.done));
+    await Promise.all(healthy.map((w) => w.finished));
     await gateway.stop();
   }, 90_000);
 });

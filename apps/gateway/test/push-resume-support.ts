@@ -1,4 +1,4 @@
-import type { BackoffOptions, GatewayClient, VerifiedEvent } from '@edge-gateway/client';
+import type { BackoffOptions, GatewayClient } from '@edge-gateway/client';
 import type { Device, RawRedis } from './system-support.js';
 import { clientFor, publishEvent } from './system-support.js';
 
@@ -14,35 +14,6 @@ export function fastReconnectClient(device: Device, grpcAddress: string, gateway
 }
 
 export const TEST_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 400, multiplier: 2 };
-
-/** Drains an event iterable in the background into `events`, the way an app would. */
-export class EventCollector {
-  readonly events: VerifiedEvent[] = [];
-  error: unknown;
-  done = false;
-  readonly finished: Promise<void>;
-
-  constructor(iterable: AsyncIterable<VerifiedEvent>) {
-    this.finished = (async () => {
-      try {
-        for await (const event of iterable) this.events.push(event);
-      } catch (error) {
-        this.error = error;
-      } finally {
-        this.done = true;
-      }
-    })();
-  }
-
-  /** Ids of client events (gateway.* events left out), in arrival order. */
-  get clientEventIds(): string[] {
-    return this.events.filter((e) => !e.eventType.startsWith('gateway.')).map((e) => e.eventId);
-  }
-
-  count(eventType: string): number {
-    return this.events.filter((e) => e.eventType === eventType).length;
-  }
-}
 
 /** Raw `XRANGE` entry as node-redis returns it. */
 interface RawEntry {

@@ -5,14 +5,13 @@ import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@ed
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import {
   ContinuousPublisher,
-  EventCollector,
   TEST_BACKOFF,
   fastReconnectClient,
   metricValue,
   scrape,
   targetedIdsAfter,
 } from './push-resume-support.js';
-import { connectRedis, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
+import { EventCollector, connectRedis, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
 
 const SERVER_TIME = 'gateway.server_time';
 const INCOMPLETE = 'gateway.resume_incomplete';
@@ -416,7 +415,7 @@ describe('client auto-reconnect across a gateway restart', () => {
       expect((await first.exited).code).toBe(0);
       // Down: the client keeps retrying (UNAVAILABLE) while events pile up in Redis.
       for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
-      expect(app.done).toBe(false);
+      expect(app.ended).toBe(false);
 
       second = new GatewayProcess(envFor(stream, fixed));
       await second.started();

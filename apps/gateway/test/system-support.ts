@@ -2,8 +2,8 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { Server, ServerCredentials, type ChannelOptions, type Metadata, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { createClient } from 'redis';
 import { CommandHandlerService, type DownstreamCommand, type DownstreamResult } from '@edge-gateway/adapters-grpc/generated';
-import { GatewayClient } from '@edge-gateway/client';
-import type { RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayClient, type VerifiedEvent } from '@edge-gateway/client';
+import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 
 /** A device session: its key pair and ids. */
 export interface Device {
@@ -160,5 +160,61 @@ export async function endError<T>(iterator: AsyncIterator<T>): Promise<unknown> 
     }
   } catch (error) {
     return error;
+  }
+}
+
+/**
+ * Drains an event iterable in the background, the way an app would: every event lands in
+ * `events`, the terminal error in `error` (`undefined` while open or after a clean end).
+ */
+export class EventCollector {
+  readonly events: VerifiedEvent[] = [];
+  error: unknown = undefined;
+  ended = false;
+  /** Settles when the iterable has ended (never rejects). */
+  readonly finished: Promise<void>;
+
+  constructor(iterable: AsyncIterable<VerifiedEvent>) {
+    this.finished = (async () => {
+      try {
+        for await (const event of iterable) this.events.push(event);
+      } catch (error) {
+        this.error = error;
+      } finally {
+        this.ended = true;
+      }
+    })();
+  }
+
+  /** Client events only (the bootstrap event excluded). */
+  get clientEvents(): VerifiedEvent[] {
+    return this.events.filter((e) => e.eventId !== '');
+  }
+
+  /** Ids of client events (gateway.* events left out), in arrival order. */
+  get clientEventIds(): string[] {
+    return this.events.filter((e) => !e.eventType.startsWith('gateway.')).map((e) => e.eventId);
+  }
+
+  count(eventType: string): number {
+    return this.events.filter((e) => e.eventType === eventType).length;
+  }
+
+  /** Waits until at least `count` events (bootstrap included) arrived. */
+  async waitForCount(count: number, timeoutMs = 10_000): Promise<void> {
+    await waitFor(
+      () => {
+        if (this.events.length >= count) return true;
+        if (this.ended) throw new Error(`stream ended after ${this.events.length} of ${count} events: ${String(this.error)}`);
+        return false;
+      },
+      { timeoutMs, intervalMs: 5, message: `stream to receive ${count} events (has ${this.events.length})` },
+    );
+  }
+
+  /** Waits for the stream to end and returns its terminal error. */
+  async waitForEnd(timeoutMs = 10_000): Promise<unknown> {
+    await waitFor(() => this.ended, { timeoutMs, intervalMs: 5, message: 'stream to end' });
+    return this.error;
   }
 }
