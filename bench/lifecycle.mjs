@@ -3,6 +3,8 @@
 //    2 ms), over several starts;
 //  - SIGTERM with N open streams (default 10k) → process exit (and the exit code; every
 //    stream should end UNAVAILABLE "gateway is shutting down").
+// Baseline, same run: spawn → listening of the bare grpc-js proxy (bench/bare-proxy.mjs), a
+// process that only loads grpc-js and the generated service and binds one port.
 //
 //   node bench/lifecycle.mjs [--quick] [--starts 5] [--streams 10000] [--connections 100]
 import {
@@ -21,6 +23,7 @@ import {
   rawClients,
   signedSubscribe,
   sleep,
+  startHelper,
   startRedisServer,
   step,
   summarize,
@@ -50,6 +53,15 @@ async function timeStart(redis, signer) {
   }
 }
 
+/** Spawn → port printed, for the bare grpc-js proxy (the baseline). */
+async function timeBareStart() {
+  const t0 = performance.now();
+  const helper = await startHelper('bare-proxy.mjs', ['127.0.0.1:1']);
+  const ms = performance.now() - t0;
+  await helper.stop();
+  return ms;
+}
+
 export async function runLifecycle(argv) {
   const args = parseArgs(argv);
   const quick = args.quick;
@@ -73,6 +85,11 @@ export async function runLifecycle(argv) {
       runs: starts.map((s) => ({ startedMs: Math.round(s.startedMs), readyMs: Math.round(s.readyMs) })),
     };
     console.log(`    spawn → gateway started p50 ${fmt(results.start.toGatewayStartedMs.p50)} ms max ${fmt(results.start.toGatewayStartedMs.max)} ms; → /readyz 200 p50 ${fmt(results.start.toReadyzMs.p50)} ms max ${fmt(results.start.toReadyzMs.max)} ms`);
+    const bare = [];
+    for (let i = 0; i < params.starts; i += 1) bare.push(await step(`baseline start ${i + 1} (bare grpc-js proxy)`, () => timeBareStart()));
+    results.baselineStart = { what: 'bench/bare-proxy.mjs: spawn → listening', toListeningMs: summarize(bare) };
+    results.ratios = { startToReadyP50: Math.round((results.start.toReadyzMs.p50 / results.baselineStart.toListeningMs.p50) * 100) / 100 };
+    console.log(`    baseline: bare grpc-js proxy spawn → listening p50 ${fmt(results.baselineStart.toListeningMs.p50)} ms; gateway /readyz p50 is ${results.ratios.startToReadyP50} x that`);
 
     const devices = await step(`generating ${fmt(params.streams)} devices`, () => makeDevices(params.streams, { label: 'life', perUser: 4 }));
     await writeSessions(raw, devices);

@@ -4,8 +4,9 @@
 //  - subscribe storm: every stream is opened at once with a pre-signed subscribe request over
 //    ~100 client connections; time until all got their bootstrap event;
 //  - resident memory per idle stream: gateway VmRSS before opening them vs after they have
-//    been open and idle for --settle-seconds (default 40; V8 returns the storm's heap growth
-//    ~20 s after it); the figure 2 s after the storm is reported too;
+//    been open and idle for --settle-seconds (default 40, quick 25; V8 returns the storm's heap
+//    growth ~20 s after it), the "before" also taken --settle-seconds after start-up; the
+//    figure 2 s after the storm is reported too;
 //  - fan-out at rising rates: client events XADDed to the client-events stream, each for one
 //    user (every stream of that user gets it); delivered/s and latency from the Redis entry id
 //    time (its ms part) to receipt at the client (p50/p99).
@@ -80,8 +81,9 @@ async function runLevel(redis, raw, signer, devices, streams, params, main) {
   try {
     const { grpc } = await gateway.started();
     clients = await rawClients(grpc, params.connections);
-    // Warm the gateway's code paths a little so the "before" RSS is not a cold process.
-    await sleep(500);
+    // The "before" RSS is taken after the same settling time as the "after" one: right after
+    // start-up the heap still holds start-up garbage that V8 gives back later.
+    await sleep(params.settleSeconds * 1000);
     const rssBefore = rssKiB(gateway.pid);
 
     const requests = level.map((d) => signedSubscribe(d));
@@ -211,7 +213,7 @@ export async function runPush(argv) {
     rates: list('rates', quick ? [5000, 25000] : [5000, 10000, 20000, 30000, 40000]),
     stepSeconds: num(args, 'step-seconds', quick ? 2 : 5),
     stormTimeoutMs: num(args, 'storm-timeout-ms', 60_000),
-    settleSeconds: num(args, 'settle-seconds', 40),
+    settleSeconds: num(args, 'settle-seconds', quick ? 25 : 40),
     payloadBytes: num(args, 'payload', 64),
     // Another build of the binary, run at every level just before this one (before/after).
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,

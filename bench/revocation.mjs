@@ -3,6 +3,8 @@
 // service's order, SPEC §5.1), and the time from sending the XADD to the stream ending at
 // the client with FAILED_PRECONDITION is recorded. Revocations run one after another, with
 // `--background` extra idle streams open on the same gateway.
+// Baseline, same run: a plain XREAD BLOCK reader of the session-events stream in this process
+// (what any consumer pays to see the entry), timed from the same XADD.
 //
 //   node bench/revocation.mjs [--quick] [--revocations 200] [--background 1000]
 import {
@@ -48,6 +50,7 @@ export async function runRevocation(argv) {
   let clients;
   const allCalls = [];
   const latencies = new Float64Array(params.revocations);
+  const baseline = new Float64Array(params.revocations);
   const statuses = {};
   try {
     const { grpc } = await gateway.started();
@@ -68,9 +71,32 @@ export async function runRevocation(argv) {
     });
     allCalls.push(...opened.calls);
     await step(`opening ${fmt(targets.length)} streams to revoke`, () => opened.ready);
+    // The baseline reader: XREAD BLOCK on its own connection, arrival time per device session.
+    const reader = raw.duplicate();
+    reader.on('error', () => undefined);
+    await reader.connect();
+    const arrivals = new Map();
+    const arrivalWaiters = new Map();
+    let reading = true;
+    let lastId = '$';
+    const readLoop = (async () => {
+      while (reading) {
+        const reply = await reader.xRead({ key: 'gateway:session-events', id: lastId }, { BLOCK: 1000 }).catch(() => null);
+        const now = performance.now();
+        for (const stream of reply ?? []) {
+          for (const entry of stream.messages) {
+            lastId = entry.id;
+            const ds = entry.message.device_session_id;
+            arrivals.set(ds, now);
+            arrivalWaiters.get(ds)?.();
+          }
+        }
+      }
+    })();
     await step(`${params.revocations} revocations, one at a time`, async () => {
       for (let i = 0; i < targets.length; i += 1) {
         const ended = new Promise((r) => (waiters[i] = r));
+        const seenByReader = new Promise((r) => arrivalWaiters.set(targets[i].deviceSessionId, r));
         const t0 = performance.now();
         const fields = {
           device_session_id: targets[i].deviceSessionId,
@@ -82,7 +108,8 @@ export async function runRevocation(argv) {
         await raw.hSet(`gateway:session:${targets[i].deviceSessionId}`, fields);
         const tx = performance.now();
         await raw.xAdd('gateway:session-events', '*', fields);
-        await Promise.race([ended, sleep(5000)]);
+        await Promise.race([Promise.all([ended, seenByReader]), sleep(5000)]);
+        baseline[i] = (arrivals.get(targets[i].deviceSessionId) ?? tx + 5000) - tx;
         const end = ends[i];
         if (end === undefined) {
           statuses.timeout = (statuses.timeout ?? 0) + 1;
@@ -95,6 +122,9 @@ export async function runRevocation(argv) {
         await sleep(5);
       }
     });
+    reading = false;
+    reader.destroy();
+    await readLoop;
   } finally {
     closeAll(allCalls, clients);
     await gateway.stop();
@@ -102,7 +132,9 @@ export async function runRevocation(argv) {
     await redis.stop();
   }
   const lat = summarize(latencies);
+  const base = summarize(baseline);
   console.log(`  XADD → stream closed at client: p50 ${lat.p50} ms p99 ${lat.p99} ms max ${lat.max} ms; statuses ${JSON.stringify(statuses)} (9 = FAILED_PRECONDITION)`);
+  console.log(`  baseline XADD → plain XREAD BLOCK reader: p50 ${base.p50} ms p99 ${base.p99} ms`);
   const out = {
     benchmark: 'revocation',
     quick,
@@ -112,6 +144,8 @@ export async function runRevocation(argv) {
     results: {
       latencyMs: lat,
       endStatuses: statuses,
+      baseline: { what: 'XADD → a plain XREAD BLOCK reader of the session-events stream in the bench process', latencyMs: base },
+      ratios: { p50: Math.round((lat.p50 / base.p50) * 100) / 100, p99: Math.round((lat.p99 / base.p99) * 100) / 100 },
       targets: { p99: { target: '<= 50 ms', value: lat.p99, met: lat.p99 <= 50 && (statuses['9'] ?? 0) === params.revocations } },
     },
   };

@@ -149,6 +149,9 @@ export async function runSoak(argv) {
       }
       if (second % 30 === 0) console.log(`    ${second}s: RSS ${fmt(samples[samples.length - 1].rssKiB / 1024, 1)} MiB, ${fmt(counters.commandsOk)} commands, ${fmt(counters.delivered)} deliveries`);
     }
+    // The last revocation may have been issued in the final second: give it time to land.
+    const revokeDeadline = performance.now() + 5000;
+    while (counters.revokedClosed < counters.revoked && performance.now() < revokeDeadline) await sleep(10);
     stop = true;
     await Promise.all([...commandLoops, eventLoop]);
     counters.gatewayCpuPercent = Math.round(((cpuSeconds(gateway.pid) - cpu0) / elapsed()) * 100);
