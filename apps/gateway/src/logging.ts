@@ -43,17 +43,16 @@ const MESSAGE = Symbol.for('message');
 export class BatchedStreamTransport extends TransportStream {
   private lines: string[] = [];
   private scheduled = false;
-  private readonly flushOnExit = (): void => this.flush();
 
   constructor(private readonly stream: NodeJS.WritableStream) {
     super();
-    process.once('exit', this.flushOnExit);
   }
 
   override log(info: Record<string | symbol, unknown>, callback: () => void): void {
     this.lines.push(String(info[MESSAGE]));
     if (!this.scheduled) {
       this.scheduled = true;
+      withPendingLines(this);
       setImmediate(() => this.flush());
     }
     callback();
@@ -62,6 +61,7 @@ export class BatchedStreamTransport extends TransportStream {
   /** Writes the pending lines now. */
   flush(): void {
     this.scheduled = false;
+    transportsWithPendingLines.delete(this);
     if (this.lines.length === 0) return;
     const text = `${this.lines.join('\n')}\n`;
     this.lines = [];
@@ -70,9 +70,20 @@ export class BatchedStreamTransport extends TransportStream {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.flush();
-    process.removeListener('exit', this.flushOnExit);
     callback();
   }
+}
+
+// One 'exit' hook for every transport, holding only those with lines not yet written.
+const transportsWithPendingLines = new Set<BatchedStreamTransport>();
+let exitHookInstalled = false;
+function withPendingLines(transport: BatchedStreamTransport): void {
+  transportsWithPendingLines.add(transport);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const pending of [...transportsWithPendingLines]) pending.flush();
+  });
 }
 
 /** The winston logger of the binary: one JSON object per line on stdout. */

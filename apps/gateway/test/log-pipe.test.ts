@@ -1,3 +1,4 @@
+import { pathToFileURL } from 'node:url';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
@@ -45,4 +46,19 @@ it('keeps serving when its log pipe is closed (EPIPE is not fatal)', async () =>
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+it('writes log lines still pending when the process exits in the same turn (the built logger)', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const logging = new URL('logging.js', pathToFileURL(MAIN)).href;
+  // Logs and exits in the same turn: without the exit hook the batched line would be lost.
+  const script = `
+    import { WinstonLogger, createWinstonLogger } from ${JSON.stringify(logging)};
+    new WinstonLogger(createWinstonLogger('info')).error('last line before exit', { code: 7 });
+    process.exit(3);
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(child.status).toBe(3);
+  const lines = child.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(lines).toEqual([expect.objectContaining({ level: 'error', message: 'last line before exit', code: 7 })]);
 });
