@@ -10,22 +10,17 @@
 import { randomBytes } from 'node:crypto';
 import {
   GatewayChild,
-  connectRedis,
   cpuSeconds,
-  gatewayEnv,
   machineInfo,
   machineSnapshot,
-  makeDevices,
   num,
   parseArgs,
   rawClients,
   signedCommand,
   sleep,
-  startHelper,
-  startRedisServer,
+  startCommandRig,
   summarize,
   writeResult,
-  writeSignerKey,
 } from './lib.mjs';
 
 const selfCpuSeconds = () => {
@@ -93,17 +88,8 @@ export async function runCommandCost(argv) {
   };
   console.log(`command cost benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
-  const redis = await startRedisServer();
-  const raw = await connectRedis(redis);
-  const echo = await startHelper('echo-server.mjs');
-  const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
-  const signer = writeSignerKey();
-  const devices = makeDevices(16, { label: 'cost' });
-  await Promise.all(
-    devices.map((d) =>
-      raw.hSet(`gateway:session:${d.deviceSessionId}`, { device_session_id: d.deviceSessionId, user_id: d.userId, status: 'active', client_public_key: d.publicKeyBase64 }),
-    ),
-  );
+  const rig = await startCommandRig({ label: 'cost' });
+  const { echo, proxy, redis, devices } = rig;
   const payload = randomBytes(params.payloadBytes);
   const perRun = Math.ceil(params.rate * (params.durationSec + params.warmupSec + 1));
   const presign = () => {
@@ -122,7 +108,7 @@ export async function runCommandCost(argv) {
       rows.push({ round, label: 'bare', ...bare });
       console.log(`  round ${round} bare proxy: ${JSON.stringify(bare.cpuPerCommandUs)} µs CPU per command, ${bare.answeredPerSec}/s, p50 ${bare.latencyMs.p50} ms`);
       for (const variant of variants) {
-        const gateway = new GatewayChild(gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}` }), { main: variant.main });
+        const gateway = new GatewayChild(rig.gatewayEnv(), { main: variant.main });
         try {
           const { grpc } = await gateway.started();
           const clients = await rawClients(grpc, params.channels);
@@ -137,10 +123,7 @@ export async function runCommandCost(argv) {
     }
     for (const c of bareClients) c.close();
   } finally {
-    await raw.quit().catch(() => undefined);
-    await proxy.stop();
-    await echo.stop();
-    await redis.stop();
+    await rig.stop();
   }
   const serverUs = (label) => {
     const values = rows.filter((r) => r.label === label).map((r) => r.cpuPerCommandUs.server);

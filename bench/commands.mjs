@@ -13,23 +13,18 @@ import { freePort } from '@edge-gateway/test-utils';
 import { commandResultBytes } from '@edge-gateway/core';
 import {
   GatewayChild,
-  connectRedis,
   cpuSeconds,
   fmt,
-  gatewayEnv,
   machineInfo,
   machineSnapshot,
-  makeDevices,
   num,
   parseArgs,
   rawClients,
   signedCommand,
-  startHelper,
-  startRedisServer,
+  startCommandRig,
   step,
   summarize,
   writeResult,
-  writeSignerKey,
 } from './lib.mjs';
 
 /** Single-thread node:crypto Ed25519 floor: verify+sign pairs per second, and each alone. */
@@ -177,17 +172,8 @@ export async function runCommands(argv) {
   const floor = await step('ed25519 single-thread floor (node:crypto)', () => ed25519Floor(quick ? 0.5 : 1));
   console.log(`    verify+sign ${fmt(floor.verifyPlusSignPerSec)}/s (verify ${fmt(floor.verifyPerSec)}/s, sign ${fmt(floor.signPerSec)}/s)`);
 
-  const redis = await startRedisServer();
-  const raw = await connectRedis(redis);
-  const echo = await startHelper('echo-server.mjs');
-  const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
-  const signer = writeSignerKey();
-  const devices = makeDevices(params.devices, { label: 'cmd' });
-  await Promise.all(
-    devices.map((d) =>
-      raw.hSet(`gateway:session:${d.deviceSessionId}`, { device_session_id: d.deviceSessionId, user_id: d.userId, status: 'active', client_public_key: d.publicKeyBase64 }),
-    ),
-  );
+  const rig = await startCommandRig({ deviceCount: params.devices, label: 'cmd' });
+  const { proxy, devices } = rig;
 
   const perRun = Math.ceil(params.maxRate * (params.durationSec + params.warmupSec));
   const variants = [{ label: 'gateway', env: {} }];
@@ -215,10 +201,7 @@ export async function runCommands(argv) {
         // With GATEWAY_LOG_LEVEL=warn the listener lines are not logged: bind a known port.
         const quiet = variant.env.GATEWAY_LOG_LEVEL === 'warn';
         const fixed = quiet ? `127.0.0.1:${await freePort()}` : undefined;
-        const gateway = new GatewayChild(
-          gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env }),
-          { main: variant.main },
-        );
+        const gateway = new GatewayChild(rig.gatewayEnv({ ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env }), { main: variant.main });
         try {
           const grpc = fixed ?? (await gateway.started()).grpc;
           const clients = await rawClients(grpc, params.channels);
@@ -234,10 +217,7 @@ export async function runCommands(argv) {
     }
     for (const c of bareClients) c.close();
   } finally {
-    await raw.quit().catch(() => undefined);
-    await proxy.stop();
-    await echo.stop();
-    await redis.stop();
+    await rig.stop();
   }
 
   const bare = report('bare grpc-js proxy', runs.bare);

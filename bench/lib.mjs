@@ -354,6 +354,41 @@ export async function startHelper(script, args = [], env = {}) {
 
 export { startRedisServer };
 
+/**
+ * What both command benchmarks run against: a redis-server with `deviceCount` active session
+ * records, the echo downstream, the bare grpc-js proxy in front of it, and a signer key.
+ * `stop()` tears all of it down.
+ */
+export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) {
+  const redis = await startRedisServer();
+  const raw = await connectRedis(redis);
+  const echo = await startHelper('echo-server.mjs');
+  const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
+  const signer = writeSignerKey();
+  const devices = makeDevices(deviceCount, { label });
+  await Promise.all(
+    devices.map((d) =>
+      raw.hSet(`gateway:session:${d.deviceSessionId}`, { device_session_id: d.deviceSessionId, user_id: d.userId, status: 'active', client_public_key: d.publicKeyBase64 }),
+    ),
+  );
+  return {
+    redis,
+    raw,
+    echo,
+    proxy,
+    signer,
+    devices,
+    /** Gateway env routing `bench.*` to the echo downstream. */
+    gatewayEnv: (extra = {}) => gatewayEnv(redis, signer, { GATEWAY_DOWNSTREAM_ROUTES: `bench.=127.0.0.1:${echo.port}`, ...extra }),
+    async stop() {
+      await raw.quit().catch(() => undefined);
+      await proxy.stop();
+      await echo.stop();
+      await redis.stop();
+    },
+  };
+}
+
 export async function connectRedis(server) {
   const client = createClient({ socket: { host: '127.0.0.1', port: server.port, reconnectStrategy: false }, password: server.password });
   client.on('error', () => undefined);
