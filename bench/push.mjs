@@ -13,6 +13,9 @@
 // The bench clients use a raw gRPC client: no signature verification, only the event id is
 // read from the wire bytes (client-side verification would dominate this process's CPU).
 //
+// Baseline, same run, at every level: bench/bare-push.mjs, a bare grpc-js fan-out server (no
+// checks, unsigned events; --no-bare skips it). Ratios are gateway ÷ bare.
+//
 //   node bench/push.mjs [--quick] [--streams 1000,5000,10000] [--connections 100]
 //        [--devices-per-user 4] [--rates 5000,10000,20000,40000] [--step-seconds 5]
 //        [--settle-seconds 40]
@@ -36,6 +39,7 @@ import {
   rssKiB,
   signedSubscribe,
   sleep,
+  startHelper,
   startRedisServer,
   step,
   writeResult,
@@ -70,16 +74,32 @@ async function publishAtRate(redis, users, { eventsPerSec, seconds, payloadBase6
   return { sent, seconds: (performance.now() - started) / 1000 };
 }
 
-async function runLevel(redis, raw, signer, devices, streams, params, main) {
+/** The server under test: the gateway binary (this build or `main`), or the bare baseline. */
+async function startServer(redis, signer, target) {
+  if (target.bare) {
+    const helper = await startHelper('bare-push.mjs', [String(redis.port), redis.password]);
+    return { pid: helper.pid, grpc: `127.0.0.1:${helper.port}`, stop: () => helper.stop() };
+  }
+  const gateway = new GatewayChild(gatewayEnv(redis, signer), { main: target.main });
+  try {
+    const { grpc } = await gateway.started();
+    return { pid: gateway.pid, grpc, stop: () => gateway.stop() };
+  } catch (error) {
+    await gateway.stop();
+    throw error;
+  }
+}
+
+async function runLevel(redis, raw, signer, devices, streams, params, target = {}) {
   const level = devices.slice(0, streams);
   const perUser = params.devicesPerUser;
   const users = [...new Set(level.map((d) => d.userId))];
-  const gateway = new GatewayChild(gatewayEnv(redis, signer), { main });
+  const gateway = await startServer(redis, signer, target);
   const out = { streams, users: users.length, devicesPerUser: perUser };
   let clients;
   let opened;
   try {
-    const { grpc } = await gateway.started();
+    const { grpc } = gateway;
     clients = await rawClients(grpc, params.connections);
     // The "before" RSS is taken after the same settling time as the "after" one: right after
     // start-up the heap still holds start-up garbage that V8 gives back later.
@@ -201,6 +221,21 @@ function targetsOf(levels) {
   };
 }
 
+/** Per level: gateway ÷ bare for the storm time, RSS per idle stream and best rate at p99 ≤ 100 ms. */
+function baselineRatios(levels, bareLevels) {
+  const best = (level) => Math.max(0, ...(level?.fanout ?? []).filter((f) => f.latencyMs.p99 <= 100 && f.lost === 0).map((f) => f.deliveredPerSec));
+  const ratio = (a, b) => (a == null || b == null || b === 0 ? null : Math.round((a / b) * 100) / 100);
+  return levels.map((level) => {
+    const bare = bareLevels.find((b) => b.streams === level.streams);
+    return {
+      streams: level.streams,
+      storm: ratio(level.subscribeStorm?.allBootstrappedMs, bare?.subscribeStorm?.allBootstrappedMs),
+      memoryPerIdleStream: ratio(level.memory?.perStreamKiB, bare?.memory?.perStreamKiB),
+      bestDeliveriesPerSec: ratio(best(level), best(bare)),
+    };
+  });
+}
+
 export async function runPush(argv) {
   const args = parseArgs(argv);
   const quick = args.quick;
@@ -215,6 +250,8 @@ export async function runPush(argv) {
     stormTimeoutMs: num(args, 'storm-timeout-ms', 60_000),
     settleSeconds: num(args, 'settle-seconds', quick ? 25 : 40),
     payloadBytes: num(args, 'payload', 64),
+    // The bare grpc-js fan-out server (bench/bare-push.mjs) at every level: the baseline.
+    bare: args['no-bare'] !== true,
     // Another build of the binary, run at every level just before this one (before/after).
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
   };
@@ -229,10 +266,12 @@ export async function runPush(argv) {
   await step('writing session records', () => writeSessions(raw, devices));
   const levels = [];
   const levelsBefore = [];
+  const levelsBare = [];
   try {
     for (const streams of params.streams) {
+      if (params.bare) levelsBare.push(await step(`level ${fmt(streams)} streams, BARE baseline`, () => runLevel(redis, raw, signer, devices, streams, params, { bare: true })));
       if (params.beforeMain) {
-        levelsBefore.push(await step(`level ${fmt(streams)} streams, BEFORE build`, () => runLevel(redis, raw, signer, devices, streams, params, params.beforeMain)));
+        levelsBefore.push(await step(`level ${fmt(streams)} streams, BEFORE build`, () => runLevel(redis, raw, signer, devices, streams, params, { main: params.beforeMain })));
       }
       levels.push(await step(`level ${fmt(streams)} streams`, () => runLevel(redis, raw, signer, devices, streams, params)));
     }
@@ -242,6 +281,8 @@ export async function runPush(argv) {
   }
   const targets = targetsOf(levels);
   const targetsBefore = levelsBefore.length > 0 ? targetsOf(levelsBefore) : undefined;
+  const baseline = levelsBare.length > 0 ? { what: 'bench/bare-push.mjs: bare grpc-js fan-out, no checks, unsigned events', levels: levelsBare, ratios: baselineRatios(levels, levelsBare) } : undefined;
+  if (baseline) console.log(`  vs bare fan-out: ${JSON.stringify(baseline.ratios)}`);
   const out = {
     benchmark: 'push',
     quick,
@@ -249,7 +290,7 @@ export async function runPush(argv) {
     machine: machineInfo(),
     noise: { before, after: machineSnapshot() },
     processes: 'load generator and bench clients (this process), gateway child, redis-server; loopback',
-    results: { levels, targets, ...(targetsBefore ? { levelsBefore, targetsBefore } : {}) },
+    results: { levels, targets, ...(targetsBefore ? { levelsBefore, targetsBefore } : {}), ...(baseline ? { baseline } : {}) },
   };
   if (targetsBefore) console.log(`  before: ${Object.entries(targetsBefore).map(([k, v]) => `${k} ${JSON.stringify(v.value)}`).join(', ')}`);
   console.log(`  targets: ${Object.entries(targets).map(([k, v]) => `${k} ${v.met ? 'met' : 'MISSED'}`).join(', ')}`);

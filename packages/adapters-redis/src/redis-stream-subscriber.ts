@@ -1,4 +1,4 @@
-import { GatewayMetrics, noopLogger, type Logger, type StreamEntryHandler } from '@edge-gateway/core';
+import { GatewayMetrics, noopLogger, type Logger, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { describeRedisError, type NodeRedisClient, type RedisClient } from './redis-client.js';
 import { parseEntries, parseXReadReply } from './stream-reply.js';
@@ -125,7 +125,19 @@ export class RedisStreamSubscriber {
         { connection, timeoutMs: this.blockMs + this.client.commandTimeoutMs },
       );
       if (this.state !== 'running') return;
-      for (const entry of parseXReadReply(reply)) {
+      const entries = parseXReadReply(reply);
+      if (entries.length === 0) continue;
+      if (this.handler.handleBatch !== undefined) {
+        // Advance first: entries whose handler throws are not redelivered.
+        this.last = (entries[entries.length - 1] as StreamEntry).id;
+        try {
+          await this.handler.handleBatch(entries);
+        } catch (err) {
+          this.logger.error('stream entry handler failed', { entry_id: entries[0]?.id, entries: entries.length, error: describeRedisError(err) });
+        }
+        continue;
+      }
+      for (const entry of entries) {
         // Advance first: an entry whose handler throws is not redelivered.
         this.last = entry.id;
         try {

@@ -70,6 +70,39 @@ describe('RedisStreamSubscriber (SPEC §5.5)', () => {
     expect(handler.ids).toEqual(ids);
   });
 
+  it('hands a batch handler each read whole, and reads again only once it has finished', async () => {
+    const stream = unique('stream');
+    const batches: string[][] = [];
+    let release!: () => void;
+    let firstBatchArrived!: () => void;
+    const firstArrived = new Promise<void>((resolve) => (firstBatchArrived = resolve));
+    const handler = {
+      stream: 'client_events' as const,
+      handle: (): void => {
+        throw new Error('handle must not be called when handleBatch exists');
+      },
+      handleBatch: (entries: readonly { id: string }[]): Promise<void> => {
+        batches.push(entries.map((e) => e.id));
+        if (batches.length > 1) return Promise.resolve();
+        firstBatchArrived();
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+    };
+    const sub = subscriber({ streamKey: stream, handler, batchSize: 100 });
+    await sub.start();
+    const first = await add(stream, { n: '0' });
+    await firstArrived;
+    // While the first batch is being handled, more entries arrive: no read happens meanwhile.
+    const later: string[] = [];
+    for (let i = 1; i <= 5; i++) later.push(await add(stream, { n: String(i) }));
+    expect(batches).toEqual([[first]]);
+    release();
+    await waitFor(() => batches.flat().length === 6, { message: 'all six entries handed over' });
+    // The five waited in Redis and came in the next read, whole and in order.
+    expect(batches).toEqual([[first], later]);
+    expect(sub.lastId).toBe(later.at(-1));
+  });
+
   it('does not stall the shared client while blocked in XREAD', async () => {
     const sub = subscriber({ streamKey: unique('stream'), blockMs: 5000 });
     await sub.start();

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { CapturingLogger, CountingSigner, MetricsHarness, RecordingSink, clientEventFields, eventVerifies } from '../../test/helpers.js';
+import { CapturingLogger, CountingSigner, MetricsHarness, RecordingSink, clientEventFields, eventVerifies, vectorSigner } from '../../test/helpers.js';
+import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { RawFields } from '../domain.js';
 import { MetricNames } from '../observability/metrics.js';
 import { PushHub } from '../push/push-hub.js';
-import { ClientEventsHandler } from './client-events-handler.js';
+import { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH } from './client-events-handler.js';
 import { parseClientEvent } from './client-event.js';
 
 function setup() {
@@ -127,5 +128,85 @@ describe('ClientEventsHandler (SPEC §5.4)', () => {
 
   it('the url-safe alphabet really differs (guards the test data above)', () => {
     expect(Buffer.from([0xfb, 0xff, 0xbf]).toString('base64url')).toBe('-_-_');
+  });
+
+  describe('handleBatch: the entries of one read', () => {
+    /** A real signer that records whether each event was signed inline or in the threadpool. */
+    class ModeRecordingSigner implements ResponseSigner {
+      readonly modes: Array<'inline' | 'threadpool'> = [];
+      failNext = false;
+      private readonly inner = vectorSigner();
+      readonly keyId = this.inner.keyId;
+      readonly publicKey = this.inner.publicKey;
+      sign(data: Uint8Array): Uint8Array {
+        this.modes.push('inline');
+        return this.inner.sign(data);
+      }
+      signAsync(data: Uint8Array): Promise<Uint8Array> {
+        this.modes.push('threadpool');
+        if (this.failNext) {
+          this.failNext = false;
+          return Promise.reject(new Error('signer unavailable'));
+        }
+        return this.inner.signAsync(data);
+      }
+    }
+
+    function batchSetup(asyncSignMinBatch?: number) {
+      const harness = new MetricsHarness();
+      const logger = new CapturingLogger();
+      const signer = new ModeRecordingSigner();
+      const hub = new PushHub({ bufferSize: 64, metrics: harness.metrics });
+      const handler = new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger, ...(asyncSignMinBatch === undefined ? {} : { asyncSignMinBatch }) });
+      const open = (userId: string, deviceSessionId: string) => {
+        const sink = new RecordingSink();
+        hub.register({ userId, deviceSessionId, sink }).start([]);
+        return sink;
+      };
+      return { harness, logger, signer, hub, handler, open };
+    }
+
+    /** Ten entries: eight for u-1 (two of them malformed), two for a user nobody follows. */
+    const read = Array.from({ length: 10 }, (_, i) => {
+      const id = `200-${i}`;
+      if (i === 3 || i === 7) return { id, fields: { ...good, event_type: 'Bad.Type' } };
+      if (i === 5 || i === 8) return { id, fields: clientEventFields('u-nobody', 'chat.message_created', '{}') };
+      return { id, fields: clientEventFields('u-1', 'chat.message_created', `{"n":${i}}`) };
+    });
+    const deliveredIds = ['200-0', '200-1', '200-2', '200-4', '200-6', '200-9'];
+
+    it(`signs ${DEFAULT_ASYNC_SIGN_MIN_BATCH} or more deliverable events together in the threadpool and publishes them in stream order`, async () => {
+      const { handler, open, signer, harness } = batchSetup();
+      const first = open('u-1', 'ds-1');
+      const second = open('u-1', 'ds-2');
+      await handler.handleBatch(read);
+      expect(first.ids).toEqual(deliveredIds);
+      expect(second.ids).toEqual(deliveredIds);
+      // Once per event, only for events someone receives; none for the malformed or unfollowed.
+      expect(signer.modes).toEqual(Array(deliveredIds.length).fill('threadpool'));
+      for (const event of first.events) expect(eventVerifies(signer.publicKey, event)).toBe(true);
+      expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'client_events' })).toBe(10);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(2);
+    });
+
+    it('signs inline when the read has fewer deliverable events than asyncSignMinBatch, with the same result', async () => {
+      const { handler, open, signer } = batchSetup(deliveredIds.length + 1);
+      const sink = open('u-1', 'ds-1');
+      await handler.handleBatch(read);
+      expect(sink.ids).toEqual(deliveredIds);
+      expect(signer.modes).toEqual(Array(deliveredIds.length).fill('inline'));
+      for (const event of sink.events) expect(eventVerifies(signer.publicKey, event)).toBe(true);
+    });
+
+    it('drops only the event whose signing failed, and logs it', async () => {
+      const { handler, open, signer, logger } = batchSetup(1);
+      const sink = open('u-1', 'ds-1');
+      signer.failNext = true;
+      await handler.handleBatch(read);
+      expect(sink.ids).toEqual(deliveredIds.slice(1));
+      expect(logger.find('event signing failed; event dropped')).toEqual([
+        { level: 'error', message: 'event signing failed; event dropped', fields: { entry_id: '200-0', error: 'Error: signer unavailable' } },
+      ]);
+    });
   });
 });

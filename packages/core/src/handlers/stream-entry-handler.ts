@@ -10,6 +10,12 @@ export interface StreamEntryHandler {
   readonly stream: ConsumedStream;
   /** Handles one entry. Never throws for a malformed entry: it counts and logs it. */
   handle(entry: StreamEntry): void;
+  /**
+   * Optional: handles the entries of one read together, with the same outcome as `handle` on
+   * each in order. A subscriber that has it calls it instead of `handle` and waits for it
+   * before it reads again. Never rejects for a malformed entry.
+   */
+  handleBatch?(entries: readonly StreamEntry[]): void | Promise<void>;
   /** The subscriber reconnected after an error; entries may have been missed meanwhile. */
   onReconnect?(): void;
 }
