@@ -70,6 +70,30 @@ export class CountingSigner implements ResponseSigner {
   }
 }
 
+/**
+ * A real signer that records whether each signature was made inline (`sign`) or in the
+ * threadpool (`signAsync`); `failNext` makes the next `signAsync` reject.
+ */
+export class ModeRecordingSigner implements ResponseSigner {
+  readonly modes: Array<'inline' | 'threadpool'> = [];
+  failNext = false;
+  private readonly inner = vectorSigner();
+  readonly keyId = this.inner.keyId;
+  readonly publicKey = this.inner.publicKey;
+  sign(data: Uint8Array): Uint8Array {
+    this.modes.push('inline');
+    return this.inner.sign(data);
+  }
+  signAsync(data: Uint8Array): Promise<Uint8Array> {
+    this.modes.push('threadpool');
+    if (this.failNext) {
+      this.failNext = false;
+      return Promise.reject(new Error('signer unavailable'));
+    }
+    return this.inner.signAsync(data);
+  }
+}
+
 /** True when `event.signature` is a valid signature of its canonical bytes by `publicKey`. */
 export function eventVerifies(publicKey: Uint8Array, event: GatewayEvent): boolean {
   return verify(null, eventBytes(event), ed25519PublicKeyFromRaw(publicKey), event.signature);

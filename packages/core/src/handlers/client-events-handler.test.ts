@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CapturingLogger, CountingSigner, MetricsHarness, RecordingSink, clientEventFields, eventVerifies, vectorSigner } from '../../test/helpers.js';
-import type { ResponseSigner } from '../ports/response-signer.port.js';
+import { CapturingLogger, CountingSigner, MetricsHarness, ModeRecordingSigner, RecordingSink, clientEventFields, eventVerifies } from '../../test/helpers.js';
 import type { RawFields } from '../domain.js';
 import { MetricNames } from '../observability/metrics.js';
 import { PushHub } from '../push/push-hub.js';
@@ -131,27 +130,6 @@ describe('ClientEventsHandler (SPEC §5.4)', () => {
   });
 
   describe('handleBatch: the entries of one read', () => {
-    /** A real signer that records whether each event was signed inline or in the threadpool. */
-    class ModeRecordingSigner implements ResponseSigner {
-      readonly modes: Array<'inline' | 'threadpool'> = [];
-      failNext = false;
-      private readonly inner = vectorSigner();
-      readonly keyId = this.inner.keyId;
-      readonly publicKey = this.inner.publicKey;
-      sign(data: Uint8Array): Uint8Array {
-        this.modes.push('inline');
-        return this.inner.sign(data);
-      }
-      signAsync(data: Uint8Array): Promise<Uint8Array> {
-        this.modes.push('threadpool');
-        if (this.failNext) {
-          this.failNext = false;
-          return Promise.reject(new Error('signer unavailable'));
-        }
-        return this.inner.signAsync(data);
-      }
-    }
-
     function batchSetup(asyncSignMinBatch?: number) {
       const harness = new MetricsHarness();
       const logger = new CapturingLogger();

@@ -6,6 +6,7 @@ import {
   CountingReplayStore,
   FakeDownstream,
   MetricsHarness,
+  ModeRecordingSigner,
   TestDevice,
   flipByte,
   vectorSigner,
@@ -434,22 +435,6 @@ describe('CommandService', () => {
   });
 
   describe('crypto in the threadpool only under load', () => {
-    /** A real signer that records whether each result was signed inline or in the threadpool. */
-    class ModeRecordingSigner implements ResponseSigner {
-      readonly modes: Array<'inline' | 'threadpool'> = [];
-      private readonly inner = vectorSigner();
-      readonly keyId = this.inner.keyId;
-      readonly publicKey = this.inner.publicKey;
-      sign(data: Uint8Array): Uint8Array {
-        this.modes.push('inline');
-        return this.inner.sign(data);
-      }
-      signAsync(data: Uint8Array): Promise<Uint8Array> {
-        this.modes.push('threadpool');
-        return this.inner.signAsync(data);
-      }
-    }
-
     /** Starts `n` commands, holds them all at the downstream, then releases them together. */
     async function runTogether(s: ReturnType<typeof setup>, n: number): Promise<void> {
       let release!: () => void;
