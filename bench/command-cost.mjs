@@ -9,7 +9,6 @@
 //        [--before-main <main.js>] [--quick]
 import { randomBytes } from 'node:crypto';
 import {
-  GatewayChild,
   cpuSeconds,
   machineInfo,
   machineSnapshot,
@@ -19,6 +18,7 @@ import {
   signedCommand,
   sleep,
   startCommandRig,
+  withGatewayClients,
   summarize,
   writeResult,
 } from './lib.mjs';
@@ -108,17 +108,11 @@ export async function runCommandCost(argv) {
       rows.push({ round, label: 'bare', ...bare });
       console.log(`  round ${round} bare proxy: ${JSON.stringify(bare.cpuPerCommandUs)} µs CPU per command, ${bare.answeredPerSec}/s, p50 ${bare.latencyMs.p50} ms`);
       for (const variant of variants) {
-        const gateway = new GatewayChild(rig.gatewayEnv(), { main: variant.main });
-        try {
-          const { grpc } = await gateway.started();
-          const clients = await rawClients(grpc, params.channels);
+        await withGatewayClients(rig.gatewayEnv(), { main: variant.main, channels: params.channels }, async (clients, gateway) => {
           const result = await openLoop(clients, presign(), { ...loop, pids: { server: gateway.pid, ...others } });
           rows.push({ round, label: variant.label, ...result });
           console.log(`  round ${round} ${variant.label}: ${JSON.stringify(result.cpuPerCommandUs)} µs CPU per command, ${result.answeredPerSec}/s, p50 ${result.latencyMs.p50} ms, errors ${result.errors}`);
-          for (const c of clients) c.close();
-        } finally {
-          await gateway.stop();
-        }
+        });
       }
     }
     for (const c of bareClients) c.close();

@@ -12,7 +12,6 @@ import { randomBytes, sign, verify, generateKeyPairSync } from 'node:crypto';
 import { freePort } from '@edge-gateway/test-utils';
 import { commandResultBytes } from '@edge-gateway/core';
 import {
-  GatewayChild,
   cpuSeconds,
   fmt,
   machineInfo,
@@ -22,6 +21,7 @@ import {
   rawClients,
   signedCommand,
   startCommandRig,
+  withGatewayClients,
   step,
   summarize,
   writeResult,
@@ -201,18 +201,13 @@ export async function runCommands(argv) {
         // With GATEWAY_LOG_LEVEL=warn the listener lines are not logged: bind a known port.
         const quiet = variant.env.GATEWAY_LOG_LEVEL === 'warn';
         const fixed = quiet ? `127.0.0.1:${await freePort()}` : undefined;
-        const gateway = new GatewayChild(rig.gatewayEnv({ ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env }), { main: variant.main });
-        try {
-          const grpc = fixed ?? (await gateway.started()).grpc;
-          const clients = await rawClients(grpc, params.channels);
+        const env = rig.gatewayEnv({ ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env });
+        await withGatewayClients(env, { main: variant.main, channels: params.channels, address: fixed }, async (clients, gateway) => {
           const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(clients, requests, { ...loop, pid: gateway.pid }));
           runs[variant.label].push(result);
           const s = summarize(result.latencies, result.recorded);
           console.log(`    ${variant.label}: ${fmt(result.recorded / result.seconds)}/s p50 ${s.p50} ms p99 ${s.p99} ms errors ${result.errors}${result.exhausted ? ' (pre-signed pool exhausted: raise --max-rate)' : ''}`);
-          for (const c of clients) c.close();
-        } finally {
-          await gateway.stop();
-        }
+        });
       }
     }
     for (const c of bareClients) c.close();

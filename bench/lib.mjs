@@ -355,6 +355,25 @@ export async function startHelper(script, args = [], env = {}) {
 export { startRedisServer };
 
 /**
+ * Starts a gateway child (this build, or `main`), connects `channels` raw clients to it (or to
+ * `address` when the gateway's listener line is not logged), runs `fn(clients, gateway)`, then
+ * closes the clients and stops the gateway.
+ */
+export async function withGatewayClients(env, { main, channels, address } = {}, fn) {
+  const gateway = new GatewayChild(env, { main });
+  try {
+    const clients = await rawClients(address ?? (await gateway.started()).grpc, channels);
+    try {
+      return await fn(clients, gateway);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  } finally {
+    await gateway.stop();
+  }
+}
+
+/**
  * What both command benchmarks run against: a redis-server with `deviceCount` active session
  * records, the echo downstream, the bare grpc-js proxy in front of it, and a signer key.
  * `stop()` tears all of it down.
