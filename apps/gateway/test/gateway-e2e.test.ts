@@ -4,7 +4,7 @@ import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grp
 import { GatewayStatusError, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { sign, randomUUID } from 'node:crypto';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import {
   EchoDownstream,
   clientFor,
@@ -307,16 +307,7 @@ describe('SIGTERM', () => {
       const exit = await own.exited;
       expect(exit.code).toBe(0);
       const stopped = own.logs.filter((l) => l.message === 'component stopped').map((l) => l.component);
-      expect(stopped).toEqual([
-        'readiness',
-        'stream subscribers',
-        'push hub',
-        'grpc server',
-        'http listeners',
-        'downstreams',
-        'redis',
-        'telemetry',
-      ]);
+      expect(stopped).toEqual(SHUTDOWN_ORDER);
       for (const line of own.logs.filter((l) => l.message === 'component stopped')) {
         expect(typeof line['duration_ms']).toBe('number');
       }

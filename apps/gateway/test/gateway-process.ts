@@ -7,6 +7,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The `component stopped` lines of a clean shutdown, in the runbook's order. */
+export const SHUTDOWN_ORDER = ['readiness', 'stream subscribers', 'push hub', 'grpc server', 'http listeners', 'downstreams', 'redis', 'telemetry'];
+
 export const MAIN = join(REPO_ROOT, 'apps/gateway/dist/main.js');
 
 export interface LogLine {

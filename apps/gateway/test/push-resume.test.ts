@@ -21,6 +21,23 @@ let raw: RawRedis;
 let signer: ReturnType<typeof writeSignerKey>;
 let streamSeq = 0;
 
+/**
+ * One gateway for the tests of the enclosing `describe`, reading `clientEvents`: started in
+ * its `beforeAll` (which fills in the returned addresses), stopped in its `afterAll`.
+ */
+function gatewayPerDescribe(clientEvents: string, extra: Record<string, string> = {}): Awaited<ReturnType<GatewayProcess['started']>> {
+  const addresses: Awaited<ReturnType<GatewayProcess['started']>> = { publicHttp: '', grpc: '', adminHttp: undefined };
+  let gateway: GatewayProcess | undefined;
+  beforeAll(async () => {
+    gateway = new GatewayProcess(envFor(clientEvents, extra));
+    Object.assign(addresses, await gateway.started());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+  return addresses;
+}
+
 function envFor(clientEvents: string, extra: Record<string, string> = {}): Record<string, string> {
   return gatewayEnv(redis, signer.path, {
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
@@ -95,17 +112,8 @@ function expectIncompleteFor(event: VerifiedEvent | undefined, device: Device): 
 }
 
 describe('resume with the default limits', () => {
-  let gateway: GatewayProcess;
-  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
   const stream = newStream('default');
-
-  beforeAll(async () => {
-    gateway = new GatewayProcess(envFor(stream));
-    addr = await gateway.started();
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const addr = gatewayPerDescribe(stream);
 
   it('replays exactly the missed events in order, then the live feed, without duplicates', async () => {
     const device = await activeDevice('user-resume', 'resume');
@@ -251,17 +259,8 @@ describe('resume with the default limits', () => {
 });
 
 describe('trimmed stream', () => {
-  let gateway: GatewayProcess;
-  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
   const stream = newStream('trimmed');
-
-  beforeAll(async () => {
-    gateway = new GatewayProcess(envFor(stream));
-    addr = await gateway.started();
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const addr = gatewayPerDescribe(stream);
 
   it('sends gateway.resume_incomplete right after the bootstrap, then what is left, then the live feed', async () => {
     const device = await activeDevice('user-trim', 'trim');
@@ -301,17 +300,8 @@ describe('trimmed stream', () => {
 });
 
 describe('resume limits', () => {
-  let gateway: GatewayProcess;
-  let addr: Awaited<ReturnType<GatewayProcess['started']>>;
   const stream = newStream('limits');
-
-  beforeAll(async () => {
-    gateway = new GatewayProcess(envFor(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20' }));
-    addr = await gateway.started();
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const addr = gatewayPerDescribe(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20' });
 
   it('GATEWAY_PUSH_RESUME_MAX_EVENTS: replays exactly that many, after resume_incomplete, then the live feed', async () => {
     const device = await activeDevice('user-max-events', 'max-events');
