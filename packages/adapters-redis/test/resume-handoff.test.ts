@@ -123,16 +123,21 @@ async function take(iterator: AsyncIterator<VerifiedEvent>, n: number): Promise<
   return out;
 }
 
+/** A client of the test gateway for `device`. */
+function clientOf(device: Awaited<ReturnType<typeof newDevice>>): GatewayClient {
+  return new GatewayClient({
+    address: `127.0.0.1:${grpc.port}`,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: device.privateKey,
+    gatewayPublicKeys: [signer.publicKey],
+  });
+}
+
 describe('resume handoff (SPEC §8.3)', () => {
   it('does not deliver twice an event the live feed hands over after the replay already sent it', async () => {
     const device = await newDevice('user-handoff');
-    const client = new GatewayClient({
-      address: `127.0.0.1:${grpc.port}`,
-      deviceSessionId: device.deviceSessionId,
-      userId: device.userId,
-      privateKey: device.privateKey,
-      gatewayPublicKeys: [signer.publicKey],
-    });
+    const client = clientOf(device);
     try {
       const first = new AbortController();
       const events = client.subscribe({ signal: first.signal })[Symbol.asyncIterator]();
@@ -171,13 +176,7 @@ describe('resume handoff (SPEC §8.3)', () => {
 
   it('keeps live events published during the resume that the history read did not see', async () => {
     const device = await newDevice('user-during');
-    const client = new GatewayClient({
-      address: `127.0.0.1:${grpc.port}`,
-      deviceSessionId: device.deviceSessionId,
-      userId: device.userId,
-      privateKey: device.privateKey,
-      gatewayPublicKeys: [signer.publicKey],
-    });
+    const client = clientOf(device);
     try {
       const first = new AbortController();
       const events = client.subscribe({ signal: first.signal })[Symbol.asyncIterator]();
