@@ -16,7 +16,7 @@ import {
   type CommandRouter,
   type RawFields,
 } from '@edge-gateway/core';
-import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/testing';
+import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
 import {
   EdgeGatewayClient,
   type ExecuteCommandRequest,

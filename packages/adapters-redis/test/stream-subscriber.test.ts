@@ -1,4 +1,4 @@
-import { InMemorySessionStore } from '@edge-gateway/core/testing';
+import { InMemorySessionStore } from '@edge-gateway/core/memory';
 import { PushHub, SessionCache, SessionEventsHandler } from '@edge-gateway/core';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

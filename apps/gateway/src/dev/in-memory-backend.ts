@@ -1,6 +1,6 @@
 import { type DependencyContainer } from 'tsyringe';
 import { type RawFields, type StreamEntryHandler } from '@edge-gateway/core';
-import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/testing';
+import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
 import type { EventSource, GatewayBackend } from '../backend.js';
 import { cached } from '../container.js';
 import { Tokens } from '../tokens.js';

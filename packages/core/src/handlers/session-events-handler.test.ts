@@ -4,8 +4,8 @@ import type { RawFields } from '../domain.js';
 import { MetricNames } from '../observability/metrics.js';
 import { PushHub } from '../push/push-hub.js';
 import { SessionCache } from '../session/session-cache.js';
-import { FakeClock } from '../testing/fake-clock.js';
-import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { FakeClock } from '../memory/fake-clock.js';
+import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { SessionEventsHandler } from './session-events-handler.js';
 
 const alice1 = new TestDevice('ds-alice-1', 'u-alice');

@@ -24,9 +24,9 @@ import { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
 import { ed25519PublicKeyFromRaw } from '../signing/keys.js';
 import { verifyEd25519 } from '../signing/verifier.js';
-import { FakeClock } from '../testing/fake-clock.js';
-import { InMemoryReplayStore } from '../testing/in-memory-replay-store.js';
-import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { FakeClock } from '../memory/fake-clock.js';
+import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
+import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { CommandService, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
 
 const WINDOW = 60_000;

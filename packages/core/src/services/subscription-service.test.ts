@@ -22,10 +22,10 @@ import type { EventHistory, EventHistoryPage } from '../ports/event-history.port
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import { PushHub } from '../push/push-hub.js';
 import { SessionCache } from '../session/session-cache.js';
-import { FakeClock } from '../testing/fake-clock.js';
-import { InMemoryEventStream } from '../testing/in-memory-event-stream.js';
-import { InMemoryReplayStore } from '../testing/in-memory-replay-store.js';
-import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { FakeClock } from '../memory/fake-clock.js';
+import { InMemoryEventStream } from '../memory/in-memory-event-stream.js';
+import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
+import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { SubscriptionService } from './subscription-service.js';
 
 const WINDOW = 60_000;

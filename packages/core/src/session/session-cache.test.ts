@@ -3,8 +3,8 @@ import { CapturingLogger, TestDevice, deferred, type Deferred } from '../../test
 import type { RawFields } from '../domain.js';
 import { GatewayError } from '../errors.js';
 import type { SessionStore } from '../ports/session-store.port.js';
-import { FakeClock } from '../testing/fake-clock.js';
-import { InMemorySessionStore } from '../testing/in-memory-session-store.js';
+import { FakeClock } from '../memory/fake-clock.js';
+import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { SessionCache } from './session-cache.js';
 import { parseSessionFields } from './session-fields.js';
 

@@ -1,5 +1,12 @@
-export * from './fake-clock.js';
-export * from './in-memory-session-store.js';
-export * from './in-memory-replay-store.js';
-export * from './in-memory-event-stream.js';
-export * from './contracts.js';
+/**
+ * Contract suites for the storage ports (they import `vitest`: load this entry point from
+ * tests only). The in-memory adapters live on `@edge-gateway/core/memory`.
+ *
+ * @packageDocumentation
+ */
+export {
+  replayStoreContract,
+  sessionStoreContract,
+  type ReplayStoreHarness,
+  type SessionStoreHarness,
+} from './contracts.js';

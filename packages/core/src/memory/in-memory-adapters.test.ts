@@ -3,7 +3,7 @@ import { FakeClock } from './fake-clock.js';
 import { InMemoryEventStream } from './in-memory-event-stream.js';
 import { InMemoryReplayStore } from './in-memory-replay-store.js';
 import { InMemorySessionStore } from './in-memory-session-store.js';
-import { replayStoreContract, sessionStoreContract } from './contracts.js';
+import { replayStoreContract, sessionStoreContract } from '../testing/contracts.js';
 import type { StreamEntry } from '../domain.js';
 
 sessionStoreContract('InMemorySessionStore', () => {
