@@ -1,7 +1,7 @@
 /**
  * Test helpers shared by the integration and system tests of edge-gateway:
- * free TCP ports, a real password-protected `redis-server` per test file, and polling.
- * Only Node built-ins are used.
+ * free TCP ports, a real password-protected `redis-server` (or Redis Cluster) per test file,
+ * raw RESP commands, and polling. Only Node built-ins are used.
  */
 export { freePort } from './free-port.js';
 export { waitFor, type WaitForOptions } from './wait-for.js';
@@ -10,3 +10,11 @@ export {
   type RedisServerHandle,
   type RedisServerOptions,
 } from './redis-server.js';
+export { redisCommand, RespError, type RespReply } from './resp-command.js';
+export {
+  parseClusterNodes,
+  startRedisCluster,
+  type ClusterNodeInfo,
+  type RedisClusterHandle,
+  type RedisClusterOptions,
+} from './redis-cluster.js';

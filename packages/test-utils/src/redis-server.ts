@@ -14,6 +14,8 @@ export interface RedisServerOptions {
   appendonly?: boolean;
   /** Milliseconds to wait for "Ready to accept connections" (default 10000). */
   startTimeoutMs?: number;
+  /** More `redis-server` arguments (e.g. the cluster settings), appended as given. */
+  extraArgs?: readonly string[];
 }
 
 /** A running `redis-server` child process owned by the test process. */
@@ -105,6 +107,7 @@ function spawnRedis(
   dir: string,
   appendonly: boolean,
   startTimeoutMs: number,
+  extraArgs: readonly string[],
 ): Promise<Spawned> {
   const args = [
     '--port', String(port),
@@ -117,6 +120,7 @@ function spawnRedis(
     '--daemonize', 'no',
     '--logfile', '',
     '--loglevel', 'notice',
+    ...extraArgs,
   ];
   return new Promise<Spawned>((resolve, reject) => {
     let child: ChildProcess;
@@ -212,6 +216,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const password = options.password ?? randomBytes(12).toString('hex');
   const appendonly = options.appendonly ?? false;
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
+  const extraArgs = options.extraArgs ?? [];
   const dir = mkdtempSync(join(tmpdir(), 'edge-gateway-redis-'));
   dirs.add(dir);
 
@@ -220,7 +225,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   for (let attempt = 1; current === undefined; attempt++) {
     port = await freePort();
     try {
-      current = await spawnRedis(port, password, dir, appendonly, startTimeoutMs);
+      current = await spawnRedis(port, password, dir, appendonly, startTimeoutMs, extraArgs);
     } catch (err) {
       // Another process may have taken the port between freePort() and bind.
       if (!(err instanceof StartFailure && err.portInUse) || attempt >= 5) throw err;
@@ -263,7 +268,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       // The old listening socket is closed once the process exited; retry briefly anyway.
       for (let attempt = 1; ; attempt++) {
         try {
-          spawned = await spawnRedis(port, password, dir, appendonly, startTimeoutMs);
+          spawned = await spawnRedis(port, password, dir, appendonly, startTimeoutMs, extraArgs);
           return;
         } catch (err) {
           if (!(err instanceof StartFailure && err.portInUse) || attempt >= 20) throw err;
