@@ -1,11 +1,7 @@
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
 import {
-  ClientEventsHandler,
-  CommandService,
-  PushHub,
-  SessionCache,
-  SessionEventsHandler,
-  SubscriptionService,
+  createGatewayCore,
+  type GatewayCore,
   type GatewayMetrics,
   type Logger,
   type ResponseSigner,
@@ -66,7 +62,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
         new RedisStreamSubscriber({
           client: redis(c),
           streamKey: config.sessionEventsStream,
-          handler: c.resolve(Tokens.SessionEventsHandler),
+          handler: coreOf(c).sessionEvents,
           metrics: metrics(c),
           logger: log(c, 'session-events-subscriber'),
         }),
@@ -79,7 +75,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
         new RedisStreamSubscriber({
           client: redis(c),
           streamKey: config.clientEventsStream,
-          handler: c.resolve(Tokens.ClientEventsHandler),
+          handler: coreOf(c).clientEvents,
           metrics: metrics(c),
           logger: log(c, 'client-events-subscriber'),
         }),
@@ -107,10 +103,11 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
 const redis = (c: DependencyContainer) => c.resolve<RedisClient>(Tokens.RedisClient);
 
 /**
- * Registers the transport-independent components (core services, hub, handlers, router,
- * auth upstream) with factory and value registrations (no decorators anywhere). The backend
- * is registered separately (`registerRedisBackend` or the development backend). Nothing is
- * constructed until resolved.
+ * Registers the core (assembled by `createGatewayCore` from the chosen adapters), the
+ * downstream router and the auth upstream, with factory and value registrations (no
+ * decorators anywhere). The backend (stores, history, event sources) is registered
+ * separately (`registerRedisBackend` or the development backend). Nothing is constructed
+ * until resolved.
  */
 export function registerGateway(
   container: DependencyContainer,
@@ -122,83 +119,34 @@ export function registerGateway(
   container.register(Tokens.Telemetry, { useValue: values.telemetry });
   container.register(Tokens.Metrics, { useValue: values.telemetry.metrics });
   container.register(Tokens.Signer, { useValue: values.signer });
-
-  container.register(
-    Tokens.SessionCache,
-    cached(
-      (c) =>
-        new SessionCache(c.resolve(Tokens.SessionStore), {
-          maxEntries: config.sessionCacheMaxEntries,
-          ttlMs: config.sessionCacheTtlMs,
-          logger: log(c, 'session-cache'),
-        }),
-    ),
-  );
-  container.register(
-    Tokens.PushHub,
-    cached((c) => new PushHub({ bufferSize: config.pushStreamBuffer, metrics: metrics(c), logger: log(c, 'push-hub') })),
-  );
   container.register(
     Tokens.Downstreams,
     cached(() => createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes))),
   );
   container.register(
-    Tokens.CommandService,
-    cached(
-      (c) =>
-        new CommandService({
-          sessions: c.resolve(Tokens.SessionCache),
+    Tokens.Core,
+    cached((c) =>
+      createGatewayCore(
+        {
+          sessions: c.resolve(Tokens.SessionStore),
           replay: c.resolve(Tokens.ReplayStore),
-          router: c.resolve<Downstreams>(Tokens.Downstreams).router,
+          history: c.resolve(Tokens.EventHistory),
           signer: c.resolve(Tokens.Signer),
+          router: c.resolve<Downstreams>(Tokens.Downstreams).router,
+          metrics: metrics(c),
+          logger: c.resolve<Logger>(Tokens.Logger),
+        },
+        {
+          sessionCacheMaxEntries: config.sessionCacheMaxEntries,
+          sessionCacheTtlMs: config.sessionCacheTtlMs,
+          pushStreamBuffer: config.pushStreamBuffer,
           freshnessWindowMs: config.freshnessWindowMs,
           maxPayloadBytes: config.maxPayloadBytes,
           downstreamTimeoutMs: config.downstreamTimeoutMs,
-          metrics: metrics(c),
-          logger: log(c, 'commands'),
-        }),
-    ),
-  );
-  container.register(
-    Tokens.SubscriptionService,
-    cached(
-      (c) =>
-        new SubscriptionService({
-          sessions: c.resolve(Tokens.SessionCache),
-          replay: c.resolve(Tokens.ReplayStore),
-          hub: c.resolve(Tokens.PushHub),
-          signer: c.resolve(Tokens.Signer),
-          history: c.resolve(Tokens.EventHistory),
-          freshnessWindowMs: config.freshnessWindowMs,
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
-          metrics: metrics(c),
-          logger: log(c, 'subscriptions'),
-        }),
-    ),
-  );
-  container.register(
-    Tokens.SessionEventsHandler,
-    cached(
-      (c) =>
-        new SessionEventsHandler({
-          cache: c.resolve(Tokens.SessionCache),
-          hub: c.resolve(Tokens.PushHub),
-          metrics: metrics(c),
-          logger: log(c, 'session-events'),
-        }),
-    ),
-  );
-  container.register(
-    Tokens.ClientEventsHandler,
-    cached(
-      (c) =>
-        new ClientEventsHandler({
-          hub: c.resolve(Tokens.PushHub),
-          signer: c.resolve(Tokens.Signer),
-          metrics: metrics(c),
-          logger: log(c, 'client-events'),
-        }),
+        },
+      ),
     ),
   );
   container.register(
@@ -210,3 +158,6 @@ export function registerGateway(
     ),
   );
 }
+
+/** The core's stream-entry handlers, for the event sources of a backend. */
+export const coreOf = (c: DependencyContainer): GatewayCore => c.resolve<GatewayCore>(Tokens.Core);

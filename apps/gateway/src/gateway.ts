@@ -1,19 +1,11 @@
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import {
-  type Ed25519ResponseSigner,
-  type AuthUpstream,
-  type CommandService,
-  type Logger,
-  type PushHub,
-  type SubscriptionService,
-} from '@edge-gateway/core';
+import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { createAdminApp, createPublicApp, listen, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
-import { runShutdown, type ShutdownStep } from './lifecycle.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
@@ -102,9 +94,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const sessionSubscriber = container.resolve<EventSource>(Tokens.SessionEventsSubscriber);
   const clientSubscriber = container.resolve<EventSource>(Tokens.ClientEventsSubscriber);
-  const commands = container.resolve<CommandService>(Tokens.CommandService);
-  const subscriptions = container.resolve<SubscriptionService>(Tokens.SubscriptionService);
-  const hub = container.resolve<PushHub>(Tokens.PushHub);
+  const core = container.resolve<GatewayCore>(Tokens.Core);
 
   let publicHttp: HttpListener | undefined;
   let grpc: GrpcServerHandle | undefined;
@@ -132,8 +122,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
     grpc = await startGrpcServer({
       address: config.grpcAddr,
-      commands,
-      subscriptions,
+      core,
       maxPayloadBytes: config.maxPayloadBytes,
       metrics: telemetry.metrics,
       logger: logger.child({ component: 'grpc' }),
@@ -172,29 +161,24 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const shutdown = (): Promise<boolean> => {
     stopping ??= (async () => {
       logger.info('gateway shutting down', { budget_per_step: formatDuration(config.shutdownTimeoutMs) });
-      const steps: ShutdownStep[] = [
-        {
-          component: 'readiness',
-          stop: () => {
-            readiness = 'shutting_down';
-            commands.beginShutdown();
-            subscriptions.beginShutdown();
+      const steps = core.shutdownSteps({
+        onShuttingDown: () => {
+          readiness = 'shutting_down';
+        },
+        eventSources: [sessionSubscriber, clientSubscriber],
+        transports: [
+          { component: 'grpc server', stop: (budget) => grpc?.shutdown(budget) },
+          {
+            component: 'http listeners',
+            stop: (budget) => Promise.all([publicHttp?.close(budget), adminHttp?.close(budget)]),
           },
-        },
-        {
-          component: 'stream subscribers',
-          stop: () => Promise.all([sessionSubscriber.stop(), clientSubscriber.stop()]),
-        },
-        { component: 'push hub', stop: () => hub.close() },
-        { component: 'grpc server', stop: (budget) => grpc?.shutdown(budget) },
-        {
-          component: 'http listeners',
-          stop: (budget) => Promise.all([publicHttp?.close(budget), adminHttp?.close(budget)]),
-        },
-        { component: 'downstreams', stop: () => downstreams.close() },
-        { component: backend.kind, stop: () => backend.close() },
-        { component: 'telemetry', stop: () => telemetry.shutdown() },
-      ];
+        ],
+        resources: [
+          { component: 'downstreams', stop: () => downstreams.close() },
+          { component: backend.kind, stop: () => backend.close() },
+          { component: 'telemetry', stop: () => telemetry.shutdown() },
+        ],
+      });
       const clean = await runShutdown(steps, config.shutdownTimeoutMs, logger);
       logger.info('gateway stopped', { clean });
       return clean;

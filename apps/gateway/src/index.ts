@@ -1,6 +1,7 @@
 export { loadConfig, ConfigError, DEPRECATED_VARIABLES, parseHostPort, describeConfig, type GatewayConfig, type HostPort, type LogLevel } from './config/config.js';
 export { parseGoDuration, formatDuration } from './config/duration.js';
 export { startGateway, StartupError, type RunningGateway, type StartOptions } from './gateway.js';
-export { runShutdown, withBudget, type ShutdownStep } from './lifecycle.js';
+// The shutdown runner moved into the core (composition root); re-exported for existing callers.
+export { runShutdown, withBudget, type ShutdownStep } from '@edge-gateway/core';
 export { createWinstonLogger, WinstonLogger, flushLogger } from './logging.js';
 export { setupTelemetry, type Telemetry } from './telemetry.js';

@@ -11,12 +11,10 @@ import {
   GatewayMetrics,
   describe,
   noopLogger,
-  type CommandService,
+  type GatewayCore,
   type GatewayEvent as CoreGatewayEvent,
   type Logger,
   type PushSink,
-  type PushStream,
-  type SubscriptionService,
 } from '@edge-gateway/core';
 import {
   type EdgeGatewayServer,
@@ -32,8 +30,8 @@ import { metadataGetter } from './trace-context.js';
 
 /** What the EdgeGateway service implementation needs. */
 export interface EdgeGatewayServiceOptions {
-  readonly commands: CommandService;
-  readonly subscriptions: SubscriptionService;
+  /** The assembled core (`createGatewayCore`). */
+  readonly core: Pick<GatewayCore, 'execute' | 'openStream'>;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
 }
@@ -89,7 +87,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       });
       const deadlineMs = deadlineOf(call.getDeadline());
       run(() =>
-        options.commands
+        options.core
           .execute(toCommandRequest(call.request), {
             signal: controller.signal,
             traceContext: ctx,
@@ -114,12 +112,9 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
     subscribeEvents(call: ServerWritableStream<SubscribeEventsRequest, GatewayEvent>): void {
       const started = performance.now();
       const { span, run } = startSpan('SubscribeEvents', call.metadata);
-      let stream: PushStream | undefined;
       let ended = false;
-      let cancelled = false;
-      let drainMissed = false;
 
-      const finish = (status: GatewayStatus | undefined): void => {
+      const finish = (status: GatewayStatus | undefined, cancelled: boolean): void => {
         if (ended) return;
         ended = true;
         record('SubscribeEvents', status?.code ?? GrpcStatus.CANCELLED, started, span);
@@ -133,36 +128,20 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
         }
       };
 
+      // The core remembers a drain or cancel that arrives before the checks finished, and
+      // never writes after the end (see OpenedStream).
       const sink: PushSink = {
-        write: (event: CoreGatewayEvent) => {
-          if (ended) return true;
-          // One wire message per event, shared by every stream it goes to (see event-encoding.ts).
-          return call.write(wireGatewayEvent(event));
-        },
-        end: (error) => finish(error === undefined ? undefined : toServiceError(error)),
+        // One wire message per event, shared by every stream it goes to (see event-encoding.ts).
+        write: (event: CoreGatewayEvent) => call.write(wireGatewayEvent(event)),
+        end: (error) => finish(error === undefined ? undefined : toServiceError(error), false),
       };
-
-      call.on('drain', () => {
-        if (stream === undefined) drainMissed = true;
-        else stream.resume();
-      });
+      const stream = run(() => options.core.openStream(toSubscribeRequest(call.request), sink));
+      call.on('drain', () => stream.resume());
       call.once('cancelled', () => {
         // The client went away: free the hub slot now, nothing can be sent any more.
-        cancelled = true;
-        if (stream !== undefined) stream.cancel();
-        finish(undefined);
+        stream.cancel();
+        finish(undefined, true);
       });
-
-      run(() =>
-        options.subscriptions.subscribe(toSubscribeRequest(call.request), sink).then(
-          (opened) => {
-            stream = opened;
-            if (cancelled) opened.cancel();
-            else if (drainMissed) opened.resume();
-          },
-          (error: unknown) => finish(statusOf(error, 'SubscribeEvents')),
-        ),
-      );
     },
   };
 }

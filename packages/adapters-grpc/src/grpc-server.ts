@@ -1,7 +1,7 @@
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { GatewayMetrics, noopLogger, type CommandService, type Logger, type SubscriptionService } from '@edge-gateway/core';
+import { GatewayMetrics, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
 import { createEdgeGatewayService } from './edge-gateway-service.js';
 import { edgeGatewayServiceDefinition } from './event-encoding.js';
 import { loadReflectionDescriptor } from './proto-files.js';
@@ -16,8 +16,8 @@ export const EDGE_GATEWAY_SERVICE_NAME = 'edgegateway.v1.EdgeGateway';
 export interface GrpcServerOptions {
   /** `host:port`; `:port` means all interfaces; port 0 picks a free port. */
   readonly address: string;
-  readonly commands: CommandService;
-  readonly subscriptions: SubscriptionService;
+  /** The assembled core (`createGatewayCore`): the server calls `execute` and `openStream`. */
+  readonly core: Pick<GatewayCore, 'execute' | 'openStream'>;
   /** `GATEWAY_MAX_PAYLOAD_BYTES`; the max receive size is derived from it. */
   readonly maxPayloadBytes: number;
   readonly metrics?: GatewayMetrics;
@@ -77,8 +77,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(
     edgeGatewayServiceDefinition,
     createEdgeGatewayService({
-      commands: options.commands,
-      subscriptions: options.subscriptions,
+      core: options.core,
       metrics: options.metrics ?? new GatewayMetrics(),
       logger,
     }),

@@ -1,20 +1,17 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials, type CallOptions, type ClientReadableStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import {
-  ClientEventsHandler,
-  CommandService,
   Ed25519ResponseSigner,
   GatewayMetrics,
-  PushHub,
-  SessionCache,
-  SessionEventsHandler,
-  StaticRouter,
-  SubscriptionService,
+  createGatewayCore,
   commandRequestBytes,
   rawPublicKey,
   subscribeRequestBytes,
   type CommandRouter,
+  type GatewayCore,
+  type PushHub,
   type RawFields,
+  type SessionEventsHandler,
 } from '@edge-gateway/core';
 import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
 import {
@@ -55,46 +52,44 @@ export class GatewayFixture {
   readonly signer = new Ed25519ResponseSigner(generateKeyPairSync('ed25519').privateKey);
   readonly sessionStore = new InMemorySessionStore();
   readonly replay = new InMemoryReplayStore();
-  readonly cache = new SessionCache(this.sessionStore, { maxEntries: 1000, ttlMs: 60_000 });
-  readonly hub: PushHub;
-  readonly commands: CommandService;
-  readonly subscriptions: SubscriptionService;
   readonly clientEvents = new InMemoryEventStream();
-  readonly sessionEvents: SessionEventsHandler;
   readonly metrics: GatewayMetrics;
+  /** The core as the binary assembles it (`createGatewayCore`). */
+  readonly core: GatewayCore;
+  readonly hub: PushHub;
+  readonly sessionEvents: SessionEventsHandler;
   server!: GrpcServerHandle;
   client!: EdgeGatewayClient;
 
   private constructor(readonly options: GatewayFixtureOptions) {
     this.metrics = options.metrics ?? new GatewayMetrics();
-    this.hub = new PushHub({ bufferSize: options.bufferSize ?? 64, metrics: this.metrics });
-    this.commands = new CommandService({
-      sessions: this.cache,
-      replay: this.replay,
-      router: options.router ?? new StaticRouter(),
-      signer: this.signer,
-      metrics: this.metrics,
-      ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
-      ...(options.downstreamTimeoutMs === undefined ? {} : { downstreamTimeoutMs: options.downstreamTimeoutMs }),
-    });
-    this.subscriptions = new SubscriptionService({
-      sessions: this.cache,
-      replay: this.replay,
-      hub: this.hub,
-      signer: this.signer,
-      history: this.clientEvents,
-      metrics: this.metrics,
-    });
-    this.sessionEvents = new SessionEventsHandler({ cache: this.cache, hub: this.hub, metrics: this.metrics });
-    this.clientEvents.subscribe(new ClientEventsHandler({ hub: this.hub, signer: this.signer, metrics: this.metrics }));
+    this.core = createGatewayCore(
+      {
+        sessions: this.sessionStore,
+        replay: this.replay,
+        history: this.clientEvents,
+        signer: this.signer,
+        metrics: this.metrics,
+        ...(options.router === undefined ? {} : { router: options.router }),
+      },
+      {
+        sessionCacheMaxEntries: 1000,
+        sessionCacheTtlMs: 60_000,
+        pushStreamBuffer: options.bufferSize ?? 64,
+        maxPayloadBytes: options.maxPayloadBytes,
+        downstreamTimeoutMs: options.downstreamTimeoutMs,
+      },
+    );
+    this.hub = this.core.hub;
+    this.sessionEvents = this.core.sessionEvents;
+    this.clientEvents.subscribe(this.core.clientEvents);
   }
 
   static async start(options: GatewayFixtureOptions = {}): Promise<GatewayFixture> {
     const fixture = new GatewayFixture(options);
     fixture.server = await startGrpcServer({
       address: '127.0.0.1:0',
-      commands: fixture.commands,
-      subscriptions: fixture.subscriptions,
+      core: fixture.core,
       maxPayloadBytes: options.maxPayloadBytes ?? 1024 * 1024,
       metrics: fixture.metrics,
     });

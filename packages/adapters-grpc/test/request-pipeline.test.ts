@@ -180,8 +180,7 @@ describe('EdgeGateway request pipeline over a real gRPC server (SPEC §4)', () =
     const g = await GatewayFixture.start({ router: new StaticRouter([{ prefix: 'demo.', downstream: echo }]) });
     try {
       const d = g.addDevice();
-      g.commands.beginShutdown();
-      g.subscriptions.beginShutdown();
+      g.core.beginShutdown();
       const expected = { code: status.UNAVAILABLE, details: 'gateway is shutting down' };
       expect(await statusOf(execute(g.client, signedCommand(d)))).toEqual(expected);
       expect(await subscribeStatus(g, signedSubscribe(d))).toEqual(expected);

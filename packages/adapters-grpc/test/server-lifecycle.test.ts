@@ -85,8 +85,7 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
     f = await GatewayFixture.start();
     const all = await startGrpcServer({
       address: ':0',
-      commands: f.commands,
-      subscriptions: f.subscriptions,
+      core: f.core,
       maxPayloadBytes: 1024,
     });
     try {

@@ -30,6 +30,7 @@ export const GatewayMessages = {
   downstreamFailed: 'downstream command failed',
   shuttingDown: 'gateway is shutting down',
   overflow: 'push stream overflowed',
+  internal: 'internal error',
 } as const;
 
 export interface GatewayErrorOptions {

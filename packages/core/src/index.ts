@@ -18,3 +18,15 @@ export * from './services/command-service.js';
 export * from './services/subscription-service.js';
 export * from './services/server-time.js';
 export * from './observability/metrics.js';
+export {
+  createGatewayCore,
+  DEFAULT_PUSH_STREAM_BUFFER,
+  DEFAULT_SESSION_CACHE_MAX_ENTRIES,
+  DEFAULT_SESSION_CACHE_TTL_MS,
+  type GatewayCore,
+  type GatewayCoreOptions,
+  type GatewayCorePorts,
+  type ShutdownPlan,
+} from './composition/gateway-core.js';
+export { openStream, type OpenedStream } from './composition/stream-opening.js';
+export { runShutdown, withBudget, type ShutdownStep } from './composition/shutdown.js';

@@ -31,7 +31,7 @@ describe('published entry points (built dist)', () => {
 
   it('@edge-gateway/core loads in a process without a test runner', async () => {
     const result = await importWithoutVitest('@edge-gateway/core');
-    expect(result.output).toContain('SubscriptionService');
+    expect(result.output).toContain('createGatewayCore');
     expect(result.ok).toBe(true);
   });
 

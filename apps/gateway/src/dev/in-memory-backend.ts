@@ -2,7 +2,7 @@ import { type DependencyContainer } from 'tsyringe';
 import { type RawFields, type StreamEntryHandler } from '@edge-gateway/core';
 import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
 import type { EventSource, GatewayBackend } from '../backend.js';
-import { cached } from '../container.js';
+import { cached, coreOf } from '../container.js';
 import { Tokens } from '../tokens.js';
 
 /** Feeds one in-memory stream to a core handler between `start` and `stop`. */
@@ -67,11 +67,11 @@ export class InMemoryBackend {
       container.register(Tokens.EventHistory, { useValue: this.clientEvents });
       container.register(
         Tokens.SessionEventsSubscriber,
-        cached((c) => new InMemoryStreamSource(this.sessionEvents, c.resolve(Tokens.SessionEventsHandler))),
+        cached((c) => new InMemoryStreamSource(this.sessionEvents, coreOf(c).sessionEvents)),
       );
       container.register(
         Tokens.ClientEventsSubscriber,
-        cached((c) => new InMemoryStreamSource(this.clientEvents, c.resolve(Tokens.ClientEventsHandler))),
+        cached((c) => new InMemoryStreamSource(this.clientEvents, coreOf(c).clientEvents)),
       );
       const backend: GatewayBackend = { kind: 'memory', connect: async () => undefined, close: async () => undefined };
       container.register(Tokens.Backend, { useValue: backend });

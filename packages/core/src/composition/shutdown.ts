@@ -1,11 +1,18 @@
-import type { Logger } from '@edge-gateway/core';
+import type { Logger } from '../ports/logger.port.js';
+
+/** One step of a shutdown sequence, stopped within its own budget. */
+export interface ShutdownStep {
+  /** Name logged with `component stopped`. */
+  readonly component: string;
+  stop(budgetMs: number): Promise<unknown> | unknown;
+}
 
 /** Resolves `work` or rejects after `budgetMs`; the timer never keeps the process alive. */
 export async function withBudget<T>(work: Promise<T>, budgetMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} did not finish within ${budgetMs}ms`)), budgetMs);
-    timer.unref();
+    (timer as { unref?: () => void }).unref?.();
   });
   try {
     return await Promise.race([work, timeout]);
@@ -14,16 +21,10 @@ export async function withBudget<T>(work: Promise<T>, budgetMs: number, what: st
   }
 }
 
-/** One step of the shutdown sequence (SPEC §8.2). */
-export interface ShutdownStep {
-  readonly component: string;
-  stop(budgetMs: number): Promise<unknown> | unknown;
-}
-
 /**
  * Runs the steps in order, each with its own budget, logging `component stopped` with the
- * component name and duration. A step that fails or overruns is logged and the sequence goes on.
- * Returns true when every step stopped cleanly.
+ * component name and duration. A step that fails or overruns is logged and the sequence goes
+ * on. Returns true when every step stopped cleanly.
  */
 export async function runShutdown(steps: readonly ShutdownStep[], budgetMs: number, logger: Logger): Promise<boolean> {
   let clean = true;

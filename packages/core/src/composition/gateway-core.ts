@@ -1,0 +1,199 @@
+import type { CommandRequest, CommandResult, SubscribeRequest } from '../domain.js';
+import { ClientEventsHandler } from '../handlers/client-events-handler.js';
+import { SessionEventsHandler } from '../handlers/session-events-handler.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import type { Clock } from '../ports/clock.port.js';
+import type { CommandRouter } from '../ports/command-router.port.js';
+import type { EventHistory } from '../ports/event-history.port.js';
+import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { ResponseSigner } from '../ports/response-signer.port.js';
+import type { SessionStore } from '../ports/session-store.port.js';
+import { PushHub, type PushSink } from '../push/push-hub.js';
+import { StaticRouter } from '../routing/static-router.js';
+import { CommandService, type CallContext } from '../services/command-service.js';
+import { SubscriptionService } from '../services/subscription-service.js';
+import { SessionCache } from '../session/session-cache.js';
+import type { ShutdownStep } from './shutdown.js';
+import { openStream, type OpenedStream } from './stream-opening.js';
+
+/** `GATEWAY_SESSION_CACHE_MAX_ENTRIES` default. */
+export const DEFAULT_SESSION_CACHE_MAX_ENTRIES = 100_000;
+/** `GATEWAY_SESSION_CACHE_TTL` default (30 s). */
+export const DEFAULT_SESSION_CACHE_TTL_MS = 30_000;
+/** `GATEWAY_PUSH_STREAM_BUFFER` default. */
+export const DEFAULT_PUSH_STREAM_BUFFER = 256;
+
+/** The adapters the core runs on (the hexagon's ports). */
+export interface GatewayCorePorts {
+  /** Session records (SPEC §5.1): Redis, or `InMemorySessionStore` from `@edge-gateway/core/memory`. */
+  readonly sessions: SessionStore;
+  /** Replay reservations (SPEC §5.2). */
+  readonly replay: ReplayStore;
+  /** Signs command results and events. */
+  readonly signer: ResponseSigner;
+  /** Chooses the downstream per message type; default: no routes (every command `UNIMPLEMENTED`). */
+  readonly router?: CommandRouter;
+  /** Client-events history for `resume_after_event_id`; without it every resume is incomplete. */
+  readonly history?: EventHistory;
+  readonly clock?: Clock;
+  /** Default: drops every line. Components log through `child({ component })`. */
+  readonly logger?: Logger;
+  /** Default: instruments on the global OpenTelemetry meter (no-ops without an SDK). */
+  readonly metrics?: GatewayMetrics;
+}
+
+/** Limits and tuning; every field has the gateway binary's default. */
+export interface GatewayCoreOptions {
+  /** Sessions cached at most (default {@link DEFAULT_SESSION_CACHE_MAX_ENTRIES}). */
+  readonly sessionCacheMaxEntries?: number;
+  /** How long a session record read from the store is trusted (default {@link DEFAULT_SESSION_CACHE_TTL_MS}). */
+  readonly sessionCacheTtlMs?: number;
+  /** Events queued per push stream before it overflows (default {@link DEFAULT_PUSH_STREAM_BUFFER}). */
+  readonly pushStreamBuffer?: number;
+  /** Request freshness window (default 5 minutes). */
+  readonly freshnessWindowMs?: number;
+  /** Largest command payload (default 1 MiB). */
+  readonly maxPayloadBytes?: number;
+  /** Downstream budget when the caller set no deadline (default 10 s). */
+  readonly downstreamTimeoutMs?: number;
+  /** Events replayed on resume at most (default 1000). */
+  readonly resumeMaxEvents?: number;
+  /** History entries read on resume at most (default 10000). */
+  readonly resumeMaxScan?: number;
+  /** Verify and sign off the event loop when busy (default true); see `CommandServiceOptions.asyncCrypto`. */
+  readonly asyncCrypto?: boolean;
+}
+
+/** What an app stops around the core, in `GatewayCore.shutdownSteps` order. */
+export interface ShutdownPlan {
+  /** Runs first (e.g. `/readyz` turns 503), together with refusing new requests. */
+  readonly onShuttingDown?: () => void;
+  /** The event feeds (session-events, client-events), stopped together before the streams close. */
+  readonly eventSources?: readonly { stop(): Promise<unknown> | unknown }[];
+  /** Transports (listeners), stopped in order after every push stream got its status. */
+  readonly transports?: readonly ShutdownStep[];
+  /** Whatever the adapters hold (downstream channels, store connections, telemetry), last, in order. */
+  readonly resources?: readonly ShutdownStep[];
+}
+
+/**
+ * The assembled core: one `SessionCache` shared by both services and the session-events
+ * handler (so a revoke reaches every later check), one `PushHub` behind the subscription
+ * service and both stream handlers. A transport calls `execute` and `openStream`; event
+ * sources feed `sessionEvents` and `clientEvents`.
+ */
+export interface GatewayCore {
+  readonly commands: CommandService;
+  readonly subscriptions: SubscriptionService;
+  readonly hub: PushHub;
+  readonly sessionCache: SessionCache;
+  /** Feed the session-events stream (SPEC §5.3) here. */
+  readonly sessionEvents: SessionEventsHandler;
+  /** Feed the client-events stream (SPEC §5.4) here. */
+  readonly clientEvents: ClientEventsHandler;
+  readonly router: CommandRouter;
+  readonly signer: ResponseSigner;
+  readonly metrics: GatewayMetrics;
+  /** True once `beginShutdown` was called. */
+  readonly shuttingDown: boolean;
+  /** ExecuteCommand: the whole pipeline; rejects with a `GatewayError` for a status. */
+  execute(request: CommandRequest, context?: CallContext): Promise<CommandResult>;
+  /**
+   * SubscribeEvents: runs the checks, then streams into `sink` (bootstrap first). See
+   * {@link OpenedStream} for what the core guarantees the transport.
+   */
+  openStream(request: SubscribeRequest, sink: PushSink): OpenedStream;
+  /** New commands and subscriptions fail `UNAVAILABLE` `gateway is shutting down` from now on. */
+  beginShutdown(): void;
+  /**
+   * The shutdown sequence around the core (SPEC §8.2): `readiness` (refuse new requests),
+   * `stream subscribers`, `push hub` (every stream ends `UNAVAILABLE`), the transports, the
+   * resources. Run it with `runShutdown`.
+   */
+  shutdownSteps(plan: ShutdownPlan): ShutdownStep[];
+}
+
+/** Assembles the core from its ports (see {@link GatewayCore} for the invariants it owns). */
+export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreOptions = {}): GatewayCore {
+  const logger = ports.logger ?? noopLogger;
+  const log = (component: string): Logger => logger.child({ component });
+  const metrics = ports.metrics ?? new GatewayMetrics();
+  const router = ports.router ?? new StaticRouter();
+  const clock = ports.clock;
+
+  const sessionCache = new SessionCache(ports.sessions, {
+    maxEntries: options.sessionCacheMaxEntries ?? DEFAULT_SESSION_CACHE_MAX_ENTRIES,
+    ttlMs: options.sessionCacheTtlMs ?? DEFAULT_SESSION_CACHE_TTL_MS,
+    logger: log('session-cache'),
+    clock,
+  });
+  const hub = new PushHub({ bufferSize: options.pushStreamBuffer ?? DEFAULT_PUSH_STREAM_BUFFER, metrics, logger: log('push-hub') });
+  const commands = new CommandService({
+    sessions: sessionCache,
+    replay: ports.replay,
+    router,
+    signer: ports.signer,
+    metrics,
+    logger: log('commands'),
+    clock,
+    freshnessWindowMs: options.freshnessWindowMs,
+    maxPayloadBytes: options.maxPayloadBytes,
+    downstreamTimeoutMs: options.downstreamTimeoutMs,
+    asyncCrypto: options.asyncCrypto,
+  });
+  const subscriptions = new SubscriptionService({
+    sessions: sessionCache,
+    replay: ports.replay,
+    hub,
+    signer: ports.signer,
+    metrics,
+    logger: log('subscriptions'),
+    clock,
+    history: ports.history,
+    freshnessWindowMs: options.freshnessWindowMs,
+    resumeMaxEvents: options.resumeMaxEvents,
+    resumeMaxScan: options.resumeMaxScan,
+    asyncCrypto: options.asyncCrypto,
+  });
+  const sessionEvents = new SessionEventsHandler({ cache: sessionCache, hub, metrics, logger: log('session-events') });
+  const clientEvents = new ClientEventsHandler({ hub, signer: ports.signer, metrics, logger: log('client-events') });
+  let shuttingDown = false;
+  const beginShutdown = (): void => {
+    shuttingDown = true;
+    commands.beginShutdown();
+    subscriptions.beginShutdown();
+  };
+  const streamLogger = log('push-streams');
+
+  return {
+    commands,
+    subscriptions,
+    hub,
+    sessionCache,
+    sessionEvents,
+    clientEvents,
+    router,
+    signer: ports.signer,
+    metrics,
+    get shuttingDown() {
+      return shuttingDown;
+    },
+    execute: (request, context) => commands.execute(request, context),
+    openStream: (request, sink) => openStream(subscriptions, request, sink, streamLogger),
+    beginShutdown,
+    shutdownSteps: (plan) => [
+      {
+        component: 'readiness',
+        stop: () => {
+          plan.onShuttingDown?.();
+          beginShutdown();
+        },
+      },
+      { component: 'stream subscribers', stop: () => Promise.all((plan.eventSources ?? []).map((source) => source.stop())) },
+      { component: 'push hub', stop: () => hub.close() },
+      ...(plan.transports ?? []),
+      ...(plan.resources ?? []),
+    ],
+  };
+}

@@ -1,0 +1,74 @@
+import type { SubscribeRequest } from '../domain.js';
+import { GatewayError, GatewayMessages } from '../errors.js';
+import type { Logger } from '../ports/logger.port.js';
+import type { PushSink, PushStream } from '../push/push-hub.js';
+import { describe } from '../services/command-service.js';
+import type { SubscriptionService } from '../services/subscription-service.js';
+
+/**
+ * A push stream being opened by `GatewayCore.openStream`. Both methods are safe to call at
+ * any time, also before the checks finished: the core remembers a drain or a cancel that
+ * arrives early and applies it once the stream exists.
+ */
+export interface OpenedStream {
+  /**
+   * The transport can take more again (gRPC `drain`, a WebSocket's buffer below its low-water
+   * mark) after `PushSink.write` returned false.
+   */
+  resume(): void;
+  /** The client went away: free the hub slot; nothing reaches the sink afterwards. */
+  cancel(): void;
+  /**
+   * Resolves true once the stream is registered, false when it was refused (the sink's
+   * `end` was called with the error then) or cancelled before it opened. Never rejects.
+   */
+  readonly opened: Promise<boolean>;
+}
+
+/**
+ * Runs a subscribe and connects its stream to `sink`, with the guarantees a transport needs
+ * and would otherwise have to rebuild: the bootstrap may be written before `subscribe()`
+ * resolves, so a drain or cancel that arrives in between is remembered; `sink.write` is never
+ * called after `end` or a cancel; `sink.end` is called at most once, never after a cancel;
+ * a refused subscribe ends the sink with its `GatewayError` (anything else becomes `INTERNAL`
+ * `internal error`, logged).
+ */
+export function openStream(subscriptions: SubscriptionService, request: SubscribeRequest, sink: PushSink, logger: Logger): OpenedStream {
+  let stream: PushStream | undefined;
+  let done = false;
+  let cancelled = false;
+  let drainMissed = false;
+  const guarded: PushSink = {
+    write: (event) => (done ? true : sink.write(event)),
+    end: (error) => {
+      if (done) return;
+      done = true;
+      sink.end(error);
+    },
+  };
+  const opened = subscriptions.subscribe(request, guarded).then(
+    (registered) => {
+      stream = registered;
+      if (cancelled) registered.cancel();
+      else if (drainMissed) registered.resume();
+      return !cancelled && !registered.closed;
+    },
+    (error: unknown) => {
+      if (!(error instanceof GatewayError)) logger.error('unexpected error opening push stream', { error: describe(error) });
+      guarded.end(error instanceof GatewayError ? error : GatewayError.internal(GatewayMessages.internal, error));
+      return false;
+    },
+  );
+  return {
+    opened,
+    resume: () => {
+      if (stream === undefined) drainMissed = true;
+      else stream.resume();
+    },
+    cancel: () => {
+      cancelled = true;
+      done = true;
+      stream?.cancel();
+    },
+  };
+}
