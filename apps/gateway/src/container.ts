@@ -145,6 +145,7 @@ export function registerGateway(
           downstreamTimeoutMs: config.downstreamTimeoutMs,
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
+          pushMaxEventBytes: config.pushMaxEventBytes,
         },
       ),
     ),

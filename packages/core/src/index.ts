@@ -1,6 +1,7 @@
 export * from './domain.js';
 export * from './errors.js';
 export * from './validation.js';
+export * from './encoding/base64.js';
 export * from './ports/index.js';
 export * from './signing/canonical.js';
 export * from './signing/keys.js';

@@ -375,7 +375,7 @@ export function decodeServerTime(bytes: Uint8Array): { serverTimeMs: number; req
 export function clientEventFields(
   userId: string,
   eventType: string,
-  payload: string,
+  payload: string | Uint8Array,
   deviceSessionId?: string,
 ): Record<string, string> {
   return {

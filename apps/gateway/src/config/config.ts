@@ -40,6 +40,8 @@ export interface GatewayConfig {
   readonly freshnessWindowMs: number;
   readonly maxPayloadBytes: number;
   readonly pushStreamBuffer: number;
+  /** `GATEWAY_PUSH_MAX_EVENT_BYTES`: largest decoded client-event payload. */
+  readonly pushMaxEventBytes: number;
   readonly pushResumeMaxEvents: number;
   readonly pushResumeMaxScan: number;
   readonly sessionCacheTtlMs: number;
@@ -170,6 +172,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
+    pushMaxEventBytes: r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),

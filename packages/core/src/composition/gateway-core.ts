@@ -61,6 +61,11 @@ export interface GatewayCoreOptions {
   readonly resumeMaxEvents?: number;
   /** History entries read on resume at most (default 10000). */
   readonly resumeMaxScan?: number;
+  /**
+   * Largest decoded client-event payload (`GATEWAY_PUSH_MAX_EVENT_BYTES`, default 1 MiB):
+   * larger entries are dropped as malformed, live and on resume.
+   */
+  readonly pushMaxEventBytes?: number;
   /** Verify and sign off the event loop when busy (default true); see `CommandServiceOptions.asyncCrypto`. */
   readonly asyncCrypto?: boolean;
 }
@@ -154,10 +159,17 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     freshnessWindowMs: options.freshnessWindowMs,
     resumeMaxEvents: options.resumeMaxEvents,
     resumeMaxScan: options.resumeMaxScan,
+    maxEventBytes: options.pushMaxEventBytes,
     asyncCrypto: options.asyncCrypto,
   });
   const sessionEvents = new SessionEventsHandler({ cache: sessionCache, hub, metrics, logger: log('session-events') });
-  const clientEvents = new ClientEventsHandler({ hub, signer: ports.signer, metrics, logger: log('client-events') });
+  const clientEvents = new ClientEventsHandler({
+    hub,
+    signer: ports.signer,
+    metrics,
+    logger: log('client-events'),
+    maxEventBytes: options.pushMaxEventBytes,
+  });
   let shuttingDown = false;
   const beginShutdown = (): void => {
     shuttingDown = true;

@@ -187,4 +187,76 @@ describe('ClientEventsHandler (SPEC §5.4)', () => {
       ]);
     });
   });
+
+  describe('entry isolation (issue 12): one entry never takes the others of its read with it', () => {
+    function isolationSetup(options: { maxEventBytes?: number; asyncSignMinBatch?: number } = {}) {
+      const harness = new MetricsHarness();
+      const logger = new CapturingLogger();
+      const signer = new ModeRecordingSigner();
+      const hub = new PushHub({ bufferSize: 64, metrics: harness.metrics });
+      const handler = new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger, ...options });
+      const sink = new RecordingSink();
+      hub.register({ userId: 'u-1', deviceSessionId: 'ds-1', sink }).start([]);
+      const other = new RecordingSink();
+      hub.register({ userId: 'u-2', deviceSessionId: 'ds-2', sink: other }).start([]);
+      return { harness, logger, signer, handler, sink, other };
+    }
+    const event = (id: string, userId: string, payload: string | Buffer) => ({ id, fields: clientEventFields(userId, 'chat.message_created', payload) });
+
+    it('a payload of several MiB is checked without throwing and the rest of the read is delivered', async () => {
+      const { handler, sink, other } = isolationSetup({ maxEventBytes: 8 * 1024 * 1024 });
+      const big = Buffer.alloc(4 * 1024 * 1024, 1);
+      await handler.handleBatch([event('300-0', 'u-2', 'before'), event('300-1', 'u-1', big), event('300-2', 'u-2', 'after')]);
+      expect(sink.ids).toEqual(['300-1']);
+      expect(sink.events[0]?.payload.length).toBe(big.length);
+      expect(other.ids).toEqual(['300-0', '300-2']);
+    });
+
+    it(`drops a payload larger than maxEventBytes alone, counted and logged without its payload`, async () => {
+      const { handler, sink, other, logger, harness } = isolationSetup({ maxEventBytes: 1024 });
+      await handler.handleBatch([event('301-0', 'u-2', 'a'), event('301-1', 'u-1', Buffer.alloc(1025)), event('301-2', 'u-1', Buffer.alloc(1024)), event('301-3', 'u-2', 'b')]);
+      expect(sink.ids).toEqual(['301-2']);
+      expect(other.ids).toEqual(['301-0', '301-3']);
+      expect(logger.find('malformed stream entry dropped')).toEqual([
+        { level: 'warn', message: 'malformed stream entry dropped', fields: { stream: 'client_events', entry_id: '301-1', reason: 'payload exceeds GATEWAY_PUSH_MAX_EVENT_BYTES' } },
+      ]);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(1);
+      expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'client_events' })).toBe(4);
+    });
+
+    it('the default bound is 1 MiB', () => {
+      const at = parseClientEvent({ id: '1-0', fields: clientEventFields('u', 'a.b', Buffer.alloc(1024 * 1024)) });
+      const over = parseClientEvent({ id: '1-1', fields: clientEventFields('u', 'a.b', Buffer.alloc(1024 * 1024 + 1)) });
+      expect(at.ok).toBe(true);
+      expect(over).toEqual({ ok: false, reason: 'payload exceeds GATEWAY_PUSH_MAX_EVENT_BYTES' });
+    });
+
+    it('an entry that throws while parsing is dropped alone, with a reason and no field values', async () => {
+      const { handler, sink, other, logger, harness } = isolationSetup();
+      const hostile = {
+        id: '302-1',
+        fields: new Proxy({}, { get: () => { throw new TypeError('boom'); } }),
+      };
+      await handler.handleBatch([event('302-0', 'u-2', 'a'), hostile, event('302-2', 'u-1', 'b')]);
+      expect(other.ids).toEqual(['302-0']);
+      expect(sink.ids).toEqual(['302-2']);
+      expect(logger.find('malformed stream entry dropped')[0]?.fields).toEqual({ stream: 'client_events', entry_id: '302-1', reason: 'entry could not be parsed (TypeError)' });
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(1);
+    });
+
+    it('an event whose inline signing throws is dropped alone and counted', async () => {
+      const { handler, sink, other, signer, harness } = isolationSetup({ asyncSignMinBatch: 100 });
+      let calls = 0;
+      const sign = signer.sign.bind(signer);
+      signer.sign = (data) => {
+        calls += 1;
+        if (calls === 2) throw new Error('signer broke');
+        return sign(data);
+      };
+      await handler.handleBatch([event('303-0', 'u-2', 'a'), event('303-1', 'u-1', 'b'), event('303-2', 'u-1', 'c')]);
+      expect(other.ids).toEqual(['303-0']);
+      expect(sink.ids).toEqual(['303-2']);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(1);
+    });
+  });
 });

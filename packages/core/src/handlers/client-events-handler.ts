@@ -4,7 +4,7 @@ import { noopLogger, type Logger } from '../ports/logger.port.js';
 import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
 import type { PushHub } from '../push/push-hub.js';
 import { eventBytes } from '../signing/canonical.js';
-import { parseClientEvent } from './client-event.js';
+import { DEFAULT_PUSH_MAX_EVENT_BYTES, parseClientEvent, type ClientEventLimits } from './client-event.js';
 import type { StreamEntryHandler } from './stream-entry-handler.js';
 
 /** Signs an event with the gateway's response signer (SPEC §3). */
@@ -24,6 +24,11 @@ export interface ClientEventsHandlerOptions {
    * Default {@link DEFAULT_ASYNC_SIGN_MIN_BATCH}.
    */
   readonly asyncSignMinBatch?: number;
+  /**
+   * `GATEWAY_PUSH_MAX_EVENT_BYTES`: a client event whose decoded payload is larger is dropped as
+   * malformed. Default {@link DEFAULT_PUSH_MAX_EVENT_BYTES}.
+   */
+  readonly maxEventBytes?: number;
 }
 
 export const DEFAULT_ASYNC_SIGN_MIN_BATCH = 4;
@@ -31,20 +36,27 @@ export const DEFAULT_ASYNC_SIGN_MIN_BATCH = 4;
 /**
  * Client-events stream entries (SPEC §5.4): parse, validate, sign once, fan out through the
  * hub. Entries nobody is subscribed to are not signed at all.
+ *
+ * Entries are isolated from each other: one that fails for any reason (malformed, too large,
+ * signing failed, a bug) is dropped alone, counted in `gateway_stream_entries_malformed_total`
+ * and logged with its id and the reason, and every other entry of the read is delivered in
+ * order. Neither `handle` nor `handleBatch` throws or rejects.
  */
 export class ClientEventsHandler implements StreamEntryHandler {
   readonly stream = 'client_events' as const;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
+  private readonly limits: ClientEventLimits;
 
   constructor(private readonly options: ClientEventsHandlerOptions) {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = options.logger ?? noopLogger;
+    this.limits = { maxEventBytes: options.maxEventBytes ?? DEFAULT_PUSH_MAX_EVENT_BYTES };
   }
 
   handle(entry: StreamEntry): void {
     const event = this.deliverable(entry);
-    if (event !== undefined) this.options.hub.publish(signEvent(this.options.signer, event));
+    if (event !== undefined) this.publish(event, () => signEvent(this.options.signer, event));
   }
 
   /**
@@ -57,32 +69,63 @@ export class ClientEventsHandler implements StreamEntryHandler {
       const event = this.deliverable(entry);
       if (event !== undefined) events.push(event);
     }
-    const { hub, signer } = this.options;
+    const { signer } = this.options;
     if (events.length < (this.options.asyncSignMinBatch ?? DEFAULT_ASYNC_SIGN_MIN_BATCH) || signer.signAsync === undefined) {
-      for (const event of events) hub.publish(signEvent(signer, event));
+      for (const event of events) this.publish(event, () => signEvent(signer, event));
       return;
     }
-    const signatures = await Promise.allSettled(events.map((event) => signWith(signer, eventBytes(event))));
+    // `then` turns a synchronous throw of one signing into that event's rejection alone.
+    const signatures = await Promise.allSettled(events.map((event) => Promise.resolve().then(() => signWith(signer, eventBytes(event)))));
     signatures.forEach((outcome, i) => {
       const event = events[i] as UnsignedEvent;
       if (outcome.status === 'fulfilled') {
-        hub.publish({ ...event, signerKeyId: signer.keyId, signature: outcome.value });
+        this.publish(event, () => ({ ...event, signerKeyId: signer.keyId, signature: outcome.value }));
       } else {
-        this.logger.error('event signing failed; event dropped', { entry_id: event.eventId, error: String(outcome.reason) });
+        this.signingFailed(event, outcome.reason);
       }
     });
+  }
+
+  /** Signs (via `signed`) and publishes one event; a failure drops this event alone. */
+  private publish(event: UnsignedEvent, signed: () => GatewayEvent): void {
+    let gatewayEvent: GatewayEvent;
+    try {
+      gatewayEvent = signed();
+    } catch (error) {
+      this.signingFailed(event, error);
+      return;
+    }
+    try {
+      this.options.hub.publish(gatewayEvent);
+    } catch (error) {
+      this.dropped(event.eventId, `publish failed (${describeError(error)})`);
+    }
+  }
+
+  private signingFailed(event: UnsignedEvent, error: unknown): void {
+    this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
+    this.logger.error('event signing failed; event dropped', { entry_id: event.eventId, error: String(error) });
+  }
+
+  /** Counts and logs an entry dropped alone (never its payload). */
+  private dropped(entryId: string, reason: string): void {
+    this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
+    this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entryId, reason });
   }
 
   /** Counts the entry; the parsed event when it is well-formed and someone would receive it. */
   private deliverable(entry: StreamEntry): UnsignedEvent | undefined {
     this.metrics.streamEntriesConsumed.add(1, { stream: this.stream });
-    const parsed = parseClientEvent(entry);
+    const parsed = parseClientEvent(entry, this.limits);
     if (!parsed.ok) {
-      this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
-      this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entry.id, reason: parsed.reason });
+      this.dropped(String(entry.id), parsed.reason);
       return undefined;
     }
     if (!this.options.hub.hasTargets(parsed.event.userId, parsed.event.deviceSessionId)) return undefined;
     return parsed.event;
   }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
 }

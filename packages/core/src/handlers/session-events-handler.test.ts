@@ -65,7 +65,8 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
   });
 
   describe('malformed snapshots are dropped, counted, logged; consumption goes on', () => {
-    const good = alice1.record('revoked');
+    // An active base: a revoked one with a malformed field revokes anyway (next describe).
+    const good = alice1.record('active');
     const without = (field: string): RawFields => Object.fromEntries(Object.entries(good).filter(([k]) => k !== field));
     const cases: ReadonlyArray<readonly [string, RawFields, string]> = [
       ['missing device_session_id', without('device_session_id'), 'device_session_id is missing'],
@@ -92,11 +93,64 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
       ]);
       expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
       // The next entry is consumed normally.
-      handler.handle({ id: '9-1', fields: good });
+      handler.handle({ id: '9-1', fields: alice1.record('revoked') });
       expect(a1.sink.ends[0]?.code).toBe('failed_precondition');
       expect(cache.peek(alice1.deviceSessionId)?.session.status).toBe('revoked');
       expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'session_events' })).toBe(2);
     });
+  });
+
+  describe('a revoked snapshot with otherwise malformed fields still revokes (fail closed, issue 12)', () => {
+    const revoked = alice1.record('revoked');
+    const without = (field: string): RawFields => Object.fromEntries(Object.entries(revoked).filter(([k]) => k !== field));
+    const cases: ReadonlyArray<readonly [string, RawFields, string]> = [
+      ['missing client_public_key', without('client_public_key'), 'client_public_key is missing'],
+      ['non-base64 key', { ...revoked, client_public_key: 'not base64!' }, 'client_public_key is not standard base64'],
+      ['31-byte key', { ...revoked, client_public_key: Buffer.alloc(31, 1).toString('base64') }, 'client_public_key is not 32 bytes'],
+      ['missing user_id', without('user_id'), 'user_id is missing'],
+      ['bad revoked_at_ms', { ...revoked, revoked_at_ms: '-5' }, 'revoked_at_ms is not an integer'],
+    ];
+    it.each(cases)('%s', async (_label, fields, reason) => {
+      const { handler, open, cache, logger, harness } = setup();
+      const a1 = open(alice1);
+      const a2 = open(alice2);
+      handler.handle({ id: '10-0', fields: alice1.record('active') });
+      handler.handle({ id: '10-1', fields });
+      expect(a1.sink.ends).toEqual([expect.objectContaining({ code: 'failed_precondition', message: 'device session is revoked' })]);
+      expect(a2.stream.closed).toBe(false);
+      // Commands and subscribes are refused at the revoked check: the cache says revoked.
+      expect((await cache.lookup(alice1.deviceSessionId))?.session.status).toBe('revoked');
+      expect(logger.find('incomplete revoked snapshot applied')).toEqual([
+        {
+          level: 'warn',
+          message: 'incomplete revoked snapshot applied',
+          fields: { stream: 'session_events', entry_id: '10-1', device_session_id: alice1.deviceSessionId, reason },
+        },
+      ]);
+      expect(logger.find('device session revoked')[0]?.fields).toMatchObject({ device_session_id: alice1.deviceSessionId, streams_closed: 1 });
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'revoked' })).toBe(1);
+    });
+
+    it('an invalid device_session_id or a status other than revoked is still only dropped', () => {
+      const { handler, open, cache } = setup();
+      const a1 = open(alice1);
+      handler.handle({ id: '11-0', fields: { ...revoked, device_session_id: 'bad id', client_public_key: '' } });
+      handler.handle({ id: '11-1', fields: { ...revoked, status: 'Revoked', client_public_key: '' } });
+      expect(a1.stream.closed).toBe(false);
+      expect(cache.size).toBe(0);
+    });
+  });
+
+  it('an entry that throws while being handled is dropped alone and counted', async () => {
+    const { handler, open, logger, harness } = setup();
+    const a1 = open(alice1);
+    handler.handle({ id: '12-0', fields: new Proxy({}, { get: () => { throw new RangeError('boom'); } }) });
+    handler.handle({ id: '12-1', fields: alice1.record('revoked') });
+    expect(a1.sink.ends[0]?.code).toBe('failed_precondition');
+    expect(logger.find('malformed stream entry dropped')[0]?.fields).toEqual({ stream: 'session_events', entry_id: '12-0', reason: 'entry could not be processed (RangeError)' });
+    expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
+    expect(await harness.value(MetricNames.streamEntriesConsumed, { stream: 'session_events' })).toBe(2);
   });
 
   it('onReconnect clears the cache', async () => {

@@ -3,7 +3,7 @@ import { GatewayMetrics } from '../observability/metrics.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { PushHub } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
-import { parseSessionFields } from '../session/session-fields.js';
+import { parseRevocation, parseSessionFields } from '../session/session-fields.js';
 import type { StreamEntryHandler } from './stream-entry-handler.js';
 
 export interface SessionEventsHandlerOptions {
@@ -28,20 +28,58 @@ export class SessionEventsHandler implements StreamEntryHandler {
     this.logger = options.logger ?? noopLogger;
   }
 
+  /**
+   * Never throws: an entry that fails for any reason is dropped alone (counted, logged with its
+   * id and reason, never its fields).
+   */
   handle(entry: StreamEntry): void {
     this.metrics.streamEntriesConsumed.add(1, { stream: this.stream });
+    try {
+      this.apply(entry);
+    } catch (error) {
+      this.malformed(entry, `entry could not be processed (${error instanceof Error ? error.name : typeof error})`);
+    }
+  }
+
+  private apply(entry: StreamEntry): void {
     const parsed = parseSessionFields(entry.fields);
     if (!parsed.ok) {
+      const revocation = parseRevocation(entry.fields);
+      if (revocation === undefined) {
+        this.malformed(entry, parsed.reason);
+        return;
+      }
+      // Fail closed: a revoke must not be lost because another field is broken. Still
+      // counted and logged as malformed, so the publisher gets fixed.
       this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
-      this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entry.id, reason: parsed.reason });
+      this.logger.warn('incomplete revoked snapshot applied', {
+        stream: this.stream,
+        entry_id: String(entry.id),
+        device_session_id: revocation.deviceSessionId,
+        reason: parsed.reason,
+      });
+      this.options.cache.revoke(revocation.deviceSessionId, revocation.userId);
+      this.revoked(revocation.deviceSessionId, entry);
       return;
     }
     const { session } = parsed;
     this.options.cache.apply(session);
-    if (session.status === 'revoked') {
-      const closed = this.options.hub.closeSession(session.deviceSessionId);
-      this.logger.info('device session revoked', { device_session_id: session.deviceSessionId, user_id: session.userId, entry_id: entry.id, streams_closed: closed });
-    }
+    if (session.status === 'revoked') this.revoked(session.deviceSessionId, entry, session.userId);
+  }
+
+  private revoked(deviceSessionId: string, entry: StreamEntry, userId?: string): void {
+    const closed = this.options.hub.closeSession(deviceSessionId);
+    this.logger.info('device session revoked', {
+      device_session_id: deviceSessionId,
+      ...(userId === undefined ? {} : { user_id: userId }),
+      entry_id: entry.id,
+      streams_closed: closed,
+    });
+  }
+
+  private malformed(entry: StreamEntry, reason: string): void {
+    this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
+    this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: String(entry.id), reason });
   }
 
   /** Snapshots may have been missed while disconnected: forget everything cached. */

@@ -44,6 +44,7 @@ interface SetupOptions {
   readonly bufferSize?: number;
   readonly maxConcurrentChecks?: number;
   readonly asyncCrypto?: boolean;
+  readonly maxEventBytes?: number;
 }
 
 function setup(options: SetupOptions = {}) {
@@ -58,7 +59,8 @@ function setup(options: SetupOptions = {}) {
   const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock, logger });
   const hub = new PushHub({ bufferSize: options.bufferSize ?? 64, metrics: harness.metrics, logger });
   const events = new InMemoryEventStream(clock);
-  events.subscribe(new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger }));
+  const limit = options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes };
+  events.subscribe(new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger, ...limit }));
   const sessionEvents = new SessionEventsHandler({ cache, hub, metrics: harness.metrics, logger });
   const history = options.history === undefined ? events : options.history(events);
   const service = new SubscriptionService({
@@ -75,6 +77,7 @@ function setup(options: SetupOptions = {}) {
     ...(options.resumeMaxScan === undefined ? {} : { resumeMaxScan: options.resumeMaxScan }),
     ...(options.maxConcurrentChecks === undefined ? {} : { maxConcurrentChecks: options.maxConcurrentChecks }),
     ...(options.asyncCrypto === undefined ? {} : { asyncCrypto: options.asyncCrypto }),
+    ...limit,
   });
   const request = (device: TestDevice, overrides: Partial<SubscribeRequest> = {}) =>
     device.subscribe({ timestampMs: clock.now(), ...overrides });
@@ -328,6 +331,19 @@ describe('SubscriptionService', () => {
       expect(sink.ids).toEqual(['', ...missed, live[0], live[2]]);
       expect(await harness.value(MetricNames.pushResumes)).toBe(1);
       expect(await harness.value(MetricNames.pushResumeReplayed)).toBe(4);
+      expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(0);
+    });
+
+    it('skips an oversized or multi-MiB entry alone and replays every other one, complete (issue 12)', async () => {
+      const { open, publish, harness } = setup({ maxEventBytes: 1024 });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const before = publish(clientEventFields('u-alice', 'chat.x', 'before'));
+      publish(clientEventFields('u-alice', 'chat.x', Buffer.alloc(1025)));
+      publish(clientEventFields('u-alice', 'chat.x', Buffer.alloc(4 * 1024 * 1024, 3)));
+      const after = publish(clientEventFields('u-alice', 'chat.x', 'after'));
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.ids).toEqual(['', before, after]);
+      expect(sink.types).not.toContain('gateway.resume_incomplete');
       expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(0);
     });
 

@@ -1,6 +1,6 @@
 import { GatewayEventTypes, type GatewayEvent, type SubscribeRequest } from '../domain.js';
 import { GatewayError, GatewayMessages } from '../errors.js';
-import { parseClientEvent } from '../handlers/client-event.js';
+import { DEFAULT_PUSH_MAX_EVENT_BYTES, parseClientEvent } from '../handlers/client-event.js';
 import { signEvent } from '../handlers/client-events-handler.js';
 import type { GatewayMetrics, ResumeIncompleteReason } from '../observability/metrics.js';
 import type { Clock } from '../ports/clock.port.js';
@@ -29,6 +29,11 @@ export interface SubscriptionServiceOptions {
   readonly resumeMaxEvents?: number;
   /** `GATEWAY_PUSH_RESUME_MAX_SCAN`: history entries read at most (default 10000). */
   readonly resumeMaxScan?: number;
+  /**
+   * `GATEWAY_PUSH_MAX_EVENT_BYTES`: history entries with a larger decoded payload are skipped
+   * on resume, as the live consumer drops them (default 1 MiB).
+   */
+  readonly maxEventBytes?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: GatewayMetrics;
@@ -172,6 +177,7 @@ export class SubscriptionService {
     // 'truncated' (otherwise the loop would re-read the same page until maxScan).
     let full = false;
     const history = this.options.history;
+    const limits = { maxEventBytes: this.options.maxEventBytes ?? DEFAULT_PUSH_MAX_EVENT_BYTES };
     if (history === undefined) {
       incomplete = 'truncated';
     } else {
@@ -182,7 +188,8 @@ export class SubscriptionService {
         if (page.truncated) incomplete ??= 'truncated';
         for (const entry of page.entries) {
           scanned += 1;
-          const parsed = parseClientEvent(entry);
+          // Never throws: an entry the live consumer dropped as malformed is skipped alone here.
+          const parsed = parseClientEvent(entry, limits);
           if (parsed.ok && targets(stream, parsed.event.userId, parsed.event.deviceSessionId)) {
             if (replayed.length >= maxEvents) {
               incomplete ??= 'max_events';

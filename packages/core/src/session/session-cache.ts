@@ -1,3 +1,4 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { DeviceSession, ResolvedSession } from '../domain.js';
 import { GatewayError, GatewayMessages } from '../errors.js';
 import { systemClock, type Clock } from '../ports/clock.port.js';
@@ -82,9 +83,23 @@ export class SessionCache {
 
   /** Applies a session snapshot (last wins). Returns the resolved session. */
   apply(session: DeviceSession): ResolvedSession {
-    const resolved: ResolvedSession = { session, publicKey: ed25519PublicKeyFromRaw(session.clientPublicKey) };
-    if (this.inflight.has(session.deviceSessionId)) this.overtaken.set(session.deviceSessionId, resolved);
-    this.put(session.deviceSessionId, resolved);
+    return this.applyResolved({ session, publicKey: ed25519PublicKeyFromRaw(session.clientPublicKey) });
+  }
+
+  /**
+   * Caches `deviceSessionId` as revoked without a usable client key: for a revoked snapshot
+   * whose other fields are malformed (fail closed). Requests are refused at the revoked check,
+   * before any signature would be verified; the key held is one nobody has the private half of.
+   */
+  revoke(deviceSessionId: string, userId: string): ResolvedSession {
+    const session: DeviceSession = { deviceSessionId, userId, status: 'revoked', clientPublicKey: new Uint8Array(0) };
+    return this.applyResolved({ session, publicKey: unusableKey() });
+  }
+
+  private applyResolved(resolved: ResolvedSession): ResolvedSession {
+    const id = resolved.session.deviceSessionId;
+    if (this.inflight.has(id)) this.overtaken.set(id, resolved);
+    this.put(id, resolved);
     return resolved;
   }
 
@@ -144,4 +159,11 @@ export class SessionCache {
       this.entries.delete(oldest.value);
     }
   }
+}
+
+let unusable: KeyObject | undefined;
+/** A freshly generated public key whose private half was never kept. */
+function unusableKey(): KeyObject {
+  unusable ??= generateKeyPairSync('ed25519').publicKey;
+  return unusable;
 }

@@ -1,15 +1,9 @@
 import type { DeviceSession, RawFields, SessionStatus } from '../domain.js';
+import { isStandardBase64 } from '../encoding/base64.js';
 import { isValidId } from '../validation.js';
 
 /** Result of parsing a session record or snapshot: the session, or why it is malformed. */
 export type ParsedSession = { ok: true; session: DeviceSession } | { ok: false; reason: string };
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** True for standard (padded) base64. */
-export function isStandardBase64(value: string): boolean {
-  return value.length % 4 === 0 && BASE64.test(value);
-}
 
 /** Parses the fields of SPEC §5.1 (record hash or session snapshot). */
 export function parseSessionFields(fields: RawFields): ParsedSession {
@@ -36,4 +30,21 @@ export function parseSessionFields(fields: RawFields): ParsedSession {
     ...(revokedAtMs === undefined ? {} : { revokedAtMs }),
   };
   return { ok: true, session };
+}
+
+/** The part of a snapshot that revokes: enough to fail closed when the rest is malformed. */
+export interface Revocation {
+  readonly deviceSessionId: string;
+  /** Empty when the snapshot's `user_id` is missing. */
+  readonly userId: string;
+}
+
+/**
+ * A snapshot with a valid `device_session_id` and `status=revoked` revokes, whatever its other
+ * fields hold (fail closed, issue 12); `undefined` for anything else.
+ */
+export function parseRevocation(fields: RawFields): Revocation | undefined {
+  const { device_session_id: id, user_id: userId, status } = fields;
+  if (status !== 'revoked' || id === undefined || !isValidId(id)) return undefined;
+  return { deviceSessionId: id, userId: typeof userId === 'string' ? userId : '' };
 }
