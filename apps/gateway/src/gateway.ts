@@ -27,6 +27,11 @@ export interface StartOptions {
   readonly registerBackend?: (container: DependencyContainer, config: GatewayConfig) => void;
   /** Already-loaded config (the development mode builds its own); default: from `env`. */
   readonly config?: GatewayConfig;
+  /**
+   * Bound address of an admin listener the caller runs itself (the development mode serves
+   * `/metrics` and its dev routes there), so the startup logs show it instead of `""`.
+   */
+  readonly externalAdminHttpAddr?: string;
 }
 
 /** A started gateway. */
@@ -55,7 +60,8 @@ async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const { logger, telemetry } = options;
   const config = options.config ?? loadConfig(options.env);
-  logger.info('starting gateway', describeConfig(config));
+  const external = options.externalAdminHttpAddr;
+  logger.info('starting gateway', { ...describeConfig(config), ...(external === undefined ? {} : { admin_http_addr: external }) });
   if (config.redis.replicas.length > 0) {
     logger.info('redis replica addresses are reserved and unused', {
       replicas: config.redis.replicas.map((r) => `${r.host}:${r.port}`),
@@ -153,7 +159,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   logger.info('gateway started', {
     public_http_addr: publicHttp?.address,
     authenticated_grpc_addr: grpc?.address,
-    admin_http_addr: adminHttp?.address ?? '',
+    admin_http_addr: adminHttp?.address ?? external ?? '',
     signer_key_id: signer.keyId,
   });
 

@@ -24,6 +24,9 @@ export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_ca
 /** Why a resume could not replay everything (label `reason`). */
 export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
 
+/** Every {@link ResumeIncompleteReason}: each series starts at zero. */
+const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
+
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
 
@@ -80,5 +83,6 @@ export class GatewayMetrics {
     this.replayRejections.add(0);
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
+    for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
   }
 }
