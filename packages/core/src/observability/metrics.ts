@@ -19,7 +19,7 @@ export const MetricNames = {
 } as const;
 
 /** Why a push stream closed (label `reason`). */
-export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_cancelled' | 'error';
+export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
 
 /** Why a resume could not replay everything (label `reason`). */
 export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
@@ -75,7 +75,7 @@ export class GatewayMetrics {
       this.streamEntriesMalformed.add(0, { stream });
       this.subscriberReconnects.add(0, { stream });
     }
-    for (const reason of ['revoked', 'overflow', 'shutdown', 'client_cancelled', 'error'] as const) {
+    for (const reason of ['revoked', 'overflow', 'replaced', 'shutdown', 'client_cancelled', 'error'] as const) {
       this.pushStreamsClosed.add(0, { reason });
     }
     this.pushStreamsActive.add(0);
