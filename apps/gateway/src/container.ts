@@ -11,14 +11,15 @@ import {
   RedisReplayStore,
   RedisSessionStore,
   RedisStreamSubscriber,
-  connectAndPing,
-  createRedisClient,
+  DivergedRanges,
   type RedisClient,
+  type RedisTopology,
 } from '@edge-gateway/adapters-redis';
 import { createDownstreamRouter, parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { HttpAuthUpstream } from '@edge-gateway/adapters-http';
 import type { GatewayBackend } from './backend.js';
 import type { GatewayConfig } from './config/config.js';
+import { createRedisTopology } from './redis-topology-config.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -33,34 +34,41 @@ const log = (c: DependencyContainer, component: string) => c.resolve<Logger>(Tok
 const metrics = (c: DependencyContainer) => c.resolve<GatewayMetrics>(Tokens.Metrics);
 
 /**
- * Registers the Redis backend: the one shared client, the session and replay stores, the
- * client-event history and both stream subscribers.
+ * Registers the Redis backend: the topology (fixed master with optional replicas, or Sentinel)
+ * and its master client, the session and replay stores, the client-event history and both
+ * stream subscribers (SPEC §5.6: session events read on the master, client events on replicas).
  */
 export function registerRedisBackend(container: DependencyContainer, config: GatewayConfig): void {
   container.register(
-    Tokens.RedisClient,
-    cached((c) =>
-      createRedisClient({
-        host: config.redis.master.host,
-        port: config.redis.master.port,
-        password: config.redis.password,
-        db: config.redis.db,
-        clientName: 'edge-gateway',
-        commandTimeoutMs: config.redis.commandTimeoutMs,
-        metrics: metrics(c),
-        logger: log(c, 'redis'),
-      }),
-    ),
+    Tokens.RedisTopology,
+    cached((c) => createRedisTopology(config, { clientName: 'edge-gateway', metrics: metrics(c), logger: log(c, 'redis') })),
   );
-  container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(redis(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(Tokens.RedisClient, cached((c) => topology(c).master));
+  // Lost id ranges the client-events subscriber finds after a failover, for the resume check.
+  const diverged = new DivergedRanges();
+  container.register(
+    Tokens.SessionStore,
+    cached((c) => {
+      const t = topology(c);
+      return new RedisSessionStore(t.master, {
+        keyPrefix: config.redis.keyPrefix,
+        ...(config.redis.sessionReads === 'replica' ? { replicas: () => t.replicas() } : {}),
+      });
+    }),
+  );
   container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), { keyPrefix: config.redis.keyPrefix })));
-  container.register(Tokens.EventHistory, cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream })));
+  container.register(
+    Tokens.EventHistory,
+    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, divergedRanges: diverged })),
+  );
   container.register(
     Tokens.SessionEventsSubscriber,
     cached(
       (c) =>
         new RedisStreamSubscriber({
-          client: redis(c),
+          topology: topology(c),
+          // Revocation latency: the session-events reader stays on the master.
+          readFrom: 'master',
           streamKey: config.sessionEventsStream,
           handler: coreOf(c).sessionEvents,
           metrics: metrics(c),
@@ -73,7 +81,9 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
     cached(
       (c) =>
         new RedisStreamSubscriber({
-          client: redis(c),
+          topology: topology(c),
+          readFrom: 'replica',
+          divergedRanges: diverged,
           streamKey: config.clientEventsStream,
           handler: coreOf(c).clientEvents,
           metrics: metrics(c),
@@ -84,22 +94,17 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
   container.register(
     Tokens.Backend,
     cached((c): GatewayBackend => {
-      const client = redis(c);
+      const t = topology(c);
       return {
         kind: 'redis',
-        connect: () => connectAndPing(client, config.redis.pingTimeoutMs),
-        close: async () => {
-          try {
-            await client.close();
-          } catch {
-            client.destroy();
-          }
-        },
+        connect: () => t.connect(config.redis.pingTimeoutMs),
+        close: () => t.close(),
       };
     }),
   );
 }
 
+const topology = (c: DependencyContainer) => c.resolve<RedisTopology>(Tokens.RedisTopology);
 const redis = (c: DependencyContainer) => c.resolve<RedisClient>(Tokens.RedisClient);
 
 /**
@@ -146,8 +151,6 @@ export function registerGateway(
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
           pushMaxEventBytes: config.pushMaxEventBytes,
-          pushStreamBufferBytes: config.pushStreamBufferBytes,
-          pushMaxStreamsPerSession: config.pushMaxStreamsPerSession,
         },
       ),
     ),

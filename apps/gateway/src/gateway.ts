@@ -1,5 +1,6 @@
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
+import type { RedisTopology } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { createAdminApp, createPublicApp, listen, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
@@ -27,11 +28,6 @@ export interface StartOptions {
   readonly registerBackend?: (container: DependencyContainer, config: GatewayConfig) => void;
   /** Already-loaded config (the development mode builds its own); default: from `env`. */
   readonly config?: GatewayConfig;
-  /**
-   * Bound address of an admin listener the caller runs itself (the development mode serves
-   * `/metrics` and its dev routes there), so the startup logs show it instead of `""`.
-   */
-  readonly externalAdminHttpAddr?: string;
 }
 
 /** A started gateway. */
@@ -60,13 +56,7 @@ async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const { logger, telemetry } = options;
   const config = options.config ?? loadConfig(options.env);
-  const external = options.externalAdminHttpAddr;
-  logger.info('starting gateway', { ...describeConfig(config), ...(external === undefined ? {} : { admin_http_addr: external }) });
-  if (config.redis.replicas.length > 0) {
-    logger.info('redis replica addresses are reserved and unused', {
-      replicas: config.redis.replicas.map((r) => `${r.host}:${r.port}`),
-    });
-  }
+  logger.info('starting gateway', describeConfig(config));
   const signer = await loadSigner(config.signerKeyPath);
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
 
@@ -91,8 +81,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
   undo.push({ component: backend.kind, stop: () => backend.close() });
   if (backend.kind === 'redis') {
+    const topology = container.resolve<RedisTopology>(Tokens.RedisTopology);
     logger.info('redis connected', {
-      address: `${config.redis.master.host}:${config.redis.master.port}`,
+      address: topology.master.address,
+      topology: topology.kind,
+      replicas: topology.replicas().map((r) => r.address),
+      session_reads: config.redis.sessionReads,
       db: config.redis.db,
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
     });
@@ -159,7 +153,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   logger.info('gateway started', {
     public_http_addr: publicHttp?.address,
     authenticated_grpc_addr: grpc?.address,
-    admin_http_addr: adminHttp?.address ?? external ?? '',
+    admin_http_addr: adminHttp?.address ?? '',
     signer_key_id: signer.keyId,
   });
 

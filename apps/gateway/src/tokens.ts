@@ -6,6 +6,7 @@ export const Tokens = {
   Metrics: Symbol('GatewayMetrics'),
   Signer: Symbol('ResponseSigner'),
   Backend: Symbol('GatewayBackend'),
+  RedisTopology: Symbol('RedisTopology'),
   RedisClient: Symbol('RedisClient'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),

@@ -77,25 +77,73 @@ export function isUnreachableError(err: unknown): boolean {
  * `redis <COMMAND>`.
  */
 export class RedisClient {
-  /** The underlying node-redis client; prefer {@link RedisClient.command}. */
-  readonly raw: NodeRedisClient;
-  readonly host: string;
-  readonly port: number;
   readonly db: number;
   readonly commandTimeoutMs: number;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   private readonly options: RedisClientOptions;
+  private current: NodeRedisClient;
+  private currentHost: string;
+  private currentPort: number;
 
   constructor(options: RedisClientOptions) {
     this.options = options;
-    this.host = options.host;
-    this.port = options.port;
+    this.currentHost = options.host;
+    this.currentPort = options.port;
     this.db = options.db ?? 0;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'redis' });
-    this.raw = this.newConnection({ name: options.clientName, reconnect: true });
+    this.current = this.newConnection({ name: options.clientName, reconnect: true });
+  }
+
+  /** The underlying node-redis client of the shared connection; prefer {@link RedisClient.command}. */
+  get raw(): NodeRedisClient {
+    return this.current;
+  }
+
+  /** Host of the server this client talks to (changes on {@link RedisClient.retarget}). */
+  get host(): string {
+    return this.currentHost;
+  }
+
+  /** Port of the server this client talks to (changes on {@link RedisClient.retarget}). */
+  get port(): number {
+    return this.currentPort;
+  }
+
+  /**
+   * Points the client at another server (a new master after a failover). From this call on,
+   * nothing is sent to the old server: its shared connection is destroyed at once (pending
+   * commands reject, so their callers hear of the failure; nothing is retried elsewhere), new
+   * commands fail fast until the new connection is ready (no offline queue), and new dedicated
+   * connections ({@link RedisClient.duplicate}) go to the new address. A write accepted by a
+   * demoted master after the switch would be lost, which is why the old connection is not kept
+   * until the new one is up. Resolves once the new connection is ready (or closed).
+   */
+  async retarget(host: string, port: number): Promise<void> {
+    if (host === this.currentHost && port === this.currentPort) return;
+    const previous = this.current;
+    const wasOpen = previous.isOpen;
+    this.currentHost = host;
+    this.currentPort = port;
+    this.current = this.newConnection({ name: this.options.clientName, reconnect: true });
+    if (previous.isOpen) previous.destroy();
+    if (!wasOpen) return;
+    try {
+      await this.current.connect();
+    } catch {
+      // Destroyed while connecting: superseded by a later retarget, or closed.
+    }
+  }
+
+  /**
+   * A new, unconnected client with this client's settings (password, db, timeouts, metrics,
+   * logger) for another server, e.g. a replica; `nameSuffix` is appended to the client name.
+   */
+  sibling(address: { host: string; port: number }, nameSuffix: string): RedisClient {
+    const name = this.options.clientName;
+    return new RedisClient({ ...this.options, host: address.host, port: address.port, ...(name !== undefined ? { clientName: `${name}${nameSuffix}` } : {}) });
   }
 
   /** `host:port` of the server, for messages. */
@@ -157,7 +205,7 @@ export class RedisClient {
     // Further connections reuse the shared client's class: node-redis caches the class it
     // builds per options (one entry), so a fresh createClient with other options rebuilds all
     // command methods (~60 ms on the event loop).
-    const connection = this.raw === undefined ? createResp2Client(settings) : this.raw.duplicate(settings);
+    const connection = (this.current as NodeRedisClient | undefined) === undefined ? createResp2Client(settings) : this.current.duplicate(settings);
     const role = options.reconnect ? 'shared' : (options.name ?? 'dedicated');
     // Without a listener an `error` event would crash the process.
     connection.on('error', (err: unknown) => {

@@ -1,5 +1,6 @@
 import { compareStreamIds, type EventHistory, type EventHistoryPage } from '@edge-gateway/core';
 import type { RawReply, RedisClient } from './redis-client.js';
+import type { DivergedRanges } from './diverged-ranges.js';
 import { RedisCommandError } from './redis-command-error.js';
 import { parseEntries } from './stream-reply.js';
 
@@ -7,6 +8,8 @@ import { parseEntries } from './stream-reply.js';
 export interface RedisEventHistoryOptions {
   /** The client-events stream key, used as configured (not prefixed). */
   streamKey: string;
+  /** Id ranges the client-events subscriber found lost in failovers: a resume inside one is truncated. */
+  divergedRanges?: DivergedRanges;
 }
 
 /**
@@ -19,6 +22,10 @@ export interface RedisEventHistoryOptions {
  *   record trimmed ids (`XTRIM`/`MAXLEN` leave `max-deleted-entry-id` alone), so this is
  *   conservative: a cursor equal to the newest trimmed id is reported as truncated too,
  *   which matches SPEC §8.3 ("older than the stream's first entry").
+ *
+ * - `afterId` is no longer in the stream although it is newer than every deleted and trimmed id:
+ *   it was lost in a failover (written to the old master, never replicated), and the new master
+ *   may hold other entries below it that `XRANGE (afterId` skips (SPEC §5.6).
  *
  * A missing stream has no entries and is not truncated.
  */
@@ -33,7 +40,30 @@ export class RedisEventHistory implements EventHistory {
     // Range first, then the stream info: a trim in between can only make us over-report.
     const entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(Math.max(1, count))]));
     const info = await this.streamInfo(key);
-    return { entries, truncated: info !== undefined && isTruncated(afterId, info) };
+    if (info === undefined) return { entries, truncated: false };
+    return { entries, truncated: isTruncated(afterId, info) || !(await this.exists(key, afterId, info)) };
+  }
+
+  /**
+   * Whether `id` is still an entry of the stream. An id the client received that the stream no
+   * longer holds was trimmed, deleted, or lost in a failover (asynchronous replication): the
+   * master then may hold other entries with lower ids that `XRANGE (id` would skip, so the
+   * resume must be reported incomplete rather than silently skip them (SPEC §5.6, §8.3).
+   * `0-0` (nothing seen yet) always exists.
+   */
+  private async exists(key: string, id: string, info: Map<string, RawReply>): Promise<boolean> {
+    if (id === '0-0') return true;
+    if (this.options.divergedRanges?.contains(id) === true) return false;
+    // An id at or below max-deleted-entry-id may have been removed with XDEL on purpose; that
+    // case (and trimming) is judged by isTruncated alone.
+    if (compareStreamIds(id, String(info.get('max-deleted-entry-id') ?? '0-0')) <= 0) return true;
+    // An id above the last generated one was never written to this stream's history.
+    if (compareStreamIds(id, String(info.get('last-generated-id') ?? '0-0')) > 0) return false;
+    // Below the first entry (or in an empty stream), trimming may explain it: isTruncated judges.
+    const firstEntry = info.get('first-entry');
+    if (!Array.isArray(firstEntry) || firstEntry.length === 0 || compareStreamIds(id, String(firstEntry[0])) < 0) return true;
+    const found = parseEntries(await this.client.command(['XRANGE', key, id, id]));
+    return found.length > 0;
   }
 
   private async streamInfo(key: string): Promise<Map<string, RawReply> | undefined> {

@@ -1,12 +1,30 @@
-import { GatewayMetrics, noopLogger, type Logger, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
+import { GatewayMetrics, compareStreamIds as compareIds, noopLogger, type Logger, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { describeRedisError, type NodeRedisClient, type RedisClient } from './redis-client.js';
+import type { DivergedRanges } from './diverged-ranges.js';
+import { RecentEntries, previousStreamId } from './recent-entries.js';
+import type { RedisTopology } from './redis-topology.js';
 import { parseEntries, parseXReadReply } from './stream-reply.js';
 
 /** Options of {@link RedisStreamSubscriber}. */
 export interface RedisStreamSubscriberOptions {
-  /** The shared client: resolves the start id and creates the dedicated blocking connection. */
-  client: RedisClient;
+  /**
+   * Where the stream lives. The master resolves the start id, checks the history on every
+   * reconnect and (by default) serves the blocking reads; a master change moves the reader.
+   */
+  topology?: RedisTopology;
+  /** Without a topology: the shared client of the one Redis (as `SingleRedisTopology`). */
+  client?: RedisClient;
+  /**
+   * `replica`: blocking reads go to a connected replica when there is one, falling back to the
+   * master when none answers; a watchdog moves a reader whose replica stops following the
+   * master. `master` (default): reads on the master, for streams whose latency matters.
+   */
+  readFrom?: 'master' | 'replica';
+  /** How often a replica reader is compared with the master's last id (default 2000 ms). */
+  watchdogMs?: number;
+  /** Where lost id ranges are recorded (shared with `RedisEventHistory` of the same stream). */
+  divergedRanges?: DivergedRanges;
   /** Stream key, used as configured (not prefixed). */
   streamKey: string;
   /** Receives every entry in stream order. */
@@ -21,15 +39,37 @@ export interface RedisStreamSubscriberOptions {
   logger?: Logger;
 }
 
+/** How long a replica that failed or fell behind is skipped before it is tried again. */
+const REPLICA_PENALTY_MS = 10_000;
+
 /**
- * Consumes one Redis stream in order (SPEC §5.5) with `XREAD BLOCK` on its own connection, so
- * blocking reads never stall the shared client. It starts strictly after the stream's last id
+ * Consumes one Redis stream in order (SPEC §5.5, §5.6) with `XREAD BLOCK` on its own connection,
+ * so blocking reads never stall the shared client. It starts strictly after the stream's last id
  * at start; on a Redis error it counts `gateway_stream_subscriber_reconnects_total`, backs off,
  * reconnects, calls `handler.onReconnect()`, and resumes after the last entry it processed.
  * `stop()` destroys the blocking connection, so it returns at once even during `BLOCK`.
+ *
+ * High availability: a master change interrupts the read at once (no backoff) so the reader
+ * never keeps blocking on a demoted node. On every reconnect the last consumed entry is looked
+ * up on the master; when it is gone or has other fields (lost in a failover: asynchronous
+ * replication), `gateway_stream_history_diverged_total` is counted, the divergence is logged, and
+ * the reader rewinds to the newest entry of the master's history it has consumed, so entries
+ * the new master wrote with lower ids than the old cursor are still delivered.
  */
 export class RedisStreamSubscriber {
+  private readonly topology: RedisTopology | undefined;
   private readonly client: RedisClient;
+  private readonly readFrom: 'master' | 'replica';
+  private readonly watchdogMs: number;
+  private readonly recent = new RecentEntries();
+  private readonly divergedRanges: DivergedRanges | undefined;
+  private readonly penalties = new Map<RedisClient, number>();
+  private readTarget: RedisClient | undefined;
+  private moveReason: string | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private watchdogBusy = false;
+  private lastSeen: { reader: string; master: string } | undefined;
   private readonly streamKey: string;
   private readonly handler: StreamEntryHandler;
   private readonly blockMs: number;
@@ -44,7 +84,13 @@ export class RedisStreamSubscriber {
   private wake: (() => void) | undefined;
 
   constructor(options: RedisStreamSubscriberOptions) {
-    this.client = options.client;
+    const client = options.topology?.master ?? options.client;
+    if (client === undefined) throw new Error('RedisStreamSubscriber needs a topology or a client');
+    this.topology = options.topology;
+    this.client = client;
+    this.readFrom = options.readFrom ?? 'master';
+    this.watchdogMs = options.watchdogMs ?? 2000;
+    this.divergedRanges = options.divergedRanges;
     this.streamKey = options.streamKey;
     this.handler = options.handler;
     this.blockMs = options.blockMs ?? 5000;
@@ -68,20 +114,40 @@ export class RedisStreamSubscriber {
     this.state = 'running';
     try {
       const reply = await this.client.command(['XREVRANGE', this.streamKey, '+', '-', 'COUNT', '1']);
-      this.last = parseEntries(reply)[0]?.id ?? '0-0';
+      const start = parseEntries(reply)[0];
+      if (start !== undefined) this.recent.remember(start);
+      this.last = start?.id ?? '0-0';
     } catch (err) {
       this.state = 'stopped';
       throw err;
     }
-    this.logger.info('stream subscriber started', { stream_key: this.streamKey, start_after: this.last });
+    this.logger.info('stream subscriber started', { stream_key: this.streamKey, start_after: this.last, read_from: this.readFrom });
+    this.unsubscribe = this.topology?.onMasterChange(() => this.move('master changed'));
+    if (this.readFrom === 'replica') {
+      this.watchdog = setInterval(() => void this.checkReplica(), this.watchdogMs);
+      this.watchdog.unref();
+    }
     this.loop = this.run();
+  }
+
+  /**
+   * Ends the current read and reconnects at once (no backoff), counting a reconnect: after a
+   * master change, or when the watchdog found the replica stale.
+   */
+  move(reason: string): void {
+    if (this.state !== 'running') return;
+    this.moveReason = reason;
+    if (this.connection?.isOpen === true) this.connection.destroy();
+    this.wake?.();
   }
 
   /** Stops the loop, interrupting a pending blocking read; resolves once the loop ended. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' && this.loop === undefined) return;
     this.state = 'stopped';
-    this.connection?.destroy();
+    this.unsubscribe?.();
+    clearInterval(this.watchdog);
+    if (this.connection?.isOpen === true) this.connection.destroy();
     this.wake?.();
     await this.loop;
     this.loop = undefined;
@@ -91,25 +157,36 @@ export class RedisStreamSubscriber {
     let attempt = 0;
     let reconnecting = false;
     while (this.state === 'running') {
-      const connection = this.client.duplicate();
+      const target = this.pickReadTarget();
+      this.readTarget = target;
+      this.moveReason = undefined;
+      const connection = target.duplicate();
       this.connection = connection;
       try {
         await connection.connect();
         if (this.state !== 'running') break;
         if (reconnecting) {
+          await this.verifyHistory();
           reconnecting = false;
-          this.logger.info('stream subscriber reconnected', { resume_after: this.last });
+          this.logger.info('stream subscriber reconnected', { resume_after: this.last, address: target.address });
           this.notifyReconnect();
         }
         attempt = 0;
         await this.readLoop(connection);
       } catch (err) {
         if (this.state !== 'running') break;
-        const delayMs = backoffDelay(attempt++, this.reconnect);
         reconnecting = true;
         this.metrics.subscriberReconnects.add(1, { stream: this.handler.stream });
-        this.logger.warn('stream subscriber error; reconnecting', { error: describeRedisError(err), retry_in_ms: delayMs, resume_after: this.last });
-        await this.sleep(delayMs);
+        const moved = this.moveReason;
+        if (moved !== undefined) {
+          this.logger.warn('stream subscriber moved; reconnecting', { reason: moved, from: target.address, resume_after: this.last });
+          continue;
+        }
+        // A replica that fails is skipped for a while: the next attempt falls back to the master.
+        if (target !== this.client) this.penalties.set(target, performance.now() + REPLICA_PENALTY_MS);
+        const delayMs = target !== this.client ? 0 : backoffDelay(attempt++, this.reconnect);
+        this.logger.warn('stream subscriber error; reconnecting', { error: describeRedisError(err), address: target.address, retry_in_ms: delayMs, resume_after: this.last });
+        if (delayMs > 0) await this.sleep(delayMs);
       } finally {
         if (connection.isOpen) connection.destroy();
         if (this.connection === connection) this.connection = undefined;
@@ -130,6 +207,7 @@ export class RedisStreamSubscriber {
       if (this.handler.handleBatch !== undefined) {
         // Advance first: entries whose handler throws are not redelivered.
         this.last = (entries[entries.length - 1] as StreamEntry).id;
+        for (const entry of entries) this.recent.remember(entry);
         try {
           await this.handler.handleBatch(entries);
         } catch (err) {
@@ -140,12 +218,87 @@ export class RedisStreamSubscriber {
       for (const entry of entries) {
         // Advance first: an entry whose handler throws is not redelivered.
         this.last = entry.id;
+        this.recent.remember(entry);
         try {
           this.handler.handle(entry);
         } catch (err) {
           this.logger.error('stream entry handler failed', { entry_id: entry.id, error: describeRedisError(err) });
         }
       }
+    }
+  }
+
+  /** The replica to read from (the first connected one not penalised), else the master. */
+  private pickReadTarget(): RedisClient {
+    if (this.readFrom !== 'replica' || this.topology === undefined) return this.client;
+    const now = performance.now();
+    for (const replica of this.topology.replicas()) {
+      const until = this.penalties.get(replica);
+      if (until !== undefined && until > now) continue;
+      this.penalties.delete(replica);
+      return replica;
+    }
+    return this.client;
+  }
+
+  /**
+   * Checks on the master that the last consumed entry still exists with the same fields. If not
+   * (lost in a failover), counts and logs the divergence and rewinds the cursor to the newest
+   * entry of the master's history this subscriber has consumed, so that entries the master
+   * holds below the old cursor but were never delivered are read next. Rejects when the master
+   * cannot answer (the caller retries with backoff: with no master nothing new is written).
+   */
+  private async verifyHistory(): Promise<void> {
+    const cursor = this.last;
+    if (cursor === '0-0') return;
+    const found = parseEntries(await this.client.command(['XRANGE', this.streamKey, cursor, cursor]))[0];
+    if (found !== undefined && this.recent.matches(found) !== false) return;
+    // Walk the master's history down from the old cursor to the newest entry we consumed.
+    const scanned = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, cursor, '-', 'COUNT', String(this.recent.size + 1)]));
+    const common = scanned.find((entry) => this.recent.matches(entry) === true);
+    const lowest = scanned[scanned.length - 1];
+    const resumeAfter = common !== undefined ? common.id : lowest !== undefined ? previousStreamId(lowest.id) : '0-0';
+    const unseen = scanned.filter((entry) => this.recent.matches(entry) !== true && (common === undefined || compareIds(entry.id, common.id) > 0)).length;
+    this.last = resumeAfter;
+    this.divergedRanges?.add({ after: resumeAfter, upTo: cursor });
+    this.metrics.streamHistoryDiverged.add(1, { stream: this.handler.stream });
+    this.logger.error('stream history diverged: the last consumed entry is not on the master (lost in a failover)', {
+      stream_key: this.streamKey,
+      last_consumed: cursor,
+      resume_after: resumeAfter,
+      unseen_entries_below_cursor: unseen,
+      common_entry_found: common !== undefined,
+    });
+  }
+
+  /**
+   * Watchdog of a replica reader: if the master's last id was ahead of the reader at the previous
+   * check and the reader has not moved since, or the master's history is behind the reader (it
+   * diverged), the reader is moved (the replica is skipped for a while).
+   */
+  private async checkReplica(): Promise<void> {
+    const target = this.readTarget;
+    if (this.state !== 'running' || this.watchdogBusy || target === undefined || target === this.client) {
+      this.lastSeen = undefined;
+      return;
+    }
+    this.watchdogBusy = true;
+    try {
+      const masterLast = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, '+', '-', 'COUNT', '1']))[0]?.id ?? '0-0';
+      const reader = this.last;
+      const previous = this.lastSeen;
+      this.lastSeen = { reader, master: masterLast };
+      const behindBefore = previous !== undefined && previous.reader === reader && compareIds(previous.master, reader) > 0;
+      const ahead = compareIds(masterLast, reader) < 0 && this.recent.size > 0;
+      if ((behindBefore || ahead) && this.readTarget === target) {
+        this.penalties.set(target, performance.now() + REPLICA_PENALTY_MS);
+        this.lastSeen = undefined;
+        this.move(ahead ? `replica ${target.address} is ahead of the master (diverged)` : `replica ${target.address} stopped following the master`);
+      }
+    } catch {
+      // The master is unreachable: nothing to compare against now.
+    } finally {
+      this.watchdogBusy = false;
     }
   }
 

@@ -18,3 +18,9 @@ export {
   type RedisClusterHandle,
   type RedisClusterOptions,
 } from './redis-cluster.js';
+export {
+  startSentinelTopology,
+  type SentinelHandle,
+  type SentinelTopology,
+  type SentinelTopologyOptions,
+} from './redis-sentinel.js';

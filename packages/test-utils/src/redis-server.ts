@@ -72,6 +72,13 @@ function killAllSync(): void {
   dirs.clear();
 }
 
+/** A temporary directory removed when the test process exits. @internal */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
@@ -86,12 +93,14 @@ function installExitHook(): void {
   }
 }
 
-interface Spawned {
+/** A spawned redis-server process. @internal */
+export interface Spawned {
   child: ChildProcess;
   exited: Promise<void>;
 }
 
-class StartFailure extends Error {
+/** @internal */
+export class StartFailure extends Error {
   constructor(
     message: string,
     readonly portInUse: boolean,
@@ -122,10 +131,20 @@ function spawnRedis(
     '--loglevel', 'notice',
     ...extraArgs,
   ];
+  return spawnRedisProcess(args, 'Ready to accept connections', port, startTimeoutMs);
+}
+
+/**
+ * Spawns `redis-server <args>` and resolves once its output contains `readyText`. The child is
+ * registered for the exit hook (killed when the test process exits).
+ * @internal shared by the server and Sentinel harnesses.
+ */
+export function spawnRedisProcess(args: readonly string[], readyText: string, port: number, startTimeoutMs: number): Promise<Spawned> {
+  installExitHook();
   return new Promise<Spawned>((resolve, reject) => {
     let child: ChildProcess;
     try {
-      child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn('redis-server', [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       reject(err);
       return;
@@ -151,7 +170,7 @@ function spawnRedis(
     const onData = (chunk: Buffer): void => {
       // Keep only a tail for diagnostics; the pipe must be drained anyway.
       output = (output + chunk.toString('utf8')).slice(-8000);
-      if (!settled && output.includes('Ready to accept connections')) {
+      if (!settled && output.includes(readyText)) {
         settled = true;
         clearTimeout(timer);
         resolve({ child, exited });
@@ -217,8 +236,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const appendonly = options.appendonly ?? false;
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
   const extraArgs = options.extraArgs ?? [];
-  const dir = mkdtempSync(join(tmpdir(), 'edge-gateway-redis-'));
-  dirs.add(dir);
+  const dir = tempDir('edge-gateway-redis-');
 
   let port = 0;
   let current: Spawned | undefined;

@@ -1,4 +1,5 @@
-import { connectAndPing, createRedisClient, type RawReply, type RedisClient } from '@edge-gateway/adapters-redis';
+import type { RawReply, RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
+import { createRedisTopology } from '../redis-topology-config.js';
 import { loadConfig, type GatewayConfig } from '../config/config.js';
 import { CommandError } from './cli-io.js';
 
@@ -23,35 +24,31 @@ export function loadRedisCommandConfig(env: Env): GatewayConfig {
   }
 }
 
-/** Opens a Redis client with the gateway's settings (password, db, timeouts) and PINGs it. */
-export async function connectRedis(config: GatewayConfig): Promise<RedisClient> {
-  const client = createRedisClient({
-    host: config.redis.master.host,
-    port: config.redis.master.port,
-    password: config.redis.password,
-    db: config.redis.db,
-    clientName: 'edge-gateway-cli',
-    commandTimeoutMs: config.redis.commandTimeoutMs,
-  });
-  await connectAndPing(client, config.redis.pingTimeoutMs);
-  return client;
+/**
+ * Opens the Redis topology with the gateway's settings (master address or Sentinel discovery,
+ * password, db, timeouts) and PINGs the master. Close it with `topology.close()`.
+ */
+export async function connectRedis(config: GatewayConfig): Promise<RedisTopology> {
+  const topology = createRedisTopology(config, { clientName: 'edge-gateway-cli' });
+  await topology.connect(config.redis.pingTimeoutMs);
+  return topology;
 }
 
-/** Runs `work` with a connected client and closes it afterwards; Redis errors become `CommandError`s. */
+/** Runs `work` with a connected master client and closes it afterwards; Redis errors become `CommandError`s. */
 export async function withRedis<T>(config: GatewayConfig, work: (client: RedisClient) => Promise<T>): Promise<T> {
-  let client: RedisClient;
+  let topology: RedisTopology;
   try {
-    client = await connectRedis(config);
+    topology = await connectRedis(config);
   } catch (error) {
     throw new CommandError(error instanceof Error ? error.message : String(error));
   }
   try {
-    return await work(client);
+    return await work(topology.master);
   } catch (error) {
     if (error instanceof CommandError) throw error;
     throw new CommandError(`redis: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
-    await client.close().catch(() => client.destroy());
+    await topology.close();
   }
 }
 

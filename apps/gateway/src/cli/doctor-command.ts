@@ -1,12 +1,11 @@
-import { type RedisClient } from '@edge-gateway/adapters-redis';
-import { DEPRECATED_VARIABLES, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
+import { createServer } from 'node:net';
+import type { RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
+import { DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
-import { portState } from '../port-state.js';
 import { SignerKeyError, loadSignerKey } from '../signer-key.js';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
 import { connectRedis, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
-import { identifyGatewayListener, probeUrl, type ListenerKind } from './gateway-identify.js';
 
 export const DOCTOR_USAGE = `Usage: edge-gateway doctor [--probe]
 
@@ -15,10 +14,11 @@ get (the same GATEWAY_* variables), printing a ✓/✗ checklist:
 
   config          no deprecated variables (named if set), every variable valid
   signer key      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH loads as PKCS#8 Ed25519; key id
-  redis           PING with the configured password and db
+  redis           PING of the master (discovered through Sentinel when configured) with the
+                  configured password and db; the topology: master, replicas and Sentinels,
+                  each with its reachability
   streams         both stream keys are streams (length, last id) or absent (publishers create them)
   listeners       public, gRPC and admin addresses parse; whether their ports are free here
-                  (a port held by a running gateway is recognised by its health answers)
   routes          GATEWAY_DOWNSTREAM_ROUTES parses; auth upstream configured or not
 
 "!" lines are worth a look but do not fail. The exit code is 1 when any check failed.
@@ -33,6 +33,22 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Whether `address` could be bound here: `free`, `in use`, or the reason it cannot. */
+async function portState(address: string): Promise<{ state: 'free' | 'in-use' | 'error'; detail: string }> {
+  const { host, port } = parseHostPort('address', address, true);
+  if (port === 0) return { state: 'free', detail: 'port 0: the OS picks a free port' };
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') resolve({ state: 'in-use', detail: `port ${port} is in use here (a gateway may already be running)` });
+      else resolve({ state: 'error', detail: `cannot listen on ${address} here (${error.code ?? error.message})` });
+    });
+    server.listen({ host: host === '' ? undefined : host, port, exclusive: true }, () => {
+      server.close(() => resolve({ state: 'free', detail: `port ${port} is free here` }));
+    });
+  });
 }
 
 async function checkStream(checks: Checklist, client: RedisClient, label: string, key: string): Promise<void> {
@@ -56,6 +72,25 @@ async function checkStream(checks: Checklist, client: RedisClient, label: string
   }
 }
 
+/**
+ * One line per node of the topology (master, replicas, Sentinels) with its reachability. An
+ * unreachable replica or Sentinel is a warning (reads fall back to the master; the other
+ * Sentinels still announce failovers); an unreachable master fails.
+ */
+async function checkTopology(checks: Checklist, topology: RedisTopology, config: GatewayConfig): Promise<void> {
+  const nodes = await topology.describe();
+  for (const node of nodes) {
+    const check = `redis: ${node.role} ${node.address}`;
+    if (node.reachable) checks.ok(check, node.detail);
+    else if (node.role === 'master') checks.fail(check, node.detail);
+    else checks.warn(check, `unreachable or not used: ${node.detail}`);
+  }
+  const replicas = nodes.filter((n) => n.role === 'replica' && n.reachable).length;
+  const reads = `client-events reads on ${replicas > 0 ? `${replicas} replica(s)` : 'the master (no replica answers)'}; session lookups on ${config.redis.sessionReads === 'replica' ? 'replicas, retried on the master' : 'the master'}`;
+  if (config.redis.sentinel === undefined && config.redis.replicas.length === 0) checks.ok('redis: topology', `single master, no replicas configured: ${reads}`);
+  else checks.ok('redis: topology', `${topology.kind}: ${reads}`);
+}
+
 async function probe(checks: Checklist, check: string, url: string, expect: (status: number, body: string) => string | undefined): Promise<void> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
@@ -67,6 +102,12 @@ async function probe(checks: Checklist, check: string, url: string, expect: (sta
     const cause = (error as { cause?: { code?: string } }).cause?.code;
     checks.fail(check, `${url} failed (${cause ?? message(error)})`);
   }
+}
+
+function probeUrl(address: string, path: string): string {
+  const { host, port } = parseHostPort('address', address, true);
+  const target = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  return `http://${target}:${port}${path}`;
 }
 
 /** `edge-gateway doctor`. */
@@ -89,7 +130,7 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
     config = loadConfig(rest);
     checks.ok(
       'config: valid',
-      `redis ${config.redis.master.host}:${config.redis.master.port} db ${config.redis.db}, key prefix "${config.redis.keyPrefix}", ` +
+      `redis ${describeRedisLocation(config)} db ${config.redis.db}, key prefix "${config.redis.keyPrefix}", ` +
         `ping timeout ${formatDuration(config.redis.pingTimeoutMs)}, command timeout ${formatDuration(config.redis.commandTimeoutMs)}`,
     );
   } catch (error) {
@@ -122,32 +163,32 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
   if (redisConfig === undefined) {
     for (const check of ['redis: PING', 'stream session-events', 'stream client-events']) checks.skip(check, 'config is not valid');
   } else {
-    const address = `${redisConfig.redis.master.host}:${redisConfig.redis.master.port}`;
-    if (redisConfig.redis.replicas.length > 0) {
-      checks.warn('redis: replicas', `${redisConfig.redis.replicas.map((r) => `${r.host}:${r.port}`).join(', ')} listed: reserved for future read-routing, unused`);
-    }
-    let client: RedisClient | undefined;
+    const where = describeRedisLocation(redisConfig);
+    let topology: RedisTopology | undefined;
     try {
-      client = await connectRedis(redisConfig);
-      checks.ok('redis: PING', `PONG from ${address} db ${redisConfig.redis.db} with the configured password`);
+      topology = await connectRedis(redisConfig);
+      const discovered = redisConfig.redis.sentinel === undefined ? '' : ` (the master, discovered as ${where})`;
+      checks.ok('redis: PING', `PONG from ${topology.master.address}${discovered} db ${redisConfig.redis.db} with the configured password`);
     } catch (error) {
       checks.fail('redis: PING', message(error));
     }
-    if (client === undefined) {
+    if (topology === undefined) {
+      checks.skip('redis: topology', 'redis PING failed');
       checks.skip(`stream session-events (${redisConfig.sessionEventsStream})`, 'redis PING failed');
       checks.skip(`stream client-events (${redisConfig.clientEventsStream})`, 'redis PING failed');
     } else {
       try {
-        await checkStream(checks, client, 'session-events', redisConfig.sessionEventsStream);
-        await checkStream(checks, client, 'client-events', redisConfig.clientEventsStream);
+        await checkTopology(checks, topology, redisConfig);
+        await checkStream(checks, topology.master, 'session-events', redisConfig.sessionEventsStream);
+        await checkStream(checks, topology.master, 'client-events', redisConfig.clientEventsStream);
       } finally {
-        await client.close().catch(() => client.destroy());
+        await topology.close();
       }
     }
   }
 
   // Step 5: listeners.
-  const listeners: Array<[ListenerKind, string, string]> = [
+  const listeners: Array<[string, string, string]> = [
     ['public http', 'GATEWAY_PUBLIC_HTTP_ADDR', config?.publicHttpAddr ?? env['GATEWAY_PUBLIC_HTTP_ADDR'] ?? ':8080'],
     ['authenticated grpc', 'GATEWAY_AUTHENTICATED_GRPC_ADDR', config?.grpcAddr ?? env['GATEWAY_AUTHENTICATED_GRPC_ADDR'] ?? ':9090'],
   ];
@@ -163,15 +204,8 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
     }
     const state = await portState(address);
     if (state.state === 'free') checks.ok(check, state.detail);
-    else if (state.state === 'error') checks.fail(check, state.detail);
-    else {
-      // In use: by the running gateway (what --probe checks) or by something else?
-      const gateway = await identifyGatewayListener(name, address);
-      const port = parseHostPort(variable, address, true).port;
-      if (gateway === undefined) checks.warn(check, `${state.detail}, by something that does not answer like a gateway's ${name} listener`);
-      else if (args.flag('probe')) checks.ok(check, `port ${port} is served by the running gateway (${gateway})`);
-      else checks.warn(check, `port ${port} is in use by a running gateway (${gateway}): a second one here cannot bind it`);
-    }
+    else if (state.state === 'in-use') checks.warn(check, state.detail);
+    else checks.fail(check, state.detail);
   }
   if (admin === '') checks.ok('listener admin http', 'disabled (GATEWAY_ADMIN_HTTP_ADDR is empty): no /metrics endpoint');
 

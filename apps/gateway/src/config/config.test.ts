@@ -32,8 +32,6 @@ describe('loadConfig', () => {
       maxPayloadBytes: 1_048_576,
       pushStreamBuffer: 256,
       pushMaxEventBytes: 1_048_576,
-      pushStreamBufferBytes: 4_194_304,
-      pushMaxStreamsPerSession: 4,
       pushResumeMaxEvents: 1000,
       pushResumeMaxScan: 10_000,
       sessionCacheTtlMs: 30_000,
@@ -70,8 +68,6 @@ describe('loadConfig', () => {
     ['GATEWAY_MAX_PAYLOAD_BYTES', { GATEWAY_MAX_PAYLOAD_BYTES: '1MB' }],
     ['GATEWAY_PUSH_STREAM_BUFFER', { GATEWAY_PUSH_STREAM_BUFFER: '0' }],
     ['GATEWAY_PUSH_MAX_EVENT_BYTES', { GATEWAY_PUSH_MAX_EVENT_BYTES: '1MiB' }],
-    ['GATEWAY_PUSH_STREAM_BUFFER_BYTES', { GATEWAY_PUSH_STREAM_BUFFER_BYTES: '0' }],
-    ['GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', { GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: '0' }],
     ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'not a url' }],
     ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'ftp://auth' }],
     ['GATEWAY_LOG_LEVEL', { GATEWAY_LOG_LEVEL: 'verbose' }],
@@ -109,5 +105,60 @@ describe('loadConfig', () => {
   it('never echoes the password in an error', () => {
     const error = failure({ ...base, GATEWAY_REDIS_MASTER_ADDR: 'nohost', GATEWAY_REDIS_PASSWORD: 'hunter2' });
     expect(error.message).not.toContain('hunter2');
+  });
+});
+
+describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {
+  const sentinelEnv = {
+    GATEWAY_REDIS_PASSWORD: 's3cret-pw',
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/keys/signer.pem',
+    GATEWAY_REDIS_SENTINEL_ADDRS: '10.0.0.1:26379, 10.0.0.2:26379,[::1]:26380',
+    GATEWAY_REDIS_SENTINEL_MASTER_NAME: 'gw',
+  };
+
+  it('reads the Sentinels, the master name and the optional Sentinel password; no master address', () => {
+    const config = loadConfig({ ...sentinelEnv, GATEWAY_REDIS_SENTINEL_PASSWORD: 'sentinel-pw' });
+    expect(config.redis.master).toBeUndefined();
+    expect(config.redis.sentinel).toEqual({
+      addrs: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '10.0.0.2', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      masterName: 'gw',
+      password: 'sentinel-pw',
+    });
+    expect(loadConfig(sentinelEnv).redis.sentinel?.password).toBe('');
+    const described = describeConfig(config);
+    expect(described).toMatchObject({ redis_master_addr: '', redis_sentinel_addrs: '10.0.0.1:26379,10.0.0.2:26379,[::1]:26380', redis_sentinel_master_name: 'gw' });
+    expect(JSON.stringify(described)).not.toContain('sentinel-pw');
+  });
+
+  it('fails naming both variables when the master address and the Sentinels are both set', () => {
+    const error = failure({ ...sentinelEnv, GATEWAY_REDIS_MASTER_ADDR: '127.0.0.1:6379' });
+    expect(error.message).toContain('GATEWAY_REDIS_MASTER_ADDR');
+    expect(error.message).toContain('GATEWAY_REDIS_SENTINEL_ADDRS');
+  });
+
+  it('requires the master name with Sentinels, and Sentinels with a master name or Sentinel password', () => {
+    const { GATEWAY_REDIS_SENTINEL_MASTER_NAME: _name, ...withoutName } = sentinelEnv;
+    expect(failure(withoutName).message).toBe('GATEWAY_REDIS_SENTINEL_MASTER_NAME: is required');
+    expect(failure({ ...base, GATEWAY_REDIS_SENTINEL_MASTER_NAME: 'gw' }).message).toBe(
+      'GATEWAY_REDIS_SENTINEL_MASTER_NAME: is set but GATEWAY_REDIS_SENTINEL_ADDRS is empty',
+    );
+    expect(failure({ ...base, GATEWAY_REDIS_SENTINEL_PASSWORD: 'x' }).variable).toBe('GATEWAY_REDIS_SENTINEL_PASSWORD');
+    expect(failure({ ...sentinelEnv, GATEWAY_REDIS_SENTINEL_ADDRS: '10.0.0.1' }).variable).toBe('GATEWAY_REDIS_SENTINEL_ADDRS');
+    expect(failure({ ...sentinelEnv, GATEWAY_REDIS_REPLICA_ADDRS: '10.0.0.3:6379' }).variable).toBe('GATEWAY_REDIS_REPLICA_ADDRS');
+  });
+
+  it('still requires a master address without Sentinels', () => {
+    const { GATEWAY_REDIS_MASTER_ADDR: _master, ...rest } = base;
+    expect(failure(rest).message).toBe('GATEWAY_REDIS_MASTER_ADDR: is required');
+  });
+
+  it('reads GATEWAY_REDIS_SESSION_READS: master by default, replica, anything else fails', () => {
+    expect(loadConfig(base).redis.sessionReads).toBe('master');
+    expect(loadConfig({ ...base, GATEWAY_REDIS_SESSION_READS: 'replica' }).redis.sessionReads).toBe('replica');
+    expect(failure({ ...base, GATEWAY_REDIS_SESSION_READS: 'any' }).message).toBe('GATEWAY_REDIS_SESSION_READS: "any" is not one of master, replica');
   });
 });

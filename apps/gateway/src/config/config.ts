@@ -16,14 +16,28 @@ export interface HostPort {
   readonly port: number;
 }
 
+/** Redis Sentinel discovery (`GATEWAY_REDIS_SENTINEL_ADDRS` and friends). */
+export interface SentinelConfig {
+  readonly addrs: readonly HostPort[];
+  readonly masterName: string;
+  /** Empty: the Sentinels need no password. */
+  readonly password: string;
+}
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /** The validated configuration of SPEC §7 (durations in milliseconds). */
 export interface GatewayConfig {
   readonly redis: {
-    readonly master: HostPort;
+    /** `GATEWAY_REDIS_MASTER_ADDR`; undefined with Sentinel (the master is discovered). */
+    readonly master: HostPort | undefined;
     readonly password: string;
+    /** `GATEWAY_REDIS_REPLICA_ADDRS` (without Sentinel): replicas for the bulk reads. */
     readonly replicas: readonly HostPort[];
+    /** `GATEWAY_REDIS_SENTINEL_*`: discovery through Sentinel; undefined without. */
+    readonly sentinel: SentinelConfig | undefined;
+    /** `GATEWAY_REDIS_SESSION_READS`: where session lookups go first. */
+    readonly sessionReads: 'master' | 'replica';
     readonly db: number;
     readonly keyPrefix: string;
     readonly pingTimeoutMs: number;
@@ -42,10 +56,6 @@ export interface GatewayConfig {
   readonly pushStreamBuffer: number;
   /** `GATEWAY_PUSH_MAX_EVENT_BYTES`: largest decoded client-event payload. */
   readonly pushMaxEventBytes: number;
-  /** `GATEWAY_PUSH_STREAM_BUFFER_BYTES`: payload bytes queued per stream before it overflows. */
-  readonly pushStreamBufferBytes: number;
-  /** `GATEWAY_PUSH_MAX_STREAMS_PER_SESSION`: one more stream replaces the session's oldest. */
-  readonly pushMaxStreamsPerSession: number;
   readonly pushResumeMaxEvents: number;
   readonly pushResumeMaxScan: number;
   readonly sessionCacheTtlMs: number;
@@ -120,19 +130,64 @@ class Reader {
   }
 }
 
+function hostPortList(r: Reader, name: string): HostPort[] {
+  const text = r.string(name, '');
+  return text === '' ? [] : text.split(',').map((part) => parseHostPort(name, part.trim(), false));
+}
+
+/**
+ * Where Redis is (SPEC §5.6): a fixed master (`GATEWAY_REDIS_MASTER_ADDR`, optional fixed
+ * replicas) or Sentinel discovery (`GATEWAY_REDIS_SENTINEL_ADDRS` + `_MASTER_NAME`), never both.
+ */
+function readRedisTopology(r: Reader): { master: HostPort | undefined; replicas: HostPort[]; sentinel: SentinelConfig | undefined } {
+  const sentinelAddrs = hostPortList(r, 'GATEWAY_REDIS_SENTINEL_ADDRS');
+  const masterText = r.string('GATEWAY_REDIS_MASTER_ADDR', '');
+  const replicas = hostPortList(r, 'GATEWAY_REDIS_REPLICA_ADDRS');
+  if (sentinelAddrs.length === 0) {
+    for (const name of ['GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'GATEWAY_REDIS_SENTINEL_PASSWORD']) {
+      if (r.string(name, '') !== '') throw new ConfigError(name, 'is set but GATEWAY_REDIS_SENTINEL_ADDRS is empty');
+    }
+    return { master: parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false), replicas, sentinel: undefined };
+  }
+  if (masterText !== '') {
+    throw new ConfigError(
+      'GATEWAY_REDIS_MASTER_ADDR',
+      'GATEWAY_REDIS_MASTER_ADDR and GATEWAY_REDIS_SENTINEL_ADDRS are both set; set only one (with Sentinel the master is discovered)',
+    );
+  }
+  if (replicas.length > 0) {
+    throw new ConfigError(
+      'GATEWAY_REDIS_REPLICA_ADDRS',
+      'GATEWAY_REDIS_REPLICA_ADDRS and GATEWAY_REDIS_SENTINEL_ADDRS are both set; with Sentinel the replicas are discovered',
+    );
+  }
+  const masterName = r.required('GATEWAY_REDIS_SENTINEL_MASTER_NAME');
+  if (/\s/.test(masterName)) throw new ConfigError('GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'must not contain whitespace');
+  return { master: undefined, replicas: [], sentinel: { addrs: sentinelAddrs, masterName, password: r.string('GATEWAY_REDIS_SENTINEL_PASSWORD', '') } };
+}
+
+/** `host:port` of a configured address. */
+export const formatHostPort = (address: HostPort): string => (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+
+/** Where Redis is, for logs and messages: the master address, or the Sentinels and master name. */
+export function describeRedisLocation(config: GatewayConfig): string {
+  const { master, sentinel } = config.redis;
+  if (sentinel !== undefined) return `sentinel master "${sentinel.masterName}" via ${sentinel.addrs.map(formatHostPort).join(',')}`;
+  return master === undefined ? '(none)' : formatHostPort(master);
+}
+
 /** Reads and validates SPEC §7 from the environment. Throws `ConfigError` naming the variable. */
 export function loadConfig(env: Env = process.env): GatewayConfig {
   for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
     if (env[name] !== undefined) throw new ConfigError(name, `is deprecated and no longer accepted (${why}); unset it`);
   }
   const r = new Reader(env);
-  const master = parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false);
+  const { master, replicas, sentinel } = readRedisTopology(r);
   const password = r.required('GATEWAY_REDIS_PASSWORD');
-  const replicasText = r.string('GATEWAY_REDIS_REPLICA_ADDRS', '');
-  const replicas =
-    replicasText === ''
-      ? []
-      : replicasText.split(',').map((part) => parseHostPort('GATEWAY_REDIS_REPLICA_ADDRS', part.trim(), false));
+  const sessionReads = r.string('GATEWAY_REDIS_SESSION_READS', 'master');
+  if (sessionReads !== 'master' && sessionReads !== 'replica') {
+    throw new ConfigError('GATEWAY_REDIS_SESSION_READS', `"${sessionReads}" is not one of master, replica`);
+  }
   const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
   if (adminHttpAddr !== '') parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true);
   const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
@@ -161,6 +216,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
       master,
       password,
       replicas,
+      sentinel,
+      sessionReads,
       db: r.integer('GATEWAY_REDIS_DB', 0, 0),
       keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
       pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
@@ -177,8 +234,6 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
     pushMaxEventBytes: r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0),
-    pushStreamBufferBytes: r.integer('GATEWAY_PUSH_STREAM_BUFFER_BYTES', 4_194_304, 1),
-    pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
@@ -194,7 +249,11 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
 /** The configuration as safe to log: no password. */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
   return {
-    redis_master_addr: `${config.redis.master.host}:${config.redis.master.port}`,
+    redis_master_addr: config.redis.master === undefined ? '' : formatHostPort(config.redis.master),
+    ...(config.redis.sentinel === undefined
+      ? {}
+      : { redis_sentinel_addrs: config.redis.sentinel.addrs.map(formatHostPort).join(','), redis_sentinel_master_name: config.redis.sentinel.masterName }),
+    redis_session_reads: config.redis.sessionReads,
     redis_db: config.redis.db,
     redis_key_prefix: config.redis.keyPrefix,
     session_events_stream: config.sessionEventsStream,

@@ -10,6 +10,7 @@ export const MetricNames = {
   streamEntriesConsumed: 'gateway_stream_entries_consumed_total',
   streamEntriesMalformed: 'gateway_stream_entries_malformed_total',
   subscriberReconnects: 'gateway_stream_subscriber_reconnects_total',
+  streamHistoryDiverged: 'gateway_stream_history_diverged_total',
   replayRejections: 'gateway_replay_rejections_total',
   redisCommandDuration: 'gateway_redis_command_duration_seconds',
   httpRequests: 'gateway_http_requests_total',
@@ -19,13 +20,10 @@ export const MetricNames = {
 } as const;
 
 /** Why a push stream closed (label `reason`). */
-export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
+export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_cancelled' | 'error';
 
 /** Why a resume could not replay everything (label `reason`). */
 export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
-
-/** Every {@link ResumeIncompleteReason}: each series starts at zero. */
-const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
 
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
@@ -46,6 +44,7 @@ export class GatewayMetrics {
   readonly streamEntriesConsumed: Counter<{ stream: ConsumedStream }>;
   readonly streamEntriesMalformed: Counter<{ stream: ConsumedStream }>;
   readonly subscriberReconnects: Counter<{ stream: ConsumedStream }>;
+  readonly streamHistoryDiverged: Counter<{ stream: ConsumedStream }>;
   readonly replayRejections: Counter;
   readonly redisCommandDuration: Histogram<{ command: string; outcome: 'ok' | 'error' }>;
   readonly httpRequests: Counter<{ listener: string; route: string; status: string }>;
@@ -62,7 +61,12 @@ export class GatewayMetrics {
     this.pushStreamsClosed = meter.createCounter(MetricNames.pushStreamsClosed, { description: 'Closed push streams by reason' });
     this.streamEntriesConsumed = meter.createCounter(MetricNames.streamEntriesConsumed, { description: 'Redis stream entries consumed' });
     this.streamEntriesMalformed = meter.createCounter(MetricNames.streamEntriesMalformed, { description: 'Redis stream entries dropped as malformed' });
-    this.subscriberReconnects = meter.createCounter(MetricNames.subscriberReconnects, { description: 'Stream subscriber reconnects after a Redis error' });
+    this.subscriberReconnects = meter.createCounter(MetricNames.subscriberReconnects, {
+      description: 'Stream subscriber reconnects after a Redis error, a master change or a stalled replica',
+    });
+    this.streamHistoryDiverged = meter.createCounter(MetricNames.streamHistoryDiverged, {
+      description: 'Reconnects that found the last consumed entry gone from the master (lost in a failover)',
+    });
     this.replayRejections = meter.createCounter(MetricNames.replayRejections, { description: 'Requests refused as replays' });
     this.redisCommandDuration = meter.createHistogram(MetricNames.redisCommandDuration, { description: 'Redis command duration', ...seconds });
     this.httpRequests = meter.createCounter(MetricNames.httpRequests, { description: 'HTTP requests by listener, route and status' });
@@ -74,8 +78,9 @@ export class GatewayMetrics {
       this.streamEntriesConsumed.add(0, { stream });
       this.streamEntriesMalformed.add(0, { stream });
       this.subscriberReconnects.add(0, { stream });
+      this.streamHistoryDiverged.add(0, { stream });
     }
-    for (const reason of ['revoked', 'overflow', 'replaced', 'shutdown', 'client_cancelled', 'error'] as const) {
+    for (const reason of ['revoked', 'overflow', 'shutdown', 'client_cancelled', 'error'] as const) {
       this.pushStreamsClosed.add(0, { reason });
     }
     this.pushStreamsActive.add(0);
@@ -83,6 +88,5 @@ export class GatewayMetrics {
     this.replayRejections.add(0);
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
-    for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
   }
 }
