@@ -1,4 +1,5 @@
-// Hand-written barrel over the ts-proto output (the only non-generated file in this folder).
+// Hand-written barrel over the ts-proto output (the only non-generated file in this folder;
+// reflection-descriptors.ts, also generated, is used by proto-files.ts and not re-exported).
 // Regenerate the rest with `npm run gen`; `npm run gen:check` fails when it is stale.
 export {
   EdgeGatewayClient,
