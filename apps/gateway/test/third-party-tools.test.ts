@@ -5,13 +5,15 @@
  */
 import { execFile } from 'node:child_process';
 import { sign, verify, randomUUID, createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandRequestBytes, commandResultBytes } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, MAIN, REPO_ROOT, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { EchoDownstream, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
 
 const run = promisify(execFile);
@@ -110,5 +112,44 @@ describe('buf curl through server reflection', () => {
     const answer = await bufCurl(['-d', '{"device_session_id":"x"}', `http://${grpcAddress}/edgegateway.v1.EdgeGateway/SubscribeEvents`]);
     expect(answer.code).not.toBe(0);
     expect(JSON.parse(answer.stderr)).toEqual({ code: 'invalid_argument', message: 'request_id: must be 1-128 characters of [A-Za-z0-9._:-]' });
+  });
+});
+
+/** The lines of the fenced `sh` blocks of a markdown file. */
+function shellLines(markdownPath: string): string[] {
+  const text = readFileSync(join(REPO_ROOT, markdownPath), 'utf8');
+  return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((block) => (block[1] ?? '').split('\n')).map((l) => l.trim());
+}
+
+describe('the documented production start', () => {
+  it('is node itself, which drains on SIGTERM and logs JSON only; the runbook jq checks work on its log', async () => {
+    // The README's start command: env assignments on the lines before, then the command.
+    const start = shellLines('README.md').filter((l) => /^(exec )?node \S*main\.js$/.test(l));
+    expect(start).toEqual(['node apps/gateway/dist/main.js']);
+    expect(resolve(REPO_ROOT, (start[0] ?? '').split(' ')[1] ?? '')).toBe(MAIN);
+
+    // Spawned as documented (no npm, no shell): the signalled PID is the gateway.
+    const production = new GatewayProcess(gatewayEnv(redis, signer.path, { GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0' }));
+    try {
+      await production.started();
+      production.signal('SIGTERM');
+      expect(await production.exited).toEqual({ code: 0, signal: null });
+      expect(production.logs.filter((l) => l.message === 'component stopped').map((l) => l.component)).toEqual(SHUTDOWN_ORDER);
+      expect(production.logs.filter((l) => l.level === 'raw')).toEqual([]);
+    } finally {
+      await production.stop();
+    }
+
+    const log = join(mkdtempSync(join(tmpdir(), 'eg-runbook-')), 'gateway.log');
+    writeFileSync(log, production.raw);
+    const filters = shellLines('docs/runbook.md')
+      .map((l) => /^jq -c '(.+)' gateway\.log$/.exec(l)?.[1])
+      .filter((f): f is string => f !== undefined);
+    expect(filters.length).toBeGreaterThanOrEqual(2);
+    const results = await Promise.all(filters.map(async (filter) => (await run('jq', ['-c', filter, log])).stdout));
+    const listeners = (results[0] ?? '').trim().split('\n').map((l) => JSON.parse(l) as { message: string; address: string });
+    expect(listeners.map((l) => l.message)).toEqual(['public http listener started', 'authenticated grpc listener started', 'admin http listener started']);
+    for (const listener of listeners) expect(listener.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(JSON.parse(results[1] ?? '')).toMatchObject({ message: 'starting gateway', redis_master_addr: `127.0.0.1:${redis.port}` });
   });
 });
