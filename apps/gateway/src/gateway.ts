@@ -2,7 +2,8 @@ import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
 import type { RedisTopology } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
-import { createAdminApp, createPublicApp, listen, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
+import { createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
+import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
@@ -36,6 +37,8 @@ export interface RunningGateway {
   readonly publicHttp: HttpListener;
   readonly grpc: GrpcServerHandle;
   readonly adminHttp: HttpListener | undefined;
+  /** The WebSocket transport, when `GATEWAY_WEBSOCKET_ADDR` is set. */
+  readonly websocket: WebSocketServerHandle | undefined;
   /** Runs the shutdown sequence of SPEC §8.2 once; later calls return the same promise. */
   shutdown(): Promise<boolean>;
 }
@@ -99,6 +102,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let publicHttp: HttpListener | undefined;
   let grpc: GrpcServerHandle | undefined;
   let adminHttp: HttpListener | undefined;
+  let websocket: WebSocketServerHandle | undefined;
   try {
     await sessionSubscriber.start();
     undo.push({ component: 'session-events subscriber', stop: () => sessionSubscriber.stop() });
@@ -130,6 +134,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const grpcServer = grpc;
     undo.push({ component: 'grpc server', stop: (budget) => grpcServer.shutdown(budget) });
     logger.info('authenticated grpc listener started', { address: grpc.address });
+    if (config.websocketAddr !== '') {
+      websocket = await startWebSocketServer({
+        core,
+        listen: parseListenAddress(config.websocketAddr),
+        maxPayloadBytes: config.maxPayloadBytes,
+        allowedOrigins: config.websocketAllowedOrigins,
+        metrics: telemetry.metrics,
+        logger,
+      });
+      const websocketServer = websocket;
+      undo.push({ component: 'websocket server', stop: (budget) => websocketServer.close(budget) });
+      logger.info('websocket listener started', { address: websocket.address });
+    }
     if (downstreams.router.size === 0) {
       logger.warn('no downstream routes configured: ExecuteCommand answers UNIMPLEMENTED', {});
     }
@@ -154,6 +171,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     public_http_addr: publicHttp?.address,
     authenticated_grpc_addr: grpc?.address,
     admin_http_addr: adminHttp?.address ?? '',
+    websocket_addr: websocket?.address ?? '',
     signer_key_id: signer.keyId,
   });
 
@@ -168,6 +186,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         eventSources: [sessionSubscriber, clientSubscriber],
         transports: [
           { component: 'grpc server', stop: (budget) => grpc?.shutdown(budget) },
+          ...(websocket === undefined ? [] : [{ component: 'websocket server', stop: (budget: number) => websocket?.close(budget) }]),
           {
             component: 'http listeners',
             stop: (budget) => Promise.all([publicHttp?.close(budget), adminHttp?.close(budget)]),
@@ -191,6 +210,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     publicHttp: publicHttp as HttpListener,
     grpc: grpc as GrpcServerHandle,
     adminHttp,
+    websocket,
     shutdown,
   };
 }

@@ -114,13 +114,14 @@ export class GatewayProcess {
   }
 
   /** Waits for `gateway started` and returns the bound addresses from the listener logs. */
-  async started(timeoutMs = 20_000): Promise<{ publicHttp: string; grpc: string; adminHttp: string | undefined }> {
+  async started(timeoutMs = 20_000): Promise<{ publicHttp: string; grpc: string; adminHttp: string | undefined; websocket: string | undefined }> {
     await this.waitForLog('gateway started', timeoutMs);
     const address = (message: string) => this.logs.find((l) => l.message === message)?.['address'] as string | undefined;
     return {
       publicHttp: localize(address('public http listener started') ?? ''),
       grpc: localize(address('authenticated grpc listener started') ?? ''),
       adminHttp: address('admin http listener started') === undefined ? undefined : localize(address('admin http listener started') ?? ''),
+      websocket: address('websocket listener started') === undefined ? undefined : localize(address('websocket listener started') ?? ''),
     };
   }
 

@@ -50,7 +50,7 @@ function expectInvalid(run: () => void, message: string): void {
   expect(error.message).toBe(message);
 }
 
-describe('field rules (SPEC §2.1)', () => {
+describe('field rules (SPEC §2.2)', () => {
   it('uses the exact reasons of the spec', () => {
     expect(FieldReasons.id).toBe(ID_MESSAGE);
     expect(FieldReasons.type).toBe(TYPE_MESSAGE);

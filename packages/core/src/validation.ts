@@ -5,7 +5,7 @@ const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const TYPE_PATTERN = /^[a-z][a-z0-9._-]{0,127}$/;
 const STREAM_ID_PATTERN = /^\d{1,20}-\d{1,20}$/;
 
-/** Reasons used in `<field>: <reason>` messages (SPEC §2.1). */
+/** Reasons used in `<field>: <reason>` messages (SPEC §2.2). */
 export const FieldReasons = {
   id: 'must be 1-128 characters of [A-Za-z0-9._:-]',
   type: 'must be 1-128 characters of [a-z0-9._-] starting with a letter',
@@ -39,7 +39,7 @@ function checkSignature(signature: Uint8Array): void {
   if (signature.length !== 64) fail('signature', FieldReasons.signature);
 }
 
-/** Field rules of SPEC §2.1 for ExecuteCommand; throws `INVALID_ARGUMENT` naming the field. */
+/** Field rules of SPEC §2.2 for ExecuteCommand; throws `INVALID_ARGUMENT` naming the field. */
 export function validateCommandRequest(request: CommandRequest, maxPayloadBytes: number): void {
   checkId('device_session_id', request.deviceSessionId);
   if (!isValidType(request.messageType)) fail('message_type', FieldReasons.type);
@@ -48,7 +48,7 @@ export function validateCommandRequest(request: CommandRequest, maxPayloadBytes:
   checkSignature(request.signature);
 }
 
-/** Field rules of SPEC §2.1 for SubscribeEvents; throws `INVALID_ARGUMENT` naming the field. */
+/** Field rules of SPEC §2.2 for SubscribeEvents; throws `INVALID_ARGUMENT` naming the field. */
 export function validateSubscribeRequest(request: SubscribeRequest): void {
   checkId('device_session_id', request.deviceSessionId);
   checkId('request_id', request.requestId);

@@ -160,5 +160,22 @@ describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {
     expect(loadConfig(base).redis.sessionReads).toBe('master');
     expect(loadConfig({ ...base, GATEWAY_REDIS_SESSION_READS: 'replica' }).redis.sessionReads).toBe('replica');
     expect(failure({ ...base, GATEWAY_REDIS_SESSION_READS: 'any' }).message).toBe('GATEWAY_REDIS_SESSION_READS: "any" is not one of master, replica');
+describe('WebSocket transport settings', () => {
+  it('is off by default and refuses every browser origin', () => {
+    expect(loadConfig(base)).toMatchObject({ websocketAddr: '', websocketAllowedOrigins: [] });
+  });
+
+  it('reads the address and the allowed origins', () => {
+    const config = loadConfig({ ...base, GATEWAY_WEBSOCKET_ADDR: ':9443', GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: 'https://app.example.com, http://localhost:3000' });
+    expect(config.websocketAddr).toBe(':9443');
+    expect(config.websocketAllowedOrigins).toEqual(['https://app.example.com', 'http://localhost:3000']);
+    expect(loadConfig({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: '*' }).websocketAllowedOrigins).toEqual(['*']);
+  });
+
+  it('names the variable for a bad address or origin', () => {
+    expect(failure({ ...base, GATEWAY_WEBSOCKET_ADDR: 'nowhere' }).message).toBe('GATEWAY_WEBSOCKET_ADDR: "nowhere" is not host:port');
+    for (const bad of ['app.example.com', 'https://app.example.com/', 'ftp://x.example.com', 'https://app.example.com/path']) {
+      expect(failure({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: bad }).message).toContain('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: ');
+    }
   });
 });

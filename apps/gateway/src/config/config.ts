@@ -50,6 +50,10 @@ export interface GatewayConfig {
   readonly grpcAddr: string;
   /** Empty: the admin listener is disabled. */
   readonly adminHttpAddr: string;
+  /** Empty (default): the WebSocket transport is off. */
+  readonly websocketAddr: string;
+  /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
+  readonly websocketAllowedOrigins: readonly string[];
   readonly shutdownTimeoutMs: number;
   readonly freshnessWindowMs: number;
   readonly maxPayloadBytes: number;
@@ -190,6 +194,9 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   }
   const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
   if (adminHttpAddr !== '') parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true);
+  const websocketAddr = r.string('GATEWAY_WEBSOCKET_ADDR', '');
+  if (websocketAddr !== '') parseHostPort('GATEWAY_WEBSOCKET_ADDR', websocketAddr, true);
+  const websocketAllowedOrigins = parseOrigins(r.string('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', ''));
   const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
   if (authUpstreamUrl !== '') {
     let url: URL;
@@ -229,6 +236,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     publicHttpAddr: r.address('GATEWAY_PUBLIC_HTTP_ADDR', ':8080'),
     grpcAddr: r.address('GATEWAY_AUTHENTICATED_GRPC_ADDR', ':9090'),
     adminHttpAddr,
+    websocketAddr,
+    websocketAllowedOrigins,
     shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
@@ -246,6 +255,25 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   };
 }
 
+/** `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`) or `*`. */
+function parseOrigins(text: string): string[] {
+  if (text === '') return [];
+  return text.split(',').map((part) => {
+    const origin = part.trim();
+    if (origin === '*') return origin;
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
+      throw new ConfigError('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', `"${origin}" is not an origin like https://app.example.com (scheme, host, optional port; no path)`);
+    }
+    return origin;
+  });
+}
+
 /** The configuration as safe to log: no password. */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
   return {
@@ -261,6 +289,8 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     public_http_addr: config.publicHttpAddr,
     authenticated_grpc_addr: config.grpcAddr,
     admin_http_addr: config.adminHttpAddr,
+    websocket_addr: config.websocketAddr,
+    websocket_allowed_origins: config.websocketAllowedOrigins,
     downstream_routes: config.downstreamRoutes,
     auth_upstream: config.authUpstreamUrl === '' ? '' : new URL(config.authUpstreamUrl).origin,
   };

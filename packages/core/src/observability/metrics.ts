@@ -17,6 +17,8 @@ export const MetricNames = {
   pushResumes: 'gateway_push_resumes_total',
   pushResumeReplayed: 'gateway_push_resume_replayed_events_total',
   pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
+  websocketRequests: 'gateway_websocket_requests_total',
+  websocketConnections: 'gateway_websocket_connections_active',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -51,6 +53,9 @@ export class GatewayMetrics {
   readonly pushResumes: Counter;
   readonly pushResumeReplayed: Counter;
   readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
+  /** Calls over the WebSocket transport by method and final status name (as `grpcRequests`). */
+  readonly websocketRequests: Counter<{ method: string; code: string }>;
+  readonly websocketConnections: UpDownCounter;
 
   constructor(meter: Meter = metrics.getMeter('@edge-gateway/core')) {
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: LATENCY_BUCKETS } };
@@ -73,6 +78,8 @@ export class GatewayMetrics {
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
+    this.websocketRequests = meter.createCounter(MetricNames.websocketRequests, { description: 'WebSocket calls by method and status code' });
+    this.websocketConnections = meter.createUpDownCounter(MetricNames.websocketConnections, { description: 'Open WebSocket connections' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const stream of ['session_events', 'client_events'] as const) {
       this.streamEntriesConsumed.add(0, { stream });

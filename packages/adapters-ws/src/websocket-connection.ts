@@ -1,0 +1,172 @@
+import type { WebSocket } from 'ws';
+import { GatewayError, describe, type GatewayCore, type GatewayEvent, type GatewayMetrics, type Logger, type OpenedStream } from '@edge-gateway/core';
+import {
+  CloseCodes,
+  FrameTypes,
+  StatusCodes,
+  WireFormatError,
+  decodeExecuteCommandRequest,
+  decodeFrame,
+  decodeSubscribeEventsRequest,
+  encodeExecuteCommandResponse,
+  encodeFrame,
+  encodeGatewayEvent,
+  encodeStatus,
+  statusName,
+  type CallStatus,
+  type Frame,
+} from '@edge-gateway/protocol';
+import { toCallStatus } from './status-mapping.js';
+
+/** Per-connection settings (see `WebSocketServerOptions`). */
+export interface ConnectionLimits {
+  readonly maxCallsInFlight: number;
+  readonly bufferHighWaterBytes: number;
+}
+
+type Method = 'ExecuteCommand' | 'SubscribeEvents';
+
+interface Call {
+  readonly method: Method;
+  /** The client gave up (cancel frame or connection closed): nothing more is sent for it. */
+  cancel(): void;
+}
+
+/**
+ * One client connection: decodes frames, hands each call to the core and writes its answer.
+ * Everything a push stream needs beyond writing (early drain, early cancel, one end) is the
+ * core's `openStream`.
+ */
+export class WebSocketConnection {
+  private readonly calls = new Map<number, Call>();
+  private closed = false;
+  /** Called whenever the last call in flight finished (used while shutting down). */
+  onIdle: (() => void) | undefined;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly core: Pick<GatewayCore, 'execute' | 'openStream'>,
+    private readonly limits: ConnectionLimits,
+    private readonly metrics: GatewayMetrics,
+    private readonly logger: Logger,
+  ) {
+    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Calls in flight. */
+  get inFlight(): number {
+    return this.calls.size;
+  }
+
+  /** Closes the connection with `code` (answers already written are flushed first). */
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.socket.close(code, reason);
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    if (!isBinary) return this.close(CloseCodes.unsupportedData, 'binary frames only');
+    let frame: Frame;
+    try {
+      frame = decodeFrame(data);
+    } catch {
+      return this.close(CloseCodes.protocolError, 'malformed frame');
+    }
+    if (frame.type === FrameTypes.cancel) {
+      const call = this.calls.get(frame.callId);
+      this.calls.delete(frame.callId);
+      if (call === undefined) return;
+      call.cancel();
+      this.count(call.method, StatusCodes.CANCELLED);
+      if (this.calls.size === 0) this.onIdle?.();
+      return;
+    }
+    if (frame.type !== FrameTypes.execute && frame.type !== FrameTypes.subscribe) {
+      return this.close(CloseCodes.protocolError, 'unexpected frame type');
+    }
+    if (this.calls.has(frame.callId)) return this.close(CloseCodes.protocolError, 'call id in use');
+    if (this.calls.size >= this.limits.maxCallsInFlight) return this.close(CloseCodes.policyViolation, 'too many calls in flight');
+    try {
+      if (frame.type === FrameTypes.execute) this.execute(frame.callId, frame.body);
+      else this.subscribe(frame.callId, frame.body);
+    } catch (error) {
+      if (error instanceof WireFormatError) return this.close(CloseCodes.invalidPayload, 'malformed message');
+      throw error;
+    }
+  }
+
+  private execute(callId: number, body: Uint8Array): void {
+    const request = decodeExecuteCommandRequest(body);
+    const controller = new AbortController();
+    this.calls.set(callId, { method: 'ExecuteCommand', cancel: () => controller.abort() });
+    this.core.execute(request, { signal: controller.signal }).then(
+      (result) => {
+        if (!this.finish(callId)) return;
+        this.count('ExecuteCommand', StatusCodes.OK);
+        this.send(encodeFrame(FrameTypes.result, callId, encodeExecuteCommandResponse(result)));
+      },
+      (error: unknown) => {
+        if (!this.finish(callId)) return;
+        if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describe(error) });
+        this.sendStatus('ExecuteCommand', callId, toCallStatus(error));
+      },
+    );
+  }
+
+  private subscribe(callId: number, body: Uint8Array): void {
+    const request = decodeSubscribeEventsRequest(body);
+    // The checks are asynchronous: nothing is written nor ended before the call is registered below.
+    const stream: OpenedStream = this.core.openStream(request, {
+      write: (event: GatewayEvent) => {
+        const frame = encodeFrame(FrameTypes.event, callId, encodeGatewayEvent(event));
+        if (this.socket.bufferedAmount <= this.limits.bufferHighWaterBytes) {
+          this.send(frame);
+          return true;
+        }
+        // Above the high-water mark: the hub queues further events (up to the push buffer,
+        // then the stream overflows) until this frame has reached the socket.
+        this.send(frame, () => stream.resume());
+        return false;
+      },
+      end: (error) => {
+        if (!this.finish(callId)) return;
+        this.sendStatus('SubscribeEvents', callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error));
+      },
+    });
+    this.calls.set(callId, { method: 'SubscribeEvents', cancel: () => stream.cancel() });
+  }
+
+  /** Removes a call that is still ours to answer; false when it was cancelled meanwhile. */
+  private finish(callId: number): boolean {
+    const ours = this.calls.delete(callId) && !this.closed;
+    if (this.calls.size === 0) this.onIdle?.();
+    return ours;
+  }
+
+  private sendStatus(method: Method, callId: number, status: CallStatus): void {
+    this.count(method, status.code);
+    this.send(encodeFrame(FrameTypes.status, callId, encodeStatus(status)));
+  }
+
+  private count(method: Method, code: number): void {
+    this.metrics.websocketRequests.add(1, { method, code: statusName(code) });
+  }
+
+  private send(frame: Uint8Array, onWritten?: (error?: Error) => void): void {
+    if (this.closed) return;
+    this.socket.send(frame, { binary: true }, onWritten);
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.metrics.websocketConnections.add(-1);
+    for (const [, call] of this.calls) {
+      call.cancel();
+      this.count(call.method, StatusCodes.CANCELLED);
+    }
+    this.calls.clear();
+  }
+}

@@ -1,0 +1,187 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { GatewayMetrics, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
+import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL } from '@edge-gateway/protocol';
+import { WebSocketConnection } from './websocket-connection.js';
+
+/** Room for the other request fields and the frame header on top of `maxPayloadBytes`. */
+export const FRAME_HEADROOM_BYTES = 64 * 1024;
+export const DEFAULT_PING_INTERVAL_MS = 30_000;
+export const DEFAULT_MAX_CALLS_IN_FLIGHT = 100;
+export const DEFAULT_BUFFER_HIGH_WATER_BYTES = 64 * 1024;
+
+export interface WebSocketServerOptions {
+  /** The assembled core (`createGatewayCore`): the server calls `execute` and `openStream`. */
+  readonly core: Pick<GatewayCore, 'execute' | 'openStream'>;
+  /** Listen on this host (`''`: all interfaces) and port (0: any free port)… */
+  readonly listen?: { readonly host: string; readonly port: number };
+  /** …or serve upgrades of an existing HTTP server (e.g. the one serving a web app). */
+  readonly server?: Server;
+  /** `GATEWAY_MAX_PAYLOAD_BYTES`; the maximum frame size is this plus {@link FRAME_HEADROOM_BYTES}. */
+  readonly maxPayloadBytes: number;
+  /**
+   * `Origin` headers accepted, exactly (e.g. `https://app.example.com`); `*` accepts any.
+   * A request without `Origin` (not a browser) is always accepted. Default: none, so browsers
+   * are refused (fail closed).
+   */
+  readonly allowedOrigins?: readonly string[];
+  /** A ping every interval; a connection that has not answered the previous one is dropped. */
+  readonly pingIntervalMs?: number;
+  /** Calls (commands and streams) in flight per connection before it is closed 1008. */
+  readonly maxCallsInFlight?: number;
+  /** Bytes buffered per connection above which push streams stop writing (and queue in the hub). */
+  readonly bufferHighWaterBytes?: number;
+  readonly metrics?: GatewayMetrics;
+  readonly logger?: Logger;
+}
+
+/** A started WebSocket transport. */
+export interface WebSocketServerHandle {
+  /** The bound `host:port` (the HTTP server's when attached). */
+  readonly address: string;
+  readonly port: number;
+  /** Open connections. */
+  readonly connections: number;
+  /**
+   * Refuses new connections, lets calls in flight finish, then closes every connection 1001
+   * `gateway is shutting down`; after `budgetMs` what is left is dropped. Call it after the
+   * push hub closed (every stream then got its status). Calling it again returns the same promise.
+   */
+  close(budgetMs: number): Promise<'graceful' | 'forced'>;
+}
+
+/** Writes a plain HTTP refusal on an upgrade socket. */
+function refuse(socket: Socket, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+}
+
+/**
+ * Starts the EdgeGateway WebSocket transport (SPEC §2.2): upgrades on `/v1/ws` with the
+ * `edgegateway.v1` subprotocol and an allowed origin, binary frames only, no compression.
+ */
+export async function startWebSocketServer(options: WebSocketServerOptions): Promise<WebSocketServerHandle> {
+  const logger = (options.logger ?? noopLogger).child({ component: 'websocket' });
+  const metrics = options.metrics ?? new GatewayMetrics();
+  const origins = new Set(options.allowedOrigins ?? []);
+  const limits = {
+    maxCallsInFlight: options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
+    bufferHighWaterBytes: options.bufferHighWaterBytes ?? DEFAULT_BUFFER_HIGH_WATER_BYTES,
+  };
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxPayloadBytes + FRAME_HEADROOM_BYTES,
+    // Compression costs CPU per frame and opens the door to decompression bombs.
+    perMessageDeflate: false,
+    handleProtocols: (offered) => (offered.has(WEBSOCKET_SUBPROTOCOL) ? WEBSOCKET_SUBPROTOCOL : false),
+  });
+  const connections = new Map<WebSocket, WebSocketConnection>();
+  const alive = new WeakSet<WebSocket>();
+  let closing = false;
+
+  const onUpgrade = (request: IncomingMessage, socket: Socket, head: Buffer): void => {
+    const path = (request.url ?? '').split('?')[0];
+    if (path !== WEBSOCKET_PATH) return refuse(socket, 404, 'Not Found');
+    if (closing) return refuse(socket, 503, 'Service Unavailable');
+    const origin = request.headers.origin;
+    if (origin !== undefined && !origins.has('*') && !origins.has(origin)) {
+      logger.warn('websocket upgrade refused', { reason: 'origin not allowed' });
+      return refuse(socket, 403, 'Forbidden');
+    }
+    const offered = String(request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(WEBSOCKET_SUBPROTOCOL)) return refuse(socket, 400, 'Bad Request');
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      const connection = new WebSocketConnection(ws, options.core, limits, metrics, logger);
+      connections.set(ws, connection);
+      alive.add(ws);
+      metrics.websocketConnections.add(1);
+      ws.on('pong', () => alive.add(ws));
+      ws.on('close', () => connections.delete(ws));
+      // A socket error (reset, oversized frame) closes the connection; the close handler cleans up.
+      ws.on('error', () => undefined);
+    });
+  };
+
+  let server = options.server;
+  const own = server === undefined;
+  if (server === undefined) {
+    const bind = options.listen ?? { host: '127.0.0.1', port: 0 };
+    const created = createServer((_, res) => {
+      res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('Upgrade Required');
+    });
+    await new Promise<void>((resolve, reject) => {
+      created.once('error', reject);
+      created.listen({ host: bind.host === '' ? undefined : bind.host, port: bind.port }, () => {
+        created.off('error', reject);
+        resolve();
+      });
+    });
+    server = created;
+  }
+  server.on('upgrade', onUpgrade);
+  const http = server;
+
+  const ping = setInterval(() => {
+    for (const ws of connections.keys()) {
+      if (!alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+  ping.unref();
+
+  const bound = http.address() as AddressInfo;
+  const address = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+  let closed: Promise<'graceful' | 'forced'> | undefined;
+
+  const close = (budgetMs: number): Promise<'graceful' | 'forced'> => {
+    closed ??= (async () => {
+      closing = true;
+      clearInterval(ping);
+      if (own) http.close();
+      let forced = false;
+      const timedOut = (): boolean => forced;
+      const drained = Promise.all(
+        [...connections.values()].map(
+          (connection) =>
+            new Promise<void>((resolve) => {
+              if (connection.inFlight === 0) return resolve();
+              connection.onIdle = resolve;
+            }),
+        ),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const budget = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          forced = true;
+          resolve();
+        }, budgetMs);
+      });
+      await Promise.race([drained, budget]);
+      const gone = Promise.all(
+        [...connections.keys()].map((ws) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve())))),
+      );
+      for (const connection of connections.values()) connection.close(CloseCodes.goingAway, 'gateway is shutting down');
+      await Promise.race([gone, budget]);
+      clearTimeout(timer);
+      for (const ws of connections.keys()) ws.terminate();
+      http.off('upgrade', onUpgrade);
+      wss.close();
+      if (timedOut()) logger.warn('websocket close budget exceeded, dropping connections', { budget_ms: budgetMs });
+      return timedOut() ? 'forced' : 'graceful';
+    })();
+    return closed;
+  };
+
+  return {
+    address,
+    port: bound.port,
+    get connections() {
+      return connections.size;
+    },
+    close,
+  };
+}

@@ -1,0 +1,241 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { sign } from 'node:crypto';
+import { WebSocket } from 'ws';
+import { GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client-web';
+import { subscribeRequestBytes } from '@edge-gateway/core';
+import {
+  CloseCodes,
+  FrameTypes,
+  StatusCodes,
+  WEBSOCKET_PATH,
+  WEBSOCKET_SUBPROTOCOL,
+  decodeFrame,
+  decodeGatewayEvent,
+  decodeStatus,
+  encodeFrame,
+  encodeSubscribeEventsRequest,
+} from '@edge-gateway/protocol';
+import { WsFixture, closeOf, refusedWith, type Device } from './fixture.js';
+
+let f: WsFixture | undefined;
+afterEach(async () => {
+  await f?.stop();
+  f = undefined;
+});
+
+async function take<T>(iterator: AsyncIterator<T>, n: number): Promise<T[]> {
+  const out: T[] = [];
+  while (out.length < n) {
+    const next = await iterator.next();
+    if (next.done === true) throw new Error(`stream ended after ${out.length} of ${n}`);
+    out.push(next.value);
+  }
+  return out;
+}
+
+async function endError<T>(iterator: AsyncIterator<T>): Promise<unknown> {
+  for (;;) {
+    try {
+      if ((await iterator.next()).done === true) return undefined;
+    } catch (error) {
+      return error;
+    }
+  }
+}
+
+/** A signed subscribe frame for `device` on `callId`. */
+function subscribeFrame(device: Device, callId: number): Uint8Array {
+  const fields = { deviceSessionId: device.deviceSessionId, requestId: `sub-${callId}-${Date.now()}`, timestampMs: Date.now(), resumeAfterEventId: '' };
+  const signature = sign(null, subscribeRequestBytes(fields), device.privateKey);
+  return encodeFrame(FrameTypes.subscribe, callId, encodeSubscribeEventsRequest({ ...fields, signature }));
+}
+
+/** Frames received on a raw socket, by type. */
+function framesOf(ws: WebSocket) {
+  const frames: Array<{ type: number; callId: number; body: Uint8Array }> = [];
+  const waiters: Array<() => void> = [];
+  ws.on('message', (data: Buffer) => {
+    frames.push(decodeFrame(new Uint8Array(data)));
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    frames,
+    async until(predicate: () => boolean): Promise<void> {
+      while (!predicate()) await new Promise<void>((resolve) => waiters.push(resolve));
+    },
+  };
+}
+
+describe('WebSocket transport: commands', () => {
+  it('runs a signed command, verified by the client, and refuses its replay with the gRPC status and message', async () => {
+    f = await WsFixture.start();
+    const client = await f.client(f.addDevice());
+    const result = await client.execute('echo.ping', new TextEncoder().encode('hi'), { requestId: 'req-ws-1' });
+    expect(result).toMatchObject({ requestId: 'req-ws-1', resultCode: 'ok', signerKeyId: f.signer.keyId });
+    expect(new TextDecoder().decode(result.payload)).toBe('hi');
+    const replay = await client.execute('echo.ping', new TextEncoder().encode('hi'), { requestId: 'req-ws-1' }).catch((e: unknown) => e);
+    expect(replay).toBeInstanceOf(GatewayStatusError);
+    expect(replay).toMatchObject({ code: StatusCodes.ALREADY_EXISTS, details: 'request_id was already used' });
+    const unrouted = await client.execute('billing.pay', new Uint8Array(0)).catch((e: unknown) => e);
+    expect(unrouted).toMatchObject({ code: StatusCodes.UNIMPLEMENTED, details: 'no route for message type billing.pay' });
+  });
+
+  it('correlates concurrent commands on one connection by call id', async () => {
+    f = await WsFixture.start();
+    const client = await f.client(f.addDevice());
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => client.execute('echo.n', new TextEncoder().encode(String(i)), { requestId: `req-many-${i}` })));
+    expect(results.map((r) => new TextDecoder().decode(r.payload))).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(results.map((r) => r.requestId)).toEqual(Array.from({ length: 20 }, (_, i) => `req-many-${i}`));
+  });
+});
+
+describe('WebSocket transport: push streams', () => {
+  it('delivers the bootstrap, then events; a revoke ends the stream FAILED_PRECONDITION and later calls fail', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const client = await f.client(device);
+    const events = client.subscribe()[Symbol.asyncIterator]();
+    const [bootstrap] = await take(events, 1);
+    expect(bootstrap).toMatchObject({ eventType: 'gateway.server_time', eventId: '', userId: device.userId });
+    const id = f.publish(device.userId, 'chat.message', new TextEncoder().encode('hello'));
+    const [event] = (await take(events, 1)) as VerifiedEvent[];
+    expect(event).toMatchObject({ eventId: id, eventType: 'chat.message', deviceSessionId: '' });
+    f.revoke(device);
+    expect(await endError(events)).toMatchObject({ code: StatusCodes.FAILED_PRECONDITION, details: 'device session is revoked' });
+    const refused = await client.execute('echo.ping', new Uint8Array(0)).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: StatusCodes.FAILED_PRECONDITION, details: 'device session is revoked' });
+  });
+
+  it('resumes after an event id: the bootstrap, then what was missed, in order', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const first = f.publish(device.userId, 'a', new Uint8Array([1]));
+    const second = f.publish(device.userId, 'b', new Uint8Array([2]));
+    const third = f.publish(device.userId, 'c', new Uint8Array([3]));
+    const client = await f.client(device);
+    const events = client.subscribe({ resumeAfterEventId: first })[Symbol.asyncIterator]();
+    const got = await take(events, 3);
+    expect(got.map((e) => e.eventId)).toEqual(['', second, third]);
+    expect(client.lastEventId).toBe(third);
+  });
+
+  it('frees the hub slot when the client cancels, even before the stream opened', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const ws = await f.raw();
+    // Subscribe and cancel in the same turn: the cancel reaches the core before the checks finish.
+    ws.send(subscribeFrame(device, 7));
+    ws.send(encodeFrame(FrameTypes.cancel, 7));
+    const other = await f.client(f.addDevice());
+    await take(other.subscribe()[Symbol.asyncIterator](), 1);
+    // The other stream opened after the cancelled one was handled: only it is registered.
+    await expect.poll(() => f?.core.hub.sessionStreams(device.deviceSessionId), { timeout: 5000 }).toBe(0);
+    expect(f.core.hub.size).toBe(1);
+    ws.close();
+  });
+
+  it('overflows a stalled stream RESOURCE_EXHAUSTED while another stream of the user goes on', async () => {
+    f = await WsFixture.start({ bufferSize: 8, bufferHighWaterBytes: 16 * 1024 });
+    const user = 'user-overflow';
+    const stalled = f.addDevice(user);
+    const reader = await f.client(f.addDevice(user));
+    const readerEvents = reader.subscribe()[Symbol.asyncIterator]();
+    await take(readerEvents, 1);
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    ws.send(subscribeFrame(stalled, 1));
+    await seen.until(() => seen.frames.length >= 1);
+    expect(decodeGatewayEvent(seen.frames[0]?.body as Uint8Array).eventType).toBe('gateway.server_time');
+    ws.pause();
+    const payload = new Uint8Array(32 * 1024).fill(7);
+    let published = 0;
+    while (f.core.hub.sessionStreams(stalled.deviceSessionId) > 0 && published < 2000) {
+      const id = f.publish(user, 'bulk.item', payload);
+      published += 1;
+      expect((await take(readerEvents, 1))[0]?.eventId).toBe(id);
+    }
+    expect(f.core.hub.sessionStreams(stalled.deviceSessionId)).toBe(0);
+    expect(published).toBeLessThan(2000);
+    ws.resume();
+    await seen.until(() => seen.frames.some((fr) => fr.type === FrameTypes.status));
+    const status = seen.frames.find((fr) => fr.type === FrameTypes.status);
+    expect(decodeStatus(status?.body as Uint8Array)).toEqual({ code: StatusCodes.RESOURCE_EXHAUSTED, details: 'push stream overflowed' });
+    ws.close();
+  });
+});
+
+describe('WebSocket transport: handshake and framing limits', () => {
+  it('refuses a wrong path 404, a missing subprotocol 400 and a browser origin not allowed 403', async () => {
+    f = await WsFixture.start({ allowedOrigins: ['https://app.example.com'] });
+    const base = `ws://${f.server.address}`;
+    expect(await refusedWith(`${base}/other`, [WEBSOCKET_SUBPROTOCOL])).toBe(404);
+    expect(await refusedWith(`${base}${WEBSOCKET_PATH}`, ['chat'])).toBe(400);
+    expect(await refusedWith(`${base}${WEBSOCKET_PATH}`, [WEBSOCKET_SUBPROTOCOL], { Origin: 'https://evil.example.com' })).toBe(403);
+    const allowed = await f.raw({ origin: 'https://app.example.com' });
+    expect(allowed.protocol).toBe(WEBSOCKET_SUBPROTOCOL);
+    allowed.close();
+  });
+
+  it('refuses every browser origin by default (fail closed)', async () => {
+    f = await WsFixture.start();
+    expect(await refusedWith(`ws://${f.server.address}${WEBSOCKET_PATH}`, [WEBSOCKET_SUBPROTOCOL], { Origin: 'http://localhost:3000' })).toBe(403);
+  });
+
+  it.each([
+    ['a text frame', (ws: WebSocket) => ws.send('hello'), CloseCodes.unsupportedData],
+    ['a frame shorter than its header', (ws: WebSocket) => ws.send(new Uint8Array([1, 0])), CloseCodes.protocolError],
+    ['an unknown frame type', (ws: WebSocket) => ws.send(encodeFrame(0x7f as never, 1)), CloseCodes.protocolError],
+    ['a gateway frame type from the client', (ws: WebSocket) => ws.send(encodeFrame(FrameTypes.event, 1)), CloseCodes.protocolError],
+    ['a body that is not protobuf', (ws: WebSocket) => ws.send(encodeFrame(FrameTypes.execute, 1, new Uint8Array([0x0a, 0xff]))), CloseCodes.invalidPayload],
+    ['a frame over the maximum size', (ws: WebSocket) => ws.send(new Uint8Array(64 * 1024 + 64 * 1024 + 1)), CloseCodes.messageTooBig],
+  ])('closes the connection for %s', async (_name, send, code) => {
+    f = await WsFixture.start();
+    const ws = await f.raw();
+    const closed = closeOf(ws);
+    send(ws);
+    expect((await closed).code).toBe(code);
+  });
+
+  it('closes 1002 for a call id already in flight and 1008 beyond the calls in flight per connection', async () => {
+    f = await WsFixture.start({ maxCallsInFlight: 2 });
+    const device = f.addDevice();
+    const dup = await f.raw();
+    const dupClosed = closeOf(dup);
+    dup.send(subscribeFrame(device, 1));
+    dup.send(subscribeFrame(device, 1));
+    expect((await dupClosed).code).toBe(CloseCodes.protocolError);
+
+    const many = await f.raw();
+    const manyClosed = closeOf(many);
+    for (const id of [1, 2, 3]) many.send(subscribeFrame(device, id));
+    expect(await manyClosed).toEqual({ code: CloseCodes.policyViolation, reason: 'too many calls in flight' });
+  });
+
+  it('drops a connection that does not answer pings', async () => {
+    f = await WsFixture.start({ pingIntervalMs: 300 });
+    const silent = await f.raw({ autoPong: false });
+    const closed = closeOf(silent);
+    const healthy = await f.raw();
+    // Terminated without a close frame: the client sees 1006.
+    expect((await closed).code).toBe(1006);
+    expect(healthy.readyState).toBe(WebSocket.OPEN);
+    healthy.close();
+  });
+});
+
+describe('WebSocket transport: shutdown', () => {
+  it('streams end UNAVAILABLE with the hub, an in-flight command finishes, then connections close 1001', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const client = await f.client(device);
+    const events = client.subscribe()[Symbol.asyncIterator]();
+    await take(events, 1);
+    f.core.beginShutdown();
+    f.core.hub.close();
+    expect(await endError(events)).toMatchObject({ code: StatusCodes.UNAVAILABLE, details: 'gateway is shutting down' });
+    const refused = await client.execute('echo.ping', new Uint8Array(0)).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: StatusCodes.UNAVAILABLE, details: 'gateway is shutting down' });
+    expect(await f.server.close(2000)).toBe('graceful');
+    expect(await client.closed).toEqual({ code: CloseCodes.goingAway, reason: 'gateway is shutting down' });
+  });
+});

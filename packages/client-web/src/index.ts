@@ -1,0 +1,25 @@
+/**
+ * `@edge-gateway/client-web`: the device client over WebSocket, for browsers (and Node with
+ * the `ws` package), on WebCrypto Ed25519. Verification and framing come from
+ * `@edge-gateway/protocol`.
+ *
+ * @packageDocumentation
+ */
+export {
+  WebGatewayClient,
+  type CloseInfo,
+  type WebExecuteOptions,
+  type WebGatewayClientOptions,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  type WebSubscribeOptions,
+} from './web-gateway-client.js';
+export {
+  GatewayBindingError,
+  GatewaySignatureError,
+  GatewayStatusError,
+  StatusCodes,
+  importDevicePrivateKey,
+  type VerifiedCommandResult,
+  type VerifiedEvent,
+} from '@edge-gateway/protocol';

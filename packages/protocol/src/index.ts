@@ -1,0 +1,74 @@
+/**
+ * `@edge-gateway/protocol`: everything about the EdgeGateway protocol that is not a transport
+ * or a server — the protobuf messages, canonical signing bytes (SPEC §3), the `ServerTime`
+ * codec, the Redis field builders (SPEC §5), WebSocket framing (SPEC §2.2) and device-side
+ * signing and verification on WebCrypto. No dependencies; runs in browsers and in Node 20+.
+ *
+ * @packageDocumentation
+ */
+
+// Messages (edgegateway.v1)
+export {
+  decodeExecuteCommandRequest,
+  decodeExecuteCommandResponse,
+  decodeGatewayEvent,
+  decodeServerTime,
+  decodeSubscribeEventsRequest,
+  encodeExecuteCommandRequest,
+  encodeExecuteCommandResponse,
+  encodeGatewayEvent,
+  encodeServerTime,
+  encodeSubscribeEventsRequest,
+  type ExecuteCommandRequest,
+  type ExecuteCommandResponse,
+  type GatewayEvent,
+  type ServerTime,
+  type SubscribeEventsRequest,
+} from './messages.js';
+export { WireFormatError } from './protobuf-wire.js';
+
+// Canonical signing bytes (SPEC §3)
+export { SigningContexts, canonical, commandRequestBytes, commandResultBytes, eventBytes, i64, sha256, subscribeRequestBytes } from './canonical.js';
+
+// Statuses (SPEC §4)
+export { GatewayStatusError, StatusCodes, statusName, type StatusCode } from './status-codes.js';
+
+// Device side: keys, signing, verification
+export {
+  GatewaySignatureError,
+  TrustedKeys,
+  importDevicePrivateKey,
+  keyId,
+  signCommandRequest,
+  signEd25519,
+  signSubscribeRequest,
+  type GatewayPublicKey,
+} from './device-crypto.js';
+export {
+  GatewayBindingError,
+  GatewayEventTypes,
+  StreamVerifier,
+  verifyCommandResult,
+  type VerifiedCommandResult,
+  type VerifiedEvent,
+} from './device-verification.js';
+
+// Redis field builders (SPEC §5)
+export { clientEventFields, sessionRecordFields, type ClientEventInput, type SessionRecordInput } from './fields.js';
+export { fromBase64, toBase64, toHex } from './base64.js';
+
+// WebSocket framing (SPEC §2.2)
+export {
+  CloseCodes,
+  FRAME_HEADER_BYTES,
+  FrameTypes,
+  WEBSOCKET_PATH,
+  WEBSOCKET_SUBPROTOCOL,
+  decodeFrame,
+  decodeStatus,
+  encodeFrame,
+  encodeStatus,
+  type CallStatus,
+  type Frame,
+  type FrameType,
+} from './websocket-framing.js';

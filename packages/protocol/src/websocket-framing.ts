@@ -1,0 +1,101 @@
+import { fromUtf8, utf8, WireFormatError } from './protobuf-wire.js';
+
+/**
+ * The EdgeGateway WebSocket protocol (SPEC §2.2). One connection carries any number of
+ * concurrent calls, each named by a client-chosen 32-bit call id. Every frame is one binary
+ * WebSocket message: a 1-byte frame type, the call id (uint32 big-endian), then the body,
+ * which is the same protobuf message as on gRPC (so the signed bytes are identical).
+ */
+export const WEBSOCKET_SUBPROTOCOL = 'edgegateway.v1';
+
+/** The path the gateway accepts WebSocket upgrades on. */
+export const WEBSOCKET_PATH = '/v1/ws';
+
+/** Frame types; client → gateway below 0x80, gateway → client from 0x80. */
+export const FrameTypes = {
+  /** Body `ExecuteCommandRequest`; answered by one `result` or one `status` frame. */
+  execute: 0x01,
+  /** Body `SubscribeEventsRequest`; answered by `event` frames, ended by one `status` frame. */
+  subscribe: 0x02,
+  /** Empty body: the client gives up the call (no answer follows). */
+  cancel: 0x03,
+  /** Body `ExecuteCommandResponse`: the call succeeded. */
+  result: 0x81,
+  /** Body `GatewayEvent`: one push event of the stream. */
+  event: 0x82,
+  /** Body: 1-byte status code (SPEC §4, gRPC numbering), then the UTF-8 message. Ends the call. */
+  status: 0x83,
+} as const;
+
+export type FrameType = (typeof FrameTypes)[keyof typeof FrameTypes];
+
+const KNOWN = new Set<number>(Object.values(FrameTypes));
+
+/** WebSocket close codes the gateway uses (RFC 6455 §7.4.1). */
+export const CloseCodes = {
+  /** The client closed, or the gateway after answering everything. */
+  normal: 1000,
+  /** Gateway shutdown: every stream got its `UNAVAILABLE` status frame first. */
+  goingAway: 1001,
+  /** A malformed frame: too short, unknown type, a call id already in use. */
+  protocolError: 1002,
+  /** A text frame (the protocol is binary only). */
+  unsupportedData: 1003,
+  /** A body that is not the protobuf message its frame type names. */
+  invalidPayload: 1007,
+  /** Too many calls in flight on one connection. */
+  policyViolation: 1008,
+  /** A frame larger than the maximum frame size. */
+  messageTooBig: 1009,
+  /** An unexpected gateway error. */
+  internalError: 1011,
+} as const;
+
+/** Bytes before the body. */
+export const FRAME_HEADER_BYTES = 5;
+
+/** One decoded frame. */
+export interface Frame {
+  readonly type: FrameType;
+  readonly callId: number;
+  readonly body: Uint8Array;
+}
+
+/** Encodes one frame. */
+export function encodeFrame(type: FrameType, callId: number, body: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+  out[0] = type;
+  new DataView(out.buffer).setUint32(1, callId >>> 0);
+  out.set(body, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** Decodes one frame; throws `WireFormatError` for a short frame or an unknown type. */
+export function decodeFrame(data: Uint8Array): Frame {
+  if (data.length < FRAME_HEADER_BYTES) throw new WireFormatError('frame shorter than its header');
+  const type = data[0] as number;
+  if (!KNOWN.has(type)) throw new WireFormatError(`unknown frame type ${type}`);
+  const callId = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
+  return { type: type as FrameType, callId, body: data.subarray(FRAME_HEADER_BYTES) };
+}
+
+/** A call's terminal status. */
+export interface CallStatus {
+  readonly code: number;
+  readonly details: string;
+}
+
+/** Body of a `status` frame. */
+export function encodeStatus(status: CallStatus): Uint8Array {
+  const details = utf8(status.details);
+  const out = new Uint8Array(1 + details.length);
+  out[0] = status.code;
+  out.set(details, 1);
+  return out;
+}
+
+/** Decodes the body of a `status` frame. */
+export function decodeStatus(body: Uint8Array): CallStatus {
+  if (body.length < 1) throw new WireFormatError('status frame without a code');
+  return { code: body[0] as number, details: fromUtf8(body.subarray(1)) };
+}
