@@ -160,6 +160,9 @@ describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {
     expect(loadConfig(base).redis.sessionReads).toBe('master');
     expect(loadConfig({ ...base, GATEWAY_REDIS_SESSION_READS: 'replica' }).redis.sessionReads).toBe('replica');
     expect(failure({ ...base, GATEWAY_REDIS_SESSION_READS: 'any' }).message).toBe('GATEWAY_REDIS_SESSION_READS: "any" is not one of master, replica');
+  });
+});
+
 describe('WebSocket transport settings', () => {
   it('is off by default and refuses every browser origin', () => {
     expect(loadConfig(base)).toMatchObject({ websocketAddr: '', websocketAllowedOrigins: [] });
