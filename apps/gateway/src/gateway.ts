@@ -34,6 +34,8 @@ export interface StartOptions {
 /** A started gateway. */
 export interface RunningGateway {
   readonly config: GatewayConfig;
+  /** The assembled core (for transports started next to the binary's, e.g. the dev mode's). */
+  readonly core: GatewayCore;
   readonly publicHttp: HttpListener;
   readonly grpc: GrpcServerHandle;
   readonly adminHttp: HttpListener | undefined;
@@ -207,6 +209,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   return {
     config,
+    core,
     publicHttp: publicHttp as HttpListener,
     grpc: grpc as GrpcServerHandle,
     adminHttp,

@@ -1,7 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Logger } from '@edge-gateway/core';
 import { createAdminApp, listen, type HttpListener } from '@edge-gateway/adapters-http';
+import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { startGateway, type RunningGateway } from '../gateway.js';
+import { DEMO_ROUTES, createDemoPage } from './demo-page.js';
 import type { Telemetry } from '../telemetry.js';
 import { devAdminAddress, loadDevConfig } from './dev-config.js';
 import { DEMO_DEVICE, devDir, writeDevKeys, type DevGatewayInfo, type DevKeys } from './dev-files.js';
@@ -23,6 +25,8 @@ export interface DevGateway {
   readonly gateway: RunningGateway;
   readonly backend: InMemoryBackend;
   readonly adminHttp: HttpListener;
+  /** The WebSocket transport on the admin listener (`/v1/ws`), used by the browser demo at `/demo`. */
+  readonly websocket: WebSocketServerHandle;
   readonly keys: DevKeys;
   /** Stops the gateway (SPEC §8.2 sequence), then the admin listener and the echo service. */
   shutdown(): Promise<boolean>;
@@ -49,6 +53,7 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
 
   const echo = await startEchoDownstream();
   let adminHttp: HttpListener | undefined;
+  let websocket: WebSocketServerHandle | undefined;
   try {
     const config = loadDevConfig(env, { signerKeyPath: keys.paths.signerKey, echoAddress: echo.address });
     const adminApp = createAdminApp({
@@ -57,16 +62,27 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
       logger: logger.child({ component: 'admin-http' }),
     });
     const devRoutes = createDevRoutes(backend);
+    const demoPage = createDemoPage(keys);
     const handler = (req: Parameters<typeof devRoutes>[0], res: Parameters<typeof devRoutes>[1]): void => {
-      if (!devRoutes(req, res)) adminApp(req, res);
+      if (!devRoutes(req, res) && !demoPage(req, res)) adminApp(req, res);
     };
     // listen() only attaches the app as the server's request listener; a plain handler serves.
     adminHttp = await listen(handler as unknown as Parameters<typeof listen>[0], devAdminAddress(env), {
       logger: logger.child({ component: 'admin-http' }),
     });
-    logger.info('admin http listener started', { address: adminHttp.address, dev_routes: [...DEV_ROUTES] });
+    logger.info('admin http listener started', { address: adminHttp.address, dev_routes: [...DEV_ROUTES, ...DEMO_ROUTES] });
 
     const gateway = await startGateway({ env, logger, telemetry, config, registerBackend: backend.register() });
+    // The browser demo's transport: the same origin as the page, so only that origin is allowed.
+    websocket = await startWebSocketServer({
+      core: gateway.core,
+      server: adminHttp.server,
+      maxPayloadBytes: config.maxPayloadBytes,
+      allowedOrigins: [`http://${adminHttp.address}`, `http://localhost:${adminHttp.port}`, `http://127.0.0.1:${adminHttp.port}`],
+      metrics: telemetry.metrics,
+      logger,
+    });
+    logger.info('development websocket transport started', { address: `${adminHttp.address}`, path: '/v1/ws', demo_page: `http://${adminHttp.address}/demo` });
     const info: DevGatewayInfo = {
       pid: process.pid,
       public_http_addr: gateway.publicHttp.address,
@@ -86,10 +102,12 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
     });
 
     const admin = adminHttp;
+    const devWebsocket = websocket;
     let stopping: Promise<boolean> | undefined;
     const shutdown = (): Promise<boolean> => {
       stopping ??= (async () => {
         const clean = await gateway.shutdown();
+        await devWebsocket.close(gateway.config.shutdownTimeoutMs);
         await admin.close(gateway.config.shutdownTimeoutMs);
         await echo.stop();
         rmSync(keys.paths.running, { force: true });
@@ -98,8 +116,9 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
       })();
       return stopping;
     };
-    return { gateway, backend, adminHttp, keys, shutdown };
+    return { gateway, backend, adminHttp, websocket, keys, shutdown };
   } catch (error) {
+    await websocket?.close(1000);
     await adminHttp?.close(1000);
     await echo.stop();
     throw error;
