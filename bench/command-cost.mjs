@@ -1,12 +1,13 @@
-// CPU cost per command: the gateway binary and the bare grpc-js proxy (bench/bare-proxy.mjs)
-// under the same open-loop load at a fixed rate, well below saturation, with each process's
+// CPU cost per command: the gateway binary and the two baselines, the bare grpc-js proxy
+// (bench/bare-proxy.mjs) and the intrinsic-work proxy (bench/intrinsic-proxy.mjs, the target's
+// yardstick), under the same open-loop load at a fixed rate, well below saturation, with each process's
 // CPU time (/proc/<pid>/stat, all threads) divided by the commands it answered. Far steadier
 // than closed-loop throughput on a shared machine, so it is the tool for A/B checks of a change:
 // pass --before-main <path to another build's apps/gateway/dist/main.js>; variants alternate
 // round by round. Also reports the CPU of the echo downstream, redis-server and this process.
 //
 //   node bench/command-cost.mjs [--rate 1500] [--duration 5] [--rounds 3] [--channels 8]
-//        [--before-main <main.js>] [--quick]
+//        [--before-main <main.js>] [--no-bare] [--quick]
 import { randomBytes } from 'node:crypto';
 import {
   cpuSeconds,
@@ -71,6 +72,7 @@ async function openLoop(clients, requests, { rate, warmupMs, durationMs, pids })
     exhausted: next >= requests.length,
     cpuPerCommandUs: perCommandUs,
     latencyMs: summarize(Float64Array.from(latencies)),
+    latenciesMs: latencies,
   };
 }
 
@@ -85,6 +87,8 @@ export async function runCommandCost(argv) {
     channels: num(args, 'channels', 8),
     payloadBytes: num(args, 'payload', 64),
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
+    // The bare proxy too (--no-bare skips it, for quicker A/B runs).
+    bare: args['no-bare'] !== true,
   };
   console.log(`command cost benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
@@ -101,21 +105,29 @@ export async function runCommandCost(argv) {
   const variants = [{ label: 'gateway' }];
   if (params.beforeMain) variants.push({ label: 'gateway-before', main: params.beforeMain });
   const rows = [];
+  const latencies = {};
   try {
-    const bareClients = await rawClients(`127.0.0.1:${proxy.port}`, params.channels);
+    const baselines = [
+      ...(params.bare ? [{ label: 'bare', helper: proxy }] : []),
+      { label: 'intrinsic', helper: rig.intrinsic },
+    ];
+    for (const baseline of baselines) baseline.clients = await rawClients(`127.0.0.1:${baseline.helper.port}`, params.channels);
+    const record = (round, label, result) => {
+      rows.push({ round, label, ...result, latenciesMs: undefined });
+      (latencies[label] ??= []).push(...result.latenciesMs);
+      console.log(`  round ${round} ${label}: ${JSON.stringify(result.cpuPerCommandUs)} µs CPU per command, ${result.answeredPerSec}/s, p50 ${result.latencyMs.p50} ms p99 ${result.latencyMs.p99} ms, errors ${result.errors}`);
+    };
     for (let round = 1; round <= params.rounds; round += 1) {
-      const bare = await openLoop(bareClients, presign(), { ...loop, pids: { server: proxy.pid, ...others } });
-      rows.push({ round, label: 'bare', ...bare });
-      console.log(`  round ${round} bare proxy: ${JSON.stringify(bare.cpuPerCommandUs)} µs CPU per command, ${bare.answeredPerSec}/s, p50 ${bare.latencyMs.p50} ms`);
+      for (const baseline of baselines) {
+        record(round, baseline.label, await openLoop(baseline.clients, presign(), { ...loop, pids: { server: baseline.helper.pid, ...others } }));
+      }
       for (const variant of variants) {
         await withGatewayClients(rig.gatewayEnv(), { main: variant.main, channels: params.channels }, async (clients, gateway) => {
-          const result = await openLoop(clients, presign(), { ...loop, pids: { server: gateway.pid, ...others } });
-          rows.push({ round, label: variant.label, ...result });
-          console.log(`  round ${round} ${variant.label}: ${JSON.stringify(result.cpuPerCommandUs)} µs CPU per command, ${result.answeredPerSec}/s, p50 ${result.latencyMs.p50} ms, errors ${result.errors}`);
+          record(round, variant.label, await openLoop(clients, presign(), { ...loop, pids: { server: gateway.pid, ...others } }));
         });
       }
     }
-    for (const c of bareClients) c.close();
+    for (const baseline of baselines) for (const c of baseline.clients) c.close();
   } finally {
     await rig.stop();
   }
@@ -123,8 +135,29 @@ export async function runCommandCost(argv) {
     const values = rows.filter((r) => r.label === label).map((r) => r.cpuPerCommandUs.server);
     return values.length === 0 ? null : { median: [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)], all: values };
   };
-  const results = { rows, serverCpuPerCommandUs: { bare: serverUs('bare'), gateway: serverUs('gateway'), ...(params.beforeMain ? { gatewayBefore: serverUs('gateway-before') } : {}) } };
+  const labels = [...(params.bare ? ['bare'] : []), 'intrinsic', 'gateway', ...(params.beforeMain ? ['gateway-before'] : [])];
+  const latencyMs = Object.fromEntries(labels.map((label) => [label, summarize(Float64Array.from(latencies[label] ?? []))]));
+  const results = {
+    rows,
+    serverCpuPerCommandUs: { bare: serverUs('bare'), intrinsic: serverUs('intrinsic'), gateway: serverUs('gateway'), ...(params.beforeMain ? { gatewayBefore: serverUs('gateway-before') } : {}) },
+    latencyMs,
+  };
+  const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
+  const cpuRatio = ratio(results.serverCpuPerCommandUs.gateway.median, results.serverCpuPerCommandUs.intrinsic.median);
+  const p99Ratio = ratio(latencyMs.gateway.p99, latencyMs.intrinsic.p99);
+  results.targets = {
+    cpuPerCommandVsIntrinsic: { target: '<= 1.10', value: cpuRatio, met: cpuRatio <= 1.1 },
+    p99VsIntrinsic: { target: '<= 1.25', value: p99Ratio, met: p99Ratio <= 1.25 },
+  };
+  if (params.beforeMain) {
+    results.before = {
+      cpuPerCommandVsIntrinsic: ratio(results.serverCpuPerCommandUs.gatewayBefore.median, results.serverCpuPerCommandUs.intrinsic.median),
+      p99VsIntrinsic: ratio(latencyMs['gateway-before'].p99, latencyMs.intrinsic.p99),
+    };
+  }
   console.log(`  median server CPU per command: ${JSON.stringify(Object.fromEntries(Object.entries(results.serverCpuPerCommandUs).map(([k, v]) => [k, v?.median])))} µs`);
+  console.log(`  p99 over all rounds: ${JSON.stringify(Object.fromEntries(labels.map((l) => [l, latencyMs[l].p99])))} ms`);
+  console.log(`  gateway ÷ intrinsic: CPU per command ${cpuRatio} (target <= 1.10), p99 ${p99Ratio} (target <= 1.25)${results.before ? `; before: ${JSON.stringify(results.before)}` : ''}`);
   const out = { benchmark: 'command-cost', quick, params, machine: machineInfo(), noise: { before, after: machineSnapshot() }, results };
   console.log(`  written ${writeResult('command-cost', out)}`);
   return out;

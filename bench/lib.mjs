@@ -375,7 +375,8 @@ export async function withGatewayClients(env, { main, channels, address } = {}, 
 
 /**
  * What both command benchmarks run against: a redis-server with `deviceCount` active session
- * records, the echo downstream, the bare grpc-js proxy in front of it, and a signer key.
+ * records, the echo downstream, the two baselines in front of it (the bare grpc-js proxy and
+ * the intrinsic-work proxy, which signs with the gateway's signer key), and that key.
  * `stop()` tears all of it down.
  */
 export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) {
@@ -384,6 +385,7 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
   const echo = await startHelper('echo-server.mjs');
   const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
   const signer = writeSignerKey();
+  const intrinsic = await startHelper('intrinsic-proxy.mjs', [`127.0.0.1:${echo.port}`, String(redis.port), redis.password, signer.path]);
   const devices = makeDevices(deviceCount, { label });
   await Promise.all(
     devices.map((d) =>
@@ -395,6 +397,7 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
     raw,
     echo,
     proxy,
+    intrinsic,
     signer,
     devices,
     /** Gateway env routing `bench.*` to the echo downstream. */
@@ -402,6 +405,7 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
     async stop() {
       await raw.quit().catch(() => undefined);
       await proxy.stop();
+      await intrinsic.stop();
       await echo.stop();
       await redis.stop();
     },

@@ -13,12 +13,13 @@
 // The bench clients use a raw gRPC client: no signature verification, only the event id is
 // read from the wire bytes (client-side verification would dominate this process's CPU).
 //
-// Baseline, same run, at every level: bench/bare-push.mjs, a bare grpc-js fan-out server (no
-// checks, unsigned events; --no-bare skips it). Ratios are gateway ÷ bare.
+// Baselines, same run, at every level: bench/intrinsic-push.mjs, the intrinsic-work push server
+// (the targets' yardstick; --no-intrinsic skips it), and bench/bare-push.mjs, a bare grpc-js
+// fan-out server (no checks, unsigned events; --no-bare skips it). Ratios are gateway ÷ baseline.
 //
 //   node bench/push.mjs [--quick] [--streams 1000,5000,10000] [--connections 100]
 //        [--devices-per-user 4] [--rates 5000,10000,20000,40000] [--step-seconds 5]
-//        [--settle-seconds 40]
+//        [--settle-seconds 40] [--no-bare] [--no-intrinsic] [--before-main <main.js>]
 import {
   GatewayChild,
   MsHistogram,
@@ -76,8 +77,10 @@ async function publishAtRate(redis, users, { eventsPerSec, seconds, payloadBase6
 
 /** The server under test: the gateway binary (this build or `main`), or the bare baseline. */
 async function startServer(redis, signer, target) {
-  if (target.bare) {
-    const helper = await startHelper('bare-push.mjs', [String(redis.port), redis.password]);
+  if (target.bare || target.intrinsic) {
+    const helper = target.bare
+      ? await startHelper('bare-push.mjs', [String(redis.port), redis.password])
+      : await startHelper('intrinsic-push.mjs', [String(redis.port), redis.password, signer.path]);
     return { pid: helper.pid, grpc: `127.0.0.1:${helper.port}`, stop: () => helper.stop() };
   }
   const gateway = new GatewayChild(gatewayEnv(redis, signer), { main: target.main });
@@ -186,6 +189,7 @@ async function runLevel(redis, raw, signer, devices, streams, params, target = {
         deliveredPerSec: Math.round(delivered / elapsed),
         latencyMs: lat,
         gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
+        cpuPerDeliveryUs: delivered === 0 ? null : Math.round((cpu / delivered) * 1e7) / 10,
         streamsEnded: ended,
       };
       out.fanout.push(row);
@@ -221,6 +225,32 @@ function targetsOf(levels) {
   };
 }
 
+/**
+ * The targets against the intrinsic-work push server, at the largest level: CPU per delivery
+ * at `rate` deliveries/s ≤ 1.25 × its CPU per delivery, p99 at that rate ≤ 50 ms, and the
+ * subscribe storm ≤ 1.5 × its storm time.
+ */
+function intrinsicTargets(levels, intrinsicLevels, rate = 30_000) {
+  const top = levels[levels.length - 1];
+  const floor = intrinsicLevels.find((l) => l.streams === top?.streams);
+  const at = (level) => (level?.fanout ?? []).find((f) => f.offeredDeliveriesPerSec === rate);
+  const ratio = (a, b) => (a == null || b == null || b === 0 ? null : Math.round((a / b) * 1000) / 1000);
+  const cpu = ratio(at(top)?.cpuPerDeliveryUs, at(floor)?.cpuPerDeliveryUs);
+  const p99 = at(top)?.latencyMs?.p99 ?? null;
+  const storm = ratio(top?.subscribeStorm?.allBootstrappedMs, floor?.subscribeStorm?.allBootstrappedMs);
+  return {
+    cpuPerDeliveryVsIntrinsic: {
+      target: `<= 1.25 x intrinsic at ${rate} deliveries/s, ${top?.streams} streams`,
+      value: cpu,
+      gatewayUs: at(top)?.cpuPerDeliveryUs ?? null,
+      intrinsicUs: at(floor)?.cpuPerDeliveryUs ?? null,
+      met: cpu !== null && cpu <= 1.25 && (at(top)?.lost ?? 1) === 0,
+    },
+    p99AtRate: { target: `<= 50 ms at ${rate} deliveries/s, ${top?.streams} streams`, value: p99, intrinsicMs: at(floor)?.latencyMs?.p99 ?? null, met: p99 !== null && p99 <= 50 },
+    stormVsIntrinsic: { target: '<= 1.5 x intrinsic', value: storm, met: storm !== null && storm <= 1.5 },
+  };
+}
+
 /** Per level: gateway ÷ bare for the storm time, RSS per idle stream and best rate at p99 ≤ 100 ms. */
 function baselineRatios(levels, bareLevels) {
   const best = (level) => Math.max(0, ...(level?.fanout ?? []).filter((f) => f.latencyMs.p99 <= 100 && f.lost === 0).map((f) => f.deliveredPerSec));
@@ -250,8 +280,11 @@ export async function runPush(argv) {
     stormTimeoutMs: num(args, 'storm-timeout-ms', 60_000),
     settleSeconds: num(args, 'settle-seconds', quick ? 25 : 40),
     payloadBytes: num(args, 'payload', 64),
-    // The bare grpc-js fan-out server (bench/bare-push.mjs) at every level: the baseline.
+    // The bare grpc-js fan-out server (bench/bare-push.mjs) at every level (--no-bare skips it).
     bare: args['no-bare'] !== true,
+    // The intrinsic-work push server (bench/intrinsic-push.mjs) at every level: the targets'
+    // yardstick (--no-intrinsic skips it).
+    intrinsic: args['no-intrinsic'] !== true,
     // Another build of the binary, run at every level just before this one (before/after).
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
   };
@@ -267,9 +300,13 @@ export async function runPush(argv) {
   const levels = [];
   const levelsBefore = [];
   const levelsBare = [];
+  const levelsIntrinsic = [];
   try {
     for (const streams of params.streams) {
       if (params.bare) levelsBare.push(await step(`level ${fmt(streams)} streams, BARE baseline`, () => runLevel(redis, raw, signer, devices, streams, params, { bare: true })));
+      if (params.intrinsic) {
+        levelsIntrinsic.push(await step(`level ${fmt(streams)} streams, INTRINSIC-WORK baseline`, () => runLevel(redis, raw, signer, devices, streams, params, { intrinsic: true })));
+      }
       if (params.beforeMain) {
         levelsBefore.push(await step(`level ${fmt(streams)} streams, BEFORE build`, () => runLevel(redis, raw, signer, devices, streams, params, { main: params.beforeMain })));
       }
@@ -279,10 +316,15 @@ export async function runPush(argv) {
     await raw.quit().catch(() => undefined);
     await redis.stop();
   }
-  const targets = targetsOf(levels);
-  const targetsBefore = levelsBefore.length > 0 ? targetsOf(levelsBefore) : undefined;
+  const targets = { ...targetsOf(levels), ...(levelsIntrinsic.length > 0 ? intrinsicTargets(levels, levelsIntrinsic) : {}) };
+  const targetsBefore = levelsBefore.length > 0 ? { ...targetsOf(levelsBefore), ...(levelsIntrinsic.length > 0 ? intrinsicTargets(levelsBefore, levelsIntrinsic) : {}) } : undefined;
   const baseline = levelsBare.length > 0 ? { what: 'bench/bare-push.mjs: bare grpc-js fan-out, no checks, unsigned events', levels: levelsBare, ratios: baselineRatios(levels, levelsBare) } : undefined;
   if (baseline) console.log(`  vs bare fan-out: ${JSON.stringify(baseline.ratios)}`);
+  const intrinsicBaseline =
+    levelsIntrinsic.length > 0
+      ? { what: 'bench/intrinsic-push.mjs: bare fan-out + subscribe checks + one signature per event + entry validation', levels: levelsIntrinsic, ratios: baselineRatios(levels, levelsIntrinsic) }
+      : undefined;
+  if (intrinsicBaseline) console.log(`  vs intrinsic-work push server: ${JSON.stringify(intrinsicBaseline.ratios)}`);
   const out = {
     benchmark: 'push',
     quick,
@@ -290,7 +332,7 @@ export async function runPush(argv) {
     machine: machineInfo(),
     noise: { before, after: machineSnapshot() },
     processes: 'load generator and bench clients (this process), gateway child, redis-server; loopback',
-    results: { levels, targets, ...(targetsBefore ? { levelsBefore, targetsBefore } : {}), ...(baseline ? { baseline } : {}) },
+    results: { levels, targets, ...(targetsBefore ? { levelsBefore, targetsBefore } : {}), ...(baseline ? { baseline } : {}), ...(intrinsicBaseline ? { intrinsicBaseline } : {}) },
   };
   if (targetsBefore) console.log(`  before: ${Object.entries(targetsBefore).map(([k, v]) => `${k} ${JSON.stringify(v.value)}`).join(', ')}`);
   console.log(`  targets: ${Object.entries(targets).map(([k, v]) => `${k} ${v.met ? 'met' : 'MISSED'}`).join(', ')}`);

@@ -1,0 +1,90 @@
+// Summarises a V8 CPU profile (`node --cpu-prof`) of the gateway: self time per category
+// (the package or runtime part a function belongs to) and the top functions, in µs per unit of
+// work when `--per N` gives the number of commands or deliveries the profile covers.
+//
+//   node bench/profile-summary.mjs <file.cpuprofile> [--per 12000] [--top 40] [--json]
+//
+// Get a profile with BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" and any
+// benchmark (the gateway writes it when stopped with SIGTERM).
+import { readFileSync } from 'node:fs';
+import { num, parseArgs } from './lib.mjs';
+
+/** The category of a profile node: the package, runtime part or V8 bucket its time belongs to. */
+export function categoryOf(node) {
+  const { url, functionName } = node.callFrame;
+  if (functionName === '(garbage collector)') return 'gc';
+  if (functionName === '(idle)') return 'idle';
+  if (functionName === '(program)') return 'program (native, outside JS)';
+  if (url === '') {
+    if (/^(sign|verify|oneShotDigest|digest|Hash|update)$/.test(functionName)) return 'node:crypto (native)';
+    if (/^(writev|writeBuffer|writeUtf8String|writeLatin1String)$/.test(functionName)) return 'socket writes (native)';
+    return `native: ${functionName || '(anonymous)'}`;
+  }
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (m) {
+    const pkg = m[1];
+    if (pkg.startsWith('@edge-gateway/')) return pkg;
+    return pkg;
+  }
+  const ours = /\/(packages|apps)\/([^/]+)\//.exec(url);
+  if (ours) return `@edge-gateway/${ours[2]}`;
+  if (url.startsWith('node:internal/http2') || url.startsWith('node:http2')) return 'node:http2';
+  if (url.startsWith('node:internal/crypto') || url === 'node:crypto') return 'node:crypto (JS)';
+  if (url.startsWith('node:internal/streams') || url === 'node:stream') return 'node:streams';
+  if (url.startsWith('node:net') || url.startsWith('node:internal/net') || url.startsWith('node:internal/stream_base')) return 'node:net';
+  if (url.startsWith('node:internal/timers') || url === 'node:timers') return 'node:timers';
+  if (url.startsWith('node:internal/process/task_queues') || url.startsWith('node:internal/process/promises')) return 'node:microtasks';
+  if (url.startsWith('node:internal/abort_controller') || url.startsWith('node:internal/event_target')) return 'node:AbortController/EventTarget';
+  if (url.startsWith('node:events') || url.startsWith('node:internal/events')) return 'node:events';
+  if (url.startsWith('node:internal/buffer') || url === 'node:buffer') return 'node:buffer';
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/').slice(-1)[0]}`;
+  return url;
+}
+
+export function summarizeProfile(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map();
+  const times = profile.timeDeltas;
+  for (let i = 0; i < profile.samples.length; i += 1) {
+    const id = profile.samples[i];
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (times[i] ?? 0));
+  }
+  const categories = new Map();
+  const functions = new Map();
+  let total = 0;
+  let idle = 0;
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    const category = categoryOf(node);
+    if (category === 'idle') {
+      idle += us;
+      continue;
+    }
+    total += us;
+    categories.set(category, (categories.get(category) ?? 0) + us);
+    const { functionName, url, lineNumber } = node.callFrame;
+    const key = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(packages|apps)\//, '$1/')}:${lineNumber + 1}`;
+    functions.set(key, (functions.get(key) ?? 0) + us);
+  }
+  const sorted = (map) => [...map.entries()].sort((a, b) => b[1] - a[1]);
+  return { busyUs: total, idleUs: idle, categories: sorted(categories), functions: sorted(functions) };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = parseArgs(process.argv.slice(2));
+  const file = process.argv.slice(2).find((a) => a.endsWith('.cpuprofile'));
+  if (!file) throw new Error('usage: profile-summary.mjs <file.cpuprofile> [--per N] [--top 40] [--json]');
+  const summary = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')));
+  const per = num(args, 'per', 0);
+  const top = num(args, 'top', 40);
+  if (args.json) {
+    console.log(JSON.stringify({ ...summary, functions: summary.functions.slice(0, top) }, null, 2));
+  } else {
+    const fmt = (us) => `${((us / summary.busyUs) * 100).toFixed(1).padStart(5)} %${per > 0 ? `  ${(us / per).toFixed(1).padStart(6)} µs` : ''}`;
+    console.log(`busy ${(summary.busyUs / 1e6).toFixed(2)} s, idle ${(summary.idleUs / 1e6).toFixed(2)} s${per > 0 ? `, ${(summary.busyUs / per).toFixed(1)} µs per unit over ${per}` : ''}`);
+    console.log('\ncategories (self time):');
+    for (const [name, us] of summary.categories) if (us / summary.busyUs >= 0.002) console.log(`  ${fmt(us)}  ${name}`);
+    console.log(`\ntop ${top} functions (self time):`);
+    for (const [name, us] of summary.functions.slice(0, top)) console.log(`  ${fmt(us)}  ${name}`);
+  }
+}
