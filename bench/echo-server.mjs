@@ -14,4 +14,7 @@ server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port
   if (error) throw error;
   process.stdout.write(`${JSON.stringify({ port })}\n`);
 });
-process.on('SIGTERM', () => server.forceShutdown());
+process.on('SIGTERM', () => {
+  server.forceShutdown();
+  process.exit(0);
+});

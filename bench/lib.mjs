@@ -322,9 +322,14 @@ export function gatewayEnv(redis, signer, extra = {}) {
   };
 }
 
-/** A node script from bench/ as a child process that prints `{"port":N}` on its first line. */
+/**
+ * A node script from bench/ as a child process that prints `{"port":N}` on its first line.
+ * BENCH_HELPER_NODE_ARGS adds node options (e.g. `--cpu-prof`), as BENCH_GATEWAY_NODE_ARGS
+ * does for the gateway.
+ */
 export async function startHelper(script, args = [], env = {}) {
-  const child = spawn(process.execPath, [join(BENCH_DIR, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const extra = (process.env.BENCH_HELPER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...extra, join(BENCH_DIR, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   children.add(child);
   const port = await new Promise((resolvePort, reject) => {
     let buffer = '';
@@ -340,9 +345,12 @@ export async function startHelper(script, args = [], env = {}) {
     pid: child.pid,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
+        // SIGTERM first, so a helper run with --cpu-prof writes its profile on exit.
         const gone = new Promise((r) => child.once('exit', r));
-        child.kill('SIGKILL');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
         await gone;
+        clearTimeout(timer);
       }
       children.delete(child);
     },

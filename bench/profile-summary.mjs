@@ -3,6 +3,8 @@
 // work when `--per N` gives the number of commands or deliveries the profile covers.
 //
 //   node bench/profile-summary.mjs <file.cpuprofile> [--per 12000] [--top 40] [--json]
+//        [--from <s>] [--to <s>]   (only the samples in that window after the profile started)
+//        [--feature <name prefix>] (top functions of that feature only)
 //
 // Get a profile with BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" and any
 // benchmark (the gateway writes it when stopped with SIGTERM).
@@ -41,15 +43,60 @@ export function categoryOf(node) {
   return url;
 }
 
-export function summarizeProfile(profile) {
+/**
+ * What a sample's time is for. "Owner" features are looked for along the whole stack, highest
+ * priority first (so the metric recorded by the Redis wrapper counts as metrics, and node's
+ * AbortController under node-redis counts as Redis); other samples go to the first matching
+ * frame from the leaf up, then to the leaf's category.
+ */
+const OWNER_FEATURES = [
+  ['Ed25519 verify', (f) => f.functionName === 'verifyOneShot'],
+  ['Ed25519 sign', (f) => f.functionName === 'signOneShot'],
+  ['log line (winston)', (f) => /\/(winston|logform|readable-stream|safe-stable-stringify|triple-beam|winston-transport)\//.test(f.url) || /apps\/gateway\/dist\/logging\.js/.test(f.url) || f.functionName === 'logCall'],
+  ['metrics (OpenTelemetry SDK)', (f) => /@opentelemetry\/(sdk-metrics|exporter-prometheus)\//.test(f.url) || (f.functionName === 'record' && /edge-gateway-service/.test(f.url))],
+  ['span + trace context (OpenTelemetry API, no SDK)', (f) => (/@opentelemetry\/(api|core)\//.test(f.url) && f.functionName !== 'with') || f.functionName === 'startSpan' || f.functionName === 'traceIdOf'],
+  ['Redis SET NX (node-redis + wrapper)', (f) => /@redis\/client\/|adapters-redis\/dist/.test(f.url)],
+  ['protobuf encode/decode', (f) => /@bufbuild\/protobuf\/|\/protobufjs\/|\/generated\//.test(f.url)],
+  ['canonical bytes + SHA-256', (f) => /signing\/canonical\.js/.test(f.url)],
+];
+const LEAF_FEATURES = [
+  ['AbortController / EventTarget', (f) => /node:internal\/(abort_controller|event_target)/.test(f.url)],
+  ['grpc-js (server + downstream client)', (f) => /@grpc\/grpc-js\//.test(f.url)],
+  ['core pipeline (our code)', (f) => /packages\/core\/dist/.test(f.url)],
+  ['gRPC adapter (our code)', (f) => /packages\/adapters-grpc\/dist/.test(f.url)],
+  ['app (our code)', (f) => /apps\/gateway\/dist/.test(f.url)],
+];
+
+export function featureOf(stack) {
+  for (const [name, match] of OWNER_FEATURES) if (stack.some(match)) return name;
+  for (const frame of stack) for (const [name, match] of LEAF_FEATURES) if (match(frame)) return name;
+  const leaf = categoryOf({ callFrame: stack[0] });
+  if (/^node:(http2|net|streams)$|^socket writes/.test(leaf)) return 'http2 + sockets (node, both hops)';
+  if (leaf === 'gc') return 'GC';
+  return `runtime: ${leaf}`;
+}
+
+/** Self time per category and function, over the samples `fromS`..`toS` seconds after the profile started. */
+export function summarizeProfile(profile, { fromS = 0, toS = Infinity, onlyFeature } = {}) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map();
   const times = profile.timeDeltas;
+  let at = 0;
   for (let i = 0; i < profile.samples.length; i += 1) {
+    at += times[i] ?? 0;
+    if (at < fromS * 1e6 || at > toS * 1e6) continue;
     const id = profile.samples[i];
     selfUs.set(id, (selfUs.get(id) ?? 0) + (times[i] ?? 0));
   }
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const stackOf = (id) => {
+    const frames = [];
+    for (let at = id; at !== undefined; at = parent.get(at)) frames.push(byId.get(at).callFrame);
+    return frames;
+  };
   const categories = new Map();
+  const features = new Map();
   const functions = new Map();
   let total = 0;
   let idle = 0;
@@ -62,19 +109,22 @@ export function summarizeProfile(profile) {
     }
     total += us;
     categories.set(category, (categories.get(category) ?? 0) + us);
+    const feature = featureOf(stackOf(id));
+    features.set(feature, (features.get(feature) ?? 0) + us);
+    if (onlyFeature !== undefined && !feature.startsWith(onlyFeature)) continue;
     const { functionName, url, lineNumber } = node.callFrame;
     const key = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(packages|apps)\//, '$1/')}:${lineNumber + 1}`;
     functions.set(key, (functions.get(key) ?? 0) + us);
   }
   const sorted = (map) => [...map.entries()].sort((a, b) => b[1] - a[1]);
-  return { busyUs: total, idleUs: idle, categories: sorted(categories), functions: sorted(functions) };
+  return { busyUs: total, idleUs: idle, features: sorted(features), categories: sorted(categories), functions: sorted(functions) };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = parseArgs(process.argv.slice(2));
   const file = process.argv.slice(2).find((a) => a.endsWith('.cpuprofile'));
   if (!file) throw new Error('usage: profile-summary.mjs <file.cpuprofile> [--per N] [--top 40] [--json]');
-  const summary = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')));
+  const summary = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')), { fromS: num(args, 'from', 0), toS: num(args, 'to', Infinity), onlyFeature: typeof args.feature === 'string' ? args.feature : undefined });
   const per = num(args, 'per', 0);
   const top = num(args, 'top', 40);
   if (args.json) {
@@ -82,6 +132,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else {
     const fmt = (us) => `${((us / summary.busyUs) * 100).toFixed(1).padStart(5)} %${per > 0 ? `  ${(us / per).toFixed(1).padStart(6)} µs` : ''}`;
     console.log(`busy ${(summary.busyUs / 1e6).toFixed(2)} s, idle ${(summary.idleUs / 1e6).toFixed(2)} s${per > 0 ? `, ${(summary.busyUs / per).toFixed(1)} µs per unit over ${per}` : ''}`);
+    console.log('\nwhat the time is for (see featureOf):');
+    for (const [name, us] of summary.features) if (us / summary.busyUs >= 0.002) console.log(`  ${fmt(us)}  ${name}`);
     console.log('\ncategories (self time):');
     for (const [name, us] of summary.categories) if (us / summary.busyUs >= 0.002) console.log(`  ${fmt(us)}  ${name}`);
     console.log(`\ntop ${top} functions (self time):`);

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { WinstonLogger, createWinstonLogger } from './logging.js';
+import { configure } from 'safe-stable-stringify';
+import { WinstonLogger, createWinstonLogger, flatJson } from './logging.js';
 
 /** A stream that records each write it receives. */
 function recorder(): { stream: Writable; writes: string[] } {
@@ -49,5 +50,48 @@ describe('the binary logger', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(writes.join('')).not.toMatch(/hunter2|c2ln|cGF5/);
     expect(lines(writes)[0]).toMatchObject({ user_id: 'u1' });
+  });
+
+  it('writes the same line as winston itself for the same call (direct path vs winston.Logger.log)', async () => {
+    const { stream, writes } = recorder();
+    const winstonLogger = createWinstonLogger('info', stream);
+    const logger = new WinstonLogger(winstonLogger, { component: 'test' });
+    const calls: Array<[string, Record<string, unknown>]> = [
+      ['command', { user_id: 'u1', duration_ms: 1.5, n: 3n, none: undefined, nothing: null, ok: true }],
+      ['with a token %s', { user_id: 'u1' }],
+      ['prefixed', { message: 'and more', status: 'ok' }],
+      ['nested', { error: { name: 'E', list: [1, 'x'] }, signature: 'c2ln' }],
+    ];
+    for (const [message, fields] of calls) {
+      logger.info(message, fields);
+      winstonLogger.log('info', message, { component: 'test', ...fields });
+    }
+    logger.debug('not at info', { n: 1 });
+    await new Promise((resolve) => setImmediate(resolve));
+    const parsed = lines(writes).map(({ timestamp, ...rest }) => {
+      expect(timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      return rest;
+    });
+    expect(parsed).toHaveLength(2 * calls.length);
+    for (let i = 0; i < parsed.length; i += 2) expect(parsed[i]).toEqual(parsed[i + 1]);
+    expect(parsed[2]).toEqual({ level: 'info', message: 'with a token %s' });
+    expect(parsed[4]).toMatchObject({ message: 'prefixed and more' });
+    expect(parsed[6]).not.toHaveProperty('signature');
+  });
+
+  it('formats flat objects exactly as safe-stable-stringify does, and leaves nested ones to it', () => {
+    const stringify = configure({});
+    const replacer = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);
+    const samples: Array<Record<string, unknown>> = [
+      {},
+      { b: 'x', a: 1, c: true, d: false, e: null, f: undefined },
+      { 'é': 'ünïcödé ✓ 😀', Z: 'upper sorts first', _: 'under', '10': 'digits', '9': 'nine' },
+      { q: 'quote " back \\ slash', ctl: '\u0000\u0001\n\t\u001f', lone: '\ud800 and \udfff', pair: '\ud83d\ude00' },
+      { n: -0, big: 12345678901234567890n, inf: Infinity, nan: NaN, neg: -1.5e-7, huge: 1e21 },
+      { 'key "quoted"': 1, 'key\nnewline': 2 },
+    ];
+    for (const sample of samples) expect(flatJson(sample)).toBe(stringify(sample, replacer));
+    expect(flatJson({ a: { b: 1 } })).toBeUndefined();
+    expect(flatJson({ a: [1] })).toBeUndefined();
   });
 });

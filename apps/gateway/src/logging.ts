@@ -2,6 +2,7 @@ import { trace } from '@opentelemetry/api';
 import type { Logger, LogFields } from '@edge-gateway/core';
 import winston from 'winston';
 import TransportStream from 'winston-transport';
+import { configure } from 'safe-stable-stringify';
 import type { LogLevel } from './config/config.js';
 
 // Field names that must never reach a log line, whatever a caller passes (SPEC §8.5).
@@ -16,23 +17,84 @@ const SECRET_FIELDS = new Set([
   'key',
 ]);
 
-const redact = winston.format((info) => {
+const MESSAGE = Symbol.for('message');
+
+// safe-stable-stringify as logform's `json` format configures it (sorted keys, bigint as a
+// string), configured once instead of once per line.
+const stringify = configure({});
+const bigintAsString = (_key: string, value: unknown): unknown => (typeof value === 'bigint' ? value.toString() : value);
+
+/**
+ * The text of one log line from winston's `info` object: secret fields removed, `trace_id` of
+ * the active span, `timestamp`, then JSON with sorted keys. Winston's format chain and the
+ * direct path of {@link WinstonLogger} both use it, so both write the same bytes.
+ */
+export function formatLine(info: Record<string | symbol, unknown>): string {
   for (const field of Object.keys(info)) {
     if (SECRET_FIELDS.has(field)) delete info[field];
   }
-  return info;
-});
-
-const traceId = winston.format((info) => {
   const span = trace.getActiveSpan();
   if (span !== undefined) {
     const context = span.spanContext();
     if (trace.isSpanContextValid(context)) info['trace_id'] = context.traceId;
   }
+  info['timestamp'] = isoNow();
+  return flatJson(info) ?? stringify(info, bigintAsString) ?? '';
+}
+
+let lastMs = NaN;
+let lastIso = '';
+/** `new Date().toISOString()`, built once per millisecond. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
+/**
+ * What `stringify(info, bigintAsString)` returns, for an object whose values are all strings,
+ * numbers, booleans, bigints, null or undefined (every line the gateway logs); undefined for
+ * anything nested, which goes to safe-stable-stringify. Keys sorted the same way (UTF-16 code
+ * units), strings escaped by JSON.stringify as by safe-stable-stringify, non-finite numbers
+ * as null, undefined values left out.
+ */
+export function flatJson(info: Record<string, unknown>): string | undefined {
+  const keys = Object.keys(info).sort();
+  let out = '';
+  for (const key of keys) {
+    const value = info[key];
+    let text: string;
+    switch (typeof value) {
+      case 'string':
+        text = JSON.stringify(value);
+        break;
+      case 'number':
+        text = Number.isFinite(value) ? String(value) : 'null';
+        break;
+      case 'boolean':
+        text = value ? 'true' : 'false';
+        break;
+      case 'bigint':
+        text = `"${value.toString()}"`;
+        break;
+      case 'undefined':
+        continue;
+      default:
+        if (value !== null) return undefined;
+        text = 'null';
+    }
+    out += `${out === '' ? '{' : ','}${JSON.stringify(key)}:${text}`;
+  }
+  return out === '' ? '{}' : `${out}}`;
+}
+
+const lineFormat = winston.format((info) => {
+  info[MESSAGE] = formatLine(info);
   return info;
 });
-
-const MESSAGE = Symbol.for('message');
 
 /**
  * A winston transport that writes the lines logged during one turn of the event loop with one
@@ -49,13 +111,18 @@ export class BatchedStreamTransport extends TransportStream {
   }
 
   override log(info: Record<string | symbol, unknown>, callback: () => void): void {
-    this.lines.push(String(info[MESSAGE]));
+    this.queueLine(String(info[MESSAGE]));
+    callback();
+  }
+
+  /** Queues one formatted line (the direct path of {@link WinstonLogger}). */
+  queueLine(line: string): void {
+    this.lines.push(line);
     if (!this.scheduled) {
       this.scheduled = true;
       withPendingLines(this);
       setImmediate(() => this.flush());
     }
-    callback();
   }
 
   /** Writes the pending lines now. */
@@ -86,14 +153,35 @@ function withPendingLines(transport: BatchedStreamTransport): void {
   });
 }
 
+// The batched transport of each logger made by createWinstonLogger (see WinstonLogger.write).
+const directTransports = new WeakMap<winston.Logger, BatchedStreamTransport>();
+
 /** The winston logger of the binary: one JSON object per line on stdout. */
 export function createWinstonLogger(level: LogLevel, stream: NodeJS.WritableStream = process.stdout): winston.Logger {
-  return winston.createLogger({
+  const transport = new BatchedStreamTransport(stream);
+  const logger = winston.createLogger({
     level,
     levels: { error: 0, warn: 1, info: 2, debug: 3 },
-    format: winston.format.combine(redact(), traceId(), winston.format.timestamp(), winston.format.json()),
-    transports: [new BatchedStreamTransport(stream)],
+    format: lineFormat(),
+    transports: [transport],
   });
+  directTransports.set(logger, transport);
+  return logger;
+}
+
+// Winston drops the metadata of a message with printf-style tokens (it expects a splat format).
+const SPLAT_TOKENS = /%[scdjifoO%]/;
+
+/**
+ * The transport a line can be handed to directly, skipping winston's object stream (a
+ * Transform piped to the transport, which cost more than formatting the line): only for a
+ * logger made by createWinstonLogger that still has just its own transport, is not silenced,
+ * and has the level enabled.
+ */
+function directTransport(logger: winston.Logger): BatchedStreamTransport | undefined {
+  const transport = directTransports.get(logger);
+  if (transport === undefined || logger.silent || logger.transports.length !== 1 || logger.transports[0] !== transport) return undefined;
+  return transport;
 }
 
 /** Adapts winston to the core's `Logger` port. */
@@ -104,17 +192,41 @@ export class WinstonLogger implements Logger {
   ) {}
 
   error(message: string, fields?: LogFields): void {
-    this.winstonLogger.log('error', message, { ...this.fields, ...fields });
+    this.write('error', message, fields);
   }
   warn(message: string, fields?: LogFields): void {
-    this.winstonLogger.log('warn', message, { ...this.fields, ...fields });
+    this.write('warn', message, fields);
   }
   info(message: string, fields?: LogFields): void {
-    this.winstonLogger.log('info', message, { ...this.fields, ...fields });
+    this.write('info', message, fields);
   }
   debug(message: string, fields?: LogFields): void {
     if (!this.winstonLogger.isDebugEnabled()) return;
-    this.winstonLogger.log('debug', message, { ...this.fields, ...fields });
+    this.write('debug', message, fields);
+  }
+
+  /** Through winston, or straight to the batched transport with the same `info` winston builds. */
+  private write(level: LogLevel, message: string, fields: LogFields | undefined): void {
+    const logger = this.winstonLogger;
+    const transport = directTransport(logger);
+    if (transport === undefined) {
+      logger.log(level, message, { ...this.fields, ...fields });
+      return;
+    }
+    const levels = logger.levels as Record<string, number>;
+    if (!((levels[logger.level] ?? -1) >= (levels[level] ?? Infinity))) return;
+    // The same `info` as winston's Logger.log(level, message, meta) (key order is irrelevant:
+    // the line has its keys sorted).
+    const info: Record<string, unknown> = { ...logger.defaultMeta, ...this.fields, ...fields };
+    const extra = fields !== undefined && 'message' in fields ? fields['message'] : this.fields['message'];
+    if (SPLAT_TOKENS.test(message)) {
+      // Winston drops the metadata of a message with printf-style tokens.
+      transport.queueLine(formatLine({ ...logger.defaultMeta, level, message }));
+      return;
+    }
+    info['level'] = level;
+    info['message'] = extra ? `${message} ${String(extra)}` : message;
+    transport.queueLine(formatLine(info));
   }
   child(fields: LogFields): Logger {
     return new WinstonLogger(this.winstonLogger, { ...this.fields, ...fields });
