@@ -201,6 +201,11 @@ export class RedisClient {
       database: this.db,
       ...(options.name !== undefined ? { name: options.name } : {}),
       disableOfflineQueue: true,
+      // No node-redis command timeout: `command()` bounds every command itself. node-redis's
+      // default (5 s) would add an AbortSignal.timeout per command (a second timer, a WeakRef
+      // and a finalizer, and a DOMException when it fires 5 s later for nothing), and would
+      // cut blocking reads longer than 5 s.
+      commandOptions: { timeout: 0 },
     };
     // Further connections reuse the shared client's class: node-redis caches the class it
     // builds per options (one entry), so a fresh createClient with other options rebuilds all
