@@ -11,6 +11,7 @@ import {
   GatewayMetrics,
   describe,
   noopLogger,
+  tracerProviderInstalled,
   type GatewayCore,
   type GatewayEvent as CoreGatewayEvent,
   type Logger,
@@ -40,7 +41,18 @@ export interface EdgeGatewayServiceOptions {
 export type GrpcMethodName = 'ExecuteCommand' | 'SubscribeEvents';
 
 const SERVICE_NAME = 'edgegateway.v1.EdgeGateway';
+const TRACEPARENT = 'traceparent';
 const tracer = trace.getTracer('@edge-gateway/adapters-grpc');
+const callThrough = <T>(fn: () => T): T => fn();
+
+// One frozen label set per (method, status code), built on first use: no object per call.
+const labelSets = new Map<string, Readonly<{ method: GrpcMethodName; code: string }>>();
+function grpcLabels(method: GrpcMethodName, code: GrpcStatus): Readonly<{ method: GrpcMethodName; code: string }> {
+  const key = `${method}/${code}`;
+  let labels = labelSets.get(key);
+  if (labels === undefined) labelSets.set(key, (labels = Object.freeze({ method, code: grpcStatusName(code) })));
+  return labels;
+}
 
 /**
  * The `edgegateway.v1.EdgeGateway` implementation: maps wire messages to the core services
@@ -50,18 +62,27 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
   const metrics = options.metrics ?? new GatewayMetrics();
   const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
 
-  /** Starts a server span continuing the caller's W3C trace context (no-op without an SDK). */
-  function startSpan(method: GrpcMethodName, metadata: Metadata): { span: Span; ctx: Context; run: <T>(fn: () => T) => T } {
+  /**
+   * Starts a server span continuing the caller's W3C trace context. Without a tracing SDK no
+   * span is made (it would be a no-op): the caller's context, when it sent one, is still handed
+   * on (downstream propagation, `trace_id` in the log line), and `run` calls straight through.
+   */
+  function startSpan(method: GrpcMethodName, metadata: Metadata): { span: Span | undefined; ctx: Context | undefined; run: <T>(fn: () => T) => T } {
+    if (!tracerProviderInstalled()) {
+      const ctx = metadata.get(TRACEPARENT).length === 0 ? undefined : propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+      return { span: undefined, ctx, run: callThrough };
+    }
     const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
     const span = tracer.startSpan(`${SERVICE_NAME}/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': SERVICE_NAME, 'rpc.method': method } }, parent);
     const ctx = trace.setSpan(parent, span);
     return { span, ctx, run: (fn) => context.with(ctx, fn) };
   }
 
-  function record(method: GrpcMethodName, code: GrpcStatus, started: number, span: Span): void {
-    const labels = { method, code: grpcStatusName(code) };
+  function record(method: GrpcMethodName, code: GrpcStatus, started: number, span: Span | undefined): void {
+    const labels = grpcLabels(method, code);
     metrics.grpcRequests.add(1, labels);
     metrics.grpcDuration.record((performance.now() - started) / 1000, labels);
+    if (span === undefined) return;
     span.setAttribute('rpc.grpc.status_code', code);
     if (code !== GrpcStatus.OK && code !== GrpcStatus.CANCELLED) span.setStatus({ code: SpanStatusCode.ERROR, message: grpcStatusName(code) });
     span.end();
@@ -90,7 +111,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
         options.core
           .execute(toCommandRequest(call.request), {
             signal: controller.signal,
-            traceContext: ctx,
+            ...(ctx === undefined ? {} : { traceContext: ctx }),
             ...(deadlineMs === undefined ? {} : { deadlineMs }),
           })
           .then(

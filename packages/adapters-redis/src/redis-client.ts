@@ -1,5 +1,5 @@
 import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
+import { GatewayMetrics, noopLogger, tracerProviderInstalled, type Logger } from '@edge-gateway/core';
 import { createRequire } from 'node:module';
 import type { createClient as CreateClient } from '@redis/client';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
@@ -268,8 +268,9 @@ export class RedisClient {
   }
 
   private startSpan(name: string, connection: NodeRedisClient): Span | undefined {
-    // instrumentation-redis wraps sendCommand (shimmer marks it `__wrapped`); then its span suffices.
-    if ((connection.sendCommand as { __wrapped?: boolean }).__wrapped === true) return undefined;
+    // instrumentation-redis wraps sendCommand (shimmer marks it `__wrapped`); then its span
+    // suffices. Without a tracing SDK a span would be a no-op: none is made.
+    if ((connection.sendCommand as { __wrapped?: boolean }).__wrapped === true || !tracerProviderInstalled()) return undefined;
     return tracer.startSpan(`redis ${name}`, {
       kind: SpanKind.CLIENT,
       attributes: {

@@ -1,4 +1,4 @@
-import { metrics, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
+import { ProxyTracerProvider, metrics, trace, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
 
 /** Names of every instrument of SPEC §8.4, in one place. */
 export const MetricNames = {
@@ -96,4 +96,15 @@ export class GatewayMetrics {
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
   }
+}
+
+/**
+ * Whether an OpenTelemetry SDK tracer provider is registered, i.e. whether a span started now
+ * could be recorded. Without one every span is a no-op, so the hot paths skip creating them
+ * (and the contexts that carry them) altogether; a caller's trace context is still propagated.
+ * Checked per call (a global lookup): an SDK registered later is picked up.
+ */
+export function tracerProviderInstalled(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer('@edge-gateway/core') !== undefined;
 }
