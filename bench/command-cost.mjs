@@ -7,7 +7,7 @@
 // round by round. Also reports the CPU of the echo downstream, redis-server and this process.
 //
 //   node bench/command-cost.mjs [--rate 1500] [--duration 5] [--rounds 3] [--channels 8]
-//        [--before-main <main.js>] [--no-bare] [--quick]
+//        [--before-main <main.js>] [--no-bare] [--no-intrinsic] [--quick]
 import { randomBytes } from 'node:crypto';
 import {
   cpuSeconds,
@@ -89,6 +89,8 @@ export async function runCommandCost(argv) {
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
     // The bare proxy too (--no-bare skips it, for quicker A/B runs).
     bare: args['no-bare'] !== true,
+    // The intrinsic-work proxy (--no-intrinsic skips it, for gateway-vs-gateway A/B runs).
+    intrinsic: args['no-intrinsic'] !== true,
   };
   console.log(`command cost benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
@@ -109,7 +111,7 @@ export async function runCommandCost(argv) {
   try {
     const baselines = [
       ...(params.bare ? [{ label: 'bare', helper: proxy }] : []),
-      { label: 'intrinsic', helper: rig.intrinsic },
+      ...(params.intrinsic ? [{ label: 'intrinsic', helper: rig.intrinsic }] : []),
     ];
     for (const baseline of baselines) baseline.clients = await rawClients(`127.0.0.1:${baseline.helper.port}`, params.channels);
     const record = (round, label, result) => {
@@ -135,28 +137,30 @@ export async function runCommandCost(argv) {
     const values = rows.filter((r) => r.label === label).map((r) => r.cpuPerCommandUs.server);
     return values.length === 0 ? null : { median: [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)], all: values };
   };
-  const labels = [...(params.bare ? ['bare'] : []), 'intrinsic', 'gateway', ...(params.beforeMain ? ['gateway-before'] : [])];
+  const labels = [...(params.bare ? ['bare'] : []), ...(params.intrinsic ? ['intrinsic'] : []), 'gateway', ...(params.beforeMain ? ['gateway-before'] : [])];
   const latencyMs = Object.fromEntries(labels.map((label) => [label, summarize(Float64Array.from(latencies[label] ?? []))]));
   const results = {
     rows,
     serverCpuPerCommandUs: { bare: serverUs('bare'), intrinsic: serverUs('intrinsic'), gateway: serverUs('gateway'), ...(params.beforeMain ? { gatewayBefore: serverUs('gateway-before') } : {}) },
     latencyMs,
   };
-  const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
-  const cpuRatio = ratio(results.serverCpuPerCommandUs.gateway.median, results.serverCpuPerCommandUs.intrinsic.median);
-  const p99Ratio = ratio(latencyMs.gateway.p99, latencyMs.intrinsic.p99);
+  const ratio = (a, b) => (a == null || b == null ? null : Math.round((a / b) * 1000) / 1000);
+  const cpu = results.serverCpuPerCommandUs;
+  const cpuRatio = ratio(cpu.gateway?.median, cpu.intrinsic?.median);
+  const p99Ratio = ratio(latencyMs.gateway?.p99, latencyMs.intrinsic?.p99);
   results.targets = {
-    cpuPerCommandVsIntrinsic: { target: '<= 1.10', value: cpuRatio, met: cpuRatio <= 1.1 },
-    p99VsIntrinsic: { target: '<= 1.25', value: p99Ratio, met: p99Ratio <= 1.25 },
+    cpuPerCommandVsIntrinsic: { target: '<= 1.10', value: cpuRatio, met: cpuRatio !== null && cpuRatio <= 1.1 },
+    p99VsIntrinsic: { target: '<= 1.25', value: p99Ratio, met: p99Ratio !== null && p99Ratio <= 1.25 },
   };
   if (params.beforeMain) {
     results.before = {
-      cpuPerCommandVsIntrinsic: ratio(results.serverCpuPerCommandUs.gatewayBefore.median, results.serverCpuPerCommandUs.intrinsic.median),
-      p99VsIntrinsic: ratio(latencyMs['gateway-before'].p99, latencyMs.intrinsic.p99),
+      cpuPerCommandVsIntrinsic: ratio(cpu.gatewayBefore?.median, cpu.intrinsic?.median),
+      p99VsIntrinsic: ratio(latencyMs['gateway-before']?.p99, latencyMs.intrinsic?.p99),
+      cpuPerCommandGatewayVsBefore: ratio(cpu.gateway?.median, cpu.gatewayBefore?.median),
     };
   }
   console.log(`  median server CPU per command: ${JSON.stringify(Object.fromEntries(Object.entries(results.serverCpuPerCommandUs).map(([k, v]) => [k, v?.median])))} µs`);
-  console.log(`  p99 over all rounds: ${JSON.stringify(Object.fromEntries(labels.map((l) => [l, latencyMs[l].p99])))} ms`);
+  console.log(`  p99 over all rounds: ${JSON.stringify(Object.fromEntries(labels.map((l) => [l, latencyMs[l]?.p99])))} ms`);
   console.log(`  gateway ÷ intrinsic: CPU per command ${cpuRatio} (target <= 1.10), p99 ${p99Ratio} (target <= 1.25)${results.before ? `; before: ${JSON.stringify(results.before)}` : ''}`);
   const out = { benchmark: 'command-cost', quick, params, machine: machineInfo(), noise: { before, after: machineSnapshot() }, results };
   console.log(`  written ${writeResult('command-cost', out)}`);
