@@ -151,6 +151,8 @@ export function registerGateway(
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
           pushMaxEventBytes: config.pushMaxEventBytes,
+          pushStreamBufferBytes: config.pushStreamBufferBytes,
+          pushMaxStreamsPerSession: config.pushMaxStreamsPerSession,
         },
       ),
     ),

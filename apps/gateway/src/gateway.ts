@@ -29,6 +29,11 @@ export interface StartOptions {
   readonly registerBackend?: (container: DependencyContainer, config: GatewayConfig) => void;
   /** Already-loaded config (the development mode builds its own); default: from `env`. */
   readonly config?: GatewayConfig;
+  /**
+   * Bound address of an admin listener the caller runs itself (the development mode serves
+   * `/metrics` and its dev routes there), so the startup logs show it instead of `""`.
+   */
+  readonly externalAdminHttpAddr?: string;
 }
 
 /** A started gateway. */
@@ -61,7 +66,8 @@ async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const { logger, telemetry } = options;
   const config = options.config ?? loadConfig(options.env);
-  logger.info('starting gateway', describeConfig(config));
+  const external = options.externalAdminHttpAddr;
+  logger.info('starting gateway', { ...describeConfig(config), ...(external === undefined ? {} : { admin_http_addr: external }) });
   const signer = await loadSigner(config.signerKeyPath);
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
 
@@ -172,7 +178,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   logger.info('gateway started', {
     public_http_addr: publicHttp?.address,
     authenticated_grpc_addr: grpc?.address,
-    admin_http_addr: adminHttp?.address ?? '',
+    admin_http_addr: adminHttp?.address ?? external ?? '',
     websocket_addr: websocket?.address ?? '',
     signer_key_id: signer.keyId,
   });

@@ -23,9 +23,9 @@ export class LineProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(script: string, args: readonly string[], env: Record<string, string | undefined>) {
+  constructor(script: string, args: readonly string[], env: Record<string, string | undefined>, cwd?: string) {
     if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" first`);
-    this.child = spawn(process.execPath, [script, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [script, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...(cwd === undefined ? {} : { cwd }) });
     let buffer = '';
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       this.stdout += chunk;
@@ -121,8 +121,9 @@ export async function runScript(
   args: readonly string[],
   env: Record<string, string | undefined>,
   timeoutMs = 20_000,
+  cwd?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string; lines: string[] }> {
-  const child = new LineProcess(script, args, env);
+  const child = new LineProcess(script, args, env, cwd);
   const timer = setTimeout(() => child.signal('SIGKILL'), timeoutMs);
   try {
     const { code } = await child.exited;
@@ -133,9 +134,9 @@ export async function runScript(
   }
 }
 
-/** Runs the `edge-gateway` CLI. */
-export function runCli(args: readonly string[], env: Record<string, string | undefined>, timeoutMs?: number) {
-  return runScript(CLI, args, env, timeoutMs);
+/** Runs the `edge-gateway` CLI (in `cwd` when given). */
+export function runCli(args: readonly string[], env: Record<string, string | undefined>, timeoutMs?: number, cwd?: string) {
+  return runScript(CLI, args, env, timeoutMs, cwd);
 }
 
 process.once('exit', () => {

@@ -141,14 +141,40 @@ describe('edge-gateway doctor', () => {
     const gateway = new GatewayProcess(env());
     try {
       const addresses = await gateway.started();
-      const result = await runCli(['doctor', '--probe'], env({ GATEWAY_PUBLIC_HTTP_ADDR: addresses.publicHttp, GATEWAY_ADMIN_HTTP_ADDR: addresses.adminHttp }));
+      const running = env({
+        GATEWAY_PUBLIC_HTTP_ADDR: addresses.publicHttp,
+        GATEWAY_AUTHENTICATED_GRPC_ADDR: addresses.grpc,
+        GATEWAY_ADMIN_HTTP_ADDR: addresses.adminHttp,
+      });
+      const result = await runCli(['doctor', '--probe'], running);
       const out = lines(result.stdout);
       expect(out).toContain(`✓ probe /healthz: http://${addresses.publicHttp}/healthz answered 200`);
       expect(out).toContain(`✓ probe /readyz: http://${addresses.publicHttp}/readyz answered 200`);
       expect(out).toContain(`✓ probe /metrics: http://${addresses.adminHttp}/metrics answered 200`);
-      // The ports are taken by the running gateway: a warning, not a failure.
-      expect(out.some((l) => l.startsWith(`! listener public http ${addresses.publicHttp}: port`) && l.includes('in use'))).toBe(true);
+      // The ports are taken by the very gateway being probed: recognised as such, no warning.
+      const port = (address: string | undefined) => String(address).split(':').at(-1);
+      expect(out).toContain(
+        `✓ listener public http ${addresses.publicHttp}: port ${port(addresses.publicHttp)} is served by the running gateway (GET http://${addresses.publicHttp}/healthz answered {"status":"ok"})`,
+      );
+      expect(out).toContain(
+        `✓ listener authenticated grpc ${addresses.grpc}: port ${port(addresses.grpc)} is served by the running gateway (grpc.health.v1.Health/Check answered SERVING)`,
+      );
+      expect(out).toContain(
+        `✓ listener admin http ${addresses.adminHttp}: port ${port(addresses.adminHttp)} is served by the running gateway (GET http://${addresses.adminHttp}/metrics serves the gateway's metrics)`,
+      );
+      expect(out.filter((l) => l.startsWith('! listener'))).toEqual([]);
       expect(result.code).toBe(0);
+
+      // Without --probe (a pre-start check) the taken ports are still worth a warning, naming the gateway.
+      const plain = lines((await runCli(['doctor'], running)).stdout);
+      expect(plain).toContain(
+        `! listener authenticated grpc ${addresses.grpc}: port ${port(addresses.grpc)} is in use by a running gateway (grpc.health.v1.Health/Check answered SERVING): a second one here cannot bind it`,
+      );
+      // A port held by something else is a plain warning.
+      const other = lines((await runCli(['doctor'], env({ GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${redis.port}` }))).stdout);
+      expect(other).toContain(
+        `! listener public http 127.0.0.1:${redis.port}: port ${redis.port} is in use here, by something that does not answer like a gateway's public http listener`,
+      );
     } finally {
       await gateway.stop();
     }

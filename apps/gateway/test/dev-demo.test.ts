@@ -88,6 +88,36 @@ describe('npm run dev', () => {
   });
 });
 
+describe('npm run dev, second start', () => {
+  it('logs the admin address the development mode really serves, not ""', () => {
+    const bound = dev.logs.find((l) => l['message'] === 'admin http listener started')?.['address'];
+    expect(bound).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(dev.logs.find((l) => l['message'] === 'starting gateway')).toMatchObject({ admin_http_addr: bound });
+    expect(dev.logs.find((l) => l['message'] === 'gateway started')).toMatchObject({ admin_http_addr: bound });
+  });
+
+  it('fails on the busy port, naming the variable, before it touches the keys of the running one', async () => {
+    const files = ['signer.pem', 'gateway-public-key.b64', 'demo-device.pem', 'dev-gateway.json'];
+    const before = files.map((f) => readFileSync(join(devDir, f), 'utf8'));
+    const second = await runScript(DEV, [], {
+      GATEWAY_DEV_DIR: devDir,
+      GATEWAY_PUBLIC_HTTP_ADDR: addresses.publicHttp,
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: addresses.grpc,
+      GATEWAY_ADMIN_HTTP_ADDR: addresses.admin,
+    });
+    expect(second.code).toBe(1);
+    const failed = second.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['message'] === 'startup failed');
+    const port = addresses.publicHttp.split(':').at(-1);
+    expect(String(failed?.['error'])).toBe(
+      `GATEWAY_PUBLIC_HTTP_ADDR: ${addresses.publicHttp}: port ${port} is in use here (the development gateway pid ${String(
+        JSON.parse(before[3] as string).pid,
+      )} runs with this folder); nothing in ${devDir} was changed`,
+    );
+    expect(files.map((f) => readFileSync(join(devDir, f), 'utf8'))).toEqual(before);
+    expect(dev.running).toBe(true);
+  });
+});
+
 describe('npm run demo', () => {
   it('passes every step against the dev gateway on non-default ports', async () => {
     const result = await runScript(DEMO, [], {

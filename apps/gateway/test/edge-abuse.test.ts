@@ -4,9 +4,11 @@
  * request, queued bytes, open streams, connection time).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { status } from '@grpc/grpc-js';
+import type { EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
+import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, writeSignerKey } from './gateway-process.js';
-import { drillEnv, metricValue, StreamWatcher } from './drill-support.js';
+import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
 import { clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
 
 const MiB = 1024 * 1024;
@@ -34,7 +36,9 @@ beforeAll(async () => {
   addresses = await gateway.started();
 });
 
+const rawClients: EdgeGatewayClient[] = [];
 afterAll(async () => {
+  for (const c of rawClients) c.close();
   await gateway?.stop();
   downstream?.stop();
   await raw?.quit();
@@ -50,6 +54,12 @@ async function activeDevice(userId: string, label = 'ds'): Promise<Device> {
 /** A push stream of `device` that accepts events of any size. */
 function watch(device: Device, options: { resumeAfterEventId?: string } = {}): StreamWatcher {
   return new StreamWatcher(clientFor(device, addresses.grpc, signer.publicKeyRaw, { 'grpc.max_receive_message_length': 64 * MiB, 'grpc.use_local_subchannel_pool': 1 }), options);
+}
+
+function newRawClient(): EdgeGatewayClient {
+  const c = rawClient(addresses.grpc);
+  rawClients.push(c);
+  return c;
 }
 
 async function metrics(): Promise<string> {
@@ -164,4 +174,77 @@ describe('fail closed', () => {
     expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'revoked' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'revoked' })).toBe(1);
     siblingStream.cancel();
   });
+});
+
+describe('cost bounds', () => {
+  it('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: 100 streams of one session on one connection keep 4 open; the oldest are replaced with RESOURCE_EXHAUSTED; other sessions lose nothing', async () => {
+    const storm = await activeDevice('u-storm', 'storm');
+    const bystander = await activeDevice('u-storm', 'bystander');
+    const bystanderStream = watch(bystander);
+    await bystanderStream.waitForCount(1);
+    const before = await metrics();
+    const connection = newRawClient();
+    const streams: RawStream[] = [];
+    for (let i = 0; i < 100; i += 1) {
+      streams.push(rawSubscribe(connection, storm));
+      // Each one registered before the next is sent, so "oldest" is well defined.
+      await streams[i]?.first;
+    }
+    const replaced = await Promise.all(streams.slice(0, 96).map((s) => s.status));
+    expect(new Set(replaced.map((s) => `${status[s.code]} ${s.details}`))).toEqual(new Set(['RESOURCE_EXHAUSTED push stream replaced by a newer stream']));
+    const after = await metrics();
+    expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'replaced' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'replaced' })).toBe(96);
+    // The bound: 4 streams of the storm session (plus the bystander) are open.
+    expect(metricValue(after, 'gateway_push_streams_active') - metricValue(before, 'gateway_push_streams_active')).toBe(4);
+    // The 4 newest and the bystander all receive the next event for the user.
+    const newest = streams.slice(96);
+    const received = newest.map((s) => new Promise<string>((resolve) => s.call.on('data', (e: { eventId: string }) => resolve(e.eventId))));
+    const id = await raw.xAdd('gateway:client-events', '*', entry('u-storm', 'after the storm'));
+    expect(await Promise.all(received)).toEqual([id, id, id, id]);
+    await bystanderStream.waitForCount(2);
+    expect(bystanderStream.clientEventIds).toEqual([id]);
+    expect(bystanderStream.ended).toBe(false);
+    for (const s of newest) s.call.cancel();
+    bystanderStream.cancel();
+  });
+
+  it('GATEWAY_PUSH_STREAM_BUFFER_BYTES: non-reading streams overflow on queued bytes (not only count), RSS stays bounded, readers lose nothing', async () => {
+    const userId = 'u-bytes';
+    const reader = watch(await activeDevice(userId, 'reader'));
+    await reader.waitForCount(1);
+    const stalled: RawStream[] = [];
+    for (let i = 0; i < 20; i += 1) {
+      const s = rawSubscribe(newRawClient(), await activeDevice(userId, 'stalled'));
+      await s.first;
+      s.call.pause();
+      stalled.push(s);
+    }
+    const before = await metrics();
+    const rssBefore = rssMiB(gateway.pid);
+    // 40 events of 1 MiB: far below GATEWAY_PUSH_STREAM_BUFFER (256) by count, 10x the 4 MiB byte bound.
+    const payload = Buffer.alloc(MiB, 0x33);
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      ids.push(await raw.xAdd('gateway:client-events', '*', entry(userId, payload)));
+      if (i % 4 === 3) await reader.waitForCount(1 + ids.length, 30_000);
+    }
+    await reader.waitForCount(1 + ids.length, 30_000);
+    const overflowed = () => gateway.logs.filter((l) => l.message === 'push stream overflowed' && String(l['device_session_id']).startsWith('stalled-')).length;
+    await waitFor(() => overflowed() === 20, { timeoutMs: 15_000, message: 'every stalled stream to overflow' });
+    const rssGrowth = rssMiB(gateway.pid) - rssBefore;
+    expect(reader.clientEventIds).toEqual(ids);
+    expect(reader.ended).toBe(false);
+    for (const s of stalled) {
+      s.call.resume();
+      s.call.on('data', () => undefined);
+    }
+    const statuses = await Promise.all(stalled.map((s) => s.status));
+    expect(new Set(statuses.map((s) => `${status[s.code]} ${s.details}`))).toEqual(new Set(['RESOURCE_EXHAUSTED push stream overflowed']));
+    const after = await metrics();
+    expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'overflow' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'overflow' })).toBe(20);
+    console.info(`[abuse] RSS growth with 20 stalled streams and 40 x 1 MiB events: ${rssGrowth.toFixed(1)} MiB`);
+    // Unbounded, each stalled stream held all 40 MiB of events plus their wire copies.
+    expect(rssGrowth).toBeLessThan(300);
+    reader.cancel();
+  }, 90_000);
 });

@@ -377,7 +377,7 @@ describe('drill: one stalled stream under full fan-out load', () => {
 
 describe('drill: SIGTERM under load', () => {
   it('ends 1k streams UNAVAILABLE, finishes in-flight commands, exits 0 within the budget', async () => {
-    const { gateway, addresses } = await startGateway({ GATEWAY_SHUTDOWN_TIMEOUT: '5s' });
+    const { gateway, addresses } = await startGateway({ GATEWAY_SHUTDOWN_TIMEOUT: '5s', GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: '100' });
     const userId = 'user-drill-sigterm';
     const connections = 10;
     const streamsPerConnection = 100;

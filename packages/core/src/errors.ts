@@ -30,6 +30,8 @@ export const GatewayMessages = {
   downstreamFailed: 'downstream command failed',
   shuttingDown: 'gateway is shutting down',
   overflow: 'push stream overflowed',
+  replaced: 'push stream replaced by a newer stream',
+  malformedRequest: 'malformed request message',
   internal: 'internal error',
 } as const;
 
@@ -70,6 +72,14 @@ export class GatewayError extends Error {
   }
   static overflow(): GatewayError {
     return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.overflow);
+  }
+  /** The session opened more than `maxStreamsPerSession` streams: its oldest one goes. */
+  static replaced(): GatewayError {
+    return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.replaced);
+  }
+  /** The transport could not decode the request message at all. */
+  static malformedRequest(): GatewayError {
+    return new GatewayError(GatewayErrorCode.InvalidArgument, GatewayMessages.malformedRequest);
   }
 }
 

@@ -7,8 +7,17 @@ export interface CliIo {
   out(line: string): void;
   /** One line to stderr. */
   err(line: string): void;
-  /** Aborted on Ctrl-C (SIGINT/SIGTERM); long-running commands stop when it fires. */
+  /**
+   * Aborted on Ctrl-C (SIGINT/SIGTERM) and when stdout's reader has gone (EPIPE);
+   * long-running commands stop when it fires.
+   */
   readonly signal: AbortSignal;
+  /**
+   * Long-running commands that may stay quiet call this: `signal` then also fires as soon as
+   * the reader of a piped stdout goes away (`… | head -1`), not only at the next write.
+   * Returns a function that stops watching.
+   */
+  watchOutput?(): () => void;
 }
 
 /** Exit codes of the CLI. */

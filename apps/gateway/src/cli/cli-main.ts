@@ -1,4 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { CommandError, ExitCode, Mark, UsageError, type CliIo } from './cli-io.js';
+
+/** The version of the `@edge-gateway/gateway` package this CLI belongs to. */
+export function cliVersion(): string {
+  // dist/cli/ and src/cli/ are both two levels below the package root.
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return String(manifest.version);
+}
 
 export const USAGE = `Usage: edge-gateway <command> [options]
 
@@ -16,7 +24,8 @@ Commands:
   streams tail <session-events|client-events> [--from-start] [--count N]
                                      watch a stream, flagging entries the gateway drops
 
-Run "edge-gateway <command> --help" for the details of a command.`;
+Run "edge-gateway <command> --help" for the details of a command; "edge-gateway --version"
+prints the version.`;
 
 type Command = (io: CliIo, argv: readonly string[]) => Promise<number>;
 
@@ -38,6 +47,10 @@ export async function runCli(io: CliIo, argv: readonly string[]): Promise<number
   }
   if (name === '--help' || name === '-h' || name === 'help') {
     io.out(USAGE);
+    return ExitCode.ok;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    io.out(`edge-gateway ${cliVersion()}`);
     return ExitCode.ok;
   }
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;

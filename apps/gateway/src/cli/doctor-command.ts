@@ -1,11 +1,12 @@
-import { createServer } from 'node:net';
 import type { RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
 import { DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
+import { portState } from '../port-state.js';
 import { SignerKeyError, loadSignerKey } from '../signer-key.js';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
 import { connectRedis, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
+import { identifyGatewayListener, probeUrl, type ListenerKind } from './gateway-identify.js';
 
 export const DOCTOR_USAGE = `Usage: edge-gateway doctor [--probe]
 
@@ -19,6 +20,7 @@ get (the same GATEWAY_* variables), printing a ✓/✗ checklist:
                   each with its reachability
   streams         both stream keys are streams (length, last id) or absent (publishers create them)
   listeners       public, gRPC and admin addresses parse; whether their ports are free here
+                  (a port held by a running gateway is recognised by its health answers)
   routes          GATEWAY_DOWNSTREAM_ROUTES parses; auth upstream configured or not
 
 "!" lines are worth a look but do not fail. The exit code is 1 when any check failed.
@@ -33,22 +35,6 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Whether `address` could be bound here: `free`, `in use`, or the reason it cannot. */
-async function portState(address: string): Promise<{ state: 'free' | 'in-use' | 'error'; detail: string }> {
-  const { host, port } = parseHostPort('address', address, true);
-  if (port === 0) return { state: 'free', detail: 'port 0: the OS picks a free port' };
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') resolve({ state: 'in-use', detail: `port ${port} is in use here (a gateway may already be running)` });
-      else resolve({ state: 'error', detail: `cannot listen on ${address} here (${error.code ?? error.message})` });
-    });
-    server.listen({ host: host === '' ? undefined : host, port, exclusive: true }, () => {
-      server.close(() => resolve({ state: 'free', detail: `port ${port} is free here` }));
-    });
-  });
 }
 
 async function checkStream(checks: Checklist, client: RedisClient, label: string, key: string): Promise<void> {
@@ -102,12 +88,6 @@ async function probe(checks: Checklist, check: string, url: string, expect: (sta
     const cause = (error as { cause?: { code?: string } }).cause?.code;
     checks.fail(check, `${url} failed (${cause ?? message(error)})`);
   }
-}
-
-function probeUrl(address: string, path: string): string {
-  const { host, port } = parseHostPort('address', address, true);
-  const target = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-  return `http://${target}:${port}${path}`;
 }
 
 /** `edge-gateway doctor`. */
@@ -188,7 +168,7 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
   }
 
   // Step 5: listeners.
-  const listeners: Array<[string, string, string]> = [
+  const listeners: Array<[ListenerKind, string, string]> = [
     ['public http', 'GATEWAY_PUBLIC_HTTP_ADDR', config?.publicHttpAddr ?? env['GATEWAY_PUBLIC_HTTP_ADDR'] ?? ':8080'],
     ['authenticated grpc', 'GATEWAY_AUTHENTICATED_GRPC_ADDR', config?.grpcAddr ?? env['GATEWAY_AUTHENTICATED_GRPC_ADDR'] ?? ':9090'],
   ];
@@ -204,8 +184,15 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
     }
     const state = await portState(address);
     if (state.state === 'free') checks.ok(check, state.detail);
-    else if (state.state === 'in-use') checks.warn(check, state.detail);
-    else checks.fail(check, state.detail);
+    else if (state.state === 'error') checks.fail(check, state.detail);
+    else {
+      // In use: by the running gateway (what --probe checks) or by something else?
+      const gateway = await identifyGatewayListener(name, address);
+      const port = parseHostPort(variable, address, true).port;
+      if (gateway === undefined) checks.warn(check, `${state.detail}, by something that does not answer like a gateway's ${name} listener`);
+      else if (args.flag('probe')) checks.ok(check, `port ${port} is served by the running gateway (${gateway})`);
+      else checks.warn(check, `port ${port} is in use by a running gateway (${gateway}): a second one here cannot bind it`);
+    }
   }
   if (admin === '') checks.ok('listener admin http', 'disabled (GATEWAY_ADMIN_HTTP_ADDR is empty): no /metrics endpoint');
 

@@ -1,7 +1,6 @@
-import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { generateEd25519Key } from '../dev/dev-files.js';
-import { CommandError, ExitCode, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
+import { ExitCode, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
+import { writePrivateKeyFile } from './key-file.js';
 
 export const KEYGEN_USAGE = `Usage: edge-gateway keygen --out <path> [--force]
 
@@ -20,18 +19,8 @@ export async function keygenCommand(io: CliIo, argv: readonly string[]): Promise
   if (args === undefined) return ExitCode.ok;
   const out = args.string('out');
   if (out === undefined || out === '') throw new UsageError('--out <path> is required', KEYGEN_USAGE);
-  const path = resolve(out);
-  if (existsSync(path)) {
-    if (!args.flag('force')) throw new CommandError(`${path} already exists; refusing to overwrite it (use --force to replace it)`);
-    rmSync(path, { force: true });
-  }
   const key = generateEd25519Key();
-  try {
-    writeFileSync(path, key.pem, { mode: 0o600, flag: 'wx' });
-    chmodSync(path, 0o600);
-  } catch (error) {
-    throw new CommandError(`cannot write ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-  }
+  const path = writePrivateKeyFile(out, key.pem, args.flag('force'));
   io.out(`wrote ${path} (PKCS#8 PEM Ed25519 private key, mode 0600)`);
   io.out(`public key (base64 of the raw 32 bytes): ${key.publicKeyRaw.toString('base64')}`);
   io.out(`key id: ${key.keyId}`);

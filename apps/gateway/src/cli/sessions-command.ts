@@ -1,10 +1,16 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { isValidId, parseSessionFields, type RawFields } from '@edge-gateway/core';
 import { type RedisClient } from '@edge-gateway/adapters-redis';
 import type { GatewayConfig } from '../config/config.js';
+import { generateEd25519Key } from '../dev/dev-files.js';
+import { loadSignerKey } from '../signer-key.js';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { fieldsFromReply, flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+import { writePrivateKeyFile } from './key-file.js';
 
 export const SESSIONS_USAGE = `Usage: edge-gateway sessions <show|revoke> <device_session_id>
+       edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force]
 
   show <id>     print the device-session record (HGETALL <prefix>session:<id>) and whether
                 the gateway accepts it; a malformed record is flagged with the reason (the
@@ -13,12 +19,24 @@ export const SESSIONS_USAGE = `Usage: edge-gateway sessions <show|revoke> <devic
                 (status=revoked, revoked_at_ms=now), then XADD the revoked snapshot to the
                 session-events stream. Every gateway closes that session's streams with
                 FAILED_PRECONDITION "device session is revoked" and refuses new requests.
+  create        create a device session the way the auth service does: a new Ed25519 device
+                key pair, the active record (HSET <prefix>session:<id>), then its active
+                snapshot (XADD to the session-events stream). Prints the id and where the
+                device's private key went (PKCS#8 PEM, mode 0600). Refuses an id that already
+                has a record.
 
 Uses the gateway's GATEWAY_REDIS_* variables, GATEWAY_REDIS_KEY_PREFIX and
 GATEWAY_SESSION_EVENTS_REDIS_STREAM.
 
-Options:
+Options (create):
+  --user <id>   the user_id of the session (required)
+  --id <id>     the device_session_id (default: a random "ds-" id)
+  --out <path>  where to write the device's private key (default: <device_session_id>.pem)
+  --force       replace an existing key file (never an existing session record)
   -h, --help    show this help`;
+
+/** Longest user_id `create` accepts; the gateway itself only requires it to be non-empty. */
+const MAX_USER_ID_LENGTH = 256;
 
 /** The record fields of SPEC §5.1, in display order. */
 const RECORD_FIELDS = ['device_session_id', 'user_id', 'status', 'client_public_key', 'revoked_at_ms'] as const;
@@ -98,13 +116,97 @@ async function revoke(io: CliIo, config: GatewayConfig, id: string): Promise<num
   });
 }
 
-/** `edge-gateway sessions show|revoke <id>`. */
+interface CreateOptions {
+  readonly userId: string;
+  readonly id: string;
+  readonly out: string;
+  readonly force: boolean;
+}
+
+async function create(io: CliIo, config: GatewayConfig, options: CreateOptions): Promise<number> {
+  const { userId, id } = options;
+  const key = generateEd25519Key();
+  const record: Record<string, string> = {
+    device_session_id: id,
+    user_id: userId,
+    status: 'active',
+    client_public_key: key.publicKeyRaw.toString('base64'),
+  };
+  // The gateway's own parser judges the record before anything is written.
+  const parsed = parseSessionFields(record);
+  if (!parsed.ok) throw new CommandError(`refusing to create: ${parsed.reason}`);
+  // The trusted gateway key is printed for the device when the signer key is at hand; it is
+  // optional here (the auth service hands it out), so a missing or bad file is only noted.
+  const signerPath = io.env['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH']?.trim();
+  const signer = signerPath === undefined || signerPath === '' ? undefined : await loadSignerKey(signerPath).catch(() => undefined);
+
+  return withRedis(config, async (client) => {
+    const recordKey = sessionKey(config, id);
+    if (Number(await client.command(['EXISTS', recordKey])) > 0) {
+      throw new CommandError(`${recordKey} already exists: refusing to replace another device's key (choose another --id, or revoke that session)`);
+    }
+    // The key file first: a record whose private key could not be saved would be useless.
+    const path = writePrivateKeyFile(options.out, key.pem, options.force);
+    let entryId: string;
+    try {
+      // Record first, then snapshot (SPEC §5.1): a gateway that reloads after the snapshot sees it.
+      // HSETNX-like safety: a record created by someone else since EXISTS is not overwritten.
+      const created = Number(await client.command(['HSETNX', recordKey, 'device_session_id', id]));
+      if (created !== 1) throw new CommandError(`${recordKey} was created meanwhile by someone else: refusing to replace it`);
+      await client.command(['HSET', recordKey, ...flatten(record)]);
+      entryId = String(await client.command(['XADD', config.sessionEventsStream, '*', ...flatten(record)]));
+    } catch (error) {
+      rmSync(path, { force: true });
+      throw error;
+    }
+    io.out(`${Mark.ok} device session ${id} of user ${userId} created, status active`);
+    io.out(`  record            ${recordKey}`);
+    io.out(`  snapshot          ${config.sessionEventsStream} ${entryId}`);
+    io.out(`  client public key ${record['client_public_key'] as string}`);
+    if (signer !== undefined) {
+      io.out(`  gateway key       ${Buffer.from(signer.publicKey).toString('base64')} (key id ${signer.keyId}): the device trusts this`);
+    }
+    io.out(`device_session_id: ${id}`);
+    io.out(`private key: ${path} (PKCS#8 PEM Ed25519, mode 0600; give it to the device only)`);
+    return ExitCode.ok;
+  });
+}
+
+function parseCreate(args: { string(name: string): string | undefined; flag(name: string): boolean }): CreateOptions {
+  const userId = args.string('user');
+  if (userId === undefined || userId === '') throw new UsageError('--user <user_id> is required', SESSIONS_USAGE);
+  // eslint-disable-next-line no-control-regex
+  if (userId.length > MAX_USER_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(userId)) {
+    throw new UsageError(`--user must be 1-${MAX_USER_ID_LENGTH} characters without control characters`, SESSIONS_USAGE);
+  }
+  const id = args.string('id') ?? `ds-${randomBytes(12).toString('hex')}`;
+  if (!isValidId(id)) throw new UsageError(`"${id}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-])`, SESSIONS_USAGE);
+  const out = args.string('out') ?? `${id}.pem`;
+  if (out === '') throw new UsageError('--out must not be empty', SESSIONS_USAGE);
+  return { userId, id, out, force: args.flag('force') };
+}
+
+/** `edge-gateway sessions show|revoke <id>` and `sessions create --user U`. */
 export async function sessionsCommand(io: CliIo, argv: readonly string[]): Promise<number> {
-  const args = parseCommandArgs(io, argv, SESSIONS_USAGE, {}, { min: 0, max: 2 });
+  const args = parseCommandArgs(
+    io,
+    argv,
+    SESSIONS_USAGE,
+    { user: { type: 'string' }, id: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } },
+    { min: 0, max: 2 },
+  );
   if (args === undefined) return ExitCode.ok;
   const [action, id] = args.positionals;
-  if (action === undefined) throw new UsageError('missing subcommand (show or revoke)', SESSIONS_USAGE);
+  if (action === undefined) throw new UsageError('missing subcommand (show, revoke or create)', SESSIONS_USAGE);
+  if (action === 'create') {
+    if (id !== undefined) throw new UsageError(`unexpected argument "${id}" (use --id)`, SESSIONS_USAGE);
+    const options = parseCreate(args);
+    return create(io, loadRedisCommandConfig(io.env), options);
+  }
   if (action !== 'show' && action !== 'revoke') throw new UsageError(`unknown subcommand "${action}"`, SESSIONS_USAGE);
+  for (const option of ['user', 'id', 'out']) {
+    if (args.string(option) !== undefined) throw new UsageError(`--${option} is only for "sessions create"`, SESSIONS_USAGE);
+  }
   if (id === undefined) throw new UsageError('missing <device_session_id>', SESSIONS_USAGE);
   if (!isValidId(id)) throw new UsageError(`"${id}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-])`, SESSIONS_USAGE);
   const config = loadRedisCommandConfig(io.env);

@@ -61,6 +61,7 @@ export async function streamsCommand(io: CliIo, argv: readonly string[]): Promis
     let malformed = 0;
     const onAbort = (): void => client.destroy();
     io.signal.addEventListener('abort', onAbort, { once: true });
+    const stopWatching = io.watchOutput?.();
     try {
       while (printed < limit && !io.signal.aborted) {
         let reply;
@@ -87,6 +88,7 @@ export async function streamsCommand(io: CliIo, argv: readonly string[]): Promis
       }
     } finally {
       io.signal.removeEventListener('abort', onAbort);
+      stopWatching?.();
     }
     io.out(`${printed} entries, ${malformed} malformed`);
     return ExitCode.ok;

@@ -60,6 +60,10 @@ export interface GatewayConfig {
   readonly pushStreamBuffer: number;
   /** `GATEWAY_PUSH_MAX_EVENT_BYTES`: largest decoded client-event payload. */
   readonly pushMaxEventBytes: number;
+  /** `GATEWAY_PUSH_STREAM_BUFFER_BYTES`: payload bytes queued per stream before it overflows. */
+  readonly pushStreamBufferBytes: number;
+  /** `GATEWAY_PUSH_MAX_STREAMS_PER_SESSION`: one more stream replaces the session's oldest. */
+  readonly pushMaxStreamsPerSession: number;
   readonly pushResumeMaxEvents: number;
   readonly pushResumeMaxScan: number;
   readonly sessionCacheTtlMs: number;
@@ -243,6 +247,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
     pushMaxEventBytes: r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0),
+    pushStreamBufferBytes: r.integer('GATEWAY_PUSH_STREAM_BUFFER_BYTES', 4_194_304, 1),
+    pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),

@@ -5,8 +5,10 @@ import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { DEMO_ROUTES, createDemoPage } from './demo-page.js';
 import type { Telemetry } from '../telemetry.js';
+import { ConfigError } from '../config/config.js';
+import { portState } from '../port-state.js';
 import { devAdminAddress, loadDevConfig } from './dev-config.js';
-import { DEMO_DEVICE, devDir, writeDevKeys, type DevGatewayInfo, type DevKeys } from './dev-files.js';
+import { DEMO_DEVICE, devDir, devPaths, readRunningDevGateway, writeDevKeys, type DevGatewayInfo, type DevKeys } from './dev-files.js';
 import { DEV_ROUTES, createDevRoutes } from './dev-routes.js';
 import { startEchoDownstream } from './echo-downstream.js';
 import { InMemoryBackend } from './in-memory-backend.js';
@@ -33,6 +35,26 @@ export interface DevGateway {
 }
 
 /**
+ * Validates the configuration and fails with a `ConfigError` naming the variable when one of
+ * the three listen ports is taken (typically by another development gateway).
+ */
+async function checkDevListeners(env: Readonly<Record<string, string | undefined>>, dir: string): Promise<void> {
+  const preview = loadDevConfig(env, { signerKeyPath: devPaths(dir).signerKey, echoAddress: '127.0.0.1:1' });
+  const listeners: Array<[string, string]> = [
+    ['GATEWAY_PUBLIC_HTTP_ADDR', preview.publicHttpAddr],
+    ['GATEWAY_AUTHENTICATED_GRPC_ADDR', preview.grpcAddr],
+    ['GATEWAY_ADMIN_HTTP_ADDR', devAdminAddress(env)],
+  ];
+  for (const [variable, address] of listeners) {
+    const state = await portState(address);
+    if (state.state === 'free') continue;
+    const running = readRunningDevGateway(dir);
+    const by = running === undefined ? '' : ` (the development gateway pid ${running.pid} runs with this folder)`;
+    throw new ConfigError(variable, `${address}: ${state.detail}${by}; nothing in ${dir} was changed`);
+  }
+}
+
+/**
  * Starts the development gateway (`npm run dev`): the full gateway through `startGateway`
  * with the in-memory backend, a fresh signer key, an in-process `echo.` downstream, a demo
  * device session, and an admin listener serving `/metrics` plus the dev routes.
@@ -42,6 +64,9 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
   const dir = devDir(env);
   logger.warn(DEV_MODE_WARNING, { dev_dir: dir });
 
+  // Everything that can fail is checked before the folder is touched: a second `npm run dev`
+  // must not replace the keys a running one (and its demo) still use.
+  await checkDevListeners(env, dir);
   const keys = writeDevKeys(dir);
   const backend = new InMemoryBackend();
   backend.writeSession({
@@ -72,7 +97,14 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
     });
     logger.info('admin http listener started', { address: adminHttp.address, dev_routes: [...DEV_ROUTES, ...DEMO_ROUTES] });
 
-    const gateway = await startGateway({ env, logger, telemetry, config, registerBackend: backend.register() });
+    const gateway = await startGateway({
+      env,
+      logger,
+      telemetry,
+      config,
+      registerBackend: backend.register(),
+      externalAdminHttpAddr: adminHttp.address,
+    });
     // The browser demo's transport: the same origin as the page, so only that origin is allowed.
     websocket = await startWebSocketServer({
       core: gateway.core,

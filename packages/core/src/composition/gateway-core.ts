@@ -51,6 +51,10 @@ export interface GatewayCoreOptions {
   readonly sessionCacheTtlMs?: number;
   /** Events queued per push stream before it overflows (default {@link DEFAULT_PUSH_STREAM_BUFFER}). */
   readonly pushStreamBuffer?: number;
+  /** Payload bytes queued per push stream before it overflows (default 4 MiB). */
+  readonly pushStreamBufferBytes?: number;
+  /** Open push streams per device session; one more replaces the oldest (default 4). */
+  readonly pushMaxStreamsPerSession?: number;
   /** Request freshness window (default 5 minutes). */
   readonly freshnessWindowMs?: number;
   /** Largest command payload (default 1 MiB). */
@@ -133,7 +137,13 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     logger: log('session-cache'),
     clock,
   });
-  const hub = new PushHub({ bufferSize: options.pushStreamBuffer ?? DEFAULT_PUSH_STREAM_BUFFER, metrics, logger: log('push-hub') });
+  const hub = new PushHub({
+    bufferSize: options.pushStreamBuffer ?? DEFAULT_PUSH_STREAM_BUFFER,
+    bufferBytes: options.pushStreamBufferBytes,
+    maxStreamsPerSession: options.pushMaxStreamsPerSession,
+    metrics,
+    logger: log('push-hub'),
+  });
   const commands = new CommandService({
     sessions: sessionCache,
     replay: ports.replay,

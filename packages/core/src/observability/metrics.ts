@@ -22,10 +22,13 @@ export const MetricNames = {
 } as const;
 
 /** Why a push stream closed (label `reason`). */
-export type StreamCloseReason = 'revoked' | 'overflow' | 'shutdown' | 'client_cancelled' | 'error';
+export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
 
 /** Why a resume could not replay everything (label `reason`). */
 export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
+
+/** Every {@link ResumeIncompleteReason}: each series starts at zero. */
+const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
 
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
@@ -87,7 +90,7 @@ export class GatewayMetrics {
       this.subscriberReconnects.add(0, { stream });
       this.streamHistoryDiverged.add(0, { stream });
     }
-    for (const reason of ['revoked', 'overflow', 'shutdown', 'client_cancelled', 'error'] as const) {
+    for (const reason of ['revoked', 'overflow', 'replaced', 'shutdown', 'client_cancelled', 'error'] as const) {
       this.pushStreamsClosed.add(0, { reason });
     }
     this.pushStreamsActive.add(0);
@@ -95,6 +98,7 @@ export class GatewayMetrics {
     this.replayRejections.add(0);
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
+    for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
   }
 }
 

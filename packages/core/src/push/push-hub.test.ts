@@ -312,6 +312,115 @@ describe('PushHub', () => {
     });
   });
 
+  describe('streams per session (issue 12)', () => {
+    function sessionSetup(maxStreamsPerSession: number) {
+      const harness = new MetricsHarness();
+      const hub = new PushHub({ bufferSize: 4, maxStreamsPerSession, metrics: harness.metrics });
+      const open = (userId: string, deviceSessionId: string) => {
+        const sink = new RecordingSink();
+        const stream = hub.register({ userId, deviceSessionId, sink });
+        stream.start([]);
+        return { sink, stream };
+      };
+      return { harness, hub, open };
+    }
+
+    it('one stream more than maxStreamsPerSession closes the oldest with RESOURCE_EXHAUSTED "push stream replaced by a newer stream"', async () => {
+      const { hub, open, harness } = sessionSetup(2);
+      const first = open('u-1', 'ds-1');
+      const second = open('u-1', 'ds-1');
+      const other = open('u-1', 'ds-2');
+      expect(first.stream.closed).toBe(false);
+      const third = open('u-1', 'ds-1');
+      expect(first.sink.ends).toEqual([expect.objectContaining({ code: 'resource_exhausted', message: 'push stream replaced by a newer stream' })]);
+      expect([second.stream.closed, third.stream.closed, other.stream.closed]).toEqual([false, false, false]);
+      expect(hub.sessionStreams('ds-1')).toBe(2);
+      hub.publish(event('u-1'));
+      expect([second.sink.events.length, third.sink.events.length, other.sink.events.length, first.sink.events.length]).toEqual([1, 1, 1, 0]);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'replaced' })).toBe(1);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'overflow' })).toBe(0);
+    });
+
+    it('bounds the streams of a session however many are opened; other sessions keep theirs', async () => {
+      const { hub, open, harness } = sessionSetup(4);
+      const other = open('u-2', 'ds-other');
+      for (let i = 0; i < 1000; i += 1) open('u-1', 'ds-storm');
+      expect(hub.sessionStreams('ds-storm')).toBe(4);
+      expect(hub.size).toBe(5);
+      expect(other.stream.closed).toBe(false);
+      expect(await harness.value(MetricNames.pushStreamsActive)).toBe(5);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'replaced' })).toBe(996);
+    });
+
+    it('defaults to 4 and refuses a non-positive bound', () => {
+      const hub = new PushHub({ bufferSize: 1 });
+      for (let i = 0; i < 5; i += 1) hub.register({ userId: 'u', deviceSessionId: 'ds', sink: new RecordingSink() });
+      expect(hub.sessionStreams('ds')).toBe(4);
+      expect(() => new PushHub({ bufferSize: 1, maxStreamsPerSession: 0 })).toThrow(RangeError);
+    });
+  });
+
+  describe('queued bytes per stream (issue 12)', () => {
+    const sized = (userId: string, bytes: number, eventId?: string): GatewayEvent => ({ ...event(userId, '', eventId), payload: new Uint8Array(bytes) });
+
+    it('overflows a stream whose queued payload bytes would exceed bufferBytes, like a count overflow', async () => {
+      const harness = new MetricsHarness();
+      const hub = new PushHub({ bufferSize: 100, bufferBytes: 1000, metrics: harness.metrics });
+      const stalled = new RecordingSink();
+      stalled.accept = false;
+      hub.register({ userId: 'u-1', deviceSessionId: 'ds-1', sink: stalled }).start([]);
+      const reading = new RecordingSink();
+      hub.register({ userId: 'u-1', deviceSessionId: 'ds-2', sink: reading }).start([]);
+      hub.publish(sized('u-1', 400)); // written to the transport, which then says "full"
+      hub.publish(sized('u-1', 400)); // queued: 400
+      hub.publish(sized('u-1', 600)); // queued: 1000, at the bound
+      expect(stalled.ended).toBe(false);
+      hub.publish(sized('u-1', 1)); // 1001 > 1000
+      expect(stalled.ends).toEqual([expect.objectContaining({ code: 'resource_exhausted', message: 'push stream overflowed' })]);
+      expect(reading.events).toHaveLength(4);
+      expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'overflow' })).toBe(1);
+    });
+
+    it('delivered events free their bytes', () => {
+      const hub = new PushHub({ bufferSize: 100, bufferBytes: 1000 });
+      const sink = new RecordingSink();
+      sink.accept = false;
+      const stream = hub.register({ userId: 'u-1', deviceSessionId: 'ds-1', sink });
+      stream.start([]);
+      hub.publish(sized('u-1', 10));
+      for (let round = 0; round < 5; round += 1) {
+        hub.publish(sized('u-1', 900));
+        stream.resume(); // the transport took it (and is full again)
+      }
+      expect(stream.closed).toBe(false);
+      expect(sink.events).toHaveLength(6);
+    });
+
+    it('a held stream keeps the newest events within the byte bound and reports the loss', () => {
+      const hub = new PushHub({ bufferSize: 100, bufferBytes: 1000 });
+      const sink = new RecordingSink();
+      const stream = hub.register({ userId: 'u-1', deviceSessionId: 'ds-1', sink });
+      hub.publish(sized('u-1', 600, '5-1'));
+      hub.publish(sized('u-1', 600, '5-2'));
+      hub.publish(sized('u-1', 2000, '5-3')); // larger than the bound on its own
+      hub.publish(sized('u-1', 300, '5-4'));
+      expect(stream.lostWhileHeld('5-2')).toBe(true);
+      stream.start([]);
+      expect(sink.ids).toEqual(['5-2', '5-4']);
+      expect(stream.closed).toBe(false);
+    });
+
+    it('replayed history handed to start() does not count against the byte bound', () => {
+      const hub = new PushHub({ bufferSize: 100, bufferBytes: 100 });
+      const sink = new RecordingSink();
+      sink.accept = false;
+      const stream = hub.register({ userId: 'u-1', deviceSessionId: 'ds-1', sink });
+      stream.start([sized('u-1', 500, '6-1'), sized('u-1', 500, '6-2')]);
+      hub.publish(sized('u-1', 100, '6-3'));
+      expect(stream.closed).toBe(false);
+    });
+  });
+
   it('counts active streams and delivered events', async () => {
     const { hub, open, harness } = setup();
     const a = open('user-a', 'ds-1');

@@ -40,9 +40,27 @@ export interface StartOptions {
 export interface PushHubOptions {
   /** Events queued per stream before it overflows (`GATEWAY_PUSH_STREAM_BUFFER`). */
   readonly bufferSize: number;
+  /**
+   * Payload bytes queued per stream before it overflows (`GATEWAY_PUSH_STREAM_BUFFER_BYTES`,
+   * default {@link DEFAULT_PUSH_STREAM_BUFFER_BYTES}): the count alone let a few non-reading
+   * streams hold hundreds of MiB of large events.
+   */
+  readonly bufferBytes?: number;
+  /**
+   * Open streams per device session (`GATEWAY_PUSH_MAX_STREAMS_PER_SESSION`, default
+   * {@link DEFAULT_PUSH_MAX_STREAMS_PER_SESSION}). Registering one more closes the session's
+   * oldest stream with `RESOURCE_EXHAUSTED` `push stream replaced by a newer stream`: a device
+   * reconnecting over a dead connection must not be locked out by its own half-open streams.
+   */
+  readonly maxStreamsPerSession?: number;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
 }
+
+/** `GATEWAY_PUSH_STREAM_BUFFER_BYTES` default (4 MiB). */
+export const DEFAULT_PUSH_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
+/** `GATEWAY_PUSH_MAX_STREAMS_PER_SESSION` default. */
+export const DEFAULT_PUSH_MAX_STREAMS_PER_SESSION = 4;
 
 const CLOSE_REASON: Record<GatewayErrorCode, StreamCloseReason> = {
   [GatewayErrorCode.FailedPrecondition]: 'revoked',
@@ -63,6 +81,8 @@ const CLOSE_REASON: Record<GatewayErrorCode, StreamCloseReason> = {
 export class PushStream {
   private queue: GatewayEvent[] = [];
   private head = 0;
+  /** Payload bytes of the live events in the queue (those handed to `start()` are not counted). */
+  private liveBytes = 0;
   /** Events handed to `start()` still waiting at the front of the queue; not counted against the buffer. */
   private firstPending = 0;
   private skipThrough: string | undefined;
@@ -79,6 +99,7 @@ export class PushStream {
     readonly deviceSessionId: string,
     private readonly sink: PushSink,
     private readonly bufferSize: number,
+    private readonly bufferBytes: number,
   ) {}
 
   get closed(): boolean {
@@ -107,6 +128,8 @@ export class PushStream {
     this.skipThrough = skip;
     const kept = skip === undefined ? live : live.filter((e) => e.eventId === '' || compareStreamIds(e.eventId, skip) > 0);
     this.queue = [...first, ...kept];
+    this.liveBytes = 0;
+    for (const event of kept) this.liveBytes += event.payload.length;
     this.head = 0;
     // `first` may be longer than the buffer (a resume); only live overflow closes the stream.
     this.firstPending = first.length;
@@ -144,19 +167,38 @@ export class PushStream {
       this.deliver(event);
       return;
     }
-    if (this.queued - this.firstPending >= this.bufferSize) {
-      if (this.held) {
-        // A resume is replaying history: keep the newest live events; what is dropped is
-        // either replayed from history or reported by the caller (see lostWhileHeld).
-        const dropped = this.queue[this.head] as GatewayEvent;
-        this.head += 1;
-        if (dropped.eventId !== '') this.droppedWhileHeld = dropped.eventId;
-      } else {
-        this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
+    const size = event.payload.length;
+    if (this.held) {
+      // A resume is replaying history: keep the newest live events; what is dropped is
+      // either replayed from history or reported by the caller (see lostWhileHeld).
+      if (size > this.bufferBytes) {
+        // Larger than the byte bound on its own: it alone is dropped.
+        this.noteDropped(event.eventId);
         return;
       }
+      while (!this.fits(size)) {
+        const dropped = this.queue[this.head] as GatewayEvent;
+        this.head += 1;
+        this.liveBytes -= dropped.payload.length;
+        this.noteDropped(dropped.eventId);
+      }
+    } else if (!this.fits(size)) {
+      this.hub.detach(this, 'overflow', GatewayError.overflow(), true);
+      return;
     }
     this.queue.push(event);
+    this.liveBytes += size;
+  }
+
+  /** Remembers the newest live event dropped while held. */
+  private noteDropped(eventId: string): void {
+    if (eventId === '') return;
+    if (this.droppedWhileHeld === undefined || compareStreamIds(eventId, this.droppedWhileHeld) > 0) this.droppedWhileHeld = eventId;
+  }
+
+  /** Whether one more live event of `size` payload bytes stays within both bounds. */
+  private fits(size: number): boolean {
+    return this.queued - this.firstPending < this.bufferSize && this.liveBytes + size <= this.bufferBytes;
   }
 
   /** @internal */
@@ -166,6 +208,7 @@ export class PushStream {
     this.queue = [];
     this.head = 0;
     this.firstPending = 0;
+    this.liveBytes = 0;
     if (notify) this.sink.end(error);
     return true;
   }
@@ -180,6 +223,7 @@ export class PushStream {
       const event = this.queue[this.head] as GatewayEvent;
       this.head += 1;
       if (this.firstPending > 0) this.firstPending -= 1;
+      else this.liveBytes -= event.payload.length;
       this.deliver(event);
     }
     if (this.head === this.queue.length) {
@@ -202,10 +246,18 @@ export class PushHub {
   private closing: GatewayError | undefined;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
+  private readonly bufferBytes: number;
+  private readonly maxStreamsPerSession: number;
 
   constructor(private readonly options: PushHubOptions) {
     if (!Number.isInteger(options.bufferSize) || options.bufferSize < 1) {
       throw new RangeError('PushHub bufferSize must be a positive integer');
+    }
+    this.bufferBytes = options.bufferBytes ?? DEFAULT_PUSH_STREAM_BUFFER_BYTES;
+    this.maxStreamsPerSession = options.maxStreamsPerSession ?? DEFAULT_PUSH_MAX_STREAMS_PER_SESSION;
+    if (!Number.isInteger(this.bufferBytes) || this.bufferBytes < 0) throw new RangeError('PushHub bufferBytes must be an integer >= 0');
+    if (!Number.isInteger(this.maxStreamsPerSession) || this.maxStreamsPerSession < 1) {
+      throw new RangeError('PushHub maxStreamsPerSession must be a positive integer');
     }
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = options.logger ?? noopLogger;
@@ -230,11 +282,19 @@ export class PushHub {
 
   /**
    * Registers a held stream (see `PushStream.start`). Throws `UNAVAILABLE`
-   * `gateway is shutting down` once the hub is closed.
+   * `gateway is shutting down` once the hub is closed. When the session already has
+   * `maxStreamsPerSession` streams, its oldest one is closed first (`RESOURCE_EXHAUSTED`
+   * `push stream replaced by a newer stream`, reason `replaced`).
    */
   register(options: RegisterOptions): PushStream {
     if (this.closing !== undefined) throw GatewayError.shuttingDown();
-    const stream = new PushStream(this, options.userId, options.deviceSessionId, options.sink, this.options.bufferSize);
+    const existing = this.bySession.get(options.deviceSessionId);
+    while (existing !== undefined && existing.size >= this.maxStreamsPerSession) {
+      // A Set iterates in insertion order: the first one is the oldest.
+      const oldest = existing.values().next().value as PushStream;
+      this.detach(oldest, 'replaced', GatewayError.replaced(), true);
+    }
+    const stream = new PushStream(this, options.userId, options.deviceSessionId, options.sink, this.options.bufferSize, this.bufferBytes);
     addTo(this.byUser, options.userId, stream);
     addTo(this.bySession, options.deviceSessionId, stream);
     this.metrics.pushStreamsActive.add(1);
@@ -311,6 +371,7 @@ export class PushHub {
         user_id: stream.userId,
         device_session_id: stream.deviceSessionId,
         buffer: this.options.bufferSize,
+        buffer_bytes: this.bufferBytes,
       });
     }
   }
