@@ -8,6 +8,7 @@ import { describeConfig, loadConfig, type GatewayConfig } from './config/config.
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
+import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
@@ -15,6 +16,15 @@ import { Tokens } from './tokens.js';
 /** Startup failed; `message` is the one line an operator reads (never a secret). */
 export class StartupError extends Error {
   override readonly name = 'StartupError';
+}
+
+/** Awaits a listener start; a failure (e.g. the port is taken) names the variable to fix. */
+async function listening<T>(variable: string, start: Promise<T>): Promise<T> {
+  try {
+    return await start;
+  } catch (error) {
+    throw new StartupError(`${variable}: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 export interface StartOptions {
@@ -127,18 +137,22 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       metrics: telemetry.metrics,
       logger: logger.child({ component: 'public-http' }),
     });
-    publicHttp = await listen(publicApp, config.publicHttpAddr);
+    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr));
     const publicListener = publicHttp;
     undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
     logger.info('public http listener started', { address: publicHttp.address });
 
-    grpc = await startGrpcServer({
-      address: config.grpcAddr,
-      core,
-      maxPayloadBytes: config.maxPayloadBytes,
-      metrics: telemetry.metrics,
-      logger: logger.child({ component: 'grpc' }),
-    });
+    routeGrpcJsLogs(logger);
+    grpc = await listening(
+      'GATEWAY_AUTHENTICATED_GRPC_ADDR',
+      startGrpcServer({
+        address: config.grpcAddr,
+        core,
+        maxPayloadBytes: config.maxPayloadBytes,
+        metrics: telemetry.metrics,
+        logger: logger.child({ component: 'grpc' }),
+      }),
+    );
     const grpcServer = grpc;
     undo.push({ component: 'grpc server', stop: (budget) => grpcServer.shutdown(budget) });
     logger.info('authenticated grpc listener started', { address: grpc.address });
@@ -165,7 +179,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'admin-http' }),
       });
-      adminHttp = await listen(adminApp, config.adminHttpAddr);
+      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr));
       const adminListener = adminHttp;
       undo.push({ component: 'admin http listener', stop: (budget) => adminListener.close(budget) });
       logger.info('admin http listener started', { address: adminHttp.address });

@@ -59,7 +59,9 @@ export async function runProcess(
       error instanceof ConfigError || (error instanceof Error && error.name === 'StartupError')
         ? error.message
         : `${error instanceof Error ? error.name : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
-    logger.error('startup failed', { error: reason });
+    // Every problem of the configuration is in `error`; `variables` lists their names for jq.
+    const variables = error instanceof ConfigError ? { variables: error.problems.map((p) => p.variable) } : {};
+    logger.error('startup failed', { error: reason, ...variables });
     await exit(1);
   }
 }

@@ -1,9 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { runCli } from './cli-dev-support.js';
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 
 let redis: RedisServerHandle;
@@ -99,6 +101,49 @@ describe('startup fails fast (SPEC §8.1)', () => {
       expect(ms).toBeLessThan(8_000);
     } finally {
       redis.resume();
+    }
+  });
+});
+
+describe('every configuration problem at once, each naming its variable (issue 16)', () => {
+  it('an empty environment lists every required variable in the one startup failed line', async () => {
+    const { error, gateway } = await expectStartupFailure({});
+    expect(error).toBe(
+      'GATEWAY_REDIS_MASTER_ADDR: is required; GATEWAY_REDIS_PASSWORD: is required; GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: is required',
+    );
+    expect(gateway.logs.find((l) => l.message === 'startup failed')?.['variables']).toEqual([
+      'GATEWAY_REDIS_MASTER_ADDR',
+      'GATEWAY_REDIS_PASSWORD',
+      'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH',
+    ]);
+    expect(gateway.logs.filter((l) => l.level === 'raw')).toEqual([]);
+  });
+
+  it('GATEWAY_DOWNSTREAM_ROUTES=echo names the variable', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_DOWNSTREAM_ROUTES: 'echo' });
+    expect(error).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port');
+  });
+
+  it.each(['GATEWAY_AUTHENTICATED_GRPC_ADDR', 'GATEWAY_PUBLIC_HTTP_ADDR', 'GATEWAY_ADMIN_HTTP_ADDR'])(
+    'a taken port of %s names the variable, and every line printed is JSON',
+    async (variable) => {
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const address = `127.0.0.1:${(taken.address() as AddressInfo).port}`;
+      try {
+        const { error, gateway } = await expectStartupFailure({ ...baseEnv(), [variable]: address });
+        expect(error).toBe(`${variable}: cannot listen on ${address}: address already in use (EADDRINUSE)`);
+        for (const line of gateway.raw.split('\n').filter((l) => l.trim() !== '')) expect(() => JSON.parse(line), line).not.toThrow();
+      } finally {
+        taken.close();
+      }
+    },
+  );
+
+  it('doctor shows every problem of an empty environment, one line per variable', async () => {
+    const result = await runCli(['doctor'], {});
+    for (const variable of ['GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_PASSWORD', 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH']) {
+      expect(result.stdout).toContain(`config: ${variable}: is required`);
     }
   });
 });

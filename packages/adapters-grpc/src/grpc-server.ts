@@ -93,11 +93,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   let host = target.host;
   let port: number;
   try {
-    port = await bindTo(target.bind);
+    try {
+      port = await bindTo(target.bind);
+    } catch (error) {
+      if (target.fallback === undefined) throw error;
+      host = target.fallback.host;
+      port = await bindTo(target.fallback.bind);
+    }
   } catch (error) {
-    if (target.fallback === undefined) throw error;
-    host = target.fallback.host;
-    port = await bindTo(target.fallback.bind);
+    throw listenError(options.address, error);
   }
   const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 
@@ -122,4 +126,17 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+/**
+ * grpc-js reports a failed bind as `No address added out of total 1 resolved errors: [listen
+ * EADDRINUSE: address already in use 127.0.0.1:9090]`; the operator needs the address and
+ * the reason, in the words the HTTP listeners use.
+ */
+function listenError(address: string, error: unknown): Error {
+  const text = error instanceof Error ? error.message : String(error);
+  const match = /listen (E[A-Z_]+): (.+?) \S+:\d+\]?$/.exec(text) ?? /\b(E[A-Z_]{3,})\b/.exec(text);
+  if (match === null) return new Error(`cannot listen on ${address}: ${text}`, { cause: error });
+  const reason = match[2] ?? text;
+  return new Error(`cannot listen on ${address}: ${reason} (${match[1]})`, { cause: error });
 }

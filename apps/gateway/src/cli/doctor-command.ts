@@ -1,5 +1,5 @@
 import type { RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
-import { DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
+import { ConfigError, DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { portState } from '../port-state.js';
 import { SignerKeyError, loadSignerKey } from '../signer-key.js';
@@ -114,7 +114,8 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
         `ping timeout ${formatDuration(config.redis.pingTimeoutMs)}, command timeout ${formatDuration(config.redis.commandTimeoutMs)}`,
     );
   } catch (error) {
-    checks.fail('config: valid', message(error));
+    if (error instanceof ConfigError) for (const p of error.problems) checks.fail(`config: ${p.variable}`, p.problem);
+    else checks.fail('config: valid', message(error));
   }
 
   // Startup step 2: the signer key.

@@ -1,13 +1,27 @@
+import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { parseGoDuration } from './duration.js';
 
-/** A configuration error; the message always names the variable. */
+/** One invalid or missing variable. */
+export interface ConfigProblem {
+  readonly variable: string;
+  readonly problem: string;
+}
+
+/**
+ * A configuration error; the message always names the variable. `loadConfig` reports every
+ * problem at once: `problems` holds one per variable (the first found for it), and the
+ * message joins them with `; `, so one `startup failed` line tells the operator everything.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  readonly problems: readonly ConfigProblem[];
   constructor(
     readonly variable: string,
     problem: string,
+    more: readonly ConfigProblem[] = [],
   ) {
-    super(`${variable}: ${problem}`);
+    super([{ variable, problem }, ...more].map((p) => `${p.variable}: ${p.problem}`).join('; '));
+    this.problems = [{ variable, problem }, ...more];
   }
 }
 
@@ -96,7 +110,32 @@ export function parseHostPort(variable: string, value: string, allowEmptyHost: b
 }
 
 class Reader {
+  /** Problems found so far; reading goes on after one so every problem is reported. */
+  readonly problems: ConfigProblem[] = [];
+
   constructor(private readonly env: Env) {}
+
+  /** Records a problem (the first per variable is kept). */
+  fail(variable: string, problem: string): void {
+    if (!this.problems.some((p) => p.variable === variable)) this.problems.push({ variable, problem });
+  }
+
+  /** Runs a check that throws `ConfigError`; on failure records it and returns `fallback`. */
+  check<T>(fallback: T, read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const p of error.problems) this.fail(p.variable, p.problem);
+      return fallback;
+    }
+  }
+
+  /** Throws one `ConfigError` listing every recorded problem. */
+  throwIfFailed(): void {
+    const [first, ...more] = this.problems;
+    if (first !== undefined) throw new ConfigError(first.variable, first.problem, more);
+  }
 
   raw(name: string): string | undefined {
     const value = this.env[name];
@@ -108,32 +147,36 @@ class Reader {
     return value === undefined || value === '' ? fallback : value;
   }
 
+  /** Records `is required` and returns `''` when unset or empty. */
   required(name: string): string {
     const value = this.raw(name);
-    if (value === undefined || value === '') throw new ConfigError(name, 'is required');
-    return value;
+    if (value === undefined || value === '') this.fail(name, 'is required');
+    return value ?? '';
   }
 
   duration(name: string, fallback: string): number {
     const text = this.string(name, fallback);
     const ms = parseGoDuration(text);
-    if (ms === undefined) throw new ConfigError(name, `"${text}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
-    if (ms <= 0) throw new ConfigError(name, 'must be greater than zero');
-    return ms;
+    if (ms === undefined) this.fail(name, `"${text}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
+    else if (ms <= 0) this.fail(name, 'must be greater than zero');
+    return ms ?? 0;
   }
 
   integer(name: string, fallback: number, min: number): number {
     const text = this.raw(name);
     if (text === undefined || text === '') return fallback;
-    if (!/^\d+$/.test(text)) throw new ConfigError(name, `"${text}" is not an integer`);
+    if (!/^\d+$/.test(text)) {
+      this.fail(name, `"${text}" is not an integer`);
+      return fallback;
+    }
     const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(name, `must be an integer >= ${min}`);
+    if (!Number.isSafeInteger(value) || value < min) this.fail(name, `must be an integer >= ${min}`);
     return value;
   }
 
   address(name: string, fallback: string): string {
     const value = this.string(name, fallback);
-    parseHostPort(name, value, true);
+    this.check(undefined, () => parseHostPort(name, value, true));
     return value;
   }
 }
@@ -184,51 +227,54 @@ export function describeRedisLocation(config: GatewayConfig): string {
   return master === undefined ? '(none)' : formatHostPort(master);
 }
 
-/** Reads and validates SPEC §7 from the environment. Throws `ConfigError` naming the variable. */
+/**
+ * Reads and validates SPEC §7 from the environment. Throws one `ConfigError` that names every
+ * missing or invalid variable (not only the first).
+ */
 export function loadConfig(env: Env = process.env): GatewayConfig {
-  for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
-    if (env[name] !== undefined) throw new ConfigError(name, `is deprecated and no longer accepted (${why}); unset it`);
-  }
   const r = new Reader(env);
-  const { master, replicas, sentinel } = readRedisTopology(r);
+  for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
+    if (env[name] !== undefined) r.fail(name, `is deprecated and no longer accepted (${why}); unset it`);
+  }
+  const { master, replicas, sentinel } = r.check({ master: undefined, replicas: [], sentinel: undefined }, () => readRedisTopology(r));
   const password = r.required('GATEWAY_REDIS_PASSWORD');
   const sessionReads = r.string('GATEWAY_REDIS_SESSION_READS', 'master');
   if (sessionReads !== 'master' && sessionReads !== 'replica') {
-    throw new ConfigError('GATEWAY_REDIS_SESSION_READS', `"${sessionReads}" is not one of master, replica`);
+    r.fail('GATEWAY_REDIS_SESSION_READS', `"${sessionReads}" is not one of master, replica`);
   }
   const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
-  if (adminHttpAddr !== '') parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true);
+  if (adminHttpAddr !== '') r.check(undefined, () => parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true));
   const websocketAddr = r.string('GATEWAY_WEBSOCKET_ADDR', '');
-  if (websocketAddr !== '') parseHostPort('GATEWAY_WEBSOCKET_ADDR', websocketAddr, true);
-  const websocketAllowedOrigins = parseOrigins(r.string('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', ''));
+  if (websocketAddr !== '') r.check(undefined, () => parseHostPort('GATEWAY_WEBSOCKET_ADDR', websocketAddr, true));
+  const websocketAllowedOrigins = r.check([], () => parseOrigins(r.string('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', '')));
   const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
   if (authUpstreamUrl !== '') {
-    let url: URL;
-    try {
-      url = new URL(authUpstreamUrl);
-    } catch {
-      throw new ConfigError('GATEWAY_AUTH_UPSTREAM_URL', `"${authUpstreamUrl}" is not a URL`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new ConfigError('GATEWAY_AUTH_UPSTREAM_URL', 'must be an http:// or https:// URL');
-    }
+    const url = URL.canParse(authUpstreamUrl) ? new URL(authUpstreamUrl) : undefined;
+    if (url === undefined) r.fail('GATEWAY_AUTH_UPSTREAM_URL', `"${authUpstreamUrl}" is not a URL`);
+    else if (url.protocol !== 'http:' && url.protocol !== 'https:') r.fail('GATEWAY_AUTH_UPSTREAM_URL', 'must be an http:// or https:// URL');
   }
   const logLevel = r.string('GATEWAY_LOG_LEVEL', 'info');
   if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) {
-    throw new ConfigError('GATEWAY_LOG_LEVEL', `"${logLevel}" is not one of error, warn, info, debug`);
+    r.fail('GATEWAY_LOG_LEVEL', `"${logLevel}" is not one of error, warn, info, debug`);
   }
   const sessionEventsStream = r.string('GATEWAY_SESSION_EVENTS_REDIS_STREAM', 'gateway:session-events');
   const clientEventsStream = r.string('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'gateway:client-events');
   if (sessionEventsStream === clientEventsStream) {
-    throw new ConfigError('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
+    r.fail('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
   }
-  return {
+  const downstreamRoutes = r.string('GATEWAY_DOWNSTREAM_ROUTES', '');
+  try {
+    parseDownstreamRoutes(downstreamRoutes);
+  } catch (error) {
+    r.fail('GATEWAY_DOWNSTREAM_ROUTES', error instanceof Error ? error.message : String(error));
+  }
+  const config: GatewayConfig = {
     redis: {
       master,
       password,
       replicas,
       sentinel,
-      sessionReads,
+      sessionReads: sessionReads === 'replica' ? 'replica' : 'master',
       db: r.integer('GATEWAY_REDIS_DB', 0, 0),
       keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
       pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
@@ -255,10 +301,12 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
     authUpstreamUrl,
     authUpstreamTimeoutMs: r.duration('GATEWAY_AUTH_UPSTREAM_TIMEOUT', '5s'),
-    downstreamRoutes: r.string('GATEWAY_DOWNSTREAM_ROUTES', ''),
+    downstreamRoutes,
     downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
     logLevel: logLevel as LogLevel,
   };
+  r.throwIfFailed();
+  return config;
 }
 
 /** `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`) or `*`. */
