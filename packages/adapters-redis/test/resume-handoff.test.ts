@@ -1,15 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import {
-  ClientEventsHandler,
-  CommandService,
-  Ed25519ResponseSigner,
-  PushHub,
-  SessionCache,
-  StaticRouter,
-  SubscriptionService,
-  type StreamEntry,
-  type StreamEntryHandler,
-} from '@edge-gateway/core';
+import { Ed25519ResponseSigner, createGatewayCore, type PushHub, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
 import { startGrpcServer, type GrpcServerHandle } from '@edge-gateway/adapters-grpc';
 import { GatewayClient, type VerifiedEvent } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
@@ -58,27 +48,27 @@ beforeAll(async () => {
   redis = clientFor(server);
   await connectAndPing(redis, 5000);
   const metrics = harness.metrics;
-  const sessions = new SessionCache(new RedisSessionStore(redis, { keyPrefix: 'gateway:' }), { maxEntries: 100, ttlMs: 30_000 });
-  const replay = new RedisReplayStore(redis, { keyPrefix: 'gateway:' });
-  hub = new PushHub({ bufferSize: 256, metrics });
+  const core = createGatewayCore(
+    {
+      sessions: new RedisSessionStore(redis, { keyPrefix: 'gateway:' }),
+      replay: new RedisReplayStore(redis, { keyPrefix: 'gateway:' }),
+      history: new RedisEventHistory(redis, { streamKey }),
+      signer,
+      metrics,
+    },
+    { sessionCacheMaxEntries: 100, sessionCacheTtlMs: 30_000, pushStreamBuffer: 256 },
+  );
+  hub = core.hub;
   subscriber = new RedisStreamSubscriber({
     client: redis,
     streamKey,
-    handler: new LaggingHandler(new ClientEventsHandler({ hub, signer, metrics })),
+    handler: new LaggingHandler(core.clientEvents),
     blockMs: 1000,
   });
   await subscriber.start();
   grpc = await startGrpcServer({
     address: '127.0.0.1:0',
-    commands: new CommandService({ sessions, replay, router: new StaticRouter(), signer, metrics }),
-    subscriptions: new SubscriptionService({
-      sessions,
-      replay,
-      hub,
-      signer,
-      history: new RedisEventHistory(redis, { streamKey }),
-      metrics,
-    }),
+    core,
     maxPayloadBytes: 1024 * 1024,
     metrics,
   });
