@@ -28,7 +28,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'system',
-          include: ['apps/*/test/**/*.test.ts'],
+          include: ['apps/*/test/**/*.test.ts', 'examples/test/**/*.test.ts'],
           fileParallelism: false,
         },
       },
