@@ -94,4 +94,14 @@ describe('the binary logger', () => {
     expect(flatJson({ a: { b: 1 } })).toBeUndefined();
     expect(flatJson({ a: [1] })).toBeUndefined();
   });
+
+  it('cuts any string field over 1024 characters to a 64-character preview plus its length (no line over 4 KiB)', async () => {
+    const { stream, writes } = recorder();
+    const huge = 'a'.repeat(2_000_000);
+    new WinstonLogger(createWinstonLogger('info', stream)).info('x', { request_id: huge, note: 'n'.repeat(1024), error: huge });
+    await new Promise((resolve) => setImmediate(resolve));
+    const [line] = lines(writes);
+    expect(line).toMatchObject({ request_id: 'a'.repeat(64), request_id_length: 2_000_000, note: 'n'.repeat(1024), error_length: 2_000_000 });
+    expect(writes.join('').length).toBeLessThan(4096);
+  });
 });

@@ -1,5 +1,5 @@
 import { trace } from '@opentelemetry/api';
-import type { Logger, LogFields } from '@edge-gateway/core';
+import { LOG_PREVIEW_CHARS, type Logger, type LogFields } from '@edge-gateway/core';
 import winston from 'winston';
 import TransportStream from 'winston-transport';
 import { configure } from 'safe-stable-stringify';
@@ -19,6 +19,12 @@ const SECRET_FIELDS = new Set([
 
 const MESSAGE = Symbol.for('message');
 
+/**
+ * A string field longer than this is written as its first 64 characters plus
+ * `<field>_length`, so no line the binary writes for a request exceeds 4 KiB (issue 12).
+ */
+export const LOG_FIELD_MAX_CHARS = 1024;
+
 // safe-stable-stringify as logform's `json` format configures it (sorted keys, bigint as a
 // string), configured once instead of once per line.
 const stringify = configure({});
@@ -31,7 +37,16 @@ const bigintAsString = (_key: string, value: unknown): unknown => (typeof value 
  */
 export function formatLine(info: Record<string | symbol, unknown>): string {
   for (const field of Object.keys(info)) {
-    if (SECRET_FIELDS.has(field)) delete info[field];
+    if (SECRET_FIELDS.has(field)) {
+      delete info[field];
+      continue;
+    }
+    // A backstop under the core's own bounds (issue 12): no field makes a line long.
+    const value = info[field];
+    if (typeof value === 'string' && value.length > LOG_FIELD_MAX_CHARS) {
+      info[field] = value.slice(0, LOG_PREVIEW_CHARS);
+      info[`${field}_length`] = value.length;
+    }
   }
   const span = trace.getActiveSpan();
   if (span !== undefined) {

@@ -4,8 +4,11 @@
  * request, queued bytes, open streams, connection time).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { status } from '@grpc/grpc-js';
-import type { EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
+import { connect } from 'node:http2';
+import { randomUUID, sign } from 'node:crypto';
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { ExecuteCommandRequest, type EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
+import { commandRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, writeSignerKey } from './gateway-process.js';
 import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
@@ -247,4 +250,157 @@ describe('cost bounds', () => {
     expect(rssGrowth).toBeLessThan(300);
     reader.cancel();
   }, 90_000);
+});
+
+/** A signed ExecuteCommandRequest of `device` (fields as given, the rest valid). */
+function signedCommand(device: Device, overrides: Partial<ExecuteCommandRequest> = {}): ExecuteCommandRequest {
+  const fields = { deviceSessionId: device.deviceSessionId, messageType: 'echo.ping', requestId: randomUUID(), timestampMs: Date.now(), payload: Buffer.from('ping'), ...overrides };
+  return { ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) };
+}
+
+/** The status of a unary ExecuteCommand through the generated client. */
+function execute(connection: EdgeGatewayClient, request: ExecuteCommandRequest): Promise<string> {
+  return new Promise((resolve) => {
+    connection.executeCommand(request, (error: ServiceError | null) => resolve(error === null ? 'OK' : `${status[error.code]} ${error.details}`));
+  });
+}
+
+/** One gRPC call over a bare HTTP/2 client, with the `grpc-timeout` header set by hand. */
+function bareGrpcCall(address: string, path: string, message: Buffer, timeout: string): Promise<{ code: number; message: string }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://${address}`);
+    session.on('error', reject);
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': timeout });
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    let statusHeaders: Record<string, unknown> = {};
+    stream.on('response', (headers) => (statusHeaders = { ...headers }));
+    stream.on('trailers', (trailers) => (statusHeaders = { ...statusHeaders, ...trailers }));
+    stream.on('data', () => undefined);
+    stream.on('close', () => {
+      session.close();
+      resolve({ code: Number(statusHeaders['grpc-status']), message: decodeURIComponent(String(statusHeaders['grpc-message'] ?? '')) });
+    });
+    stream.end(frame);
+  });
+}
+
+describe('cost bounds: logs', () => {
+  it('invalid 1 MB device_session_id / request_id / message_type: INVALID_ARGUMENT, logged as 64 characters plus length, no line over 4 KiB', async () => {
+    const device = await activeDevice('u-logs');
+    const connection = newRawClient();
+    const huge = (c: string) => c.repeat(1_000_000);
+    const cases = [
+      ['device_session_id', { deviceSessionId: huge('d') }, 'device_session_id: must be 1-128 characters of [A-Za-z0-9._:-]'],
+      ['request_id', { requestId: huge('r') }, 'request_id: must be 1-128 characters of [A-Za-z0-9._:-]'],
+      ['message_type', { messageType: huge('m') }, 'message_type: must be 1-128 characters of [a-z0-9._-] starting with a letter'],
+    ] as const;
+    const perCase = 30;
+    const commandLinesBefore = gateway.logs.filter((l) => l.message === 'command').length;
+    const bytesBefore = gateway.raw.length;
+    for (const [, overrides, expected] of cases) {
+      const outcomes = await Promise.all(Array.from({ length: perCase }, () => execute(connection, signedCommand(device, overrides))));
+      expect(new Set(outcomes)).toEqual(new Set([`INVALID_ARGUMENT ${expected}`]));
+    }
+    const requests = cases.length * perCase;
+    await waitFor(() => gateway.logs.filter((l) => l.message === 'command').length >= commandLinesBefore + requests, { timeoutMs: 10_000, message: 'one command line per request' });
+    const written = gateway.raw.length - bytesBefore;
+    console.info(`[abuse] ${requests} requests with a 1 MB invalid field wrote ${written} bytes of log (${Math.round(written / requests)} per request)`);
+    expect(written / requests).toBeLessThan(4096);
+    const lines = gateway.logs.filter((l) => l.message === 'command').slice(commandLinesBefore);
+    for (const [field] of cases) {
+      const line = lines.find((l) => l[`${field}_length`] === 1_000_000);
+      expect(line, field).toBeDefined();
+      expect(String(line?.[field])).toHaveLength(64);
+    }
+    for (const line of gateway.raw.split('\n')) expect(line.length).toBeLessThanOrEqual(4096);
+    // The device itself still works.
+    expect(await execute(connection, signedCommand(device))).toBe('OK');
+  });
+});
+
+describe('fail closed: replay keys and deadlines', () => {
+  it('replay keys are unambiguous: session X + request "a:b" and session "X:a" + request "b" both run; a real replay is still refused', async () => {
+    const base = `col-${process.pid}-${randomUUID().slice(0, 8)}`;
+    const first = { ...newDevice('u-col'), deviceSessionId: base };
+    const second = { ...newDevice('u-col'), deviceSessionId: `${base}:a` };
+    await writeSession(raw, first, 'active');
+    await writeSession(raw, second, 'active');
+    const connection = newRawClient();
+    const one = signedCommand(first, { requestId: 'a:b' });
+    expect(await execute(connection, one)).toBe('OK');
+    expect(await execute(connection, signedCommand(second, { requestId: 'b' }))).toBe('OK');
+    expect(await execute(connection, one)).toBe('ALREADY_EXISTS request_id was already used');
+    expect(await raw.exists([`gateway:replay:${base}/a:b`, `gateway:replay:${base}:a/b`])).toBe(2);
+  });
+
+  it('a command whose deadline already passed does not consume its reservation: DEADLINE_EXCEEDED, logged and counted as such; the same request then runs', async () => {
+    const device = await activeDevice('u-deadline');
+    const connection = newRawClient();
+    // Warm the session cache so the request reaches the reservation step at once.
+    expect(await execute(connection, signedCommand(device))).toBe('OK');
+    const before = await metrics();
+    const request = signedCommand(device);
+    const bare = await bareGrpcCall(addresses.grpc, '/edgegateway.v1.EdgeGateway/ExecuteCommand', Buffer.from(ExecuteCommandRequest.encode(request).finish()), '1n');
+    expect(bare.code).toBe(status.DEADLINE_EXCEEDED);
+    const line = await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === request.requestId);
+    expect(line['status']).toBe('deadline_exceeded');
+    expect(await raw.exists(`gateway:replay:${device.deviceSessionId}/${request.requestId}`)).toBe(0);
+    expect(downstream.calls.some((c) => c.command.requestId === request.requestId)).toBe(false);
+    await waitFor(async () => metricValue(await metrics(), 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' }) > metricValue(before, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' }), {
+      timeoutMs: 5000,
+      message: 'the call counted as DEADLINE_EXCEEDED',
+    });
+    const after = await metrics();
+    expect(metricValue(after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' }) - metricValue(before, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' })).toBe(1);
+    expect(metricValue(after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'CANCELLED' }) - metricValue(before, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'CANCELLED' })).toBe(0);
+    expect(gateway.logs.filter((l) => l.message === 'downstream command failed' && l['request_id'] === request.requestId)).toEqual([]);
+    // Not consumed: the very same signed request runs when it arrives in time.
+    expect(await execute(connection, request)).toBe('OK');
+  });
+});
+
+describe('honest statuses for malformed requests', () => {
+  it('undecodable protobuf on both methods: INVALID_ARGUMENT "malformed request message", counted per method; open streams lose nothing', async () => {
+    const watcher = watch(await activeDevice('u-proto'));
+    await watcher.waitForCount(1);
+    const before = await metrics();
+    const client = new Client(addresses.grpc, credentials.createInsecure());
+    const identity = (b: Buffer) => b;
+    const bodies = [
+      Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), // a length far past the end
+      Buffer.from([0x0a, 0x05, 0x61]), // truncated string
+      Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), // varint over 10 bytes
+    ];
+    const int64 = (tag: number) => Buffer.from([tag, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]); // timestamp_ms beyond 2^53
+    const unary = (body: Buffer) =>
+      new Promise<string>((resolve) =>
+        client.makeUnaryRequest('/edgegateway.v1.EdgeGateway/ExecuteCommand', identity, identity, body, new Metadata(), (error: ServiceError | null) =>
+          resolve(error === null ? 'OK' : `${status[error.code]} ${error.details}`),
+        ),
+      );
+    const streamed = (body: Buffer) =>
+      new Promise<string>((resolve) => {
+        const call = client.makeServerStreamRequest('/edgegateway.v1.EdgeGateway/SubscribeEvents', identity, identity, body, new Metadata());
+        call.on('data', () => undefined);
+        call.on('error', (error: ServiceError) => resolve(`${status[error.code]} ${error.details}`));
+        call.on('status', (s: { code: number }) => {
+          if (s.code === status.OK) resolve('OK');
+        });
+      });
+    const unaryOutcomes = await Promise.all([...bodies, int64(0x20)].map(unary));
+    const streamOutcomes = await Promise.all([...bodies, int64(0x18)].map(streamed));
+    client.close();
+    expect(new Set([...unaryOutcomes, ...streamOutcomes])).toEqual(new Set(['INVALID_ARGUMENT malformed request message']));
+    const after = await metrics();
+    for (const method of ['ExecuteCommand', 'SubscribeEvents']) {
+      const delta = (code: string) => metricValue(after, 'gateway_grpc_requests_total', { method, code }) - metricValue(before, 'gateway_grpc_requests_total', { method, code });
+      expect({ method, invalid: delta('INVALID_ARGUMENT'), internal: delta('INTERNAL') }).toEqual({ method, invalid: 4, internal: 0 });
+    }
+    const id = await raw.xAdd('gateway:client-events', '*', entry('u-proto', 'still here'));
+    await watcher.waitForCount(2);
+    expect(watcher.clientEventIds).toEqual([id]);
+    watcher.cancel();
+  });
 });

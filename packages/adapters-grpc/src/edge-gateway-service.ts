@@ -8,6 +8,7 @@ import {
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
 import {
   GatewayError,
+  GatewayErrorCode,
   GatewayMetrics,
   describe,
   noopLogger,
@@ -27,6 +28,7 @@ import {
 import { wireGatewayEvent } from './event-encoding.js';
 import { fromCommandResult, toCommandRequest, toSubscribeRequest } from './message-mapping.js';
 import { grpcStatusName, toServiceError, type GatewayStatus } from './status-mapping.js';
+import { isMalformedMessage } from './request-decoding.js';
 import { metadataGetter } from './trace-context.js';
 
 /** What the EdgeGateway service implementation needs. */
@@ -100,6 +102,12 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
     ): void {
       const started = performance.now();
       const { span, ctx, run } = startSpan('ExecuteCommand', call.metadata);
+      if (isMalformedMessage(call.request)) {
+        const status = toServiceError(GatewayError.malformedRequest());
+        record('ExecuteCommand', status.code, started, span);
+        callback(status);
+        return;
+      }
       const controller = new AbortController();
       // grpc-js reports 'cancelled' for every call once its stream closes, finished or not.
       let settled = false;
@@ -122,7 +130,9 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
             },
             (error: unknown) => {
               settled = true;
-              const status = controller.signal.aborted ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
+              // A passed deadline also aborts the call: the core reports it as DEADLINE_EXCEEDED.
+              const deadline = error instanceof GatewayError && error.code === GatewayErrorCode.DeadlineExceeded;
+              const status = controller.signal.aborted && !deadline ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
               record('ExecuteCommand', status.code, started, span);
               callback(status);
             },
@@ -156,6 +166,10 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
         write: (event: CoreGatewayEvent) => call.write(wireGatewayEvent(event)),
         end: (error) => finish(error === undefined ? undefined : toServiceError(error), false),
       };
+      if (isMalformedMessage(call.request)) {
+        finish(toServiceError(GatewayError.malformedRequest()), false);
+        return;
+      }
       const stream = run(() => options.core.openStream(toSubscribeRequest(call.request), sink));
       call.on('drain', () => stream.resume());
       call.once('cancelled', () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { GatewayEvent as CoreGatewayEvent } from '@edge-gateway/core';
-import { EdgeGatewayService, GatewayEvent } from './generated/edgegateway/v1/edge_gateway.js';
+import { EdgeGatewayService, ExecuteCommandRequest, GatewayEvent } from './generated/edgegateway/v1/edge_gateway.js';
 import { edgeGatewayServiceDefinition, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
+import { isMalformedMessage } from './request-decoding.js';
 
 const event = (id: string): CoreGatewayEvent => ({
   eventId: id,
@@ -35,6 +36,30 @@ describe('encode-once push events', () => {
   it('keeps the generated definition otherwise', () => {
     expect(edgeGatewayServiceDefinition.subscribeEvents.path).toBe(EdgeGatewayService.subscribeEvents.path);
     expect(edgeGatewayServiceDefinition.subscribeEvents.responseSerialize).toBe(encodeGatewayEventOnce);
-    expect(edgeGatewayServiceDefinition.executeCommand).toBe(EdgeGatewayService.executeCommand);
+    expect(edgeGatewayServiceDefinition.executeCommand.path).toBe(EdgeGatewayService.executeCommand.path);
+    expect(edgeGatewayServiceDefinition.executeCommand.responseSerialize).toBe(EdgeGatewayService.executeCommand.responseSerialize);
+  });
+
+  it('decodes requests like the generated definition, and an undecodable one into the malformed marker instead of throwing', () => {
+    const request = { deviceSessionId: 'ds', messageType: 'a.b', requestId: 'r', timestampMs: 5, payload: Buffer.from('p'), signature: Buffer.alloc(64) };
+    const bytes = Buffer.from(ExecuteCommandRequest.encode(request).finish());
+    expect(edgeGatewayServiceDefinition.executeCommand.requestDeserialize(bytes)).toEqual(EdgeGatewayService.executeCommand.requestDeserialize(bytes));
+    const beyond2to53 = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40];
+    const common = [
+      Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), // a length far past the end
+      Buffer.from([0x0a, 0x05, 0x61]), // truncated string
+      Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), // a varint longer than 10 bytes
+    ];
+    const cases = [
+      ['executeCommand', [...common, Buffer.from([0x20, ...beyond2to53])]], // timestamp_ms = 4
+      ['subscribeEvents', [...common, Buffer.from([0x18, ...beyond2to53])]], // timestamp_ms = 3
+    ] as const;
+    for (const [method, bodies] of cases) {
+      for (const body of bodies) {
+        expect(() => EdgeGatewayService[method].requestDeserialize(body), `${method} ${body.toString('hex')}`).toThrow();
+        expect(isMalformedMessage(edgeGatewayServiceDefinition[method].requestDeserialize(body)), `${method} ${body.toString('hex')}`).toBe(true);
+      }
+    }
+    expect(isMalformedMessage(edgeGatewayServiceDefinition.executeCommand.requestDeserialize(bytes))).toBe(false);
   });
 });

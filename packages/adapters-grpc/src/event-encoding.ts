@@ -1,6 +1,7 @@
 import type { GatewayEvent as CoreGatewayEvent } from '@edge-gateway/core';
-import { EdgeGatewayService, GatewayEvent } from './generated/edgegateway/v1/edge_gateway.js';
+import { EdgeGatewayService, ExecuteCommandRequest, GatewayEvent, SubscribeEventsRequest } from './generated/edgegateway/v1/edge_gateway.js';
 import { fromGatewayEvent } from './message-mapping.js';
+import { tolerantDecoder } from './request-decoding.js';
 
 /*
  * A client event is one object shared by every stream it targets. These caches make its wire
@@ -33,13 +34,19 @@ export function encodeGatewayEventOnce(message: GatewayEvent): Buffer {
 
 /**
  * The generated `EdgeGatewayService` definition with a `SubscribeEvents` response serializer
- * that encodes each message object once (see {@link encodeGatewayEventOnce}); `startGrpcServer`
- * registers this one. The plain generated definition works too, it just encodes per stream.
+ * that encodes each message object once (see {@link encodeGatewayEventOnce}), and request
+ * decoders that turn an undecodable message into the malformed marker the handlers answer
+ * `INVALID_ARGUMENT` (see request-decoding.ts); `startGrpcServer` registers this one.
  */
 export const edgeGatewayServiceDefinition = {
   ...EdgeGatewayService,
+  executeCommand: {
+    ...EdgeGatewayService.executeCommand,
+    requestDeserialize: tolerantDecoder((bytes: Buffer) => ExecuteCommandRequest.decode(bytes)),
+  },
   subscribeEvents: {
     ...EdgeGatewayService.subscribeEvents,
+    requestDeserialize: tolerantDecoder((bytes: Buffer) => SubscribeEventsRequest.decode(bytes)),
     responseSerialize: encodeGatewayEventOnce,
   },
 } as const;

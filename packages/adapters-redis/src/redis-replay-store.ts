@@ -1,4 +1,4 @@
-import type { ReplayReservation, ReplayStore } from '@edge-gateway/core';
+import { replayKey, type ReplayReservation, type ReplayStore } from '@edge-gateway/core';
 import type { RedisClient } from './redis-client.js';
 
 /** Options of {@link RedisReplayStore}. */
@@ -9,8 +9,8 @@ export interface RedisReplayStoreOptions {
 
 /**
  * Replay reservations shared by every gateway process on the same Redis (SPEC §5.2):
- * `SET P + "replay:" + ds + ":" + req 1 NX PX ttl`. Rejects when the reservation cannot be
- * confirmed, so the core fails closed.
+ * `SET P + "replay:" + ds + "/" + req 1 NX PX ttl` (`replayKey`: unambiguous for every pair of
+ * valid ids). Rejects when the reservation cannot be confirmed, so the core fails closed.
  */
 export class RedisReplayStore implements ReplayStore {
   constructor(
@@ -19,8 +19,15 @@ export class RedisReplayStore implements ReplayStore {
   ) {}
 
   async reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
-    const key = `${this.options.keyPrefix}replay:${deviceSessionId}:${requestId}`;
-    const reply = await this.client.command(['SET', key, '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
+    const reply = await this.client.command(['SET', this.key(deviceSessionId, requestId), '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))]);
     return reply === null ? 'duplicate' : 'reserved';
+  }
+
+  async release(deviceSessionId: string, requestId: string): Promise<void> {
+    await this.client.command(['DEL', this.key(deviceSessionId, requestId)]);
+  }
+
+  private key(deviceSessionId: string, requestId: string): string {
+    return `${this.options.keyPrefix}replay:${replayKey(deviceSessionId, requestId)}`;
   }
 }

@@ -49,15 +49,15 @@ replayStoreContract('RedisReplayStore', () => ({
 }));
 
 describe('Redis stores: data layout (SPEC §5.1, §5.2)', () => {
-  it('reads P + "session:" + id and writes P + "replay:" + ds + ":" + req with a PX ttl', async () => {
+  it('reads P + "session:" + id and writes P + "replay:" + ds + "/" + req with a PX ttl', async () => {
     const ds = unique('ds');
     await admin.command(['HSET', `${keyPrefix}session:${ds}`, 'user_id', 'u1']);
     await expect(new RedisSessionStore(client, { keyPrefix }).getRecord(ds)).resolves.toEqual({ user_id: 'u1' });
     await expect(new RedisSessionStore(client, { keyPrefix: 'other:' }).getRecord(ds)).resolves.toBeUndefined();
 
     await new RedisReplayStore(client, { keyPrefix }).reserve(ds, 'req-9', 600_000);
-    expect(await admin.command(['GET', `${keyPrefix}replay:${ds}:req-9`])).toBe('1');
-    const ttl = Number(await admin.command(['PTTL', `${keyPrefix}replay:${ds}:req-9`]));
+    expect(await admin.command(['GET', `${keyPrefix}replay:${ds}/req-9`])).toBe('1');
+    const ttl = Number(await admin.command(['PTTL', `${keyPrefix}replay:${ds}/req-9`]));
     expect(ttl).toBeGreaterThan(590_000);
     expect(ttl).toBeLessThanOrEqual(600_000);
   });
@@ -107,7 +107,7 @@ describe('request-path commands while Redis is unreachable (SPEC §5.5)', () => 
     }
     await filler;
     // Had the SET NX been written late, this retry of the same request would be refused.
-    expect(await admin.command(['EXISTS', `${keyPrefix}replay:${ds}:queued-1`])).toBe(0);
+    expect(await admin.command(['EXISTS', `${keyPrefix}replay:${ds}/queued-1`])).toBe(0);
     await expect(store.reserve(ds, 'queued-1', 60_000)).resolves.toBe('reserved');
     await admin.command(['DEL', `${keyPrefix}filler:${ds}`]);
   });

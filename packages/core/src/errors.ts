@@ -32,6 +32,7 @@ export const GatewayMessages = {
   overflow: 'push stream overflowed',
   replaced: 'push stream replaced by a newer stream',
   malformedRequest: 'malformed request message',
+  deadlineExceeded: 'deadline exceeded',
   internal: 'internal error',
 } as const;
 
@@ -76,6 +77,10 @@ export class GatewayError extends Error {
   /** The session opened more than `maxStreamsPerSession` streams: its oldest one goes. */
   static replaced(): GatewayError {
     return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.replaced);
+  }
+  /** The caller's deadline passed before the command ran. */
+  static deadlineExceeded(): GatewayError {
+    return new GatewayError(GatewayErrorCode.DeadlineExceeded, GatewayMessages.deadlineExceeded);
   }
   /** The transport could not decode the request message at all. */
   static malformedRequest(): GatewayError {

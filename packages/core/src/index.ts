@@ -19,6 +19,7 @@ export * from './services/command-service.js';
 export * from './services/subscription-service.js';
 export * from './services/server-time.js';
 export * from './observability/metrics.js';
+export * from './observability/log-safe.js';
 export {
   createGatewayCore,
   DEFAULT_PUSH_STREAM_BUFFER,

@@ -290,6 +290,11 @@ export class CountingReplayStore implements ReplayStore {
     this.calls += 1;
     return this.inner.reserve(deviceSessionId, requestId, ttlMs);
   }
+  releases = 0;
+  async release(deviceSessionId: string, requestId: string): Promise<void> {
+    this.releases += 1;
+    await this.inner.release?.(deviceSessionId, requestId);
+  }
 }
 
 // ---------------------------------------------------------------------------------------

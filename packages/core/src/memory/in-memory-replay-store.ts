@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../ports/clock.port.js';
-import type { ReplayReservation, ReplayStore } from '../ports/replay-store.port.js';
+import { replayKey, type ReplayReservation, type ReplayStore } from '../ports/replay-store.port.js';
 
 /** In-memory replay reservations with expiry; `failing` makes reservations reject. */
 export class InMemoryReplayStore implements ReplayStore {
@@ -10,13 +10,18 @@ export class InMemoryReplayStore implements ReplayStore {
 
   async reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
     if (this.failing) throw new Error('replay store unreachable');
-    const key = `${deviceSessionId}:${requestId}`;
+    const key = replayKey(deviceSessionId, requestId);
     const now = this.clock.now();
     const expires = this.reservations.get(key);
     if (expires !== undefined && expires > now) return 'duplicate';
     this.reservations.set(key, now + ttlMs);
     if (this.reservations.size > 10_000) this.sweep(now);
     return 'reserved';
+  }
+
+  async release(deviceSessionId: string, requestId: string): Promise<void> {
+    if (this.failing) throw new Error('replay store unreachable');
+    this.reservations.delete(replayKey(deviceSessionId, requestId));
   }
 
   private sweep(now: number): void {

@@ -10,4 +10,19 @@ export interface ReplayStore {
    * with `UNAVAILABLE` `replay store unavailable`.
    */
   reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation>;
+  /**
+   * Optional: withdraws a reservation this process just made for a command that then never
+   * ran (its deadline passed before the downstream call), so the request_id can be used again.
+   */
+  release?(deviceSessionId: string, requestId: string): Promise<void>;
+}
+
+/**
+ * The key of a reservation below the store's own prefix (SPEC §5.2):
+ * `device_session_id + "/" + request_id`. `/` is in neither id's alphabet
+ * (`[A-Za-z0-9._:-]`), so two different pairs of valid ids never share a key (with `:` as the
+ * separator, session `a` + request `b:c` and session `a:b` + request `c` did).
+ */
+export function replayKey(deviceSessionId: string, requestId: string): string {
+  return `${deviceSessionId}/${requestId}`;
 }

@@ -349,6 +349,74 @@ describe('CommandService', () => {
     });
   });
 
+  describe('an expired deadline (issue 12)', () => {
+    it('already passed: DEADLINE_EXCEEDED, no reservation, no downstream call, logged as deadline_exceeded', async () => {
+      const { service, request, downstream, replay, clock, logger } = setup();
+      const req = request(alice);
+      await expectFailure(service.execute(req, { deadlineMs: clock.now() }), 'deadline_exceeded', 'deadline exceeded');
+      expect(replay.calls).toBe(0);
+      expect(downstream.calls).toHaveLength(0);
+      expect(logger.find('command')[0]?.fields).toMatchObject({ status: 'deadline_exceeded', request_id: req.requestId });
+      expect(logger.find('downstream command failed')).toEqual([]);
+      // The request_id is still free: the same request runs once the caller retries in time.
+      await expect(service.execute(req, { deadlineMs: clock.now() + 1000 })).resolves.toMatchObject({ resultCode: 'ok' });
+    });
+
+    it('passing during the reservation: the reservation is released and the call ends DEADLINE_EXCEEDED before the downstream', async () => {
+      const controlled = new ControlledReplayStore();
+      const { service, request, downstream, clock, replay } = setup({ replay: controlled });
+      const req = request(alice);
+      const call = service.execute(req, { deadlineMs: clock.now() + 50 });
+      await controlled.reached(1);
+      clock.advance(50);
+      controlled.calls[0]?.outcome.resolve('reserved');
+      await expectFailure(call, 'deadline_exceeded', 'deadline exceeded');
+      expect(downstream.calls).toHaveLength(0);
+      expect(replay.releases).toBe(1);
+    });
+
+    it('cutting the downstream call: DEADLINE_EXCEEDED, not "downstream command failed"', async () => {
+      const { service, request, downstream, clock, logger } = setup();
+      downstream.behaviour = () => {
+        clock.advance(100);
+        throw new Error('downstream call aborted before it started');
+      };
+      await expectFailure(service.execute(request(alice), { deadlineMs: clock.now() + 100 }), 'deadline_exceeded', 'deadline exceeded');
+      expect(logger.find('downstream command failed')).toEqual([]);
+      expect(logger.find('command')[0]?.fields).toMatchObject({ status: 'deadline_exceeded' });
+    });
+  });
+
+  describe('log bounds (issue 12)', () => {
+    it.each(['device_session_id', 'request_id', 'message_type'] as const)('an invalid 1 MB %s is logged as its first 64 characters plus its length', async (field) => {
+      const { service, request, logger } = setup();
+      const huge = `${'x'.repeat(64)}${'y'.repeat(1024 * 1024 - 64)}`;
+      const key = field === 'device_session_id' ? 'deviceSessionId' : field === 'request_id' ? 'requestId' : 'messageType';
+      await expectFailure(service.execute({ ...request(alice), [key]: huge }), 'invalid_argument', `${field}: ${field === 'message_type' ? 'must be 1-128 characters of [a-z0-9._-] starting with a letter' : ID_REASON}`);
+      const line = logger.find('command')[0];
+      expect(line?.fields[field]).toBe('x'.repeat(64));
+      expect(line?.fields[`${field}_length`]).toBe(huge.length);
+      expect(JSON.stringify(line).length).toBeLessThan(1024);
+    });
+
+    it('valid values are logged whole, without a length field', async () => {
+      const { service, request, logger } = setup();
+      const req = request(alice, { requestId: 'r'.repeat(128) });
+      await service.execute(req);
+      expect(logger.find('command')[0]?.fields).toMatchObject({ request_id: 'r'.repeat(128), device_session_id: alice.deviceSessionId });
+      expect(logger.find('command')[0]?.fields).not.toHaveProperty('request_id_length');
+    });
+
+    it('a huge downstream message is cut in the log line', async () => {
+      const { service, request, downstream, logger } = setup();
+      downstream.behaviour = () => {
+        throw new Error('z'.repeat(100_000));
+      };
+      await expectFailure(service.execute(request(alice)), 'internal', 'downstream command failed');
+      for (const line of logger.lines) expect(JSON.stringify(line).length).toBeLessThan(4096);
+    });
+  });
+
   it('beginShutdown → UNAVAILABLE "gateway is shutting down" for new calls; in-flight calls finish', async () => {
     const { service, request, downstream, store } = setup();
     let release!: () => void;

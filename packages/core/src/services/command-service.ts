@@ -10,7 +10,8 @@ import { signWith, type ResponseSigner } from '../ports/response-signer.port.js'
 import type { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
-import { validateCommandRequest } from '../validation.js';
+import { boundedText, clientField } from '../observability/log-safe.js';
+import { isValidId, isValidType, validateCommandRequest } from '../validation.js';
 import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 
 export { DEFAULT_FRESHNESS_WINDOW_MS } from './pipeline.js';
@@ -119,8 +120,15 @@ export class CommandService {
       if (downstream === undefined) {
         throw new GatewayError(GatewayErrorCode.Unimplemented, GatewayMessages.noRoute(request.messageType));
       }
+      // A command whose deadline passed never consumes its request_id: nobody waits for it.
+      this.checkDeadline(context);
       await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
       recheckNotRevoked(this.deps, request.deviceSessionId);
+      if (this.deadlinePassed(context)) {
+        // It passed during the reservation: give the request_id back, the command never ran.
+        await this.release(request);
+        this.checkDeadline(context);
+      }
 
       const deadlineMs = context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs;
       let result: DownstreamResult;
@@ -140,7 +148,7 @@ export class CommandService {
           },
         );
       } catch (error) {
-        throw this.downstreamError(error, downstream.target, request);
+        throw this.downstreamError(error, downstream.target, request, context);
       }
       const response = await this.sign(request.requestId, result);
       this.logCall(request, userId, 'ok', started, context);
@@ -148,7 +156,7 @@ export class CommandService {
     } catch (error) {
       const failure = error instanceof GatewayError ? error : GatewayError.internal('internal error', error);
       if (!(error instanceof GatewayError)) {
-        this.logger.error('command failed unexpectedly', { request_id: request.requestId, error: describe(error) });
+        this.logger.error('command failed unexpectedly', { ...clientField('request_id', request.requestId, isValidId(request.requestId)), error: describe(error) });
       }
       this.logCall(request, userId, failure.code, started, context, failure.message);
       throw failure;
@@ -167,13 +175,15 @@ export class CommandService {
     };
   }
 
-  private downstreamError(error: unknown, target: string, request: CommandRequest): GatewayError {
+  private downstreamError(error: unknown, target: string, request: CommandRequest, context: CallContext): GatewayError {
     if (
       error instanceof GatewayError &&
       (error.code === GatewayErrorCode.Unavailable || error.code === GatewayErrorCode.DeadlineExceeded)
     ) {
       return error;
     }
+    // The call was cut by the client's deadline (the transport aborts it): not a downstream fault.
+    if (this.deadlinePassed(context)) return GatewayError.deadlineExceeded();
     this.logger.warn('downstream command failed', {
       target,
       message_type: request.messageType,
@@ -183,17 +193,35 @@ export class CommandService {
     return GatewayError.internal(GatewayMessages.downstreamFailed, error);
   }
 
+  private deadlinePassed(context: CallContext): boolean {
+    return context.deadlineMs !== undefined && this.deps.clock.now() >= context.deadlineMs;
+  }
+
+  private checkDeadline(context: CallContext): void {
+    if (this.deadlinePassed(context)) throw GatewayError.deadlineExceeded();
+  }
+
+  /** Best effort: a failed release leaves the reservation to expire (fail closed). */
+  private async release(request: CommandRequest): Promise<void> {
+    try {
+      await this.deps.replay.release?.(request.deviceSessionId, request.requestId);
+    } catch (error) {
+      this.logger.warn('replay reservation release failed', { request_id: request.requestId, error: describe(error) });
+    }
+  }
+
   private logCall(request: CommandRequest, userId: string, status: string, started: number, context: CallContext, reason?: string): void {
     const traceId = traceIdOf(context.traceContext);
+    // Client strings that broke the field rules are logged as a preview plus their length.
     this.logger.info('command', {
       ...(traceId === undefined ? {} : { trace_id: traceId }),
-      device_session_id: request.deviceSessionId,
+      ...clientField('device_session_id', request.deviceSessionId, isValidId(request.deviceSessionId)),
       user_id: userId,
-      message_type: request.messageType,
-      request_id: request.requestId,
+      ...clientField('message_type', request.messageType, isValidType(request.messageType)),
+      ...clientField('request_id', request.requestId, isValidId(request.requestId)),
       status,
       duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      ...(reason === undefined ? {} : { reason }),
+      ...(reason === undefined ? {} : { reason: boundedText(reason) }),
     });
   }
 }
@@ -205,8 +233,7 @@ function traceIdOf(context: Context | undefined): string | undefined {
   return spanContext !== undefined && isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
 }
 
-/** A log-safe description of an error: class and message, never payloads. */
+/** A log-safe description of an error: class and message (bounded), never payloads. */
 export function describe(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  return boundedText(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }

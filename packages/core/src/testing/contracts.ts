@@ -101,6 +101,24 @@ export function replayStoreContract(name: string, setup: () => Promise<ReplaySto
       await expect(h.store.reserve(a, 'req-2', 60_000)).resolves.toBe('reserved');
     });
 
+    it('never confuses two different pairs of valid ids, whatever the ":" in them (issue 12)', async () => {
+      const h = await setup();
+      const col = uniqueId('col');
+      await expect(h.store.reserve(col, 'a:b', 60_000)).resolves.toBe('reserved');
+      await expect(h.store.reserve(`${col}:a`, 'b', 60_000)).resolves.toBe('reserved');
+      await expect(h.store.reserve(col, 'a:b', 60_000)).resolves.toBe('duplicate');
+    });
+
+    it('release (when implemented) lets the same request id be reserved again', async () => {
+      const h = await setup();
+      if (h.store.release === undefined) return expect(h.store.release).toBeUndefined();
+      const ds = uniqueId('ds');
+      await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('reserved');
+      await h.store.release(ds, 'req-1');
+      await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('reserved');
+      await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('duplicate');
+    });
+
     it('gives exactly one winner among concurrent reservations', async () => {
       const h = await setup();
       const ds = uniqueId('ds');
