@@ -46,32 +46,37 @@ const fail = (callback, code, details) => callback({ code, details });
 
 const server = new Server();
 server.addService(EdgeGatewayService, {
-  async executeCommand(call, callback) {
-    const request = call.request;
-    let s = sessions.get(request.deviceSessionId);
-    if (s === undefined || s instanceof Promise) s = await session(request.deviceSessionId);
-    if (s === null) return fail(callback, status.UNAUTHENTICATED, 'unknown device session');
-    if (s.revoked) return fail(callback, status.FAILED_PRECONDITION, 'device session is revoked');
-    if (request.signature.length !== 64 || !verify(null, commandRequestBytes(request), s.publicKey, request.signature)) {
-      return fail(callback, status.UNAUTHENTICATED, 'invalid request signature');
-    }
-    const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
-    if (reserved === null) return fail(callback, status.ALREADY_EXISTS, 'request_id was already used');
-    const deadline = call.getDeadline();
-    downstream.execute(
-      { messageType: request.messageType, userId: s.userId, deviceSessionId: request.deviceSessionId, requestId: request.requestId, payload: request.payload },
-      { deadline: Number.isFinite(Number(deadline)) ? deadline : Date.now() + 10_000 },
-      (error, result) => {
-        if (error) return fail(callback, error.code ?? status.INTERNAL, error.details ?? 'downstream failed');
-        const fields = { requestId: request.requestId, resultCode: result.resultCode, timestampMs: Date.now(), payload: result.payload };
-        callback(null, { ...fields, signerKeyId: signer.keyId, signature: signer.sign(commandResultBytes(fields)) });
-      },
-    );
+  executeCommand(call, callback) {
+    // A Redis failure (node-redis's own 5 s timeout on an overloaded machine) fails the call.
+    execute(call, callback).catch(() => fail(callback, status.UNAVAILABLE, 'redis unavailable'));
   },
   subscribeEvents(call) {
     call.emit('error', { code: status.UNIMPLEMENTED, details: 'not proxied' });
   },
 });
+
+async function execute(call, callback) {
+  const request = call.request;
+  let s = sessions.get(request.deviceSessionId);
+  if (s === undefined || s instanceof Promise) s = await session(request.deviceSessionId);
+  if (s === null) return fail(callback, status.UNAUTHENTICATED, 'unknown device session');
+  if (s.revoked) return fail(callback, status.FAILED_PRECONDITION, 'device session is revoked');
+  if (request.signature.length !== 64 || !verify(null, commandRequestBytes(request), s.publicKey, request.signature)) {
+    return fail(callback, status.UNAUTHENTICATED, 'invalid request signature');
+  }
+  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
+  if (reserved === null) return fail(callback, status.ALREADY_EXISTS, 'request_id was already used');
+  const deadline = call.getDeadline();
+  downstream.execute(
+    { messageType: request.messageType, userId: s.userId, deviceSessionId: request.deviceSessionId, requestId: request.requestId, payload: request.payload },
+    { deadline: Number.isFinite(Number(deadline)) ? deadline : Date.now() + 10_000 },
+    (error, result) => {
+      if (error) return fail(callback, error.code ?? status.INTERNAL, error.details ?? 'downstream failed');
+      const fields = { requestId: request.requestId, resultCode: result.resultCode, timestampMs: Date.now(), payload: result.payload };
+      callback(null, { ...fields, signerKeyId: signer.keyId, signature: signer.sign(commandResultBytes(fields)) });
+    },
+  );
+}
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
   process.stdout.write(`${JSON.stringify({ port })}\n`);

@@ -59,32 +59,37 @@ server.addService(service, {
   executeCommand(_call, callback) {
     callback({ code: status.UNIMPLEMENTED, details: 'not served' });
   },
-  async subscribeEvents(call) {
-    const request = call.request;
-    const s = await session(request.deviceSessionId);
-    if (s === null) return fail(call, status.UNAUTHENTICATED, 'unknown device session');
-    if (s.revoked) return fail(call, status.FAILED_PRECONDITION, 'device session is revoked');
-    if (request.signature.length !== 64 || !verify(null, subscribeRequestBytes(request), s.publicKey, request.signature)) {
-      return fail(call, status.UNAUTHENTICATED, 'invalid request signature');
-    }
-    const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
-    if (reserved === null) return fail(call, status.ALREADY_EXISTS, 'request_id was already used');
-    let streams = byUser.get(s.userId);
-    if (streams === undefined) byUser.set(s.userId, (streams = new Map()));
-    streams.set(call, request.deviceSessionId);
-    call.on('cancelled', () => {
-      streams.delete(call);
-      if (streams.size === 0 && byUser.get(s.userId) === streams) byUser.delete(s.userId);
-    });
-    const now = Date.now();
-    call.write(signedBytes({ eventId: '', eventType: 'gateway.server_time', userId: s.userId, deviceSessionId: request.deviceSessionId, timestampMs: now, payload: encodeServerTime(now, request.requestId) }));
+  subscribeEvents(call) {
+    // A Redis failure (node-redis's own 5 s timeout on an overloaded machine) fails the call.
+    subscribe(call).catch(() => fail(call, status.UNAVAILABLE, 'redis unavailable'));
   },
 });
+
+async function subscribe(call) {
+  const request = call.request;
+  const s = await session(request.deviceSessionId);
+  if (s === null) return fail(call, status.UNAUTHENTICATED, 'unknown device session');
+  if (s.revoked) return fail(call, status.FAILED_PRECONDITION, 'device session is revoked');
+  if (request.signature.length !== 64 || !verify(null, subscribeRequestBytes(request), s.publicKey, request.signature)) {
+    return fail(call, status.UNAUTHENTICATED, 'invalid request signature');
+  }
+  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
+  if (reserved === null) return fail(call, status.ALREADY_EXISTS, 'request_id was already used');
+  let streams = byUser.get(s.userId);
+  if (streams === undefined) byUser.set(s.userId, (streams = new Map()));
+  streams.set(call, request.deviceSessionId);
+  call.on('cancelled', () => {
+    streams.delete(call);
+    if (streams.size === 0 && byUser.get(s.userId) === streams) byUser.delete(s.userId);
+  });
+  const now = Date.now();
+  call.write(signedBytes({ eventId: '', eventType: 'gateway.server_time', userId: s.userId, deviceSessionId: request.deviceSessionId, timestampMs: now, payload: encodeServerTime(now, request.requestId) }));
+}
 
 async function readLoop() {
   let lastId = '$';
   for (;;) {
-    const reply = await reader.xRead({ key: 'gateway:client-events', id: lastId }, { BLOCK: 1000, COUNT: 1000 });
+    const reply = await reader.xRead({ key: 'gateway:client-events', id: lastId }, { BLOCK: 1000, COUNT: 1000 }).catch(() => null);
     for (const stream of reply ?? []) {
       for (const { id, message } of stream.messages) {
         lastId = id;
