@@ -7,6 +7,9 @@
 //  - the downstream call with the client's deadline (10 s when it set none);
 //  - Ed25519 sign of the canonical result, answered as a signed ExecuteCommandResponse.
 // Verify and sign run inline on the event loop, as a straightforward implementation would.
+// node-redis runs without its default 5 s command timeout (an AbortSignal.timeout per command):
+// the floor is the cheapest correct implementation, and on a loaded machine that timeout made
+// this baseline fail calls.
 // Usage: node bench/intrinsic-proxy.mjs <downstream host:port> <redis port> <redis password>
 //        <signer key PEM path>; prints `{"port":N}`.
 import { readFileSync } from 'node:fs';
@@ -22,7 +25,7 @@ const PREFIX = 'gateway:';
 const REPLAY_TTL_MS = 2 * 5 * 60_000;
 
 const signer = Ed25519ResponseSigner.fromPem(readFileSync(keyPath));
-const redis = createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password });
+const redis = createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } });
 redis.on('error', () => undefined);
 await redis.connect();
 const downstream = new CommandHandlerClient(target, credentials.createInsecure());

@@ -9,6 +9,8 @@
 //    Ed25519 signature per event (not per delivery), one encoding, written to the streams of
 //    its user (only to its session's streams when the entry names one).
 // Verify and sign run inline on the event loop, as a straightforward implementation would.
+// node-redis runs without its default 5 s command timeout: on a loaded machine it failed most
+// of the 10k storm's lookups (10k HGETALL + 10k SET NX queued at once).
 // Usage: node bench/intrinsic-push.mjs <redis port> <redis password> <signer key PEM path>;
 // prints `{"port":N}`.
 import { readFileSync } from 'node:fs';
@@ -28,7 +30,7 @@ const connect = async (client) => {
   await client.connect();
   return client;
 };
-const redis = await connect(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password }));
+const redis = await connect(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } }));
 const reader = await connect(redis.duplicate());
 
 /** deviceSessionId -> { userId, revoked, publicKey } (null when unknown), or a pending lookup. */
