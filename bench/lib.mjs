@@ -329,6 +329,7 @@ export function gatewayEnv(redis, signer, extra = {}) {
  */
 export async function startHelper(script, args = [], env = {}) {
   const extra = (process.env.BENCH_HELPER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const spawnedAt = performance.now();
   const child = spawn(process.execPath, [...extra, join(BENCH_DIR, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   children.add(child);
   const port = await new Promise((resolvePort, reject) => {
@@ -343,6 +344,7 @@ export async function startHelper(script, args = [], env = {}) {
   return {
     port,
     pid: child.pid,
+    spawnedAt,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         // SIGTERM first, so a helper run with --cpu-prof writes its profile on exit.

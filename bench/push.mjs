@@ -81,12 +81,12 @@ async function startServer(redis, signer, target) {
     const helper = target.bare
       ? await startHelper('bare-push.mjs', [String(redis.port), redis.password])
       : await startHelper('intrinsic-push.mjs', [String(redis.port), redis.password, signer.path]);
-    return { pid: helper.pid, grpc: `127.0.0.1:${helper.port}`, stop: () => helper.stop() };
+    return { pid: helper.pid, spawnedAt: helper.spawnedAt, grpc: `127.0.0.1:${helper.port}`, stop: () => helper.stop() };
   }
   const gateway = new GatewayChild(gatewayEnv(redis, signer), { main: target.main });
   try {
     const { grpc } = await gateway.started();
-    return { pid: gateway.pid, grpc, stop: () => gateway.stop() };
+    return { pid: gateway.pid, spawnedAt: gateway.spawnedAt, grpc, stop: () => gateway.stop() };
   } catch (error) {
     await gateway.stop();
     throw error;
@@ -190,6 +190,8 @@ async function runLevel(redis, raw, signer, devices, streams, params, target = {
         latencyMs: lat,
         gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
         cpuPerDeliveryUs: delivered === 0 ? null : Math.round((cpu / delivered) * 1e7) / 10,
+        // Seconds after the server was spawned: the window to read in a --cpu-prof profile.
+        sinceSpawnS: [Math.round((t0 - gateway.spawnedAt) / 100) / 10, Math.round((performance.now() - gateway.spawnedAt) / 100) / 10],
         streamsEnded: ended,
       };
       out.fanout.push(row);

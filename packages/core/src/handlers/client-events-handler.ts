@@ -42,6 +42,8 @@ export const DEFAULT_ASYNC_SIGN_MIN_BATCH = 4;
  * and logged with its id and the reason, and every other entry of the read is delivered in
  * order. Neither `handle` nor `handleBatch` throws or rejects.
  */
+const CLIENT_EVENTS = Object.freeze({ stream: 'client_events' as const });
+
 export class ClientEventsHandler implements StreamEntryHandler {
   readonly stream = 'client_events' as const;
   private readonly metrics: GatewayMetrics;
@@ -55,6 +57,7 @@ export class ClientEventsHandler implements StreamEntryHandler {
   }
 
   handle(entry: StreamEntry): void {
+    this.metrics.streamEntriesConsumed.add(1, CLIENT_EVENTS);
     const event = this.deliverable(entry);
     if (event !== undefined) this.publish(event, () => signEvent(this.options.signer, event));
   }
@@ -64,6 +67,8 @@ export class ClientEventsHandler implements StreamEntryHandler {
    * threadpool when there are enough of them) and published in stream order.
    */
   async handleBatch(entries: readonly StreamEntry[]): Promise<void> {
+    // One metric record per read, not per entry.
+    if (entries.length > 0) this.metrics.streamEntriesConsumed.add(entries.length, CLIENT_EVENTS);
     const events: UnsignedEvent[] = [];
     for (const entry of entries) {
       const event = this.deliverable(entry);
@@ -113,9 +118,8 @@ export class ClientEventsHandler implements StreamEntryHandler {
     this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entryId, reason });
   }
 
-  /** Counts the entry; the parsed event when it is well-formed and someone would receive it. */
+  /** The parsed event when the entry is well-formed and someone would receive it. */
   private deliverable(entry: StreamEntry): UnsignedEvent | undefined {
-    this.metrics.streamEntriesConsumed.add(1, { stream: this.stream });
     const parsed = parseClientEvent(entry, this.limits);
     if (!parsed.ok) {
       this.dropped(String(entry.id), parsed.reason);
