@@ -274,12 +274,17 @@ export class RedisStreamSubscriber {
   /**
    * Watchdog of a replica reader: if the master's last id was ahead of the reader at the previous
    * check and the reader has not moved since, or the master's history is behind the reader (it
-   * diverged), the reader is moved (the replica is skipped for a while).
+   * diverged), the reader is moved (the replica is skipped for a while). A reader that fell back
+   * to the master moves back to a replica once one is connected (and not skipped).
    */
   private async checkReplica(): Promise<void> {
     const target = this.readTarget;
-    if (this.state !== 'running' || this.watchdogBusy || target === undefined || target === this.client) {
+    if (this.state !== 'running' || this.watchdogBusy || target === undefined) return;
+    if (target === this.client) {
       this.lastSeen = undefined;
+      // Reading on the master because no replica answered: go back once one does.
+      const replica = this.pickReadTarget();
+      if (replica !== this.client) this.move(`replica ${replica.address} is available again`);
       return;
     }
     this.watchdogBusy = true;

@@ -1,0 +1,248 @@
+/**
+ * Redis high availability (issue 13, SPEC §5.6): the BUILT binary on a master, a replica and
+ * three Sentinels (all with passwords) on loopback. The tests run in order on one topology;
+ * each leaves it with a master and a linked replica. Every loop is bounded, every process is
+ * stopped by its own handle.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisCommand, startSentinelTopology, waitFor, type SentinelTopology } from '@edge-gateway/test-utils';
+import type { GatewayClient } from '@edge-gateway/client';
+import { runCli } from './cli-dev-support.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { CommandLoad, connectMaster, sentinelEnv } from './failover-support.js';
+import { StreamWatcher, isolatedClient, scrape } from './drill-support.js';
+import { EchoDownstream, newDevice, publishEvent, writeSession, type Device } from './system-support.js';
+
+let topo: SentinelTopology;
+let downstream: EchoDownstream;
+let signer: ReturnType<typeof writeSignerKey>;
+let gateway: GatewayProcess;
+let addresses: Awaited<ReturnType<GatewayProcess['started']>>;
+const clients: GatewayClient[] = [];
+const watchers: StreamWatcher[] = [];
+
+const COMMAND_TIMEOUT_MS = 500;
+const env = () =>
+  gatewayEnv({ port: 0, password: topo.password }, signer.path, {
+    ...sentinelEnv(topo),
+    GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+    GATEWAY_REDIS_COMMAND_TIMEOUT: `${COMMAND_TIMEOUT_MS}ms`,
+    GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+    GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+  });
+
+beforeAll(async () => {
+  topo = await startSentinelTopology({ sentinelPassword: 'sentinel-pw' });
+  downstream = await new EchoDownstream().start();
+  signer = writeSignerKey();
+  gateway = new GatewayProcess(env());
+  addresses = await gateway.started();
+});
+
+afterAll(async () => {
+  for (const watcher of watchers) watcher.cancel();
+  for (const client of clients) client.close();
+  await gateway?.stop();
+  downstream?.stop();
+  await topo?.stop();
+});
+
+/** An active device (record + snapshot written to the current master) and its client. */
+async function device(userId: string): Promise<{ device: Device; client: GatewayClient }> {
+  const d = newDevice(userId, 'ha');
+  const master = await connectMaster(topo);
+  try {
+    await writeSession(master, d, 'active');
+  } finally {
+    await master.quit();
+  }
+  const client = isolatedClient(d, addresses.grpc, signer.publicKeyRaw);
+  clients.push(client);
+  return { device: d, client };
+}
+
+function watch(client: GatewayClient, options: { resumeAfterEventId?: string } = {}): StreamWatcher {
+  const watcher = new StreamWatcher(client, options);
+  watchers.push(watcher);
+  return watcher;
+}
+
+/** Publishes `count` events for `userId` on the current master; returns their ids. */
+async function publish(userId: string, count: number, label: string): Promise<string[]> {
+  const master = await connectMaster(topo);
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) ids.push(await publishEvent(master, { userId, eventType: 'ha.test', payload: Buffer.from(`${label}-${i}`) }));
+    return ids;
+  } finally {
+    await master.quit();
+  }
+}
+
+const replicaReaderOn = async (port: number): Promise<boolean> =>
+  String(await redisCommand('127.0.0.1', port, topo.password, ['CLIENT', 'LIST'])).includes('name=edge-gateway:replica:stream');
+
+describe('Redis Sentinel topology (SPEC §5.6)', () => {
+  it('starts on the master the Sentinels name, reads client events on the replica, and doctor shows the topology', async () => {
+    const master = await topo.master();
+    const connected = await gateway.waitForLog('redis connected');
+    expect(connected).toMatchObject({ address: `127.0.0.1:${master.port}`, topology: 'sentinel' });
+    const replica = (await topo.replicaNodes())[0];
+    if (replica === undefined) throw new Error('no replica');
+    await waitFor(() => replicaReaderOn(replica.port), { message: 'client-events reader on the replica', timeoutMs: 10_000 });
+
+    const { device: d, client } = await device('u-doctor');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const ids = await publish(d.userId, 2, 'replica');
+    await watcher.waitForCount(3);
+    expect(watcher.clientEventIds).toEqual(ids);
+
+    const result = await runCli(['doctor'], env());
+    const out = result.stdout.split('\n');
+    expect(out).toContain(`✓ redis: master 127.0.0.1:${master.port}: PONG (master "${topo.masterName}")`);
+    expect(out.some((l) => l.startsWith(`✓ redis: replica 127.0.0.1:${replica.port}: replica of 127.0.0.1:${master.port}`))).toBe(true);
+    for (const sentinel of topo.sentinels) {
+      expect(out).toContain(`✓ redis: sentinel 127.0.0.1:${sentinel.port}: reports master 127.0.0.1:${master.port}`);
+    }
+    expect(result.stdout).not.toContain(topo.password);
+    expect(result.stdout).not.toContain('sentinel-pw');
+  });
+
+  it('replica down: client-events reads fall back to the master and never stop', async () => {
+    const { device: d, client } = await device('u-replica-down');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const replica = (await topo.replicaNodes())[0];
+    if (replica === undefined) throw new Error('no replica');
+    await replica.stop();
+    const ids = await publish(d.userId, 5, 'fallback');
+    await watcher.waitForCount(1 + ids.length, 15_000);
+    expect(watcher.clientEventIds).toEqual(ids);
+    await replica.restart();
+    await topo.waitForReplicaLink(replica);
+    await waitFor(() => replicaReaderOn(replica.port), { message: 'reader back on the replica', timeoutMs: 30_000 });
+    expect(watcher.ended).toBe(false);
+  }, 60_000);
+
+  it('SENTINEL FAILOVER under command load with open streams: UNAVAILABLE only, success after the announcement, every later event once and in order', async () => {
+    const { device: d, client } = await device('u-failover');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const before = await publish(d.userId, 3, 'before');
+    await watcher.waitForCount(1 + before.length);
+    const load = new CommandLoad(client);
+    try {
+      await waitFor(() => load.outcomes.some((o) => o.code === 'OK'), { message: 'load running' });
+      const promoted = await topo.failover();
+      const announced = Date.now();
+      await gateway.waitForLog((l) => l.message === 'redis master changed' && l['to'] === `127.0.0.1:${promoted.port}`);
+      await waitFor(() => load.firstSuccessAfter(announced), { message: 'a command succeeds after the announcement', timeoutMs: 10_000 });
+      const after = await publish(d.userId, 20, 'after');
+      await watcher.waitForCount(1 + before.length + after.length, 15_000);
+      // Whatever arrived in between (old-master writes are the test's own: none here), the
+      // events written after the announcement are each there once, in order, at the end.
+      expect(watcher.clientEventIds.slice(-after.length)).toEqual(after);
+      expect(new Set(watcher.clientEventIds).size).toBe(watcher.clientEventIds.length);
+      expect(watcher.ended).toBe(false);
+    } finally {
+      await load.stop();
+    }
+    const failures = load.outcomes.filter((o) => o.code !== 'OK');
+    expect(failures.filter((o) => o.code !== 'UNAVAILABLE')).toEqual([]);
+    expect(load.outcomes.filter((o) => o.code === 'OK').length).toBeGreaterThan(0);
+    // The old master is demoted by Sentinel: wait for its link so the next test has a replica.
+    for (const replica of await topo.replicaNodes()) await topo.waitForReplicaLink(replica);
+  }, 60_000);
+
+  it('SIGKILL of the master: commands fail UNAVAILABLE within the command timeout, streams stay open, delivery resumes on the new master', async () => {
+    const { device: d, client } = await device('u-kill');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const old = await topo.masterNode();
+    await old.kill();
+    const failed = await waitFor(
+      async () => {
+        const started = performance.now();
+        try {
+          await client.execute('echo.ping', Buffer.from('down'), { timeoutMs: 5000 });
+          return undefined;
+        } catch (error) {
+          return { error: error as { codeName?: string; details?: string }, ms: performance.now() - started };
+        }
+      },
+      { message: 'a command fails while the master is down', timeoutMs: 5000 },
+    );
+    expect(failed.error.codeName).toBe('UNAVAILABLE');
+    expect(failed.ms).toBeLessThan(COMMAND_TIMEOUT_MS + 2000);
+    const promoted = await topo.waitForNewMaster(old.port);
+    await gateway.waitForLog((l) => l.message === 'redis master changed' && l['to'] === `127.0.0.1:${promoted.port}`);
+    await waitFor(async () => (await client.execute('echo.ping', Buffer.from('up'), { timeoutMs: 3000 })).resultCode === 'ok', {
+      message: 'commands succeed on the new master',
+      timeoutMs: 10_000,
+    });
+    const ids = await publish(d.userId, 5, 'killed');
+    await watcher.waitForCount(1 + ids.length, 15_000);
+    expect(watcher.clientEventIds).toEqual(ids);
+    expect(watcher.ended).toBe(false);
+    await old.restart();
+    await topo.waitForReplicaLink(old, 30_000);
+  }, 60_000);
+
+  it('divergence: events the old master acknowledged but lost are counted and logged, new lower ids are delivered, a resume after a lost id is incomplete', async () => {
+    const { device: d, client } = await device('u-diverge');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const stream = 'gateway:client-events';
+    const old = await topo.masterNode();
+    const replica = (await topo.replicaNodes())[0];
+    if (replica === undefined) throw new Error('no replica');
+    await waitFor(() => replicaReaderOn(replica.port), { message: 'client-events reader on the replica', timeoutMs: 20_000 });
+    const master = await connectMaster(topo);
+    const base = Date.now() + 60_000;
+    const id = (seq: number) => `${base}-${seq}`;
+    const add = (redis: typeof master, seq: number, label: string) =>
+      redis.xAdd(stream, id(seq), { user_id: d.userId, event_type: 'ha.test', payload_base64: Buffer.from(label).toString('base64') });
+    for (const seq of [1, 2]) await add(master, seq, `common-${seq}`);
+    await watcher.waitForCount(3);
+    await waitFor(async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['XRANGE', stream, id(2), id(2)])).includes(id(2)), {
+      message: 'common entries replicated',
+    });
+    // Cut the replica off: it can no longer authenticate to the master.
+    await redisCommand('127.0.0.1', replica.port, topo.password, ['CONFIG', 'SET', 'masterauth', 'wrong-password']);
+    await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'KILL', 'TYPE', 'master']);
+    const reconnects = await scrape(addresses.adminHttp ?? '', 'gateway_stream_subscriber_reconnects_total', { stream: 'client_events' });
+    for (const seq of [3, 4, 5]) await add(master, seq, `ghost-${seq}`);
+    await master.quit();
+    // The replica reader sees nothing more: the watchdog moves it to the master.
+    await watcher.waitForCount(6, 20_000);
+    expect(await scrape(addresses.adminHttp ?? '', 'gateway_stream_subscriber_reconnects_total', { stream: 'client_events' })).toBeGreaterThan(reconnects);
+
+    await old.kill();
+    const promoted = await topo.waitForNewMaster(old.port);
+    await redisCommand('127.0.0.1', promoted.port, topo.password, ['CONFIG', 'SET', 'masterauth', topo.password]);
+    await gateway.waitForLog((l) => l.message === 'redis master changed' && l['to'] === `127.0.0.1:${promoted.port}`);
+    const fresh = await connectMaster(topo);
+    try {
+      for (const seq of [3, 4]) await add(fresh, seq, `new-${seq}`);
+    } finally {
+      await fresh.quit();
+    }
+    await watcher.waitForCount(8, 15_000);
+    expect(watcher.clientEvents.map((e) => Buffer.from(e.payload).toString())).toEqual(['common-1', 'common-2', 'ghost-3', 'ghost-4', 'ghost-5', 'new-3', 'new-4']);
+    expect(await scrape(addresses.adminHttp ?? '', 'gateway_stream_history_diverged_total', { stream: 'client_events' })).toBe(1);
+    const diverged = await gateway.waitForLog((l) => l.message.startsWith('stream history diverged'));
+    expect(diverged).toMatchObject({ level: 'error', last_consumed: id(5), resume_after: id(2), stream_key: stream });
+
+    // Resumes after lost ids: one reused by the new master, one it never wrote.
+    for (const lost of [id(4), id(5)]) {
+      const resumed = watch(client, { resumeAfterEventId: lost });
+      await resumed.waitForCount(2);
+      expect(resumed.events.map((e) => e.eventType).slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+      resumed.cancel();
+    }
+    expect(watcher.ended).toBe(false);
+    await old.restart();
+    await topo.waitForReplicaLink(old, 30_000);
+  }, 90_000);
+});
