@@ -442,7 +442,12 @@ describe('fuzz: random HTTP requests to the public listener', () => {
   it('answers the edge cases the fuzz found with their exact envelope', async () => {
     const base = `http://${addresses.publicHttp}`;
     const post = (headers: Record<string, string>, body: Buffer | string) =>
-      fetch(`${base}/api/v1/public/auth/send-email-code`, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
+      fetch(`${base}/api/v1/public/auth/send-email-code`, {
+        method: 'POST',
+        headers,
+        body: typeof body === 'string' ? body : new Uint8Array(body),
+        signal: AbortSignal.timeout(5000),
+      });
     // A corrupt gzip body: body-parser wraps the zlib error without a `type` (was a 500).
     const corrupt = await post({ 'content-type': 'application/json', 'content-encoding': 'gzip' }, Buffer.from('not gzip at all'));
     expect(corrupt.status).toBe(400);
@@ -470,7 +475,7 @@ describe('fuzz: random HTTP requests to the public listener', () => {
       const response = await fetch(`${base}${c.path}`, {
         method: c.method,
         headers: c.headers,
-        ...(c.body === undefined ? {} : { body: c.body }),
+        ...(c.body === undefined ? {} : { body: typeof c.body === 'string' ? c.body : new Uint8Array(c.body) }),
         signal: AbortSignal.timeout(5000),
       });
       const textBody = await response.text();

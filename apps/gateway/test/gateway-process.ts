@@ -114,7 +114,7 @@ export class GatewayProcess {
   }
 
   /** Waits for `gateway started` and returns the bound addresses from the listener logs. */
-  async started(timeoutMs = 20_000): Promise<{ publicHttp: string; grpc: string; adminHttp: string | undefined; websocket: string | undefined }> {
+  async started(timeoutMs = 20_000): Promise<{ publicHttp: string; grpc: string; adminHttp: string | undefined; websocket?: string | undefined }> {
     await this.waitForLog('gateway started', timeoutMs);
     const address = (message: string) => this.logs.find((l) => l.message === message)?.['address'] as string | undefined;
     return {

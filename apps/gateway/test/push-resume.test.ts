@@ -272,7 +272,7 @@ describe('trimmed stream', () => {
         await publishEvent(raw, { userId: 'trim-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
       }
       await raw.sendCommand(['XTRIM', stream, 'MAXLEN', '7']);
-      const first = (await raw.xRange(stream, '-', '+', { COUNT: 1 }))[0]?.id as string;
+      const first = (await raw.xRange(stream, '-', '+', { COUNT: 1 }))?.[0]?.id as string;
       expect(first > cursor).toBe(true);
       const remaining = await targetedIdsAfter(raw, stream, cursor, device);
       expect(remaining.length).toBeGreaterThan(0);

@@ -43,7 +43,7 @@ export interface TransportDriver {
 
 export interface GatewayAddresses {
   readonly grpc: string;
-  readonly websocket: string | undefined;
+  readonly websocket?: string | undefined;
 }
 
 function signedSubscribe(device: Device) {

@@ -125,7 +125,7 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
       await topo.waitForReplicaLink(old);
       for (const key of keys) expect(await gateway.master.command(['EXISTS', key])).toBe(0);
 
-      const after = [];
+      const after: string[] = [];
       for (let i = 0; i < 5; i++) after.push(String(await xadd(gateway.master, stream, '*', `after-${i}`)));
       await waitFor(() => after.every((id) => handler.ids.includes(id)), { message: 'entries after the failover', timeoutMs: 10_000 });
       expect(handler.ids).toEqual([before, ...after]);

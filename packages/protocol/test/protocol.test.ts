@@ -40,7 +40,7 @@ import {
   toHex,
   verifyCommandResult,
   FrameTypes,
-} from '../src/index.js';
+} from '@edge-gateway/protocol';
 
 const vectors = JSON.parse(readFileSync(new URL('../../core/test/vectors/signing.json', import.meta.url), 'utf8')) as {
   keys: Record<'client' | 'gateway', { public_key_base64: string; key_id: string }>;
@@ -74,20 +74,22 @@ describe('canonical bytes (WebCrypto) match the signing vectors of SPEC §3', ()
 });
 
 describe('protobuf codec: the same bytes as the generated gRPC code', () => {
-  const bytes = (n: number, seed: number) => new Uint8Array(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
+  // Buffers: the generated gRPC types declare bytes fields as Buffer.
+  const plain = (o: object) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v instanceof Uint8Array ? new Uint8Array(v) : v]));
+  const bytes = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
   it('ExecuteCommandRequest / Response, SubscribeEventsRequest, GatewayEvent, ServerTime round-trip both ways', () => {
     const request = { deviceSessionId: 'ds-ü', messageType: 'echo.ping', requestId: 'r1', timestampMs: 1_764_201_600_123, payload: bytes(300, 1), signature: bytes(64, 2) };
     expect(encodeExecuteCommandRequest(request)).toEqual(new Uint8Array(GrpcExecuteCommandRequest.encode(request).finish()));
-    expect(decodeExecuteCommandRequest(GrpcExecuteCommandRequest.encode(request).finish())).toEqual(request);
+    expect(plain(decodeExecuteCommandRequest(GrpcExecuteCommandRequest.encode(request).finish()))).toEqual(plain(request));
     const response = { requestId: 'r1', resultCode: 'ok', payload: bytes(5, 3), timestampMs: -5, signerKeyId: '0011223344556677', signature: bytes(64, 4) };
     expect(encodeExecuteCommandResponse(response)).toEqual(new Uint8Array(GrpcExecuteCommandResponse.encode(response).finish()));
-    expect(decodeExecuteCommandResponse(GrpcExecuteCommandResponse.encode(response).finish())).toEqual(response);
+    expect(plain(decodeExecuteCommandResponse(GrpcExecuteCommandResponse.encode(response).finish()))).toEqual(plain(response));
     const subscribe = { deviceSessionId: 'ds', requestId: 'r2', timestampMs: 0, resumeAfterEventId: '1-0', signature: bytes(64, 5) };
     expect(encodeSubscribeEventsRequest(subscribe)).toEqual(new Uint8Array(GrpcSubscribeEventsRequest.encode(subscribe).finish()));
-    expect(decodeSubscribeEventsRequest(GrpcSubscribeEventsRequest.encode(subscribe).finish())).toEqual(subscribe);
-    const event = { eventId: '5-1', eventType: 't', userId: 'u', deviceSessionId: '', timestampMs: 5, payload: new Uint8Array(0), signerKeyId: 'k', signature: bytes(64, 6) };
+    expect(plain(decodeSubscribeEventsRequest(GrpcSubscribeEventsRequest.encode(subscribe).finish()))).toEqual(plain(subscribe));
+    const event = { eventId: '5-1', eventType: 't', userId: 'u', deviceSessionId: '', timestampMs: 5, payload: Buffer.alloc(0), signerKeyId: 'k', signature: bytes(64, 6) };
     expect(encodeGatewayEvent(event)).toEqual(new Uint8Array(GrpcGatewayEvent.encode(event).finish()));
-    expect(decodeGatewayEvent(GrpcGatewayEvent.encode(event).finish())).toEqual(event);
+    expect(plain(decodeGatewayEvent(GrpcGatewayEvent.encode(event).finish()))).toEqual(plain(event));
     expect(encodeServerTime(1_764_201_600_000, 'sub-1')).toEqual(coreEncodeServerTime(1_764_201_600_000, 'sub-1'));
     expect(decodeServerTime(GrpcServerTime.encode({ serverTimeMs: 42, requestId: 'x' }).finish())).toEqual({ serverTimeMs: 42, requestId: 'x' });
   });
