@@ -65,7 +65,7 @@ describe('edge-gateway sessions create', () => {
     const record = await raw.hGetAll('gateway:session:ds-create-1');
     const parsed = parseSessionFields(record);
     expect(parsed.ok && parsed.session.status === 'active' && parsed.session.userId === 'u-create').toBe(true);
-    const [snapshot] = await raw.xRevRange('gateway:session-events', '+', '-', { COUNT: 1 });
+    const [snapshot] = (await raw.xRevRange('gateway:session-events', '+', '-', { COUNT: 1 })) ?? [];
     expect(snapshot?.message).toEqual(record);
     expect(result.stdout).toContain(`snapshot          gateway:session-events ${snapshot?.id}`);
 
