@@ -10,6 +10,7 @@ import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
 import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
+import { createSignerRotation } from './signer-rotation.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -58,6 +59,8 @@ export interface RunningGateway {
   readonly websocket: WebSocketServerHandle | undefined;
   /** Runs the shutdown sequence of SPEC §8.2 once; later calls return the same promise. */
   shutdown(): Promise<boolean>;
+  /** SIGHUP: re-reads the signer key file (rotation without downtime). */
+  reload(): Promise<void>;
 }
 
 async function loadSigner(path: string): Promise<Ed25519ResponseSigner> {
@@ -78,8 +81,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const config = options.config ?? loadConfig(options.env);
   const external = options.externalAdminHttpAddr;
   logger.info('starting gateway', { ...describeConfig(config), ...(external === undefined ? {} : { admin_http_addr: external }) });
-  const signer = await loadSigner(config.signerKeyPath);
+  const rotation = createSignerRotation(await loadSigner(config.signerKeyPath), config.signerKeyPath, logger);
+  const signer = rotation.signer;
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
+  telemetry.metrics.observeSignerKey(signer);
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer });
@@ -235,5 +240,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     adminHttp,
     websocket,
     shutdown,
+    async reload() {
+      logger.info('reload requested', { reloads: ['signer key'] });
+      await rotation.reload();
+    },
   };
 }

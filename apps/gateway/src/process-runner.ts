@@ -5,11 +5,13 @@ import { setupTelemetry, type Telemetry } from './telemetry.js';
 /** What an entry point starts: something that can be shut down once. */
 export interface Stoppable {
   shutdown(): Promise<unknown>;
+  /** SIGHUP: re-read what can change without a restart (signer key). Without it SIGHUP shuts down. */
+  reload?(): Promise<unknown>;
 }
 
 /**
  * The process shell shared by the binary and the development mode: JSON logger, telemetry,
- * SIGINT/SIGTERM handling (second signal forces exit 1), one `startup failed` line and exit 1
+ * SIGINT/SIGTERM handling (second signal forces exit 1), SIGHUP reload, one `startup failed` line and exit 1
  * when `start` throws, exit 0 after a clean shutdown.
  */
 export async function runProcess(
@@ -51,6 +53,17 @@ export async function runProcess(
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', () => {
+    if (running?.reload === undefined || signals > 0) {
+      if (running !== undefined && signals === 0) onSignal('SIGHUP');
+      else logger.warn('SIGHUP ignored', { reason: running === undefined ? 'still starting' : 'shutting down' });
+      return;
+    }
+    logger.info('signal received', { signal: 'SIGHUP' });
+    running.reload().catch((error: unknown) => {
+      logger.error('reload failed', { error: error instanceof Error ? error.message : String(error) });
+    });
+  });
 
   try {
     running = await start({ logger, telemetry: await setupTelemetry(process.env) });

@@ -6,6 +6,7 @@ export * from './ports/index.js';
 export * from './signing/canonical.js';
 export * from './signing/keys.js';
 export * from './signing/signer.js';
+export * from './signing/rotating-signer.js';
 export * from './signing/verifier.js';
 export * from './session/session-fields.js';
 export * from './session/session-cache.js';

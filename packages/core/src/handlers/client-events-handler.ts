@@ -79,12 +79,21 @@ export class ClientEventsHandler implements StreamEntryHandler {
       for (const event of events) this.publish(event, () => signEvent(signer, event));
       return;
     }
-    // `then` turns a synchronous throw of one signing into that event's rejection alone.
-    const signatures = await Promise.allSettled(events.map((event) => Promise.resolve().then(() => signWith(signer, eventBytes(event)))));
+    // `then` turns a synchronous throw of one signing into that event's rejection alone. The key
+    // id is read in the same step the signing starts, so a key rotated meanwhile (SIGHUP) never
+    // labels a signature made with the old key.
+    const signatures = await Promise.allSettled(
+      events.map((event) =>
+        Promise.resolve().then(() => {
+          const signerKeyId = signer.keyId;
+          return signWith(signer, eventBytes(event)).then((signature) => ({ signerKeyId, signature }));
+        }),
+      ),
+    );
     signatures.forEach((outcome, i) => {
       const event = events[i] as UnsignedEvent;
       if (outcome.status === 'fulfilled') {
-        this.publish(event, () => ({ ...event, signerKeyId: signer.keyId, signature: outcome.value }));
+        this.publish(event, () => ({ ...event, ...outcome.value }));
       } else {
         this.signingFailed(event, outcome.reason);
       }

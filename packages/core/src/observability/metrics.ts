@@ -1,4 +1,4 @@
-import { ProxyTracerProvider, metrics, trace, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
+import { ProxyTracerProvider, metrics, trace, type Counter, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
 
 /** Names of every instrument of SPEC §8.4, in one place. */
 export const MetricNames = {
@@ -19,6 +19,7 @@ export const MetricNames = {
   pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
   websocketRequests: 'gateway_websocket_requests_total',
   websocketConnections: 'gateway_websocket_connections_active',
+  signerKeyInfo: 'gateway_signer_key_info',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -59,6 +60,8 @@ export class GatewayMetrics {
   /** Calls over the WebSocket transport by method and final status name (as `grpcRequests`). */
   readonly websocketRequests: Counter<{ method: string; code: string }>;
   readonly websocketConnections: UpDownCounter;
+  /** Label `key_id`: 1 for the response signer key in use, 0 for keys rotated out (see {@link GatewayMetrics.observeSignerKey}). */
+  readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
 
   constructor(meter: Meter = metrics.getMeter('@edge-gateway/core')) {
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: LATENCY_BUCKETS } };
@@ -83,6 +86,7 @@ export class GatewayMetrics {
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
     this.websocketRequests = meter.createCounter(MetricNames.websocketRequests, { description: 'WebSocket calls by method and status code' });
     this.websocketConnections = meter.createUpDownCounter(MetricNames.websocketConnections, { description: 'Open WebSocket connections' });
+    this.signerKeyInfo = meter.createObservableGauge(MetricNames.signerKeyInfo, { description: 'Response signer key in use (1) and keys rotated out (0), by key_id' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const stream of ['session_events', 'client_events'] as const) {
       this.streamEntriesConsumed.add(0, { stream });
@@ -99,6 +103,19 @@ export class GatewayMetrics {
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
+  }
+
+  /**
+   * Reports `signer.keyId` (read at every collection, so a rotated key shows at once) as
+   * `gateway_signer_key_info{key_id} 1`, and every key id this process signed with before as 0
+   * (an exporter keeps a series it saw, so the old id must be set to 0 explicitly).
+   */
+  observeSignerKey(signer: { readonly keyId: string }): void {
+    const seen = new Set<string>();
+    this.signerKeyInfo.addCallback((result) => {
+      seen.add(signer.keyId);
+      for (const id of seen) result.observe(id === signer.keyId ? 1 : 0, { key_id: id });
+    });
   }
 }
 

@@ -1,0 +1,53 @@
+import { RotatingResponseSigner, type Ed25519ResponseSigner, type Logger } from '@edge-gateway/core';
+import { loadSignerKey } from './signer-key.js';
+
+/** How one reload of the signer key file ended. */
+export type SignerReloadOutcome = 'rotated' | 'unchanged' | 'failed';
+
+/** The response signer of a running gateway and the way to re-read its key file (SIGHUP). */
+export interface SignerRotation {
+  /** The signer every service signs with; its key changes on a successful reload. */
+  readonly signer: RotatingResponseSigner;
+  /**
+   * Re-reads `GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH`. A new valid key is used from the
+   * next signature on and logged with the old and new key ids; a key that does not load keeps
+   * the current one and logs why. Reloads run one at a time.
+   */
+  reload(): Promise<SignerReloadOutcome>;
+}
+
+/** Wraps the key loaded at startup for rotation without a restart. */
+export function createSignerRotation(initial: Ed25519ResponseSigner, path: string, logger: Logger): SignerRotation {
+  const signer = new RotatingResponseSigner(initial);
+  const log = logger.child({ component: 'signer' });
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const reloadOnce = async (): Promise<SignerReloadOutcome> => {
+    let next: Ed25519ResponseSigner;
+    try {
+      next = await loadSignerKey(path);
+    } catch (error) {
+      log.error('signer key reload failed: keeping the current key', {
+        signer_key_id: signer.keyId,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return 'failed';
+    }
+    if (next.keyId === signer.keyId) {
+      log.info('signer key unchanged', { signer_key_id: signer.keyId });
+      return 'unchanged';
+    }
+    const previous = signer.rotate(next);
+    log.info('signer key rotated', { old_signer_key_id: previous.keyId, new_signer_key_id: next.keyId });
+    return 'rotated';
+  };
+
+  return {
+    signer,
+    reload() {
+      const run = queue.then(reloadOnce);
+      queue = run.catch(() => undefined);
+      return run;
+    },
+  };
+}
