@@ -253,6 +253,16 @@ describe('deploy/container', () => {
     expect(instructions.find(([i, a]) => i === 'RUN' && a.includes('npm ci'))?.[1]).toContain('npm prune --omit=dev');
   });
 
+  it('copies every workspace and every project the build references into the build stage', () => {
+    const buildStage = instructions.slice(0, instructions.map(([i]) => i).lastIndexOf('FROM'));
+    const copied = buildStage.filter(([i]) => i === 'COPY').flatMap(([, a]) => a.split(/\s+/).slice(0, -1));
+    const root = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { workspaces: string[] };
+    const tsconfig = JSON.parse(readFileSync(join(REPO_ROOT, 'tsconfig.json'), 'utf8')) as { references: Array<{ path: string }> };
+    const needed = new Set([...root.workspaces, ...tsconfig.references.map((r) => r.path)].map((p) => p.split('/')[0] as string));
+    for (const file of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.base.json']) needed.add(file);
+    expect([...needed].filter((path) => !copied.includes(path))).toEqual([]);
+  });
+
   it('runs node on the built entry point directly as PID 1 (never npm), as the non-root user of the Deployment', () => {
     const entrypoint = JSON.parse(finalStage.find(([i]) => i === 'ENTRYPOINT')?.[1] ?? '[]') as string[];
     expect(entrypoint).toEqual(['node', 'apps/gateway/dist/main.js']);
