@@ -5,6 +5,7 @@ import {
   type GatewayMetrics,
   type Logger,
   type ResponseSigner,
+  type UserFeed,
 } from '@edge-gateway/core';
 import {
   RedisEventHistory,
@@ -30,8 +31,9 @@ export function cached<T>(factory: (c: DependencyContainer) => T) {
   return { useFactory: instanceCachingFactory<T>(factory) };
 }
 
-const log = (c: DependencyContainer, component: string) => c.resolve<Logger>(Tokens.Logger).child({ component });
-const metrics = (c: DependencyContainer) => c.resolve<GatewayMetrics>(Tokens.Metrics);
+/** The logger of one component. */
+export const log = (c: DependencyContainer, component: string) => c.resolve<Logger>(Tokens.Logger).child({ component });
+export const metrics = (c: DependencyContainer) => c.resolve<GatewayMetrics>(Tokens.Metrics);
 
 /**
  * Registers the Redis backend: the topology (fixed master with optional replicas, or Sentinel)
@@ -136,6 +138,8 @@ export function registerGateway(
           sessions: c.resolve(Tokens.SessionStore),
           replay: c.resolve(Tokens.ReplayStore),
           history: c.resolve(Tokens.EventHistory),
+          // Routed fan-out (cluster backend): the hub tells the feed which users are held here.
+          ...(c.isRegistered(Tokens.UserFeed) ? { feed: c.resolve<UserFeed>(Tokens.UserFeed) } : {}),
           signer: c.resolve(Tokens.Signer),
           router: c.resolve<Downstreams>(Tokens.Downstreams).router,
           metrics: metrics(c),

@@ -7,6 +7,7 @@ import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/
 import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
+import { registerRedisClusterBackend } from './cluster-backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
 import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
@@ -88,7 +89,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer });
-  (options.registerBackend ?? registerRedisBackend)(container, config);
+  (options.registerBackend ?? (config.redis.clusterNodes.length > 0 ? registerRedisClusterBackend : registerRedisBackend))(container, config);
 
   const undo: ShutdownStep[] = [];
   const abort = async (error: unknown): Promise<never> => {
@@ -106,7 +107,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     await abort(new StartupError(error instanceof Error ? error.message : String(error)));
   }
   undo.push({ component: backend.kind, stop: () => backend.close() });
-  if (backend.kind === 'redis') {
+  if (backend.kind === 'redis' && config.redis.clusterNodes.length > 0) {
+    logger.info('redis connected', {
+      topology: 'cluster',
+      cluster_nodes: config.redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(','),
+      ping_timeout: formatDuration(config.redis.pingTimeoutMs),
+      push_fanout: config.pushFanout,
+    });
+  } else if (backend.kind === 'redis') {
     const topology = container.resolve<RedisTopology>(Tokens.RedisTopology);
     logger.info('redis connected', {
       address: topology.master.address,
@@ -115,6 +123,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       session_reads: config.redis.sessionReads,
       db: config.redis.db,
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
+      push_fanout: config.pushFanout,
     });
   }
 

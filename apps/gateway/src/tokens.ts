@@ -8,6 +8,8 @@ export const Tokens = {
   Backend: Symbol('GatewayBackend'),
   RedisTopology: Symbol('RedisTopology'),
   RedisClient: Symbol('RedisClient'),
+  UserFeed: Symbol('UserFeed'),
+  RoutedPublisher: Symbol('RoutedPublisher'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),
   EventHistory: Symbol('EventHistory'),

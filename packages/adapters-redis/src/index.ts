@@ -15,7 +15,15 @@ export {
   type RedisCommandOptions,
 } from './redis-client.js';
 export { RedisCommandError } from './redis-command-error.js';
-export { RedisStartupError, connectAndPing, type RedisStartupErrorKind } from './redis-startup.js';
+export type { RedisCommands } from './redis-commands.js';
+export {
+  RedisClusterClient,
+  createRedisClusterClient,
+  type NodeRedisCluster,
+  type RedisClusterClientOptions,
+} from './redis-cluster-client.js';
+export { CLUSTER_SLOTS, crc16, keySlot } from './cluster-slot.js';
+export { RedisStartupError, connectAndPing, type PingableRedis, type RedisStartupErrorKind } from './redis-startup.js';
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
 export { RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
 export { RedisStreamSubscriber, type RedisStreamSubscriberOptions } from './redis-stream-subscriber.js';
@@ -25,3 +33,23 @@ export { DivergedRanges, type DivergedRange } from './diverged-ranges.js';
 export { formatAddress, type RedisAddress, type RedisTopology, type RedisTopologyNode } from './redis-topology.js';
 export { SingleRedisTopology, type SingleRedisTopologyOptions } from './single-redis-topology.js';
 export { SentinelRedisTopology, type SentinelRedisTopologyOptions } from './sentinel-redis-topology.js';
+export {
+  ROUTED_PARTITIONS,
+  partitionSlot,
+  partitionTag,
+  routedUserKeys,
+  userPartition,
+  type RoutedUserKeys,
+} from './routed-keys.js';
+export { ROUTED_FUNCTION_LIBRARY, ROUTED_FUNCTION_SOURCE, ROUTED_PUBLISH_FUNCTION } from './routed-publish-function.js';
+export {
+  DEFAULT_ROUTED_HISTORY_MAXLEN,
+  DEFAULT_ROUTED_HISTORY_TTL_MS,
+  RedisRoutedPublisher,
+  RoutedEventError,
+  type RedisRoutedPublisherOptions,
+  type RoutedEvent,
+  type RoutedPublishResult,
+} from './redis-routed-publisher.js';
+export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } from './redis-routed-feed.js';
+export { RoutedRelayHandler } from './routed-relay-handler.js';

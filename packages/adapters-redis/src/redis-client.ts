@@ -232,34 +232,26 @@ export class RedisClient {
   async command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
     const name = (args[0] ?? '').toUpperCase();
     const connection = options.connection ?? this.raw;
-    const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
-    const started = performance.now();
     const span = this.startSpan(name, connection);
     try {
-      // On timeout the command is also withdrawn from node-redis's queue if it was not written
-      // yet, so it never runs later (a late SET NX would burn the request id of a retry).
-      // One AbortController tied to our own timer, rather than node-redis's `timeout` option,
-      // which costs an AbortSignal.timeout per command (a second timer, a WeakRef and a
-      // finalizer that keeps ~400 bytes per command alive until the next full GC).
-      const abort = timeoutMs > 0 ? new AbortController() : undefined;
-      const reply = await withTimeout(
-        connection.sendCommand([...args], abort === undefined ? {} : { abortSignal: abort.signal }) as Promise<RawReply>,
-        timeoutMs,
-        () => abort?.abort(),
+      const reply = await boundedCommand(name, options.timeoutMs ?? this.commandTimeoutMs, this.metrics, (abortSignal) =>
+        connection.sendCommand([...args], abortSignal === undefined ? {} : { abortSignal }) as Promise<RawReply>,
       );
-      this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
       span?.end();
       return reply;
     } catch (err) {
-      this.metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'error' });
-      const wrapped = toCommandError(name, err, timeoutMs);
-      if (span !== undefined) {
-        span.recordException(wrapped);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: wrapped.message });
+      if (span !== undefined && err instanceof Error) {
+        span.recordException(err);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.end();
       }
-      throw wrapped;
+      throw err;
     }
+  }
+
+  /** A dedicated connection for blocking reads of `key` (this server holds every key). */
+  blockingConnection(_key: string): Promise<NodeRedisClient> {
+    return Promise.resolve(this.duplicate());
   }
 
   /** `PING`; resolves when the server answered `PONG`. */
@@ -351,6 +343,34 @@ export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout
       },
     );
   });
+}
+
+/**
+ * Runs one command with the command timeout, records
+ * `gateway_redis_command_duration_seconds{command,outcome}` and rejects with a
+ * {@link RedisCommandError}. `send` gets the abort signal that withdraws the command on timeout.
+ */
+export async function boundedCommand(
+  name: string,
+  timeoutMs: number,
+  metrics: GatewayMetrics,
+  send: (abortSignal: AbortSignal | undefined) => Promise<RawReply>,
+): Promise<RawReply> {
+  const started = performance.now();
+  try {
+    // On timeout the command is also withdrawn from node-redis's queue if it was not written
+    // yet, so it never runs later (a late SET NX would burn the request id of a retry).
+    // One AbortController tied to our own timer, rather than node-redis's `timeout` option,
+    // which costs an AbortSignal.timeout per command (a second timer, a WeakRef and a
+    // finalizer that keeps ~400 bytes per command alive until the next full GC).
+    const abort = timeoutMs > 0 ? new AbortController() : undefined;
+    const reply = await withTimeout(send(abort?.signal), timeoutMs, () => abort?.abort());
+    metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
+    return reply;
+  } catch (err) {
+    metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'error' });
+    throw toCommandError(name, err, timeoutMs);
+  }
 }
 
 function toCommandError(name: string, err: unknown, timeoutMs: number): RedisCommandError {

@@ -1,13 +1,17 @@
 import { compareStreamIds, type EventHistory, type EventHistoryPage } from '@edge-gateway/core';
-import type { RawReply, RedisClient } from './redis-client.js';
+import type { RawReply } from './redis-client.js';
+import type { RedisCommands } from './redis-commands.js';
 import type { DivergedRanges } from './diverged-ranges.js';
 import { RedisCommandError } from './redis-command-error.js';
 import { parseEntries } from './stream-reply.js';
 
 /** Options of {@link RedisEventHistory}. */
 export interface RedisEventHistoryOptions {
-  /** The client-events stream key, used as configured (not prefixed). */
-  streamKey: string;
+  /**
+   * The client-events stream key, used as configured (not prefixed); or, in routed mode, the
+   * key of the subscriber's user's history stream (SPEC §9.3).
+   */
+  streamKey: string | ((userId: string) => string);
   /** Id ranges the client-events subscriber found lost in failovers: a resume inside one is truncated. */
   divergedRanges?: DivergedRanges;
 }
@@ -31,12 +35,12 @@ export interface RedisEventHistoryOptions {
  */
 export class RedisEventHistory implements EventHistory {
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly options: RedisEventHistoryOptions,
   ) {}
 
-  async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
-    const key = this.options.streamKey;
+  async readAfter(afterId: string, count: number, userId = ''): Promise<EventHistoryPage> {
+    const key = typeof this.options.streamKey === 'string' ? this.options.streamKey : this.options.streamKey(userId);
     // Range first, then the stream info: a trim in between can only make us over-report.
     const entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(Math.max(1, count))]));
     const info = await this.streamInfo(key);

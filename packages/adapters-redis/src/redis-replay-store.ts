@@ -1,5 +1,5 @@
 import { replayKey, type ReplayReservation, type ReplayStore } from '@edge-gateway/core';
-import type { RedisClient } from './redis-client.js';
+import type { RedisCommands } from './redis-commands.js';
 
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
@@ -14,7 +14,7 @@ export interface RedisReplayStoreOptions {
  */
 export class RedisReplayStore implements ReplayStore {
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly options: RedisReplayStoreOptions,
   ) {}
 

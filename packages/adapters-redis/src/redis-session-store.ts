@@ -1,5 +1,6 @@
 import type { RawFields, SessionStore } from '@edge-gateway/core';
-import type { RawReply, RedisClient } from './redis-client.js';
+import type { RawReply } from './redis-client.js';
+import type { RedisCommands } from './redis-commands.js';
 
 /** Options of {@link RedisSessionStore}. */
 export interface RedisSessionStoreOptions {
@@ -10,7 +11,7 @@ export interface RedisSessionStoreOptions {
    * `() => topology.replicas()`). A lookup that finds no record there, or fails, is retried on
    * the master before it counts as unknown. Absent: lookups go to the master only.
    */
-  replicas?: () => readonly RedisClient[];
+  replicas?: () => readonly RedisCommands[];
 }
 
 /** Converts a flat `[field, value, ...]` RESP2 reply into a record. */
@@ -29,7 +30,7 @@ export function flatToRecord(reply: RawReply): Record<string, string> {
  */
 export class RedisSessionStore implements SessionStore {
   constructor(
-    private readonly client: RedisClient,
+    private readonly client: RedisCommands,
     private readonly options: RedisSessionStoreOptions,
   ) {}
 

@@ -1,4 +1,13 @@
-import { describeRedisError, isUnreachableError, type RedisClient } from './redis-client.js';
+import { describeRedisError, isUnreachableError, type RedisCommandOptions } from './redis-client.js';
+
+/** What {@link connectAndPing} needs: a single-server or a cluster client. */
+export interface PingableRedis {
+  readonly address: string;
+  readonly raw: { on(event: 'error', listener: (err: unknown) => void): unknown; off(event: 'error', listener: (err: unknown) => void): unknown };
+  connect(): Promise<void>;
+  ping(options?: RedisCommandOptions): Promise<void>;
+  destroy(): void;
+}
 
 /** Why the startup PING failed. */
 export type RedisStartupErrorKind = 'auth' | 'unreachable' | 'timeout';
@@ -42,7 +51,7 @@ function classify(err: unknown, address: string, timeoutMs: number): RedisStartu
  * a wrong password (`auth`) from a refused connection (`unreachable`) and a server that
  * does not answer (`timeout`).
  */
-export async function connectAndPing(client: RedisClient, timeoutMs: number): Promise<void> {
+export async function connectAndPing(client: PingableRedis, timeoutMs: number): Promise<void> {
   const address = client.address;
   let timer: NodeJS.Timeout | undefined;
   let onError: ((err: unknown) => void) | undefined;

@@ -1,6 +1,7 @@
 import { GatewayMetrics, compareStreamIds as compareIds, noopLogger, type Logger, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
-import { describeRedisError, type NodeRedisClient, type RedisClient } from './redis-client.js';
+import { describeRedisError, type NodeRedisClient } from './redis-client.js';
+import type { RedisCommands } from './redis-commands.js';
 import type { DivergedRanges } from './diverged-ranges.js';
 import { RecentEntries, previousStreamId } from './recent-entries.js';
 import type { RedisTopology } from './redis-topology.js';
@@ -13,8 +14,11 @@ export interface RedisStreamSubscriberOptions {
    * reconnect and (by default) serves the blocking reads; a master change moves the reader.
    */
   topology?: RedisTopology;
-  /** Without a topology: the shared client of the one Redis (as `SingleRedisTopology`). */
-  client?: RedisClient;
+  /**
+   * Without a topology: the shared client of the one Redis (as `SingleRedisTopology`), or of a
+   * Redis Cluster, whose blocking reads run on a connection to the master holding the stream.
+   */
+  client?: RedisCommands;
   /**
    * `replica`: blocking reads go to a connected replica when there is one, falling back to the
    * master when none answers; a watchdog moves a reader whose replica stops following the
@@ -35,6 +39,13 @@ export interface RedisStreamSubscriberOptions {
   batchSize?: number;
   /** Backoff between reconnect attempts (default 100ms doubling up to 5s). */
   reconnect?: ReconnectOptions;
+  /**
+   * Read as one member of this consumer group (`XREADGROUP … >`, then `XACK`), so each entry
+   * goes to one member only, e.g. one of several gateway processes relaying a stream. The
+   * group is created at the stream's end if missing. Entries read but not acknowledged when a
+   * member dies stay pending in the group and are not delivered again.
+   */
+  consumerGroup?: { readonly group: string; readonly consumer: string };
   metrics?: GatewayMetrics;
   logger?: Logger;
 }
@@ -58,13 +69,14 @@ const REPLICA_PENALTY_MS = 10_000;
  */
 export class RedisStreamSubscriber {
   private readonly topology: RedisTopology | undefined;
-  private readonly client: RedisClient;
+  private readonly client: RedisCommands;
+  private readonly group: { readonly group: string; readonly consumer: string } | undefined;
   private readonly readFrom: 'master' | 'replica';
   private readonly watchdogMs: number;
   private readonly recent = new RecentEntries();
   private readonly divergedRanges: DivergedRanges | undefined;
-  private readonly penalties = new Map<RedisClient, number>();
-  private readTarget: RedisClient | undefined;
+  private readonly penalties = new Map<RedisCommands, number>();
+  private readTarget: RedisCommands | undefined;
   private moveReason: string | undefined;
   private unsubscribe: (() => void) | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -96,6 +108,7 @@ export class RedisStreamSubscriber {
     this.blockMs = options.blockMs ?? 5000;
     this.batchSize = options.batchSize ?? 512;
     this.reconnect = options.reconnect ?? {};
+    this.group = options.consumerGroup;
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'stream-subscriber', stream: options.handler.stream });
   }
@@ -117,6 +130,7 @@ export class RedisStreamSubscriber {
       const start = parseEntries(reply)[0];
       if (start !== undefined) this.recent.remember(start);
       this.last = start?.id ?? '0-0';
+      if (this.group !== undefined) await this.createGroup(this.group.group);
     } catch (err) {
       this.state = 'stopped';
       throw err;
@@ -141,6 +155,14 @@ export class RedisStreamSubscriber {
     this.wake?.();
   }
 
+  private async createGroup(group: string): Promise<void> {
+    try {
+      await this.client.command(['XGROUP', 'CREATE', this.streamKey, group, '$', 'MKSTREAM']);
+    } catch (err) {
+      if (!/BUSYGROUP/.test(describeRedisError(err))) throw err;
+    }
+  }
+
   /** Stops the loop, interrupting a pending blocking read; resolves once the loop ended. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' && this.loop === undefined) return;
@@ -160,9 +182,12 @@ export class RedisStreamSubscriber {
       const target = this.pickReadTarget();
       this.readTarget = target;
       this.moveReason = undefined;
-      const connection = target.duplicate();
-      this.connection = connection;
+      let connection: NodeRedisClient | undefined;
       try {
+        // Resolved on every (re)connect: in a cluster the stream's master may have changed.
+        connection = await target.blockingConnection(this.streamKey);
+        this.connection = connection;
+        if (this.state !== 'running') break;
         await connection.connect();
         if (this.state !== 'running') break;
         if (reconnecting) {
@@ -188,7 +213,7 @@ export class RedisStreamSubscriber {
         this.logger.warn('stream subscriber error; reconnecting', { error: describeRedisError(err), address: target.address, retry_in_ms: delayMs, resume_after: this.last });
         if (delayMs > 0) await this.sleep(delayMs);
       } finally {
-        if (connection.isOpen) connection.destroy();
+        if (connection?.isOpen === true) connection.destroy();
         if (this.connection === connection) this.connection = undefined;
       }
     }
@@ -196,8 +221,12 @@ export class RedisStreamSubscriber {
 
   private async readLoop(connection: NodeRedisClient): Promise<void> {
     while (this.state === 'running') {
+      const read =
+        this.group === undefined
+          ? ['XREAD', 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, this.last]
+          : ['XREADGROUP', 'GROUP', this.group.group, this.group.consumer, 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, '>'];
       const reply = await this.client.command(
-        ['XREAD', 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, this.last],
+        read,
         // A server that stops answering (e.g. frozen) must not hang the loop for ever.
         { connection, timeoutMs: this.blockMs + this.client.commandTimeoutMs },
       );
@@ -213,6 +242,7 @@ export class RedisStreamSubscriber {
         } catch (err) {
           this.logger.error('stream entry handler failed', { entry_id: entries[0]?.id, entries: entries.length, error: describeRedisError(err) });
         }
+        await this.ack(connection, entries);
         continue;
       }
       for (const entry of entries) {
@@ -225,11 +255,18 @@ export class RedisStreamSubscriber {
           this.logger.error('stream entry handler failed', { entry_id: entry.id, error: describeRedisError(err) });
         }
       }
+      await this.ack(connection, entries);
     }
   }
 
+  /** `XACK` of a handled read, in consumer-group mode. */
+  private async ack(connection: NodeRedisClient, entries: readonly StreamEntry[]): Promise<void> {
+    if (this.group === undefined) return;
+    await this.client.command(['XACK', this.streamKey, this.group.group, ...entries.map((e) => e.id)], { connection });
+  }
+
   /** The replica to read from (the first connected one not penalised), else the master. */
-  private pickReadTarget(): RedisClient {
+  private pickReadTarget(): RedisCommands {
     if (this.readFrom !== 'replica' || this.topology === undefined) return this.client;
     const now = performance.now();
     for (const replica of this.topology.replicas()) {

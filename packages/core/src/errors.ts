@@ -34,6 +34,7 @@ export const GatewayMessages = {
   malformedRequest: 'malformed request message',
   deadlineExceeded: 'deadline exceeded',
   internal: 'internal error',
+  pushFeedUnavailable: 'push feed unavailable',
 } as const;
 
 export interface GatewayErrorOptions {

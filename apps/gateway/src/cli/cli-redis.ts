@@ -1,4 +1,11 @@
-import type { RawReply, RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
+import {
+  connectAndPing,
+  createRedisClusterClient,
+  type RawReply,
+  type RedisClient,
+  type RedisClusterClient,
+  type RedisTopology,
+} from '@edge-gateway/adapters-redis';
 import { createRedisTopology } from '../redis-topology-config.js';
 import { loadConfig, type GatewayConfig } from '../config/config.js';
 import { CommandError } from './cli-io.js';
@@ -34,21 +41,42 @@ export async function connectRedis(config: GatewayConfig): Promise<RedisTopology
   return topology;
 }
 
-/** Runs `work` with a connected master client and closes it afterwards; Redis errors become `CommandError`s. */
-export async function withRedis<T>(config: GatewayConfig, work: (client: RedisClient) => Promise<T>): Promise<T> {
-  let topology: RedisTopology;
+/** The CLI's Redis client: the master of one server or Sentinel topology, or a cluster client (`GATEWAY_REDIS_CLUSTER_NODES`). */
+export type CliRedisClient = RedisClient | RedisClusterClient;
+
+/** Connects a cluster client with the gateway's settings and PINGs one node. */
+export async function connectRedisCluster(config: GatewayConfig): Promise<RedisClusterClient> {
+  const client = createRedisClusterClient({
+    nodes: config.redis.clusterNodes,
+    password: config.redis.password,
+    clientName: 'edge-gateway-cli',
+    commandTimeoutMs: config.redis.commandTimeoutMs,
+  });
+  await connectAndPing(client, config.redis.pingTimeoutMs);
+  return client;
+}
+
+/** Runs `work` with a connected master client (or cluster client) and closes it afterwards; Redis errors become `CommandError`s. */
+export async function withRedis<T>(config: GatewayConfig, work: (client: CliRedisClient) => Promise<T>): Promise<T> {
+  let connection: { client: CliRedisClient; close: () => Promise<void> };
   try {
-    topology = await connectRedis(config);
+    if (config.redis.clusterNodes.length > 0) {
+      const cluster = await connectRedisCluster(config);
+      connection = { client: cluster, close: () => cluster.close() };
+    } else {
+      const topology: RedisTopology = await connectRedis(config);
+      connection = { client: topology.master, close: () => topology.close() };
+    }
   } catch (error) {
     throw new CommandError(error instanceof Error ? error.message : String(error));
   }
   try {
-    return await work(topology.master);
+    return await work(connection.client);
   } catch (error) {
     if (error instanceof CommandError) throw error;
     throw new CommandError(`redis: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
-    await topology.close();
+    await connection.close();
   }
 }
 

@@ -1,11 +1,11 @@
-import type { RedisClient, RedisTopology } from '@edge-gateway/adapters-redis';
+import type { RedisClient, RedisClusterClient, RedisTopology } from '@edge-gateway/adapters-redis';
 import { ConfigError, DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
 import { formatDuration } from '../config/duration.js';
 import { portState } from '../port-state.js';
 import { SignerKeyError, loadSignerKey } from '../signer-key.js';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
-import { connectRedis, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
+import { connectRedis, connectRedisCluster, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';
 import { identifyGatewayListener, probeUrl, type ListenerKind } from './gateway-identify.js';
 
 export const DOCTOR_USAGE = `Usage: edge-gateway doctor [--probe]
@@ -37,7 +37,32 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-async function checkStream(checks: Checklist, client: RedisClient, label: string, key: string): Promise<void> {
+/** The Redis Cluster checks: PING through the seeds, the masters found, both streams. */
+async function checkCluster(checks: Checklist, config: GatewayConfig): Promise<void> {
+  let cluster: RedisClusterClient | undefined;
+  try {
+    cluster = await connectRedisCluster(config);
+    checks.ok('redis: PING', `PONG from the cluster (${describeRedisLocation(config)}) with the configured password`);
+  } catch (error) {
+    checks.fail('redis: PING', message(error));
+  }
+  if (cluster === undefined) {
+    checks.skip('redis: topology', 'redis PING failed');
+    checks.skip(`stream session-events (${config.sessionEventsStream})`, 'redis PING failed');
+    checks.skip(`stream client-events (${config.clientEventsStream})`, 'redis PING failed');
+    return;
+  }
+  try {
+    const masters = cluster.raw.masters.map((m) => `${m.host}:${m.port}`);
+    checks.ok('redis: topology', `cluster: ${masters.length} masters (${masters.join(', ')}), push fan-out ${config.pushFanout}`);
+    await checkStream(checks, cluster, 'session-events', config.sessionEventsStream);
+    await checkStream(checks, cluster, 'client-events', config.clientEventsStream);
+  } finally {
+    await cluster.close();
+  }
+}
+
+async function checkStream(checks: Checklist, client: RedisClient | RedisClusterClient, label: string, key: string): Promise<void> {
   const check = `stream ${label} (${key})`;
   try {
     const type = String(await client.command(['TYPE', key]));
@@ -143,6 +168,8 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
   }
   if (redisConfig === undefined) {
     for (const check of ['redis: PING', 'stream session-events', 'stream client-events']) checks.skip(check, 'config is not valid');
+  } else if (redisConfig.redis.clusterNodes.length > 0) {
+    await checkCluster(checks, redisConfig);
   } else {
     const where = describeRedisLocation(redisConfig);
     let topology: RedisTopology | undefined;

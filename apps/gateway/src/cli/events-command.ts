@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isValidId, parseClientEvent } from '@edge-gateway/core';
+import { RedisRoutedPublisher, RedisClusterClient, routedUserKeys } from '@edge-gateway/adapters-redis';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
 
@@ -11,6 +12,10 @@ publisher would (SPEC §5.4): user_id, optional device_session_id, event_type an
 payload_base64. Without --session every stream of the user gets it; with it, only that
 session's streams. Entries the gateway would drop as malformed are refused with the reason
 (for example an event_type with the reserved "gateway." prefix).
+
+With GATEWAY_PUSH_FANOUT=routed (on GATEWAY_REDIS_CLUSTER_NODES) the event is published the
+routed way instead (SPEC §9.2): the publish function is loaded on every master, then one
+FCALL appends it to the user's history stream and publishes it on the user's channel.
 
 Options:
   --user <id>            target user (required)
@@ -78,6 +83,21 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
     io.out(`${Mark.warn} the payload is ${payload.length} bytes, more than GATEWAY_MAX_PAYLOAD_BYTES (${config.maxPayloadBytes})`);
   }
   return withRedis(config, async (client) => {
+    if (config.pushFanout === 'routed' && client instanceof RedisClusterClient) {
+      const publisher = new RedisRoutedPublisher(client, {
+        keyPrefix: config.redis.keyPrefix,
+        historyMaxLen: config.pushRoutedHistoryMaxLen,
+        historyTtlMs: config.pushRoutedHistoryTtlMs,
+      });
+      await publisher.loadFunction();
+      const result = await publisher.publish({ userId: user, ...(session === undefined ? {} : { deviceSessionId: session }), eventType: type, payload });
+      const target = session === undefined || session === '' ? `every stream of user ${user}` : `session ${session} of user ${user}`;
+      io.out(
+        `${Mark.ok} published (routed) to ${routedUserKeys(config.redis.keyPrefix, user).history} as ${result.id} ` +
+          `(offset ${result.offset}, epoch ${result.epoch}): ${type} for ${target}, ${payload.length} payload bytes`,
+      );
+      return ExitCode.ok;
+    }
     const id = String(await client.command(['XADD', config.clientEventsStream, '*', ...flatten(fields)]));
     const target = fields['device_session_id'] === undefined ? `every stream of user ${user}` : `session ${session as string} of user ${user}`;
     io.out(`${Mark.ok} appended to ${config.clientEventsStream} as ${id}: ${type} for ${target}, ${payload.length} payload bytes`);

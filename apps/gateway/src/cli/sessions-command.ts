@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { isValidId, parseSessionFields, type RawFields } from '@edge-gateway/core';
-import { type RedisClient } from '@edge-gateway/adapters-redis';
 import type { GatewayConfig } from '../config/config.js';
 import { generateEd25519Key } from '../dev/dev-files.js';
 import { loadSignerKey } from '../signer-key.js';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
-import { fieldsFromReply, flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+import { fieldsFromReply, flatten, loadRedisCommandConfig, withRedis, type CliRedisClient } from './cli-redis.js';
 import { writePrivateKeyFile } from './key-file.js';
 
 export const SESSIONS_USAGE = `Usage: edge-gateway sessions <show|revoke> <device_session_id>
@@ -56,7 +55,7 @@ function printRecord(io: CliIo, key: string, record: RawFields): void {
   }
 }
 
-async function readRecord(client: RedisClient, key: string): Promise<RawFields | undefined> {
+async function readRecord(client: CliRedisClient, key: string): Promise<RawFields | undefined> {
   const record = fieldsFromReply(await client.command(['HGETALL', key]));
   return Object.keys(record).length === 0 ? undefined : record;
 }

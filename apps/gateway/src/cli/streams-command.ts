@@ -1,7 +1,6 @@
 import { parseClientEvent, parseSessionFields, type StreamEntry } from '@edge-gateway/core';
-import { type RedisClient } from '@edge-gateway/adapters-redis';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
-import { entriesFromReply, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+import { entriesFromReply, loadRedisCommandConfig, withRedis, type CliRedisClient } from './cli-redis.js';
 
 export const STREAMS_USAGE = `Usage: edge-gateway streams tail <session-events|client-events> [--from-start] [--count N]
 
@@ -32,7 +31,7 @@ export function describeEntry(stream: StreamName, entry: StreamEntry): { ok: boo
 
 const BLOCK_MS = 1000;
 
-async function lastId(client: RedisClient, key: string): Promise<string> {
+async function lastId(client: CliRedisClient, key: string): Promise<string> {
   const type = String(await client.command(['TYPE', key]));
   if (type !== 'none' && type !== 'stream') throw new CommandError(`${key} holds a ${type}, not a stream`);
   const last = entriesFromReply(await client.command(['XREVRANGE', key, '+', '-', 'COUNT', '1']))[0];

@@ -110,6 +110,51 @@ describe('loadConfig', () => {
     const error = failure({ ...base, GATEWAY_REDIS_MASTER_ADDR: 'nohost', GATEWAY_REDIS_PASSWORD: 'hunter2' });
     expect(error.message).not.toContain('hunter2');
   });
+
+  describe('Redis Cluster and routed fan-out (SPEC §9)', () => {
+    const { GATEWAY_REDIS_MASTER_ADDR: _master, ...noMaster } = base;
+    const clusterEnv = { ...noMaster, GATEWAY_REDIS_CLUSTER_NODES: '10.0.0.1:7000, 10.0.0.2:7001' };
+
+    it('reads the seed nodes; stream fan-out stays the default', () => {
+      const config = loadConfig(clusterEnv);
+      expect(config.redis.clusterNodes).toEqual([
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ]);
+      expect(config.pushFanout).toBe('stream');
+      expect(config.pushRoutedRelay).toBe(false);
+      expect(describeConfig(config)).toMatchObject({ redis_cluster_nodes: '10.0.0.1:7000,10.0.0.2:7001', push_fanout: 'stream' });
+      expect(loadConfig(base).redis.clusterNodes).toEqual([]);
+    });
+
+    it('reads routed mode, its history bounds and the relay switch', () => {
+      const config = loadConfig({
+        ...clusterEnv,
+        GATEWAY_PUSH_FANOUT: 'routed',
+        GATEWAY_PUSH_ROUTED_RELAY: 'true',
+        GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '200',
+        GATEWAY_PUSH_ROUTED_HISTORY_TTL: '1h',
+      });
+      expect(config).toMatchObject({ pushFanout: 'routed', pushRoutedRelay: true, pushRoutedHistoryMaxLen: 200, pushRoutedHistoryTtlMs: 3_600_000 });
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed' })).toMatchObject({ pushRoutedHistoryMaxLen: 1000, pushRoutedHistoryTtlMs: 86_400_000 });
+    });
+
+    it.each([
+      ['GATEWAY_REDIS_CLUSTER_NODES', { ...clusterEnv, GATEWAY_REDIS_MASTER_ADDR: 'redis:6379' }, 'is mutually exclusive with GATEWAY_REDIS_MASTER_ADDR; set only one Redis topology'],
+      ['GATEWAY_REDIS_CLUSTER_NODES', { ...clusterEnv, GATEWAY_REDIS_SENTINEL_ADDRS: 's1:26379' }, 'is mutually exclusive with GATEWAY_REDIS_SENTINEL_ADDRS; set only one Redis topology'],
+      ['GATEWAY_REDIS_CLUSTER_NODES', { ...noMaster, GATEWAY_REDIS_CLUSTER_NODES: 'a:1,b' }, '"b" is not host:port'],
+      ['GATEWAY_REDIS_DB', { ...clusterEnv, GATEWAY_REDIS_DB: '2' }, 'must be 0 with GATEWAY_REDIS_CLUSTER_NODES (a cluster has only database 0)'],
+      ['GATEWAY_PUSH_FANOUT', { ...base, GATEWAY_PUSH_FANOUT: 'routed' }, 'routed requires GATEWAY_REDIS_CLUSTER_NODES (a Redis Cluster)'],
+      ['GATEWAY_PUSH_FANOUT', { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'pubsub' }, '"pubsub" is not one of stream, routed'],
+      ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY: 'true' }, 'requires GATEWAY_PUSH_FANOUT=routed'],
+      ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_ROUTED_RELAY: 'yes' }, '"yes" is not true or false'],
+      ['GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '0' }, 'must be an integer >= 1'],
+    ])('%s: %s', (variable, env, problem) => {
+      const error = failure(env);
+      expect(error.variable).toBe(variable);
+      expect(error.message).toBe(`${variable}: ${problem}`);
+    });
+  });
 });
 
 describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {

@@ -40,11 +40,16 @@ export interface SentinelConfig {
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
+/** How client events reach the processes holding their streams (SPEC §9). */
+export type PushFanout = 'stream' | 'routed';
+
 /** The validated configuration of SPEC §7 (durations in milliseconds). */
 export interface GatewayConfig {
   readonly redis: {
-    /** `GATEWAY_REDIS_MASTER_ADDR`; undefined with Sentinel (the master is discovered). */
+    /** `GATEWAY_REDIS_MASTER_ADDR`; undefined with Sentinel (the master is discovered) or a cluster. */
     readonly master: HostPort | undefined;
+    /** `GATEWAY_REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster; empty without. */
+    readonly clusterNodes: readonly HostPort[];
     readonly password: string;
     /** `GATEWAY_REDIS_REPLICA_ADDRS` (without Sentinel): replicas for the bulk reads. */
     readonly replicas: readonly HostPort[];
@@ -80,6 +85,14 @@ export interface GatewayConfig {
   readonly pushMaxStreamsPerSession: number;
   readonly pushResumeMaxEvents: number;
   readonly pushResumeMaxScan: number;
+  /** `GATEWAY_PUSH_FANOUT`. */
+  readonly pushFanout: PushFanout;
+  /** `GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN`: history entries kept per user when the gateway publishes (relay, CLI). */
+  readonly pushRoutedHistoryMaxLen: number;
+  /** `GATEWAY_PUSH_ROUTED_HISTORY_TTL`. */
+  readonly pushRoutedHistoryTtlMs: number;
+  /** `GATEWAY_PUSH_ROUTED_RELAY`: move entries of the client-events stream into the routed path. */
+  readonly pushRoutedRelay: boolean;
   readonly sessionCacheTtlMs: number;
   readonly sessionCacheMaxEntries: number;
   readonly authUpstreamUrl: string;
@@ -190,7 +203,23 @@ function hostPortList(r: Reader, name: string): HostPort[] {
  * Where Redis is (SPEC §5.6): a fixed master (`GATEWAY_REDIS_MASTER_ADDR`, optional fixed
  * replicas) or Sentinel discovery (`GATEWAY_REDIS_SENTINEL_ADDRS` + `_MASTER_NAME`), never both.
  */
-function readRedisTopology(r: Reader): { master: HostPort | undefined; replicas: HostPort[]; sentinel: SentinelConfig | undefined } {
+function readRedisTopology(r: Reader): {
+  master: HostPort | undefined;
+  replicas: HostPort[];
+  sentinel: SentinelConfig | undefined;
+  clusterNodes: HostPort[];
+} {
+  const clusterNodes = hostPortList(r, 'GATEWAY_REDIS_CLUSTER_NODES');
+  if (clusterNodes.length > 0) {
+    for (const other of ['GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_SENTINEL_ADDRS', 'GATEWAY_REDIS_REPLICA_ADDRS']) {
+      if (r.string(other, '') !== '') throw new ConfigError('GATEWAY_REDIS_CLUSTER_NODES', `is mutually exclusive with ${other}; set only one Redis topology`);
+    }
+    if (r.integer('GATEWAY_REDIS_DB', 0, 0) !== 0) throw new ConfigError('GATEWAY_REDIS_DB', 'must be 0 with GATEWAY_REDIS_CLUSTER_NODES (a cluster has only database 0)');
+    if (r.string('GATEWAY_REDIS_SESSION_READS', 'master') !== 'master') {
+      throw new ConfigError('GATEWAY_REDIS_SESSION_READS', 'must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
+    }
+    return { master: undefined, replicas: [], sentinel: undefined, clusterNodes };
+  }
   const sentinelAddrs = hostPortList(r, 'GATEWAY_REDIS_SENTINEL_ADDRS');
   const masterText = r.string('GATEWAY_REDIS_MASTER_ADDR', '');
   const replicas = hostPortList(r, 'GATEWAY_REDIS_REPLICA_ADDRS');
@@ -198,7 +227,7 @@ function readRedisTopology(r: Reader): { master: HostPort | undefined; replicas:
     for (const name of ['GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'GATEWAY_REDIS_SENTINEL_PASSWORD']) {
       if (r.string(name, '') !== '') throw new ConfigError(name, 'is set but GATEWAY_REDIS_SENTINEL_ADDRS is empty');
     }
-    return { master: parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false), replicas, sentinel: undefined };
+    return { master: parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false), replicas, sentinel: undefined, clusterNodes };
   }
   if (masterText !== '') {
     throw new ConfigError(
@@ -214,15 +243,16 @@ function readRedisTopology(r: Reader): { master: HostPort | undefined; replicas:
   }
   const masterName = r.required('GATEWAY_REDIS_SENTINEL_MASTER_NAME');
   if (/\s/.test(masterName)) throw new ConfigError('GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'must not contain whitespace');
-  return { master: undefined, replicas: [], sentinel: { addrs: sentinelAddrs, masterName, password: r.string('GATEWAY_REDIS_SENTINEL_PASSWORD', '') } };
+  return { master: undefined, replicas: [], sentinel: { addrs: sentinelAddrs, masterName, password: r.string('GATEWAY_REDIS_SENTINEL_PASSWORD', '') }, clusterNodes };
 }
 
 /** `host:port` of a configured address. */
 export const formatHostPort = (address: HostPort): string => (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
 
-/** Where Redis is, for logs and messages: the master address, or the Sentinels and master name. */
+/** Where Redis is, for logs and messages: the master address, the Sentinels and master name, or the cluster seeds. */
 export function describeRedisLocation(config: GatewayConfig): string {
-  const { master, sentinel } = config.redis;
+  const { master, sentinel, clusterNodes } = config.redis;
+  if (clusterNodes.length > 0) return `cluster via ${clusterNodes.map(formatHostPort).join(',')}`;
   if (sentinel !== undefined) return `sentinel master "${sentinel.masterName}" via ${sentinel.addrs.map(formatHostPort).join(',')}`;
   return master === undefined ? '(none)' : formatHostPort(master);
 }
@@ -236,7 +266,13 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
     if (env[name] !== undefined) r.fail(name, `is deprecated and no longer accepted (${why}); unset it`);
   }
-  const { master, replicas, sentinel } = r.check({ master: undefined, replicas: [], sentinel: undefined }, () => readRedisTopology(r));
+  const { master, replicas, sentinel, clusterNodes } = r.check({ master: undefined, replicas: [], sentinel: undefined, clusterNodes: [] }, () => readRedisTopology(r));
+  const pushFanout = r.string('GATEWAY_PUSH_FANOUT', 'stream');
+  if (pushFanout !== 'stream' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_FANOUT', `"${pushFanout}" is not one of stream, routed`);
+  else if (pushFanout === 'routed' && clusterNodes.length === 0) r.fail('GATEWAY_PUSH_FANOUT', 'routed requires GATEWAY_REDIS_CLUSTER_NODES (a Redis Cluster)');
+  const relayText = r.string('GATEWAY_PUSH_ROUTED_RELAY', 'false');
+  if (relayText !== 'true' && relayText !== 'false') r.fail('GATEWAY_PUSH_ROUTED_RELAY', `"${relayText}" is not true or false`);
+  else if (relayText === 'true' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_ROUTED_RELAY', 'requires GATEWAY_PUSH_FANOUT=routed');
   const password = r.required('GATEWAY_REDIS_PASSWORD');
   const sessionReads = r.string('GATEWAY_REDIS_SESSION_READS', 'master');
   if (sessionReads !== 'master' && sessionReads !== 'replica') {
@@ -271,6 +307,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   const config: GatewayConfig = {
     redis: {
       master,
+      clusterNodes,
       password,
       replicas,
       sentinel,
@@ -297,6 +334,10 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
+    pushFanout: pushFanout as PushFanout,
+    pushRoutedHistoryMaxLen: r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1),
+    pushRoutedHistoryTtlMs: r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h'),
+    pushRoutedRelay: relayText === 'true',
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
     sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
     authUpstreamUrl,
@@ -331,11 +372,14 @@ function parseOrigins(text: string): string[] {
 /** The configuration as safe to log: no password. */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
   return {
-    redis_master_addr: config.redis.master === undefined ? '' : formatHostPort(config.redis.master),
+    ...(config.redis.clusterNodes.length > 0
+      ? { redis_cluster_nodes: config.redis.clusterNodes.map(formatHostPort).join(',') }
+      : { redis_master_addr: config.redis.master === undefined ? '' : formatHostPort(config.redis.master) }),
     ...(config.redis.sentinel === undefined
       ? {}
       : { redis_sentinel_addrs: config.redis.sentinel.addrs.map(formatHostPort).join(','), redis_sentinel_master_name: config.redis.sentinel.masterName }),
     redis_session_reads: config.redis.sessionReads,
+    push_fanout: config.pushFanout,
     redis_db: config.redis.db,
     redis_key_prefix: config.redis.keyPrefix,
     session_events_stream: config.sessionEventsStream,

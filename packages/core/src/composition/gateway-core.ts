@@ -9,6 +9,7 @@ import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { SessionStore } from '../ports/session-store.port.js';
+import type { UserFeed } from '../ports/user-feed.port.js';
 import { PushHub, type PushSink } from '../push/push-hub.js';
 import { StaticRouter } from '../routing/static-router.js';
 import { CommandService, type CallContext } from '../services/command-service.js';
@@ -36,6 +37,11 @@ export interface GatewayCorePorts {
   readonly router?: CommandRouter;
   /** Client-events history for `resume_after_event_id`; without it every resume is incomplete. */
   readonly history?: EventHistory;
+  /**
+   * A per-user event source (routed fan-out, SPEC §9): the hub tells it which users this
+   * process holds streams for. Absent for a broadcast source (the client-events stream).
+   */
+  readonly feed?: UserFeed;
   readonly clock?: Clock;
   /** Default: drops every line. Components log through `child({ component })`. */
   readonly logger?: Logger;
@@ -143,6 +149,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     maxStreamsPerSession: options.pushMaxStreamsPerSession,
     metrics,
     logger: log('push-hub'),
+    feed: ports.feed,
   });
   const commands = new CommandService({
     sessions: sessionCache,
@@ -179,6 +186,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     metrics,
     logger: log('client-events'),
     maxEventBytes: options.pushMaxEventBytes,
+    clock,
   });
   let shuttingDown = false;
   const beginShutdown = (): void => {

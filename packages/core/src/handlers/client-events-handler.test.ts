@@ -259,4 +259,21 @@ describe('ClientEventsHandler (SPEC §5.4)', () => {
       expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'client_events' })).toBe(1);
     });
   });
+
+  it('discontinuity(user): one signed gateway.resume_incomplete per open session of that user only', () => {
+    const { handler, open, signer } = setup();
+    const a1 = open('u-1', 'ds-1');
+    const a1b = open('u-1', 'ds-1');
+    const a2 = open('u-1', 'ds-2');
+    const other = open('u-2', 'ds-3');
+    expect(handler.discontinuity('u-1')).toBe(2);
+    for (const [sink, session] of [[a1, 'ds-1'], [a1b, 'ds-1'], [a2, 'ds-2']] as const) {
+      expect(sink.events).toHaveLength(1);
+      expect(sink.events[0]).toMatchObject({ eventId: '', eventType: 'gateway.resume_incomplete', userId: 'u-1', deviceSessionId: session });
+      expect(sink.events[0]?.payload).toHaveLength(0);
+      expect(eventVerifies(signer.publicKey, sink.events[0]!)).toBe(true);
+    }
+    expect(other.events).toHaveLength(0);
+    expect(handler.discontinuity('u-nobody')).toBe(0);
+  });
 });

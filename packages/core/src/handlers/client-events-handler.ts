@@ -1,5 +1,6 @@
-import type { GatewayEvent, StreamEntry, UnsignedEvent } from '../domain.js';
+import { GatewayEventTypes, type GatewayEvent, type StreamEntry, type UnsignedEvent } from '../domain.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { systemClock, type Clock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
 import type { PushHub } from '../push/push-hub.js';
@@ -29,6 +30,8 @@ export interface ClientEventsHandlerOptions {
    * malformed. Default {@link DEFAULT_PUSH_MAX_EVENT_BYTES}.
    */
   readonly maxEventBytes?: number;
+  /** Timestamps of `gateway.resume_incomplete` events (default the system clock). */
+  readonly clock?: Clock;
 }
 
 export const DEFAULT_ASYNC_SIGN_MIN_BATCH = 4;
@@ -125,6 +128,22 @@ export class ClientEventsHandler implements StreamEntryHandler {
   private dropped(entryId: string, reason: string): void {
     this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
     this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entryId, reason });
+  }
+
+  /**
+   * The feed lost continuity for `userId` (routed fan-out: its history was reset, so events may
+   * be missing): every open stream of the user gets a signed `gateway.resume_incomplete`
+   * (`event_id` empty, the stream's own session, empty payload), as after a truncated resume.
+   * Returns how many sessions were told.
+   */
+  discontinuity(userId: string): number {
+    const sessions = this.options.hub.userSessions(userId);
+    const timestampMs = (this.options.clock ?? systemClock).now();
+    for (const deviceSessionId of sessions) {
+      const event = { eventId: '', eventType: GatewayEventTypes.resumeIncomplete, userId, deviceSessionId, timestampMs, payload: new Uint8Array(0) };
+      this.options.hub.publish(signEvent(this.options.signer, event));
+    }
+    return sessions.length;
   }
 
   /** The parsed event when the entry is well-formed and someone would receive it. */

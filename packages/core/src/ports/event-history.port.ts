@@ -12,7 +12,9 @@ export interface EventHistoryPage {
 export interface EventHistory {
   /**
    * Up to `count` raw entries strictly after `afterId`, in order. `truncated` tells whether
-   * entries after `afterId` may have been trimmed away already.
+   * entries after `afterId` may have been trimmed away already. `userId` is the subscriber's
+   * user: a per-user history (routed fan-out) reads only that user's stream; a shared stream
+   * ignores it (the caller filters by target either way).
    */
-  readAfter(afterId: string, count: number): Promise<EventHistoryPage>;
+  readAfter(afterId: string, count: number, userId: string): Promise<EventHistoryPage>;
 }

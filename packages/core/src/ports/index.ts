@@ -6,3 +6,4 @@ export * from './logger.port.js';
 export * from './replay-store.port.js';
 export * from './response-signer.port.js';
 export * from './session-store.port.js';
+export * from './user-feed.port.js';

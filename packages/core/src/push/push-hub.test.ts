@@ -436,4 +436,29 @@ describe('PushHub', () => {
     a.stream.cancel();
     expect(await harness.value(MetricNames.pushStreamsActive)).toBe(2);
   });
+  it('tells its feed about every stream registered and closed (follow/unfollow pairs), whatever ends it', async () => {
+    const calls: string[] = [];
+    const hub = new PushHub({
+      bufferSize: 1,
+      feed: {
+        follow: (userId) => {
+          calls.push(`follow ${userId}`);
+          return Promise.resolve();
+        },
+        unfollow: (userId) => calls.push(`unfollow ${userId}`),
+      },
+    });
+    const a = hub.register({ userId: 'u-a', deviceSessionId: 's-1', sink: new RecordingSink() });
+    const b = hub.register({ userId: 'u-a', deviceSessionId: 's-2', sink: new RecordingSink() });
+    hub.register({ userId: 'u-b', deviceSessionId: 's-3', sink: new RecordingSink() });
+    await expect(a.following).resolves.toBeUndefined();
+    expect(hub.userSessions('u-a').sort()).toEqual(['s-1', 's-2']);
+    a.cancel();
+    a.cancel();
+    hub.closeSession('s-2');
+    hub.close();
+    expect(calls).toEqual(['follow u-a', 'follow u-a', 'follow u-b', 'unfollow u-a', 'unfollow u-a', 'unfollow u-b']);
+    expect(b.closed).toBe(true);
+  });
 });
+

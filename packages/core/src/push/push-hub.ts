@@ -2,6 +2,7 @@ import type { GatewayEvent } from '../domain.js';
 import { GatewayError, GatewayErrorCode } from '../errors.js';
 import { GatewayMetrics, type StreamCloseReason } from '../observability/metrics.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { UserFeed } from '../ports/user-feed.port.js';
 import { compareStreamIds } from '../validation.js';
 
 /**
@@ -55,12 +56,19 @@ export interface PushHubOptions {
   readonly maxStreamsPerSession?: number;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
+  /**
+   * Per-user event source (routed fan-out): told about every stream registered and closed, so
+   * it follows exactly the users this process holds. Absent for a broadcast source.
+   */
+  readonly feed?: UserFeed;
 }
 
 /** `GATEWAY_PUSH_STREAM_BUFFER_BYTES` default (4 MiB). */
 export const DEFAULT_PUSH_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 /** `GATEWAY_PUSH_MAX_STREAMS_PER_SESSION` default. */
 export const DEFAULT_PUSH_MAX_STREAMS_PER_SESSION = 4;
+
+const RESOLVED = Promise.resolve();
 
 const CLOSE_REASON: Record<GatewayErrorCode, StreamCloseReason> = {
   [GatewayErrorCode.FailedPrecondition]: 'revoked',
@@ -100,6 +108,12 @@ export class PushStream {
     private readonly sink: PushSink,
     private readonly bufferSize: number,
     private readonly bufferBytes: number,
+    /**
+     * Settles once the hub's feed follows this stream's user (resolved at once without a
+     * feed); a caller starts the stream only after it, so no event published after the
+     * bootstrap is missed.
+     */
+    readonly following: Promise<void> = RESOLVED,
   ) {}
 
   get closed(): boolean {
@@ -296,11 +310,22 @@ export class PushHub {
       const oldest = existing.values().next().value as PushStream;
       this.detach(oldest, 'replaced', GatewayError.replaced(), true);
     }
-    const stream = new PushStream(this, options.userId, options.deviceSessionId, options.sink, this.options.bufferSize, this.bufferBytes);
+    const feed = this.options.feed;
+    const following = feed === undefined ? RESOLVED : feed.follow(options.userId);
+    // Observed here so a stream closed before its caller awaits it leaves no unhandled rejection.
+    following.catch(() => undefined);
+    const stream = new PushStream(this, options.userId, options.deviceSessionId, options.sink, this.options.bufferSize, this.bufferBytes, following);
     addTo(this.byUser, options.userId, stream);
     addTo(this.bySession, options.deviceSessionId, stream);
     this.metrics.pushStreamsActive.add(1);
     return stream;
+  }
+
+  /** Device sessions of the open streams of `userId`. */
+  userSessions(userId: string): string[] {
+    const set = this.byUser.get(userId);
+    if (set === undefined) return [];
+    return [...new Set([...set].map((s) => s.deviceSessionId))];
   }
 
   /** True when `publish` of an event for this user (and session, when non-empty) would reach a stream. */
@@ -379,6 +404,7 @@ export class PushHub {
     if (!stream.markClosed(error, notify)) return;
     removeFrom(this.byUser, stream.userId, stream);
     removeFrom(this.bySession, stream.deviceSessionId, stream);
+    this.options.feed?.unfollow(stream.userId);
     this.metrics.pushStreamsActive.add(-1);
     this.metrics.pushStreamsClosed.add(1, { reason });
     if (reason === 'overflow') {

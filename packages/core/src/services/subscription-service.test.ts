@@ -20,6 +20,7 @@ import { SessionEventsHandler } from '../handlers/session-events-handler.js';
 import { MetricNames } from '../observability/metrics.js';
 import type { EventHistory, EventHistoryPage } from '../ports/event-history.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { UserFeed } from '../ports/user-feed.port.js';
 import { PushHub } from '../push/push-hub.js';
 import { SessionCache } from '../session/session-cache.js';
 import { FakeClock } from '../memory/fake-clock.js';
@@ -45,6 +46,7 @@ interface SetupOptions {
   readonly maxConcurrentChecks?: number;
   readonly asyncCrypto?: boolean;
   readonly maxEventBytes?: number;
+  readonly feed?: UserFeed;
 }
 
 function setup(options: SetupOptions = {}) {
@@ -57,7 +59,7 @@ function setup(options: SetupOptions = {}) {
   const logger = new CapturingLogger();
   const signer = new CountingSigner();
   const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock, logger });
-  const hub = new PushHub({ bufferSize: options.bufferSize ?? 64, metrics: harness.metrics, logger });
+  const hub = new PushHub({ bufferSize: options.bufferSize ?? 64, metrics: harness.metrics, logger, ...(options.feed === undefined ? {} : { feed: options.feed }) });
   const events = new InMemoryEventStream(clock);
   const limit = options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes };
   events.subscribe(new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger, ...limit }));
@@ -629,3 +631,72 @@ describe('SubscriptionService admission (subscribe storms)', () => {
     await expect(service.subscribe(request(alice1), new RecordingSink())).resolves.toBeDefined();
   });
 });
+
+describe('SubscriptionService with a per-user feed (routed fan-out)', () => {
+  /** A feed whose follow() settles when the test says so (or fails with `failWith`); it records every call. */
+  class ControlledFeed implements UserFeed {
+    readonly calls: string[] = [];
+    readonly pending = deferred<void>();
+    /** Resolves when follow() was called. */
+    readonly followed = deferred<void>();
+    failWith: Error | undefined;
+    follow(userId: string): Promise<void> {
+      this.calls.push(`follow ${userId}`);
+      this.followed.resolve();
+      return this.failWith === undefined ? this.pending.promise : Promise.reject(this.failWith);
+    }
+    unfollow(userId: string): void {
+      this.calls.push(`unfollow ${userId}`);
+    }
+  }
+
+  it('sends the bootstrap only after the feed follows the user; unfollows when the stream ends', async () => {
+    const feed = new ControlledFeed();
+    const { service, request } = setup({ feed });
+    const sink = new RecordingSink();
+    let opened = false;
+    const subscribing = service.subscribe(request(alice1), sink).then((s) => {
+      opened = true;
+      return s;
+    });
+    await feed.followed.promise;
+    // Let the subscribe run as far as it can without the feed.
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(feed.calls).toEqual(['follow u-alice']);
+    expect(opened).toBe(false);
+    expect(sink.events).toHaveLength(0);
+    feed.pending.resolve();
+    const stream = await subscribing;
+    expect(sink.events.map((e) => e.eventType)).toEqual(['gateway.server_time']);
+    stream.cancel();
+    expect(feed.calls).toEqual(['follow u-alice', 'unfollow u-alice']);
+  });
+
+  it('fails closed with UNAVAILABLE "push feed unavailable" when the feed cannot follow; nothing stays registered', async () => {
+    const feed = new ControlledFeed();
+    const { service, request, hub, logger } = setup({ feed });
+    feed.failWith = new Error('CLUSTERDOWN');
+    const sink = new RecordingSink();
+    await expectFailure(service.subscribe(request(alice1), sink), 'unavailable', 'push feed unavailable');
+    expect(hub.size).toBe(0);
+    expect(sink.events).toHaveLength(0);
+    expect(feed.calls).toEqual(['follow u-alice', 'unfollow u-alice']);
+    expect(logger.find('push feed could not follow the user')).toHaveLength(1);
+  });
+
+  it('reads the resume history of the subscriber\'s own user', async () => {
+    const users: string[] = [];
+    const history: EventHistory = {
+      readAfter: (_afterId: string, _count: number, userId: string): Promise<EventHistoryPage> => {
+        users.push(userId);
+        return Promise.resolve({ entries: [], truncated: false });
+      },
+    };
+    const feed = new ControlledFeed();
+    feed.pending.resolve();
+    const { open } = setup({ feed, history: () => history });
+    await open(bob, { resumeAfterEventId: '5-0' });
+    expect(users).toEqual(['u-bob']);
+  });
+});
+

@@ -150,6 +150,15 @@ export class SubscriptionService {
     // No await between this check and register: a revoke is either seen here or closes the stream.
     recheckNotRevoked(this.deps, request.deviceSessionId);
     const stream = this.options.hub.register({ userId: session.userId, deviceSessionId: session.deviceSessionId, sink });
+    try {
+      await stream.following;
+    } catch (error) {
+      // Fail closed: a stream whose user the feed does not follow would receive nothing.
+      this.logger.warn('push feed could not follow the user', { device_session_id: session.deviceSessionId, error: describe(error) });
+      this.options.hub.detach(stream, 'error', undefined, false);
+      throw GatewayError.unavailable(GatewayMessages.pushFeedUnavailable, error);
+    }
+    if (stream.closed) return stream;
 
     if (request.resumeAfterEventId === '') {
       stream.start([bootstrap]);
@@ -182,7 +191,7 @@ export class SubscriptionService {
       incomplete = 'truncated';
     } else {
       for (;;) {
-        const page = await history.readAfter(cursor, Math.min(HISTORY_PAGE, maxScan - scanned));
+        const page = await history.readAfter(cursor, Math.min(HISTORY_PAGE, maxScan - scanned), stream.userId);
         if (stream.closed) return;
         // Every page: a trim racing the replay can cut entries between two pages too.
         if (page.truncated) incomplete ??= 'truncated';
@@ -204,7 +213,7 @@ export class SubscriptionService {
         if (page.entries.length === 0) break;
         if (scanned >= maxScan) {
           // Only incomplete if the stream still holds more after the cursor.
-          const more = await history.readAfter(cursor, 1);
+          const more = await history.readAfter(cursor, 1, stream.userId);
           if (more.entries.length > 0) incomplete ??= 'max_scan';
           break;
         }

@@ -1,0 +1,169 @@
+import { hostname } from 'node:os';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  RedisEventHistory,
+  RedisReplayStore,
+  RedisRoutedFeed,
+  RedisRoutedPublisher,
+  RedisSessionStore,
+  RedisStreamSubscriber,
+  RoutedRelayHandler,
+  connectAndPing,
+  createRedisClusterClient,
+  routedUserKeys,
+  type RedisClusterClient,
+} from '@edge-gateway/adapters-redis';
+import type { EventSource, GatewayBackend } from './backend.js';
+import type { GatewayConfig } from './config/config.js';
+import { cached, coreOf, log, metrics } from './container.js';
+import { Tokens } from './tokens.js';
+
+const cluster = (c: DependencyContainer) => c.resolve<RedisClusterClient>(Tokens.RedisClient);
+
+/**
+ * Registers the Redis Cluster backend (`GATEWAY_REDIS_CLUSTER_NODES`, SPEC §9): one cluster
+ * client (node-redis `createCluster`) under the session and replay stores (single-key commands,
+ * unchanged), the session-events subscriber (its blocking reads on a connection to the master
+ * holding the stream), and the client events: the client-events stream as on one server
+ * (`GATEWAY_PUSH_FANOUT=stream`), or routed fan-out (`routed`).
+ */
+export function registerRedisClusterBackend(container: DependencyContainer, config: GatewayConfig): void {
+  const routed = config.pushFanout === 'routed';
+  container.register(
+    Tokens.RedisClient,
+    cached((c) =>
+      createRedisClusterClient({
+        nodes: config.redis.clusterNodes,
+        password: config.redis.password,
+        clientName: 'edge-gateway',
+        commandTimeoutMs: config.redis.commandTimeoutMs,
+        metrics: metrics(c),
+        logger: log(c, 'redis'),
+      }),
+    ),
+  );
+  container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(
+    Tokens.SessionEventsSubscriber,
+    cached(
+      (c) =>
+        new RedisStreamSubscriber({
+          client: cluster(c),
+          streamKey: config.sessionEventsStream,
+          handler: coreOf(c).sessionEvents,
+          metrics: metrics(c),
+          logger: log(c, 'session-events-subscriber'),
+        }),
+    ),
+  );
+  if (routed) {
+    registerRoutedFanout(container, config);
+  } else {
+    container.register(Tokens.EventHistory, cached((c) => new RedisEventHistory(cluster(c), { streamKey: config.clientEventsStream })));
+    container.register(
+      Tokens.ClientEventsSubscriber,
+      cached(
+        (c) =>
+          new RedisStreamSubscriber({
+            client: cluster(c),
+            streamKey: config.clientEventsStream,
+            handler: coreOf(c).clientEvents,
+            metrics: metrics(c),
+            logger: log(c, 'client-events-subscriber'),
+          }),
+      ),
+    );
+  }
+  container.register(
+    Tokens.Backend,
+    cached((c): GatewayBackend => {
+      const client = cluster(c);
+      return {
+        kind: 'redis',
+        connect: async () => {
+          await connectAndPing(client, config.redis.pingTimeoutMs);
+          // Routed mode: the publish function on every master before anyone relays or publishes.
+          if (routed) await c.resolve<RedisRoutedPublisher>(Tokens.RoutedPublisher).loadFunction();
+        },
+        close: async () => {
+          try {
+            await client.close();
+          } catch {
+            client.destroy();
+          }
+        },
+      };
+    }),
+  );
+}
+
+/**
+ * Routed fan-out (SPEC §9): the per-user feed (the hub's `UserFeed`), the per-user history for
+ * resume, the publisher (function loading, relay), and the client-events source, which starts
+ * the feed and, with `GATEWAY_PUSH_ROUTED_RELAY`, the relay of the legacy stream (one consumer
+ * group shared by every gateway process, so each entry is relayed once).
+ */
+function registerRoutedFanout(container: DependencyContainer, config: GatewayConfig): void {
+  const keyPrefix = config.redis.keyPrefix;
+  container.register(
+    Tokens.RoutedPublisher,
+    cached(
+      (c) =>
+        new RedisRoutedPublisher(cluster(c), {
+          keyPrefix,
+          historyMaxLen: config.pushRoutedHistoryMaxLen,
+          historyTtlMs: config.pushRoutedHistoryTtlMs,
+        }),
+    ),
+  );
+  container.register(
+    Tokens.UserFeed,
+    cached(
+      (c) =>
+        new RedisRoutedFeed({
+          client: cluster(c),
+          keyPrefix,
+          // base64 of the largest payload plus the other fields.
+          maxMessageBytes: Math.ceil(config.pushMaxEventBytes / 3) * 4 + 4096,
+          // The core's handler needs the hub and the hub needs this feed: the core is resolved on first use.
+          delivery: {
+            handleBatch: (entries) => coreOf(c).clientEvents.handleBatch(entries),
+            discontinuity: (userId) => coreOf(c).clientEvents.discontinuity(userId),
+          },
+          metrics: metrics(c),
+          logger: log(c, 'routed-feed'),
+        }),
+    ),
+  );
+  container.register(
+    Tokens.EventHistory,
+    cached((c) => new RedisEventHistory(cluster(c), { streamKey: (userId) => routedUserKeys(keyPrefix, userId).history })),
+  );
+  container.register(
+    Tokens.ClientEventsSubscriber,
+    cached((c): EventSource => {
+      const feed = c.resolve<RedisRoutedFeed>(Tokens.UserFeed);
+      const relay = config.pushRoutedRelay
+        ? new RedisStreamSubscriber({
+            client: cluster(c),
+            streamKey: config.clientEventsStream,
+            handler: new RoutedRelayHandler(c.resolve(Tokens.RoutedPublisher), { metrics: metrics(c), logger: log(c, 'routed-relay') }),
+            consumerGroup: { group: `${keyPrefix}routed-relay`, consumer: `${hostname()}:${process.pid}` },
+            metrics: metrics(c),
+            logger: log(c, 'routed-relay'),
+          })
+        : undefined;
+      return {
+        start: async () => {
+          feed.start();
+          await relay?.start();
+        },
+        stop: async () => {
+          await relay?.stop();
+          feed.stop();
+        },
+      };
+    }),
+  );
+}

@@ -1,0 +1,203 @@
+import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
+import { createRequire } from 'node:module';
+import type { createClient as CreateClient, createCluster as CreateCluster } from '@redis/client';
+import { backoffDelay, type ReconnectOptions } from './backoff.js';
+import { keySlot } from './cluster-slot.js';
+import {
+  SOCKET_WRITE_HIGH_WATER_MARK,
+  boundedCommand,
+  describeRedisError,
+  type NodeRedisClient,
+  type RawReply,
+  type RedisCommandOptions,
+} from './redis-client.js';
+import type { RedisCommands } from './redis-commands.js';
+
+// CommonJS core package, `require`d for the same reasons as in redis-client.ts.
+const { createClient, createCluster } = createRequire(import.meta.url)('@redis/client') as {
+  createClient: typeof CreateClient;
+  createCluster: typeof CreateCluster;
+};
+
+type ClusterOptions = NonNullable<Parameters<typeof CreateCluster>[0]>;
+
+function createResp2Cluster(options: Omit<ClusterOptions, 'RESP'>) {
+  return createCluster({ ...options, RESP: 2 });
+}
+
+/** The node-redis cluster client type this package wraps (RESP2, no modules). */
+export type NodeRedisCluster = ReturnType<typeof createResp2Cluster>;
+
+/** Options of {@link RedisClusterClient}. */
+export interface RedisClusterClientOptions {
+  /** Seed nodes (`GATEWAY_REDIS_CLUSTER_NODES`); the rest of the topology is discovered. */
+  nodes: ReadonlyArray<{ host: string; port: number }>;
+  /** `requirepass` of every node; never logged. */
+  password: string;
+  /** `CLIENT SETNAME` of every connection (blocking connections get a `:stream` suffix). */
+  clientName?: string;
+  /** Bound on each command (`GATEWAY_REDIS_COMMAND_TIMEOUT`, default 2000). */
+  commandTimeoutMs?: number;
+  reconnect?: ReconnectOptions;
+  metrics?: GatewayMetrics;
+  logger?: Logger;
+}
+
+/** Commands whose key is not `args[1]`; `undefined`: no key (any master answers). */
+function routingKey(args: readonly string[]): string | undefined {
+  const name = (args[0] ?? '').toUpperCase();
+  switch (name) {
+    case 'PING':
+    case 'FUNCTION':
+    case 'SCRIPT':
+    case 'CLUSTER':
+    case 'INFO':
+      return undefined;
+    case 'XINFO':
+    case 'XGROUP':
+      return args[2];
+    case 'FCALL':
+    case 'FCALL_RO':
+    case 'EVAL':
+    case 'EVALSHA':
+      return Number(args[2]) > 0 ? args[3] : undefined;
+    case 'XREAD':
+    case 'XREADGROUP': {
+      const at = args.findIndex((a) => a.toUpperCase() === 'STREAMS');
+      return at < 0 ? undefined : args[at + 1];
+    }
+    default:
+      return args[1];
+  }
+}
+
+/**
+ * The shared client of a gateway process on a Redis Cluster (`GATEWAY_REDIS_CLUSTER_NODES`):
+ * node-redis `createCluster`, which discovers the topology from the seeds, keeps one
+ * connection per master, routes each command to the master of its key's slot and follows
+ * `MOVED`/`ASK` after a failover or resharding. Same contract as {@link RedisClient}: commands
+ * never wait in an offline queue, each is bounded by `commandTimeoutMs` and measured.
+ * Reads go to masters only (`useReplicas: false`): replicas lag, and a session lookup or a
+ * replay reservation must see the latest write.
+ */
+export class RedisClusterClient implements RedisCommands {
+  readonly raw: NodeRedisCluster;
+  readonly commandTimeoutMs: number;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+
+  constructor(private readonly options: RedisClusterClientOptions) {
+    if (options.nodes.length === 0) throw new RangeError('RedisClusterClient needs at least one seed node');
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.logger = (options.logger ?? noopLogger).child({ component: 'redis-cluster' });
+    const reconnect = options.reconnect ?? {};
+    this.raw = createResp2Cluster({
+      rootNodes: options.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
+      defaults: {
+        password: options.password,
+        ...(options.clientName !== undefined ? { name: options.clientName } : {}),
+        disableOfflineQueue: true,
+        socket: {
+          connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+          reconnectStrategy: (retries: number) => backoffDelay(retries, reconnect),
+        },
+      },
+      useReplicas: false,
+      maxCommandRedirections: 16,
+    });
+    this.raw.on('error', (err: unknown) => {
+      this.logger.warn('redis cluster error', { error: describeRedisError(err) });
+    });
+  }
+
+  /** The seed nodes, for messages. */
+  get address(): string {
+    return this.options.nodes.map((n) => `${n.host}:${n.port}`).join(',');
+  }
+
+  /** Discovers the topology and connects to every master. */
+  async connect(): Promise<void> {
+    if (!this.raw.isOpen) await this.raw.connect();
+  }
+
+  /** `PING` on one node. */
+  async ping(options: RedisCommandOptions = {}): Promise<void> {
+    await this.command(['PING'], options);
+  }
+
+  async close(): Promise<void> {
+    if (!this.raw.isOpen) return;
+    try {
+      await this.raw.close();
+    } catch {
+      this.raw.destroy();
+    }
+  }
+
+  destroy(): void {
+    if (this.raw.isOpen) this.raw.destroy();
+  }
+
+  async command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
+    const name = (args[0] ?? '').toUpperCase();
+    const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
+    const connection = options.connection;
+    return boundedCommand(name, timeoutMs, this.metrics, (abortSignal) => {
+      const opts = abortSignal === undefined ? {} : { abortSignal };
+      if (connection !== undefined) return connection.sendCommand([...args], opts) as Promise<RawReply>;
+      return this.raw.sendCommand(routingKey(args), false, [...args], opts) as Promise<RawReply>;
+    });
+  }
+
+  /** Runs `args` on every master (e.g. `FUNCTION LOAD`); resolves with their replies. */
+  async onEveryMaster(args: readonly string[]): Promise<RawReply[]> {
+    const name = (args[0] ?? '').toUpperCase();
+    return Promise.all(
+      this.raw.masters.map(async (master) => {
+        const client = await this.raw.nodeClient(master);
+        return boundedCommand(name, this.commandTimeoutMs, this.metrics, (abortSignal) =>
+          client.sendCommand([...args], abortSignal === undefined ? {} : { abortSignal }) as Promise<RawReply>,
+        );
+      }),
+    );
+  }
+
+  /** `host:port` of the master serving `slot` in the client's current view. */
+  masterOf(slot: number): { host: string; port: number } {
+    const master = this.raw.getSlotMaster(slot);
+    return { host: master.host, port: master.port };
+  }
+
+  /**
+   * A dedicated connection to the master holding `key` now. One keyed command runs first
+   * through the cluster client, so a stale view (after a failover) is refreshed by its
+   * `MOVED` before the address is picked.
+   */
+  async blockingConnection(key: string): Promise<NodeRedisClient> {
+    await this.command(['EXISTS', key]);
+    const { host, port } = this.masterOf(keySlot(key));
+    const connection = createClient({
+      RESP: 2,
+      password: this.options.password,
+      ...(this.options.clientName !== undefined ? { name: `${this.options.clientName}:stream` } : {}),
+      disableOfflineQueue: true,
+      socket: {
+        host,
+        port,
+        connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+        writableHighWaterMark: SOCKET_WRITE_HIGH_WATER_MARK,
+        reconnectStrategy: false,
+      } as { host: string; port: number; connectTimeout: number; reconnectStrategy: false },
+    });
+    connection.on('error', (err: unknown) => {
+      this.logger.warn('redis connection error', { connection: 'stream', address: `${host}:${port}`, error: describeRedisError(err) });
+    });
+    return connection as unknown as NodeRedisClient;
+  }
+}
+
+/** Creates the shared cluster client (not connected yet; see `connectAndPing`). */
+export function createRedisClusterClient(options: RedisClusterClientOptions): RedisClusterClient {
+  return new RedisClusterClient(options);
+}
