@@ -308,18 +308,20 @@ describe('deploy/systemd', () => {
     expect(spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' }).stderr).toContain("Unknown key 'KillSignl'");
   });
 
-  it('starts node on the entry point directly as an unprivileged user, and waits for the whole drain', () => {
+  it('starts node on the entry point directly as an unprivileged user, reloads the key on SIGHUP, and waits for the whole drain', () => {
     expect(value('ExecStart')).toEqual(['/usr/bin/node /opt/edge-gateway/apps/gateway/dist/main.js']);
     expect(value('User')).toEqual(['edge-gateway']);
     expect(value('KillSignal')).toEqual(['SIGTERM']);
     expect(value('NoNewPrivileges')).toEqual(['yes']);
     const env = readEnvFile(join(DEPLOY, 'systemd/gateway.env.example'));
-    const withKey = { ...env, GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/run/credentials/edge-gateway.service/signer.pem' };
+    const withKey = { ...env, GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/etc/edge-gateway/signer.pem' };
     const read = variablesReadByLoader(withKey);
     expect(Object.keys(env).filter((name) => !read.has(name) && !RUNTIME_VARIABLES.test(name))).toEqual([]);
     expect(env['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH']).toBeUndefined();
-    expect(value('Environment')).toEqual(['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH=%d/signer.pem']);
-    expect(value('LoadCredential')).toEqual(['signer.pem:/etc/edge-gateway/signer.pem']);
+    // Read in place (no LoadCredential copy), so `systemctl reload` (SIGHUP) picks up a rotated key.
+    expect(value('Environment')).toEqual(['GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH=/etc/edge-gateway/signer.pem']);
+    expect(value('LoadCredential')).toEqual([]);
+    expect(value('ExecReload')).toEqual(['/bin/kill -HUP $MAINPID']);
     const stopSeconds = (parseGoDuration(value('TimeoutStopSec')[0] ?? '') ?? NaN) / 1000;
     const budgetSeconds = (parseGoDuration(env['GATEWAY_SHUTDOWN_TIMEOUT'] ?? '') ?? NaN) / 1000;
     // The same rule as the Deployment, without a preStop: every shutdown step may use its budget.
