@@ -12,6 +12,7 @@ import { registerGateway, registerRedisBackend } from './container.js';
 import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
+import { exposedKeyMode } from './signer-key-mode.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -86,6 +87,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const signer = rotation.signer;
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
   telemetry.metrics.observeSignerKey(signer);
+  const exposedMode = await exposedKeyMode(config.signerKeyPath);
+  if (exposedMode !== undefined) {
+    logger.warn('signer key file is readable by group or others', {
+      path: config.signerKeyPath,
+      mode: exposedMode,
+      hint: 'chmod 600 the file (or 0400), unless it is a mounted secret you trust',
+    });
+  }
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer });
@@ -151,7 +160,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       metrics: telemetry.metrics,
       logger: logger.child({ component: 'public-http' }),
     });
-    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr));
+    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr, config.http));
     const publicListener = publicHttp;
     undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
     logger.info('public http listener started', { address: publicHttp.address });
@@ -193,7 +202,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'admin-http' }),
       });
-      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr));
+      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr, config.http));
       const adminListener = adminHttp;
       undo.push({ component: 'admin http listener', stop: (budget) => adminListener.close(budget) });
       logger.info('admin http listener started', { address: adminHttp.address });

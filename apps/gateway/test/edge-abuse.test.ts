@@ -5,12 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:http2';
+import { chmodSync } from 'node:fs';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { randomUUID, sign } from 'node:crypto';
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { ExecuteCommandRequest, type EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
 import { commandRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
 import { clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
 
@@ -29,11 +31,16 @@ beforeAll(async () => {
   redis = await startRedisServer();
   raw = await connectRedis(redis);
   signer = writeSignerKey();
+  // A mounted-secret style mode: loaded, with a warning.
+  chmodSync(signer.path, 0o644);
   downstream = await new EchoDownstream().start();
   gateway = new GatewayProcess(
     drillEnv(redis, signer.path, {
       GATEWAY_PUSH_MAX_EVENT_BYTES: String(MAX_EVENT_BYTES),
       GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+      GATEWAY_HTTP_HEADERS_TIMEOUT: '1s',
+      GATEWAY_HTTP_REQUEST_TIMEOUT: '2s',
+      GATEWAY_HTTP_KEEPALIVE_TIMEOUT: '1s',
     }),
   );
   addresses = await gateway.started();
@@ -402,5 +409,83 @@ describe('honest statuses for malformed requests', () => {
     await watcher.waitForCount(2);
     expect(watcher.clientEventIds).toEqual([id]);
     watcher.cancel();
+  });
+});
+
+describe('cost bounds: HTTP connections', () => {
+  /** A raw TCP connection to `address`: what it received, and when the server closed it. */
+  function connection(address: string): { socket: Socket; received: () => string; closedAfterMs: Promise<number> } {
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    const socket = connectTcp({ host, port });
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('error', () => undefined);
+    const opened = performance.now();
+    return { socket, received: () => text, closedAfterMs: new Promise((resolve) => socket.once('close', () => resolve(performance.now() - opened))) };
+  }
+  function drip(socket: Socket, chunk: string, everyMs: number): void {
+    const timer = setInterval(() => (socket.destroyed ? clearInterval(timer) : socket.write(chunk)), everyMs);
+    socket.once('close', () => clearInterval(timer));
+  }
+
+  it('on both listeners: dripped headers get 408 and a dripped body loses its connection at their bounds, idle keep-alive is closed; other requests are served meanwhile', async () => {
+    const listeners = { public: addresses.publicHttp, admin: addresses.adminHttp as string };
+    const results: Record<string, { status: string; ms: number }> = {};
+    await Promise.all(
+      Object.entries(listeners).flatMap(([name, address]) => {
+        const headers = connection(address);
+        headers.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+        drip(headers.socket, 'X-Drip: 1\r\n', 200);
+        const body = connection(address);
+        body.socket.write('POST /api/v1/public/auth/send-email-code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{');
+        drip(body.socket, ' ', 200);
+        const idle = connection(address);
+        idle.socket.write(`GET ${name === 'admin' ? '/metrics' : '/healthz'} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        return [
+          ['headers', headers],
+          ['body', body],
+          ['idle', idle],
+        ].map(async ([kind, c]) => {
+          const conn = c as ReturnType<typeof connection>;
+          const ms = await conn.closedAfterMs;
+          results[`${name} ${kind as string}`] = { status: conn.received().slice(0, 12), ms };
+        });
+      }),
+    );
+    // Served while the slow clients were held.
+    expect((await fetch(`http://${addresses.publicHttp}/healthz`)).status).toBe(200);
+    console.info(`[abuse] HTTP connection bounds: ${JSON.stringify(results)}`);
+    for (const name of Object.keys(listeners)) {
+      expect(results[`${name} headers`]?.status).toBe('HTTP/1.1 408');
+      // The app answers these two before reading the body (no auth upstream here: 503; no such
+      // admin route: 404); the dripping connection is still cut at the request bound.
+      expect(results[`${name} body`]?.status).toBe(name === 'public' ? 'HTTP/1.1 503' : 'HTTP/1.1 404');
+      expect(results[`${name} idle`]?.status).toBe('HTTP/1.1 200');
+      // The configured bounds (1 s headers, 2 s request, 1 s keep-alive) plus Node's check
+      // interval; unbounded, a 5-minute drip held the connection ~315 s.
+      for (const kind of ['headers', 'body', 'idle']) expect(results[`${name} ${kind}`]?.ms).toBeLessThan(10_000);
+    }
+  });
+});
+
+describe('smaller findings', () => {
+  it('a group/world-readable signer key file is loaded with a warn naming the path and mode', async () => {
+    const warning = gateway.logs.find((l) => l.message === 'signer key file is readable by group or others');
+    expect(warning).toMatchObject({ level: 'warn', path: signer.path, mode: '0644' });
+    expect(gateway.logs.some((l) => l.message === 'gateway started')).toBe(true);
+  });
+
+  it('a Redis address carrying credentials is never echoed in "startup failed": the line names the variable and what is wrong', async () => {
+    const secret = 'pa55-in-the-url';
+    const failing = new GatewayProcess(gatewayEnv(redis, signer.path, { GATEWAY_REDIS_MASTER_ADDR: `redis://user:${secret}@host:6379`, GATEWAY_AUTH_UPSTREAM_URL: `https://u:${secret}@[bad` }));
+    const exit = await failing.exited;
+    expect(exit.code).toBe(1);
+    const failed = failing.logs.filter((l) => l.message === 'startup failed');
+    expect(failed).toHaveLength(1);
+    expect(String(failed[0]?.['error'])).toMatch(/GATEWAY_REDIS_MASTER_ADDR: .*not shown.* is not host:port/);
+    expect(String(failed[0]?.['error'])).toMatch(/GATEWAY_AUTH_UPSTREAM_URL: .*not shown/);
+    expect(failing.raw).not.toContain(secret);
+    await failing.stop();
   });
 });

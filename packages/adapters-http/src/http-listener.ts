@@ -26,7 +26,23 @@ export interface HttpListener {
 
 export interface ListenOptions {
   readonly logger?: Logger;
+  /**
+   * Time a client has to send the request headers, counted from the connection or the end of
+   * the previous request (`GATEWAY_HTTP_HEADERS_TIMEOUT`); then `408` and the connection closes.
+   * Default {@link DEFAULT_HTTP_TIMEOUTS}.
+   */
+  readonly headersTimeoutMs?: number;
+  /** Time a client has to send the whole request, body included (`GATEWAY_HTTP_REQUEST_TIMEOUT`). */
+  readonly requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open (`GATEWAY_HTTP_KEEPALIVE_TIMEOUT`). */
+  readonly keepAliveTimeoutMs?: number;
 }
+
+/**
+ * Bounds on how long a client may hold a connection without finishing its request (issue 12):
+ * Node's defaults let a client dripping one body byte every 5 s hold a connection ~5 minutes.
+ */
+export const DEFAULT_HTTP_TIMEOUTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 } as const;
 
 const LISTEN_ERRORS: Record<string, string> = {
   EADDRINUSE: 'address already in use',
@@ -43,7 +59,18 @@ const LISTEN_ERRORS: Record<string, string> = {
 export async function listen(app: Express, address: string, options: ListenOptions = {}): Promise<HttpListener> {
   const { host, port } = parseListenAddress(address);
   const logger = options.logger ?? noopLogger;
-  const server = createServer();
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs;
+  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs;
+  const server = createServer({
+    headersTimeout: Math.min(headersTimeout, requestTimeout),
+    requestTimeout,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs,
+    // How often Node checks the two timeouts above (default 30 s, which would let a request
+    // live up to twice its bound).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+  });
+  // Also set as a property: the constructor option is not honoured on every supported Node.
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs;
   const active = new Set<ServerResponse>();
   let closing = false;
 

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import express from 'express';
 import { createPublicApp, listen, parseListenAddress, type HttpListener } from '../src/index.js';
 
@@ -151,5 +152,80 @@ describe('listen', () => {
     const first = listener.close(1000);
     expect(listener.close(1000)).toBe(first);
     await expect(first).resolves.toBe('graceful');
+  });
+});
+
+describe('time bounds on a connection (issue 12)', () => {
+  /** A raw connection that records what the server sends and when it closes. */
+  function rawConnection(port: number): { socket: Socket; received: () => string; closed: Promise<number> } {
+    const socket = connect({ host: '127.0.0.1', port });
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('error', () => undefined);
+    const opened = performance.now();
+    const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now() - opened)));
+    return { socket, received: () => text, closed };
+  }
+
+  /** Writes `chunk` every `everyMs` until the socket closes. */
+  function drip(socket: Socket, chunk: string, everyMs: number): void {
+    const timer = setInterval(() => {
+      if (socket.destroyed) clearInterval(timer);
+      else socket.write(chunk);
+    }, everyMs);
+    socket.once('close', () => clearInterval(timer));
+  }
+
+  const app = () => {
+    const a = express();
+    a.get('/ok', (_req, res) => res.json({ ok: true }));
+    a.post('/body', express.text({ type: () => true }), (_req, res) => res.json({ ok: true }));
+    return a;
+  };
+
+  it('defaults: 10 s for the headers, 30 s for the whole request, 5 s idle keep-alive', async () => {
+    const listener = await started(app());
+    expect({
+      headers: listener.server.headersTimeout,
+      request: listener.server.requestTimeout,
+      keepAlive: listener.server.keepAliveTimeout,
+    }).toEqual({ headers: 10_000, request: 30_000, keepAlive: 5_000 });
+  });
+
+  it('a client dripping its headers gets 408 and loses the connection at the headers bound; others are served meanwhile', async () => {
+    const listener = await listen(app(), '127.0.0.1:0', { headersTimeoutMs: 500, requestTimeoutMs: 1000, keepAliveTimeoutMs: 500 });
+    cleanups.push(() => listener.close(1000));
+    const slow = rawConnection(listener.port);
+    slow.socket.write('GET /ok HTTP/1.1\r\nHost: x\r\n');
+    drip(slow.socket, 'X-Drip: 1\r\n', 100);
+    const agent = new Agent({ keepAlive: false });
+    const served = await get(agent, listener.port, '/ok');
+    expect(served.res.statusCode).toBe(200);
+    const ms = await slow.closed;
+    expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
+    // Bound plus one check interval (125 ms here), far below Node's default of minutes.
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it('a client dripping its body one byte at a time loses the connection at the request bound', async () => {
+    const listener = await listen(app(), '127.0.0.1:0', { headersTimeoutMs: 500, requestTimeoutMs: 1000, keepAliveTimeoutMs: 500 });
+    cleanups.push(() => listener.close(1000));
+    const slow = rawConnection(listener.port);
+    slow.socket.write('POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n');
+    drip(slow.socket, 'a', 100);
+    const ms = await slow.closed;
+    expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it('an idle keep-alive connection is closed after the keep-alive bound', async () => {
+    const listener = await listen(app(), '127.0.0.1:0', { headersTimeoutMs: 2000, requestTimeoutMs: 4000, keepAliveTimeoutMs: 300 });
+    cleanups.push(() => listener.close(1000));
+    const idle = rawConnection(listener.port);
+    idle.socket.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n');
+    const ms = await idle.closed;
+    expect(idle.received()).toMatch(/^HTTP\/1\.1 200/);
+    expect(ms).toBeLessThan(2000);
   });
 });

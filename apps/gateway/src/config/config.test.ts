@@ -32,6 +32,7 @@ describe('loadConfig', () => {
       maxPayloadBytes: 1_048_576,
       pushStreamBuffer: 256,
       pushMaxEventBytes: 1_048_576,
+      http: { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 },
       pushStreamBufferBytes: 4_194_304,
       pushMaxStreamsPerSession: 4,
       pushResumeMaxEvents: 1000,
@@ -70,6 +71,10 @@ describe('loadConfig', () => {
     ['GATEWAY_MAX_PAYLOAD_BYTES', { GATEWAY_MAX_PAYLOAD_BYTES: '1MB' }],
     ['GATEWAY_PUSH_STREAM_BUFFER', { GATEWAY_PUSH_STREAM_BUFFER: '0' }],
     ['GATEWAY_PUSH_MAX_EVENT_BYTES', { GATEWAY_PUSH_MAX_EVENT_BYTES: '1MiB' }],
+    ['GATEWAY_HTTP_HEADERS_TIMEOUT', { GATEWAY_HTTP_HEADERS_TIMEOUT: '0s' }],
+    ['GATEWAY_HTTP_HEADERS_TIMEOUT', { GATEWAY_HTTP_HEADERS_TIMEOUT: '1m', GATEWAY_HTTP_REQUEST_TIMEOUT: '30s' }],
+    ['GATEWAY_HTTP_REQUEST_TIMEOUT', { GATEWAY_HTTP_REQUEST_TIMEOUT: 'long' }],
+    ['GATEWAY_HTTP_KEEPALIVE_TIMEOUT', { GATEWAY_HTTP_KEEPALIVE_TIMEOUT: '5' }],
     ['GATEWAY_PUSH_STREAM_BUFFER_BYTES', { GATEWAY_PUSH_STREAM_BUFFER_BYTES: '0' }],
     ['GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', { GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: '0' }],
     ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'not a url' }],
@@ -229,5 +234,25 @@ describe('WebSocket transport settings', () => {
     for (const bad of ['app.example.com', 'https://app.example.com/', 'ftp://x.example.com', 'https://app.example.com/path']) {
       expect(failure({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: bad }).message).toContain('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: ');
     }
+  });
+
+  describe('never echoes a value that can carry credentials (issue 12)', () => {
+    it.each([
+      ['GATEWAY_REDIS_MASTER_ADDR', 'redis://user:s3cr3t-pw@redis.internal:6379'],
+      ['GATEWAY_REDIS_MASTER_ADDR', 'user:s3cr3t-pw@redis.internal:6379'],
+      ['GATEWAY_REDIS_REPLICA_ADDRS', 'r1:6379,redis://:s3cr3t-pw@r2:6379'],
+      ['GATEWAY_AUTH_UPSTREAM_URL', 'https://user:s3cr3t-pw@[auth'],
+      ['GATEWAY_DOWNSTREAM_ROUTES', 'orders.=grpc://user:s3cr3t-pw@orders:443'],
+      ['GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', 'https://user:s3cr3t-pw@app.example.com'],
+    ])('%s=%s names the variable and what is wrong, not the value', (variable, value) => {
+      const error = failure({ ...base, [variable]: value });
+      expect(error.problems.map((p) => p.variable)).toContain(variable);
+      expect(error.message).not.toContain('s3cr3t-pw');
+      expect(error.message).toMatch(new RegExp(`${variable}: .*(not shown|is not)`));
+    });
+
+    it('still quotes a plain bad value, which helps the operator', () => {
+      expect(failure({ ...base, GATEWAY_REDIS_MASTER_ADDR: 'localhost' }).message).toContain('"localhost" is not host:port');
+    });
   });
 });

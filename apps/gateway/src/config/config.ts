@@ -74,6 +74,8 @@ export interface GatewayConfig {
   /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
   readonly websocketAllowedOrigins: readonly string[];
   readonly shutdownTimeoutMs: number;
+  /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners). */
+  readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly freshnessWindowMs: number;
   readonly maxPayloadBytes: number;
   readonly pushStreamBuffer: number;
@@ -111,14 +113,27 @@ export const DEPRECATED_VARIABLES: Readonly<Record<string, string>> = {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/**
+ * True when a value may carry credentials: URL user info (`user:password@`) or a whole URL.
+ * Such a value is never echoed in an error (the `startup failed` line is read by many).
+ */
+export function mayCarryCredentials(value: string): boolean {
+  return value.includes('@') || value.includes('://');
+}
+
+/** `"value"` for an error message, or a note that it is withheld (see {@link mayCarryCredentials}). */
+export function quoteValue(value: string): string {
+  return mayCarryCredentials(value) ? 'the value (not shown: it looks like a URL or holds user:password@)' : `"${value}"`;
+}
+
 /** Parses `host:port`, `[v6]:port`, or (when `allowEmptyHost`) `:port`. */
 export function parseHostPort(variable: string, value: string, allowEmptyHost: boolean): HostPort {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  if (match === null) throw new ConfigError(variable, `"${value}" is not host:port`);
+  if (match === null) throw new ConfigError(variable, `${quoteValue(value)} is not host:port`);
   const host = match[1] ?? match[2] ?? '';
   const port = Number(match[3]);
   if (port > 65535) throw new ConfigError(variable, `port ${port} is out of range`);
-  if (host === '' && !allowEmptyHost) throw new ConfigError(variable, `"${value}" has no host`);
+  if (host === '' && !allowEmptyHost) throw new ConfigError(variable, `${quoteValue(value)} has no host`);
   return { host, port };
 }
 
@@ -286,7 +301,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
   if (authUpstreamUrl !== '') {
     const url = URL.canParse(authUpstreamUrl) ? new URL(authUpstreamUrl) : undefined;
-    if (url === undefined) r.fail('GATEWAY_AUTH_UPSTREAM_URL', `"${authUpstreamUrl}" is not a URL`);
+    if (url === undefined) r.fail('GATEWAY_AUTH_UPSTREAM_URL', `${quoteValue(authUpstreamUrl)} is not a URL`);
     else if (url.protocol !== 'http:' && url.protocol !== 'https:') r.fail('GATEWAY_AUTH_UPSTREAM_URL', 'must be an http:// or https:// URL');
   }
   const logLevel = r.string('GATEWAY_LOG_LEVEL', 'info');
@@ -302,7 +317,9 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   try {
     parseDownstreamRoutes(downstreamRoutes);
   } catch (error) {
-    r.fail('GATEWAY_DOWNSTREAM_ROUTES', error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    // The route parser quotes the bad pair; withhold it when it may carry credentials.
+    r.fail('GATEWAY_DOWNSTREAM_ROUTES', mayCarryCredentials(downstreamRoutes) ? 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)' : message);
   }
   const config: GatewayConfig = {
     redis: {
@@ -326,6 +343,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     websocketAddr,
     websocketAllowedOrigins,
     shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
+    http: readHttpTimeouts(r),
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
@@ -350,6 +368,14 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   return config;
 }
 
+/** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */
+function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
+  const headersTimeoutMs = r.duration('GATEWAY_HTTP_HEADERS_TIMEOUT', '10s');
+  const requestTimeoutMs = r.duration('GATEWAY_HTTP_REQUEST_TIMEOUT', '30s');
+  if (headersTimeoutMs > requestTimeoutMs) r.fail('GATEWAY_HTTP_HEADERS_TIMEOUT', 'must not be longer than GATEWAY_HTTP_REQUEST_TIMEOUT');
+  return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: r.duration('GATEWAY_HTTP_KEEPALIVE_TIMEOUT', '5s') };
+}
+
 /** `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`) or `*`. */
 function parseOrigins(text: string): string[] {
   if (text === '') return [];
@@ -363,7 +389,7 @@ function parseOrigins(text: string): string[] {
       url = undefined;
     }
     if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
-      throw new ConfigError('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', `"${origin}" is not an origin like https://app.example.com (scheme, host, optional port; no path)`);
+      throw new ConfigError('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', `${origin.includes('@') ? 'an origin (not shown: it holds user:password@)' : `"${origin}"`} is not an origin like https://app.example.com (scheme, host, optional port; no path)`);
     }
     return origin;
   });
