@@ -38,8 +38,10 @@ const SWITCH_CHANNEL = '+switch-master';
  * - startup asks the Sentinels in order for `SENTINEL GET-MASTER-ADDR-BY-NAME` and PINGs the
  *   answer (SPEC §8.1 step 3);
  * - every Sentinel is subscribed to `+switch-master`, and every `pollIntervalMs` one Sentinel is
- *   asked again for the master and `SENTINEL REPLICAS` (a missed message costs at most one
- *   interval);
+ *   asked again for the master (`SENTINEL MASTER`) and `SENTINEL REPLICAS` (a missed message
+ *   costs at most one interval); an answer whose `config-epoch` is older than one already
+ *   accepted (a Sentinel that has not heard of the last failover yet) is ignored, so the client
+ *   never switches back to a demoted master;
  * - on a new master the one master {@link RedisClient} is re-pointed (`retarget`): commands
  *   never queue or retry across the switch (each fails or succeeds within the command timeout
  *   on the connection it was sent on), and master-change listeners run at once;
@@ -58,6 +60,10 @@ export class SentinelRedisTopology implements RedisTopology {
   private replicaList: SentinelReplica[] = [];
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
+  /** Highest Sentinel `config-epoch` accepted: an answer from a Sentinel that lags is ignored. */
+  private epoch = -1;
+  /** The Sentinel that announced the last switch: asked first by the next poll. */
+  private announcer: RedisClient | undefined;
   private closed = false;
 
   constructor(options: SentinelRedisTopologyOptions) {
@@ -182,7 +188,11 @@ export class SentinelRedisTopology implements RedisTopology {
           // `<master name> <old ip> <old port> <new ip> <new port>`
           const [name, , , host, port] = message.split(' ');
           if (name === this.options.masterName && host !== undefined && port !== undefined) {
-            this.switchTo({ host, port: Number(port) }, `${SWITCH_CHANNEL} from ${client.address}`);
+            const changed = this.switchTo({ host, port: Number(port) }, `${SWITCH_CHANNEL} from ${client.address}`);
+            // A switch is a new configuration: answers of the old epoch (Sentinels that have not
+            // heard of it yet) must not switch back. The announcer tells the exact epoch next.
+            if (changed) this.epoch += 1;
+            this.announcer = client;
             void this.poll();
           }
         }),
@@ -195,15 +205,21 @@ export class SentinelRedisTopology implements RedisTopology {
     if (this.polling || this.closed) return;
     this.polling = true;
     try {
-      for (const client of this.sentinelClients) {
+      const announcer = this.announcer;
+      const order = announcer === undefined ? this.sentinelClients : [announcer, ...this.sentinelClients.filter((c) => c !== announcer)];
+      for (const client of order) {
         if (!client.isReady) {
           client.connect().catch(() => undefined);
           continue;
         }
         try {
-          const address = parseAddressReply(await client.command(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.options.masterName]));
+          const master = parseMasterReply(await client.command(['SENTINEL', 'MASTER', this.options.masterName]));
           const replicas = parseReplicas(await client.command(['SENTINEL', 'REPLICAS', this.options.masterName]));
-          if (address === undefined || this.closed) continue;
+          if (master === undefined || this.closed) continue;
+          // A Sentinel that has not caught up with the last failover yet: ask the next one.
+          if (master.epoch < this.epoch) continue;
+          this.epoch = master.epoch;
+          const address = master.address;
           this.switchTo(address, `poll of ${client.address}`);
           this.replicaList = replicas;
           this.replicaSet.update(replicas.filter((r) => r.healthy && !(r.address.host === address.host && r.address.port === address.port)).map((r) => r.address));
@@ -217,8 +233,9 @@ export class SentinelRedisTopology implements RedisTopology {
     }
   }
 
-  private switchTo(address: RedisAddress, source: string): void {
-    if (this.closed || (address.host === this.master.host && address.port === this.master.port)) return;
+  /** Re-points the master client and tells the listeners; false when `address` is already the master. */
+  private switchTo(address: RedisAddress, source: string): boolean {
+    if (this.closed || (address.host === this.master.host && address.port === this.master.port)) return false;
     this.logger.warn('redis master changed', { master_name: this.options.masterName, from: this.master.address, to: formatAddress(address), source });
     void this.master.retarget(address.host, address.port);
     for (const listener of this.listeners) {
@@ -228,6 +245,7 @@ export class SentinelRedisTopology implements RedisTopology {
         this.logger.error('redis master-change listener failed', { error: describeRedisError(err) });
       }
     }
+    return true;
   }
 }
 
@@ -258,6 +276,17 @@ function parseAddressReply(reply: RawReply): RedisAddress | undefined {
   if (!Array.isArray(reply) || reply.length < 2) return undefined;
   const port = Number(reply[1]);
   return Number.isInteger(port) && port > 0 ? { host: String(reply[0]), port } : undefined;
+}
+
+/** `SENTINEL MASTER <name>`: the address and `config-epoch` (which grows with every failover). */
+function parseMasterReply(reply: RawReply): { address: RedisAddress; epoch: number } | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  const info = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) info.set(String(reply[i]), String(reply[i + 1]));
+  const host = info.get('ip');
+  const port = Number(info.get('port'));
+  if (host === undefined || !Number.isInteger(port) || port <= 0) return undefined;
+  return { address: { host, port }, epoch: Number(info.get('config-epoch') ?? 0) };
 }
 
 function parseReplicas(reply: RawReply): SentinelReplica[] {

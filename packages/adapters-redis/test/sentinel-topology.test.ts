@@ -129,6 +129,8 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
       for (let i = 0; i < 5; i++) after.push(String(await xadd(gateway.master, stream, '*', `after-${i}`)));
       await waitFor(() => after.every((id) => handler.ids.includes(id)), { message: 'entries after the failover', timeoutMs: 10_000 });
       expect(handler.ids).toEqual([before, ...after]);
+      // The reader reconnected (onReconnect: the session cache is cleared on it).
+      expect(handler.reconnects).toBeGreaterThan(0);
       expect(logs.lines.some((l) => l.message === 'redis master changed' && l.fields['to'] === `127.0.0.1:${promoted.port}`)).toBe(true);
     } finally {
       await subscriber.stop();

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { DivergedRanges } from './diverged-ranges.js';
+import { RecentEntries, fingerprint, previousStreamId } from './recent-entries.js';
+
+describe('RecentEntries', () => {
+  it('tells consumed entries from other entries with the same id, and forgets beyond its capacity', () => {
+    const recent = new RecentEntries(2);
+    recent.remember({ id: '1-0', fields: { a: 'x' } });
+    recent.remember({ id: '2-0', fields: { a: 'y' } });
+    expect(recent.matches({ id: '2-0', fields: { a: 'y' } })).toBe(true);
+    expect(recent.matches({ id: '2-0', fields: { a: 'z' } })).toBe(false);
+    expect(recent.matches({ id: '3-0', fields: { a: 'y' } })).toBeUndefined();
+    recent.remember({ id: '3-0', fields: { a: 'z' } });
+    expect(recent.size).toBe(2);
+    expect(recent.matches({ id: '1-0', fields: { a: 'x' } })).toBeUndefined();
+  });
+
+  it('fingerprints field order independently, and values by prefix and length', () => {
+    expect(fingerprint({ a: '1', b: '2' })).toBe(fingerprint({ b: '2', a: '1' }));
+    expect(fingerprint({ a: '1' })).not.toBe(fingerprint({ a: '2' }));
+    const long = 'p'.repeat(100);
+    expect(fingerprint({ a: long })).not.toBe(fingerprint({ a: `${long}q` }));
+  });
+});
+
+describe('previousStreamId', () => {
+  it('is the id right before, so that a read after it includes the given id', () => {
+    expect(previousStreamId('5-3')).toBe('5-2');
+    expect(previousStreamId('5-0')).toBe('4-18446744073709551615');
+    expect(previousStreamId('0-0')).toBe('0-0');
+  });
+});
+
+describe('DivergedRanges', () => {
+  it('contains ids in (after, upTo] only, and keeps the newest ranges', () => {
+    const ranges = new DivergedRanges(1);
+    ranges.add({ after: '10-0', upTo: '12-0' });
+    expect([ranges.contains('10-0'), ranges.contains('11-5'), ranges.contains('12-0'), ranges.contains('12-1')]).toEqual([false, true, true, false]);
+    ranges.add({ after: '20-0', upTo: '21-0' });
+    expect(ranges.contains('11-5')).toBe(false);
+    expect(ranges.contains('21-0')).toBe(true);
+  });
+});
