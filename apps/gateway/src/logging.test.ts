@@ -1,18 +1,21 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { configure } from 'safe-stable-stringify';
-import { WinstonLogger, createWinstonLogger, flatJson } from './logging.js';
+import { LOG_FLUSH_MAX_PENDING, WinstonLogger, createWinstonLogger, flatJson } from './logging.js';
 
-/** A stream that records each write it receives. */
-function recorder(): { stream: Writable; writes: string[] } {
+/** A stream that records each write it receives; `written()` resolves at the next write. */
+function recorder(): { stream: Writable; writes: string[]; written: () => Promise<void> } {
   const writes: string[] = [];
+  let waiters: Array<() => void> = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       writes.push(chunk.toString('utf8'));
+      for (const wake of waiters) wake();
+      waiters = [];
       callback();
     },
   });
-  return { stream, writes };
+  return { stream, writes, written: () => new Promise<void>((resolve) => waiters.push(resolve)) };
 }
 
 const lines = (writes: string[]): Array<Record<string, unknown>> =>
@@ -23,15 +26,31 @@ const lines = (writes: string[]): Array<Record<string, unknown>> =>
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('the binary logger', () => {
-  it('writes the lines of one event-loop turn with one write, in order, one JSON object per line', async () => {
-    const { stream, writes } = recorder();
+  it('writes the lines logged within the flush delay with one write, in order, one JSON object per line', async () => {
+    const { stream, writes, written } = recorder();
     const logger = new WinstonLogger(createWinstonLogger('info', stream), { component: 'test' });
-    for (let i = 0; i < 50; i += 1) logger.info('command', { n: i });
-    expect(writes).toHaveLength(0);
+    for (let i = 0; i < 25; i += 1) logger.info('command', { n: i });
     await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 25; i < 50; i += 1) logger.info('command', { n: i });
+    expect(writes).toHaveLength(0);
+    await written();
     expect(writes).toHaveLength(1);
     expect(lines(writes).map((l) => l['n'])).toEqual(Array.from({ length: 50 }, (_, i) => i));
     expect(lines(writes)[0]).toMatchObject({ level: 'info', message: 'command', component: 'test' });
+    logger.info('later', { n: 50 });
+    await written();
+    expect(writes).toHaveLength(2);
+    expect(lines(writes).at(-1)).toMatchObject({ message: 'later', n: 50 });
+  });
+
+  it(`writes at once when more than ${LOG_FLUSH_MAX_PENDING} characters are pending`, () => {
+    const { stream, writes } = recorder();
+    const logger = new WinstonLogger(createWinstonLogger('info', stream));
+    const filler = 'x'.repeat(1000);
+    for (let i = 0; writes.length === 0 && i < 1000; i += 1) logger.info('big', { filler, n: i });
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.length).toBeGreaterThanOrEqual(LOG_FLUSH_MAX_PENDING);
+    expect(writes[0]!.length).toBeLessThan(LOG_FLUSH_MAX_PENDING + 2000);
   });
 
   it('writes pending lines when the logger ends', async () => {
@@ -45,15 +64,15 @@ describe('the binary logger', () => {
   });
 
   it('never writes secret fields, whatever a caller passes', async () => {
-    const { stream, writes } = recorder();
+    const { stream, writes, written } = recorder();
     new WinstonLogger(createWinstonLogger('info', stream)).info('x', { password: 'hunter2', signature: 'c2ln', payload: 'cGF5', user_id: 'u1' });
-    await new Promise((resolve) => setImmediate(resolve));
+    await written();
     expect(writes.join('')).not.toMatch(/hunter2|c2ln|cGF5/);
     expect(lines(writes)[0]).toMatchObject({ user_id: 'u1' });
   });
 
   it('writes the same line as winston itself for the same call (direct path vs winston.Logger.log)', async () => {
-    const { stream, writes } = recorder();
+    const { stream, writes, written } = recorder();
     const winstonLogger = createWinstonLogger('info', stream);
     const logger = new WinstonLogger(winstonLogger, { component: 'test' });
     const calls: Array<[string, Record<string, unknown>]> = [
@@ -67,7 +86,7 @@ describe('the binary logger', () => {
       winstonLogger.log('info', message, { component: 'test', ...fields });
     }
     logger.debug('not at info', { n: 1 });
-    await new Promise((resolve) => setImmediate(resolve));
+    await written();
     const parsed = lines(writes).map(({ timestamp, ...rest }) => {
       expect(timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       return rest;
@@ -96,10 +115,10 @@ describe('the binary logger', () => {
   });
 
   it('cuts any string field over 1024 characters to a 64-character preview plus its length (no line over 4 KiB)', async () => {
-    const { stream, writes } = recorder();
+    const { stream, writes, written } = recorder();
     const huge = 'a'.repeat(2_000_000);
     new WinstonLogger(createWinstonLogger('info', stream)).info('x', { request_id: huge, note: 'n'.repeat(1024), error: huge });
-    await new Promise((resolve) => setImmediate(resolve));
+    await written();
     const [line] = lines(writes);
     expect(line).toMatchObject({ request_id: 'a'.repeat(64), request_id_length: 2_000_000, note: 'n'.repeat(1024), error_length: 2_000_000 });
     expect(writes.join('').length).toBeLessThan(4096);
