@@ -6,7 +6,7 @@
 // pass --before-main <path to another build's apps/gateway/dist/main.js>; variants alternate
 // round by round. Also reports the CPU of the echo downstream, redis-server and this process.
 //
-//   node bench/command-cost.mjs [--rate 1500] [--duration 5] [--rounds 3] [--channels 8]
+//   node bench/command-cost.mjs [--rate 1500] [--max-in-flight N] [--duration 5] [--rounds 3] [--channels 8]
 //        [--before-main <main.js>] [--no-bare] [--no-intrinsic] [--quick]
 import { randomBytes } from 'node:crypto';
 import {
@@ -30,8 +30,9 @@ const selfCpuSeconds = () => {
 };
 
 /** Sends `rate` requests per second (1 ms ticks) for warm-up + duration; measures the latter. */
-async function openLoop(clients, requests, { rate, warmupMs, durationMs, pids }) {
+async function openLoop(clients, requests, { rate, maxInFlight, warmupMs, durationMs, pids }) {
   let next = 0;
+  let inFlight = 0;
   let answered = 0;
   let errors = 0;
   let recording = false;
@@ -41,12 +42,14 @@ async function openLoop(clients, requests, { rate, warmupMs, durationMs, pids })
   let k = 0;
   const tick = setInterval(() => {
     const due = Math.floor(((performance.now() - started) * rate) / 1000);
-    while (sent < due && next < requests.length) {
+    while (sent < due && inFlight < maxInFlight && next < requests.length) {
       sent += 1;
+      inFlight += 1;
       const request = requests[next++];
       const t0 = performance.now();
       const counted = recording;
       clients[k++ % clients.length].executeCommand(request, { deadline: Date.now() + 10_000 }, (error) => {
+        inFlight -= 1;
         if (!counted || !recording) return;
         if (error) errors += 1;
         else {
@@ -81,6 +84,9 @@ export async function runCommandCost(argv) {
   const quick = args.quick;
   const params = {
     rate: num(args, 'rate', 1500),
+    // At most this many commands in flight (a closed loop when the rate is out of reach): on
+    // a machine too busy for the fixed rate, CPU per command stays comparable between builds.
+    maxInFlight: num(args, 'max-in-flight', Infinity),
     durationSec: num(args, 'duration', quick ? 3 : 5),
     warmupSec: num(args, 'warmup', 1.5),
     rounds: num(args, 'rounds', quick ? 1 : 3),
@@ -97,12 +103,12 @@ export async function runCommandCost(argv) {
   const rig = await startCommandRig({ label: 'cost' });
   const { echo, proxy, redis, devices } = rig;
   const payload = randomBytes(params.payloadBytes);
-  const perRun = Math.ceil(params.rate * (params.durationSec + params.warmupSec + 1));
+  const perRun = Math.ceil(Math.min(params.rate, params.maxInFlight * 1000) * (params.durationSec + params.warmupSec + 1));
   const presign = () => {
     const ts = Date.now();
     return Array.from({ length: perRun }, (_, i) => signedCommand(devices[i % devices.length], 'bench.echo', payload, ts));
   };
-  const loop = { rate: params.rate, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
+  const loop = { rate: params.rate, maxInFlight: params.maxInFlight, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
   const others = { echo: echo.pid, redis: redis.pid, loadGenerator: 'self' };
   const variants = [{ label: 'gateway' }];
   if (params.beforeMain) variants.push({ label: 'gateway-before', main: params.beforeMain });
