@@ -10,8 +10,12 @@ import { REPO_ROOT, readResult } from './lib.mjs';
 
 /** Rows: [label, benchmark, pick(results) → number|undefined, target, 'max'|'min', unit]. */
 const ROWS = [
-  ['Commands: throughput vs bare proxy', 'commands', (r) => r.ratios?.throughput, 0.9, 'min', '×', (r) => r.ratiosBefore?.throughput],
-  ['Commands: p99 vs bare proxy p99', 'commands', (r) => r.ratios?.p99, 1.5, 'max', '×', (r) => r.ratiosBefore?.p99],
+  ['Commands: CPU per command ÷ intrinsic', 'command-cost', (r) => r.targets?.cpuPerCommandVsIntrinsic?.value, 1.1, 'max', '×', (r) => r.before?.cpuPerCommandVsIntrinsic],
+  ['Commands: p99 at 1,500/s ÷ intrinsic', 'command-cost', (r) => r.targets?.p99VsIntrinsic?.value, 1.25, 'max', '×', (r) => r.before?.p99VsIntrinsic],
+  ['Commands: closed loop (64) ÷ intrinsic', 'commands', (r) => r.ratios?.throughput, 0.9, 'min', '×', (r) => r.ratiosBefore?.throughput],
+  ['Push: CPU per delivery ÷ intrinsic', 'push', (r) => r.targets?.cpuPerDeliveryVsIntrinsic?.value, 1.25, 'max', '×', (r) => r.targetsBefore?.cpuPerDeliveryVsIntrinsic?.value],
+  ['Push: p99 at 30k/s, 10k streams', 'push', (r) => r.targets?.p99AtRate?.value, 50, 'max', ' ms', (r) => r.targetsBefore?.p99AtRate?.value],
+  ['Push: 10k subscribe storm ÷ intrinsic', 'push', (r) => r.targets?.stormVsIntrinsic?.value, 1.5, 'max', '×', (r) => r.targetsBefore?.stormVsIntrinsic?.value],
   ['Fan-out: deliveries/s at p99 ≤ 100 ms', 'push', (r) => r.targets?.deliveries?.value?.deliveredPerSec ?? 0, 20_000, 'min', '/s', (r) => (r.targetsBefore ? r.targetsBefore.deliveries?.value?.deliveredPerSec ?? 0 : undefined)],
   ['Fan-out: RSS per idle stream', 'push', (r) => r.targets?.memoryPerIdleStream?.value, 16, 'max', ' KiB', (r) => r.targetsBefore?.memoryPerIdleStream?.value],
   ['Fan-out: 10k subscribe storm', 'push', (r) => r.targets?.subscribeStorm10k?.value, 5000, 'max', ' ms', (r) => (r.targetsBefore ? r.targetsBefore.subscribeStorm10k?.value ?? 'failed' : undefined)],
