@@ -3,7 +3,7 @@
 //  - the session from an in-process map (filled by one HGETALL per session, on first use; the
 //    parsed public key object is cached with it), refused when unknown or revoked;
 //  - Ed25519 verify of the request's canonical bytes (SPEC §3) with that cached key object;
-//  - one `SET P replay:<ds>:<req> 1 NX PX <2 × 5 min>` on the same Redis through node-redis;
+//  - one `SET P replay:<ds>/<req> 1 NX PX <2 × 5 min>` on the same Redis through node-redis;
 //  - the downstream call with the client's deadline (10 s when it set none);
 //  - Ed25519 sign of the canonical result, answered as a signed ExecuteCommandResponse.
 // Verify and sign run inline on the event loop, as a straightforward implementation would.
@@ -67,7 +67,7 @@ async function execute(call, callback) {
   if (request.signature.length !== 64 || !verify(null, commandRequestBytes(request), s.publicKey, request.signature)) {
     return fail(callback, status.UNAUTHENTICATED, 'invalid request signature');
   }
-  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
+  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}/${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
   if (reserved === null) return fail(callback, status.ALREADY_EXISTS, 'request_id was already used');
   const deadline = call.getDeadline();
   downstream.execute(

@@ -3,7 +3,7 @@
 // stream):
 //  - per subscribe, the checks of SPEC §4: the session from an in-process map (one HGETALL per
 //    session, the parsed public key object cached with it), Ed25519 verify of the request's
-//    canonical bytes, one `SET P replay:<ds>:<req> 1 NX PX` on the same Redis, and a signed
+//    canonical bytes, one `SET P replay:<ds>/<req> 1 NX PX` on the same Redis, and a signed
 //    `gateway.server_time` bootstrap event (signed per stream, SPEC §3);
 //  - per client event, the entry validation of SPEC §5.4 (core's `parseClientEvent`), then ONE
 //    Ed25519 signature per event (not per delivery), one encoding, written to the streams of
@@ -75,7 +75,7 @@ async function subscribe(call) {
   if (request.signature.length !== 64 || !verify(null, subscribeRequestBytes(request), s.publicKey, request.signature)) {
     return fail(call, status.UNAUTHENTICATED, 'invalid request signature');
   }
-  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}:${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
+  const reserved = await redis.set(`${PREFIX}replay:${request.deviceSessionId}/${request.requestId}`, '1', { condition: 'NX', expiration: { type: 'PX', value: REPLAY_TTL_MS } });
   if (reserved === null) return fail(call, status.ALREADY_EXISTS, 'request_id was already used');
   let streams = byUser.get(s.userId);
   if (streams === undefined) byUser.set(s.userId, (streams = new Map()));

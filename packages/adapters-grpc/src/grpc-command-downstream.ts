@@ -1,5 +1,5 @@
 import { Metadata, credentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
-import { context, propagation } from '@opentelemetry/api';
+import { context, propagation, trace } from '@opentelemetry/api';
 import {
   GatewayError,
   GatewayErrorCode,
@@ -36,7 +36,12 @@ export class GrpcCommandDownstream implements CommandDownstream {
 
   execute(command: DownstreamCommand, callContext: DownstreamCallContext): Promise<DownstreamResult> {
     const metadata = new Metadata();
-    propagation.inject(callContext.traceContext ?? context.active(), metadata, metadataSetter);
+    const traceContext = callContext.traceContext ?? context.active();
+    // Nothing to propagate (no span context, no baggage: the usual case without a tracing SDK
+    // and without a client traceparent): skip the propagator.
+    if (trace.getSpanContext(traceContext) !== undefined || propagation.getBaggage(traceContext) !== undefined) {
+      propagation.inject(traceContext, metadata, metadataSetter);
+    }
     const signal = callContext.signal;
     return new Promise<DownstreamResult>((resolve, reject) => {
       if (signal?.aborted) {
