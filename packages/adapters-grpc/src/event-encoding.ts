@@ -11,24 +11,38 @@ import { tolerantDecoder } from './request-decoding.js';
 const wireMessages = new WeakMap<CoreGatewayEvent, GatewayEvent>();
 const encodings = new WeakMap<GatewayEvent, Buffer>();
 
+// The last entry of each cache: an event is written to its streams one after another, so all
+// but the first of its deliveries hit these (cheaper than a WeakMap lookup per delivery). They
+// hold one event and its bytes until the next one.
+let lastEvent: CoreGatewayEvent | undefined;
+let lastMessage: GatewayEvent | undefined;
+let lastEncoded: GatewayEvent | undefined;
+let lastBytes: Buffer | undefined;
+
 /** The wire message of `event`; the same object for every stream the event is written to. */
 export function wireGatewayEvent(event: CoreGatewayEvent): GatewayEvent {
+  if (event === lastEvent && lastMessage !== undefined) return lastMessage;
   let message = wireMessages.get(event);
   if (message === undefined) {
     message = fromGatewayEvent(event);
     wireMessages.set(event, message);
   }
+  lastEvent = event;
+  lastMessage = message;
   return message;
 }
 
 /** The protobuf encoding of a wire `GatewayEvent`, computed once per message object. */
 export function encodeGatewayEventOnce(message: GatewayEvent): Buffer {
+  if (message === lastEncoded && lastBytes !== undefined) return lastBytes;
   let bytes = encodings.get(message);
   if (bytes === undefined) {
     const out = GatewayEvent.encode(message).finish();
     bytes = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     encodings.set(message, bytes);
   }
+  lastEncoded = message;
+  lastBytes = bytes;
   return bytes;
 }
 
