@@ -16,12 +16,14 @@ import {
   type RedisClient,
   type RedisTopology,
 } from '@edge-gateway/adapters-redis';
+import { credentials } from '@grpc/grpc-js';
 import { createDownstreamRouter, parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { HttpAuthUpstream } from '@edge-gateway/adapters-http';
 import type { GatewayBackend } from './backend.js';
 import type { GatewayConfig } from './config/config.js';
 import { createRedisTopology } from './redis-topology-config.js';
 import type { Telemetry } from './telemetry.js';
+import { loadDownstreamCa } from './tls-files.js';
 import { Tokens } from './tokens.js';
 
 type Downstreams = ReturnType<typeof createDownstreamRouter>;
@@ -128,7 +130,10 @@ export function registerGateway(
   container.register(Tokens.Signer, { useValue: values.signer });
   container.register(
     Tokens.Downstreams,
-    cached(() => createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes))),
+    cached(() => {
+      const ca = loadDownstreamCa(config.downstreamTlsCaPath);
+      return createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes), { tlsCredentials: credentials.createSsl(ca ?? null) });
+    }),
   );
   container.register(
     Tokens.Core,

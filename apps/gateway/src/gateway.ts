@@ -4,7 +4,7 @@ import type { RedisTopology } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
-import { describeConfig, loadConfig, type GatewayConfig } from './config/config.js';
+import { describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerRedisClusterBackend } from './cluster-backend.js';
@@ -13,12 +13,26 @@ import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
 import { exposedKeyMode } from './signer-key-mode.js';
+import { TlsFilesError, describeCertificate, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
 /** Startup failed; `message` is the one line an operator reads (never a secret). */
 export class StartupError extends Error {
   override readonly name = 'StartupError';
+}
+
+/** Loads a listener's certificate at startup (step 2, with the signer key); errors name the variable. */
+async function loadListenerTls(listener: string, files: TlsFiles | undefined, logger: Logger): Promise<TlsKeyPair | undefined> {
+  if (files === undefined) return undefined;
+  try {
+    const pair = await loadTlsPair(files);
+    logger.info('tls certificate loaded', { listener, ...describeCertificate(pair) });
+    return pair;
+  } catch (error) {
+    if (error instanceof TlsFilesError) throw new StartupError(error.message);
+    throw error;
+  }
 }
 
 /** Awaits a listener start; a failure (e.g. the port is taken) names the variable to fix. */
@@ -95,6 +109,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       hint: 'chmod 600 the file (or 0400), unless it is a mounted secret you trust',
     });
   }
+  const publicHttpTls = await loadListenerTls('public http', config.publicHttpTls, logger);
+  const grpcTls = await loadListenerTls('authenticated grpc', config.grpcTls, logger);
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer });
@@ -160,7 +176,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       metrics: telemetry.metrics,
       logger: logger.child({ component: 'public-http' }),
     });
-    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr, config.http));
+    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr, publicHttpTls === undefined ? config.http : { ...config.http, tls: publicHttpTls }));
     const publicListener = publicHttp;
     undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
     logger.info('public http listener started', { address: publicHttp.address });
@@ -174,6 +190,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         maxPayloadBytes: config.maxPayloadBytes,
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'grpc' }),
+        ...(grpcTls === undefined ? {} : { tls: grpcTls }),
       }),
     );
     const grpcServer = grpc;
@@ -211,6 +228,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     await abort(error instanceof StartupError ? error : new StartupError(error instanceof Error ? error.message : String(error)));
   }
 
+  // Certificates are re-read when their files change (and on SIGHUP); new connections get them.
+  const tlsReloaders: TlsReloader[] = [];
+  const watchListener = (listener: string, files: TlsFiles | undefined, current: TlsKeyPair | undefined, apply: ((pair: TlsKeyPair) => void) | undefined): void => {
+    if (files !== undefined && current !== undefined && apply !== undefined) tlsReloaders.push(watchTlsFiles({ listener, files, current, apply, logger }));
+  };
+  watchListener('public http', config.publicHttpTls, publicHttpTls, publicHttp?.setTls);
+  watchListener('authenticated grpc', config.grpcTls, grpcTls, grpc?.setTls);
+
   readiness = 'ready';
   logger.info('gateway started', {
     public_http_addr: publicHttp?.address,
@@ -224,6 +249,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const shutdown = (): Promise<boolean> => {
     stopping ??= (async () => {
       logger.info('gateway shutting down', { budget_per_step: formatDuration(config.shutdownTimeoutMs) });
+      for (const reloader of tlsReloaders) reloader.stop();
       const steps = core.shutdownSteps({
         onShuttingDown: () => {
           readiness = 'shutting_down';
@@ -259,8 +285,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     websocket,
     shutdown,
     async reload() {
-      logger.info('reload requested', { reloads: ['signer key'] });
-      await rotation.reload();
+      logger.info('reload requested', { reloads: ['signer key', ...(tlsReloaders.length > 0 ? ['tls certificates'] : [])] });
+      await Promise.all([rotation.reload(), ...tlsReloaders.map((reloader) => reloader.reload())]);
     },
   };
 }

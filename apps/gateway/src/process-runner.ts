@@ -69,7 +69,7 @@ export async function runProcess(
     running = await start({ logger, telemetry: await setupTelemetry(process.env) });
   } catch (error) {
     const reason =
-      error instanceof ConfigError || (error instanceof Error && error.name === 'StartupError')
+      error instanceof ConfigError || (error instanceof Error && (error.name === 'StartupError' || error.name === 'TlsFilesError'))
         ? error.message
         : `${error instanceof Error ? error.name : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
     // Every problem of the configuration is in `error`; `variables` lists their names for jq.

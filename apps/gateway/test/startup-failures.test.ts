@@ -121,7 +121,7 @@ describe('every configuration problem at once, each naming its variable (issue 1
 
   it('GATEWAY_DOWNSTREAM_ROUTES=echo names the variable', async () => {
     const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_DOWNSTREAM_ROUTES: 'echo' });
-    expect(error).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port');
+    expect(error).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port or prefix=tls://host:port');
   });
 
   it.each(['GATEWAY_AUTHENTICATED_GRPC_ADDR', 'GATEWAY_PUBLIC_HTTP_ADDR', 'GATEWAY_ADMIN_HTTP_ADDR'])(

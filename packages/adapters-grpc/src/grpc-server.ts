@@ -5,6 +5,7 @@ import { GatewayMetrics, noopLogger, type GatewayCore, type Logger } from '@edge
 import { createEdgeGatewayService } from './edge-gateway-service.js';
 import { edgeGatewayServiceDefinition } from './event-encoding.js';
 import { loadReflectionDescriptor } from './proto-files.js';
+import { ReloadableTlsCredentials, type TlsKeyPair } from './reloadable-tls-credentials.js';
 
 /** Room for the other request fields on top of `maxPayloadBytes`, so an oversized payload
  * within it still reaches the core's field check and gets the exact `payload: …` message. */
@@ -24,6 +25,8 @@ export interface GrpcServerOptions {
   readonly logger?: Logger;
   /** Server keepalive pings, so dead clients (and their push streams) are noticed. */
   readonly keepalive?: { readonly timeMs?: number; readonly timeoutMs?: number };
+  /** Serve TLS with this certificate chain and key (PEM); default plaintext (h2c). */
+  readonly tls?: TlsKeyPair;
 }
 
 /** A started gRPC server. */
@@ -40,6 +43,11 @@ export interface GrpcServerHandle {
    * `budgetMs` every remaining call is cancelled. Resolves how it ended.
    */
   shutdown(budgetMs: number): Promise<'graceful' | 'forced'>;
+  /**
+   * Only on a server started with `tls`: serves `pair` to every connection made from now on
+   * (open connections and their streams keep going on the certificate they negotiated).
+   */
+  setTls?(pair: TlsKeyPair): void;
 }
 
 export const DEFAULT_KEEPALIVE_TIME_MS = 30_000;
@@ -86,9 +94,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   new ReflectionService(loadReflectionDescriptor()).addToServer(server);
 
+  const tls = options.tls;
+  const reloadable = tls === undefined ? undefined : new ReloadableTlsCredentials(tls);
+  const credentials = reloadable ?? ServerCredentials.createInsecure();
   const bindTo = (bind: string) =>
     new Promise<number>((resolve, reject) => {
-      server.bindAsync(bind, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+      server.bindAsync(bind, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
     });
   let host = target.host;
   let port: number;
@@ -110,6 +121,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     port,
     address: `${bracketed}:${port}`,
     health,
+    ...(reloadable === undefined ? {} : { setTls: (pair: TlsKeyPair) => reloadable.replace(pair) }),
     shutdown(budgetMs: number): Promise<'graceful' | 'forced'> {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(EDGE_GATEWAY_SERVICE_NAME, 'NOT_SERVING');

@@ -9,6 +9,7 @@ export * from './trace-context.js';
 export * from './edge-gateway-service.js';
 export * from './event-encoding.js';
 export * from './grpc-server.js';
+export * from './reloadable-tls-credentials.js';
 export * from './proto-files.js';
 export * from './grpc-command-downstream.js';
 export * from './downstream-routes.js';

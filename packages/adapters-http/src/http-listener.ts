@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as TlsServer } from 'node:tls';
 import { type AddressInfo, type Socket } from 'node:net';
 import { type Express } from 'express';
 import { noopLogger, type Logger } from '@edge-gateway/core';
@@ -22,6 +24,17 @@ export interface HttpListener {
    * after `budgetMs`. Calling it again returns the same promise.
    */
   close(budgetMs: number): Promise<CloseOutcome>;
+  /**
+   * Only on a listener started with `tls`: serves `pair` to every connection made from now on
+   * (open connections keep the certificate they negotiated).
+   */
+  setTls?(pair: TlsKeyPair): void;
+}
+
+/** A certificate chain and its private key, PEM. */
+export interface TlsKeyPair {
+  readonly cert: Buffer;
+  readonly key: Buffer;
 }
 
 export interface ListenOptions {
@@ -36,6 +49,8 @@ export interface ListenOptions {
   readonly requestTimeoutMs?: number;
   /** How long an idle keep-alive connection stays open (`GATEWAY_HTTP_KEEPALIVE_TIMEOUT`). */
   readonly keepAliveTimeoutMs?: number;
+  /** Serve HTTPS with this certificate (replace it later with `HttpListener.setTls`); default plain HTTP. */
+  readonly tls?: TlsKeyPair;
 }
 
 /**
@@ -61,14 +76,19 @@ export async function listen(app: Express, address: string, options: ListenOptio
   const logger = options.logger ?? noopLogger;
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs;
   const requestTimeout = options.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs;
-  const server = createServer({
+  const serverOptions = {
     headersTimeout: Math.min(headersTimeout, requestTimeout),
     requestTimeout,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs,
     // How often Node checks the two timeouts above (default 30 s, which would let a request
     // live up to twice its bound).
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
-  });
+  };
+  // An https.Server takes the same options and emits the same request events; typed as
+  // http's Server for the code below.
+  const tls = options.tls;
+  const server =
+    tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key }) as unknown as Server);
   // Also set as a property: the constructor option is not honoured on every supported Node.
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs;
   const active = new Set<ServerResponse>();
@@ -77,7 +97,8 @@ export async function listen(app: Express, address: string, options: ListenOptio
   // Connections that have not started a request yet: Node's idle-connection closing skips
   // them (clients such as undici open spare connections), so close() destroys them itself.
   const fresh = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
+  // With TLS the request's socket is the TLS socket, which 'secureConnection' hands out.
+  server.on(tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
     fresh.add(socket);
     socket.once('close', () => fresh.delete(socket));
   });
@@ -144,5 +165,8 @@ export async function listen(app: Express, address: string, options: ListenOptio
     port: bound.port,
     address: formatListenAddress(bound.address, bound.port),
     close,
+    ...(tls === undefined
+      ? {}
+      : { setTls: (pair: TlsKeyPair) => (server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key }) }),
   };
 }

@@ -59,7 +59,30 @@ describe('config errors are reported all at once (issue 16)', () => {
       GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/k.pem',
       GATEWAY_DOWNSTREAM_ROUTES: 'echo',
     });
-    expect(error.message).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port');
+    expect(error.message).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port or prefix=tls://host:port');
     expect(error.variable).toBe('GATEWAY_DOWNSTREAM_ROUTES');
+  });
+});
+
+describe('TLS file pairs: both or neither (issue 16)', () => {
+  const base = {
+    GATEWAY_REDIS_MASTER_ADDR: '127.0.0.1:6379',
+    GATEWAY_REDIS_PASSWORD: 'pw',
+    GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: '/k.pem',
+  };
+
+  it('plaintext by default; both set enables TLS on that listener only', () => {
+    expect(loadConfig(base)).toMatchObject({ grpcTls: undefined, publicHttpTls: undefined, downstreamTlsCaPath: '' });
+    const config = loadConfig({ ...base, GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: '/tls/grpc.crt', GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: '/tls/grpc.key' });
+    expect(config.grpcTls).toMatchObject({ certPath: '/tls/grpc.crt', keyPath: '/tls/grpc.key' });
+    expect(config.publicHttpTls).toBeUndefined();
+  });
+
+  it('one without the other names the missing variable, for both listeners at once', () => {
+    const error = failure({ ...base, GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: '/tls/grpc.crt', GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: '/tls/http.key' });
+    expect(error.problems).toEqual([
+      { variable: 'GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH', problem: 'is required when GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH is set (set both or neither)' },
+      { variable: 'GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH', problem: 'is required when GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH is set (set both or neither)' },
+    ]);
   });
 });

@@ -38,6 +38,15 @@ export interface SentinelConfig {
   readonly password: string;
 }
 
+/** A listener's certificate chain and private key files (PEM), re-read when they change. */
+export interface TlsFiles {
+  readonly certPath: string;
+  readonly keyPath: string;
+  /** The variables they came from, for messages. */
+  readonly certVariable: string;
+  readonly keyVariable: string;
+}
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /** How client events reach the processes holding their streams (SPEC §9). */
@@ -101,6 +110,12 @@ export interface GatewayConfig {
   readonly authUpstreamTimeoutMs: number;
   /** Raw `GATEWAY_DOWNSTREAM_ROUTES`; parsed by the gRPC adapter. */
   readonly downstreamRoutes: string;
+  /** `GATEWAY_DOWNSTREAM_TLS_CA_PATH`: PEM roots for `tls://` routes; empty: Node's root certificates. */
+  readonly downstreamTlsCaPath: string;
+  /** `GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH` / `_KEY_PATH`; undefined: plaintext (h2c). */
+  readonly grpcTls: TlsFiles | undefined;
+  /** `GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH` / `_KEY_PATH`; undefined: plain HTTP. */
+  readonly publicHttpTls: TlsFiles | undefined;
   readonly downstreamTimeoutMs: number;
   readonly logLevel: LogLevel;
 }
@@ -200,6 +215,18 @@ class Reader {
     const value = Number(text);
     if (!Number.isSafeInteger(value) || value < min) this.fail(name, `must be an integer >= ${min}`);
     return value;
+  }
+
+  /** `<prefix>_CERT_PATH` and `<prefix>_KEY_PATH`: both or neither. */
+  tlsFiles(prefix: string): TlsFiles | undefined {
+    const certVariable = `${prefix}_CERT_PATH`;
+    const keyVariable = `${prefix}_KEY_PATH`;
+    const certPath = this.string(certVariable, '');
+    const keyPath = this.string(keyVariable, '');
+    if (certPath === '' && keyPath === '') return undefined;
+    if (certPath === '') this.fail(certVariable, `is required when ${keyVariable} is set (set both or neither)`);
+    if (keyPath === '') this.fail(keyVariable, `is required when ${certVariable} is set (set both or neither)`);
+    return { certPath, keyPath, certVariable, keyVariable };
   }
 
   address(name: string, fallback: string): string {
@@ -361,6 +388,9 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     authUpstreamUrl,
     authUpstreamTimeoutMs: r.duration('GATEWAY_AUTH_UPSTREAM_TIMEOUT', '5s'),
     downstreamRoutes,
+    downstreamTlsCaPath: r.string('GATEWAY_DOWNSTREAM_TLS_CA_PATH', ''),
+    grpcTls: r.tlsFiles('GATEWAY_AUTHENTICATED_GRPC_TLS'),
+    publicHttpTls: r.tlsFiles('GATEWAY_PUBLIC_HTTP_TLS'),
     downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
     logLevel: logLevel as LogLevel,
   };
@@ -416,6 +446,8 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     websocket_addr: config.websocketAddr,
     websocket_allowed_origins: config.websocketAllowedOrigins,
     downstream_routes: config.downstreamRoutes,
+    authenticated_grpc_tls: config.grpcTls !== undefined,
+    public_http_tls: config.publicHttpTls !== undefined,
     auth_upstream: config.authUpstreamUrl === '' ? '' : new URL(config.authUpstreamUrl).origin,
   };
 }

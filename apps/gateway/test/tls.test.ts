@@ -1,0 +1,197 @@
+/**
+ * TLS (issue 16) against the built binary: HTTPS on the public listener, TLS on the
+ * authenticated gRPC listener, a `tls://` downstream route, and certificates replaced on disk
+ * while the gateway serves. Certificates are made here with `openssl`; no key is committed.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { Server, ServerCredentials, credentials } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CommandHandlerService } from '@edge-gateway/adapters-grpc/generated';
+import { GatewayClient } from '@edge-gateway/client';
+import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from './system-support.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'eg-tls-'));
+
+interface Certificate {
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly fingerprint256: string;
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid one day. */
+function makeCertificate(name: string): Certificate {
+  const certPath = join(dir, `${name}.crt`);
+  const keyPath = join(dir, `${name}.key`);
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout', keyPath, '-out', certPath,
+  ], { stdio: 'ignore' });
+  const cert = readFileSync(certPath);
+  return { certPath, keyPath, cert, key: readFileSync(keyPath), fingerprint256: new X509Certificate(cert).fingerprint256 };
+}
+
+const first = makeCertificate('gateway-first');
+const second = makeCertificate('gateway-second');
+const downstreamCert = makeCertificate('downstream');
+/** The files the gateway is configured with; replaced in place during the test. */
+const live = { certPath: join(dir, 'live.crt'), keyPath: join(dir, 'live.key') };
+
+/** Replaces a file the way an operator does: write aside, rename over. */
+function install(path: string, contents: Buffer): void {
+  writeFileSync(`${path}.next`, contents, { mode: 0o600 });
+  renameSync(`${path}.next`, path);
+}
+
+let redis: RedisServerHandle;
+let raw: RawRedis;
+let downstream: Server;
+let gateway: GatewayProcess;
+let addresses: Awaited<ReturnType<GatewayProcess['started']>>;
+const signer = writeSignerKey();
+
+beforeAll(async () => {
+  install(live.certPath, first.cert);
+  install(live.keyPath, first.key);
+  redis = await startRedisServer();
+  raw = await connectRedis(redis);
+  // A CommandHandler business service that only speaks TLS.
+  downstream = new Server();
+  downstream.addService(CommandHandlerService, {
+    execute: (call: { request: { payload: Buffer } }, callback: (error: null, result: { resultCode: string; payload: Buffer }) => void) =>
+      callback(null, { resultCode: 'tls-ok', payload: call.request.payload }),
+  });
+  const downstreamPort = await new Promise<number>((resolve, reject) =>
+    downstream.bindAsync('127.0.0.1:0', ServerCredentials.createSsl(null, [{ cert_chain: downstreamCert.cert, private_key: downstreamCert.key }]), (error, port) =>
+      error ? reject(error) : resolve(port),
+    ),
+  );
+  gateway = new GatewayProcess(
+    gatewayEnv(redis, signer.path, {
+      GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH: live.certPath,
+      GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: live.keyPath,
+      GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: live.certPath,
+      GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: live.keyPath,
+      GATEWAY_DOWNSTREAM_ROUTES: `tls.=tls://127.0.0.1:${downstreamPort}`,
+      GATEWAY_DOWNSTREAM_TLS_CA_PATH: downstreamCert.certPath,
+    }),
+  );
+  addresses = await gateway.started();
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  downstream?.forceShutdown();
+  await raw?.quit();
+  await redis?.stop();
+});
+
+/** The fingerprint of the certificate a new TLS connection to `address` is served. */
+function servedFingerprint(address: string, alpn: string): Promise<string> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, rejectUnauthorized: false, ALPNProtocols: [alpn] }, () => {
+      const fingerprint = socket.getPeerCertificate().fingerprint256;
+      socket.end();
+      resolve(fingerprint);
+    });
+    socket.once('error', reject);
+  });
+}
+
+function httpsGet(address: string, path: string, ca: Buffer): Promise<{ status: number; body: string }> {
+  const url = new URL(`https://${address}${path}`);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+function clientTrusting(ca: Buffer, device: ReturnType<typeof newDevice>): GatewayClient {
+  return new GatewayClient({
+    address: addresses.grpc,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: device.privateKey,
+    gatewayPublicKeys: [signer.publicKeyRaw],
+    credentials: credentials.createSsl(ca),
+  });
+}
+
+describe('TLS listeners and downstreams', () => {
+  it('logs the certificate of each listener at startup', () => {
+    const loaded = gateway.logs.filter((l) => l.message === 'tls certificate loaded');
+    expect(loaded.map((l) => [l['listener'], l['fingerprint256']])).toEqual([
+      ['public http', first.fingerprint256],
+      ['authenticated grpc', first.fingerprint256],
+    ]);
+    expect(gateway.raw).not.toContain('PRIVATE KEY');
+  });
+
+  it('serves HTTPS and gRPC over TLS, and reaches a tls:// downstream verified against GATEWAY_DOWNSTREAM_TLS_CA_PATH', async () => {
+    expect(await httpsGet(addresses.publicHttp, '/healthz', first.cert)).toEqual({ status: 200, body: '{"status":"ok"}' });
+    const device = newDevice('tls-user');
+    await writeSession(raw, device, 'active');
+    const client = clientTrusting(first.cert, device);
+    try {
+      const answer = await client.execute('tls.echo', Buffer.from('over tls'));
+      expect(answer.resultCode).toBe('tls-ok');
+      expect(Buffer.from(answer.payload).toString()).toBe('over tls');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('serves new certificates to new connections when the files change, streams stay open, a bad pair keeps the current one', async () => {
+    const device = newDevice('tls-reload-user');
+    await writeSession(raw, device, 'active');
+    const client = clientTrusting(first.cert, device);
+    const stream = new EventCollector(client.subscribe());
+    try {
+      await stream.waitForCount(1);
+      expect(await servedFingerprint(addresses.grpc, 'h2')).toBe(first.fingerprint256);
+
+      install(live.keyPath, second.key);
+      install(live.certPath, second.cert);
+      const reloaded = (listener: string) => (l: { message: string; [k: string]: unknown }) =>
+        l.message === 'tls certificate reloaded' && l['listener'] === listener && l['fingerprint256'] === second.fingerprint256;
+      await gateway.waitForLog(reloaded('public http'));
+      await gateway.waitForLog(reloaded('authenticated grpc'));
+
+      expect(await servedFingerprint(addresses.grpc, 'h2')).toBe(second.fingerprint256);
+      expect(await servedFingerprint(addresses.publicHttp, 'http/1.1')).toBe(second.fingerprint256);
+      expect(await httpsGet(addresses.publicHttp, '/readyz', second.cert)).toEqual({ status: 200, body: '{"status":"ready"}' });
+
+      // The stream opened on the old certificate keeps delivering.
+      await publishEvent(raw, { userId: device.userId, eventType: 'tls.after_reload', payload: Buffer.from('x') });
+      await stream.waitForCount(2);
+      expect(stream.ended).toBe(false);
+
+      // A key that does not match the certificate: logged, the current pair stays.
+      install(live.keyPath, first.key);
+      const failed = await gateway.waitForLog((l) => l.message === 'tls certificate reload failed: keeping the current certificate' && l['listener'] === 'public http');
+      expect(String(failed['error'])).toMatch(/^GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: .* is not the private key of /);
+      expect(failed['fingerprint256']).toBe(second.fingerprint256);
+      expect(await servedFingerprint(addresses.publicHttp, 'http/1.1')).toBe(second.fingerprint256);
+      expect(gateway.raw).not.toContain('PRIVATE KEY');
+    } finally {
+      install(live.keyPath, second.key);
+      client.close();
+    }
+  });
+});

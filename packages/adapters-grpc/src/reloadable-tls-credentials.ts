@@ -1,0 +1,27 @@
+import { ServerCredentials } from '@grpc/grpc-js';
+
+/** A certificate chain and its private key, PEM. */
+export interface TlsKeyPair {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+/**
+ * Server TLS credentials whose certificate can be replaced while the server runs: grpc-js
+ * hands the new context to its http2 server's `setSecureContext`, so connections made from
+ * then on get the new certificate and open ones keep theirs. No client certificates are asked.
+ */
+export class ReloadableTlsCredentials extends ServerCredentials {
+  constructor(pair: TlsKeyPair) {
+    super({ requestCert: false }, { cert: [pair.cert], key: [pair.key] });
+  }
+
+  /** Serves `pair` to new connections. */
+  replace(pair: TlsKeyPair): void {
+    this.updateSecureContextOptions({ cert: [pair.cert], key: [pair.key] });
+  }
+
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+}
