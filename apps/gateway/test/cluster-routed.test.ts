@@ -199,6 +199,50 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
     close(onA);
   });
 
+  it('a revoked snapshot on the cluster\'s session-events stream closes the routed stream with FAILED_PRECONDITION', async () => {
+    const device = await activeDevice(`revokee-${process.pid}`);
+    const stream = await open(device, grpcB);
+    const fields = { device_session_id: device.deviceSessionId, user_id: device.userId, status: 'revoked', client_public_key: device.publicKeyBase64, revoked_at_ms: String(Date.now()) };
+    await redis.command(['HSET', `gateway:session:${device.deviceSessionId}`, ...Object.entries(fields).flat()]);
+    await redis.command(['XADD', 'gateway:session-events', '*', ...Object.entries(fields).flat()]);
+    const error = await stream.waitForEnd();
+    expect(error).toMatchObject({ code: 9, details: 'device session is revoked' });
+    // The user's channel is released once its last stream is gone.
+    const { channel } = routedUserKeys('gateway:', device.userId);
+    const master = await cluster.masterOf(keySlot(channel));
+    await waitFor(async () => Number(((await cluster.command(master.port, ['PUBSUB', 'SHARDNUMSUB', channel])) as unknown[])[1]) === 0, {
+      message: 'channel unsubscribed after the revoke',
+    });
+  });
+
+  describe('stream fan-out on the cluster (GATEWAY_PUSH_FANOUT=stream)', () => {
+    let gatewayC: GatewayProcess;
+    let grpcC = '';
+    const clientEvents = `test:cluster-client-events:${process.pid}`;
+    beforeAll(async () => {
+      gatewayC = new GatewayProcess({ ...routedEnv({ GATEWAY_PUSH_FANOUT: 'stream', GATEWAY_CLIENT_EVENTS_REDIS_STREAM: clientEvents }) });
+      grpcC = (await gatewayC.started()).grpc;
+    });
+    afterAll(async () => {
+      await gatewayC?.stop();
+    });
+
+    it('delivers entries XADDed to the client-events stream, to the right session only', async () => {
+      const user = `streamer-${process.pid}`;
+      const [one, two] = [await activeDevice(user), await activeDevice(user)];
+      const [a, b] = [await open(one, grpcC), await open(two, grpcC)];
+      const id1 = String(await redis.command(['XADD', clientEvents, '*', 'user_id', user, 'event_type', 'stream.all', 'payload_base64', '']));
+      const id2 = String(await redis.command(['XADD', clientEvents, '*', 'user_id', user, 'device_session_id', two.deviceSessionId, 'event_type', 'stream.two', 'payload_base64', '']));
+      await b.waitForCount(3);
+      await a.waitForCount(2);
+      expect(a.clientEventIds).toEqual([id1]);
+      expect(b.clientEventIds).toEqual([id1, id2]);
+      expect(gatewayC.logs.find((l) => l.message === 'redis connected')).toMatchObject({ topology: 'cluster', push_fanout: 'stream' });
+      close(a);
+      close(b);
+    });
+  });
+
   describe('master failover inside the cluster', () => {
     /** Publishes one event every few ms until stopped; remembers the ids Redis confirmed. */
     function continuousPublisher(userId: string) {
@@ -231,13 +275,18 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
 
     for (const mode of ['CLUSTER FAILOVER', 'SIGKILL'] as const) {
       it(`${mode} of the user's master: every event the history kept is delivered, in order, to both gateways`, async () => {
+        // The previous failover demoted a master: wait until it is linked as a replica again.
+        await cluster.waitUntilStable(30_000);
         const user = `failover-${mode === 'SIGKILL' ? 'kill' : 'manual'}-${process.pid}`;
         const [dA, dB] = [await activeDevice(user), await activeDevice(user)];
         const [a, b] = [await open(dA, grpcA), await open(dB, grpcB)];
         const ticker = continuousPublisher(user);
         await waitFor(() => ticker.confirmed.length >= 5, { message: 'events before the failover' });
         const master = await cluster.masterOf(keySlot(routedUserKeys('gateway:', user).channel));
-        const replica = (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === master.id)!;
+        const replica = await waitFor(async () => (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === master.id && !n.failing), {
+          timeoutMs: 10_000,
+          message: `a replica of ${master.address}`,
+        });
         if (mode === 'CLUSTER FAILOVER') {
           await cluster.command(replica.port, ['CLUSTER', 'FAILOVER']);
         } else {
