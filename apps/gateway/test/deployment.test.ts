@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -239,6 +239,40 @@ describe('deploy: the built binary under the manifests settings', () => {
     const down = spawnSync(process.execPath, [join(DEPLOY, 'container/healthcheck.mjs')], { env: { GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${await freePort()}` }, encoding: 'utf8' });
     expect(down.status).toBe(1);
     expect(down.stderr).toContain('healthcheck: /readyz failed: ECONNREFUSED');
+  });
+});
+
+describe('deploy/container/healthcheck.mjs over TLS', () => {
+  it('checks an HTTPS public listener when GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH is set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-hc-tls-'));
+    const certPath = join(dir, 'public.crt');
+    const keyPath = join(dir, 'public.key');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=gateway.example.com', '-keyout', keyPath, '-out', certPath,
+    ], { stdio: 'ignore' });
+    const gateway = new GatewayProcess({
+      GATEWAY_REDIS_MASTER_ADDR: `127.0.0.1:${redis.port}`,
+      GATEWAY_REDIS_PASSWORD: redis.password,
+      GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
+      GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
+      GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH: certPath,
+      GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: keyPath,
+    });
+    try {
+      const { publicHttp } = await gateway.started();
+      const env = { GATEWAY_PUBLIC_HTTP_ADDR: publicHttp, GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH: certPath };
+      const check = spawnSync(process.execPath, [join(DEPLOY, 'container/healthcheck.mjs'), '/healthz'], { env, encoding: 'utf8' });
+      expect(check.stderr).toBe('');
+      expect(check.stdout).toBe('/healthz 200 {"status":"ok"}\n');
+      expect(check.status).toBe(0);
+      // Plain HTTP against the TLS listener is refused: the variable is what switches it.
+      const plain = spawnSync(process.execPath, [join(DEPLOY, 'container/healthcheck.mjs')], { env: { GATEWAY_PUBLIC_HTTP_ADDR: publicHttp }, encoding: 'utf8' });
+      expect(plain.status).toBe(1);
+    } finally {
+      await gateway.stop();
+    }
   });
 });
 
