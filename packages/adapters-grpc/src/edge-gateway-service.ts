@@ -10,7 +10,7 @@ import {
   GatewayError,
   GatewayErrorCode,
   GatewayMetrics,
-  describe,
+  describeError,
   noopLogger,
   tracerProviderInstalled,
   type GatewayCore,
@@ -91,7 +91,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
   }
 
   function statusOf(error: unknown, method: GrpcMethodName): GatewayStatus {
-    if (!(error instanceof GatewayError)) logger.error('unexpected error in grpc handler', { method, error: describe(error) });
+    if (!(error instanceof GatewayError)) logger.error('unexpected error in grpc handler', { method, error: describeError(error) });
     return toServiceError(error);
   }
 

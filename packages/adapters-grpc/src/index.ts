@@ -3,13 +3,13 @@
  * and reflection), the status mapping, and the downstream `CommandHandler` client.
  * Generated messages live in `@edge-gateway/adapters-grpc/generated`.
  */
-export * from './status-mapping.js';
-export * from './message-mapping.js';
-export * from './trace-context.js';
-export * from './edge-gateway-service.js';
-export * from './event-encoding.js';
-export * from './grpc-server.js';
-export * from './reloadable-tls-credentials.js';
-export * from './proto-files.js';
-export * from './grpc-command-downstream.js';
-export * from './downstream-routes.js';
+export { grpcStatusFor, grpcStatusName, INTERNAL_ERROR_DETAILS, toServiceError, type GatewayStatus } from './status-mapping.js';
+export { fromCommandRequest, fromCommandResult, fromDownstreamCommand, fromGatewayEvent, fromSubscribeRequest, toCommandRequest, toCommandResult, toDownstreamResult, toGatewayEvent, toSubscribeRequest } from './message-mapping.js';
+export { metadataGetter, metadataSetter } from './trace-context.js';
+export { createEdgeGatewayService, deadlineOf, type EdgeGatewayServiceOptions, type GrpcMethodName } from './edge-gateway-service.js';
+export { edgeGatewayServiceDefinition, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
+export { bindAddress, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, EDGE_GATEWAY_SERVICE_NAME, RECEIVE_HEADROOM_BYTES, startGrpcServer, type GrpcServerHandle, type GrpcServerOptions } from './grpc-server.js';
+export { ReloadableTlsCredentials, type TlsKeyPair } from './reloadable-tls-credentials.js';
+export { loadReflectionDescriptor, protoDir, ProtoFiles } from './proto-files.js';
+export { GrpcCommandDownstream, mapDownstreamError, type GrpcCommandDownstreamOptions } from './grpc-command-downstream.js';
+export { createDownstreamRouter, parseDownstreamRoutes, type DownstreamRoute, type DownstreamRouter, type DownstreamRouterOptions } from './downstream-routes.js';

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { GatewayError, describe, type GatewayCore, type GatewayEvent, type GatewayMetrics, type Logger, type OpenedStream } from '@edge-gateway/core';
+import { GatewayError, describeError, type GatewayCore, type GatewayEvent, type GatewayMetrics, type Logger, type OpenedStream } from '@edge-gateway/core';
 import {
   CloseCodes,
   FrameTypes,
@@ -109,7 +109,7 @@ export class WebSocketConnection {
       },
       (error: unknown) => {
         if (!this.finish(callId)) return;
-        if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describe(error) });
+        if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describeError(error) });
         this.sendStatus('ExecuteCommand', callId, toCallStatus(error));
       },
     );

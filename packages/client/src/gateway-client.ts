@@ -1,15 +1,9 @@
 import { randomUUID, sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import {
-  GatewayEventTypes,
-  commandRequestBytes,
-  commandResultBytes,
-  eventBytes,
-  subscribeRequestBytes,
-  type UnsignedEvent,
-} from '@edge-gateway/core';
-import { EdgeGatewayClient, ServerTime, type ExecuteCommandResponse, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
-import { GatewayBindingError, GatewayStatusError, toClientError } from './errors.js';
+import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/core';
+import { StreamVerifier, verifyCommandResult, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
+import { EdgeGatewayClient, type ExecuteCommandResponse, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { GatewayStatusError, toClientError } from './errors.js';
 import { ServerStreamReader } from './stream-reader.js';
 import { TrustedGatewayKeys, devicePrivateKey, type GatewayPublicKey } from './trusted-keys.js';
 
@@ -50,21 +44,10 @@ export interface ExecuteOptions {
   readonly signal?: AbortSignal;
 }
 
-/** A verified ExecuteCommand result. */
-export interface CommandResponse {
-  readonly requestId: string;
-  readonly resultCode: string;
-  readonly payload: Uint8Array;
-  readonly timestampMs: number;
-  readonly signerKeyId: string;
-}
+/** A verified ExecuteCommand result (the protocol package's, shared with the WebSocket client). */
+export type CommandResponse = VerifiedCommandResult;
 
-/** A push event whose signature and binding were verified (the core's event fields, signed by `signerKeyId`). */
-export interface VerifiedEvent extends UnsignedEvent {
-  readonly signerKeyId: string;
-  /** The decoded payload of a `gateway.server_time` event. */
-  readonly serverTime?: { readonly serverTimeMs: number; readonly requestId: string };
-}
+export type { VerifiedEvent } from '@edge-gateway/protocol';
 
 /** Reconnect backoff for `subscribe({ autoReconnect: true })`. */
 export interface BackoffOptions {
@@ -141,7 +124,7 @@ export class GatewayClient {
    * Runs one command. Rejects with `GatewayStatusError` for a gRPC status, with
    * `GatewaySignatureError` / `GatewayBindingError` when the response can't be trusted.
    */
-  async execute(messageType: string, payload: Uint8Array, options: ExecuteOptions = {}): Promise<CommandResponse> {
+  async execute(messageType: string, payload: Uint8Array, options: ExecuteOptions = {}): Promise<VerifiedCommandResult> {
     const fields = {
       deviceSessionId: this.deviceSessionId,
       messageType,
@@ -167,17 +150,7 @@ export class GatewayClient {
       if (signal?.aborted) call.cancel();
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
-    this.trusted.verify('command response', response.signerKeyId, commandResultBytes(response), response.signature);
-    if (response.requestId !== fields.requestId) {
-      throw new GatewayBindingError(`command response answers request "${response.requestId}", not "${fields.requestId}"`);
-    }
-    return {
-      requestId: response.requestId,
-      resultCode: response.resultCode,
-      payload: response.payload,
-      timestampMs: response.timestampMs,
-      signerKeyId: response.signerKeyId,
-    };
+    return verifyCommandResult(await this.trusted.keys, response, fields.requestId);
   }
 
   /**
@@ -234,7 +207,7 @@ export class GatewayClient {
     const reader = new ServerStreamReader(this.client.subscribeEvents({ ...fields, signature }));
     const onAbort = (): void => reader.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    let first = true;
+    const verifier = new StreamVerifier(await this.trusted.keys, this.deviceSessionId, fields.requestId, this.knownUserId);
     try {
       for (;;) {
         let message: GatewayEvent | undefined;
@@ -245,9 +218,11 @@ export class GatewayClient {
           throw error;
         }
         if (message === undefined) return;
-        const receivedAt = Date.now();
-        const event = this.verifyEvent(message, first, fields.requestId, receivedAt);
-        first = false;
+        const event = await verifier.verify(message, Date.now());
+        if (event.serverTime !== undefined) {
+          this.knownUserId = verifier.userId;
+          this.offsetMs = verifier.clockOffsetMs;
+        }
         if (event.eventId !== '') this.lastId = event.eventId;
         yield event;
       }
@@ -255,43 +230,6 @@ export class GatewayClient {
       options.signal?.removeEventListener('abort', onAbort);
       reader.cancel();
     }
-  }
-
-  private verifyEvent(message: GatewayEvent, first: boolean, requestId: string, receivedAt: number): VerifiedEvent {
-    this.trusted.verify(`event ${message.eventType}`, message.signerKeyId, eventBytes(message), message.signature);
-    const isServerTime = message.eventType === GatewayEventTypes.serverTime;
-    if (first !== isServerTime) {
-      throw new GatewayBindingError(first ? `expected ${GatewayEventTypes.serverTime} first, got ${message.eventType}` : `unexpected ${message.eventType} mid-stream`);
-    }
-    const gatewayEvent = message.eventType.startsWith('gateway.');
-    if (message.deviceSessionId !== this.deviceSessionId && (gatewayEvent || message.deviceSessionId !== '')) {
-      throw new GatewayBindingError(`event for device session "${message.deviceSessionId}" reached session "${this.deviceSessionId}"`);
-    }
-    let serverTime: VerifiedEvent['serverTime'];
-    if (isServerTime) {
-      const decoded = ServerTime.decode(message.payload);
-      if (decoded.requestId !== requestId) {
-        throw new GatewayBindingError(`bootstrap answers subscribe request "${decoded.requestId}", not "${requestId}"`);
-      }
-      serverTime = { serverTimeMs: decoded.serverTimeMs, requestId: decoded.requestId };
-      if (this.knownUserId !== undefined && message.userId !== this.knownUserId) {
-        throw new GatewayBindingError(`bootstrap is for user "${message.userId}", not "${this.knownUserId}"`);
-      }
-      this.knownUserId = message.userId;
-      this.offsetMs = decoded.serverTimeMs - receivedAt;
-    } else if (message.userId !== this.knownUserId) {
-      throw new GatewayBindingError(`event for user "${message.userId}" reached user "${this.knownUserId ?? ''}"`);
-    }
-    return {
-      eventId: message.eventId,
-      eventType: message.eventType,
-      userId: message.userId,
-      deviceSessionId: message.deviceSessionId,
-      timestampMs: message.timestampMs,
-      payload: message.payload,
-      signerKeyId: message.signerKeyId,
-      ...(serverTime === undefined ? {} : { serverTime }),
-    };
   }
 }
 

@@ -2,9 +2,9 @@
  * TypeScript client for device apps: signs ExecuteCommand / SubscribeEvents requests,
  * verifies gateway signatures and bindings, exposes push events as an async iterable.
  */
-export * from './errors.js';
-export * from './trusted-keys.js';
-export * from './gateway-client.js';
+export { GatewayBindingError, GatewaySignatureError, GatewayStatusError, isServiceError, toClientError } from './errors.js';
+export { devicePrivateKey, TrustedGatewayKeys, type GatewayPublicKey } from './trusted-keys.js';
+export { DEFAULT_CHANNEL_OPTIONS, GatewayClient, type BackoffOptions, type CommandResponse, type ExecuteOptions, type GatewayClientOptions, type SubscribeOptions, type VerifiedEvent } from './gateway-client.js';
 export { ServerStreamReader } from './stream-reader.js';
 // Canonical signing bytes (SPEC §3), for apps and tests that sign or verify by hand.
 export { commandRequestBytes, commandResultBytes, eventBytes, subscribeRequestBytes, keyId } from '@edge-gateway/core';

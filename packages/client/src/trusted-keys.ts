@@ -1,42 +1,34 @@
-import { createPrivateKey, verify, type KeyObject } from 'node:crypto';
-import { ed25519PublicKeyFromRaw, keyId } from '@edge-gateway/core';
-import { GatewaySignatureError } from './errors.js';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { keyId } from '@edge-gateway/core';
+import { TrustedKeys, type GatewayPublicKey } from '@edge-gateway/protocol';
 
-/** A gateway public key: raw 32 bytes, or their standard base64. */
-export type GatewayPublicKey = Uint8Array | string;
+export type { GatewayPublicKey } from '@edge-gateway/protocol';
 
 /**
  * The gateway keys a client trusts, by `signer_key_id` (SPEC §3), so several keys can be
- * trusted during a rotation.
+ * trusted during a rotation. Checked at once (a bad key throws `TypeError` here); signatures
+ * are verified by the protocol package's {@link TrustedKeys}, the same code as in browsers.
  */
 export class TrustedGatewayKeys {
-  private readonly keys = new Map<string, KeyObject>();
+  /** Key ids trusted. */
+  readonly ids: string[];
+  /** The imported keys. */
+  readonly keys: Promise<TrustedKeys>;
 
   constructor(keys: readonly GatewayPublicKey[]) {
     if (keys.length === 0) throw new TypeError('at least one gateway public key is required');
-    for (const key of keys) {
+    const raws = keys.map((key) => {
       const raw = typeof key === 'string' ? Buffer.from(key, 'base64') : key;
       if (raw.length !== 32) throw new TypeError('a gateway public key must be 32 raw bytes (or their base64)');
-      this.keys.set(keyId(raw), ed25519PublicKeyFromRaw(raw));
-    }
+      return raw;
+    });
+    this.ids = raws.map((raw) => keyId(raw));
+    this.keys = TrustedKeys.create(raws);
   }
 
-  /** Key ids trusted. */
-  get ids(): string[] {
-    return [...this.keys.keys()];
-  }
-
-  /** Throws `GatewaySignatureError` unless `signature` over `data` verifies with the key `signerKeyId`. */
-  verify(what: string, signerKeyId: string, data: Uint8Array, signature: Uint8Array): void {
-    const key = this.keys.get(signerKeyId);
-    if (key === undefined) throw new GatewaySignatureError(`${what} is signed by unknown key id "${signerKeyId}"`);
-    let ok = false;
-    try {
-      ok = signature.length === 64 && verify(null, data, key, signature);
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw new GatewaySignatureError(`${what} has an invalid signature`);
+  /** Rejects with `GatewaySignatureError` unless `signature` over `data` verifies with the key `signerKeyId`. */
+  async verify(what: string, signerKeyId: string, data: Uint8Array, signature: Uint8Array): Promise<void> {
+    await (await this.keys).verify(what, signerKeyId, data, signature);
   }
 }
 

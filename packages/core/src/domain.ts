@@ -24,7 +24,10 @@ export type RawFields = Readonly<Record<string, string>>;
 
 /** One entry of a Redis stream (or any other ordered event source). */
 export interface StreamEntry {
-  /** Stream id `<ms>-<seq>`. */
+  /**
+   * Stream id `<ms>-<seq>`, increasing in stream order (see `EventHistory` for why ids stay
+   * Redis-shaped for every event source).
+   */
   readonly id: string;
   readonly fields: RawFields;
 }

@@ -1,26 +1,12 @@
-export * from './domain.js';
-export * from './errors.js';
-export * from './validation.js';
-export * from './encoding/base64.js';
-export * from './ports/index.js';
-export * from './signing/canonical.js';
-export * from './signing/keys.js';
-export * from './signing/signer.js';
-export * from './signing/rotating-signer.js';
-export * from './signing/verifier.js';
-export * from './session/session-fields.js';
-export * from './session/session-cache.js';
-export * from './push/push-hub.js';
-export * from './routing/static-router.js';
-export * from './handlers/client-event.js';
-export * from './handlers/stream-entry-handler.js';
-export * from './handlers/client-events-handler.js';
-export * from './handlers/session-events-handler.js';
-export * from './services/command-service.js';
-export * from './services/subscription-service.js';
-export * from './services/server-time.js';
-export * from './observability/metrics.js';
-export * from './observability/log-safe.js';
+/**
+ * `@edge-gateway/core`: the transport-free gateway core. Start with {@link createGatewayCore};
+ * the services, hub and handlers it assembles are exported for embedders that need them.
+ * In-memory adapters: `@edge-gateway/core/memory`; port contract suites: `@edge-gateway/core/testing`.
+ *
+ * @packageDocumentation
+ */
+
+// Composition root: assemble, open streams, shut down
 export {
   createGatewayCore,
   DEFAULT_PUSH_STREAM_BUFFER,
@@ -33,3 +19,131 @@ export {
 } from './composition/gateway-core.js';
 export { openStream, type OpenedStream } from './composition/stream-opening.js';
 export { runShutdown, withBudget, type ShutdownStep } from './composition/shutdown.js';
+
+// Domain types and errors
+export {
+  GatewayEventTypes,
+  type CommandRequest,
+  type CommandResult,
+  type DeviceSession,
+  type DownstreamCommand,
+  type DownstreamResult,
+  type GatewayEvent,
+  type RawFields,
+  type ResolvedSession,
+  type SessionStatus,
+  type StreamEntry,
+  type SubscribeRequest,
+  type UnsignedEvent,
+} from './domain.js';
+export { GatewayError, GatewayErrorCode, GatewayMessages, isGatewayError, type GatewayErrorOptions } from './errors.js';
+
+// Ports (what the core needs from adapters)
+export {
+  AuthUpstreamError,
+  type AuthUpstream,
+  type AuthUpstreamFailure,
+  type ConfirmEmailCodeRequest,
+  type ConfirmEmailCodeResponse,
+  type SendEmailCodeRequest,
+  type SendEmailCodeResponse,
+} from './ports/auth-upstream.port.js';
+export { systemClock, type Clock } from './ports/clock.port.js';
+export { type CommandDownstream, type CommandRouter, type DownstreamCallContext } from './ports/command-router.port.js';
+export { type EventHistory, type EventHistoryPage } from './ports/event-history.port.js';
+export { noopLogger, type LogFields, type Logger } from './ports/logger.port.js';
+export { replayKey, type ReplayReservation, type ReplayStore } from './ports/replay-store.port.js';
+export { signWith, type ResponseSigner } from './ports/response-signer.port.js';
+export { type SessionStore } from './ports/session-store.port.js';
+export { type UserFeed } from './ports/user-feed.port.js';
+
+// Services, push hub, stream-entry handlers, routing
+export {
+  CommandService,
+  DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT,
+  DEFAULT_DOWNSTREAM_TIMEOUT_MS,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  type CallContext,
+  type CommandServiceOptions,
+} from './services/command-service.js';
+export { DEFAULT_FRESHNESS_WINDOW_MS } from './services/pipeline.js';
+export {
+  DEFAULT_MAX_CONCURRENT_CHECKS,
+  DEFAULT_RESUME_MAX_EVENTS,
+  DEFAULT_RESUME_MAX_SCAN,
+  SubscriptionService,
+  type SubscriptionServiceOptions,
+} from './services/subscription-service.js';
+export {
+  DEFAULT_PUSH_MAX_STREAMS_PER_SESSION,
+  DEFAULT_PUSH_STREAM_BUFFER_BYTES,
+  PushHub,
+  PushStream,
+  type PushHubOptions,
+  type PushSink,
+  type RegisterOptions,
+  type StartOptions,
+} from './push/push-hub.js';
+export { SessionCache, type SessionCacheOptions } from './session/session-cache.js';
+export { type StreamEntryHandler } from './handlers/stream-entry-handler.js';
+export { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH, signEvent, type ClientEventsHandlerOptions } from './handlers/client-events-handler.js';
+export { SessionEventsHandler, type SessionEventsHandlerOptions } from './handlers/session-events-handler.js';
+export { StaticRouter, type StaticRoute } from './routing/static-router.js';
+
+// Data formats: field validation, Redis entries (SPEC §2.1, §5)
+export {
+  compareStreamIds,
+  FieldReasons,
+  isStreamId,
+  isValidId,
+  isValidType,
+  validateCommandRequest,
+  validateSubscribeRequest,
+} from './validation.js';
+export { base64DecodedLength, isStandardBase64 } from './encoding/base64.js';
+export { parseRevocation, parseSessionFields, type ParsedSession, type Revocation } from './session/session-fields.js';
+export {
+  ClientEventReasons,
+  DEFAULT_PUSH_MAX_EVENT_BYTES,
+  parseClientEvent,
+  type ClientEventLimits,
+  type ParsedClientEvent,
+} from './handlers/client-event.js';
+export { encodeServerTime } from './services/server-time.js';
+
+// Signing (SPEC §3)
+export {
+  canonical,
+  commandRequestBytes,
+  commandResultBytes,
+  eventBytes,
+  i64,
+  sha256,
+  SigningContexts,
+  subscribeRequestBytes,
+  type CommandResultFields,
+} from './signing/canonical.js';
+export { ed25519PublicKeyFromRaw, KeyFormatError, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './signing/keys.js';
+export { Ed25519ResponseSigner } from './signing/signer.js';
+export { RotatingResponseSigner } from './signing/rotating-signer.js';
+export {
+  verifyCommandRequest,
+  verifyCommandRequestAsync,
+  verifyEd25519,
+  verifyEd25519Async,
+  verifySubscribeRequest,
+  verifySubscribeRequestAsync,
+} from './signing/verifier.js';
+
+// Observability
+export {
+  GatewayMetrics,
+  MetricNames,
+  tracerProviderInstalled,
+  type ConsumedStream,
+  type ResumeIncompleteReason,
+  type StreamCloseReason,
+} from './observability/metrics.js';
+export { boundedText, clientField, LOG_PREVIEW_CHARS, LOG_TEXT_MAX_CHARS } from './observability/log-safe.js';
+/** A loggable one-line description of any thrown value (never payload bytes). */
+export { describe as describeError } from './services/command-service.js';

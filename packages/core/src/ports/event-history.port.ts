@@ -8,7 +8,17 @@ export interface EventHistoryPage {
   readonly truncated: boolean;
 }
 
-/** Read access to past client events, for `resume_after_event_id` (SPEC §8.3). */
+/**
+ * Read access to past client events, for `resume_after_event_id` (SPEC §8.3).
+ *
+ * Event ids are Redis stream ids (`<ms>-<seq>`), deliberately: they are part of the signed
+ * event and of the wire contract (SPEC §2.1 validates `resume_after_event_id` as one), the
+ * core orders them (`compareStreamIds`) to skip what a resume already replayed, and a client
+ * event's `timestamp_ms` is the id's `<ms>`. An embedder's own event source must therefore
+ * hand out ids of that shape, increasing in stream order (`InMemoryEventStream` does:
+ * milliseconds of its clock, then a sequence within the millisecond). Opaque ids would need a
+ * separate ordering key in `StreamEntry` and a wire change; nothing asked for that yet.
+ */
 export interface EventHistory {
   /**
    * Up to `count` raw entries strictly after `afterId`, in order. `truncated` tells whether

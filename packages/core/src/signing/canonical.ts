@@ -1,22 +1,10 @@
 import { createHash } from 'node:crypto';
+import { SigningContexts, canonical as protocolCanonical, i64 } from '@edge-gateway/protocol';
 import type { CommandRequest, SubscribeRequest, UnsignedEvent } from '../domain.js';
 
-/** Domain-separation tags of SPEC §3. */
-export const SigningContexts = {
-  executeCommand: 'edgegateway.v1/execute-command',
-  subscribeEvents: 'edgegateway.v1/subscribe-events',
-  commandResult: 'edgegateway.v1/command-result',
-  event: 'edgegateway.v1/event',
-} as const;
-
-type Part = string | Uint8Array;
-
-/** `i64(n)`: 8-byte big-endian two's complement. */
-export function i64(n: number | bigint): Uint8Array {
-  const out = Buffer.allocUnsafe(8);
-  out.writeBigInt64BE(BigInt(n));
-  return out;
-}
+// The layout of SPEC §3 is the protocol package's (devices build the same bytes from it); the
+// core adds a synchronous SHA-256 (node:crypto) for its hot path and hands out Buffers.
+export { SigningContexts, i64 } from '@edge-gateway/protocol';
 
 /** `H(p)`: SHA-256 of the payload. */
 export function sha256(payload: Uint8Array): Uint8Array {
@@ -24,18 +12,9 @@ export function sha256(payload: Uint8Array): Uint8Array {
 }
 
 /** Concatenation of `lp(part)` for each part (SPEC §3). */
-export function canonical(parts: readonly Part[]): Buffer {
-  const encoded = parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'utf8') : part));
-  let size = 0;
-  for (const part of encoded) size += 4 + part.length;
-  const out = Buffer.allocUnsafe(size);
-  let offset = 0;
-  for (const part of encoded) {
-    offset = out.writeUInt32BE(part.length, offset);
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+export function canonical(parts: readonly (string | Uint8Array)[]): Buffer {
+  const bytes = protocolCanonical(parts);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function commandRequestBytes(r: Omit<CommandRequest, 'signature'>): Buffer {
