@@ -88,12 +88,14 @@ export class WebSocketConnection {
     }
     if (this.calls.has(frame.callId)) return this.close(CloseCodes.protocolError, 'call id in use');
     if (this.calls.size >= this.limits.maxCallsInFlight) return this.close(CloseCodes.policyViolation, 'too many calls in flight');
+    const method: Method = frame.type === FrameTypes.execute ? 'ExecuteCommand' : 'SubscribeEvents';
     try {
-      if (frame.type === FrameTypes.execute) this.execute(frame.callId, frame.body);
+      if (method === 'ExecuteCommand') this.execute(frame.callId, frame.body);
       else this.subscribe(frame.callId, frame.body);
     } catch (error) {
-      if (error instanceof WireFormatError) return this.close(CloseCodes.invalidPayload, 'malformed message');
-      throw error;
+      if (!(error instanceof WireFormatError)) throw error;
+      // As on gRPC: an undecodable message is this call's INVALID_ARGUMENT, counted like any other.
+      this.sendStatus(method, frame.callId, toCallStatus(GatewayError.malformedRequest()));
     }
   }
 

@@ -186,7 +186,6 @@ describe('WebSocket transport: handshake and framing limits', () => {
     ['a frame shorter than its header', (ws: WebSocket) => ws.send(new Uint8Array([1, 0])), CloseCodes.protocolError],
     ['an unknown frame type', (ws: WebSocket) => ws.send(encodeFrame(0x7f as never, 1)), CloseCodes.protocolError],
     ['a gateway frame type from the client', (ws: WebSocket) => ws.send(encodeFrame(FrameTypes.event, 1)), CloseCodes.protocolError],
-    ['a body that is not protobuf', (ws: WebSocket) => ws.send(encodeFrame(FrameTypes.execute, 1, new Uint8Array([0x0a, 0xff]))), CloseCodes.invalidPayload],
     ['a frame over the maximum size', (ws: WebSocket) => ws.send(new Uint8Array(64 * 1024 + 64 * 1024 + 1)), CloseCodes.messageTooBig],
   ])('closes the connection for %s', async (_name, send, code) => {
     f = await WsFixture.start();
@@ -194,6 +193,23 @@ describe('WebSocket transport: handshake and framing limits', () => {
     const closed = closeOf(ws);
     send(ws);
     expect((await closed).code).toBe(code);
+  });
+
+  it('answers a body that is not protobuf INVALID_ARGUMENT "malformed request message" on that call only', async () => {
+    f = await WsFixture.start();
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    ws.send(encodeFrame(FrameTypes.execute, 1, new Uint8Array([0x0a, 0xff])));
+    // int64 timestamp beyond 2^53: refused like grpc does, not silently rounded.
+    ws.send(encodeFrame(FrameTypes.subscribe, 2, new Uint8Array([0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])));
+    await seen.until(() => seen.frames.length >= 2);
+    for (const frame of seen.frames) {
+      expect(frame.type).toBe(FrameTypes.status);
+      expect(decodeStatus(frame.body)).toEqual({ code: StatusCodes.INVALID_ARGUMENT, details: 'malformed request message' });
+    }
+    expect(seen.frames.map((fr) => fr.callId).sort()).toEqual([1, 2]);
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
   });
 
   it('closes 1002 for a call id already in flight and 1008 beyond the calls in flight per connection', async () => {

@@ -115,7 +115,12 @@ export class FieldReader {
     const f = this.byNumber.get(field);
     if (f === undefined) return 0;
     if (f.varint === undefined) throw new WireFormatError(`field ${field} is not a varint`);
-    return Number(BigInt.asIntN(64, f.varint));
+    const value = BigInt.asIntN(64, f.varint);
+    // A JavaScript number holds it exactly only within ±2^53 (the gRPC adapter refuses the same).
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new WireFormatError(`field ${field} is beyond ±2^53`);
+    }
+    return Number(value);
   }
 
   bytes(field: number): Uint8Array {

@@ -41,8 +41,6 @@ export const CloseCodes = {
   protocolError: 1002,
   /** A text frame (the protocol is binary only). */
   unsupportedData: 1003,
-  /** A body that is not the protobuf message its frame type names. */
-  invalidPayload: 1007,
   /** Too many calls in flight on one connection. */
   policyViolation: 1008,
   /** A frame larger than the maximum frame size. */
