@@ -287,6 +287,7 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
           timeoutMs: 10_000,
           message: `a replica of ${master.address}`,
         });
+        if (replica === undefined) throw new Error(`no replica of ${master.address}`);
         if (mode === 'CLUSTER FAILOVER') {
           await cluster.command(replica.port, ['CLUSTER', 'FAILOVER']);
         } else {
