@@ -213,7 +213,11 @@ export class RedisStreamSubscriber {
         this.logger.warn('stream subscriber error; reconnecting', { error: describeRedisError(err), address: target.address, retry_in_ms: delayMs, resume_after: this.last });
         if (delayMs > 0) await this.sleep(delayMs);
       } finally {
-        if (connection?.isOpen === true) connection.destroy();
+        // Not only when isOpen: node-redis's destroy() during the connect handshake (stop or
+        // move while connecting) sets isOpen to false but leaves the socket open once the
+        // handshake ends; a second destroy() after connect() settled closes it. Without this the
+        // socket outlives stop(), keeping a Redis connection and the process alive.
+        if (connection !== undefined) destroyConnection(connection);
         if (this.connection === connection) this.connection = undefined;
       }
     }
@@ -363,5 +367,14 @@ export class RedisStreamSubscriber {
     }).finally(() => {
       this.wake = undefined;
     });
+  }
+}
+
+/** Closes a blocking connection at once, whatever state node-redis reports for it. */
+function destroyConnection(connection: NodeRedisClient): void {
+  try {
+    connection.destroy();
+  } catch {
+    // Already closed.
   }
 }
