@@ -74,7 +74,7 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
     payload_base64: payload.toString('base64'),
   };
   // The gateway's own parser decides what it would drop.
-  const parsed = parseClientEvent({ id: '1-0', fields });
+  const parsed = parseClientEvent({ id: '1-0', fields }, { maxEventBytes: config.pushMaxEventBytes });
   if (!parsed.ok) throw new CommandError(`refusing to publish: ${parsed.reason}; the gateway would drop this entry as malformed`);
   if (session !== undefined && session !== '' && !isValidId(session)) {
     throw new CommandError(`refusing to publish: --session "${session}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-]), so no stream could ever receive it`);

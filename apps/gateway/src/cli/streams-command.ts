@@ -1,4 +1,4 @@
-import { parseClientEvent, parseSessionFields, type StreamEntry } from '@edge-gateway/core';
+import { parseClientEvent, parseRevocation, parseSessionFields, type StreamEntry } from '@edge-gateway/core';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { entriesFromReply, loadRedisCommandConfig, withRedis, type CliRedisClient } from './cli-redis.js';
 
@@ -26,6 +26,11 @@ export function describeEntry(stream: StreamName, entry: StreamEntry): { ok: boo
   const parsed = stream === 'client-events' ? parseClientEvent(entry) : parseSessionFields(entry.fields);
   const details = shown.join(' ');
   if (parsed.ok) return { ok: true, line: `${Mark.ok} ${entry.id} ${details}` };
+  const revocation = stream === 'session-events' ? parseRevocation(entry.fields) : undefined;
+  if (revocation !== undefined) {
+    // Fail closed: the gateway revokes anyway, and counts the entry as malformed.
+    return { ok: false, line: `${Mark.fail} ${entry.id} INCOMPLETE revoked snapshot, the gateway revokes ${revocation.deviceSessionId} anyway: ${parsed.reason} | ${details}` };
+  }
   return { ok: false, line: `${Mark.fail} ${entry.id} MALFORMED, the gateway drops it: ${parsed.reason} | ${details}` };
 }
 
