@@ -12,7 +12,7 @@ import { registerGateway, registerRedisBackend } from './container.js';
 import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
-import { exposedKeyMode } from './signer-key-mode.js';
+import { warnIfKeyExposed } from './signer-key-mode.js';
 import { TlsFilesError, describeCertificate, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
@@ -101,14 +101,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const signer = rotation.signer;
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
   telemetry.metrics.observeSignerKey(signer);
-  const exposedMode = await exposedKeyMode(config.signerKeyPath);
-  if (exposedMode !== undefined) {
-    logger.warn('signer key file is readable by group or others', {
-      path: config.signerKeyPath,
-      mode: exposedMode,
-      hint: 'chmod 600 the file (or 0400), unless it is a mounted secret you trust',
-    });
-  }
+  await warnIfKeyExposed(config.signerKeyPath, logger);
   const publicHttpTls = await loadListenerTls('public http', config.publicHttpTls, logger);
   const grpcTls = await loadListenerTls('authenticated grpc', config.grpcTls, logger);
 

@@ -1,5 +1,6 @@
 import { RotatingResponseSigner, type Ed25519ResponseSigner, type Logger } from '@edge-gateway/core';
 import { loadSignerKey } from './signer-key.js';
+import { warnIfKeyExposed } from './signer-key-mode.js';
 
 /** How one reload of the signer key file ended. */
 export type SignerReloadOutcome = 'rotated' | 'unchanged' | 'failed';
@@ -39,6 +40,7 @@ export function createSignerRotation(initial: Ed25519ResponseSigner, path: strin
     }
     const previous = signer.rotate(next);
     log.info('signer key rotated', { old_signer_key_id: previous.keyId, new_signer_key_id: next.keyId });
+    await warnIfKeyExposed(path, log);
     return 'rotated';
   };
 
