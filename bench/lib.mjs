@@ -281,6 +281,7 @@ export class GatewayChild {
       grpc: local((await grpc).line.address),
       publicHttp: local((await pub).line.address),
       adminHttp: this.seen.has('admin http listener started') ? local(this.seen.get('admin http listener started').line.address) : undefined,
+      websocket: this.seen.has('websocket listener started') ? local(this.seen.get('websocket listener started').line.address) : undefined,
       startedAt: started.at,
     };
     return this.addresses;

@@ -54,7 +54,7 @@ const CLIENT_EVENTS = 'gateway:client-events';
  * Publishes client events at `deliveriesPerSec` (events/s = that / devicesPerUser) for
  * `seconds`, in 10 ms ticks, pipelined through node-redis. Each event targets one user.
  */
-async function publishAtRate(redis, users, { eventsPerSec, seconds, payloadBase64 }) {
+export async function publishAtRate(redis, users, { eventsPerSec, seconds, payloadBase64 }) {
   const tickMs = 10;
   const started = performance.now();
   let sent = 0;
