@@ -127,6 +127,13 @@ describe('edge-gateway sessions create', () => {
     expect(await raw.xLen('gateway:session-events')).toBe(before);
   });
 
+  it('is listed in the top-level usage and has its own --help', async () => {
+    expect((await runCli(['--help'], {})).stdout).toContain('  sessions create --user U [--id S] [--out device.pem]\n');
+    const help = await runCli(['sessions', '--help'], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force]');
+  });
+
   it('refuses bad input with exit 2 and the usage: no user, a bad id, a positional id', async () => {
     for (const args of [
       ['sessions', 'create'],

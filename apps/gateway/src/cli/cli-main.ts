@@ -19,6 +19,9 @@ Commands:
   doctor [--probe]                   the runbook's startup and readiness checks (✓/✗)
   sessions show <id>                 print a device-session record, flag it if malformed
   sessions revoke <id>               revoke a session: record, then revoked snapshot
+  sessions create --user U [--id S] [--out device.pem]
+                                     create a device session (new device key, record,
+                                     then active snapshot); print its id and key path
   events publish --user U [--session S] --type T (--payload-file F | --payload S)
                                      append a push event to the client-events stream
   streams tail <session-events|client-events> [--from-start] [--count N]
