@@ -86,13 +86,7 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
           // Routed mode: the publish function on every master before anyone relays or publishes.
           if (routed) await c.resolve<RedisRoutedPublisher>(Tokens.RoutedPublisher).loadFunction();
         },
-        close: async () => {
-          try {
-            await client.close();
-          } catch {
-            client.destroy();
-          }
-        },
+        close: () => client.close(),
       };
     }),
   );

@@ -162,13 +162,8 @@ export class RedisClient {
   }
 
   /** Closes the shared connection after pending commands finish. */
-  async close(): Promise<void> {
-    if (!this.raw.isOpen) return;
-    try {
-      await this.raw.close();
-    } catch {
-      this.raw.destroy();
-    }
+  close(): Promise<void> {
+    return closeOrDestroy(this.raw);
   }
 
   /** Closes the shared connection at once, rejecting pending commands. */
@@ -274,6 +269,16 @@ export class RedisClient {
         'server.port': this.port,
       },
     });
+  }
+}
+
+/** Closes a node-redis client (or cluster) after its pending commands; destroys it if that fails. */
+export async function closeOrDestroy(raw: { readonly isOpen: boolean; close(): Promise<unknown>; destroy(): unknown }): Promise<void> {
+  if (!raw.isOpen) return;
+  try {
+    await raw.close();
+  } catch {
+    raw.destroy();
   }
 }
 

@@ -6,6 +6,7 @@ import { keySlot } from './cluster-slot.js';
 import {
   SOCKET_WRITE_HIGH_WATER_MARK,
   boundedCommand,
+  closeOrDestroy,
   describeRedisError,
   type NodeRedisClient,
   type RawReply,
@@ -126,13 +127,9 @@ export class RedisClusterClient implements RedisCommands {
     await this.command(['PING'], options);
   }
 
-  async close(): Promise<void> {
-    if (!this.raw.isOpen) return;
-    try {
-      await this.raw.close();
-    } catch {
-      this.raw.destroy();
-    }
+  /** Closes every connection after pending commands finish. */
+  close(): Promise<void> {
+    return closeOrDestroy(this.raw);
   }
 
   destroy(): void {

@@ -201,6 +201,38 @@ describe('routed publish and feed (SPEC §9.2, §9.3)', () => {
     s.cancel();
   });
 
+  it('after its PUB/SUB connection is killed, re-syncs the user from history: the event published meanwhile arrives, in order, once', async () => {
+    const [user] = await usersOnEveryMaster(1);
+    const s = open(user!, 's1');
+    await s.ready;
+    const first = await publisher.publish({ userId: user!, eventType: 'e.before', payload: Buffer.from('') });
+    await waitFor(() => s.sink.events.length === 1, { message: 'first event' });
+    const master = (await cluster.masterOf(keySlot(routedUserKeys(keyPrefix, user!).channel))).port;
+    // Drop the sharded PUB/SUB connection (the one with subscriptions); publish while it is gone.
+    const list = String(await cluster.command(master, ['CLIENT', 'LIST']));
+    const id = /^id=(\d+) .*\bssub=[1-9]/m.exec(list)?.[1];
+    expect(id).toBeDefined();
+    // Another process's publisher, connected beforehand: its commands do not wait for the feed's client to recover.
+    const other = createRedisClusterClient({ nodes: [{ host: cluster.host, port: cluster.nodes[2]!.port }], password: cluster.password });
+    await connectAndPing(other, 5000);
+    const elsewhere = new RedisRoutedPublisher(other, { keyPrefix, historyMaxLen: 50 });
+    await elsewhere.publish({ userId: 'warm-up', eventType: 'e.warm', payload: Buffer.from('') });
+    const during = [];
+    try {
+      await cluster.command(master, ['CLIENT', 'KILL', 'ID', id!]);
+      // One event and nothing after it: no later message reveals a gap, only the re-sync finds it.
+      during.push((await elsewhere.publish({ userId: user!, eventType: 'e.during', payload: Buffer.from('') })).id);
+    } finally {
+      await other.close();
+    }
+    await waitFor(() => s.sink.events.length === 2, { timeoutMs: 10_000, message: 'the event published while disconnected' });
+    expect(s.sink.events.map((e) => e.eventId)).toEqual([first.id, ...during]);
+    const after = await publisher.publish({ userId: user!, eventType: 'e.after', payload: Buffer.from('') });
+    await waitFor(() => s.sink.events.length === 3, { timeoutMs: 10_000, message: 'live again' });
+    expect(s.sink.events.map((e) => e.eventId)).toEqual([first.id, ...during, after.id]);
+    s.cancel();
+  });
+
   it('refuses an event the gateway would drop, before sending anything', async () => {
     await expect(publisher.publish({ userId: 'u', eventType: 'gateway.fake', payload: Buffer.from('') })).rejects.toThrow(/reserved gateway\. prefix/);
     await expect(publisher.publish({ userId: '', eventType: 'a.b', payload: Buffer.from('') })).rejects.toThrow(/user_id is missing/);
