@@ -424,7 +424,9 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
 }
 
 export async function connectRedis(server) {
-  const client = createClient({ socket: { host: '127.0.0.1', port: server.port, reconnectStrategy: false }, password: server.password });
+  // No node-redis command timeout (5 s by default): on a loaded machine a publisher's queued
+  // XADDs outlived it and the rejection crashed the benchmark.
+  const client = createClient({ socket: { host: '127.0.0.1', port: server.port, reconnectStrategy: false }, password: server.password, commandOptions: { timeout: 0 } });
   client.on('error', () => undefined);
   await client.connect();
   return client;
