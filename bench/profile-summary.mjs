@@ -5,6 +5,10 @@
 //   node bench/profile-summary.mjs <file.cpuprofile> [--per 12000] [--top 40] [--json]
 //        [--from <s>] [--to <s>]   (only the samples in that window after the profile started)
 //        [--feature <name prefix>] (top functions of that feature only)
+//   node bench/profile-summary.mjs <a.cpuprofile> --compare <b.cpuprofile> [--from/--to for a]
+//        [--compare-from/--compare-to for b] [--scale <µs a>,<µs b>]
+//        Markdown table of both profiles' feature shares; with --scale (CPU per unit of work
+//        measured without the profiler, e.g. by command-cost.mjs) also in µs per unit.
 //
 // Get a profile with BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" and any
 // benchmark (the gateway writes it when stopped with SIGTERM).
@@ -55,13 +59,13 @@ const OWNER_FEATURES = [
   ['log line (winston)', (f) => /\/(winston|logform|readable-stream|safe-stable-stringify|triple-beam|winston-transport)\//.test(f.url) || /apps\/gateway\/dist\/logging\.js/.test(f.url) || f.functionName === 'logCall'],
   ['metrics (OpenTelemetry SDK)', (f) => /@opentelemetry\/(sdk-metrics|exporter-prometheus)\//.test(f.url) || (f.functionName === 'record' && /edge-gateway-service/.test(f.url))],
   ['span + trace context (OpenTelemetry API, no SDK)', (f) => (/@opentelemetry\/(api|core)\//.test(f.url) && f.functionName !== 'with') || f.functionName === 'startSpan' || f.functionName === 'traceIdOf'],
-  ['Redis SET NX (node-redis + wrapper)', (f) => /@redis\/client\/|adapters-redis\/dist/.test(f.url)],
+  ['Redis (node-redis + wrapper)', (f) => /@redis\/client\/|adapters-redis\/dist/.test(f.url)],
   ['protobuf encode/decode', (f) => /@bufbuild\/protobuf\/|\/protobufjs\/|\/generated\//.test(f.url)],
   ['canonical bytes + SHA-256', (f) => /signing\/canonical\.js/.test(f.url)],
 ];
 const LEAF_FEATURES = [
   ['AbortController / EventTarget', (f) => /node:internal\/(abort_controller|event_target)/.test(f.url)],
-  ['grpc-js (server + downstream client)', (f) => /@grpc\/grpc-js\//.test(f.url)],
+  ['grpc-js (server, and client of the downstream hop)', (f) => /@grpc\/grpc-js\//.test(f.url)],
   ['core pipeline (our code)', (f) => /packages\/core\/dist/.test(f.url)],
   ['gRPC adapter (our code)', (f) => /packages\/adapters-grpc\/dist/.test(f.url)],
   ['app (our code)', (f) => /apps\/gateway\/dist/.test(f.url)],
@@ -124,6 +128,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = parseArgs(process.argv.slice(2));
   const file = process.argv.slice(2).find((a) => a.endsWith('.cpuprofile'));
   if (!file) throw new Error('usage: profile-summary.mjs <file.cpuprofile> [--per N] [--top 40] [--json]');
+  if (typeof args.compare === 'string') {
+    printComparison(file, args);
+    process.exit(0);
+  }
   const summary = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')), { fromS: num(args, 'from', 0), toS: num(args, 'to', Infinity), onlyFeature: typeof args.feature === 'string' ? args.feature : undefined });
   const per = num(args, 'per', 0);
   const top = num(args, 'top', 40);
@@ -139,4 +147,24 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.log(`\ntop ${top} functions (self time):`);
     for (const [name, us] of summary.functions.slice(0, top)) console.log(`  ${fmt(us)}  ${name}`);
   }
+}
+
+/** A markdown table of the feature shares of two profiles (e.g. the gateway and its baseline). */
+function printComparison(file, args) {
+  const load = (path, from, to) => summarizeProfile(JSON.parse(readFileSync(path, 'utf8')), { fromS: from, toS: to });
+  const a = load(file, num(args, 'from', 0), num(args, 'to', Infinity));
+  const b = load(args.compare, num(args, 'compare-from', 0), num(args, 'compare-to', Infinity));
+  const [scaleA, scaleB] = typeof args.scale === 'string' ? args.scale.split(',').map(Number) : [NaN, NaN];
+  const share = (summary) => new Map(summary.features.map(([name, us]) => [name, us / summary.busyUs]));
+  const sa = share(a);
+  const sb = share(b);
+  const names = [...new Set([...sa.keys(), ...sb.keys()])].sort((x, y) => (sa.get(y) ?? 0) - (sa.get(x) ?? 0));
+  const cell = (s, scale) => (s === undefined || s < 0.002 ? '—' : `${(s * 100).toFixed(1)} %${Number.isFinite(scale) ? ` (${Math.round(s * scale)} µs)` : ''}`);
+  console.log(`| what the CPU is for | ${args.label ?? 'a'} | ${args['compare-label'] ?? 'b'} |`);
+  console.log('| --- | --- | --- |');
+  for (const name of names) {
+    if ((sa.get(name) ?? 0) < 0.002 && (sb.get(name) ?? 0) < 0.002) continue;
+    console.log(`| ${name} | ${cell(sa.get(name), scaleA)} | ${cell(sb.get(name), scaleB)} |`);
+  }
+  console.log(`| **total** | 100 %${Number.isFinite(scaleA) ? ` (${Math.round(scaleA)} µs)` : ''} | 100 %${Number.isFinite(scaleB) ? ` (${Math.round(scaleB)} µs)` : ''} |`);
 }
