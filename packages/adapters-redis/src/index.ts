@@ -52,4 +52,5 @@ export {
   type RoutedPublishResult,
 } from './redis-routed-publisher.js';
 export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } from './redis-routed-feed.js';
+export { RedisUserHistory } from './redis-user-history.js';
 export { RoutedRelayHandler } from './routed-relay-handler.js';

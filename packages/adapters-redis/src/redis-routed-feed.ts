@@ -1,16 +1,20 @@
-import { GatewayMetrics, compareStreamIds, isStreamId, noopLogger, type Logger, type StreamEntry, type UserFeed } from '@edge-gateway/core';
+import {
+  GatewayMetrics,
+  UserSequencer,
+  isStreamId,
+  noopLogger,
+  type Logger,
+  type SequencedDelivery,
+  type SequencedEvent,
+  type UserFeed,
+} from '@edge-gateway/core';
 import { describeRedisError } from './redis-client.js';
 import type { RedisClusterClient } from './redis-cluster-client.js';
+import { RedisUserHistory } from './redis-user-history.js';
 import { routedUserKeys, type RoutedUserKeys } from './routed-keys.js';
-import { flatToRecord } from './redis-session-store.js';
-import { parseEntries } from './stream-reply.js';
 
 /** Where routed events go: the core's client-events handler (same parse, sign, hub path as stream mode). */
-export interface RoutedDelivery {
-  handleBatch(entries: readonly StreamEntry[]): Promise<void>;
-  /** Tells every stream of the user that continuity ended (`gateway.resume_incomplete`). */
-  discontinuity(userId: string): number;
-}
+export type RoutedDelivery = SequencedDelivery;
 
 /** Options of {@link RedisRoutedFeed}. */
 export interface RedisRoutedFeedOptions {
@@ -28,14 +32,6 @@ export interface RedisRoutedFeedOptions {
   readonly logger?: Logger;
 }
 
-/** One event as the publish function sends it on a user's channel. */
-interface ChannelMessage {
-  readonly id: string;
-  readonly offset: number;
-  readonly epoch: string;
-  readonly entry: StreamEntry;
-}
-
 interface UserState {
   readonly userId: string;
   readonly keys: RoutedUserKeys;
@@ -43,14 +39,6 @@ interface UserState {
   /** Settles once subscribed and the baseline (offset, epoch) is known. */
   ready: Promise<void>;
   settle?: { resolve: () => void; reject: (err: unknown) => void };
-  baselined: boolean;
-  epoch: string;
-  offset: number;
-  lastId: string;
-  syncing: boolean;
-  /** Sync again when the current one ends (a trigger arrived while syncing). */
-  again: boolean;
-  pending: ChannelMessage[];
 }
 
 /**
@@ -60,11 +48,11 @@ interface UserState {
  * per master and routes each batch to the master of its slot), and unsubscribes after a
  * user's last stream closed.
  *
- * Every message carries the user's offset and epoch. In-order messages go straight to the
- * core handler; an offset gap (a lost message) is filled from the user's history stream; a
- * new epoch (the history was reset) ends continuity with `gateway.resume_incomplete`, then
- * the new epoch is read from its start. When a node connection comes back or a channel moves
- * (failover), every local user is re-synced from history, so nothing the history kept is lost.
+ * Every message carries the user's offset and epoch; the core's `UserSequencer` keeps each
+ * user's events in order and complete (gap fill from the user's history stream, new epoch →
+ * `gateway.resume_incomplete`). This class only subscribes, parses messages and triggers
+ * re-syncs: when a node connection comes back or a channel moves (failover), every local
+ * user is re-synced from history, so nothing the history kept is lost.
  */
 export class RedisRoutedFeed implements UserFeed {
   private readonly users = new Map<string, UserState>();
@@ -74,7 +62,7 @@ export class RedisRoutedFeed implements UserFeed {
   private flushScheduled = false;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
-  private readonly page: number;
+  private readonly sequencer: UserSequencer;
   private readonly listener = (message: string, channel: string): void => this.onMessage(message, channel);
   private readonly resyncTimers = new Set<NodeJS.Timeout>();
   private closed = false;
@@ -83,7 +71,13 @@ export class RedisRoutedFeed implements UserFeed {
   constructor(private readonly options: RedisRoutedFeedOptions) {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'routed-feed' });
-    this.page = options.historyPage ?? 500;
+    this.sequencer = new UserSequencer({
+      history: new RedisUserHistory(options.client, options.keyPrefix),
+      delivery: options.delivery,
+      ...(options.historyPage === undefined ? {} : { page: options.historyPage }),
+      onReadFailure: () => this.scheduleResync(),
+      logger: this.logger,
+    });
   }
 
   /** Starts watching the cluster's node connections (re-sync triggers). */
@@ -123,9 +117,10 @@ export class RedisRoutedFeed implements UserFeed {
     const ready = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject };
     });
-    const state: UserState = { userId, keys, refs: 1, ready, settle, baselined: false, epoch: '', offset: 0, lastId: '0-0', syncing: false, again: false, pending: [] };
+    const state: UserState = { userId, keys, refs: 1, ready, settle };
     ready.catch(() => undefined);
     this.users.set(userId, state);
+    this.sequencer.add(userId);
     this.byChannel.set(keys.channel, state);
     push(this.toSubscribe, keys.partition, state);
     this.scheduleFlush();
@@ -139,6 +134,7 @@ export class RedisRoutedFeed implements UserFeed {
     if (state.refs > 0) return;
     this.users.delete(userId);
     this.byChannel.delete(state.keys.channel);
+    this.sequencer.remove(userId);
     push(this.toUnsubscribe, state.keys.partition, state);
     this.scheduleFlush();
   }
@@ -177,7 +173,8 @@ export class RedisRoutedFeed implements UserFeed {
             live.map((s) => s.keys.channel),
             this.listener,
           );
-          await Promise.all(live.map((s) => this.baseline(s)));
+          // Where each history stands right after subscribing: later messages are new.
+          await Promise.all(live.map((s) => this.sequencer.baseline(s.userId)));
           for (const s of live) s.settle?.resolve();
         } catch (err) {
           this.logger.warn('routed subscribe failed', { users: live.length, error: describeRedisError(err) });
@@ -187,145 +184,17 @@ export class RedisRoutedFeed implements UserFeed {
     ]);
   }
 
-  /** Where the user's history stands right after subscribing: later messages are new. */
-  private async baseline(state: UserState): Promise<void> {
-    const meta = await this.readMeta(state);
-    state.epoch = meta.epoch;
-    state.offset = meta.offset;
-    state.lastId = meta.lastId;
-    state.baselined = true;
-    this.drainPending(state);
-  }
-
-  private async readMeta(state: UserState): Promise<{ epoch: string; offset: number; lastId: string }> {
-    const reply = await this.options.client.command(['HGETALL', state.keys.meta]);
-    const meta = flatToRecord(reply);
-    const offset = Number(meta['offset'] ?? 0);
-    return {
-      epoch: meta['epoch'] ?? '',
-      offset: Number.isSafeInteger(offset) && offset >= 0 ? offset : 0,
-      lastId: meta['last_id'] !== undefined && isStreamId(meta['last_id']) ? meta['last_id'] : '0-0',
-    };
-  }
-
-  private onMessage(message: string, channel: string): void {
+    private onMessage(message: string, channel: string): void {
     const state = this.byChannel.get(channel);
     if (state === undefined) return;
     const parsed = message.length <= this.options.maxMessageBytes ? parseChannelMessage(message, state.userId) : undefined;
     if (parsed === undefined) {
       // The history holds the same event: read it there (the handler drops it if malformed).
-      this.logger.warn('routed message unreadable; reading the user history', { channel_user_partition: state.keys.partition, bytes: message.length });
-      void this.sync(state);
+      this.logger.warn('routed message unreadable; reading the user history', { partition: state.keys.partition, bytes: message.length });
+      void this.sequencer.resync(state.userId);
       return;
     }
-    if (!state.baselined || state.syncing) {
-      state.pending.push(parsed);
-      return;
-    }
-    this.apply(state, parsed);
-  }
-
-  /**
-   * One message: drop it when its id is not after the last delivered one (already delivered,
-   * e.g. read from history meanwhile), deliver it when its offset is the next one, otherwise
-   * read the history first. Ids, not offsets, decide what was delivered: after a failover
-   * that lost unreplicated writes, the new master reuses their offsets with newer ids.
-   */
-  private apply(state: UserState, message: ChannelMessage): void {
-    if (message.epoch !== state.epoch) {
-      if (state.epoch !== '') this.options.delivery.discontinuity(state.userId);
-      state.epoch = message.epoch;
-      state.offset = 0;
-      state.lastId = '0-0';
-    }
-    if (compareStreamIds(message.id, state.lastId) <= 0) return;
-    if (message.offset === state.offset + 1) {
-      state.offset = message.offset;
-      state.lastId = message.id;
-      void this.deliver([message.entry]);
-      return;
-    }
-    state.pending.push(message);
-    void this.sync(state);
-  }
-
-  private drainPending(state: UserState): void {
-    const pending = state.pending.sort((a, b) => compareStreamIds(a.id, b.id));
-    state.pending = [];
-    for (const message of pending) {
-      if (state.syncing) {
-        state.pending.push(message);
-      } else {
-        this.apply(state, message);
-      }
-    }
-  }
-
-  /** Reads the user's history after the last delivered entry and delivers what is missing. */
-  private async sync(state: UserState): Promise<void> {
-    if (state.syncing) {
-      state.again = true;
-      return;
-    }
-    state.syncing = true;
-    try {
-      do {
-        state.again = false;
-        await this.syncOnce(state);
-      } while (state.again && this.users.get(state.userId) === state);
-    } catch (err) {
-      this.logger.warn('routed history read failed; retrying on the next trigger', { error: describeRedisError(err) });
-      this.scheduleResync();
-    } finally {
-      state.syncing = false;
-    }
-    if (this.users.get(state.userId) === state) this.drainPending(state);
-  }
-
-  private async syncOnce(state: UserState): Promise<void> {
-    const meta = await this.readMeta(state);
-    if (meta.epoch !== '' && state.epoch !== '' && meta.epoch !== state.epoch) {
-      this.options.delivery.discontinuity(state.userId);
-      state.epoch = meta.epoch;
-      state.offset = 0;
-      state.lastId = '0-0';
-    }
-    if (state.epoch === '') state.epoch = meta.epoch;
-    if (compareStreamIds(meta.lastId, state.lastId) <= 0) {
-      // Nothing newer. A lower offset means a failover lost writes we had delivered: the next
-      // event continues from the history's offset (those events are gone for everyone).
-      if (meta.epoch === state.epoch && meta.offset < state.offset) state.offset = meta.offset;
-      return;
-    }
-    let reported = false;
-    for (;;) {
-      const reply = await this.options.client.command(['XRANGE', state.keys.history, `(${state.lastId}`, '+', 'COUNT', String(this.page)]);
-      const entries = parseEntries(reply);
-      if (entries.length === 0) break;
-      const fresh: StreamEntry[] = [];
-      for (const entry of entries) {
-        state.lastId = entry.id;
-        const offset = Number(entry.fields['offset']);
-        if (entry.fields['epoch'] !== state.epoch || !Number.isSafeInteger(offset) || offset < 1) continue;
-        if (offset > state.offset + 1 && !reported) {
-          // Trimmed away before we read it: the stream misses events.
-          reported = true;
-          this.options.delivery.discontinuity(state.userId);
-        }
-        state.offset = offset;
-        fresh.push(entry);
-      }
-      if (fresh.length > 0) await this.deliver(fresh);
-      if (entries.length < this.page) break;
-    }
-  }
-
-  private async deliver(entries: readonly StreamEntry[]): Promise<void> {
-    try {
-      await this.options.delivery.handleBatch(entries);
-    } catch (err) {
-      this.logger.error('routed delivery failed', { entry_id: entries[0]?.id, error: describeRedisError(err) });
-    }
+    this.sequencer.receive(state.userId, parsed);
   }
 
   /** Re-syncs every local user soon, and once more a little later (subscriptions move back asynchronously). */
@@ -335,7 +204,7 @@ export class RedisRoutedFeed implements UserFeed {
       const timer = setTimeout(() => {
         this.resyncTimers.delete(timer);
         this.metrics.subscriberReconnects.add(1, { stream: 'client_events' });
-        for (const state of this.users.values()) if (state.baselined) void this.sync(state);
+        void this.sequencer.resyncAll();
       }, delay);
       this.resyncTimers.add(timer);
     }
@@ -349,7 +218,7 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 }
 
 /** Parses the publish function's JSON message; undefined when it is not one for `userId`. */
-function parseChannelMessage(message: string, userId: string): ChannelMessage | undefined {
+function parseChannelMessage(message: string, userId: string): SequencedEvent | undefined {
   let value: unknown;
   try {
     value = JSON.parse(message);

@@ -56,6 +56,7 @@ export { replayKey, type ReplayReservation, type ReplayStore } from './ports/rep
 export { signWith, type ResponseSigner } from './ports/response-signer.port.js';
 export { type SessionStore } from './ports/session-store.port.js';
 export { type UserFeed } from './ports/user-feed.port.js';
+export { type HistoryPosition, type SequencedEvent, type UserHistoryReader } from './ports/user-history.port.js';
 
 // Services, push hub, stream-entry handlers, routing
 export {
@@ -84,6 +85,7 @@ export {
   type RegisterOptions,
   type StartOptions,
 } from './push/push-hub.js';
+export { UserSequencer, type SequencedDelivery, type UserSequencerOptions } from './push/user-sequencer.js';
 export { SessionCache, type SessionCacheOptions } from './session/session-cache.js';
 export { type StreamEntryHandler } from './handlers/stream-entry-handler.js';
 export { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH, signEvent, type ClientEventsHandlerOptions } from './handlers/client-events-handler.js';
