@@ -14,7 +14,7 @@ import { commandRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
-import { clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
+import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
 
 const MiB = 1024 * 1024;
 /** The gateway's GATEWAY_PUSH_MAX_EVENT_BYTES in this file: large enough for the 3.5 MiB case. */
@@ -55,11 +55,10 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function activeDevice(userId: string, label = 'ds'): Promise<Device> {
-  const device = newDevice(userId, label);
-  await writeSession(raw, device, 'active');
-  return device;
-}
+const activeDevice = (userId: string, label?: string): Promise<Device> => activeDeviceOn(raw, userId, label);
+
+/** How much the series `name{labels}` grew between two scrapes. */
+const grew = (before: string, after: string, name: string, labels: Record<string, string> = {}): number => metricValue(after, name, labels) - metricValue(before, name, labels);
 
 /** A push stream of `device` that accepts events of any size. */
 function watch(device: Device, options: { resumeAfterEventId?: string } = {}): StreamWatcher {
@@ -110,7 +109,7 @@ describe('data loss: one entry never takes other entries with it', () => {
     expect(aliceStream.clientEventIds).toEqual([ids[1], ids[3]]);
     expect(Buffer.from(aliceStream.clientEvents[0]?.payload ?? []).equals(big)).toBe(true);
     const after = await metrics();
-    const delta = (name: string) => metricValue(after, name, { stream: 'client_events' }) - metricValue(before, name, { stream: 'client_events' });
+    const delta = (name: string) => grew(before, after, name, { stream: 'client_events' });
     expect(delta('gateway_stream_entries_consumed_total')).toBe(4);
     expect(delta('gateway_stream_entries_malformed_total')).toBe(0);
     expect(gateway.logs.filter((l) => l.message === 'stream entry handler failed')).toEqual([]);
@@ -147,8 +146,7 @@ describe('data loss: one entry never takes other entries with it', () => {
     expect(JSON.stringify(dropped).length).toBeLessThan(1024);
     const after = await metrics();
     expect(
-      metricValue(after, 'gateway_stream_entries_malformed_total', { stream: 'client_events' }) -
-        metricValue(before, 'gateway_stream_entries_malformed_total', { stream: 'client_events' }),
+      grew(before, after, 'gateway_stream_entries_malformed_total', { stream: 'client_events' }),
     ).toBe(1);
     aliceStream.cancel();
     bobStream.cancel();
@@ -178,10 +176,9 @@ describe('fail closed', () => {
     expect(logged).toMatchObject({ level: 'warn', device_session_id: victim.deviceSessionId, reason: 'client_public_key is missing' });
     const after = await metrics();
     expect(
-      metricValue(after, 'gateway_stream_entries_malformed_total', { stream: 'session_events' }) -
-        metricValue(before, 'gateway_stream_entries_malformed_total', { stream: 'session_events' }),
+      grew(before, after, 'gateway_stream_entries_malformed_total', { stream: 'session_events' }),
     ).toBe(1);
-    expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'revoked' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'revoked' })).toBe(1);
+    expect(grew(before, after, 'gateway_push_streams_closed_total', { reason: 'revoked' })).toBe(1);
     siblingStream.cancel();
   });
 });
@@ -203,9 +200,9 @@ describe('cost bounds', () => {
     const replaced = await Promise.all(streams.slice(0, 96).map((s) => s.status));
     expect(new Set(replaced.map((s) => `${status[s.code]} ${s.details}`))).toEqual(new Set(['RESOURCE_EXHAUSTED push stream replaced by a newer stream']));
     const after = await metrics();
-    expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'replaced' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'replaced' })).toBe(96);
+    expect(grew(before, after, 'gateway_push_streams_closed_total', { reason: 'replaced' })).toBe(96);
     // The bound: 4 streams of the storm session (plus the bystander) are open.
-    expect(metricValue(after, 'gateway_push_streams_active') - metricValue(before, 'gateway_push_streams_active')).toBe(4);
+    expect(grew(before, after, 'gateway_push_streams_active')).toBe(4);
     // The 4 newest and the bystander all receive the next event for the user.
     const newest = streams.slice(96);
     const received = newest.map((s) => new Promise<string>((resolve) => s.call.on('data', (e: { eventId: string }) => resolve(e.eventId))));
@@ -251,7 +248,7 @@ describe('cost bounds', () => {
     const statuses = await Promise.all(stalled.map((s) => s.status));
     expect(new Set(statuses.map((s) => `${status[s.code]} ${s.details}`))).toEqual(new Set(['RESOURCE_EXHAUSTED push stream overflowed']));
     const after = await metrics();
-    expect(metricValue(after, 'gateway_push_streams_closed_total', { reason: 'overflow' }) - metricValue(before, 'gateway_push_streams_closed_total', { reason: 'overflow' })).toBe(20);
+    expect(grew(before, after, 'gateway_push_streams_closed_total', { reason: 'overflow' })).toBe(20);
     console.info(`[abuse] RSS growth with 20 stalled streams and 40 x 1 MiB events: ${rssGrowth.toFixed(1)} MiB`);
     // Unbounded, each stalled stream held all 40 MiB of events plus their wire copies.
     expect(rssGrowth).toBeLessThan(300);
@@ -360,8 +357,8 @@ describe('fail closed: replay keys and deadlines', () => {
       message: 'the call counted as DEADLINE_EXCEEDED',
     });
     const after = await metrics();
-    expect(metricValue(after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' }) - metricValue(before, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' })).toBe(1);
-    expect(metricValue(after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'CANCELLED' }) - metricValue(before, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'CANCELLED' })).toBe(0);
+    expect(grew(before, after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' })).toBe(1);
+    expect(grew(before, after, 'gateway_grpc_requests_total', { method: 'ExecuteCommand', code: 'CANCELLED' })).toBe(0);
     expect(gateway.logs.filter((l) => l.message === 'downstream command failed' && l['request_id'] === request.requestId)).toEqual([]);
     // Not consumed: the very same signed request runs when it arrives in time.
     expect(await execute(connection, request)).toBe('OK');
@@ -402,7 +399,7 @@ describe('honest statuses for malformed requests', () => {
     expect(new Set([...unaryOutcomes, ...streamOutcomes])).toEqual(new Set(['INVALID_ARGUMENT malformed request message']));
     const after = await metrics();
     for (const method of ['ExecuteCommand', 'SubscribeEvents']) {
-      const delta = (code: string) => metricValue(after, 'gateway_grpc_requests_total', { method, code }) - metricValue(before, 'gateway_grpc_requests_total', { method, code });
+      const delta = (code: string) => grew(before, after, 'gateway_grpc_requests_total', { method, code });
       expect({ method, invalid: delta('INVALID_ARGUMENT'), internal: delta('INTERNAL') }).toEqual({ method, invalid: 4, internal: 0 });
     }
     const id = await raw.xAdd('gateway:client-events', '*', entry('u-proto', 'still here'));

@@ -11,7 +11,7 @@ import {
   scrape,
   targetedIdsAfter,
 } from './push-resume-support.js';
-import { EventCollector, connectRedis, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
+import { EventCollector, activeDeviceOn, connectRedis, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
 
 const SERVER_TIME = 'gateway.server_time';
 const INCOMPLETE = 'gateway.resume_incomplete';
@@ -61,11 +61,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function activeDevice(userId: string, label = 'ds'): Promise<Device> {
-  const device = newDevice(userId, label);
-  await writeSession(raw, device, 'active');
-  return device;
-}
+const activeDevice = (userId: string, label?: string): Promise<Device> => activeDeviceOn(raw, userId, label);
 
 /** Reads until an event with `eventId` arrived; returns everything read, that event included. */
 async function takeThrough(iterator: AsyncIterator<VerifiedEvent>, eventId: string): Promise<VerifiedEvent[]> {

@@ -53,6 +53,13 @@ export async function writeSession(
   return redis.xAdd(options.stream ?? 'gateway:session-events', '*', fields);
 }
 
+/** A new device of `userId` with its session written active (record, then snapshot). */
+export async function activeDeviceOn(redis: RawRedis, userId: string, label = 'ds'): Promise<Device> {
+  const device = newDevice(userId, label);
+  await writeSession(redis, device, 'active');
+  return device;
+}
+
 /** Appends a client event entry. */
 export function publishEvent(
   redis: RawRedis,

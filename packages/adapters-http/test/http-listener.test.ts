@@ -193,29 +193,20 @@ describe('time bounds on a connection (issue 12)', () => {
     }).toEqual({ headers: 10_000, request: 30_000, keepAlive: 5_000 });
   });
 
-  it('a client dripping its headers gets 408 and loses the connection at the headers bound; others are served meanwhile', async () => {
+  it.each([
+    ['its headers', 'the headers bound', 'GET /ok HTTP/1.1\r\nHost: x\r\n', 'X-Drip: 1\r\n'],
+    ['its body one byte at a time', 'the request bound', 'POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n', 'a'],
+  ])('a client dripping %s gets 408 and loses the connection at %s; others are served meanwhile', async (_what, _bound, start, chunk) => {
     const listener = await listen(app(), '127.0.0.1:0', { headersTimeoutMs: 500, requestTimeoutMs: 1000, keepAliveTimeoutMs: 500 });
     cleanups.push(() => listener.close(1000));
     const slow = rawConnection(listener.port);
-    slow.socket.write('GET /ok HTTP/1.1\r\nHost: x\r\n');
-    drip(slow.socket, 'X-Drip: 1\r\n', 100);
-    const agent = new Agent({ keepAlive: false });
-    const served = await get(agent, listener.port, '/ok');
+    slow.socket.write(start);
+    drip(slow.socket, chunk, 100);
+    const served = await get(new Agent({ keepAlive: false }), listener.port, '/ok');
     expect(served.res.statusCode).toBe(200);
     const ms = await slow.closed;
     expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
-    // Bound plus one check interval (125 ms here), far below Node's default of minutes.
-    expect(ms).toBeLessThan(5000);
-  });
-
-  it('a client dripping its body one byte at a time loses the connection at the request bound', async () => {
-    const listener = await listen(app(), '127.0.0.1:0', { headersTimeoutMs: 500, requestTimeoutMs: 1000, keepAliveTimeoutMs: 500 });
-    cleanups.push(() => listener.close(1000));
-    const slow = rawConnection(listener.port);
-    slow.socket.write('POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n');
-    drip(slow.socket, 'a', 100);
-    const ms = await slow.closed;
-    expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
+    // The bound plus one check interval (125 ms here), far below Node's default of minutes.
     expect(ms).toBeLessThan(5000);
   });
 
