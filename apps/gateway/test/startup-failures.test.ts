@@ -46,6 +46,27 @@ describe('startup fails fast (SPEC §8.1)', () => {
     expect(error).toContain('deprecated');
   });
 
+  it('with both a master address and Sentinels, naming both variables', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_REDIS_SENTINEL_ADDRS: '127.0.0.1:26379', GATEWAY_REDIS_SENTINEL_MASTER_NAME: 'gw' });
+    expect(error).toContain('GATEWAY_REDIS_MASTER_ADDR');
+    expect(error).toContain('GATEWAY_REDIS_SENTINEL_ADDRS');
+  });
+
+  it('when no Sentinel answers, naming each Sentinel, within the ping timeout', async () => {
+    const [a, b] = [await freePort(), await freePort()];
+    const { error } = await expectStartupFailure({
+      ...baseEnv(),
+      GATEWAY_REDIS_MASTER_ADDR: '',
+      GATEWAY_REDIS_SENTINEL_ADDRS: `127.0.0.1:${a},127.0.0.1:${b}`,
+      GATEWAY_REDIS_SENTINEL_MASTER_NAME: 'gw',
+      GATEWAY_REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+    });
+    expect(error).toContain('redis sentinel discovery failed: no Sentinel named the master "gw"');
+    expect(error).toContain(`127.0.0.1:${a}: connect ECONNREFUSED`);
+    expect(error).toContain(`127.0.0.1:${b}: connect ECONNREFUSED`);
+    expect(error).not.toContain('sentinel-secret');
+  });
+
   it('on an invalid duration, naming the variable', async () => {
     const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_SHUTDOWN_TIMEOUT: '15 seconds' });
     expect(error).toMatch(/^GATEWAY_SHUTDOWN_TIMEOUT: /);
