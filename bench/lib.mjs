@@ -13,6 +13,7 @@ import { createClient } from 'redis';
 import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/core';
 import { ExecuteCommandRequest, SubscribeEventsRequest } from '@edge-gateway/adapters-grpc/generated';
 import { startRedisServer } from '@edge-gateway/test-utils';
+import { sessionRecordFields } from '@edge-gateway/protocol';
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(BENCH_DIR, '..');
@@ -451,13 +452,12 @@ export function makeDevices(count, { perUser = 1, label = 'd' } = {}) {
 }
 
 function sessionFields(device, status) {
-  return {
-    device_session_id: device.deviceSessionId,
-    user_id: device.userId,
+  return sessionRecordFields({
+    ...device,
     status,
-    client_public_key: device.publicKeyBase64,
-    ...(status === 'revoked' ? { revoked_at_ms: String(Date.now()) } : {}),
-  };
+    clientPublicKey: Buffer.from(device.publicKeyBase64, 'base64'),
+    ...(status === 'revoked' ? { revokedAtMs: Date.now() } : {}),
+  });
 }
 
 /** Writes the session records (the auth service's job), pipelined in batches. */

@@ -15,6 +15,7 @@ import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
 import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
+import { clientEventFields } from '@edge-gateway/protocol';
 
 const MiB = 1024 * 1024;
 /** The gateway's GATEWAY_PUSH_MAX_EVENT_BYTES in this file: large enough for the 3.5 MiB case. */
@@ -75,12 +76,8 @@ async function metrics(): Promise<string> {
   return (await fetch(`http://${addresses.adminHttp as string}/metrics`)).text();
 }
 
-const entry = (userId: string, payload: Buffer | string, deviceSessionId?: string) => ({
-  user_id: userId,
-  ...(deviceSessionId === undefined ? {} : { device_session_id: deviceSessionId }),
-  event_type: 'abuse.event',
-  payload_base64: Buffer.from(payload).toString('base64'),
-});
+const entry = (userId: string, payload: Buffer | string, deviceSessionId?: string) =>
+  clientEventFields({ userId, eventType: 'abuse.event', payload: Buffer.from(payload), ...(deviceSessionId === undefined ? {} : { deviceSessionId }) });
 
 /** XADDs the entries atomically, so the gateway reads them in one XREAD. */
 async function addTogether(stream: string, entries: ReadonlyArray<Record<string, string>>): Promise<string[]> {

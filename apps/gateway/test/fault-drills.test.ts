@@ -20,6 +20,7 @@ import {
   scrape,
   timed,
 } from './drill-support.js';
+import { sessionRecordFields } from '@edge-gateway/protocol';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;
@@ -69,12 +70,7 @@ async function activeDevice(userId: string, label = 'drill'): Promise<Device> {
 /** A session record without a snapshot: the gateway has not cached it, its lookup goes to Redis. */
 async function uncachedDevice(userId: string): Promise<Device> {
   const device = newDevice(userId, 'uncached');
-  await raw.hSet(`gateway:session:${device.deviceSessionId}`, {
-    device_session_id: device.deviceSessionId,
-    user_id: device.userId,
-    status: 'active',
-    client_public_key: device.publicKeyBase64,
-  });
+  await raw.hSet(`gateway:session:${device.deviceSessionId}`, sessionRecordFields({ ...device, status: 'active', clientPublicKey: Buffer.from(device.publicKeyBase64, 'base64') }));
   return device;
 }
 

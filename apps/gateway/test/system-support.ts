@@ -4,6 +4,7 @@ import { createClient } from 'redis';
 import { CommandHandlerService, type DownstreamCommand, type DownstreamResult } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient, type VerifiedEvent } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { clientEventFields, sessionRecordFields } from '@edge-gateway/protocol';
 
 /** A device session: its key pair and ids. */
 export interface Device {
@@ -42,13 +43,12 @@ export async function writeSession(
   status: 'active' | 'revoked',
   options: { prefix?: string; stream?: string } = {},
 ): Promise<string> {
-  const fields: Record<string, string> = {
-    device_session_id: device.deviceSessionId,
-    user_id: device.userId,
+  const fields = sessionRecordFields({
+    ...device,
     status,
-    client_public_key: device.publicKeyBase64,
-    ...(status === 'revoked' ? { revoked_at_ms: String(Date.now()) } : {}),
-  };
+    clientPublicKey: Buffer.from(device.publicKeyBase64, 'base64'),
+    ...(status === 'revoked' ? { revokedAtMs: Date.now() } : {}),
+  });
   await redis.hSet(`${options.prefix ?? 'gateway:'}session:${device.deviceSessionId}`, fields);
   return redis.xAdd(options.stream ?? 'gateway:session-events', '*', fields);
 }
@@ -66,12 +66,7 @@ export function publishEvent(
   event: { userId: string; deviceSessionId?: string; eventType: string; payload: Uint8Array },
   stream = 'gateway:client-events',
 ): Promise<string> {
-  return redis.xAdd(stream, '*', {
-    user_id: event.userId,
-    ...(event.deviceSessionId === undefined ? {} : { device_session_id: event.deviceSessionId }),
-    event_type: event.eventType,
-    payload_base64: Buffer.from(event.payload).toString('base64'),
-  });
+  return redis.xAdd(stream, '*', clientEventFields(event));
 }
 
 export function clientFor(

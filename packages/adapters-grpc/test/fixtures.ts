@@ -22,6 +22,7 @@ import {
   type SubscribeEventsRequest,
 } from '../src/generated/index.js';
 import { startGrpcServer, type GrpcServerHandle } from '../src/index.js';
+import { clientEventFields, sessionRecordFields } from '@edge-gateway/protocol';
 
 /** A device known to the in-memory session store. */
 export interface Device {
@@ -119,13 +120,12 @@ export class GatewayFixture {
 
   /** The §5.1 fields of a device's record/snapshot. */
   recordOf(device: Device, status: 'active' | 'revoked'): RawFields {
-    return {
-      device_session_id: device.deviceSessionId,
-      user_id: device.userId,
+    return sessionRecordFields({
+      ...device,
       status,
-      client_public_key: device.publicKeyBase64,
-      ...(status === 'revoked' ? { revoked_at_ms: String(Date.now()) } : {}),
-    };
+      clientPublicKey: Buffer.from(device.publicKeyBase64, 'base64'),
+      ...(status === 'revoked' ? { revokedAtMs: Date.now() } : {}),
+    });
   }
 
   /** Applies a revoked snapshot as the session-events consumer would. */
@@ -135,12 +135,7 @@ export class GatewayFixture {
 
   /** Appends a client event to the in-memory client-events stream. */
   publish(userId: string, eventType: string, payload: Uint8Array, deviceSessionId?: string): string {
-    return this.clientEvents.append({
-      user_id: userId,
-      event_type: eventType,
-      payload_base64: Buffer.from(payload).toString('base64'),
-      ...(deviceSessionId === undefined ? {} : { device_session_id: deviceSessionId }),
-    });
+    return this.clientEvents.append(clientEventFields({ userId, eventType, payload, ...(deviceSessionId === undefined ? {} : { deviceSessionId }) }));
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,13 @@ function recordingMeter(): { meter: Meter; calls: Map<string, Array<[number, unk
     };
     return { add: push, record: push };
   };
-  const meter = { createCounter: instrument, createHistogram: instrument, createUpDownCounter: instrument } as unknown as Meter;
+  const observable = () => ({ addCallback: () => undefined, removeCallback: () => undefined });
+  const meter = {
+    createCounter: instrument,
+    createHistogram: instrument,
+    createUpDownCounter: instrument,
+    createObservableGauge: observable,
+  } as unknown as Meter;
   return { meter, calls };
 }
 

@@ -22,6 +22,7 @@ import { type PushSink } from '../src/push/push-hub.js';
 import { commandRequestBytes, eventBytes, subscribeRequestBytes } from '../src/signing/canonical.js';
 import { ed25519PublicKeyFromRaw, rawPublicKey } from '../src/signing/keys.js';
 import { Ed25519ResponseSigner } from '../src/signing/signer.js';
+import { clientEventFields as buildClientEventFields } from '@edge-gateway/protocol';
 
 // ---------------------------------------------------------------------------------------
 // Signing vectors (packages/core/test/vectors/signing.json)
@@ -383,10 +384,5 @@ export function clientEventFields(
   payload: string | Uint8Array,
   deviceSessionId?: string,
 ): Record<string, string> {
-  return {
-    user_id: userId,
-    event_type: eventType,
-    payload_base64: Buffer.from(payload).toString('base64'),
-    ...(deviceSessionId === undefined ? {} : { device_session_id: deviceSessionId }),
-  };
+  return buildClientEventFields({ userId, eventType, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, ...(deviceSessionId === undefined ? {} : { deviceSessionId }) });
 }

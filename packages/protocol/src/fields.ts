@@ -38,10 +38,11 @@ export interface ClientEventInput {
 
 /** The fields of one client-events stream entry (SPEC §5.4). */
 export function clientEventFields(event: ClientEventInput): Record<string, string> {
+  // Field order as publishers and the CLI have always written it (tools print entries in order).
   return {
     user_id: event.userId,
+    ...(event.deviceSessionId === undefined || event.deviceSessionId === '' ? {} : { device_session_id: event.deviceSessionId }),
     event_type: event.eventType,
     payload_base64: toBase64(event.payload),
-    ...(event.deviceSessionId === undefined || event.deviceSessionId === '' ? {} : { device_session_id: event.deviceSessionId }),
   };
 }

@@ -3,6 +3,7 @@ import { isValidId, parseClientEvent } from '@edge-gateway/core';
 import { RedisRoutedPublisher, RedisClusterClient, routedUserKeys } from '@edge-gateway/adapters-redis';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+import { clientEventFields } from '@edge-gateway/protocol';
 
 export const EVENTS_USAGE = `Usage: edge-gateway events publish --user <user_id> [--session <device_session_id>]
                                   --type <event_type> (--payload-file <path> | --payload <text>)
@@ -67,12 +68,7 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
 
   const config = loadRedisCommandConfig(io.env);
   const payload = text !== undefined ? Buffer.from(text, 'utf8') : await readPayload(file as string);
-  const fields: Record<string, string> = {
-    user_id: user,
-    ...(session === undefined || session === '' ? {} : { device_session_id: session }),
-    event_type: type,
-    payload_base64: payload.toString('base64'),
-  };
+  const fields = clientEventFields({ userId: user, eventType: type, payload, ...(session === undefined ? {} : { deviceSessionId: session }) });
   // The gateway's own parser decides what it would drop.
   const parsed = parseClientEvent({ id: '1-0', fields }, { maxEventBytes: config.pushMaxEventBytes });
   if (!parsed.ok) throw new CommandError(`refusing to publish: ${parsed.reason}; the gateway would drop this entry as malformed`);

@@ -7,6 +7,7 @@ import { loadSignerKey } from '../signer-key.js';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { fieldsFromReply, flatten, loadRedisCommandConfig, withRedis, type CliRedisClient } from './cli-redis.js';
 import { writePrivateKeyFile } from './key-file.js';
+import { sessionRecordFields } from '@edge-gateway/protocol';
 
 export const SESSIONS_USAGE = `Usage: edge-gateway sessions <show|revoke> <device_session_id>
        edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force]
@@ -125,12 +126,7 @@ interface CreateOptions {
 async function create(io: CliIo, config: GatewayConfig, options: CreateOptions): Promise<number> {
   const { userId, id } = options;
   const key = generateEd25519Key();
-  const record: Record<string, string> = {
-    device_session_id: id,
-    user_id: userId,
-    status: 'active',
-    client_public_key: key.publicKeyRaw.toString('base64'),
-  };
+  const record = sessionRecordFields({ deviceSessionId: id, userId, status: 'active', clientPublicKey: key.publicKeyRaw });
   // The gateway's own parser judges the record before anything is written.
   const parsed = parseSessionFields(record);
   if (!parsed.ok) throw new CommandError(`refusing to create: ${parsed.reason}`);

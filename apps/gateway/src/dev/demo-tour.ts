@@ -4,6 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { keyId, rawPublicKey } from '@edge-gateway/core';
 import { GatewayClient, GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client';
 import { DEMO_DEVICE, devPaths } from './dev-files.js';
+import { clientEventFields } from '@edge-gateway/protocol';
 
 /** Titles of the demo steps, in order (each printed with ✓ or ✗). */
 export const DEMO_STEPS = [
@@ -130,12 +131,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     },
     async () => {
       const payload = Buffer.from(JSON.stringify({ text: 'hello, demo-user' }));
-      const answer = await devRoute(options.adminUrl, 'POST', 'dev/events', {
-        user_id: DEMO_DEVICE.userId,
-        device_session_id: DEMO_DEVICE.deviceSessionId,
-        event_type: 'demo.greeting',
-        payload_base64: payload.toString('base64'),
-      });
+      const answer = await devRoute(options.adminUrl, 'POST', 'dev/events', clientEventFields({ ...DEMO_DEVICE, eventType: 'demo.greeting', payload }));
       const next = await within((events as AsyncIterator<VerifiedEvent>).next(), timeoutMs, 'published event');
       check(next.done !== true, 'the stream ended before the event arrived');
       const event = next.value;

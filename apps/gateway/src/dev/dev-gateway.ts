@@ -12,6 +12,7 @@ import { DEMO_DEVICE, devDir, devPaths, readRunningDevGateway, writeDevKeys, typ
 import { DEV_ROUTES, createDevRoutes } from './dev-routes.js';
 import { startEchoDownstream } from './echo-downstream.js';
 import { InMemoryBackend } from './in-memory-backend.js';
+import { sessionRecordFields } from '@edge-gateway/protocol';
 
 /** The warning every development-mode start logs first. */
 export const DEV_MODE_WARNING = 'development mode: in-memory stores, nothing is kept; never use in production';
@@ -69,12 +70,7 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
   await checkDevListeners(env, dir);
   const keys = writeDevKeys(dir);
   const backend = new InMemoryBackend();
-  backend.writeSession({
-    device_session_id: DEMO_DEVICE.deviceSessionId,
-    user_id: DEMO_DEVICE.userId,
-    status: 'active',
-    client_public_key: keys.demoDevice.publicKeyRaw.toString('base64'),
-  });
+  backend.writeSession(sessionRecordFields({ ...DEMO_DEVICE, status: 'active', clientPublicKey: keys.demoDevice.publicKeyRaw }));
 
   const echo = await startEchoDownstream();
   let adminHttp: HttpListener | undefined;
