@@ -10,6 +10,7 @@ describe('RecentEntries', () => {
     expect(recent.matches({ id: '2-0', fields: { a: 'y' } })).toBe(true);
     expect(recent.matches({ id: '2-0', fields: { a: 'z' } })).toBe(false);
     expect(recent.matches({ id: '3-0', fields: { a: 'y' } })).toBeUndefined();
+    expect([recent.has('2-0'), recent.has('3-0')]).toEqual([true, false]);
     recent.remember({ id: '3-0', fields: { a: 'z' } });
     expect(recent.size).toBe(2);
     expect(recent.matches({ id: '1-0', fields: { a: 'x' } })).toBeUndefined();

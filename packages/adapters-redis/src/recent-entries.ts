@@ -53,6 +53,11 @@ export class RecentEntries {
     return known === undefined ? undefined : known === fingerprint(entry.fields);
   }
 
+  /** Whether an entry with this id was consumed (and is still remembered). */
+  has(id: string): boolean {
+    return this.prints.has(id);
+  }
+
   /** Number of remembered entries. */
   get size(): number {
     return this.prints.size;

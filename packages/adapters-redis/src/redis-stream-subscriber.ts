@@ -291,7 +291,9 @@ export class RedisStreamSubscriber {
    */
   private async verifyHistory(): Promise<void> {
     const cursor = this.last;
-    if (cursor === '0-0') return;
+    // Nothing consumed to check against: an empty stream at start, or a cursor a previous
+    // rewind placed right before an entry (not an entry itself).
+    if (!this.recent.has(cursor)) return;
     const found = parseEntries(await this.client.command(['XRANGE', this.streamKey, cursor, cursor]))[0];
     if (found !== undefined && this.recent.matches(found) !== false) return;
     // Walk the master's history down from the old cursor to the newest entry we consumed.
