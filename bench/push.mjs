@@ -93,6 +93,74 @@ async function startServer(redis, signer, target) {
   }
 }
 
+/** Counts live events received by the bench clients, with a latency histogram while a step runs. */
+export function deliveryCounter() {
+  const counter = {
+    received: 0,
+    ended: 0,
+    hist: undefined,
+    onEvent: (buf) => {
+      counter.received += 1;
+      if (counter.hist) counter.hist.record(Date.now() - idMs(eventIdOf(buf)));
+    },
+    onEnd: () => {
+      counter.ended += 1;
+    },
+  };
+  return counter;
+}
+
+/**
+ * Fan-out at rising rates (`params.rates`, deliveries/s; each event goes to the
+ * `params.devicesPerUser` streams of one user): delivered/s, latency from the entry id's time
+ * to receipt, gateway CPU; stops raising the rate once saturated. `label` prefixes the lines.
+ */
+export async function fanoutSteps(gateway, raw, users, params, counter, label = '') {
+  const rows = [];
+  for (const rate of params.rates) {
+    const eventsPerSec = rate / params.devicesPerUser;
+    counter.hist = new MsHistogram();
+    const r0 = counter.received;
+    const c0 = cpuSeconds(gateway.pid);
+    const t0 = performance.now();
+    const pub = await publishAtRate(raw, users, { eventsPerSec, seconds: params.stepSeconds, payloadBase64: params.payloadBase64 });
+    // Let the tail arrive (bounded), then measure over publish start → last receipt.
+    const expected = pub.sent * params.devicesPerUser;
+    const deadline = performance.now() + 5000;
+    while (counter.received - r0 < expected && performance.now() < deadline) await sleep(20);
+    const elapsed = (performance.now() - t0) / 1000;
+    const delivered = counter.received - r0;
+    const cpu = cpuSeconds(gateway.pid) - c0;
+    const lat = counter.hist.summary();
+    counter.hist = undefined;
+    const row = {
+      offeredDeliveriesPerSec: rate,
+      eventsPublished: pub.sent,
+      publishedPerSec: Math.round(pub.sent / pub.seconds),
+      expectedDeliveries: expected,
+      delivered,
+      lost: expected - delivered,
+      deliveredPerSec: Math.round(delivered / elapsed),
+      latencyMs: lat,
+      gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
+      cpuPerDeliveryUs: delivered === 0 ? null : Math.round((cpu / delivered) * 1e7) / 10,
+      // Seconds after the server was spawned: the window to read in a --cpu-prof profile.
+      sinceSpawnS: [Math.round((t0 - gateway.spawnedAt) / 100) / 10, Math.round((performance.now() - gateway.spawnedAt) / 100) / 10],
+      streamsEnded: counter.ended,
+    };
+    rows.push(row);
+    console.log(
+      `    ${label}offered ${fmt(rate)}/s: delivered ${fmt(row.deliveredPerSec)}/s (${fmt(delivered)}/${fmt(expected)}), p50 ${lat.p50} ms p99 ${lat.p99} ms, gateway cpu ${row.gatewayCpuPercent}%`,
+    );
+    if (row.lost > expected * 0.05 || lat.p99 > 2000 || counter.ended > 0) {
+      console.log('    saturated: not raising the rate further');
+      break;
+    }
+    await sleep(500);
+  }
+  return rows;
+}
+
 async function runLevel(redis, raw, signer, devices, streams, params, target = {}) {
   const level = devices.slice(0, streams);
   const perUser = params.devicesPerUser;
@@ -110,15 +178,9 @@ async function runLevel(redis, raw, signer, devices, streams, params, target = {
     const rssBefore = rssKiB(gateway.pid);
 
     const requests = level.map((d) => signedSubscribe(d));
-    let hist;
-    let received = 0;
-    let ended = 0;
-    const onEvent = (buf) => {
-      received += 1;
-      if (hist) hist.record(Date.now() - idMs(eventIdOf(buf)));
-    };
+    const counter = deliveryCounter();
     const cpu0 = cpuSeconds(gateway.pid);
-    opened = openStreams(clients, requests, { onEvent, onEnd: () => (ended += 1), timeoutMs: params.stormTimeoutMs });
+    opened = openStreams(clients, requests, { onEvent: counter.onEvent, onEnd: counter.onEnd, timeoutMs: params.stormTimeoutMs });
     let stormMs;
     let stormError;
     try {
@@ -162,48 +224,7 @@ async function runLevel(redis, raw, signer, devices, streams, params, target = {
       `    RSS ${fmt(rssBefore / 1024, 1)} → ${fmt(rssAfter / 1024, 1)} MiB after ${params.settleSeconds} s idle: ${out.memory.perStreamKiB} KiB per idle stream (${out.memory.perStreamTwoSecondsAfterStormKiB} KiB 2 s after the storm)`,
     );
 
-    out.fanout = [];
-    for (const rate of params.rates) {
-      const eventsPerSec = rate / perUser;
-      hist = new MsHistogram();
-      const r0 = received;
-      const c0 = cpuSeconds(gateway.pid);
-      const t0 = performance.now();
-      const pub = await publishAtRate(raw, users, { eventsPerSec, seconds: params.stepSeconds, payloadBase64: params.payloadBase64 });
-      // Let the tail arrive (bounded), then measure over publish start → last receipt.
-      const expected = pub.sent * perUser;
-      const deadline = performance.now() + 5000;
-      while (received - r0 < expected && performance.now() < deadline) await sleep(20);
-      const elapsed = (performance.now() - t0) / 1000;
-      const delivered = received - r0;
-      const cpu = cpuSeconds(gateway.pid) - c0;
-      const lat = hist.summary();
-      hist = undefined;
-      const row = {
-        offeredDeliveriesPerSec: rate,
-        eventsPublished: pub.sent,
-        publishedPerSec: Math.round(pub.sent / pub.seconds),
-        expectedDeliveries: expected,
-        delivered,
-        lost: expected - delivered,
-        deliveredPerSec: Math.round(delivered / elapsed),
-        latencyMs: lat,
-        gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
-        cpuPerDeliveryUs: delivered === 0 ? null : Math.round((cpu / delivered) * 1e7) / 10,
-        // Seconds after the server was spawned: the window to read in a --cpu-prof profile.
-        sinceSpawnS: [Math.round((t0 - gateway.spawnedAt) / 100) / 10, Math.round((performance.now() - gateway.spawnedAt) / 100) / 10],
-        streamsEnded: ended,
-      };
-      out.fanout.push(row);
-      console.log(
-        `    offered ${fmt(rate)}/s: delivered ${fmt(row.deliveredPerSec)}/s (${fmt(delivered)}/${fmt(expected)}), p50 ${lat.p50} ms p99 ${lat.p99} ms, gateway cpu ${row.gatewayCpuPercent}%`,
-      );
-      if (row.lost > expected * 0.05 || lat.p99 > 2000 || ended > 0) {
-        console.log('    saturated: not raising the rate further');
-        break;
-      }
-      await sleep(500);
-    }
+    out.fanout = await fanoutSteps(gateway, raw, users, params, counter);
     return out;
   } finally {
     closeAll(opened?.calls, clients);

@@ -19,14 +19,11 @@ import WebSocket from 'ws';
 import { encodeFrame, FrameTypes, FRAME_HEADER_BYTES, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL } from '@edge-gateway/protocol';
 import {
   GatewayChild,
-  MsHistogram,
   closeAll,
   connectRedis,
   cpuSeconds,
-  eventIdOf,
   fmt,
   gatewayEnv,
-  idMs,
   machineInfo,
   machineSnapshot,
   makeDevices,
@@ -42,7 +39,7 @@ import {
   writeSessions,
   writeSignerKey,
 } from './lib.mjs';
-import { publishAtRate } from './push.mjs';
+import { deliveryCounter, fanoutSteps } from './push.mjs';
 
 /**
  * Opens one WebSocket per subscribe request (`concurrency` handshakes in flight), each sending
@@ -119,14 +116,8 @@ async function runTransport(transport, redis, raw, signer, level, params) {
   let wsStreams;
   try {
     const addresses = await gateway.started();
-    let hist;
-    let received = 0;
-    let ended = 0;
-    const onEvent = (buf) => {
-      received += 1;
-      if (hist) hist.record(Date.now() - idMs(eventIdOf(buf)));
-    };
-    const onEnd = () => (ended += 1);
+    const counter = deliveryCounter();
+    const { onEvent, onEnd } = counter;
     const requests = level.map((d) => signedSubscribe(d));
     const cpu0 = cpuSeconds(gateway.pid);
     let stormMs;
@@ -158,41 +149,7 @@ async function runTransport(transport, redis, raw, signer, level, params) {
     if (stormMs === undefined) return out;
     await sleep(1000);
 
-    out.fanout = [];
-    for (const rate of params.rates) {
-      const eventsPerSec = rate / params.devicesPerUser;
-      hist = new MsHistogram();
-      const r0 = received;
-      const c0 = cpuSeconds(gateway.pid);
-      const t0 = performance.now();
-      const pub = await publishAtRate(raw, users, { eventsPerSec, seconds: params.stepSeconds, payloadBase64: params.payloadBase64 });
-      const expected = pub.sent * params.devicesPerUser;
-      const deadline = performance.now() + 5000;
-      while (received - r0 < expected && performance.now() < deadline) await sleep(20);
-      const elapsed = (performance.now() - t0) / 1000;
-      const delivered = received - r0;
-      const cpu = cpuSeconds(gateway.pid) - c0;
-      const lat = hist.summary();
-      hist = undefined;
-      const row = {
-        offeredDeliveriesPerSec: rate,
-        expectedDeliveries: expected,
-        delivered,
-        lost: expected - delivered,
-        deliveredPerSec: Math.round(delivered / elapsed),
-        latencyMs: lat,
-        gatewayCpuPercent: Math.round((cpu / elapsed) * 100),
-        cpuPerDeliveryUs: delivered === 0 ? null : Math.round((cpu / delivered) * 1e7) / 10,
-        streamsEnded: ended,
-      };
-      out.fanout.push(row);
-      console.log(`    ${transport} offered ${fmt(rate)}/s: delivered ${fmt(row.deliveredPerSec)}/s (${fmt(delivered)}/${fmt(expected)}), p50 ${lat.p50} ms p99 ${lat.p99} ms, gateway cpu ${row.gatewayCpuPercent}%`);
-      if (row.lost > expected * 0.05 || lat.p99 > 2000 || ended > 0) {
-        console.log('    saturated: not raising the rate further');
-        break;
-      }
-      await sleep(500);
-    }
+    out.fanout = await fanoutSteps(gateway, raw, users, params, counter, `${transport} `);
     return out;
   } finally {
     closeAll(grpcStreams?.calls, grpcClients);

@@ -1,3 +1,4 @@
+import type { ExecuteCommandRequest, ExecuteCommandResponse, GatewayEvent as WireGatewayEvent, SubscribeEventsRequest } from '@edge-gateway/protocol';
 import type { KeyObject } from 'node:crypto';
 
 /** Status of a device session record (SPEC §5.1). */
@@ -32,51 +33,23 @@ export interface StreamEntry {
   readonly fields: RawFields;
 }
 
+// The wire messages are the protocol package's: the core works on exactly the fields a
+// transport decodes, under the names of the pipeline.
+
 /** A client-signed ExecuteCommand request (SPEC §2). */
-export interface CommandRequest {
-  readonly deviceSessionId: string;
-  readonly messageType: string;
-  readonly requestId: string;
-  readonly timestampMs: number;
-  readonly payload: Uint8Array;
-  readonly signature: Uint8Array;
-}
+export type CommandRequest = ExecuteCommandRequest;
 
 /** A gateway-signed ExecuteCommand response (SPEC §2). */
-export interface CommandResult {
-  readonly requestId: string;
-  readonly resultCode: string;
-  readonly payload: Uint8Array;
-  readonly timestampMs: number;
-  readonly signerKeyId: string;
-  readonly signature: Uint8Array;
-}
+export type CommandResult = ExecuteCommandResponse;
 
-/** A client-signed SubscribeEvents request (SPEC §2). */
-export interface SubscribeRequest {
-  readonly deviceSessionId: string;
-  readonly requestId: string;
-  readonly timestampMs: number;
-  /** Empty, or a stream id `<ms>-<seq>` to resume after (SPEC §8.3). */
-  readonly resumeAfterEventId: string;
-  readonly signature: Uint8Array;
-}
-
-/** An event before it is signed. */
-export interface UnsignedEvent {
-  readonly eventId: string;
-  readonly eventType: string;
-  readonly userId: string;
-  readonly deviceSessionId: string;
-  readonly timestampMs: number;
-  readonly payload: Uint8Array;
-}
+/** A client-signed SubscribeEvents request (SPEC §2); `resumeAfterEventId` is empty or a stream id. */
+export type SubscribeRequest = SubscribeEventsRequest;
 
 /** A gateway-signed push event (SPEC §2 GatewayEvent). */
-export interface GatewayEvent extends UnsignedEvent {
-  readonly signerKeyId: string;
-  readonly signature: Uint8Array;
-}
+export type GatewayEvent = WireGatewayEvent;
+
+/** An event before it is signed. */
+export type UnsignedEvent = Omit<GatewayEvent, 'signerKeyId' | 'signature'>;
 
 /** What the gateway sends to a downstream business service (downstream proto). */
 export interface DownstreamCommand {

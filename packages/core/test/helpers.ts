@@ -343,39 +343,8 @@ export class RecordingSink implements PushSink {
 // ---------------------------------------------------------------------------------------
 // Protobuf (by hand)
 
-/** Decodes `edgegateway.v1.ServerTime` (field 1 varint int64, field 2 string) by hand. */
-export function decodeServerTime(bytes: Uint8Array): { serverTimeMs: number; requestId: string } {
-  let offset = 0;
-  const varint = (): bigint => {
-    let result = 0n;
-    let shift = 0n;
-    for (;;) {
-      const byte = bytes[offset];
-      if (byte === undefined) throw new Error('truncated varint');
-      offset += 1;
-      result |= BigInt(byte & 0x7f) << shift;
-      if ((byte & 0x80) === 0) return result;
-      shift += 7n;
-    }
-  };
-  let serverTimeMs = 0;
-  let requestId = '';
-  while (offset < bytes.length) {
-    const tag = Number(varint());
-    const field = tag >> 3;
-    const wire = tag & 7;
-    if (field === 1 && wire === 0) {
-      serverTimeMs = Number(BigInt.asIntN(64, varint()));
-    } else if (field === 2 && wire === 2) {
-      const length = Number(varint());
-      requestId = Buffer.from(bytes.subarray(offset, offset + length)).toString('utf8');
-      offset += length;
-    } else {
-      throw new Error(`unexpected field ${field} wire type ${wire}`);
-    }
-  }
-  return { serverTimeMs, requestId };
-}
+/** Decodes `edgegateway.v1.ServerTime` (the protocol package's codec, as devices do). */
+export { decodeServerTime } from '@edge-gateway/protocol';
 
 /** Client-events stream entry fields (SPEC §5.4). */
 export function clientEventFields(
