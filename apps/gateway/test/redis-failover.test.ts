@@ -109,6 +109,58 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     expect(result.stdout).not.toContain('sentinel-pw');
   });
 
+  it('GATEWAY_REDIS_SESSION_READS=replica: lookups on the replica, retried on the master when the replica lacks the record', async () => {
+    const replicaReads = new GatewayProcess({ ...env(), GATEWAY_REDIS_SESSION_READS: 'replica' });
+    try {
+      const started = await replicaReads.started();
+      const replica = (await topo.replicaNodes())[0];
+      if (replica === undefined) throw new Error('no replica');
+      await waitFor(() => replicaReaderOn(replica.port), { message: 'second gateway sees the replica', timeoutMs: 10_000 });
+      const hgetalls = async (): Promise<number> =>
+        Number(/cmdstat_hgetall:calls=(\d+)/.exec(String(await redisCommand('127.0.0.1', replica.port, topo.password, ['INFO', 'commandstats'])))?.[1] ?? 0);
+      /** A session record on the master only (no snapshot, so nothing is cached). */
+      const recordOnly = async (userId: string): Promise<Device> => {
+        const d = newDevice(userId, 'reads');
+        const master = await connectMaster(topo);
+        try {
+          await master.hSet(`gateway:session:${d.deviceSessionId}`, { device_session_id: d.deviceSessionId, user_id: d.userId, status: 'active', client_public_key: d.publicKeyBase64 });
+        } finally {
+          await master.quit();
+        }
+        return d;
+      };
+      const run = (d: Device) => {
+        const c = isolatedClient(d, started.grpc, signer.publicKeyRaw);
+        clients.push(c);
+        return c.execute('echo.ping', Buffer.from('reads'), { timeoutMs: 5000 });
+      };
+
+      const replicated = await recordOnly('u-reads-1');
+      await waitFor(async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['EXISTS', `gateway:session:${replicated.deviceSessionId}`])) === '1', {
+        message: 'record replicated',
+      });
+      const before = await hgetalls();
+      await expect(run(replicated)).resolves.toMatchObject({ resultCode: 'ok' });
+      expect(await hgetalls()).toBeGreaterThan(before);
+
+      // Cut the replica off, so a new record is on the master only: found there after the miss.
+      await redisCommand('127.0.0.1', replica.port, topo.password, ['CONFIG', 'SET', 'masterauth', 'wrong-password']);
+      await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'KILL', 'TYPE', 'master']);
+      try {
+        const fresh = await recordOnly('u-reads-2');
+        expect(String(await redisCommand('127.0.0.1', replica.port, topo.password, ['EXISTS', `gateway:session:${fresh.deviceSessionId}`]))).toBe('0');
+        const missesBefore = await hgetalls();
+        await expect(run(fresh)).resolves.toMatchObject({ resultCode: 'ok' });
+        expect(await hgetalls()).toBeGreaterThan(missesBefore);
+      } finally {
+        await redisCommand('127.0.0.1', replica.port, topo.password, ['CONFIG', 'SET', 'masterauth', topo.password]);
+        await topo.waitForReplicaLink(replica);
+      }
+    } finally {
+      await replicaReads.stop();
+    }
+  }, 60_000);
+
   it('replica down: client-events reads fall back to the master and never stop', async () => {
     const { device: d, client } = await device('u-replica-down');
     const watcher = watch(client);

@@ -156,6 +156,22 @@ export class RedisClient {
     return this.raw.isReady;
   }
 
+  /** Resolves `true` once the shared connection is ready, or `false` after `timeoutMs`. */
+  whenReady(timeoutMs: number): Promise<boolean> {
+    if (this.raw.isReady) return Promise.resolve(true);
+    const raw = this.raw;
+    return new Promise<boolean>((resolve) => {
+      const done = (ready: boolean): void => {
+        clearTimeout(timer);
+        raw.off('ready', onReady);
+        resolve(ready);
+      };
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(raw.isReady), timeoutMs);
+      raw.on('ready', onReady);
+    });
+  }
+
   /** Opens the shared connection (retrying with backoff until ready or destroyed). */
   async connect(): Promise<void> {
     if (!this.raw.isOpen) await this.raw.connect();

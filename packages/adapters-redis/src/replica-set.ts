@@ -42,6 +42,8 @@ export class ReplicaSet {
     return Promise.all(
       [...this.clients.values()].map(async (client): Promise<RedisTopologyNode> => {
         try {
+          // A replica found a moment ago may still be connecting.
+          await client.whenReady(timeoutMs);
           const role = await client.command(['ROLE'], { timeoutMs });
           const [kind, masterHost, masterPort, state] = Array.isArray(role) ? role.map(String) : [];
           const detail = kind === 'slave' ? `replica of ${masterHost}:${masterPort}, link ${state}` : `role ${kind ?? 'unknown'}`;

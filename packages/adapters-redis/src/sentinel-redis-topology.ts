@@ -119,7 +119,9 @@ export class SentinelRedisTopology implements RedisTopology {
     const sentinels = await Promise.all(
       this.sentinelClients.map(async (client): Promise<RedisTopologyNode> => {
         try {
-          await connectBounded(client, timeoutMs);
+          // Started by connect(); may still be connecting.
+          client.connect().catch(() => undefined);
+          await client.whenReady(timeoutMs);
           const reply = await client.command(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.options.masterName], { timeoutMs });
           const detail = Array.isArray(reply) ? `reports master ${String(reply[0])}:${String(reply[1])}` : `does not know master "${this.options.masterName}"`;
           return { role: 'sentinel', address: client.address, reachable: true, detail };
