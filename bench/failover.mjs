@@ -11,11 +11,11 @@
 // Targets: gap <= 2 s, 100 % of post-announcement events delivered.
 //
 //   node bench/failover.mjs [--quick] [--rounds 3] [--mode failover|kill] [--streams 50] [--workers 4]
-import { createClient } from 'redis';
 import { startSentinelTopology } from '@edge-gateway/test-utils';
 import {
   GatewayChild,
   closeAll,
+  connectRedis,
   eventIdOf,
   fmt,
   gatewayEnv,
@@ -38,12 +38,8 @@ import {
 
 const STREAM = 'gateway:client-events';
 
-async function connectTo(host, port, password) {
-  const client = createClient({ socket: { host, port, reconnectStrategy: false, connectTimeout: 1000 }, password });
-  client.on('error', () => undefined);
-  await client.connect();
-  return client;
-}
+/** A publisher/watcher connection to a loopback node (all nodes here are on 127.0.0.1). */
+const connectTo = (port, password) => connectRedis({ port, password });
 
 export async function runFailover(argv) {
   const args = parseArgs(argv);
@@ -69,7 +65,7 @@ export async function runFailover(argv) {
   try {
     {
       const { host, port } = await topo.master();
-      const setup = await connectTo(host, port, topo.password);
+      const setup = await connectTo(port, topo.password);
       await writeSessions(setup, devices);
       await setup.quit();
     }
@@ -100,7 +96,7 @@ export async function runFailover(argv) {
     // The announcement as the bench sees it: +switch-master on one Sentinel.
     const sentinel = topo.sentinels[0];
     const announcements = [];
-    const watcher = await connectTo(sentinel.host, sentinel.port, topo.sentinelPassword);
+    const watcher = await connectTo(sentinel.port, topo.sentinelPassword);
     await watcher.subscribe('+switch-master', (message) => {
       const [, , , host, port] = message.split(' ');
       announcements.push({ at: Date.now(), perfAt: performance.now(), host, port: Number(port) });
@@ -129,7 +125,7 @@ export async function runFailover(argv) {
     const published = [];
     let publishing = true;
     let target = await topo.master();
-    let publisher = await connectTo(target.host, target.port, topo.password);
+    let publisher = await connectTo(target.port, topo.password);
     let seenAnnouncements = 0;
     const publishLoop = (async () => {
       for (let n = 0; publishing && n < 10_000_000; n += 1) {
@@ -138,7 +134,7 @@ export async function runFailover(argv) {
           const next = announcements[announcements.length - 1];
           target = { host: next.host, port: next.port };
           await publisher.disconnect().catch(() => undefined);
-          publisher = await connectTo(target.host, target.port, topo.password).catch(() => publisher);
+          publisher = await connectTo(target.port, topo.password).catch(() => publisher);
         }
         try {
           const id = await publisher.xAdd(STREAM, '*', { user_id: userId, event_type: 'bench.failover', payload_base64: '' });
@@ -148,7 +144,7 @@ export async function runFailover(argv) {
           try {
             await publisher.disconnect().catch(() => undefined);
             target = await topo.master();
-            publisher = await connectTo(target.host, target.port, topo.password);
+            publisher = await connectTo(target.port, topo.password);
           } catch {
             // next try
           }
@@ -191,7 +187,7 @@ export async function runFailover(argv) {
         for (let i = 1; i < positions.length; i += 1) if (positions[i] >= 0 && positions[i] < positions[i - 1]) outOfOrder += 1;
       }
       // Ghosts: acknowledged during this round by the old master, absent on the new one.
-      const fresh = await connectTo(promoted.host, promoted.port, topo.password);
+      const fresh = await connectTo(promoted.port, topo.password);
       const oldAcks = published.slice(publishedBefore).filter((p) => p.port === old.port);
       let ghosts = 0;
       for (const p of oldAcks) if ((await fresh.xRange(STREAM, p.id, p.id)).length === 0) ghosts += 1;
