@@ -247,7 +247,7 @@ function unary(body: Buffer): Promise<number> {
   });
 }
 
-/** Resolves the status a server stream ends with; a stream that opens (valid request) is cancelled and reported as -1. */
+/** Resolves the status a server stream ends with; a stream that opens (valid request) is cancelled (or was replaced) and reported as -1. */
 function serverStream(body: Buffer): Promise<number> {
   return new Promise((resolve) => {
     const call = grpc.makeServerStreamRequest('/edgegateway.v1.EdgeGateway/SubscribeEvents', identity, identity, body, new Metadata(), {
@@ -259,8 +259,11 @@ function serverStream(body: Buffer): Promise<number> {
       call.cancel();
     });
     call.on('error', (error: ServiceError) => {
-      if (!opened) noteStatus(error);
-      resolve(opened ? -1 : error.code);
+      // A valid subscribe whose stream a newer one of the same session replaced before its
+      // first event arrived (GATEWAY_PUSH_MAX_STREAMS_PER_SESSION) did open.
+      const replaced = error.code === status.RESOURCE_EXHAUSTED && error.details === 'push stream replaced by a newer stream';
+      if (!opened && !replaced) noteStatus(error);
+      resolve(opened || replaced ? -1 : error.code);
     });
     call.on('status', (s: { code: number }) => {
       if (s.code === status.OK) resolve(opened ? -1 : status.OK);
