@@ -64,7 +64,7 @@ export async function runFailover(argv) {
   const calls = [];
   try {
     {
-      const { host, port } = await topo.master();
+      const { port } = await topo.master();
       const setup = await connectTo(port, topo.password);
       await writeSessions(setup, devices);
       await setup.quit();

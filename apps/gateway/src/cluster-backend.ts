@@ -142,7 +142,11 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
         ? new RedisStreamSubscriber({
             client: cluster(c),
             streamKey: config.clientEventsStream,
-            handler: new RoutedRelayHandler(c.resolve(Tokens.RoutedPublisher), { metrics: metrics(c), logger: log(c, 'routed-relay') }),
+            handler: new RoutedRelayHandler(c.resolve(Tokens.RoutedPublisher), {
+              metrics: metrics(c),
+              logger: log(c, 'routed-relay'),
+              maxEventBytes: config.pushMaxEventBytes,
+            }),
             consumerGroup: { group: `${keyPrefix}routed-relay`, consumer: `${hostname()}:${process.pid}` },
             metrics: metrics(c),
             logger: log(c, 'routed-relay'),

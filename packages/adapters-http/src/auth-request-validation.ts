@@ -1,4 +1,4 @@
-import { type ConfirmEmailCodeRequest, type SendEmailCodeRequest } from '@edge-gateway/core';
+import { isSmallOrderEd25519Key, type ConfirmEmailCodeRequest, type SendEmailCodeRequest } from '@edge-gateway/core';
 import { HttpError, HttpErrorCode } from './error-envelope.js';
 
 /** Length of a standard, padded base64 encoding of 32 bytes. */
@@ -49,5 +49,6 @@ export function parseConfirmEmailCodeRequest(body: unknown): ConfirmEmailCodeReq
   const code = requireString(object, 'code');
   const clientPublicKey = requireString(object, 'client_public_key');
   if (!isBase64PublicKey(clientPublicKey)) invalid('client_public_key: must be standard base64 of exactly 32 bytes');
+  if (isSmallOrderEd25519Key(Buffer.from(clientPublicKey, 'base64'))) invalid('client_public_key: must not be a small-order Ed25519 point');
   return { challenge_id: challengeId, code, client_public_key: clientPublicKey };
 }

@@ -182,6 +182,21 @@ describe('public app: auth routes', () => {
     expect(upstream.calls).toEqual([]);
   });
 
+  it.each([
+    ['the all-zero key (order 4)', Buffer.alloc(32)],
+    ['the identity', Buffer.from('01'.padEnd(64, '0'), 'hex')],
+    ['a point of order 8 with the sign bit set', Buffer.from('26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85', 'hex')],
+  ])('client_public_key that is %s (a small-order point) answers 400', async (_what, raw) => {
+    const upstream = recordingUpstream();
+    const url = await start({ authUpstream: upstream });
+    const result = await read(await postJson(`${url}${CONFIRM}`, { challenge_id: 'c', code: '1', client_public_key: raw.toString('base64') }));
+    expect(result).toMatchObject({
+      status: 400,
+      body: errorBody('invalid_request', 'client_public_key: must not be a small-order Ed25519 point'),
+    });
+    expect(upstream.calls).toEqual([]);
+  });
+
   it('a body over 64 KiB answers 413 payload_too_large', async () => {
     const upstream = recordingUpstream();
     const url = await start({ authUpstream: upstream });

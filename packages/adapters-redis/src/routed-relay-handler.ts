@@ -13,13 +13,20 @@ export class RoutedRelayHandler implements StreamEntryHandler {
   readonly stream = 'client_events' as const;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
+  private readonly maxEventBytes: number | undefined;
 
   constructor(
-    private readonly publisher: RedisRoutedPublisher,
-    options: { metrics?: GatewayMetrics; logger?: Logger } = {},
+    private readonly publisher: Pick<RedisRoutedPublisher, 'publish'>,
+    options: {
+      metrics?: GatewayMetrics;
+      logger?: Logger;
+      /** `GATEWAY_PUSH_MAX_EVENT_BYTES`: larger entries are dropped as the gateway drops them. */
+      maxEventBytes?: number;
+    } = {},
   ) {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = options.logger ?? noopLogger;
+    this.maxEventBytes = options.maxEventBytes;
   }
 
   handle(entry: StreamEntry): void {
@@ -29,7 +36,7 @@ export class RoutedRelayHandler implements StreamEntryHandler {
   async handleBatch(entries: readonly StreamEntry[]): Promise<void> {
     for (const entry of entries) {
       this.metrics.streamEntriesConsumed.add(1, { stream: this.stream });
-      const parsed = parseClientEvent(entry);
+      const parsed = parseClientEvent(entry, { maxEventBytes: this.maxEventBytes });
       if (!parsed.ok) {
         this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
         this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: entry.id, reason: parsed.reason });

@@ -125,7 +125,7 @@ export {
   subscribeRequestBytes,
   type CommandResultFields,
 } from './signing/canonical.js';
-export { ed25519PublicKeyFromRaw, KeyFormatError, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './signing/keys.js';
+export { ed25519PublicKeyFromRaw, KeyFormatError, isSmallOrderEd25519Key, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './signing/keys.js';
 export { Ed25519ResponseSigner } from './signing/signer.js';
 export { RotatingResponseSigner } from './signing/rotating-signer.js';
 export {

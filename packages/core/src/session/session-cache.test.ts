@@ -145,6 +145,7 @@ describe('SessionCache', () => {
       ['url-safe base64 key', { ...good, client_public_key: alice.publicKeyBase64.replace(/\+/g, '-').replace(/\//g, '_').replace('=', '-') }, 'client_public_key is not standard base64'],
       ['31-byte key', { ...good, client_public_key: Buffer.alloc(31, 7).toString('base64') }, 'client_public_key is not 32 bytes'],
       ['33-byte key', { ...good, client_public_key: Buffer.alloc(33, 7).toString('base64') }, 'client_public_key is not 32 bytes'],
+      ['small-order key (all zero)', { ...good, client_public_key: Buffer.alloc(32).toString('base64') }, 'client_public_key is a small-order point'],
       ['bad revoked_at_ms', { ...good, revoked_at_ms: 'yesterday' }, 'revoked_at_ms is not an integer'],
       ['id not matching the key', { ...good, device_session_id: 'ds-someone-else' }, 'device_session_id does not match key'],
     ];

@@ -1,5 +1,6 @@
 import type { DeviceSession, RawFields, SessionStatus } from '../domain.js';
 import { isStandardBase64 } from '../encoding/base64.js';
+import { isSmallOrderEd25519Key } from '../signing/keys.js';
 import { isValidId } from '../validation.js';
 
 /** Result of parsing a session record or snapshot: the session, or why it is malformed. */
@@ -17,6 +18,7 @@ export function parseSessionFields(fields: RawFields): ParsedSession {
   if (!isStandardBase64(key)) return { ok: false, reason: 'client_public_key is not standard base64' };
   const raw = Buffer.from(key, 'base64');
   if (raw.length !== 32) return { ok: false, reason: 'client_public_key is not 32 bytes' };
+  if (isSmallOrderEd25519Key(raw)) return { ok: false, reason: 'client_public_key is a small-order point' };
   let revokedAtMs: number | undefined;
   if (revokedAt !== undefined && revokedAt !== '') {
     if (!/^\d{1,16}$/.test(revokedAt)) return { ok: false, reason: 'revoked_at_ms is not an integer' };

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { vectors } from '../../test/helpers.js';
-import { KeyFormatError, ed25519PublicKeyFromRaw, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './keys.js';
+import { KeyFormatError, ed25519PublicKeyFromRaw, isSmallOrderEd25519Key, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './keys.js';
 import { Ed25519ResponseSigner } from './signer.js';
 
 const rsaPkcs8 = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
@@ -78,5 +78,38 @@ describe('raw public keys and key ids', () => {
   it('keyId is lowercase hex of the first 8 bytes of SHA-256 of the raw key', () => {
     expect(keyId(Buffer.from(vectors.keys.gateway.public_key_base64, 'base64'))).toBe(vectors.keys.gateway.key_id);
     expect(keyId(new Uint8Array(32))).toBe('66687aadf862bd77');
+  });
+});
+
+describe('isSmallOrderEd25519Key', () => {
+  const smallOrder = [
+    '00'.repeat(32),
+    '01'.padEnd(64, '0'),
+    '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+    'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+    'ec' + 'ff'.repeat(30) + '7f',
+    'ed' + 'ff'.repeat(30) + '7f',
+    'ee' + 'ff'.repeat(30) + '7f',
+  ];
+
+  it('flags every small-order encoding, with or without the sign bit', () => {
+    for (const hex of smallOrder) {
+      for (const sign of [0, 0x80]) {
+        const raw = Buffer.from(hex, 'hex');
+        raw[31] = (raw[31] as number) | sign;
+        expect(isSmallOrderEd25519Key(raw), raw.toString('hex')).toBe(true);
+      }
+    }
+  });
+
+  it('is why: with the all-zero key the all-zero signature verifies for many messages', () => {
+    const weak = ed25519PublicKeyFromRaw(Buffer.alloc(32));
+    const forged = Array.from({ length: 100 }, (_, i) => Buffer.from(`message ${i}`)).filter((m) => verify(null, m, weak, Buffer.alloc(64)));
+    expect(forged.length).toBeGreaterThan(0);
+  });
+
+  it('passes generated keys and refuses nothing that is not 32 bytes long', () => {
+    for (let i = 0; i < 50; i += 1) expect(isSmallOrderEd25519Key(rawPublicKey(generateKeyPairSync('ed25519').publicKey))).toBe(false);
+    expect(isSmallOrderEd25519Key(Buffer.alloc(31))).toBe(false);
   });
 });

@@ -8,6 +8,31 @@ export class KeyFormatError extends Error {
   override readonly name = 'KeyFormatError';
 }
 
+// Encodings of the Ed25519 points of small order (the identity, the points of order 2, 4 and 8)
+// and the non-canonical encodings of y = p-1, p, p+1, compared without the sign bit (as
+// libsodium's blocklist does). With such a key, trivial signatures (e.g. R = identity, S = 0)
+// verify for many messages, so a signature proves nothing about who made it.
+const SMALL_ORDER_KEYS = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((hex) => Buffer.from(hex, 'hex'));
+
+/**
+ * True when a raw 32-byte Ed25519 public key is a point of small order (or a non-canonical
+ * encoding of one): such keys are refused wherever a client key is accepted (SPEC §5.1).
+ */
+export function isSmallOrderEd25519Key(raw: Uint8Array): boolean {
+  if (raw.length !== 32) return false;
+  const masked = Buffer.from(raw);
+  masked[31] = (masked[31] as number) & 0x7f;
+  return SMALL_ORDER_KEYS.some((key) => key.equals(masked));
+}
+
 /** Parses a raw 32-byte Ed25519 public key into a reusable key object. */
 export function ed25519PublicKeyFromRaw(raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new KeyFormatError('Ed25519 public key must be 32 bytes');
