@@ -44,8 +44,11 @@ export interface RedisTopology {
    * one. Returns a function that removes the listener.
    */
   onMasterChange(listener: (master: RedisAddress) => void): () => void;
-  /** Every node with its reachability (for `doctor`). */
-  describe(): Promise<RedisTopologyNode[]>;
+  /**
+   * Every node with its reachability (for `doctor`), each check bounded by `timeoutMs`
+   * (default: the command timeout).
+   */
+  describe(timeoutMs?: number): Promise<RedisTopologyNode[]>;
   /** Closes every connection and stops discovery. */
   close(): Promise<void>;
 }

@@ -114,8 +114,7 @@ export class SentinelRedisTopology implements RedisTopology {
     return () => this.listeners.delete(listener);
   }
 
-  async describe(): Promise<RedisTopologyNode[]> {
-    const timeoutMs = this.master.commandTimeoutMs;
+  async describe(timeoutMs = this.master.commandTimeoutMs): Promise<RedisTopologyNode[]> {
     const sentinels = await Promise.all(
       this.sentinelClients.map(async (client): Promise<RedisTopologyNode> => {
         try {

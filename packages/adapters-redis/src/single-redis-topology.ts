@@ -45,8 +45,7 @@ export class SingleRedisTopology implements RedisTopology {
     return () => undefined;
   }
 
-  async describe(): Promise<RedisTopologyNode[]> {
-    const timeoutMs = this.master.commandTimeoutMs;
+  async describe(timeoutMs = this.master.commandTimeoutMs): Promise<RedisTopologyNode[]> {
     let master: RedisTopologyNode;
     try {
       await this.master.ping({ timeoutMs });

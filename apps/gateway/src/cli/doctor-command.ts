@@ -89,7 +89,9 @@ async function checkStream(checks: Checklist, client: RedisClient | RedisCluster
  * Sentinels still announce failovers); an unreachable master fails.
  */
 async function checkTopology(checks: Checklist, topology: RedisTopology, config: GatewayConfig): Promise<void> {
-  const nodes = await topology.describe();
+  // A diagnostic from a fresh process connects to every node: bound it like the startup PING,
+  // not by the request-path command timeout (which may be a few hundred ms).
+  const nodes = await topology.describe(config.redis.pingTimeoutMs);
   for (const node of nodes) {
     const check = `redis: ${node.role} ${node.address}`;
     if (node.reachable) checks.ok(check, node.detail);
