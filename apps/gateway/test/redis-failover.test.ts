@@ -237,8 +237,7 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     await watcher.waitForCount(1 + ids.length, 15_000);
     expect(watcher.clientEventIds).toEqual(ids);
     expect(watcher.ended).toBe(false);
-    await old.restart();
-    await topo.waitForReplicaLink(old, 30_000);
+    await topo.rejoinAsReplica(old, 30_000);
   }, 60_000);
 
   it('divergence: events the old master acknowledged but lost are counted and logged, new lower ids are delivered, a resume after a lost id is incomplete', async () => {
@@ -294,7 +293,6 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
       resumed.cancel();
     }
     expect(watcher.ended).toBe(false);
-    await old.restart();
-    await topo.waitForReplicaLink(old, 30_000);
+    await topo.rejoinAsReplica(old, 30_000);
   }, 90_000);
 });

@@ -56,6 +56,13 @@ export interface SentinelTopology {
   waitForNewMaster(previousPort: number, timeoutMs?: number): Promise<RedisServerHandle>;
   /** Waits until `node` is a replica whose link to the master is up. */
   waitForReplicaLink(node: RedisServerHandle, timeoutMs?: number): Promise<void>;
+  /**
+   * Restarts a killed former master and points it at the current master at once (Sentinel
+   * converts a returning old master only after it has been up ~8 s and then again, which under
+   * load can exceed a test's budget), then waits for its link. Leaves the topology as the next
+   * test expects: every node but the master a linked replica.
+   */
+  rejoinAsReplica(node: RedisServerHandle, timeoutMs?: number): Promise<void>;
   /** `SENTINEL FAILOVER` on the first running Sentinel; resolves once a new master is announced. */
   failover(timeoutMs?: number): Promise<RedisServerHandle>;
   /** Stops every Sentinel and data node (each by its own handle). */
@@ -230,6 +237,12 @@ export async function startSentinelTopology(options: SentinelTopologyOptions = {
     },
     async waitForReplicaLink(node, timeoutMs = 20_000) {
       await waitFor(() => isLinkedReplica(node), { timeoutMs, intervalMs: 100, message: `port ${node.port} replicating` });
+    },
+    async rejoinAsReplica(node, timeoutMs = 20_000) {
+      if (!node.running) await node.restart();
+      const { host, port } = await masterAddr();
+      await redisCommand(HOST, node.port, password, ['REPLICAOF', host, String(port)], 2000);
+      await topology.waitForReplicaLink(node, timeoutMs);
     },
     async failover(timeoutMs = 20_000) {
       const { port } = await masterAddr();
