@@ -159,6 +159,7 @@ export function registerGateway(
           downstreamTimeoutMs: config.downstreamTimeoutMs,
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
+          resumeMaxBytes: config.pushResumeMaxBytes,
           pushMaxEventBytes: config.pushMaxEventBytes,
           pushStreamBufferBytes: config.pushStreamBufferBytes,
           pushMaxStreamsPerSession: config.pushMaxStreamsPerSession,

@@ -297,7 +297,8 @@ describe('trimmed stream', () => {
 
 describe('resume limits', () => {
   const stream = newStream('limits');
-  const addr = gatewayPerDescribe(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20' });
+  // The other tests' payloads are a few bytes each: far below MAX_BYTES.
+  const addr = gatewayPerDescribe(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20', GATEWAY_PUSH_RESUME_MAX_BYTES: '1000' });
 
   it('GATEWAY_PUSH_RESUME_MAX_EVENTS: replays exactly that many, after resume_incomplete, then the live feed', async () => {
     const device = await activeDevice('user-max-events', 'max-events');
@@ -327,6 +328,39 @@ describe('resume limits', () => {
       expect(delta('gateway_push_resume_replayed_events_total')).toBe(5);
       expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(1);
       expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_scan' })).toBe(0);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_bytes' })).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('GATEWAY_PUSH_RESUME_MAX_BYTES: replays the events whose payloads fit, after resume_incomplete, then the live feed', async () => {
+    const device = await activeDevice('user-max-bytes', 'max-bytes');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    const before = await scrape(addr.adminHttp as string);
+    try {
+      const missed: string[] = [];
+      // 300 bytes each: three fit in 1000, the fourth would not (fewer than MAX_EVENTS).
+      for (let i = 0; i < 4; i += 1) {
+        missed.push(await publishEvent(raw, { userId: 'user-max-bytes', eventType: 'chat.message', payload: Buffer.alloc(300, i) }, stream));
+      }
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + 3);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expectIncompleteFor(incomplete, device);
+      expect(replayed.map((e) => e.eventId)).toEqual(missed.slice(0, 3));
+      const live = await publishEvent(raw, { userId: 'user-max-bytes', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+      expect(delta('gateway_push_resumes_total')).toBe(1);
+      expect(delta('gateway_push_resume_replayed_events_total')).toBe(3);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_bytes' })).toBe(1);
+      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(0);
     } finally {
       client.close();
     }

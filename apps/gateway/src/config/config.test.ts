@@ -37,6 +37,7 @@ describe('loadConfig', () => {
       pushMaxStreamsPerSession: 4,
       pushResumeMaxEvents: 1000,
       pushResumeMaxScan: 10_000,
+      pushResumeMaxBytes: 4_194_304,
       sessionCacheTtlMs: 30_000,
       sessionCacheMaxEntries: 100_000,
       authUpstreamUrl: '',
@@ -77,6 +78,10 @@ describe('loadConfig', () => {
     ['GATEWAY_HTTP_KEEPALIVE_TIMEOUT', { GATEWAY_HTTP_KEEPALIVE_TIMEOUT: '5' }],
     ['GATEWAY_PUSH_STREAM_BUFFER_BYTES', { GATEWAY_PUSH_STREAM_BUFFER_BYTES: '0' }],
     ['GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', { GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: '0' }],
+    ['GATEWAY_PUSH_RESUME_MAX_BYTES', { GATEWAY_PUSH_RESUME_MAX_BYTES: '4MiB' }],
+    ['GATEWAY_PUSH_RESUME_MAX_BYTES', { GATEWAY_PUSH_RESUME_MAX_BYTES: '-1' }],
+    ['GATEWAY_PUSH_RESUME_MAX_BYTES', { GATEWAY_PUSH_RESUME_MAX_BYTES: '4194305' }],
+    ['GATEWAY_PUSH_RESUME_MAX_BYTES', { GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1001' }],
     ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'not a url' }],
     ['GATEWAY_AUTH_UPSTREAM_URL', { GATEWAY_AUTH_UPSTREAM_URL: 'ftp://auth' }],
     ['GATEWAY_LOG_LEVEL', { GATEWAY_LOG_LEVEL: 'verbose' }],
@@ -105,6 +110,16 @@ describe('loadConfig', () => {
     expect(config.shutdownTimeoutMs).toBe(90_000);
     expect(config.redis.db).toBe(3);
     expect(config.adminHttpAddr).toBe(':9100');
+  });
+
+  it('GATEWAY_PUSH_RESUME_MAX_BYTES follows GATEWAY_PUSH_STREAM_BUFFER_BYTES unless set (0 up to that bound)', () => {
+    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '65536' }).pushResumeMaxBytes).toBe(65_536);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '1024' }).pushResumeMaxBytes).toBe(1024);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '0' }).pushResumeMaxBytes).toBe(0);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1000' }).pushResumeMaxBytes).toBe(1000);
+    expect(failure({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1001' }).message).toBe(
+      'GATEWAY_PUSH_RESUME_MAX_BYTES: must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (1000)',
+    );
   });
 
   it('never puts the password in the loggable description', () => {

@@ -96,6 +96,11 @@ export interface GatewayConfig {
   readonly pushMaxStreamsPerSession: number;
   readonly pushResumeMaxEvents: number;
   readonly pushResumeMaxScan: number;
+  /**
+   * `GATEWAY_PUSH_RESUME_MAX_BYTES`: payload bytes replayed at most for one resume; default and
+   * upper limit `GATEWAY_PUSH_STREAM_BUFFER_BYTES` (a resume never queues more than a live stream may hold).
+   */
+  readonly pushResumeMaxBytes: number;
   /** `GATEWAY_PUSH_FANOUT`. */
   readonly pushFanout: PushFanout;
   /** `GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN`: history entries kept per user when the gateway publishes (relay, CLI). */
@@ -340,6 +345,11 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   if (sessionEventsStream === clientEventsStream) {
     r.fail('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
   }
+  const pushStreamBufferBytes = r.integer('GATEWAY_PUSH_STREAM_BUFFER_BYTES', 4_194_304, 1);
+  const pushResumeMaxBytes = r.integer('GATEWAY_PUSH_RESUME_MAX_BYTES', pushStreamBufferBytes, 0);
+  if (pushResumeMaxBytes > pushStreamBufferBytes) {
+    r.fail('GATEWAY_PUSH_RESUME_MAX_BYTES', `must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (${pushStreamBufferBytes})`);
+  }
   const downstreamRoutes = r.string('GATEWAY_DOWNSTREAM_ROUTES', '');
   try {
     parseDownstreamRoutes(downstreamRoutes);
@@ -375,10 +385,11 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
     pushMaxEventBytes: r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0),
-    pushStreamBufferBytes: r.integer('GATEWAY_PUSH_STREAM_BUFFER_BYTES', 4_194_304, 1),
+    pushStreamBufferBytes,
     pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
+    pushResumeMaxBytes,
     pushFanout: pushFanout as PushFanout,
     pushRoutedHistoryMaxLen: r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1),
     pushRoutedHistoryTtlMs: r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h'),

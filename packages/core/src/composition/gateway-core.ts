@@ -72,6 +72,11 @@ export interface GatewayCoreOptions {
   /** History entries read on resume at most (default 10000). */
   readonly resumeMaxScan?: number;
   /**
+   * Payload bytes replayed on resume at most (`GATEWAY_PUSH_RESUME_MAX_BYTES`, default
+   * `pushStreamBufferBytes`: a resume never queues more than a live stream may hold).
+   */
+  readonly resumeMaxBytes?: number;
+  /**
    * Largest decoded client-event payload (`GATEWAY_PUSH_MAX_EVENT_BYTES`, default 1 MiB):
    * larger entries are dropped as malformed, live and on resume.
    */
@@ -176,6 +181,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     freshnessWindowMs: options.freshnessWindowMs,
     resumeMaxEvents: options.resumeMaxEvents,
     resumeMaxScan: options.resumeMaxScan,
+    resumeMaxBytes: options.resumeMaxBytes,
     maxEventBytes: options.pushMaxEventBytes,
     asyncCrypto: options.asyncCrypto,
   });

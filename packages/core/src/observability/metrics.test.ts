@@ -21,6 +21,7 @@ describe('GatewayMetrics', () => {
     const points = (metric?.dataPoints ?? []).map((p) => [p.attributes['reason'], p.value]);
     expect(points.sort()).toEqual([
       ['live_overflow', 0],
+      ['max_bytes', 0],
       ['max_events', 0],
       ['max_scan', 0],
       ['read_error', 0],

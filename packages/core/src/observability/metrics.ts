@@ -26,10 +26,10 @@ export const MetricNames = {
 export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
 
 /** Why a resume could not replay everything (label `reason`). */
-export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_scan' | 'live_overflow' | 'read_error';
+export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_bytes' | 'max_scan' | 'live_overflow' | 'read_error';
 
 /** Every {@link ResumeIncompleteReason}: each series starts at zero. */
-const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
+const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_bytes', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
 
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';

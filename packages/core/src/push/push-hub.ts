@@ -262,7 +262,8 @@ export class PushHub {
   private closing: GatewayError | undefined;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
-  private readonly bufferBytes: number;
+  /** Payload bytes queued per stream before it overflows (`GATEWAY_PUSH_STREAM_BUFFER_BYTES`). */
+  readonly bufferBytes: number;
   private readonly maxStreamsPerSession: number;
 
   constructor(private readonly options: PushHubOptions) {

@@ -42,7 +42,9 @@ interface SetupOptions {
   readonly replay?: ReplayStore;
   readonly resumeMaxEvents?: number;
   readonly resumeMaxScan?: number;
+  readonly resumeMaxBytes?: number;
   readonly bufferSize?: number;
+  readonly bufferBytes?: number;
   readonly maxConcurrentChecks?: number;
   readonly asyncCrypto?: boolean;
   readonly maxEventBytes?: number;
@@ -59,7 +61,10 @@ function setup(options: SetupOptions = {}) {
   const logger = new CapturingLogger();
   const signer = new CountingSigner();
   const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock, logger });
-  const hub = new PushHub({ bufferSize: options.bufferSize ?? 64, metrics: harness.metrics, logger, ...(options.feed === undefined ? {} : { feed: options.feed }) });
+  const hub = new PushHub({
+    bufferSize: options.bufferSize ?? 64,
+    ...(options.bufferBytes === undefined ? {} : { bufferBytes: options.bufferBytes }),
+    metrics: harness.metrics, logger, ...(options.feed === undefined ? {} : { feed: options.feed }) });
   const events = new InMemoryEventStream(clock);
   const limit = options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes };
   events.subscribe(new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger, ...limit }));
@@ -77,6 +82,7 @@ function setup(options: SetupOptions = {}) {
     ...(history === null ? {} : { history }),
     ...(options.resumeMaxEvents === undefined ? {} : { resumeMaxEvents: options.resumeMaxEvents }),
     ...(options.resumeMaxScan === undefined ? {} : { resumeMaxScan: options.resumeMaxScan }),
+    ...(options.resumeMaxBytes === undefined ? {} : { resumeMaxBytes: options.resumeMaxBytes }),
     ...(options.maxConcurrentChecks === undefined ? {} : { maxConcurrentChecks: options.maxConcurrentChecks }),
     ...(options.asyncCrypto === undefined ? {} : { asyncCrypto: options.asyncCrypto }),
     ...limit,
@@ -530,6 +536,59 @@ describe('SubscriptionService', () => {
       const missed = [0, 1, 2].map((i) => publish(clientEventFields('u-alice', 'chat.x', `m${i}`)));
       const { sink } = await open(alice1, { resumeAfterEventId: cursor });
       expect(sink.ids).toEqual(['', ...missed]);
+    });
+
+    it('resumeMaxBytes: replays events while their payload bytes fit, then the incomplete notice (reason max_bytes)', async () => {
+      let reads = 0;
+      const { open, publish, harness } = setup({
+        resumeMaxBytes: 250,
+        history: (stream) => ({
+          readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+            reads += 1;
+            return stream.readAfter(afterId, count);
+          },
+        }),
+      });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const missed: string[] = [];
+      for (let i = 0; i < 5; i += 1) {
+        missed.push(publish(clientEventFields('u-alice', 'chat.x', 'x'.repeat(100))));
+        // Other users' payloads do not count against this stream's bound.
+        publish(clientEventFields('u-bob', 'chat.x', 'y'.repeat(1000)));
+      }
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.types.slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+      expect(sink.types.filter((t) => t === 'gateway.resume_incomplete')).toHaveLength(1);
+      expect(sink.ids.slice(2)).toEqual(missed.slice(0, 2));
+      expect(reads).toBe(1);
+      const live = publish(clientEventFields('u-alice', 'chat.x', 'live'));
+      expect(sink.ids.at(-1)).toBe(live);
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'max_bytes' })).toBe(1);
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'max_events' })).toBe(0);
+      expect(await harness.value(MetricNames.pushResumeReplayed)).toBe(2);
+    });
+
+    it('resumeMaxBytes exactly reached is complete; zero-byte payloads always fit', async () => {
+      const { open, publish } = setup({ resumeMaxBytes: 200 });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const missed = [
+        publish(clientEventFields('u-alice', 'chat.x', 'x'.repeat(100))),
+        publish(clientEventFields('u-alice', 'chat.x', '')),
+        publish(clientEventFields('u-alice', 'chat.x', 'x'.repeat(100))),
+        publish(clientEventFields('u-alice', 'chat.x', '')),
+      ];
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.ids).toEqual(['', ...missed]);
+    });
+
+    it('resumeMaxBytes defaults to the hub’s per-stream byte bound (a resume never queues more than a live stream may hold)', async () => {
+      const { open, publish, harness } = setup({ bufferBytes: 300 });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const missed = [0, 1, 2, 3].map(() => publish(clientEventFields('u-alice', 'chat.x', 'x'.repeat(100))));
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.types.slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+      expect(sink.ids.slice(2)).toEqual(missed.slice(0, 3));
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'max_bytes' })).toBe(1);
     });
 
     it('resumeMaxScan: reads at most that many entries, then the incomplete notice', async () => {

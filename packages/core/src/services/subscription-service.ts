@@ -30,6 +30,14 @@ export interface SubscriptionServiceOptions {
   /** `GATEWAY_PUSH_RESUME_MAX_SCAN`: history entries read at most (default 10000). */
   readonly resumeMaxScan?: number;
   /**
+   * `GATEWAY_PUSH_RESUME_MAX_BYTES`: payload bytes replayed at most (default: the hub's
+   * per-stream byte bound, {@link PushHub.bufferBytes}). Replayed events are handed to
+   * `PushStream.start` outside the live buffer's bounds, so without it one resume could queue
+   * `resumeMaxEvents` × `maxEventBytes`; with it a resuming stream holds at most this plus the
+   * live buffer.
+   */
+  readonly resumeMaxBytes?: number;
+  /**
    * `GATEWAY_PUSH_MAX_EVENT_BYTES`: history entries with a larger decoded payload are skipped
    * on resume, as the live consumer drops them (default 1 MiB).
    */
@@ -177,12 +185,14 @@ export class SubscriptionService {
   private async resume(stream: PushStream, bootstrap: GatewayEvent, afterId: string): Promise<void> {
     const maxEvents = this.options.resumeMaxEvents ?? DEFAULT_RESUME_MAX_EVENTS;
     const maxScan = this.options.resumeMaxScan ?? DEFAULT_RESUME_MAX_SCAN;
+    const maxBytes = this.options.resumeMaxBytes ?? this.options.hub.bufferBytes;
     this.deps.metrics.pushResumes.add(1);
     const replayed: GatewayEvent[] = [];
+    let replayedBytes = 0;
     let incomplete: IncompleteReason | undefined;
     let cursor = afterId;
     let scanned = 0;
-    // Set when `maxEvents` is reached: stop reading even if `incomplete` already says
+    // Set when `maxEvents` or `maxBytes` is reached: stop reading even if `incomplete` already says
     // 'truncated' (otherwise the loop would re-read the same page until maxScan).
     let full = false;
     const history = this.options.history;
@@ -205,6 +215,14 @@ export class SubscriptionService {
               full = true;
               break;
             }
+            const size = parsed.event.payload.length;
+            if (replayedBytes + size > maxBytes) {
+              // Like max_events: this event and the rest are not replayed; the cursor stays before it.
+              incomplete ??= 'max_bytes';
+              full = true;
+              break;
+            }
+            replayedBytes += size;
             replayed.push(signEvent(this.options.signer, parsed.event));
           }
           cursor = entry.id;
