@@ -52,6 +52,8 @@ export async function createDeviceSession(
   clientPublicKeyBase64: string,
   names: SessionStoreNames = DEFAULT_NAMES,
 ): Promise<CreatedSession> {
+  // user_id: the same id rule (SPEC §5.1); the gateway treats any other record as malformed.
+  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(userId)) throw new Error('user_id must be 1-128 characters of [A-Za-z0-9._:-]');
   if (Buffer.from(clientPublicKeyBase64, 'base64').length !== 32) throw new Error('client_public_key must be base64 of 32 bytes');
   // device_session_id: 1-128 characters of [A-Za-z0-9._:-] (SPEC §2.1).
   const deviceSessionId = `ds-${randomUUID()}`;

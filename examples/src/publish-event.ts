@@ -45,7 +45,8 @@ const EVENT_TYPE = /^[a-z][a-z0-9._-]{0,127}$/;
  * Refuses entries the gateway would drop as malformed.
  */
 export async function publishEvent(redis: StreamRedis, event: PushEvent, stream = 'gateway:client-events', maxLen = 250_000): Promise<string> {
-  if (event.userId === '') throw new Error('user_id is required');
+  // user_id: 1-128 characters of [A-Za-z0-9._:-], as in the session records (SPEC §5.1, §5.4).
+  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(event.userId)) throw new Error('user_id must be 1-128 characters of [A-Za-z0-9._:-]');
   if (!EVENT_TYPE.test(event.eventType) || event.eventType.startsWith('gateway.')) {
     throw new Error('event_type must match [a-z][a-z0-9._-]{0,127} and not start with "gateway."');
   }

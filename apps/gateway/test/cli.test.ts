@@ -262,6 +262,9 @@ describe('edge-gateway events publish', () => {
     const invalid = await runCli(['events', 'publish', '--user', 'u', '--type', 'Bad Type', '--payload', 'x'], env());
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain('refusing to publish: event_type is invalid');
+    const longUser = await runCli(['events', 'publish', '--user', 'u'.repeat(129), '--type', 'a.b', '--payload', 'x'], env());
+    expect(longUser.code).toBe(1);
+    expect(longUser.stderr).toContain('refusing to publish: user_id is invalid');
     const both = await runCli(['events', 'publish', '--user', 'u', '--type', 'a.b'], env());
     expect(both.code).toBe(2);
     expect(await raw.xLen('gateway:client-events')).toBe(before);

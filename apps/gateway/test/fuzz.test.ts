@@ -679,11 +679,11 @@ describe('fuzz: stream entries of random size up to 8 MiB (issue 12)', () => {
         delivered.push(true);
         clientEntries += 2;
       }
-      // Session snapshots with one huge field: invalid id or key (dropped), or a long user_id (applied).
+      // Session snapshots with one huge field: invalid id, key or user_id (each dropped).
       const huge = 'u'.repeat(size());
       multi.xAdd('gateway:session-events', '*', { device_session_id: `fuzz-big-${batch}`, user_id: 'u', status: 'active', client_public_key: huge });
       multi.xAdd('gateway:session-events', '*', { device_session_id: `x ${huge}`, user_id: 'u', status: 'active', client_public_key: bytes(32).toString('base64') });
-      multi.xAdd('gateway:session-events', '*', { device_session_id: `fuzz-big-u-${batch}`, user_id: `u${'u'.repeat(int(65_536))}`, status: 'active', client_public_key: bytes(32).toString('base64') });
+      multi.xAdd('gateway:session-events', '*', { device_session_id: `fuzz-big-u-${batch}`, user_id: `u${'u'.repeat(128 + int(65_536))}`, status: 'active', client_public_key: bytes(32).toString('base64') });
       const ids = (await multi.exec()) as unknown as string[];
       ids.slice(0, delivered.length).forEach((id, k) => {
         if (delivered[k]) expectedIds.push(id);
@@ -704,8 +704,8 @@ describe('fuzz: stream entries of random size up to 8 MiB (issue 12)', () => {
     watcher.cancel();
     expect((await consumed()) - before.consumed).toBe(clientEntries);
     expect((await metric('gateway_stream_entries_malformed_total', 'client_events')) - before.malformed).toBe(expectedMalformed);
-    // Per batch: the bad key and the bad id are dropped; the long user_id is a valid snapshot.
-    expect((await metric('gateway_stream_entries_malformed_total', 'session_events')) - before.sessionMalformed).toBe(16);
+    // Per batch: the bad key, the bad id and the over-long user_id (SPEC §5.1 id rule) are dropped.
+    expect((await metric('gateway_stream_entries_malformed_total', 'session_events')) - before.sessionMalformed).toBe(24);
     expect(gateway.logs.filter((l) => l.message === 'stream entry handler failed')).toEqual([]);
     expect(gateway.running).toBe(true);
     console.info(`[fuzz] gateway RSS after the 8 MiB entries: ${rssMiB(gateway.pid).toFixed(1)} MiB (start ${rssStartMiB.toFixed(1)})`);

@@ -134,12 +134,15 @@ describe('edge-gateway sessions create', () => {
     expect(help.stdout).toContain('edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force]');
   });
 
-  it('refuses bad input with exit 2 and the usage: no user, a bad id, a positional id', async () => {
+  it('refuses bad input with exit 2 and the usage: no user, a bad user_id, a bad id, a positional id', async () => {
     for (const args of [
       ['sessions', 'create'],
       ['sessions', 'create', '--user', 'u', '--id', 'bad id!'],
       ['sessions', 'create', 'ds-1', '--user', 'u'],
       ['sessions', 'create', '--user', 'line\nbreak'],
+      // The gateway refuses a record whose user_id breaks the id rule (SPEC §5.1).
+      ['sessions', 'create', '--user', 'u'.repeat(129)],
+      ['sessions', 'create', '--user', 'alice@example.com'],
     ]) {
       const result = await runCli(args, env());
       expect(result.code, args.join(' ')).toBe(2);

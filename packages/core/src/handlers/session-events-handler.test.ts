@@ -72,6 +72,8 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
       ['missing device_session_id', without('device_session_id'), 'device_session_id is missing'],
       ['invalid device_session_id', { ...good, device_session_id: 'bad id' }, 'device_session_id is invalid'],
       ['missing user_id', without('user_id'), 'user_id is missing'],
+      ['129-character user_id', { ...good, user_id: 'u'.repeat(129) }, 'user_id is invalid'],
+      ['user_id outside [A-Za-z0-9._:-]', { ...good, user_id: 'alice@example.com' }, 'user_id is invalid'],
       ['missing status', without('status'), 'status is missing'],
       ['unknown status', { ...good, status: 'REVOKED' }, 'status is unknown'],
       ['missing client_public_key', without('client_public_key'), 'client_public_key is missing'],
@@ -110,6 +112,8 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
       ['missing user_id', without('user_id'), 'user_id is missing'],
       ['bad revoked_at_ms', { ...revoked, revoked_at_ms: '-5' }, 'revoked_at_ms is not an integer'],
     ];
+    /** The log fields of the snapshot's user_id: as is when valid, nothing when missing. */
+    const userFields = (fields: RawFields) => (fields['user_id'] === undefined ? {} : { user_id: fields['user_id'] });
     it.each(cases)('%s', async (_label, fields, reason) => {
       const { handler, open, cache, logger, harness } = setup();
       const a1 = open(alice1);
@@ -124,12 +128,43 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
         {
           level: 'warn',
           message: 'incomplete revoked snapshot applied',
-          fields: { stream: 'session_events', entry_id: '10-1', device_session_id: alice1.deviceSessionId, reason },
+          fields: { stream: 'session_events', entry_id: '10-1', device_session_id: alice1.deviceSessionId, ...userFields(fields), reason },
         },
       ]);
       expect(logger.find('device session revoked')[0]?.fields).toMatchObject({ device_session_id: alice1.deviceSessionId, streams_closed: 1 });
       expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
       expect(await harness.value(MetricNames.pushStreamsClosed, { reason: 'revoked' })).toBe(1);
+    });
+
+    it.each([
+      ['129 characters', 'u'.repeat(129)],
+      ['1 MiB', 'u'.repeat(1 << 20)],
+      ['outside [A-Za-z0-9._:-], with a line break', 'alice@example.com\nforged line'],
+    ])('an invalid user_id (%s) still revokes; the log holds only its bounded preview, the cache not at all', async (_label, userId) => {
+      const { handler, open, cache, logger, harness } = setup();
+      const a1 = open(alice1);
+      handler.handle({ id: '10-0', fields: alice1.record('active') });
+      handler.handle({ id: '10-1', fields: { ...revoked, user_id: userId } });
+      expect(a1.sink.ends).toEqual([expect.objectContaining({ code: 'failed_precondition', message: 'device session is revoked' })]);
+      const cached = await cache.lookup(alice1.deviceSessionId);
+      expect(cached?.session.status).toBe('revoked');
+      expect(cached?.session.userId).toBe('');
+      expect(logger.find('incomplete revoked snapshot applied')).toEqual([
+        {
+          level: 'warn',
+          message: 'incomplete revoked snapshot applied',
+          fields: {
+            stream: 'session_events',
+            entry_id: '10-1',
+            device_session_id: alice1.deviceSessionId,
+            user_id: userId.slice(0, 64),
+            user_id_length: userId.length,
+            reason: 'user_id is invalid',
+          },
+        },
+      ]);
+      expect(logger.serialized().length).toBeLessThan(2000);
+      expect(await harness.value(MetricNames.streamEntriesMalformed, { stream: 'session_events' })).toBe(1);
     });
 
     it('an invalid device_session_id or a status other than revoked is still only dropped', () => {

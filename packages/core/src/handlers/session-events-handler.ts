@@ -1,9 +1,11 @@
 import type { StreamEntry } from '../domain.js';
+import { clientField } from '../observability/log-safe.js';
 import { GatewayMetrics } from '../observability/metrics.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { PushHub } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { parseRevocation, parseSessionFields } from '../session/session-fields.js';
+import { isValidId } from '../validation.js';
 import type { StreamEntryHandler } from './stream-entry-handler.js';
 
 export interface SessionEventsHandlerOptions {
@@ -52,10 +54,13 @@ export class SessionEventsHandler implements StreamEntryHandler {
       // Fail closed: a revoke must not be lost because another field is broken. Still
       // counted and logged as malformed, so the publisher gets fixed.
       this.metrics.streamEntriesMalformed.add(1, { stream: this.stream });
+      const userId = entry.fields['user_id'];
       this.logger.warn('incomplete revoked snapshot applied', {
         stream: this.stream,
         entry_id: String(entry.id),
         device_session_id: revocation.deviceSessionId,
+        // An invalid user_id only as its bounded preview.
+        ...(userId === undefined || userId === '' ? {} : clientField('user_id', userId, isValidId(userId))),
         reason: parsed.reason,
       });
       this.options.cache.revoke(revocation.deviceSessionId, revocation.userId);

@@ -12,6 +12,9 @@ export function parseSessionFields(fields: RawFields): ParsedSession {
   if (id === undefined || id === '') return { ok: false, reason: 'device_session_id is missing' };
   if (!isValidId(id)) return { ok: false, reason: 'device_session_id is invalid' };
   if (userId === undefined || userId === '') return { ok: false, reason: 'user_id is missing' };
+  // The §2.1 id rule, as device_session_id: a record must not make the cache, the hub's
+  // indexes and every log line of the session hold an unbounded string.
+  if (!isValidId(userId)) return { ok: false, reason: 'user_id is invalid' };
   if (status === undefined || status === '') return { ok: false, reason: 'status is missing' };
   if (status !== 'active' && status !== 'revoked') return { ok: false, reason: 'status is unknown' };
   if (key === undefined || key === '') return { ok: false, reason: 'client_public_key is missing' };
@@ -37,7 +40,7 @@ export function parseSessionFields(fields: RawFields): ParsedSession {
 /** The part of a snapshot that revokes: enough to fail closed when the rest is malformed. */
 export interface Revocation {
   readonly deviceSessionId: string;
-  /** Empty when the snapshot's `user_id` is missing. */
+  /** Empty when the snapshot's `user_id` is missing or invalid (never an unbounded string). */
   readonly userId: string;
 }
 
@@ -48,5 +51,5 @@ export interface Revocation {
 export function parseRevocation(fields: RawFields): Revocation | undefined {
   const { device_session_id: id, user_id: userId, status } = fields;
   if (status !== 'revoked' || id === undefined || !isValidId(id)) return undefined;
-  return { deviceSessionId: id, userId: typeof userId === 'string' ? userId : '' };
+  return { deviceSessionId: id, userId: typeof userId === 'string' && isValidId(userId) ? userId : '' };
 }
