@@ -146,6 +146,16 @@ export {
   type ResumeIncompleteReason,
   type StreamCloseReason,
 } from './observability/metrics.js';
+export {
+  MAX_LABEL_SETS_PER_TRANSPORT,
+  MAX_LABEL_VALUE_CHARS,
+  MAX_TRANSPORTS,
+  TRANSPORT_NAME_PATTERN,
+  transportMetricNames,
+  type TransportCallLabels,
+  type TransportCallRecorder,
+  type TransportConnectionGauge,
+} from './observability/transport-metrics.js';
 export { boundedText, clientField, LOG_PREVIEW_CHARS, LOG_TEXT_MAX_CHARS } from './observability/log-safe.js';
 /** A loggable one-line description of any thrown value (never payload bytes). */
 export { describe as describeError } from './services/command-service.js';

@@ -1,4 +1,13 @@
 import { ProxyTracerProvider, metrics, trace, type Counter, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import {
+  MAX_TRANSPORTS,
+  TransportCalls,
+  TransportConnections,
+  checkTransportName,
+  type TransportCallLabels,
+  type TransportCallRecorder,
+  type TransportConnectionGauge,
+} from './transport-metrics.js';
 
 /** Names of every instrument of SPEC §8.4, in one place. */
 export const MetricNames = {
@@ -18,6 +27,7 @@ export const MetricNames = {
   pushResumeReplayed: 'gateway_push_resume_replayed_events_total',
   pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
   websocketRequests: 'gateway_websocket_requests_total',
+  websocketDuration: 'gateway_websocket_request_duration_seconds',
   websocketConnections: 'gateway_websocket_connections_active',
   signerKeyInfo: 'gateway_signer_key_info',
 } as const;
@@ -34,6 +44,13 @@ const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_bytes', 'max_
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
 
+/** Names the per-transport instruments may not take: every other instrument's. */
+const OTHER_INSTRUMENTS: ReadonlySet<string> = new Set(
+  Object.entries(MetricNames)
+    .filter(([key]) => !/^(grpc|websocket)[A-Z]/.test(key))
+    .map(([, name]) => name),
+);
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -42,8 +59,6 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  * Without an SDK installed every instrument is a no-op.
  */
 export class GatewayMetrics {
-  readonly grpcRequests: Counter<{ method: string; code: string }>;
-  readonly grpcDuration: Histogram<{ method: string; code: string }>;
   readonly pushStreamsActive: UpDownCounter;
   readonly pushEventsDelivered: Counter;
   readonly pushStreamsClosed: Counter<{ reason: StreamCloseReason }>;
@@ -57,16 +72,15 @@ export class GatewayMetrics {
   readonly pushResumes: Counter;
   readonly pushResumeReplayed: Counter;
   readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
-  /** Calls over the WebSocket transport by method and final status name (as `grpcRequests`). */
-  readonly websocketRequests: Counter<{ method: string; code: string }>;
-  readonly websocketConnections: UpDownCounter;
   /** Label `key_id`: 1 for the response signer key in use, 0 for keys rotated out (see {@link GatewayMetrics.observeSignerKey}). */
   readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
 
-  constructor(meter: Meter = metrics.getMeter('@edge-gateway/core')) {
+  private readonly calls = new Map<string, TransportCalls>();
+  private readonly connections = new Map<string, TransportConnections>();
+
+  constructor(private readonly meter: Meter = metrics.getMeter('@edge-gateway/core')) {
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: LATENCY_BUCKETS } };
-    this.grpcRequests = meter.createCounter(MetricNames.grpcRequests, { description: 'gRPC calls by method and status code' });
-    this.grpcDuration = meter.createHistogram(MetricNames.grpcDuration, { description: 'gRPC call duration', ...seconds });
+    this.transportCalls('grpc');
     this.pushStreamsActive = meter.createUpDownCounter(MetricNames.pushStreamsActive, { description: 'Open SubscribeEvents streams' });
     this.pushEventsDelivered = meter.createCounter(MetricNames.pushEventsDelivered, { description: 'Events handed to push stream transports' });
     this.pushStreamsClosed = meter.createCounter(MetricNames.pushStreamsClosed, { description: 'Closed push streams by reason' });
@@ -84,8 +98,9 @@ export class GatewayMetrics {
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
-    this.websocketRequests = meter.createCounter(MetricNames.websocketRequests, { description: 'WebSocket calls by method and status code' });
-    this.websocketConnections = meter.createUpDownCounter(MetricNames.websocketConnections, { description: 'Open WebSocket connections' });
+    // The binary's transports exist from the start, as before the per-transport recorders.
+    this.transportCalls('websocket');
+    this.transportConnections('websocket');
     this.signerKeyInfo = meter.createObservableGauge(MetricNames.signerKeyInfo, { description: 'Response signer key in use (1) and keys rotated out (0), by key_id' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const stream of ['session_events', 'client_events'] as const) {
@@ -103,6 +118,72 @@ export class GatewayMetrics {
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
+  }
+
+  /**
+   * The call recorder of `transport` (`grpc`, `websocket`, or an embedder's own, e.g. `quic`):
+   * `gateway_<transport>_requests_total{method,code}` and
+   * `gateway_<transport>_request_duration_seconds{method,code}` (the latency buckets of every
+   * histogram here). Created on first use and the same object on every later call, so a
+   * transport may ask per call; better, keep it.
+   *
+   * @throws RangeError when `transport` is not 1–32 characters of `[a-z0-9_]`, would collide
+   *   with another gateway metric (`http`), or would be the 17th distinct transport.
+   */
+  transportCalls(transport: string): TransportCallRecorder {
+    return this.callInstruments(transport);
+  }
+
+  /**
+   * The open-connection gauge of `transport`, `gateway_<transport>_connections_active`
+   * (only for connection-oriented transports; created on first use, then cached).
+   *
+   * @throws RangeError as {@link GatewayMetrics.transportCalls}.
+   */
+  transportConnections(transport: string): TransportConnectionGauge {
+    let gauge = this.connections.get(transport);
+    if (gauge === undefined) {
+      this.checkNewTransport(transport);
+      gauge = new TransportConnections(this.meter, transport);
+      this.connections.set(transport, gauge);
+    }
+    return gauge;
+  }
+
+  /** @deprecated Use `transportCalls('grpc').record(…)`; the same instrument. */
+  get grpcRequests(): Counter<TransportCallLabels> {
+    return this.callInstruments('grpc').requests;
+  }
+
+  /** @deprecated Use `transportCalls('grpc').record(…)`; the same instrument. */
+  get grpcDuration(): Histogram<TransportCallLabels> {
+    return this.callInstruments('grpc').duration;
+  }
+
+  /** @deprecated Use `transportCalls('websocket').record(…)`, which also records the duration; the same counter. */
+  get websocketRequests(): Counter<TransportCallLabels> {
+    return this.callInstruments('websocket').requests;
+  }
+
+  /** @deprecated Use `transportConnections('websocket')`; the same instrument. */
+  get websocketConnections(): UpDownCounter {
+    return (this.transportConnections('websocket') as TransportConnections).gauge;
+  }
+
+  private callInstruments(transport: string): TransportCalls {
+    let calls = this.calls.get(transport);
+    if (calls === undefined) {
+      this.checkNewTransport(transport);
+      calls = new TransportCalls(this.meter, transport, LATENCY_BUCKETS);
+      this.calls.set(transport, calls);
+    }
+    return calls;
+  }
+
+  private checkNewTransport(transport: string): void {
+    checkTransportName(transport, OTHER_INSTRUMENTS);
+    const known = new Set([...this.calls.keys(), ...this.connections.keys()]);
+    if (!known.has(transport) && known.size >= MAX_TRANSPORTS) throw new RangeError(`at most ${MAX_TRANSPORTS} transports`);
   }
 
   /**
