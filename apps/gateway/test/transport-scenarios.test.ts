@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StatusCodes } from '@edge-gateway/protocol';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { scrape } from './drill-support.js';
 import { EchoDownstream, connectRedis, endError, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
 import { TRANSPORTS, type GatewayAddresses } from './transport-drivers.js';
 
@@ -14,12 +15,14 @@ let downstream: EchoDownstream;
 let signer: ReturnType<typeof writeSignerKey>;
 let gateway: GatewayProcess;
 let addresses: GatewayAddresses;
+let adminHttp: string;
 
 function envFor(): Record<string, string> {
   return gatewayEnv(redis, signer.path, {
     GATEWAY_PUSH_STREAM_BUFFER: '64',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
     GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+    GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
   });
 }
@@ -30,7 +33,9 @@ beforeAll(async () => {
   downstream = await new EchoDownstream().start();
   signer = writeSignerKey();
   gateway = new GatewayProcess(envFor());
-  addresses = await gateway.started();
+  const started = await gateway.started();
+  addresses = started;
+  adminHttp = started.adminHttp ?? '';
 });
 
 afterAll(async () => {
@@ -51,9 +56,14 @@ const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 describe.each(TRANSPORTS)('$name transport against the built binary', (transport) => {
   const user = (label: string) => `${transport.name}-${label}`;
 
-  it('runs a signed command and refuses its replay ALREADY_EXISTS', async () => {
+  it('runs a signed command and refuses its replay ALREADY_EXISTS; each call shows in gateway_<transport>_request_duration_seconds on /metrics', async () => {
     const device = await activeDevice(user('cmd'));
     const client = await transport.client(device, addresses, signer.publicKeyRaw);
+    const calls = async (code: string) => [
+      await scrape(adminHttp, `gateway_${transport.name}_requests_total`, { method: 'ExecuteCommand', code }),
+      await scrape(adminHttp, `gateway_${transport.name}_request_duration_seconds_count`, { method: 'ExecuteCommand', code }),
+    ];
+    const before = { ok: await calls('OK'), replay: await calls('ALREADY_EXISTS'), unrouted: await calls('UNIMPLEMENTED') };
     try {
       const requestId = `req-${transport.name}-1`;
       const result = await client.execute('echo.ping', bytes('{"ping":1}'), { requestId });
@@ -64,6 +74,13 @@ describe.each(TRANSPORTS)('$name transport against the built binary', (transport
       expect(replay).toMatchObject({ code: StatusCodes.ALREADY_EXISTS, details: 'request_id was already used' });
       const unrouted = await client.execute('billing.charge', bytes('x')).catch((e: unknown) => e);
       expect(unrouted).toMatchObject({ code: StatusCodes.UNIMPLEMENTED, details: 'no route for message type billing.charge' });
+      // Both transports record a call before they send its answer.
+      const grew = (from: number[]) => from.map((n) => n + 1);
+      expect(await calls('OK')).toEqual(grew(before.ok));
+      expect(await calls('ALREADY_EXISTS')).toEqual(grew(before.replay));
+      expect(await calls('UNIMPLEMENTED')).toEqual(grew(before.unrouted));
+      const text = await (await fetch(`http://${adminHttp}/metrics`)).text();
+      expect(text).toContain(`# TYPE gateway_${transport.name}_request_duration_seconds histogram`);
     } finally {
       client.close();
     }

@@ -47,21 +47,12 @@ const TRACEPARENT = 'traceparent';
 const tracer = trace.getTracer('@edge-gateway/adapters-grpc');
 const callThrough = <T>(fn: () => T): T => fn();
 
-// One frozen label set per (method, status code), built on first use: no object per call.
-const labelSets = new Map<string, Readonly<{ method: GrpcMethodName; code: string }>>();
-function grpcLabels(method: GrpcMethodName, code: GrpcStatus): Readonly<{ method: GrpcMethodName; code: string }> {
-  const key = `${method}/${code}`;
-  let labels = labelSets.get(key);
-  if (labels === undefined) labelSets.set(key, (labels = Object.freeze({ method, code: grpcStatusName(code) })));
-  return labels;
-}
-
 /**
  * The `edgegateway.v1.EdgeGateway` implementation: maps wire messages to the core services
  * and core errors to gRPC statuses (SPEC §4), and nothing else.
  */
 export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): EdgeGatewayServer {
-  const metrics = options.metrics ?? new GatewayMetrics();
+  const calls = (options.metrics ?? new GatewayMetrics()).transportCalls('grpc');
   const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
 
   /**
@@ -81,9 +72,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
   }
 
   function record(method: GrpcMethodName, code: GrpcStatus, started: number, span: Span | undefined): void {
-    const labels = grpcLabels(method, code);
-    metrics.grpcRequests.add(1, labels);
-    metrics.grpcDuration.record((performance.now() - started) / 1000, labels);
+    calls.record(method, grpcStatusName(code), (performance.now() - started) / 1000);
     if (span === undefined) return;
     span.setAttribute('rpc.grpc.status_code', code);
     if (code !== GrpcStatus.OK && code !== GrpcStatus.CANCELLED) span.setStatus({ code: SpanStatusCode.ERROR, message: grpcStatusName(code) });

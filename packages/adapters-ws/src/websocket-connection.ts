@@ -1,5 +1,14 @@
 import type { WebSocket } from 'ws';
-import { GatewayError, describeError, type GatewayCore, type GatewayEvent, type GatewayMetrics, type Logger, type OpenedStream } from '@edge-gateway/core';
+import {
+  GatewayError,
+  describeError,
+  type GatewayCore,
+  type GatewayEvent,
+  type Logger,
+  type OpenedStream,
+  type TransportCallRecorder,
+  type TransportConnectionGauge,
+} from '@edge-gateway/core';
 import {
   CloseCodes,
   FrameTypes,
@@ -18,6 +27,12 @@ import {
 } from '@edge-gateway/protocol';
 import { toCallStatus } from './status-mapping.js';
 
+/** The transport's instruments (`GatewayMetrics.transportCalls` / `transportConnections('websocket')`). */
+export interface ConnectionMetrics {
+  readonly calls: TransportCallRecorder;
+  readonly connections: TransportConnectionGauge;
+}
+
 /** Per-connection settings (see `WebSocketServerOptions`). */
 export interface ConnectionLimits {
   readonly maxCallsInFlight: number;
@@ -28,6 +43,8 @@ type Method = 'ExecuteCommand' | 'SubscribeEvents';
 
 interface Call {
   readonly method: Method;
+  /** `performance.now()` when its frame arrived. */
+  readonly started: number;
   /** The client gave up (cancel frame or connection closed): nothing more is sent for it. */
   cancel(): void;
 }
@@ -47,7 +64,7 @@ export class WebSocketConnection {
     private readonly socket: WebSocket,
     private readonly core: Pick<GatewayCore, 'execute' | 'openStream'>,
     private readonly limits: ConnectionLimits,
-    private readonly metrics: GatewayMetrics,
+    private readonly metrics: ConnectionMetrics,
     private readonly logger: Logger,
   ) {
     socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
@@ -67,6 +84,7 @@ export class WebSocketConnection {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
+    const started = performance.now();
     if (!isBinary) return this.close(CloseCodes.unsupportedData, 'binary frames only');
     let frame: Frame;
     try {
@@ -79,7 +97,7 @@ export class WebSocketConnection {
       this.calls.delete(frame.callId);
       if (call === undefined) return;
       call.cancel();
-      this.count(call.method, StatusCodes.CANCELLED);
+      this.count(call.method, StatusCodes.CANCELLED, call.started);
       if (this.calls.size === 0) this.onIdle?.();
       return;
     }
@@ -90,34 +108,34 @@ export class WebSocketConnection {
     if (this.calls.size >= this.limits.maxCallsInFlight) return this.close(CloseCodes.policyViolation, 'too many calls in flight');
     const method: Method = frame.type === FrameTypes.execute ? 'ExecuteCommand' : 'SubscribeEvents';
     try {
-      if (method === 'ExecuteCommand') this.execute(frame.callId, frame.body);
-      else this.subscribe(frame.callId, frame.body);
+      if (method === 'ExecuteCommand') this.execute(frame.callId, frame.body, started);
+      else this.subscribe(frame.callId, frame.body, started);
     } catch (error) {
       if (!(error instanceof WireFormatError)) throw error;
       // As on gRPC: an undecodable message is this call's INVALID_ARGUMENT, counted like any other.
-      this.sendStatus(method, frame.callId, toCallStatus(GatewayError.malformedRequest()));
+      this.sendStatus(method, frame.callId, toCallStatus(GatewayError.malformedRequest()), started);
     }
   }
 
-  private execute(callId: number, body: Uint8Array): void {
+  private execute(callId: number, body: Uint8Array, started: number): void {
     const request = decodeExecuteCommandRequest(body);
     const controller = new AbortController();
-    this.calls.set(callId, { method: 'ExecuteCommand', cancel: () => controller.abort() });
+    this.calls.set(callId, { method: 'ExecuteCommand', started, cancel: () => controller.abort() });
     this.core.execute(request, { signal: controller.signal }).then(
       (result) => {
         if (!this.finish(callId)) return;
-        this.count('ExecuteCommand', StatusCodes.OK);
+        this.count('ExecuteCommand', StatusCodes.OK, started);
         this.send(encodeFrame(FrameTypes.result, callId, encodeExecuteCommandResponse(result)));
       },
       (error: unknown) => {
         if (!this.finish(callId)) return;
         if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describeError(error) });
-        this.sendStatus('ExecuteCommand', callId, toCallStatus(error));
+        this.sendStatus('ExecuteCommand', callId, toCallStatus(error), started);
       },
     );
   }
 
-  private subscribe(callId: number, body: Uint8Array): void {
+  private subscribe(callId: number, body: Uint8Array, started: number): void {
     const request = decodeSubscribeEventsRequest(body);
     // The checks are asynchronous: nothing is written nor ended before the call is registered below.
     const stream: OpenedStream = this.core.openStream(request, {
@@ -134,10 +152,10 @@ export class WebSocketConnection {
       },
       end: (error) => {
         if (!this.finish(callId)) return;
-        this.sendStatus('SubscribeEvents', callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error));
+        this.sendStatus('SubscribeEvents', callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error), started);
       },
     });
-    this.calls.set(callId, { method: 'SubscribeEvents', cancel: () => stream.cancel() });
+    this.calls.set(callId, { method: 'SubscribeEvents', started, cancel: () => stream.cancel() });
   }
 
   /** Removes a call that is still ours to answer; false when it was cancelled meanwhile. */
@@ -147,13 +165,13 @@ export class WebSocketConnection {
     return ours;
   }
 
-  private sendStatus(method: Method, callId: number, status: CallStatus): void {
-    this.count(method, status.code);
+  private sendStatus(method: Method, callId: number, status: CallStatus, started: number): void {
+    this.count(method, status.code, started);
     this.send(encodeFrame(FrameTypes.status, callId, encodeStatus(status)));
   }
 
-  private count(method: Method, code: number): void {
-    this.metrics.websocketRequests.add(1, { method, code: statusName(code) });
+  private count(method: Method, code: number, started: number): void {
+    this.metrics.calls.record(method, statusName(code), (performance.now() - started) / 1000);
   }
 
   private send(frame: Uint8Array, onWritten?: (error?: Error) => void): void {
@@ -164,10 +182,10 @@ export class WebSocketConnection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    this.metrics.websocketConnections.add(-1);
+    this.metrics.connections.closed();
     for (const [, call] of this.calls) {
       call.cancel();
-      this.count(call.method, StatusCodes.CANCELLED);
+      this.count(call.method, StatusCodes.CANCELLED, call.started);
     }
     this.calls.clear();
   }

@@ -62,7 +62,8 @@ function refuse(socket: Socket, status: number, text: string): void {
  */
 export async function startWebSocketServer(options: WebSocketServerOptions): Promise<WebSocketServerHandle> {
   const logger = (options.logger ?? noopLogger).child({ component: 'websocket' });
-  const metrics = options.metrics ?? new GatewayMetrics();
+  const gatewayMetrics = options.metrics ?? new GatewayMetrics();
+  const metrics = { calls: gatewayMetrics.transportCalls('websocket'), connections: gatewayMetrics.transportConnections('websocket') };
   const origins = new Set(options.allowedOrigins ?? []);
   const limits = {
     maxCallsInFlight: options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
@@ -94,7 +95,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       const connection = new WebSocketConnection(ws, options.core, limits, metrics, logger);
       connections.set(ws, connection);
       alive.add(ws);
-      metrics.websocketConnections.add(1);
+      metrics.connections.opened();
       ws.on('pong', () => alive.add(ws));
       ws.on('close', () => connections.delete(ws));
       // A socket error (reset, oversized frame) closes the connection; the close handler cleans up.

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sign } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client-web';
-import { subscribeRequestBytes } from '@edge-gateway/core';
+import { MetricNames, subscribeRequestBytes } from '@edge-gateway/core';
+import { MetricsHarness } from '@edge-gateway/core/testing/metrics';
 import {
   CloseCodes,
   FrameTypes,
@@ -86,6 +87,29 @@ describe('WebSocket transport: commands', () => {
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => client.execute('echo.n', new TextEncoder().encode(String(i)), { requestId: `req-many-${i}` })));
     expect(results.map((r) => new TextDecoder().decode(r.payload))).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
     expect(results.map((r) => r.requestId)).toEqual(Array.from({ length: 20 }, (_, i) => `req-many-${i}`));
+  });
+
+  it('records each call in gateway_websocket_requests_total and _request_duration_seconds by method and status name, and open connections', async () => {
+    const harness = new MetricsHarness();
+    f = await WsFixture.start({ metrics: harness.metrics });
+    const device = f.addDevice();
+    const client = await f.client(device);
+    expect(await harness.value(MetricNames.websocketConnections)).toBe(1);
+    await client.execute('echo.ping', new TextEncoder().encode('1'), { requestId: 'req-metrics-1' });
+    await client.execute('echo.ping', new TextEncoder().encode('1'), { requestId: 'req-metrics-1' }).catch(() => undefined);
+    const ws = await f.raw();
+    const closed = closeOf(ws);
+    ws.send(subscribeFrame(device, 3));
+    ws.send(encodeFrame(FrameTypes.cancel, 3));
+    ws.close();
+    await closed;
+    const calls = (method: string, code: string) =>
+      Promise.all([harness.value(MetricNames.websocketRequests, { method, code }), harness.value(MetricNames.websocketDuration, { method, code })]);
+    expect(await calls('ExecuteCommand', 'OK')).toEqual([1, 1]);
+    expect(await calls('ExecuteCommand', 'ALREADY_EXISTS')).toEqual([1, 1]);
+    expect(await calls('SubscribeEvents', 'CANCELLED')).toEqual([1, 1]);
+    expect(await harness.value(MetricNames.websocketDuration)).toBe(3);
+    await expect.poll(() => harness.value(MetricNames.websocketConnections), { timeout: 5000 }).toBe(1);
   });
 });
 

@@ -21,10 +21,12 @@ export const StatusCodes = {
 
 export type StatusCode = (typeof StatusCodes)[keyof typeof StatusCodes];
 
+/** Index: code number; built once, so naming a status (per call, for metrics) allocates nothing. */
+const STATUS_NAMES: readonly string[] = Object.entries(StatusCodes).reduce<string[]>((names, [name, value]) => ((names[value] = name), names), []);
+
 /** `FAILED_PRECONDITION` for 9; the number as text for an unknown code. */
 export function statusName(code: number): string {
-  for (const [name, value] of Object.entries(StatusCodes)) if (value === code) return name;
-  return String(code);
+  return STATUS_NAMES[code] ?? String(code);
 }
 
 /** A call ended with a non-OK status (SPEC §4): the same code and message on every transport. */
