@@ -1,3 +1,4 @@
+import { toHex } from './base64.js';
 import { utf8 } from './protobuf-wire.js';
 
 /** Domain-separation tags of SPEC §3. */
@@ -38,35 +39,70 @@ export function canonical(parts: readonly Part[]): Uint8Array {
   return out;
 }
 
+type CommandRequestFields = { deviceSessionId: string; messageType: string; requestId: string; timestampMs: number; payload: Uint8Array };
+type SubscribeRequestFields = { deviceSessionId: string; requestId: string; timestampMs: number; resumeAfterEventId: string };
+type CommandResultFields = { requestId: string; resultCode: string; timestampMs: number; payload: Uint8Array };
+type EventFields = { eventId: string; eventType: string; userId: string; deviceSessionId: string; timestampMs: number; payload: Uint8Array };
+
+// The layouts of SPEC §3, given the payload's digest: one definition for the WebCrypto
+// builders below and the synchronous ones of `createSyncSigning`.
+const layouts = {
+  commandRequest: (r: CommandRequestFields, digest: Uint8Array) =>
+    canonical([SigningContexts.executeCommand, r.deviceSessionId, r.messageType, r.requestId, i64(r.timestampMs), digest]),
+  commandResult: (r: CommandResultFields, digest: Uint8Array) => canonical([SigningContexts.commandResult, r.requestId, r.resultCode, i64(r.timestampMs), digest]),
+  event: (e: EventFields, digest: Uint8Array) =>
+    canonical([SigningContexts.event, e.eventId, e.eventType, e.userId, e.deviceSessionId, i64(e.timestampMs), digest]),
+};
+
 /** Signed bytes of an ExecuteCommand request. */
-export async function commandRequestBytes(r: {
-  deviceSessionId: string;
-  messageType: string;
-  requestId: string;
-  timestampMs: number;
-  payload: Uint8Array;
-}): Promise<Uint8Array> {
-  return canonical([SigningContexts.executeCommand, r.deviceSessionId, r.messageType, r.requestId, i64(r.timestampMs), await sha256(r.payload)]);
+export async function commandRequestBytes(r: CommandRequestFields): Promise<Uint8Array> {
+  return layouts.commandRequest(r, await sha256(r.payload));
 }
 
 /** Signed bytes of a SubscribeEvents request. */
-export function subscribeRequestBytes(r: { deviceSessionId: string; requestId: string; timestampMs: number; resumeAfterEventId: string }): Uint8Array {
+export function subscribeRequestBytes(r: SubscribeRequestFields): Uint8Array {
   return canonical([SigningContexts.subscribeEvents, r.deviceSessionId, r.requestId, i64(r.timestampMs), r.resumeAfterEventId]);
 }
 
 /** Signed bytes of an ExecuteCommand result. */
-export async function commandResultBytes(r: { requestId: string; resultCode: string; timestampMs: number; payload: Uint8Array }): Promise<Uint8Array> {
-  return canonical([SigningContexts.commandResult, r.requestId, r.resultCode, i64(r.timestampMs), await sha256(r.payload)]);
+export async function commandResultBytes(r: CommandResultFields): Promise<Uint8Array> {
+  return layouts.commandResult(r, await sha256(r.payload));
 }
 
 /** Signed bytes of a push event. */
-export async function eventBytes(e: {
-  eventId: string;
-  eventType: string;
-  userId: string;
-  deviceSessionId: string;
-  timestampMs: number;
-  payload: Uint8Array;
-}): Promise<Uint8Array> {
-  return canonical([SigningContexts.event, e.eventId, e.eventType, e.userId, e.deviceSessionId, i64(e.timestampMs), await sha256(e.payload)]);
+export async function eventBytes(e: EventFields): Promise<Uint8Array> {
+  return layouts.event(e, await sha256(e.payload));
+}
+
+/** A synchronous SHA-256, e.g. `(data) => createHash('sha256').update(data).digest()` on Node. */
+export type SyncSha256 = (data: Uint8Array) => Uint8Array;
+
+/** The signing bytes of SPEC §3 and `signer_key_id`, computed synchronously with a given SHA-256. */
+export interface SyncSigning {
+  commandRequestBytes(r: CommandRequestFields): Uint8Array;
+  subscribeRequestBytes(r: SubscribeRequestFields): Uint8Array;
+  commandResultBytes(r: CommandResultFields): Uint8Array;
+  eventBytes(e: EventFields): Uint8Array;
+  /** `signer_key_id` of a raw 32-byte public key. */
+  keyId(rawPublicKey: Uint8Array): string;
+}
+
+/**
+ * The same bytes as the WebCrypto builders, without awaiting: for hosts that have a
+ * synchronous SHA-256 (Node's `node:crypto`) and sign or verify on a hot path. The protocol
+ * package itself stays free of Node imports; the host passes its hash.
+ */
+export function createSyncSigning(hash: SyncSha256): SyncSigning {
+  return {
+    commandRequestBytes: (r) => layouts.commandRequest(r, hash(r.payload)),
+    subscribeRequestBytes,
+    commandResultBytes: (r) => layouts.commandResult(r, hash(r.payload)),
+    eventBytes: (e) => layouts.event(e, hash(e.payload)),
+    keyId: (raw) => keyIdOfDigest(hash(raw)),
+  };
+}
+
+/** `signer_key_id` from the SHA-256 of the raw public key: lowercase hex of its first 8 bytes (SPEC §3). */
+export function keyIdOfDigest(digest: Uint8Array): string {
+  return toHex(digest.subarray(0, 8));
 }

@@ -1,5 +1,5 @@
-import { fromBase64, toHex } from './base64.js';
-import { commandRequestBytes, sha256, subscribeRequestBytes } from './canonical.js';
+import { fromBase64 } from './base64.js';
+import { commandRequestBytes, keyIdOfDigest, sha256, subscribeRequestBytes } from './canonical.js';
 import type { ExecuteCommandRequest, SubscribeEventsRequest } from './messages.js';
 
 // Ed25519 through WebCrypto (`crypto.subtle`), available in browsers and in Node 20+.
@@ -13,7 +13,7 @@ export class GatewaySignatureError extends Error {
 
 /** `signer_key_id`: lowercase hex of the first 8 bytes of SHA-256 of the raw public key (SPEC §3). */
 export async function keyId(rawPublicKey: Uint8Array): Promise<string> {
-  return toHex((await sha256(rawPublicKey)).subarray(0, 8));
+  return keyIdOfDigest(await sha256(rawPublicKey));
 }
 
 /** A gateway public key: raw 32 bytes, or their standard base64. */

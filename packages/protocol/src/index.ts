@@ -28,7 +28,19 @@ export {
 export { WireFormatError } from './protobuf-wire.js';
 
 // Canonical signing bytes (SPEC §3)
-export { SigningContexts, canonical, commandRequestBytes, commandResultBytes, eventBytes, i64, sha256, subscribeRequestBytes } from './canonical.js';
+export {
+  SigningContexts,
+  canonical,
+  commandRequestBytes,
+  commandResultBytes,
+  createSyncSigning,
+  eventBytes,
+  i64,
+  sha256,
+  subscribeRequestBytes,
+  type SyncSha256,
+  type SyncSigning,
+} from './canonical.js';
 
 // Statuses (SPEC §4)
 export { GatewayStatusError, StatusCodes, statusName, type StatusCode } from './status-codes.js';
@@ -52,6 +64,7 @@ export {
   type VerifiedCommandResult,
   type VerifiedEvent,
 } from './device-verification.js';
+export { DeviceSessionState, type DeviceSessionStateOptions } from './device-session-state.js';
 
 // Redis field builders (SPEC §5)
 export { clientEventFields, sessionRecordFields, type ClientEventInput, type SessionRecordInput } from './fields.js';

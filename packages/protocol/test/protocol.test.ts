@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   ExecuteCommandRequest as GrpcExecuteCommandRequest,
@@ -19,6 +19,7 @@ import {
   clientEventFields,
   commandRequestBytes,
   commandResultBytes,
+  createSyncSigning,
   decodeExecuteCommandRequest,
   decodeExecuteCommandResponse,
   decodeFrame,
@@ -70,6 +71,28 @@ describe('canonical bytes (WebCrypto) match the signing vectors of SPEC §3', ()
     expect(trusted.ids).toEqual([key.key_id]);
     await expect(trusted.verify('vector', key.key_id, bytes, hex(c.signature_hex))).resolves.toBeUndefined();
     await expect(trusted.verify('vector', key.key_id, canonical(['x']), hex(c.signature_hex))).rejects.toThrow(GatewaySignatureError);
+  });
+});
+
+describe('createSyncSigning: the same bytes without awaiting, with a host SHA-256', () => {
+  const sync = createSyncSigning((data) => createHash('sha256').update(data).digest());
+  it.each(vectors.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const f = c.fields;
+    const payload = hex(String(f['payload_hex'] ?? ''));
+    const ts = Number(f['timestamp_ms']);
+    let bytes: Uint8Array;
+    if ('message_type' in f) {
+      bytes = sync.commandRequestBytes({ deviceSessionId: String(f['device_session_id']), messageType: String(f['message_type']), requestId: String(f['request_id']), timestampMs: ts, payload });
+    } else if ('resume_after_event_id' in f) {
+      bytes = sync.subscribeRequestBytes({ deviceSessionId: String(f['device_session_id']), requestId: String(f['request_id']), timestampMs: ts, resumeAfterEventId: String(f['resume_after_event_id']) });
+    } else if ('result_code' in f) {
+      bytes = sync.commandResultBytes({ requestId: String(f['request_id']), resultCode: String(f['result_code']), timestampMs: ts, payload });
+    } else {
+      bytes = sync.eventBytes({ eventId: String(f['event_id']), eventType: String(f['event_type']), userId: String(f['user_id']), deviceSessionId: String(f['device_session_id']), timestampMs: ts, payload });
+    }
+    expect(toHex(bytes)).toBe(c.canonical_hex);
+    const key = vectors.keys[c.signer];
+    expect(sync.keyId(new Uint8Array(Buffer.from(key.public_key_base64, 'base64')))).toBe(key.key_id);
   });
 });
 
