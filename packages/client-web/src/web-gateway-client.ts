@@ -1,9 +1,9 @@
 import {
   CloseCodes,
+  DeviceSessionState,
   FrameTypes,
   GatewayStatusError,
   StatusCodes,
-  StreamVerifier,
   TrustedKeys,
   WEBSOCKET_SUBPROTOCOL,
   decodeExecuteCommandResponse,
@@ -84,9 +84,7 @@ interface PendingCall {
 export class WebGatewayClient {
   private readonly calls = new Map<number, PendingCall>();
   private nextCallId = 1;
-  private lastId = '';
-  private offsetMs = 0;
-  private knownUserId: string | undefined;
+  private readonly state: DeviceSessionState;
   private closeInfo: CloseInfo | undefined;
   /** Resolves when the connection closed, with the close code and reason. */
   readonly closed: Promise<CloseInfo>;
@@ -97,7 +95,7 @@ export class WebGatewayClient {
     private readonly options: WebGatewayClientOptions,
     closed: Promise<CloseInfo>,
   ) {
-    this.knownUserId = options.userId;
+    this.state = new DeviceSessionState({ deviceSessionId: options.deviceSessionId, ...(options.userId === undefined ? {} : { userId: options.userId }) });
     this.closed = closed;
     socket.onmessage = (event) => this.onMessage(event.data);
   }
@@ -128,22 +126,22 @@ export class WebGatewayClient {
 
   /** Gateway clock minus local clock, learned from `gateway.server_time` (0 until then). */
   get clockOffsetMs(): number {
-    return this.offsetMs;
+    return this.state.clockOffsetMs;
   }
 
   /** The id of the last client event received (empty before any): the resume point. */
   get lastEventId(): string {
-    return this.lastId;
+    return this.state.lastEventId;
   }
 
   /** The session's user id, given or learned from a bootstrap event. */
   get userId(): string | undefined {
-    return this.knownUserId;
+    return this.state.userId;
   }
 
   /** The gateway's idea of now: local clock plus the learned offset. */
   now(): number {
-    return Date.now() + this.offsetMs;
+    return this.state.now();
   }
 
   /** Closes the connection (1000); calls in flight reject with `UNAVAILABLE`. */
@@ -156,13 +154,7 @@ export class WebGatewayClient {
    * messages as gRPC), `GatewaySignatureError` / `GatewayBindingError` when the result can't be trusted.
    */
   async execute(messageType: string, payload: Uint8Array, options: WebExecuteOptions = {}): Promise<VerifiedCommandResult> {
-    const request = await signCommandRequest(this.options.privateKey, {
-      deviceSessionId: this.options.deviceSessionId,
-      messageType,
-      requestId: options.requestId ?? crypto.randomUUID(),
-      timestampMs: this.now(),
-      payload,
-    });
+    const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, options.requestId));
     const callId = this.open();
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
@@ -199,13 +191,8 @@ export class WebGatewayClient {
    */
   async *subscribe(options: WebSubscribeOptions = {}): AsyncGenerator<VerifiedEvent> {
     if (options.signal?.aborted) return;
-    const request = await signSubscribeRequest(this.options.privateKey, {
-      deviceSessionId: this.options.deviceSessionId,
-      requestId: crypto.randomUUID(),
-      timestampMs: this.now(),
-      resumeAfterEventId: options.resumeAfterEventId ?? '',
-    });
-    const verifier = new StreamVerifier(this.trusted, this.options.deviceSessionId, request.requestId, this.knownUserId);
+    const request = await signSubscribeRequest(this.options.privateKey, this.state.subscribeFields(options.resumeAfterEventId));
+    const verifier = this.state.streamVerifier(this.trusted, request.requestId);
     const callId = this.open();
     const queue: Array<{ event: GatewayEvent; receivedAt: number }> = [];
     let end: { error?: Error } | undefined;
@@ -243,13 +230,7 @@ export class WebGatewayClient {
       for (;;) {
         const next = queue.shift();
         if (next !== undefined) {
-          const event = await verifier.verify(next.event, next.receivedAt);
-          if (event.serverTime !== undefined) {
-            this.knownUserId = verifier.userId;
-            this.offsetMs = verifier.clockOffsetMs;
-          }
-          if (event.eventId !== '') this.lastId = event.eventId;
-          yield event;
+          yield await this.state.accept(verifier, next.event, next.receivedAt);
           continue;
         }
         if (end !== undefined) {

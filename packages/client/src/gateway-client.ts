@@ -1,9 +1,9 @@
-import { randomUUID, sign, type KeyObject } from 'node:crypto';
+import { sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/core';
-import { StreamVerifier, verifyCommandResult, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
-import { EdgeGatewayClient, type ExecuteCommandResponse, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { DeviceSessionState, verifyCommandResult, type ExecuteCommandResponse, type GatewayEvent, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
+import { EdgeGatewayGrpcClient } from './edge-gateway-stub.js';
 import { GatewayStatusError, toClientError } from './errors.js';
+import { commandRequestBytes, subscribeRequestBytes } from './signing.js';
 import { ServerStreamReader } from './stream-reader.js';
 import { TrustedGatewayKeys, devicePrivateKey, type GatewayPublicKey } from './trusted-keys.js';
 
@@ -81,20 +81,16 @@ export interface SubscribeOptions {
  * device (request id, user, session).
  */
 export class GatewayClient {
-  private readonly client: EdgeGatewayClient;
+  private readonly client: EdgeGatewayGrpcClient;
   private readonly key: KeyObject;
   private readonly trusted: TrustedGatewayKeys;
-  private readonly deviceSessionId: string;
-  private knownUserId: string | undefined;
-  private offsetMs = 0;
-  private lastId = '';
+  private readonly state: DeviceSessionState;
 
   constructor(options: GatewayClientOptions) {
     this.key = devicePrivateKey(options.privateKey);
     this.trusted = new TrustedGatewayKeys(options.gatewayPublicKeys);
-    this.deviceSessionId = options.deviceSessionId;
-    this.knownUserId = options.userId;
-    this.client = new EdgeGatewayClient(options.address, options.credentials ?? grpcCredentials.createInsecure(), {
+    this.state = new DeviceSessionState({ deviceSessionId: options.deviceSessionId, ...(options.userId === undefined ? {} : { userId: options.userId }) });
+    this.client = new EdgeGatewayGrpcClient(options.address, options.credentials ?? grpcCredentials.createInsecure(), {
       ...DEFAULT_CHANNEL_OPTIONS,
       ...options.channelOptions,
     });
@@ -102,22 +98,22 @@ export class GatewayClient {
 
   /** Gateway clock minus local clock, learned from `gateway.server_time` (0 until then). */
   get clockOffsetMs(): number {
-    return this.offsetMs;
+    return this.state.clockOffsetMs;
   }
 
   /** The id of the last client event received (empty before any): resume point. */
   get lastEventId(): string {
-    return this.lastId;
+    return this.state.lastEventId;
   }
 
   /** The session's user id, given or learned from a bootstrap event. */
   get userId(): string | undefined {
-    return this.knownUserId;
+    return this.state.userId;
   }
 
   /** The gateway's idea of now: local clock plus the learned offset. */
   now(): number {
-    return Date.now() + this.offsetMs;
+    return this.state.now();
   }
 
   /**
@@ -125,13 +121,7 @@ export class GatewayClient {
    * `GatewaySignatureError` / `GatewayBindingError` when the response can't be trusted.
    */
   async execute(messageType: string, payload: Uint8Array, options: ExecuteOptions = {}): Promise<VerifiedCommandResult> {
-    const fields = {
-      deviceSessionId: this.deviceSessionId,
-      messageType,
-      requestId: options.requestId ?? randomUUID(),
-      timestampMs: this.now(),
-      payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
-    };
+    const fields = this.state.commandFields(messageType, payload, options.requestId);
     const signature = sign(null, commandRequestBytes(fields), this.key);
     const deadline = options.deadlineMs ?? (options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs);
     const signal = options.signal;
@@ -192,7 +182,7 @@ export class GatewayClient {
         failures += 1;
         if (options.backoff?.maxAttempts !== undefined && failures > options.backoff.maxAttempts) throw error;
       }
-      resumeAfter = this.lastId === '' ? resumeAfter : this.lastId;
+      resumeAfter = this.state.lastEventId === '' ? resumeAfter : this.state.lastEventId;
       // Full jitter keeps a fleet of clients from reconnecting in lockstep after a restart.
       const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
       delay = Math.min(max, delay * multiplier);
@@ -202,12 +192,12 @@ export class GatewayClient {
 
   private async *once(options: SubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {
     if (options.signal?.aborted) return;
-    const fields = { deviceSessionId: this.deviceSessionId, requestId: randomUUID(), timestampMs: this.now(), resumeAfterEventId };
+    const fields = this.state.subscribeFields(resumeAfterEventId);
     const signature = sign(null, subscribeRequestBytes(fields), this.key);
     const reader = new ServerStreamReader(this.client.subscribeEvents({ ...fields, signature }));
     const onAbort = (): void => reader.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const verifier = new StreamVerifier(await this.trusted.keys, this.deviceSessionId, fields.requestId, this.knownUserId);
+    const verifier = this.state.streamVerifier(await this.trusted.keys, fields.requestId);
     try {
       for (;;) {
         let message: GatewayEvent | undefined;
@@ -218,13 +208,7 @@ export class GatewayClient {
           throw error;
         }
         if (message === undefined) return;
-        const event = await verifier.verify(message, Date.now());
-        if (event.serverTime !== undefined) {
-          this.knownUserId = verifier.userId;
-          this.offsetMs = verifier.clockOffsetMs;
-        }
-        if (event.eventId !== '') this.lastId = event.eventId;
-        yield event;
+        yield await this.state.accept(verifier, message);
       }
     } finally {
       options.signal?.removeEventListener('abort', onAbort);

@@ -7,4 +7,4 @@ export { devicePrivateKey, TrustedGatewayKeys, type GatewayPublicKey } from './t
 export { DEFAULT_CHANNEL_OPTIONS, GatewayClient, type BackoffOptions, type CommandResponse, type ExecuteOptions, type GatewayClientOptions, type SubscribeOptions, type VerifiedEvent } from './gateway-client.js';
 export { ServerStreamReader } from './stream-reader.js';
 // Canonical signing bytes (SPEC §3), for apps and tests that sign or verify by hand.
-export { commandRequestBytes, commandResultBytes, eventBytes, subscribeRequestBytes, keyId } from '@edge-gateway/core';
+export { commandRequestBytes, commandResultBytes, eventBytes, subscribeRequestBytes, keyId } from './signing.js';

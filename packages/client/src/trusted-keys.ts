@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { keyId } from '@edge-gateway/core';
 import { TrustedKeys, type GatewayPublicKey } from '@edge-gateway/protocol';
+import { keyId } from './signing.js';
 
 export type { GatewayPublicKey } from '@edge-gateway/protocol';
 
