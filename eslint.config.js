@@ -5,6 +5,16 @@ import globals from 'globals';
 
 const coreAllowed = ['node:crypto', '@opentelemetry/api', '@edge-gateway/protocol'];
 
+/** Anything but a relative path or one of `allowed` (packages/core/test/boundary.test.ts holds the same lists). */
+const onlyAllowed = (allowed) => `^(?!\\.\\.?/${allowed.length === 0 ? '' : `|(?:${allowed.map((name) => name.replaceAll('.', '\\.')).join('|')})$`})`;
+
+// The device SDKs and the protocol package stay server-free (issue 15): no core, no adapter, no driver.
+const sdkBoundaries = [
+  { files: ['packages/client/src/**/*.ts'], allowed: ['@edge-gateway/protocol', '@grpc/grpc-js', 'node:crypto'] },
+  { files: ['packages/client-web/src/**/*.ts'], allowed: ['@edge-gateway/protocol'] },
+  { files: ['packages/protocol/src/**/*.ts'], allowed: [] },
+];
+
 export default tseslint.config(
   {
     ignores: ['**/dist/**', '**/node_modules/**', '**/src/generated/**', 'bench/results/**', '.dev/**'],
@@ -30,7 +40,7 @@ export default tseslint.config(
           patterns: [
             {
               // Anything but a relative path or an allowed name.
-              regex: `^(?!\\.\\.?/|(?:${coreAllowed.map((name) => name.replaceAll('.', '\\.')).join('|')})$)`,
+              regex: onlyAllowed(coreAllowed),
               message: 'packages/core must stay transport-free: it may import only node:crypto, @opentelemetry/api and @edge-gateway/protocol; drivers belong in adapters.',
             },
           ],
@@ -38,6 +48,23 @@ export default tseslint.config(
       ],
     },
   },
+  ...sdkBoundaries.map(({ files, allowed }) => ({
+    files,
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: onlyAllowed(allowed),
+              message: `${files[0].split('/src/')[0]} is device-side and server-free: it may import only ${allowed.length === 0 ? 'its own files' : allowed.join(', ')}; never the core, an adapter or a driver.`,
+            },
+          ],
+        },
+      ],
+    },
+  })),
   {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { ...globals.node } },

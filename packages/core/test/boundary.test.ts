@@ -3,14 +3,26 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-// The hexagon's rule as an allow-list (ARCHITECTURE.md): the core imports its own files, the
-// transport-free protocol package, `node:crypto` and the OpenTelemetry API, and nothing else —
-// no driver, no adapter, whatever its name. Test-only files may also use the test runner.
+// The hexagon's rules as allow-lists (ARCHITECTURE.md), checked on every production source of
+// the package, whatever a forbidden module is named. The core imports its own files, the
+// transport-free protocol package, `node:crypto` and the OpenTelemetry API: no driver, no
+// adapter. The device SDKs depend on the protocol package and their own transport only —
+// never on the core, an adapter or a server driver (issue 15: the core as a product for
+// embedders; a device app must not pull in the server). The protocol package imports nothing.
+// Test-only files of the core may also use the test runner. eslint.config.js holds the same lists.
 
-const SRC = fileURLToPath(new URL('../src', import.meta.url));
+const PACKAGES_DIR = fileURLToPath(new URL('../../', import.meta.url));
+const SRC = join(PACKAGES_DIR, 'core/src');
 
-/** Allowed non-relative imports of production files. */
-const ALLOWED = new Set(['node:crypto', '@opentelemetry/api', '@edge-gateway/protocol']);
+/** Allowed non-relative imports of production files, per package. */
+const BOUNDARIES: Readonly<Record<string, { readonly allowed: ReadonlySet<string>; readonly dependencies: readonly string[] }>> = {
+  core: { allowed: new Set(['node:crypto', '@opentelemetry/api', '@edge-gateway/protocol']), dependencies: ['@edge-gateway/protocol'] },
+  protocol: { allowed: new Set(), dependencies: [] },
+  client: { allowed: new Set(['@edge-gateway/protocol', '@grpc/grpc-js', 'node:crypto']), dependencies: ['@edge-gateway/protocol', '@grpc/grpc-js'] },
+  'client-web': { allowed: new Set(['@edge-gateway/protocol']), dependencies: ['@edge-gateway/protocol'] },
+};
+/** Allowed non-relative imports of the core's production files. */
+const ALLOWED = BOUNDARIES['core']!.allowed;
 /** Allowed in addition in test files and the `testing` entry point (contract suites, metrics harness). */
 const ALLOWED_IN_TESTS = new Set(['vitest', '@opentelemetry/sdk-metrics']);
 
@@ -23,13 +35,25 @@ function specifiersOf(source: string): string[] {
 }
 
 /** The imports of `file` the boundary forbids. */
-function forbiddenImports(file: string, source: string): string[] {
+function forbiddenImports(file: string, source: string, allowed: ReadonlySet<string> = ALLOWED): string[] {
   const testOnly = file.endsWith('.test.ts') || file.startsWith('testing/');
   return specifiersOf(source).filter((s) => {
     if (s.startsWith('./') || s.startsWith('../')) return false;
-    if (ALLOWED.has(s)) return false;
+    if (allowed.has(s)) return false;
     return !(testOnly && ALLOWED_IN_TESTS.has(s));
   });
+}
+
+/** `package: file: specifier` for every forbidden import of a package's production sources. */
+function violationsOf(name: string, allowed: ReadonlySet<string>): { files: number; violations: string[] } {
+  const src = join(PACKAGES_DIR, name, 'src');
+  // Unit tests next to the sources are not shipped: only the core's may use the test runner.
+  const files = sources(src).filter((path) => name === 'core' || !path.endsWith('.test.ts'));
+  const violations = files.flatMap((path) => {
+    const file = relative(src, path).split('\\').join('/');
+    return forbiddenImports(file, readFileSync(path, 'utf8'), allowed).map((s) => `${name}: ${file}: ${s}`);
+  });
+  return { files: files.length, violations };
 }
 
 function sources(dir: string): string[] {
@@ -55,12 +79,55 @@ describe('core boundary (allow-list)', () => {
   });
 
   it('holds for every file of packages/core/src', () => {
-    const files = sources(SRC);
-    expect(files.length).toBeGreaterThan(20);
-    const violations = files.flatMap((path) => {
-      const file = relative(SRC, path).split('\\').join('/');
-      return forbiddenImports(file, readFileSync(path, 'utf8')).map((s) => `${file}: ${s}`);
-    });
+    const { files, violations } = violationsOf('core', ALLOWED);
+    expect(files).toBeGreaterThan(20);
+    expect(sources(SRC)).toHaveLength(files);
     expect(violations).toEqual([]);
+  });
+});
+
+describe('device SDK and protocol boundaries (allow-lists)', () => {
+  it('the device SDKs may not import the core, an adapter or a server driver, under any name', () => {
+    const sample = [
+      "import { keyId } from '@edge-gateway/core';",
+      "import { EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';",
+      "export { x } from '@edge-gateway/adapters-ws';",
+      "import { createClient } from 'redis';",
+      "import type { WebSocket } from 'ws';",
+      "const e = await import('express');",
+      "import { DeviceSessionState } from '@edge-gateway/protocol';",
+      "import { Client } from '@grpc/grpc-js';",
+      "import { sign } from 'node:crypto';",
+    ].join('\n');
+    expect(forbiddenImports('gateway-client.ts', sample, BOUNDARIES['client']!.allowed)).toEqual([
+      '@edge-gateway/core',
+      '@edge-gateway/adapters-grpc/generated',
+      '@edge-gateway/adapters-ws',
+      'redis',
+      'ws',
+      'express',
+    ]);
+    expect(forbiddenImports('web-gateway-client.ts', sample, BOUNDARIES['client-web']!.allowed)).toEqual([
+      '@edge-gateway/core',
+      '@edge-gateway/adapters-grpc/generated',
+      '@edge-gateway/adapters-ws',
+      'redis',
+      'ws',
+      '@grpc/grpc-js',
+      'node:crypto',
+      'express',
+    ]);
+  });
+
+  it.each(['client', 'client-web', 'protocol'])('holds for every production file of packages/%s/src', (name) => {
+    const { files, violations } = violationsOf(name, BOUNDARIES[name]!.allowed);
+    expect(files).toBeGreaterThan(0);
+    expect(violations).toEqual([]);
+  });
+
+  it.each(Object.keys(BOUNDARIES))('@edge-gateway/%s declares exactly its allowed runtime dependencies', (name) => {
+    const manifest = JSON.parse(readFileSync(join(PACKAGES_DIR, name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    const declared = Object.keys(manifest.dependencies ?? {});
+    expect(declared.sort()).toEqual([...BOUNDARIES[name]!.dependencies].sort());
   });
 });
