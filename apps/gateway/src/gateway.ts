@@ -14,7 +14,7 @@ import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';
 import { TlsFilesError, describeCertificate, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
-import type { Telemetry } from './telemetry.js';
+import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
 /** Startup failed; `message` is the one line an operator reads (never a secret). */
@@ -259,7 +259,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         resources: [
           { component: 'downstreams', stop: () => downstreams.close() },
           { component: backend.kind, stop: () => backend.close() },
-          { component: 'telemetry', stop: () => telemetry.shutdown() },
+          // Half the step budget at most, so the warn line comes before the step would overrun.
+          { component: 'telemetry', stop: (budget) => telemetry.shutdown({ timeoutMs: Math.min(TELEMETRY_FLUSH_TIMEOUT_MS, Math.max(1, Math.floor(budget / 2))), logger: logger.child({ component: 'telemetry' }) }) },
         ],
       });
       const clean = await runShutdown(steps, config.shutdownTimeoutMs, logger);

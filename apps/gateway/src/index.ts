@@ -4,4 +4,4 @@ export { startGateway, StartupError, type RunningGateway, type StartOptions } fr
 // The shutdown runner moved into the core (composition root); re-exported for existing callers.
 export { runShutdown, withBudget, type ShutdownStep } from '@edge-gateway/core';
 export { createWinstonLogger, WinstonLogger, flushLogger } from './logging.js';
-export { setupTelemetry, type Telemetry } from './telemetry.js';
+export { TELEMETRY_FLUSH_TIMEOUT_MS, setupTelemetry, type Telemetry, type TelemetryShutdownOptions } from './telemetry.js';

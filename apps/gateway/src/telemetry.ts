@@ -4,7 +4,22 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { GatewayMetrics } from '@edge-gateway/core';
+import { GatewayMetrics, withBudget, type Logger } from '@edge-gateway/core';
+
+/**
+ * Longest wait for the exporters' flush at shutdown (2 s). A healthy collector takes
+ * milliseconds; an unreachable one made the OTLP exporter retry for ~8 s, holding up every
+ * restart. The flush is abandoned after this (the spans are lost, a warn line says so).
+ */
+export const TELEMETRY_FLUSH_TIMEOUT_MS = 2000;
+
+/** Options of {@link Telemetry.shutdown}. */
+export interface TelemetryShutdownOptions {
+  /** Longest wait for the flush (default {@link TELEMETRY_FLUSH_TIMEOUT_MS}). */
+  readonly timeoutMs?: number;
+  /** Gets `telemetry not flushed` (warn) when the flush failed or did not finish in time. */
+  readonly logger?: Logger;
+}
 
 /** Metrics and (optional) trace export of the binary. */
 export interface Telemetry {
@@ -13,8 +28,11 @@ export interface Telemetry {
   readonly metricsHandler: (req: IncomingMessage, res: ServerResponse) => void;
   /** True when traces are exported over OTLP. */
   readonly tracing: boolean;
-  /** Flushes and stops exporters. */
-  shutdown(): Promise<void>;
+  /**
+   * Flushes and stops the exporters, waiting at most `timeoutMs`. Never rejects: a flush that
+   * fails or overruns is logged (`telemetry not flushed`) and given up.
+   */
+  shutdown(options?: TelemetryShutdownOptions): Promise<void>;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -65,8 +83,19 @@ export async function setupTelemetry(env: Env = process.env, version = '0.1.0'):
     metrics,
     metricsHandler: (req, res) => exporter.getMetricsRequestHandler(req, res),
     tracing: tracerProvider !== undefined,
-    async shutdown() {
-      await Promise.allSettled([meterProvider.shutdown(), tracerProvider?.shutdown()]);
+    async shutdown({ timeoutMs = TELEMETRY_FLUSH_TIMEOUT_MS, logger } = {}) {
+      const flushes = Promise.allSettled([meterProvider.shutdown(), tracerProvider?.shutdown()]);
+      try {
+        const failed = (await withBudget(flushes, timeoutMs, 'telemetry flush')).find((r) => r.status === 'rejected');
+        if (failed !== undefined) throw failed.reason;
+      } catch (error) {
+        // Spans still batched are lost; the exporter's request in flight is left to process exit.
+        logger?.warn('telemetry not flushed', {
+          timeout_ms: timeoutMs,
+          tracing: tracerProvider !== undefined,
+          error: error instanceof Error ? error.message.slice(0, 512) : String(error).slice(0, 512),
+        });
+      }
     },
   };
 }

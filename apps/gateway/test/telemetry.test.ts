@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { EchoDownstream, clientFor, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
 
@@ -111,6 +112,70 @@ describe('tracing (SPEC §7, §8.5)', () => {
       expect(collector.spans.length).toBe(before);
     } finally {
       await gateway.stop();
+    }
+  });
+});
+
+/** A TCP server that accepts connections and never answers (a hung collector). */
+async function silentServer(): Promise<{ port: number; connections: () => number; stop: () => void }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createTcpServer((socket) => {
+    accepted += 1;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    connections: () => accepted,
+    stop: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('shutdown with an unreachable OTLP collector (SPEC §8.2)', () => {
+  it.each([
+    ['a closed port (bound, then closed)', 'closed'],
+    ['a server that accepts and never answers', 'silent'],
+  ] as const)('%s: SIGTERM still ends with gateway stopped and exit 0; the lost flush is a warn line', async (_label, kind) => {
+    const silent = kind === 'silent' ? await silentServer() : undefined;
+    const port = silent?.port ?? (await freePort());
+    const gateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+        GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      }),
+    );
+    try {
+      const { grpc } = await gateway.started();
+      // A traced command, so the batch processor holds spans the shutdown must try to flush.
+      const device = newDevice(`user-otlp-${kind}`);
+      await writeSession(raw, device, 'active');
+      const client = clientFor(device, grpc, signer.publicKeyRaw);
+      await client.execute('echo.ping', Buffer.from('x'), { requestId: `otlp-${kind}` });
+      client.close();
+      const command = await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === `otlp-${kind}`);
+      expect(command['trace_id']).toMatch(/^[0-9a-f]{32}$/);
+
+      gateway.signal('SIGTERM');
+      expect((await gateway.exited).code).toBe(0);
+      const warn = gateway.logs.filter((l) => l.message === 'telemetry not flushed');
+      expect(warn[0]).toMatchObject({ component: 'telemetry', timeout_ms: 2000 });
+      expect(warn).toHaveLength(1);
+      expect(warn[0]?.level).toBe('warn');
+      // The telemetry step itself stopped within its budget (no `component stop failed`).
+      expect(gateway.logs.filter((l) => l.message === 'component stop failed')).toEqual([]);
+      expect(gateway.logs.find((l) => l.message === 'component stopped' && l.component === 'telemetry')).toBeDefined();
+      expect(gateway.logs.at(-1)).toMatchObject({ message: 'gateway stopped', clean: true });
+      if (silent !== undefined) expect(silent.connections()).toBeGreaterThan(0);
+    } finally {
+      await gateway.stop();
+      silent?.stop();
     }
   });
 });
