@@ -195,6 +195,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         listen: parseListenAddress(config.websocketAddr),
         maxPayloadBytes: config.maxPayloadBytes,
         allowedOrigins: config.websocketAllowedOrigins,
+        ...config.http,
         metrics: telemetry.metrics,
         logger,
       });

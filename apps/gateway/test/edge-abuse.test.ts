@@ -39,6 +39,7 @@ beforeAll(async () => {
     drillEnv(redis, signer.path, {
       GATEWAY_PUSH_MAX_EVENT_BYTES: String(MAX_EVENT_BYTES),
       GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
+      GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
       GATEWAY_HTTP_HEADERS_TIMEOUT: '1s',
       GATEWAY_HTTP_REQUEST_TIMEOUT: '2s',
       GATEWAY_HTTP_KEEPALIVE_TIMEOUT: '1s',
@@ -423,19 +424,24 @@ describe('cost bounds: HTTP connections', () => {
     socket.once('close', () => clearInterval(timer));
   }
 
-  it('on both listeners: dripped headers get 408 and a dripped body loses its connection at their bounds, idle keep-alive is closed; other requests are served meanwhile', async () => {
-    const listeners = { public: addresses.publicHttp, admin: addresses.adminHttp as string };
+  it('on every listener (public, admin, WebSocket): dripped headers (a WebSocket upgrade\'s too) get 408 and a dripped body loses its connection at their bounds, idle keep-alive is closed; other requests are served meanwhile', async () => {
+    const listeners = { public: addresses.publicHttp, admin: addresses.adminHttp as string, websocket: addresses.websocket as string };
     const results: Record<string, { status: string; ms: number }> = {};
     await Promise.all(
       Object.entries(listeners).flatMap(([name, address]) => {
         const headers = connection(address);
-        headers.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+        headers.socket.write(
+          name === 'websocket'
+            ? 'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            : 'GET /healthz HTTP/1.1\r\nHost: x\r\n',
+        );
         drip(headers.socket, 'X-Drip: 1\r\n', 200);
         const body = connection(address);
         body.socket.write('POST /api/v1/public/auth/send-email-code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{');
         drip(body.socket, ' ', 200);
         const idle = connection(address);
         idle.socket.write(`GET ${name === 'admin' ? '/metrics' : '/healthz'} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        // (on the WebSocket listener a plain request is answered 426 Upgrade Required)
         return [
           ['headers', headers],
           ['body', body],
@@ -452,10 +458,10 @@ describe('cost bounds: HTTP connections', () => {
     console.info(`[abuse] HTTP connection bounds: ${JSON.stringify(results)}`);
     for (const name of Object.keys(listeners)) {
       expect(results[`${name} headers`]?.status).toBe('HTTP/1.1 408');
-      // The app answers these two before reading the body (no auth upstream here: 503; no such
-      // admin route: 404); the dripping connection is still cut at the request bound.
-      expect(results[`${name} body`]?.status).toBe(name === 'public' ? 'HTTP/1.1 503' : 'HTTP/1.1 404');
-      expect(results[`${name} idle`]?.status).toBe('HTTP/1.1 200');
+      // The app answers these before reading the body (no auth upstream here: 503; no such
+      // admin route: 404; not an upgrade: 426); the dripping connection is still cut at the request bound.
+      expect(results[`${name} body`]?.status).toBe({ public: 'HTTP/1.1 503', admin: 'HTTP/1.1 404', websocket: 'HTTP/1.1 426' }[name]);
+      expect(results[`${name} idle`]?.status).toBe(name === 'websocket' ? 'HTTP/1.1 426' : 'HTTP/1.1 200');
       // The configured bounds (1 s headers, 2 s request, 1 s keep-alive) plus Node's check
       // interval; unbounded, a 5-minute drip held the connection ~315 s.
       for (const kind of ['headers', 'body', 'idle']) expect(results[`${name} ${kind}`]?.ms).toBeLessThan(10_000);

@@ -10,6 +10,12 @@ export const FRAME_HEADROOM_BYTES = 64 * 1024;
 export const DEFAULT_PING_INTERVAL_MS = 30_000;
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 100;
 export const DEFAULT_BUFFER_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * Bounds on a client of the listener's own HTTP server before its upgrade is complete: the
+ * same as the gateway's HTTP listeners (`GATEWAY_HTTP_HEADERS_TIMEOUT` and friends). Node's
+ * defaults would let a client dripping header bytes hold a connection for minutes.
+ */
+export const DEFAULT_HTTP_TIMEOUTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 } as const;
 
 export interface WebSocketServerOptions {
   /** The assembled core (`createGatewayCore`): the server calls `execute` and `openStream`. */
@@ -26,6 +32,16 @@ export interface WebSocketServerOptions {
    * are refused (fail closed).
    */
   readonly allowedOrigins?: readonly string[];
+  /**
+   * Time a client has to send the upgrade request's headers (`GATEWAY_HTTP_HEADERS_TIMEOUT`);
+   * then `408` and the connection closes. Only for the server `listen` creates (with `server`,
+   * its owner sets the bounds). Default {@link DEFAULT_HTTP_TIMEOUTS}.
+   */
+  readonly headersTimeoutMs?: number;
+  /** Time a client has to send a whole (non-upgrade) request (`GATEWAY_HTTP_REQUEST_TIMEOUT`); an upgraded connection is not bounded by it. */
+  readonly requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection (one answered `426`) stays open (`GATEWAY_HTTP_KEEPALIVE_TIMEOUT`). */
+  readonly keepAliveTimeoutMs?: number;
   /** A ping every interval; a connection that has not answered the previous one is dropped. */
   readonly pingIntervalMs?: number;
   /** Calls (commands and streams) in flight per connection before it is closed 1008. */
@@ -107,9 +123,24 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const own = server === undefined;
   if (server === undefined) {
     const bind = options.listen ?? { host: '127.0.0.1', port: 0 };
-    const created = createServer((_, res) => {
-      res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('Upgrade Required');
-    });
+    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs;
+    const requestTimeout = options.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs;
+    const keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs;
+    const created = createServer(
+      {
+        headersTimeout: Math.min(headersTimeout, requestTimeout),
+        requestTimeout,
+        keepAliveTimeout,
+        // How often Node checks the bounds (default 30 s, which would let a request live up to
+        // twice its bound); as on the HTTP listeners.
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+      },
+      (_, res) => {
+        res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('Upgrade Required');
+      },
+    );
+    // Also set as a property: the constructor option is not honoured on every supported Node.
+    created.keepAliveTimeout = keepAliveTimeout;
     await new Promise<void>((resolve, reject) => {
       created.once('error', reject);
       created.listen({ host: bind.host === '' ? undefined : bind.host, port: bind.port }, () => {

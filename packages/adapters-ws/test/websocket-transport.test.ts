@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { sign } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client-web';
 import { MetricNames, subscribeRequestBytes } from '@edge-gateway/core';
@@ -188,7 +189,36 @@ describe('WebSocket transport: push streams', () => {
   });
 });
 
+/** A raw TCP connection to 127.0.0.1:`port`: what it received, and the moment the server closed it. */
+function rawTcp(port: number): { socket: Socket; received: () => string; closed: Promise<void> } {
+  const socket = connect({ host: '127.0.0.1', port });
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (text += chunk));
+  socket.on('error', () => undefined);
+  return { socket, received: () => text, closed: new Promise((resolve) => socket.once('close', () => resolve())) };
+}
+
 describe('WebSocket transport: handshake and framing limits', () => {
+  it('an upgrade request whose headers never finish gets 408 and is closed at headersTimeoutMs; an open connection lives on past the bounds', async () => {
+    f = await WsFixture.start({ headersTimeoutMs: 200, requestTimeoutMs: 200, keepAliveTimeoutMs: 200 });
+    const client = await f.client(f.addDevice());
+    const slow = rawTcp(f.server.port);
+    // A valid upgrade request, minus the blank line that ends its headers.
+    slow.socket.write(`GET ${WEBSOCKET_PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ${WEBSOCKET_SUBPROTOCOL}\r\n`);
+    await slow.closed;
+    expect(slow.received()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(f.server.connections).toBe(1);
+    // The WebSocket opened before the slow client is older than every bound, and still serves.
+    const result = await client.execute('echo.ping', new TextEncoder().encode('still here'));
+    expect(new TextDecoder().decode(result.payload)).toBe('still here');
+    // A plain request is answered 426, then the idle keep-alive connection is closed.
+    const plain = rawTcp(f.server.port);
+    plain.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await plain.closed;
+    expect(plain.received()).toMatch(/^HTTP\/1\.1 426 /);
+  });
+
   it('refuses a wrong path 404, a missing subprotocol 400 and a browser origin not allowed 403', async () => {
     f = await WsFixture.start({ allowedOrigins: ['https://app.example.com'] });
     const base = `ws://${f.server.address}`;

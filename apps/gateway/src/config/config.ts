@@ -83,7 +83,7 @@ export interface GatewayConfig {
   /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
   readonly websocketAllowedOrigins: readonly string[];
   readonly shutdownTimeoutMs: number;
-  /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners). */
+  /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners and the WebSocket listener). */
   readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly freshnessWindowMs: number;
   readonly maxPayloadBytes: number;
