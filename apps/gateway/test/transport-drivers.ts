@@ -1,8 +1,9 @@
 import { randomUUID, sign } from 'node:crypto';
+import { connect } from 'node:http2';
 import { Metadata, credentials, status as GrpcStatus, type ClientReadableStream } from '@grpc/grpc-js';
 import { WebSocket } from 'ws';
 import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
-import { subscribeRequestBytes } from '@edge-gateway/client';
+import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/client';
 import { WebGatewayClient, importDevicePrivateKey, type WebSocketConstructor } from '@edge-gateway/client-web';
 import {
   FrameTypes,
@@ -11,8 +12,10 @@ import {
   decodeFrame,
   decodeGatewayEvent,
   decodeStatus,
+  encodeExecuteCommandRequest,
   encodeFrame,
   encodeSubscribeEventsRequest,
+  encodeTimedExecute,
   type CallStatus,
 } from '@edge-gateway/protocol';
 import { clientFor, type Device } from './system-support.js';
@@ -39,6 +42,11 @@ export interface TransportDriver {
   /** Status code numbers are the same on both transports (SPEC §4). */
   client(device: Device, addresses: GatewayAddresses, gatewayKey: Uint8Array): Promise<ScenarioClient>;
   stalled(device: Device, addresses: GatewayAddresses): Promise<StalledStream>;
+  /**
+   * One signed command with a per-call timeout on a bare connection (no client library), so
+   * the status is the gateway's own, not a client's copy of it.
+   */
+  bareExecute(device: Device, addresses: GatewayAddresses, messageType: string, requestId: string, timeoutMs: number): Promise<CallStatus>;
 }
 
 export interface GatewayAddresses {
@@ -49,6 +57,11 @@ export interface GatewayAddresses {
 function signedSubscribe(device: Device) {
   const fields = { deviceSessionId: device.deviceSessionId, requestId: randomUUID(), timestampMs: Date.now(), resumeAfterEventId: '' };
   return { ...fields, signature: sign(null, subscribeRequestBytes(fields), device.privateKey) };
+}
+
+function signedCommand(device: Device, messageType: string, requestId: string): Uint8Array {
+  const fields = { deviceSessionId: device.deviceSessionId, messageType, requestId, timestampMs: Date.now(), payload: new TextEncoder().encode(requestId) };
+  return encodeExecuteCommandRequest({ ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) });
 }
 
 export const grpcDriver: TransportDriver = {
@@ -83,6 +96,33 @@ export const grpcDriver: TransportDriver = {
       close: () => raw.close(),
     };
   },
+  bareExecute(device, addresses, messageType, requestId, timeoutMs) {
+    // HTTP/2 by hand: the deadline travels as `grpc-timeout`, and no client-side timer answers first.
+    return new Promise((resolve, reject) => {
+      const session = connect(`http://${addresses.grpc}`);
+      session.on('error', reject);
+      const message = signedCommand(device, messageType, requestId);
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/edgegateway.v1.EdgeGateway/ExecuteCommand',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': `${timeoutMs}m`,
+      });
+      const frame = Buffer.alloc(5 + message.length);
+      frame.writeUInt32BE(message.length, 1);
+      frame.set(message, 5);
+      let headers: Record<string, unknown> = {};
+      stream.on('response', (h) => (headers = { ...h }));
+      stream.on('trailers', (t) => (headers = { ...headers, ...t }));
+      stream.on('data', () => undefined);
+      stream.on('close', () => {
+        session.close();
+        resolve({ code: Number(headers['grpc-status']), details: decodeURIComponent(String(headers['grpc-message'] ?? '')) });
+      });
+      stream.end(frame);
+    });
+  },
 };
 
 function websocketUrl(addresses: GatewayAddresses): string {
@@ -102,7 +142,11 @@ export const websocketDriver: TransportDriver = {
       WebSocket: WebSocket as unknown as WebSocketConstructor,
     });
     return {
-      execute: (type, payload, options) => client.execute(type, payload, options?.requestId === undefined ? {} : { requestId: options.requestId }),
+      execute: (type, payload, options) =>
+        client.execute(type, payload, {
+          ...(options?.requestId === undefined ? {} : { requestId: options.requestId }),
+          ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        }),
       subscribe: (options) => client.subscribe(options)[Symbol.asyncIterator](),
       close: () => client.close(),
     };
@@ -134,6 +178,25 @@ export const websocketDriver: TransportDriver = {
       },
       close: () => ws.close(),
     };
+  },
+  async bareExecute(device, addresses, messageType, requestId, timeoutMs) {
+    const ws = new WebSocket(websocketUrl(addresses), WEBSOCKET_SUBPROTOCOL, { perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const status = new Promise<CallStatus>((resolve) =>
+      ws.on('message', (data: Buffer) => {
+        const frame = decodeFrame(new Uint8Array(data));
+        if (frame.type === FrameTypes.status) resolve(decodeStatus(frame.body));
+      }),
+    );
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 1, encodeTimedExecute(timeoutMs, signedCommand(device, messageType, requestId))));
+    try {
+      return await status;
+    } finally {
+      ws.close();
+    }
   },
 };
 

@@ -167,6 +167,35 @@ describe.each(TRANSPORTS)('$name transport against the built binary', (transport
     }
   });
 
+  it('a command whose deadline passes while the downstream is slow ends DEADLINE_EXCEEDED "Deadline exceeded", logged deadline_exceeded; the downstream got the deadline', async () => {
+    const device = await activeDevice(user('deadline'));
+    const client = await transport.client(device, addresses, signer.publicKeyRaw);
+    try {
+      const requestId = `req-${transport.name}-deadline`;
+      const sentAt = Date.now();
+      const error = await client.execute('echo.hold', bytes('slow'), { requestId, timeoutMs: 400 }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: StatusCodes.DEADLINE_EXCEEDED });
+      // grpc-js clients answer from their own timer and add timings ("Deadline exceeded after 0.400s,…").
+      expect((error as { details: string }).details).toMatch(/^Deadline exceeded/);
+      const line = await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === requestId);
+      expect(line['status']).toBe('deadline_exceeded');
+      // The client's deadline, not GATEWAY_DOWNSTREAM_TIMEOUT (10 s), reached the business service.
+      const seen = downstream.calls.find((c) => c.command.requestId === requestId);
+      expect(seen?.deadline).toBeGreaterThan(sentAt);
+      expect(seen?.deadline).toBeLessThan(sentAt + 10_000);
+
+      // What the gateway itself answers, without a client library in between: the same status and message.
+      const bareId = `req-${transport.name}-deadline-bare`;
+      expect(await transport.bareExecute(device, addresses, 'echo.hold', bareId, 300)).toEqual({ code: StatusCodes.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+      await gateway.waitForLog((l) => l.message === 'command' && l['request_id'] === bareId && l['status'] === 'deadline_exceeded');
+      // The connection and session go on.
+      await expect(client.execute('echo.ping', bytes('after'), { timeoutMs: 5000 })).resolves.toMatchObject({ resultCode: 'ok' });
+    } finally {
+      downstream.release();
+      client.close();
+    }
+  });
+
   it('on SIGTERM: streams end UNAVAILABLE, an in-flight command finishes, each component stops in order, exit 0', async () => {
     const own = new GatewayProcess(envFor());
     try {

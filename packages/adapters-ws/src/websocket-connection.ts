@@ -12,17 +12,20 @@ import {
 import {
   CloseCodes,
   FrameTypes,
+  MAX_CALL_TIMEOUT_MS,
   StatusCodes,
   WireFormatError,
   decodeExecuteCommandRequest,
   decodeFrame,
   decodeSubscribeEventsRequest,
+  decodeTimedExecute,
   encodeExecuteCommandResponse,
   encodeFrame,
   encodeGatewayEvent,
   encodeStatus,
   statusName,
   type CallStatus,
+  type ExecuteCommandRequest,
   type Frame,
 } from '@edge-gateway/protocol';
 import { toCallStatus } from './status-mapping.js';
@@ -40,6 +43,15 @@ export interface ConnectionLimits {
 }
 
 type Method = 'ExecuteCommand' | 'SubscribeEvents';
+
+/** The field rule of an `executeWithTimeout` frame's timeout (SPEC §2.2). */
+export const TIMEOUT_RULE = `timeout_ms: must be 1-${MAX_CALL_TIMEOUT_MS} milliseconds`;
+
+/**
+ * What a call whose per-call deadline passed ends with: the status and message grpc-js's
+ * server answers when a gRPC client's deadline passes, so both transports say the same.
+ */
+export const DEADLINE_EXCEEDED_STATUS: CallStatus = { code: StatusCodes.DEADLINE_EXCEEDED, details: 'Deadline exceeded' };
 
 interface Call {
   readonly method: Method;
@@ -101,14 +113,15 @@ export class WebSocketConnection {
       if (this.calls.size === 0) this.onIdle?.();
       return;
     }
-    if (frame.type !== FrameTypes.execute && frame.type !== FrameTypes.subscribe) {
+    if (frame.type !== FrameTypes.execute && frame.type !== FrameTypes.executeWithTimeout && frame.type !== FrameTypes.subscribe) {
       return this.close(CloseCodes.protocolError, 'unexpected frame type');
     }
     if (this.calls.has(frame.callId)) return this.close(CloseCodes.protocolError, 'call id in use');
     if (this.calls.size >= this.limits.maxCallsInFlight) return this.close(CloseCodes.policyViolation, 'too many calls in flight');
-    const method: Method = frame.type === FrameTypes.execute ? 'ExecuteCommand' : 'SubscribeEvents';
+    const method: Method = frame.type === FrameTypes.subscribe ? 'SubscribeEvents' : 'ExecuteCommand';
     try {
-      if (method === 'ExecuteCommand') this.execute(frame.callId, frame.body, started);
+      if (frame.type === FrameTypes.execute) this.execute(frame.callId, decodeExecuteCommandRequest(frame.body), started);
+      else if (frame.type === FrameTypes.executeWithTimeout) this.executeWithTimeout(frame.callId, frame.body, started);
       else this.subscribe(frame.callId, frame.body, started);
     } catch (error) {
       if (!(error instanceof WireFormatError)) throw error;
@@ -117,18 +130,48 @@ export class WebSocketConnection {
     }
   }
 
-  private execute(callId: number, body: Uint8Array, started: number): void {
-    const request = decodeExecuteCommandRequest(body);
+  private executeWithTimeout(callId: number, body: Uint8Array, started: number): void {
+    const timed = decodeTimedExecute(body);
+    const request = decodeExecuteCommandRequest(timed.request);
+    if (timed.timeoutMs < 1 || timed.timeoutMs > MAX_CALL_TIMEOUT_MS) {
+      return this.sendStatus('ExecuteCommand', callId, toCallStatus(GatewayError.invalidArgument(TIMEOUT_RULE)), started);
+    }
+    this.execute(callId, request, started, timed.timeoutMs);
+  }
+
+  /** A command; with `timeoutMs`, its deadline is its arrival plus that (the core and the downstream get it). */
+  private execute(callId: number, request: ExecuteCommandRequest, started: number, timeoutMs?: number): void {
     const controller = new AbortController();
-    this.calls.set(callId, { method: 'ExecuteCommand', started, cancel: () => controller.abort() });
-    this.core.execute(request, { signal: controller.signal }).then(
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const call: Call = {
+      method: 'ExecuteCommand',
+      started,
+      cancel: () => {
+        clearTimeout(timer);
+        controller.abort();
+      },
+    };
+    this.calls.set(callId, call);
+    const deadlineMs = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    if (timeoutMs !== undefined) {
+      // As grpc-js's server does at a call's deadline: answer at once, whatever the downstream
+      // does, and cut the call (the core logs it; the downstream call is cancelled).
+      timer = setTimeout(() => {
+        if (!this.finish(callId, call)) return;
+        controller.abort();
+        this.sendStatus('ExecuteCommand', callId, DEADLINE_EXCEEDED_STATUS, started);
+      }, timeoutMs);
+    }
+    this.core.execute(request, { signal: controller.signal, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
       (result) => {
-        if (!this.finish(callId)) return;
+        clearTimeout(timer);
+        if (!this.finish(callId, call)) return;
         this.count('ExecuteCommand', StatusCodes.OK, started);
         this.send(encodeFrame(FrameTypes.result, callId, encodeExecuteCommandResponse(result)));
       },
       (error: unknown) => {
-        if (!this.finish(callId)) return;
+        clearTimeout(timer);
+        if (!this.finish(callId, call)) return;
         if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describeError(error) });
         this.sendStatus('ExecuteCommand', callId, toCallStatus(error), started);
       },
@@ -137,7 +180,9 @@ export class WebSocketConnection {
 
   private subscribe(callId: number, body: Uint8Array, started: number): void {
     const request = decodeSubscribeEventsRequest(body);
-    // The checks are asynchronous: nothing is written nor ended before the call is registered below.
+    // The checks are asynchronous: nothing is written nor ended before the call is registered
+    // below. `stream` is read only when the call is cancelled, after it was opened.
+    const call: Call = { method: 'SubscribeEvents', started, cancel: () => stream.cancel() };
     const stream: OpenedStream = this.core.openStream(request, {
       write: (event: GatewayEvent) => {
         const frame = encodeFrame(FrameTypes.event, callId, encodeGatewayEvent(event));
@@ -151,16 +196,19 @@ export class WebSocketConnection {
         return false;
       },
       end: (error) => {
-        if (!this.finish(callId)) return;
+        if (!this.finish(callId, call)) return;
         this.sendStatus('SubscribeEvents', callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error), started);
       },
     });
-    this.calls.set(callId, { method: 'SubscribeEvents', started, cancel: () => stream.cancel() });
+    this.calls.set(callId, call);
   }
 
-  /** Removes a call that is still ours to answer; false when it was cancelled meanwhile. */
-  private finish(callId: number): boolean {
-    const ours = this.calls.delete(callId) && !this.closed;
+  /**
+   * Removes a call that is still ours to answer; false when it was cancelled (or timed out)
+   * meanwhile. By identity: the client may already have reused the call id for a new call.
+   */
+  private finish(callId: number, call: Call): boolean {
+    const ours = this.calls.get(callId) === call && this.calls.delete(callId) && !this.closed;
     if (this.calls.size === 0) this.onIdle?.();
     return ours;
   }

@@ -1,6 +1,17 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { Ed25519ResponseSigner, GatewayMetrics, StaticRouter, createGatewayCore, rawPublicKey, type CommandDownstream, type GatewayCore } from '@edge-gateway/core';
+import {
+  Ed25519ResponseSigner,
+  GatewayMetrics,
+  StaticRouter,
+  createGatewayCore,
+  rawPublicKey,
+  type CommandDownstream,
+  type DownstreamCallContext,
+  type DownstreamCommand,
+  type DownstreamResult,
+  type GatewayCore,
+} from '@edge-gateway/core';
 import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
 import { WebGatewayClient, importDevicePrivateKey, type WebSocketConstructor } from '@edge-gateway/client-web';
 import { WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, clientEventFields, sessionRecordFields } from '@edge-gateway/protocol';
@@ -21,13 +32,51 @@ const echo: CommandDownstream = {
   execute: async (command) => ({ resultCode: 'ok', payload: command.payload }),
 };
 
+/** A held downstream call: what it got, whether the gateway cut it, and how to answer it. */
+export interface HeldCall {
+  readonly command: DownstreamCommand;
+  readonly deadlineMs: number;
+  /** Resolves when the gateway aborts the call (client cancel, deadline). */
+  readonly aborted: Promise<void>;
+  release(): void;
+}
+
+/**
+ * A slow business service: `hold.*` commands wait until the test releases them, and keep
+ * waiting when the gateway aborts them (as a busy service that does not notice would).
+ */
+export class HoldDownstream implements CommandDownstream {
+  readonly target = 'hold';
+  readonly calls: HeldCall[] = [];
+  private waiters: Array<() => void> = [];
+
+  execute(command: DownstreamCommand, context: DownstreamCallContext): Promise<DownstreamResult> {
+    return new Promise((resolve) => {
+      const aborted = new Promise<void>((onAbort) => {
+        if (context.signal?.aborted) onAbort();
+        else context.signal?.addEventListener('abort', () => onAbort(), { once: true });
+      });
+      this.calls.push({ command, deadlineMs: context.deadlineMs, aborted, release: () => resolve({ resultCode: 'held', payload: command.payload }) });
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+  }
+
+  /** Resolves once `count` calls arrived. */
+  async waitForCalls(count: number): Promise<void> {
+    while (this.calls.length < count) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
 /** The core on in-memory adapters behind a real WebSocket server on 127.0.0.1:0. */
 export class WsFixture {
   readonly signer = new Ed25519ResponseSigner(generateKeyPairSync('ed25519').privateKey);
   readonly sessions = new InMemorySessionStore();
   readonly events = new InMemoryEventStream();
   readonly metrics = new GatewayMetrics();
+  readonly held = new HoldDownstream();
   readonly core: GatewayCore;
+  /** Every `core.execute` the server made, in order (settled when the core is done with it). */
+  readonly executions: Array<Promise<unknown>> = [];
   server!: WebSocketServerHandle;
   private readonly clients: WebGatewayClient[] = [];
 
@@ -38,7 +87,10 @@ export class WsFixture {
         replay: new InMemoryReplayStore(),
         signer: this.signer,
         history: this.events,
-        router: new StaticRouter([{ prefix: 'echo.', downstream: echo }]),
+        router: new StaticRouter([
+          { prefix: 'echo.', downstream: echo },
+          { prefix: 'hold.', downstream: this.held },
+        ]),
         metrics: this.metrics,
       },
       { pushStreamBuffer: bufferSize },
@@ -48,7 +100,15 @@ export class WsFixture {
 
   static async start(options: Partial<Omit<WebSocketServerOptions, 'core'>> & { bufferSize?: number } = {}): Promise<WsFixture> {
     const fixture = new WsFixture(options.bufferSize ?? 64);
-    fixture.server = await startWebSocketServer({ maxPayloadBytes: 64 * 1024, metrics: fixture.metrics, ...options, core: fixture.core });
+    const core: WebSocketServerOptions['core'] = {
+      execute: (request, context) => {
+        const execution = fixture.core.execute(request, context);
+        fixture.executions.push(execution.catch(() => undefined));
+        return execution;
+      },
+      openStream: (request, sink) => fixture.core.openStream(request, sink),
+    };
+    fixture.server = await startWebSocketServer({ maxPayloadBytes: 64 * 1024, metrics: fixture.metrics, ...options, core });
     return fixture;
   }
 

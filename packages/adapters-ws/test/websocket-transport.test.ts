@@ -3,19 +3,23 @@ import { sign } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client-web';
-import { MetricNames, subscribeRequestBytes } from '@edge-gateway/core';
+import { MetricNames, commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/core';
 import { MetricsHarness } from '@edge-gateway/core/testing/metrics';
 import {
   CloseCodes,
   FrameTypes,
+  MAX_CALL_TIMEOUT_MS,
   StatusCodes,
   WEBSOCKET_PATH,
   WEBSOCKET_SUBPROTOCOL,
   decodeFrame,
   decodeGatewayEvent,
+  decodeExecuteCommandResponse,
   decodeStatus,
+  encodeExecuteCommandRequest,
   encodeFrame,
   encodeSubscribeEventsRequest,
+  encodeTimedExecute,
 } from '@edge-gateway/protocol';
 import { WsFixture, closeOf, refusedWith, type Device } from './fixture.js';
 
@@ -307,5 +311,111 @@ describe('WebSocket transport: shutdown', () => {
     expect(refused).toMatchObject({ code: StatusCodes.UNAVAILABLE, details: 'gateway is shutting down' });
     expect(await f.server.close(2000)).toBe('graceful');
     expect(await client.closed).toEqual({ code: CloseCodes.goingAway, reason: 'gateway is shutting down' });
+  });
+});
+
+/** A signed ExecuteCommand request of `device`, encoded. */
+function commandBody(device: Device, messageType: string, requestId: string): Uint8Array {
+  const fields = { deviceSessionId: device.deviceSessionId, messageType, requestId, timestampMs: Date.now(), payload: new TextEncoder().encode(requestId) };
+  return encodeExecuteCommandRequest({ ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) });
+}
+
+/** Frames of `callId` once `count` of them arrived. */
+async function callFrames(seen: ReturnType<typeof framesOf>, callId: number, count: number) {
+  await seen.until(() => seen.frames.filter((fr) => fr.callId === callId).length >= count);
+  return seen.frames.filter((fr) => fr.callId === callId);
+}
+
+describe('WebSocket transport: per-call deadline', () => {
+  it('a command whose timeout passes while the downstream is slow ends DEADLINE_EXCEEDED "Deadline exceeded", as on gRPC; the downstream got that deadline and is cut', async () => {
+    const harness = new MetricsHarness();
+    f = await WsFixture.start({ metrics: harness.metrics });
+    const client = await f.client(f.addDevice());
+    const sentAt = Date.now();
+    const error = await client.execute('hold.slow', new Uint8Array(0), { requestId: 'req-deadline', timeoutMs: 300 }).catch((e: unknown) => e);
+    const answeredAt = Date.now();
+    expect(error).toBeInstanceOf(GatewayStatusError);
+    expect(error).toMatchObject({ code: StatusCodes.DEADLINE_EXCEEDED, codeName: 'DEADLINE_EXCEEDED', details: 'Deadline exceeded' });
+    const [held] = f.held.calls;
+    expect(held?.command.requestId).toBe('req-deadline');
+    // The gateway's deadline is the frame's arrival plus the timeout, not its 10 s default.
+    expect(held?.deadlineMs).toBeGreaterThanOrEqual(sentAt + 300);
+    expect(held?.deadlineMs).toBeLessThanOrEqual(answeredAt);
+    await held?.aborted;
+    expect(await harness.value(MetricNames.websocketRequests, { method: 'ExecuteCommand', code: 'DEADLINE_EXCEEDED' })).toBe(1);
+    // The connection goes on; a timeout that is not reached changes nothing.
+    await expect(client.execute('echo.after', new Uint8Array([1]), { timeoutMs: 5000 })).resolves.toMatchObject({ resultCode: 'ok' });
+    held?.release();
+  });
+
+  it('a plain execute frame (a client without per-call timeouts) gets the gateway default deadline', async () => {
+    f = await WsFixture.start();
+    const client = await f.client(f.addDevice());
+    const sentAt = Date.now();
+    const pending = client.execute('hold.plain', new Uint8Array(0), { requestId: 'req-plain' });
+    await f.held.waitForCalls(1);
+    // GATEWAY_DOWNSTREAM_TIMEOUT's default, 10 s, from the call's arrival.
+    expect(f.held.calls[0]?.deadlineMs).toBeGreaterThanOrEqual(sentAt + 10_000);
+    f.held.calls[0]?.release();
+    await expect(pending).resolves.toMatchObject({ requestId: 'req-plain', resultCode: 'held' });
+  });
+
+  it('a deadline already passed fails at once on the client, sending nothing', async () => {
+    f = await WsFixture.start();
+    const client = await f.client(f.addDevice());
+    const error = await client.execute('hold.late', new Uint8Array(0), { deadlineMs: Date.now() - 1 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: StatusCodes.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    await expect(client.execute('echo.next', new Uint8Array(0))).resolves.toMatchObject({ resultCode: 'ok' });
+    expect(f.held.calls).toEqual([]);
+    expect(f.executions).toHaveLength(1);
+  });
+
+  it('refuses a timeout of 0 or above 5 minutes INVALID_ARGUMENT, and a body without one "malformed request message", on that call only', async () => {
+    const harness = new MetricsHarness();
+    f = await WsFixture.start({ metrics: harness.metrics });
+    const device = f.addDevice();
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    const request = commandBody(device, 'echo.bounds', 'req-bounds');
+    const timed = (callId: number, timeoutMs: number) => encodeFrame(FrameTypes.executeWithTimeout, callId, encodeTimedExecute(timeoutMs, request));
+    ws.send(timed(1, 0));
+    ws.send(timed(2, MAX_CALL_TIMEOUT_MS + 1));
+    ws.send(timed(3, 0xffffffff));
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 4, new Uint8Array([0, 1])));
+    await seen.until(() => seen.frames.length >= 4);
+    const statuses = Object.fromEntries(seen.frames.map((fr) => [fr.callId, fr.type === FrameTypes.status ? decodeStatus(fr.body) : fr.type]));
+    const rule = { code: StatusCodes.INVALID_ARGUMENT, details: 'timeout_ms: must be 1-300000 milliseconds' };
+    expect(statuses).toEqual({ 1: rule, 2: rule, 3: rule, 4: { code: StatusCodes.INVALID_ARGUMENT, details: 'malformed request message' } });
+    expect(await harness.value(MetricNames.websocketRequests, { method: 'ExecuteCommand', code: 'INVALID_ARGUMENT' })).toBe(4);
+    // None reached the core, so the request id is still free: the same request with a sane timeout runs.
+    expect(f.executions).toEqual([]);
+    ws.send(timed(5, MAX_CALL_TIMEOUT_MS));
+    const [answer] = await callFrames(seen, 5, 1);
+    expect(answer?.type).toBe(FrameTypes.result);
+    expect(decodeExecuteCommandResponse(answer?.body as Uint8Array)).toMatchObject({ requestId: 'req-bounds', resultCode: 'ok' });
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+  });
+
+  it('the late answer of a timed-out command never reaches a newer call that reused its call id', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 7, encodeTimedExecute(200, commandBody(device, 'hold.first', 'req-first'))));
+    const [expired] = await callFrames(seen, 7, 1);
+    expect(decodeStatus(expired?.body as Uint8Array)).toEqual({ code: StatusCodes.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    // The id is free again for the client: a new command on it while the first is still held.
+    ws.send(encodeFrame(FrameTypes.execute, 7, commandBody(device, 'hold.second', 'req-second')));
+    await f.held.waitForCalls(2);
+    f.held.calls[0]?.release();
+    await f.executions[0];
+    f.held.calls[1]?.release();
+    const frames = await callFrames(seen, 7, 2);
+    expect(frames.map((fr) => fr.type)).toEqual([FrameTypes.status, FrameTypes.result]);
+    expect(decodeExecuteCommandResponse(frames[1]?.body as Uint8Array).requestId).toBe('req-second');
+    await f.executions[1];
+    expect(seen.frames.filter((fr) => fr.callId === 7)).toHaveLength(2);
+    ws.close();
   });
 });

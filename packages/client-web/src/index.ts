@@ -18,6 +18,7 @@ export {
   GatewayBindingError,
   GatewaySignatureError,
   GatewayStatusError,
+  MAX_CALL_TIMEOUT_MS,
   StatusCodes,
   importDevicePrivateKey,
   type VerifiedCommandResult,

@@ -13,6 +13,7 @@ import {
   encodeExecuteCommandRequest,
   encodeFrame,
   encodeSubscribeEventsRequest,
+  encodeTimedExecute,
   signCommandRequest,
   signSubscribeRequest,
   verifyCommandResult,
@@ -54,6 +55,14 @@ export interface WebGatewayClientOptions {
 export interface WebExecuteOptions {
   /** Default: a random UUID. */
   readonly requestId?: string;
+  /**
+   * Per-call timeout in ms (1 to `MAX_CALL_TIMEOUT_MS`, 5 minutes): the gateway's deadline for
+   * this command, propagated to the downstream; when it passes the call ends
+   * `DEADLINE_EXCEEDED` `Deadline exceeded`. Default: none, the gateway's downstream timeout applies.
+   */
+  readonly timeoutMs?: number;
+  /** Absolute alternative to `timeoutMs`, epoch ms (local clock); sent as the time left. */
+  readonly deadlineMs?: number;
   /** Aborting sends a cancel frame and rejects with `CANCELLED`. */
   readonly signal?: AbortSignal;
 }
@@ -154,6 +163,9 @@ export class WebGatewayClient {
    * messages as gRPC), `GatewaySignatureError` / `GatewayBindingError` when the result can't be trusted.
    */
   async execute(messageType: string, payload: Uint8Array, options: WebExecuteOptions = {}): Promise<VerifiedCommandResult> {
+    const timeoutMs = options.deadlineMs !== undefined ? Math.ceil(options.deadlineMs - Date.now()) : options.timeoutMs === undefined ? undefined : Math.ceil(options.timeoutMs);
+    // A deadline already passed: nothing is sent (nor reserved), as with a gRPC deadline.
+    if (timeoutMs !== undefined && timeoutMs < 1) throw new GatewayStatusError(StatusCodes.DEADLINE_EXCEEDED, 'Deadline exceeded');
     const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, options.requestId));
     const callId = this.open();
     const answer = new Promise<Uint8Array>((resolve, reject) => {
@@ -179,7 +191,9 @@ export class WebGatewayClient {
       });
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.send(FrameTypes.execute, callId, encodeExecuteCommandRequest(request));
+      // Without a timeout the plain execute frame: gateways without per-call deadlines understand it.
+      if (timeoutMs === undefined) this.send(FrameTypes.execute, callId, encodeExecuteCommandRequest(request));
+      else this.send(FrameTypes.executeWithTimeout, callId, encodeTimedExecute(timeoutMs, encodeExecuteCommandRequest(request)));
     });
     return verifyCommandResult(this.trusted, decodeExecuteCommandResponse(await answer), request.requestId);
   }

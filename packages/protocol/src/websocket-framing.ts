@@ -19,6 +19,12 @@ export const FrameTypes = {
   subscribe: 0x02,
   /** Empty body: the client gives up the call (no answer follows). */
   cancel: 0x03,
+  /**
+   * A command with a per-call timeout: 4 bytes timeout in ms (uint32 big-endian, 1 to
+   * {@link MAX_CALL_TIMEOUT_MS}), then `ExecuteCommandRequest`; answered like `execute`. The
+   * gateway's deadline is its arrival plus the timeout (relative, so no clock sync is needed).
+   */
+  executeWithTimeout: 0x04,
   /** Body `ExecuteCommandResponse`: the call succeeded. */
   result: 0x81,
   /** Body `GatewayEvent`: one push event of the stream. */
@@ -51,6 +57,9 @@ export const CloseCodes = {
 
 /** Bytes before the body. */
 export const FRAME_HEADER_BYTES = 5;
+
+/** The largest per-call timeout of an `executeWithTimeout` frame: 5 minutes. */
+export const MAX_CALL_TIMEOUT_MS = 300_000;
 
 /** One decoded frame. */
 export interface Frame {
@@ -96,4 +105,26 @@ export function encodeStatus(status: CallStatus): Uint8Array {
 export function decodeStatus(body: Uint8Array): CallStatus {
   if (body.length < 1) throw new WireFormatError('status frame without a code');
   return { code: body[0] as number, details: fromUtf8(body.subarray(1)) };
+}
+
+/** A decoded `executeWithTimeout` body. */
+export interface TimedExecute {
+  /** As sent; the receiver checks it is 1 to {@link MAX_CALL_TIMEOUT_MS}. */
+  readonly timeoutMs: number;
+  /** The `ExecuteCommandRequest` bytes. */
+  readonly request: Uint8Array;
+}
+
+/** Body of an `executeWithTimeout` frame. */
+export function encodeTimedExecute(timeoutMs: number, request: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + request.length);
+  new DataView(out.buffer).setUint32(0, timeoutMs >>> 0);
+  out.set(request, 4);
+  return out;
+}
+
+/** Decodes the body of an `executeWithTimeout` frame; throws `WireFormatError` when it has no timeout. */
+export function decodeTimedExecute(body: Uint8Array): TimedExecute {
+  if (body.length < 4) throw new WireFormatError('execute frame without a timeout');
+  return { timeoutMs: new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0), request: body.subarray(4) };
 }

@@ -27,6 +27,7 @@ import {
   decodeServerTime,
   decodeStatus,
   decodeSubscribeEventsRequest,
+  decodeTimedExecute,
   encodeExecuteCommandRequest,
   encodeExecuteCommandResponse,
   encodeFrame,
@@ -34,6 +35,7 @@ import {
   encodeServerTime,
   encodeStatus,
   encodeSubscribeEventsRequest,
+  encodeTimedExecute,
   eventBytes,
   keyId,
   sessionRecordFields,
@@ -41,6 +43,7 @@ import {
   toHex,
   verifyCommandResult,
   FrameTypes,
+  MAX_CALL_TIMEOUT_MS,
 } from '@edge-gateway/protocol';
 
 const vectors = JSON.parse(readFileSync(new URL('../../core/test/vectors/signing.json', import.meta.url), 'utf8')) as {
@@ -130,6 +133,17 @@ describe('protobuf codec: the same bytes as the generated gRPC code', () => {
     expect(frame.type).toBe(FrameTypes.status);
     expect(frame.callId).toBe(0xfffffffe);
     expect(decodeStatus(frame.body)).toEqual({ code: 9, details: 'device session is revoked' });
+  });
+
+  it('an execute-with-timeout body is the timeout (uint32 big-endian) then the request bytes', () => {
+    const request = new Uint8Array([0x0a, 0x01, 0x61]);
+    const body = encodeTimedExecute(MAX_CALL_TIMEOUT_MS, request);
+    expect(Array.from(body.subarray(0, 4))).toEqual([0x00, 0x04, 0x93, 0xe0]);
+    const frame = decodeFrame(encodeFrame(FrameTypes.executeWithTimeout, 3, body));
+    expect(frame.type).toBe(0x04);
+    expect(decodeTimedExecute(frame.body)).toEqual({ timeoutMs: 300_000, request });
+    expect(decodeTimedExecute(encodeTimedExecute(0xffffffff, new Uint8Array(0))).timeoutMs).toBe(0xffffffff);
+    expect(() => decodeTimedExecute(new Uint8Array([0, 1, 2]))).toThrow(new WireFormatError('execute frame without a timeout'));
   });
 });
 
