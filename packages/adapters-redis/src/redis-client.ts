@@ -240,24 +240,29 @@ export class RedisClient {
    * Sends one command (`args[0]` is its name) with the command timeout, records its duration
    * and outcome, and traces it. Rejects with {@link RedisCommandError}.
    */
-  async command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
+  command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
     const name = (args[0] ?? '').toUpperCase();
     const connection = options.connection ?? this.raw;
+    const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
+    // node-redis does not modify the arguments it is given (the copy the type asks for would cost an array per command).
+    const send = (abortSignal: AbortSignal | undefined): Promise<RawReply> =>
+      connection.sendCommand(args as string[], abortSignal === undefined ? undefined : { abortSignal }) as Promise<RawReply>;
     const span = this.startSpan(name, connection);
-    try {
-      const reply = await boundedCommand(name, options.timeoutMs ?? this.commandTimeoutMs, this.metrics, (abortSignal) =>
-        connection.sendCommand([...args], abortSignal === undefined ? {} : { abortSignal }) as Promise<RawReply>,
-      );
-      span?.end();
-      return reply;
-    } catch (err) {
-      if (span !== undefined && err instanceof Error) {
-        span.recordException(err);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    if (span === undefined) return boundedCommand(name, timeoutMs, this.metrics, send);
+    return boundedCommand(name, timeoutMs, this.metrics, send).then(
+      (reply) => {
         span.end();
-      }
-      throw err;
-    }
+        return reply;
+      },
+      (err: unknown) => {
+        if (err instanceof Error) {
+          span.recordException(err);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        }
+        span.end();
+        throw err;
+      },
+    );
   }
 
   /** A dedicated connection for blocking reads of `key` (this server holds every key). */
@@ -367,31 +372,77 @@ export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, onTimeout
 }
 
 /**
+ * The abort signal handed to node-redis to withdraw a command that was not written yet when
+ * its time ran out (so it never runs later: a late `SET NX` would burn the request id of a
+ * retry). node-redis only reads `aborted` and adds, then removes, one `abort` listener per
+ * command (`commands-queue.js` of the pinned 6.3.1; the withdrawal is proven against the real
+ * driver in test/stores.test.ts). This one-listener object replaces an `AbortController` per
+ * command, whose `EventTarget` machinery cost more than the rest of this wrapper.
+ */
+class CommandWithdrawal {
+  aborted = false;
+  private listener: (() => void) | undefined;
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.listener = listener;
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    if (this.listener === listener) this.listener = undefined;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    listener?.();
+  }
+}
+
+type Outcome = 'ok' | 'error';
+// One frozen label set per (command, outcome): no attribute object per command. Command names
+// come from this package's own code, so the map stays small.
+const outcomeLabels = new Map<string, Readonly<{ command: string; outcome: Outcome }>>();
+function redisLabels(command: string, outcome: Outcome): Readonly<{ command: string; outcome: Outcome }> {
+  const key = outcome === 'ok' ? command : `${command}\u0000error`;
+  let labels = outcomeLabels.get(key);
+  if (labels === undefined) outcomeLabels.set(key, (labels = Object.freeze({ command, outcome })));
+  return labels;
+}
+
+/**
  * Runs one command with the command timeout, records
  * `gateway_redis_command_duration_seconds{command,outcome}` and rejects with a
  * {@link RedisCommandError}. `send` gets the abort signal that withdraws the command on timeout.
  */
-export async function boundedCommand(
+export function boundedCommand(
   name: string,
   timeoutMs: number,
   metrics: GatewayMetrics,
   send: (abortSignal: AbortSignal | undefined) => Promise<RawReply>,
 ): Promise<RawReply> {
   const started = performance.now();
-  try {
-    // On timeout the command is also withdrawn from node-redis's queue if it was not written
-    // yet, so it never runs later (a late SET NX would burn the request id of a retry).
-    // One AbortController tied to our own timer, rather than node-redis's `timeout` option,
-    // which costs an AbortSignal.timeout per command (a second timer, a WeakRef and a
-    // finalizer that keeps ~400 bytes per command alive until the next full GC).
-    const abort = timeoutMs > 0 ? new AbortController() : undefined;
-    const reply = await withTimeout(send(abort?.signal), timeoutMs, () => abort?.abort());
-    metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'ok' });
-    return reply;
-  } catch (err) {
-    metrics.redisCommandDuration.record((performance.now() - started) / 1000, { command: name, outcome: 'error' });
+  const record = (outcome: Outcome): void => metrics.redisCommandDuration.record((performance.now() - started) / 1000, redisLabels(name, outcome));
+  const failed = (err: unknown): never => {
+    record('error');
     throw toCommandError(name, err, timeoutMs);
+  };
+  let sent: Promise<RawReply>;
+  // On timeout the command is also withdrawn from node-redis's queue if it was not written
+  // yet (see CommandWithdrawal), rather than through node-redis's `timeout` option, which
+  // costs an AbortSignal.timeout per command (a second timer, a WeakRef and a finalizer).
+  const withdrawal = timeoutMs > 0 ? new CommandWithdrawal() : undefined;
+  try {
+    sent = send(withdrawal as AbortSignal | undefined);
+  } catch (err) {
+    return Promise.reject(err).catch(failed);
   }
+  const bounded = withdrawal === undefined ? sent : withTimeout(sent, timeoutMs, () => withdrawal.abort());
+  return bounded.then((reply) => {
+    record('ok');
+    return reply;
+  }, failed);
 }
 
 function toCommandError(name: string, err: unknown, timeoutMs: number): RedisCommandError {

@@ -136,14 +136,16 @@ export class RedisClusterClient implements RedisCommands {
     if (this.raw.isOpen) this.raw.destroy();
   }
 
-  async command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
+  command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
     const name = (args[0] ?? '').toUpperCase();
     const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
     const connection = options.connection;
+    // node-redis does not modify the arguments it is given (no copy per command).
+    const mutable = args as string[];
     return boundedCommand(name, timeoutMs, this.metrics, (abortSignal) => {
-      const opts = abortSignal === undefined ? {} : { abortSignal };
-      if (connection !== undefined) return connection.sendCommand([...args], opts) as Promise<RawReply>;
-      return this.raw.sendCommand(routingKey(args), false, [...args], opts) as Promise<RawReply>;
+      const opts = abortSignal === undefined ? undefined : { abortSignal };
+      if (connection !== undefined) return connection.sendCommand(mutable, opts) as Promise<RawReply>;
+      return this.raw.sendCommand(routingKey(args), false, mutable, opts) as Promise<RawReply>;
     });
   }
 

@@ -16,6 +16,16 @@ export function clientField(name: string, value: string, valid: boolean): LogFie
   return { [name]: value.slice(0, LOG_PREVIEW_CHARS), [`${name}_length`]: value.length };
 }
 
+/** {@link clientField} written into `fields` (no intermediate object). */
+export function addClientField(fields: LogFields, name: string, value: string, valid: boolean): void {
+  if (valid) {
+    fields[name] = value;
+    return;
+  }
+  fields[name] = value.slice(0, LOG_PREVIEW_CHARS);
+  fields[`${name}_length`] = value.length;
+}
+
 /** Free text (error messages, downstream details) cut to {@link LOG_TEXT_MAX_CHARS} characters. */
 export function boundedText(text: string): string {
   return text.length <= LOG_TEXT_MAX_CHARS ? text : `${text.slice(0, LOG_TEXT_MAX_CHARS)}… (${text.length} chars)`;

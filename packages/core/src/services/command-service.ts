@@ -1,18 +1,18 @@
 import { isSpanContextValid, trace, type Context } from '@opentelemetry/api';
-import type { CommandRequest, CommandResult, DownstreamResult } from '../domain.js';
+import type { CommandRequest, CommandResult, DownstreamCommand, DownstreamResult } from '../domain.js';
 import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Clock } from '../ports/clock.port.js';
 import type { CommandRouter } from '../ports/command-router.port.js';
-import { noopLogger, type Logger } from '../ports/logger.port.js';
+import { noopLogger, type LogFields, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
-import { boundedText, clientField } from '../observability/log-safe.js';
+import { addClientField, boundedText, clientField } from '../observability/log-safe.js';
 import { isValidId, isValidType, validateCommandRequest } from '../validation.js';
-import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
+import { activeSession, checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, type PipelineDeps } from './pipeline.js';
 
 export { DEFAULT_FRESHNESS_WINDOW_MS } from './pipeline.js';
 
@@ -58,6 +58,8 @@ export interface CallContext {
   readonly traceContext?: Context;
 }
 
+const NO_CONTEXT: CallContext = Object.freeze({});
+
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 export const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 10_000;
 
@@ -91,28 +93,16 @@ export class CommandService {
     return this.inFlight;
   }
 
-  async execute(request: CommandRequest, context: CallContext = {}): Promise<CommandResult> {
-    this.inFlight += 1;
-    try {
-      return await this.run(request, context);
-    } finally {
-      this.inFlight -= 1;
-    }
-  }
-
-  /** Whether this command's crypto goes to the threadpool (decided per step, at that moment). */
-  private offload(): boolean {
-    return this.asyncCrypto && this.inFlight >= this.asyncCryptoMinInFlight;
-  }
-
-  private async run(request: CommandRequest, context: CallContext): Promise<CommandResult> {
+  async execute(request: CommandRequest, context: CallContext = NO_CONTEXT): Promise<CommandResult> {
     const started = performance.now();
     let userId = '';
+    this.inFlight += 1;
     try {
       if (this.shuttingDown) throw GatewayError.shuttingDown();
       validateCommandRequest(request, this.maxPayloadBytes);
       checkFreshness(this.deps, request.timestampMs);
-      const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
+      // A cached session is used without an await (the usual case); `lookup` otherwise.
+      const { session, publicKey } = activeSession(this.deps.sessions.peek(request.deviceSessionId) ?? (await this.deps.sessions.lookup(request.deviceSessionId)));
       userId = session.userId;
       const verified = this.offload() ? await verifyCommandRequestAsync(publicKey, request) : verifyCommandRequest(publicKey, request);
       if (!verified) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
@@ -130,23 +120,21 @@ export class CommandService {
         this.checkDeadline(context);
       }
 
-      const deadlineMs = context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs;
+      const callContext: { deadlineMs: number; signal?: AbortSignal; traceContext?: Context } = {
+        deadlineMs: context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs,
+      };
+      if (context.signal !== undefined) callContext.signal = context.signal;
+      if (context.traceContext !== undefined) callContext.traceContext = context.traceContext;
+      const command: DownstreamCommand = {
+        messageType: request.messageType,
+        userId: session.userId,
+        deviceSessionId: request.deviceSessionId,
+        requestId: request.requestId,
+        payload: request.payload,
+      };
       let result: DownstreamResult;
       try {
-        result = await downstream.execute(
-          {
-            messageType: request.messageType,
-            userId: session.userId,
-            deviceSessionId: request.deviceSessionId,
-            requestId: request.requestId,
-            payload: request.payload,
-          },
-          {
-            deadlineMs,
-            ...(context.signal === undefined ? {} : { signal: context.signal }),
-            ...(context.traceContext === undefined ? {} : { traceContext: context.traceContext }),
-          },
-        );
+        result = await downstream.execute(command, callContext);
       } catch (error) {
         throw this.downstreamError(error, downstream.target, request, context);
       }
@@ -160,19 +148,23 @@ export class CommandService {
       }
       this.logCall(request, userId, failure.code, started, context, failure.message);
       throw failure;
+    } finally {
+      this.inFlight -= 1;
     }
+  }
+
+  /** Whether this command's crypto goes to the threadpool (decided per step, at that moment). */
+  private offload(): boolean {
+    return this.asyncCrypto && this.inFlight >= this.asyncCryptoMinInFlight;
   }
 
   private async sign(requestId: string, result: DownstreamResult): Promise<CommandResult> {
     const timestampMs = this.deps.clock.now();
-    const fields = { requestId, resultCode: result.resultCode, timestampMs, payload: result.payload };
-    const bytes = commandResultBytes(fields);
     const { signer } = this.options;
-    return {
-      ...fields,
-      signerKeyId: signer.keyId,
-      signature: this.offload() ? await signWith(signer, bytes) : signer.sign(bytes),
-    };
+    const bytes = commandResultBytes({ requestId, resultCode: result.resultCode, timestampMs, payload: result.payload });
+    const signerKeyId = signer.keyId;
+    const signature = this.offload() ? await signWith(signer, bytes) : signer.sign(bytes);
+    return { requestId, resultCode: result.resultCode, timestampMs, payload: result.payload, signerKeyId, signature };
   }
 
   private downstreamError(error: unknown, target: string, request: CommandRequest, context: CallContext): GatewayError {
@@ -211,18 +203,18 @@ export class CommandService {
   }
 
   private logCall(request: CommandRequest, userId: string, status: string, started: number, context: CallContext, reason?: string): void {
+    const fields: LogFields = {};
     const traceId = traceIdOf(context.traceContext);
+    if (traceId !== undefined) fields['trace_id'] = traceId;
     // Client strings that broke the field rules are logged as a preview plus their length.
-    this.logger.info('command', {
-      ...(traceId === undefined ? {} : { trace_id: traceId }),
-      ...clientField('device_session_id', request.deviceSessionId, isValidId(request.deviceSessionId)),
-      user_id: userId,
-      ...clientField('message_type', request.messageType, isValidType(request.messageType)),
-      ...clientField('request_id', request.requestId, isValidId(request.requestId)),
-      status,
-      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      ...(reason === undefined ? {} : { reason: boundedText(reason) }),
-    });
+    addClientField(fields, 'device_session_id', request.deviceSessionId, isValidId(request.deviceSessionId));
+    fields['user_id'] = userId;
+    addClientField(fields, 'message_type', request.messageType, isValidType(request.messageType));
+    addClientField(fields, 'request_id', request.requestId, isValidId(request.requestId));
+    fields['status'] = status;
+    fields['duration_ms'] = Math.round((performance.now() - started) * 1000) / 1000;
+    if (reason !== undefined) fields['reason'] = boundedText(reason);
+    this.logger.info('command', fields);
   }
 }
 

@@ -43,7 +43,11 @@ export function checkFreshness(deps: PipelineDeps, timestampMs: number): void {
 
 /** Steps 3–4: the session exists and is not revoked. */
 export async function resolveActiveSession(deps: PipelineDeps, deviceSessionId: string): Promise<ResolvedSession> {
-  const resolved = await deps.sessions.lookup(deviceSessionId);
+  return activeSession(await deps.sessions.lookup(deviceSessionId));
+}
+
+/** Steps 3–4 on a looked-up session: refuses an unknown (undefined) or revoked one. */
+export function activeSession(resolved: ResolvedSession | undefined): ResolvedSession {
   if (resolved === undefined) throw GatewayError.unauthenticated(GatewayMessages.unknownSession);
   if (resolved.session.status === 'revoked') throw GatewayError.revoked();
   return resolved;
