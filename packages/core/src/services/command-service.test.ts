@@ -362,6 +362,18 @@ describe('CommandService', () => {
       await expect(service.execute(req, { deadlineMs: clock.now() + 1000 })).resolves.toMatchObject({ resultCode: 'ok' });
     });
 
+    it('already passed when the checks start: no session lookup, no signature check (work nobody waits for is dropped first)', async () => {
+      const { service, request, replay, clock } = setup();
+      // Neither the unknown session nor the broken signature is looked at: an overloaded
+      // gateway that reaches a call after its deadline spends nothing more on it.
+      await expectFailure(service.execute(request(stranger), { deadlineMs: clock.now() - 1 }), 'deadline_exceeded', 'deadline exceeded');
+      const forged = { ...request(alice), signature: flipByte(request(alice).signature) };
+      await expectFailure(service.execute(forged, { deadlineMs: clock.now() - 1 }), 'deadline_exceeded', 'deadline exceeded');
+      expect(replay.calls).toBe(0);
+      // Field rules and freshness still come first (step 1 and 2 cost nothing).
+      await expectFailure(service.execute({ ...request(alice), requestId: '' }, { deadlineMs: clock.now() - 1 }), 'invalid_argument', `request_id: ${ID_REASON}`);
+    });
+
     it('passing during the reservation: the reservation is released and the call ends DEADLINE_EXCEEDED before the downstream', async () => {
       const controlled = new ControlledReplayStore();
       const { service, request, downstream, clock, replay } = setup({ replay: controlled });

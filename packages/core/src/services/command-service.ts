@@ -101,6 +101,9 @@ export class CommandService {
       if (this.shuttingDown) throw GatewayError.shuttingDown();
       validateCommandRequest(request, this.maxPayloadBytes);
       checkFreshness(this.deps, request.timestampMs);
+      // Nobody waits for a call whose deadline passed before its checks started (an overloaded
+      // process reaching it late): no session lookup, no verify, no reservation for it.
+      this.checkDeadline(context);
       // A cached session is used without an await (the usual case); `lookup` otherwise.
       const { session, publicKey } = activeSession(this.deps.sessions.peek(request.deviceSessionId) ?? (await this.deps.sessions.lookup(request.deviceSessionId)));
       userId = session.userId;
