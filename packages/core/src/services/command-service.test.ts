@@ -27,7 +27,7 @@ import { verifyEd25519 } from '../signing/verifier.js';
 import { FakeClock } from '../memory/fake-clock.js';
 import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
-import { CommandService, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
+import { CommandService, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT, DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
 
 const WINDOW = 60_000;
 const ID_REASON = 'must be 1-128 characters of [A-Za-z0-9._:-]';
@@ -45,6 +45,7 @@ function setup(
     signer?: ResponseSigner;
     asyncCrypto?: boolean;
     asyncCryptoMinInFlight?: number;
+    loopUtilization?: () => number;
   } = {},
 ) {
   const clock = new FakeClock();
@@ -75,6 +76,8 @@ function setup(
     ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
     ...(options.asyncCrypto === undefined ? {} : { asyncCrypto: options.asyncCrypto }),
     ...(options.asyncCryptoMinInFlight === undefined ? {} : { asyncCryptoMinInFlight: options.asyncCryptoMinInFlight }),
+    // A saturated event loop unless a test says otherwise (the hand-off tests below).
+    loopUtilization: options.loopUtilization ?? (() => 1),
   });
   const hub = new PushHub({ bufferSize: 8 });
   const sessionEvents = new SessionEventsHandler({ cache, hub });
@@ -544,6 +547,18 @@ describe('CommandService', () => {
       await runTogether(s, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT);
       expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT).fill('threadpool'));
       expect(s.service.commandsInFlight).toBe(0);
+    });
+
+    it(`hands off only while the event loop is at least ${DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION * 100} % busy, however many commands are in flight`, async () => {
+      let utilization = DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION - 0.01;
+      const signer = new ModeRecordingSigner();
+      const s = setup({ signer, loopUtilization: () => utilization });
+      await runTogether(s, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT * 2);
+      expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT * 2).fill('inline'));
+      signer.modes.length = 0;
+      utilization = DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION;
+      await runTogether(s, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT);
+      expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT).fill('threadpool'));
     });
 
     it('asyncCryptoMinInFlight 0 always offloads; asyncCrypto false never does', async () => {

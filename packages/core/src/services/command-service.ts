@@ -12,6 +12,7 @@ import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
 import { addClientField, boundedText, clientField } from '../observability/log-safe.js';
 import { isValidId, isValidType, validateCommandRequest } from '../validation.js';
+import { processLoopLoad } from './loop-load.js';
 import { activeSession, checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, type PipelineDeps } from './pipeline.js';
 
 export { DEFAULT_FRESHNESS_WINDOW_MS } from './pipeline.js';
@@ -44,9 +45,20 @@ export interface CommandServiceOptions {
    * {@link DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT}.
    */
   readonly asyncCryptoMinInFlight?: number;
+  /**
+   * With `asyncCrypto`, the hand-off also needs the event loop to have been at least this busy
+   * (utilization 0–1 over the last ~100 ms): many commands in flight on an event loop with
+   * time to spare are served cheaper inline, and the threadpool only pays when the loop is
+   * the bottleneck. 0: in-flight count only. Default
+   * {@link DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION}.
+   */
+  readonly asyncCryptoMinLoopUtilization?: number;
+  /** The event loop's recent utilization, 0–1 (default: sampled from `perf_hooks`; for tests). */
+  readonly loopUtilization?: () => number;
 }
 
 export const DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT = 8;
+export const DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION = 0.9;
 
 /** Per-call context from the transport. */
 export interface CallContext {
@@ -71,12 +83,21 @@ export class CommandService {
   private readonly downstreamTimeoutMs: number;
   private readonly asyncCrypto: boolean;
   private readonly asyncCryptoMinInFlight: number;
+  private readonly asyncCryptoMinLoopUtilization: number;
+  private readonly loopUtilization: () => number;
   private inFlight = 0;
   private shuttingDown = false;
 
   constructor(private readonly options: CommandServiceOptions) {
     this.asyncCrypto = options.asyncCrypto ?? true;
     this.asyncCryptoMinInFlight = options.asyncCryptoMinInFlight ?? DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT;
+    this.asyncCryptoMinLoopUtilization = options.asyncCryptoMinLoopUtilization ?? DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION;
+    if (options.loopUtilization !== undefined) {
+      this.loopUtilization = options.loopUtilization;
+    } else {
+      const load = processLoopLoad();
+      this.loopUtilization = () => load.utilization();
+    }
     this.deps = pipelineDeps(options);
     this.logger = options.logger ?? noopLogger;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -158,7 +179,11 @@ export class CommandService {
 
   /** Whether this command's crypto goes to the threadpool (decided per step, at that moment). */
   private offload(): boolean {
-    return this.asyncCrypto && this.inFlight >= this.asyncCryptoMinInFlight;
+    return (
+      this.asyncCrypto &&
+      this.inFlight >= this.asyncCryptoMinInFlight &&
+      (this.asyncCryptoMinLoopUtilization <= 0 || this.loopUtilization() >= this.asyncCryptoMinLoopUtilization)
+    );
   }
 
   private async sign(requestId: string, result: DownstreamResult): Promise<CommandResult> {
