@@ -53,7 +53,8 @@ export async function createDeviceSession(
   names: SessionStoreNames = DEFAULT_NAMES,
 ): Promise<CreatedSession> {
   // user_id: the same id rule (SPEC §5.1); the gateway treats any other record as malformed.
-  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(userId)) throw new Error('user_id must be 1-128 characters of [A-Za-z0-9._:-]');
+  // eslint-disable-next-line no-control-regex
+  if (userId.length < 1 || userId.length > 256 || /[\u0000-\u001f\u007f]/.test(userId)) throw new Error('user_id must be 1-256 characters with no control characters');
   if (Buffer.from(clientPublicKeyBase64, 'base64').length !== 32) throw new Error('client_public_key must be base64 of 32 bytes');
   // device_session_id: 1-128 characters of [A-Za-z0-9._:-] (SPEC §2.1).
   const deviceSessionId = `ds-${randomUUID()}`;

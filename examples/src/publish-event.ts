@@ -45,8 +45,9 @@ const EVENT_TYPE = /^[a-z][a-z0-9._-]{0,127}$/;
  * Refuses entries the gateway would drop as malformed.
  */
 export async function publishEvent(redis: StreamRedis, event: PushEvent, stream = 'gateway:client-events', maxLen = 250_000): Promise<string> {
-  // user_id: 1-128 characters of [A-Za-z0-9._:-], as in the session records (SPEC §5.1, §5.4).
-  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(event.userId)) throw new Error('user_id must be 1-128 characters of [A-Za-z0-9._:-]');
+  // user_id: 1-256 characters, no control characters, as in the session records (SPEC §5.1, §5.4).
+  // eslint-disable-next-line no-control-regex
+  if (event.userId.length < 1 || event.userId.length > 256 || /[\u0000-\u001f\u007f]/.test(event.userId)) throw new Error('user_id must be 1-256 characters with no control characters');
   if (!EVENT_TYPE.test(event.eventType) || event.eventType.startsWith('gateway.')) {
     throw new Error('event_type must match [a-z][a-z0-9._-]{0,127} and not start with "gateway."');
   }

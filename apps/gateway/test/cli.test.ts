@@ -262,7 +262,7 @@ describe('edge-gateway events publish', () => {
     const invalid = await runCli(['events', 'publish', '--user', 'u', '--type', 'Bad Type', '--payload', 'x'], env());
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain('refusing to publish: event_type is invalid');
-    const longUser = await runCli(['events', 'publish', '--user', 'u'.repeat(129), '--type', 'a.b', '--payload', 'x'], env());
+    const longUser = await runCli(['events', 'publish', '--user', 'u'.repeat(257), '--type', 'a.b', '--payload', 'x'], env());
     expect(longUser.code).toBe(1);
     expect(longUser.stderr).toContain('refusing to publish: user_id is invalid');
     const both = await runCli(['events', 'publish', '--user', 'u', '--type', 'a.b'], env());

@@ -98,6 +98,8 @@ export {
   FieldReasons,
   isStreamId,
   isValidId,
+  isValidUserId,
+  USER_ID_MAX_CHARS,
   isValidType,
   validateCommandRequest,
   validateSubscribeRequest,

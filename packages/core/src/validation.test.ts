@@ -8,6 +8,8 @@ import {
   isStreamId,
   isValidId,
   isValidType,
+  isValidUserId,
+  USER_ID_MAX_CHARS,
   validateCommandRequest,
   validateSubscribeRequest,
 } from './validation.js';
@@ -176,5 +178,19 @@ describe('stream ids', () => {
     expect(compareStreamIds('5-2', '5-10')).toBe(-1);
     expect(compareStreamIds('5-10', '5-10')).toBe(0);
     expect(compareStreamIds('18446744073709551615-1', '18446744073709551615-0')).toBe(1);
+  });
+});
+
+describe('isValidUserId (SPEC §5.1)', () => {
+  it('keeps what auth services use (emails, UUIDs, any printable text) up to 256 characters', () => {
+    for (const id of ['u', 'alice@example.com', '3f2504e0-4f89-11d3-9a0c-0305e82c3301', 'Zoë Ünal', 'u'.repeat(USER_ID_MAX_CHARS)]) {
+      expect(isValidUserId(id), id).toBe(true);
+    }
+  });
+
+  it('refuses empty, over-long and control characters (a forged log line, a NUL)', () => {
+    for (const id of ['', 'u'.repeat(USER_ID_MAX_CHARS + 1), 'u-1\nforged', 'tab\there', 'nul\u0000', 'del\u007f']) {
+      expect(isValidUserId(id), JSON.stringify(id)).toBe(false);
+    }
   });
 });

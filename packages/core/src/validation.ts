@@ -18,6 +18,19 @@ export function isValidId(value: string): boolean {
   return ID_PATTERN.test(value);
 }
 
+/** Longest `user_id` (characters) in a session record, snapshot or client event. */
+export const USER_ID_MAX_CHARS = 256;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The `user_id` rule (SPEC §5.1): 1–256 characters, no control characters. User ids come from
+ * the operator's auth service (an email address, a UUID, …), so any other character is kept.
+ */
+export function isValidUserId(value: string): boolean {
+  return value.length >= 1 && value.length <= USER_ID_MAX_CHARS && !CONTROL_CHARACTER.test(value);
+}
+
 export function isValidType(value: string): boolean {
   return TYPE_PATTERN.test(value);
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { isValidId, parseSessionFields, type RawFields } from '@edge-gateway/core';
+import { isValidId, isValidUserId, parseSessionFields, type RawFields } from '@edge-gateway/core';
 import type { GatewayConfig } from '../config/config.js';
 import { generateEd25519Key } from '../dev/dev-files.js';
 import { loadSignerKey } from '../signer-key.js';
@@ -168,7 +168,7 @@ function parseCreate(args: { string(name: string): string | undefined; flag(name
   const userId = args.string('user');
   if (userId === undefined || userId === '') throw new UsageError('--user <user_id> is required', SESSIONS_USAGE);
   // The gateway refuses a record whose user_id breaks the id rule (SPEC §5.1).
-  if (!isValidId(userId)) throw new UsageError('--user must be a user_id (1-128 characters of [A-Za-z0-9._:-])', SESSIONS_USAGE);
+  if (!isValidUserId(userId)) throw new UsageError('--user must be a user_id (1-256 characters, no control characters)', SESSIONS_USAGE);
   const id = args.string('id') ?? `ds-${randomBytes(12).toString('hex')}`;
   if (!isValidId(id)) throw new UsageError(`"${id}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-])`, SESSIONS_USAGE);
   const out = args.string('out') ?? `${id}.pem`;

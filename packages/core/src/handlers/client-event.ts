@@ -1,6 +1,6 @@
 import type { StreamEntry, UnsignedEvent } from '../domain.js';
 import { base64DecodedLength, isStandardBase64 } from '../encoding/base64.js';
-import { isStreamId, isValidId, isValidType } from '../validation.js';
+import { isStreamId, isValidType, isValidUserId } from '../validation.js';
 
 export type ParsedClientEvent = { ok: true; event: UnsignedEvent } | { ok: false; reason: string };
 
@@ -38,7 +38,7 @@ function parse(entry: StreamEntry, maxEventBytes: number): ParsedClientEvent {
   if (!isStreamId(entry.id)) return { ok: false, reason: 'entry id is not a stream id' };
   if (userId === undefined || userId === '') return { ok: false, reason: 'user_id is missing' };
   // Session records hold only such user_ids (§5.1): any other could reach no stream.
-  if (!isValidId(userId)) return { ok: false, reason: 'user_id is invalid' };
+  if (!isValidUserId(userId)) return { ok: false, reason: 'user_id is invalid' };
   if (eventType === undefined || eventType === '') return { ok: false, reason: 'event_type is missing' };
   if (!isValidType(eventType)) return { ok: false, reason: 'event_type is invalid' };
   if (eventType.startsWith('gateway.')) return { ok: false, reason: 'event_type uses the reserved gateway. prefix' };

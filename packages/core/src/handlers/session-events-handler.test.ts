@@ -72,8 +72,8 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
       ['missing device_session_id', without('device_session_id'), 'device_session_id is missing'],
       ['invalid device_session_id', { ...good, device_session_id: 'bad id' }, 'device_session_id is invalid'],
       ['missing user_id', without('user_id'), 'user_id is missing'],
-      ['129-character user_id', { ...good, user_id: 'u'.repeat(129) }, 'user_id is invalid'],
-      ['user_id outside [A-Za-z0-9._:-]', { ...good, user_id: 'alice@example.com' }, 'user_id is invalid'],
+      ['257-character user_id', { ...good, user_id: 'u'.repeat(257) }, 'user_id is invalid'],
+      ['user_id with a control character', { ...good, user_id: 'alice\u0007' }, 'user_id is invalid'],
       ['missing status', without('status'), 'status is missing'],
       ['unknown status', { ...good, status: 'REVOKED' }, 'status is unknown'],
       ['missing client_public_key', without('client_public_key'), 'client_public_key is missing'],
@@ -137,9 +137,9 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
     });
 
     it.each([
-      ['129 characters', 'u'.repeat(129)],
+      ['257 characters', 'u'.repeat(257)],
       ['1 MiB', 'u'.repeat(1 << 20)],
-      ['outside [A-Za-z0-9._:-], with a line break', 'alice@example.com\nforged line'],
+      ['with a line break', 'alice@example.com\nforged line'],
     ])('an invalid user_id (%s) still revokes; the log holds only its bounded preview, the cache not at all', async (_label, userId) => {
       const { handler, open, cache, logger, harness } = setup();
       const a1 = open(alice1);

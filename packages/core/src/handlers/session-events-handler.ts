@@ -5,7 +5,7 @@ import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { PushHub } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { parseRevocation, parseSessionFields } from '../session/session-fields.js';
-import { isValidId } from '../validation.js';
+import { isValidUserId } from '../validation.js';
 import type { StreamEntryHandler } from './stream-entry-handler.js';
 
 export interface SessionEventsHandlerOptions {
@@ -60,7 +60,7 @@ export class SessionEventsHandler implements StreamEntryHandler {
         entry_id: String(entry.id),
         device_session_id: revocation.deviceSessionId,
         // An invalid user_id only as its bounded preview.
-        ...(userId === undefined || userId === '' ? {} : clientField('user_id', userId, isValidId(userId))),
+        ...(userId === undefined || userId === '' ? {} : clientField('user_id', userId, isValidUserId(userId))),
         reason: parsed.reason,
       });
       this.options.cache.revoke(revocation.deviceSessionId, revocation.userId);

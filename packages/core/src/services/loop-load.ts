@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks';
-
 /** How long one event-loop utilization sample spans. */
 export const LOOP_LOAD_WINDOW_MS = 100;
 

@@ -1,7 +1,7 @@
 import type { DeviceSession, RawFields, SessionStatus } from '../domain.js';
 import { isStandardBase64 } from '../encoding/base64.js';
 import { isSmallOrderEd25519Key } from '../signing/keys.js';
-import { isValidId } from '../validation.js';
+import { isValidId, isValidUserId } from '../validation.js';
 
 /** Result of parsing a session record or snapshot: the session, or why it is malformed. */
 export type ParsedSession = { ok: true; session: DeviceSession } | { ok: false; reason: string };
@@ -14,7 +14,7 @@ export function parseSessionFields(fields: RawFields): ParsedSession {
   if (userId === undefined || userId === '') return { ok: false, reason: 'user_id is missing' };
   // The §2.1 id rule, as device_session_id: a record must not make the cache, the hub's
   // indexes and every log line of the session hold an unbounded string.
-  if (!isValidId(userId)) return { ok: false, reason: 'user_id is invalid' };
+  if (!isValidUserId(userId)) return { ok: false, reason: 'user_id is invalid' };
   if (status === undefined || status === '') return { ok: false, reason: 'status is missing' };
   if (status !== 'active' && status !== 'revoked') return { ok: false, reason: 'status is unknown' };
   if (key === undefined || key === '') return { ok: false, reason: 'client_public_key is missing' };
@@ -51,5 +51,5 @@ export interface Revocation {
 export function parseRevocation(fields: RawFields): Revocation | undefined {
   const { device_session_id: id, user_id: userId, status } = fields;
   if (status !== 'revoked' || id === undefined || !isValidId(id)) return undefined;
-  return { deviceSessionId: id, userId: typeof userId === 'string' && isValidId(userId) ? userId : '' };
+  return { deviceSessionId: id, userId: typeof userId === 'string' && isValidUserId(userId) ? userId : '' };
 }
