@@ -102,7 +102,8 @@ const text = (bytes) => new TextDecoder().decode(bytes);
 const state = (value) => { $('state').textContent = value; $('state').dataset.state = value; };
 
 async function runCommand(client) {
-  const result = await client.execute('echo.demo', new TextEncoder().encode('hello from the browser'));
+  // A per-call deadline (SPEC §2.2): past it the call ends DEADLINE_EXCEEDED, as over gRPC.
+  const result = await client.execute('echo.demo', new TextEncoder().encode('hello from the browser'), { timeoutMs: 10000 });
   const command = $('command');
   command.textContent = 'result ' + result.resultCode + ' "' + text(result.payload) + '" verified, signed by ' + result.signerKeyId;
   command.dataset.resultCode = result.resultCode;
