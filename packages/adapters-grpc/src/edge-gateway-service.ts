@@ -7,6 +7,7 @@ import {
 } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
 import {
+  CancellationSource,
   GatewayError,
   GatewayErrorCode,
   GatewayMetrics,
@@ -97,17 +98,17 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
         callback(status);
         return;
       }
-      const controller = new AbortController();
+      const cancellation = new CancellationSource();
       // grpc-js reports 'cancelled' for every call once its stream closes, finished or not.
       let settled = false;
       call.once('cancelled', () => {
-        if (!settled) controller.abort();
+        if (!settled) cancellation.cancel();
       });
       const deadlineMs = deadlineOf(call.getDeadline());
       run(() =>
         options.core
           .execute(toCommandRequest(call.request), {
-            signal: controller.signal,
+            cancellation,
             ...(ctx === undefined ? {} : { traceContext: ctx }),
             ...(deadlineMs === undefined ? {} : { deadlineMs }),
           })
@@ -121,7 +122,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
               settled = true;
               // A passed deadline also aborts the call: the core reports it as DEADLINE_EXCEEDED.
               const deadline = error instanceof GatewayError && error.code === GatewayErrorCode.DeadlineExceeded;
-              const status = controller.signal.aborted && !deadline ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
+              const status = cancellation.cancelled && !deadline ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
               record('ExecuteCommand', status.code, started, span);
               callback(status);
             },

@@ -42,24 +42,32 @@ export class GrpcCommandDownstream implements CommandDownstream {
     if (trace.getSpanContext(traceContext) !== undefined || propagation.getBaggage(traceContext) !== undefined) {
       propagation.inject(traceContext, metadata, metadataSetter);
     }
-    const signal = callContext.signal;
+    // The transport's cancellation when it reports one (no AbortSignal made), else the signal.
+    const cancellation = callContext.cancellation;
+    const signal = cancellation === undefined ? callContext.signal : undefined;
     return new Promise<DownstreamResult>((resolve, reject) => {
-      if (signal?.aborted) {
+      if (cancellation?.cancelled === true || signal?.aborted === true) {
         reject(new Error('downstream call aborted before it started'));
         return;
       }
+      let stopListening: (() => void) | undefined;
       const call = this.client.execute(
         fromDownstreamCommand(command),
         metadata,
         { deadline: new Date(callContext.deadlineMs) },
         (error, result) => {
-          signal?.removeEventListener('abort', onAbort);
+          stopListening?.();
           if (error !== null) reject(mapDownstreamError(error));
           else resolve(toDownstreamResult(result));
         },
       );
       const onAbort = (): void => call.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (cancellation !== undefined) {
+        stopListening = cancellation.onCancel(onAbort);
+      } else if (signal !== undefined) {
+        signal.addEventListener('abort', onAbort, { once: true });
+        stopListening = () => signal.removeEventListener('abort', onAbort);
+      }
     });
   }
 

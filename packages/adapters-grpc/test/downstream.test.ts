@@ -144,6 +144,24 @@ describe('downstream CommandHandler calls', () => {
     await sawCancel;
   });
 
+  it('cancels the downstream call when the client cancels (no deadline involved)', async () => {
+    let arrived!: () => void;
+    const atDownstream = new Promise<void>((resolve) => (arrived = resolve));
+    let cancelled!: () => void;
+    const sawCancel = new Promise<void>((resolve) => (cancelled = resolve));
+    // Holds the command (never answers) until the gateway cancels it.
+    service.handler = (call) => {
+      call.on('cancelled', () => cancelled());
+      arrived();
+    };
+    const outcome = new Promise<{ code: number }>((resolve) => {
+      const call = f.client.executeCommand(signedCommand(f.addDevice()), new Metadata(), {}, (error) => resolve({ code: error?.code ?? status.OK }));
+      void atDownstream.then(() => call.cancel());
+    });
+    expect((await outcome).code).toBe(status.CANCELLED);
+    await sawCancel;
+  });
+
   it('an unreachable downstream is UNAVAILABLE', async () => {
     const dead = new FakeBusinessService();
     await dead.start();

@@ -49,6 +49,7 @@ export {
   type SendEmailCodeResponse,
 } from './ports/auth-upstream.port.js';
 export { systemClock, type Clock } from './ports/clock.port.js';
+export { abortSignalOf, CancellationSource, type Cancellation } from './ports/cancellation.port.js';
 export { type CommandDownstream, type CommandRouter, type DownstreamCallContext } from './ports/command-router.port.js';
 export { type EventHistory, type EventHistoryPage } from './ports/event-history.port.js';
 export { noopLogger, type LogFields, type Logger } from './ports/logger.port.js';

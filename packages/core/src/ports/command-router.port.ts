@@ -1,12 +1,18 @@
 import type { Context } from '@opentelemetry/api';
 import type { DownstreamCommand, DownstreamResult } from '../domain.js';
+import type { Cancellation } from './cancellation.port.js';
 
 /** Per-call context handed to a downstream. */
 export interface DownstreamCallContext {
   /** Absolute deadline (epoch ms) the call must finish by; always set by the core. */
   readonly deadlineMs: number;
-  /** Aborted when the client gave up (cancelled or its deadline passed). */
+  /**
+   * Aborted when the client gave up (cancelled or its deadline passed). With a transport that
+   * reports a {@link Cancellation}, made on first read; prefer `cancellation` when it is set.
+   */
   readonly signal?: AbortSignal;
+  /** The client giving up, when the transport reports it so (cheaper than `signal`). */
+  readonly cancellation?: Cancellation;
   /**
    * The caller's OpenTelemetry context (its span and W3C trace), for the downstream to
    * propagate. Passed explicitly so that propagation works without a global context manager.

@@ -25,6 +25,7 @@ import { commandResultBytes } from '../signing/canonical.js';
 import { ed25519PublicKeyFromRaw } from '../signing/keys.js';
 import { verifyEd25519 } from '../signing/verifier.js';
 import { FakeClock } from '../memory/fake-clock.js';
+import { CancellationSource } from '../ports/cancellation.port.js';
 import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { CommandService, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT, DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_FRESHNESS_WINDOW_MS, type CallContext } from './command-service.js';
@@ -337,6 +338,22 @@ describe('CommandService', () => {
       await service.execute(request(alice), context);
       expect(downstream.calls[0]?.context.deadlineMs).toBe(clock.now() + 777);
       expect(downstream.calls[0]?.context.signal).toBe(controller.signal);
+    });
+
+    it('hands a transport Cancellation on, with an AbortSignal made from it only when the downstream reads one', async () => {
+      const { service, request, downstream } = setup();
+      const cancellation = new CancellationSource();
+      let signal: AbortSignal | undefined;
+      downstream.behaviour = (_command, context) => {
+        expect(context.cancellation).toBe(cancellation);
+        signal = context.signal;
+        expect(context.signal).toBe(signal);
+        return { resultCode: 'ok', payload: new Uint8Array(0) };
+      };
+      await service.execute(request(alice), { cancellation });
+      expect(signal?.aborted).toBe(false);
+      cancellation.cancel();
+      expect(signal?.aborted).toBe(true);
     });
 
     it('without a client deadline uses now + downstreamTimeoutMs', async () => {

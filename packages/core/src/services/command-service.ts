@@ -3,7 +3,8 @@ import type { CommandRequest, CommandResult, DownstreamCommand, DownstreamResult
 import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Clock } from '../ports/clock.port.js';
-import type { CommandRouter } from '../ports/command-router.port.js';
+import { abortSignalOf, type Cancellation } from '../ports/cancellation.port.js';
+import type { CommandRouter, DownstreamCallContext } from '../ports/command-router.port.js';
 import { noopLogger, type LogFields, type Logger } from '../ports/logger.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import { signWith, type ResponseSigner } from '../ports/response-signer.port.js';
@@ -66,6 +67,11 @@ export interface CallContext {
   readonly deadlineMs?: number;
   /** Aborted when the client cancels. */
   readonly signal?: AbortSignal;
+  /**
+   * The client cancelling, reported without an `AbortSignal` (see {@link Cancellation}); a
+   * transport sets this or `signal`.
+   */
+  readonly cancellation?: Cancellation;
   /** The caller's OpenTelemetry context, handed to the downstream for propagation. */
   readonly traceContext?: Context;
 }
@@ -144,11 +150,9 @@ export class CommandService {
         this.checkDeadline(context);
       }
 
-      const callContext: { deadlineMs: number; signal?: AbortSignal; traceContext?: Context } = {
-        deadlineMs: context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs,
-      };
-      if (context.signal !== undefined) callContext.signal = context.signal;
-      if (context.traceContext !== undefined) callContext.traceContext = context.traceContext;
+      const deadlineMs = context.deadlineMs ?? this.deps.clock.now() + this.downstreamTimeoutMs;
+      const callContext: DownstreamCallContext =
+        context.cancellation === undefined ? plainCallContext(deadlineMs, context) : new CancellableCallContext(deadlineMs, context.cancellation, context.traceContext);
       const command: DownstreamCommand = {
         messageType: request.messageType,
         userId: session.userId,
@@ -243,6 +247,30 @@ export class CommandService {
     fields['duration_ms'] = Math.round((performance.now() - started) * 1000) / 1000;
     if (reason !== undefined) fields['reason'] = boundedText(reason);
     this.logger.info('command', fields);
+  }
+}
+
+/** The downstream's context for a transport that reports cancellation with an `AbortSignal` (or not at all). */
+function plainCallContext(deadlineMs: number, context: CallContext): DownstreamCallContext {
+  const callContext: { deadlineMs: number; signal?: AbortSignal; traceContext?: Context } = { deadlineMs };
+  if (context.signal !== undefined) callContext.signal = context.signal;
+  if (context.traceContext !== undefined) callContext.traceContext = context.traceContext;
+  return callContext;
+}
+
+/** The downstream's context for a transport that reports a {@link Cancellation}: `signal` only made when read. */
+class CancellableCallContext implements DownstreamCallContext {
+  private abortSignal: AbortSignal | undefined;
+
+  constructor(
+    readonly deadlineMs: number,
+    readonly cancellation: Cancellation,
+    readonly traceContext: Context | undefined,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.abortSignal ??= abortSignalOf(this.cancellation);
+    return this.abortSignal;
   }
 }
 
