@@ -101,9 +101,23 @@ export function flatJson(info: Record<string, unknown>): string | undefined {
         if (value !== null) return undefined;
         text = 'null';
     }
-    out += `${out === '' ? '{' : ','}${JSON.stringify(key)}:${text}`;
+    out += `${out === '' ? '{' : ','}${quotedKey(key)}${text}`;
   }
   return out === '' ? '{}' : `${out}}`;
+}
+
+// Field names come from the gateway's code (a few dozen): each is quoted once. Bounded all the
+// same, so no caller can grow it without limit.
+const QUOTED_KEYS_MAX = 1024;
+const quotedKeys = new Map<string, string>();
+/** `JSON.stringify(key) + ':'`, cached. */
+function quotedKey(key: string): string {
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    quoted = `${JSON.stringify(key)}:`;
+    if (quotedKeys.size < QUOTED_KEYS_MAX) quotedKeys.set(key, quoted);
+  }
+  return quoted;
 }
 
 const lineFormat = winston.format((info) => {
