@@ -232,6 +232,31 @@ describe('edge-gateway sessions', () => {
     }
   });
 
+  it('revokes a session whose record went malformed, and its live stream closes (fail closed)', async () => {
+    const gateway = new GatewayProcess(env());
+    try {
+      const addresses = await gateway.started();
+      const device = newDevice('u-broken');
+      await writeSession(raw, device, 'active');
+      const client = clientFor(device, addresses.grpc, signer.publicKeyRaw);
+      const events = client.subscribe()[Symbol.asyncIterator]();
+      const [bootstrap] = await take(events, 1);
+      expect(bootstrap?.eventType).toBe('gateway.server_time');
+      // The record breaks after the stream opened (the gateway still holds the good session).
+      await raw.hSet(`gateway:session:${device.deviceSessionId}`, { client_public_key: 'not a key' });
+
+      const result = await runCli(['sessions', 'revoke', device.deviceSessionId], env());
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('is malformed (client_public_key is not standard base64); revoking anyway');
+      expect(result.stdout).toMatch(/✓ revoked snapshot appended to gateway:session-events as \d+-\d+/);
+      const error = await endError(events);
+      expect(error).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
+      client.close();
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('refuses to revoke a session without a record', async () => {
     const result = await runCli(['sessions', 'revoke', 'ghost'], env());
     expect(result.code).toBe(1);

@@ -94,13 +94,15 @@ async function revoke(io: CliIo, config: GatewayConfig, id: string): Promise<num
     const revokedAtMs = String(Date.now());
     const snapshot: Record<string, string> = {};
     for (const name of RECORD_FIELDS) if (record[name] !== undefined) snapshot[name] = record[name];
+    // The snapshot names the session of the key, whatever the record says: it is what revokes.
+    snapshot['device_session_id'] = id;
     snapshot['status'] = 'revoked';
     snapshot['revoked_at_ms'] = revokedAtMs;
     const parsed = parseSessionFields(snapshot);
     if (!parsed.ok) {
-      throw new CommandError(
-        `the record at ${key} is malformed (${parsed.reason}): a snapshot built from it would be dropped by the gateway; fix the record first`,
-      );
+      // Fail closed: a revoked snapshot with broken fields still revokes (SPEC §5.3), so a
+      // malformed record is no reason to leave the session's open streams running.
+      io.out(`${Mark.warn} the record at ${key} is malformed (${parsed.reason}); revoking anyway (the gateway applies a revoked snapshot with broken fields)`);
     }
     if (record['status'] === 'revoked') io.out(`${Mark.warn} the record was already revoked; writing it and its snapshot again`);
     // Record first, then snapshot: a gateway that reloads the record after the snapshot must see it revoked.
