@@ -22,7 +22,7 @@ import {
   signedCommand,
   sleep,
   startCommandRig,
-  withGatewayClients,
+  GatewayChild,
   summarize,
   writeResult,
 } from './lib.mjs';
@@ -129,18 +129,28 @@ export async function runCommandCost(argv) {
       (latencies[label] ??= []).push(...result.latenciesMs);
       console.log(`  round ${round} ${label}: ${JSON.stringify(result.cpuPerCommandUs)} µs CPU per command, ${result.answeredPerSec}/s, p50 ${result.latencyMs.p50} ms p99 ${result.latencyMs.p99} ms, errors ${result.errors}`);
     };
+    // Every server runs for the whole run, the gateway builds like the baselines: each is
+    // started once, before round 1, and measured in every round (a gateway spawned afresh per
+    // round was measured in its first seconds of life, JIT tiering and heap growth included,
+    // against baselines that had been running for minutes).
+    for (const variant of variants) {
+      variant.gateway = new GatewayChild(rig.gatewayEnv(), { main: variant.main });
+      variant.clients = await rawClients((await variant.gateway.started()).grpc, params.channels);
+    }
     for (let round = 1; round <= params.rounds; round += 1) {
       for (const baseline of baselines) {
         record(round, baseline.label, await openLoop(baseline.clients, presign(), { ...loop, pids: { server: baseline.helper.pid, ...others } }));
       }
       for (const variant of variants) {
-        await withGatewayClients(rig.gatewayEnv(), { main: variant.main, channels: params.channels }, async (clients, gateway) => {
-          record(round, variant.label, await openLoop(clients, presign(), { ...loop, pids: { server: gateway.pid, ...others } }));
-        });
+        record(round, variant.label, await openLoop(variant.clients, presign(), { ...loop, pids: { server: variant.gateway.pid, ...others } }));
       }
     }
     for (const baseline of baselines) for (const c of baseline.clients) c.close();
   } finally {
+    for (const variant of variants) {
+      for (const c of variant.clients ?? []) c.close();
+      await variant.gateway?.stop();
+    }
     await rig.stop();
   }
   const serverUs = (label) => {

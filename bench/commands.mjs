@@ -23,7 +23,7 @@ import {
   rawClients,
   signedCommand,
   startCommandRig,
-  withGatewayClients,
+  GatewayChild,
   step,
   summarize,
   writeResult,
@@ -188,6 +188,16 @@ export async function runCommands(argv) {
   try {
     const bareClients = await rawClients(`127.0.0.1:${proxy.port}`, params.channels);
     const intrinsicClients = await rawClients(`127.0.0.1:${rig.intrinsic.port}`, params.channels);
+    // Every server runs for the whole run, the gateway builds like the baselines: each is
+    // started once, before round 1 (a gateway spawned afresh per round was measured in its
+    // first seconds of life against baselines that had been running for minutes).
+    for (const variant of variants) {
+      // With GATEWAY_LOG_LEVEL=warn the listener lines are not logged: bind a known port.
+      const quiet = variant.env.GATEWAY_LOG_LEVEL === 'warn';
+      const fixed = quiet ? `127.0.0.1:${await freePort()}` : undefined;
+      variant.gateway = new GatewayChild(rig.gatewayEnv({ ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env }), { main: variant.main });
+      variant.clients = await rawClients(fixed ?? (await variant.gateway.started()).grpc, params.channels);
+    }
     for (let round = 0; round < params.rounds; round += 1) {
       for (const variant of variants) {
         // Pre-sign outside the timed window: unique request ids, sessions already in Redis.
@@ -206,20 +216,18 @@ export async function runCommands(argv) {
         runs.intrinsic.push(intrinsic);
         console.log(`    intrinsic: ${fmt(intrinsic.recorded / intrinsic.seconds)}/s p50 ${summarize(intrinsic.latencies, intrinsic.recorded).p50} ms p99 ${summarize(intrinsic.latencies, intrinsic.recorded).p99} ms errors ${intrinsic.errors}`);
 
-        // With GATEWAY_LOG_LEVEL=warn the listener lines are not logged: bind a known port.
-        const quiet = variant.env.GATEWAY_LOG_LEVEL === 'warn';
-        const fixed = quiet ? `127.0.0.1:${await freePort()}` : undefined;
-        const env = rig.gatewayEnv({ ...(fixed ? { GATEWAY_AUTHENTICATED_GRPC_ADDR: fixed } : {}), ...variant.env });
-        await withGatewayClients(env, { main: variant.main, channels: params.channels, address: fixed }, async (clients, gateway) => {
-          const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(clients, requests, { ...loop, pid: gateway.pid }));
-          runs[variant.label].push(result);
-          const s = summarize(result.latencies, result.recorded);
-          console.log(`    ${variant.label}: ${fmt(result.recorded / result.seconds)}/s p50 ${s.p50} ms p99 ${s.p99} ms errors ${result.errors}${result.exhausted ? ' (pre-signed pool exhausted: raise --max-rate)' : ''}`);
-        });
+        const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(variant.clients, requests, { ...loop, pid: variant.gateway.pid }));
+        runs[variant.label].push(result);
+        const s = summarize(result.latencies, result.recorded);
+        console.log(`    ${variant.label}: ${fmt(result.recorded / result.seconds)}/s p50 ${s.p50} ms p99 ${s.p99} ms errors ${result.errors}${result.exhausted ? ' (pre-signed pool exhausted: raise --max-rate)' : ''}`);
       }
     }
     for (const c of [...bareClients, ...intrinsicClients]) c.close();
   } finally {
+    for (const variant of variants) {
+      for (const c of variant.clients ?? []) c.close();
+      await variant.gateway?.stop();
+    }
     await rig.stop();
   }
 
