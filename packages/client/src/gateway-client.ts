@@ -1,6 +1,6 @@
 import { sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { DeviceSessionState, verifyCommandResult, type ExecuteCommandResponse, type GatewayEvent, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
+import { DeviceSessionState, reconnectingStream, verifyCommandResult, type BackoffOptions, type ExecuteCommandResponse, type GatewayEvent, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
 import { EdgeGatewayGrpcClient } from './edge-gateway-stub.js';
 import { GatewayStatusError, toClientError } from './errors.js';
 import { commandRequestBytes, subscribeRequestBytes } from './signing.js';
@@ -49,17 +49,8 @@ export type CommandResponse = VerifiedCommandResult;
 
 export type { VerifiedEvent } from '@edge-gateway/protocol';
 
-/** Reconnect backoff for `subscribe({ autoReconnect: true })`. */
-export interface BackoffOptions {
-  /** First delay (default 250 ms). */
-  readonly initialMs?: number;
-  /** Cap (default 10 s). */
-  readonly maxMs?: number;
-  /** Growth factor (default 2). */
-  readonly multiplier?: number;
-  /** Give up after this many consecutive failed attempts (default: never). */
-  readonly maxAttempts?: number;
-}
+/** Reconnect backoff for `subscribe({ autoReconnect: true })` (the protocol package's, shared with client-web). */
+export type { BackoffOptions };
 
 export interface SubscribeOptions {
   /** Resume after this event id (default: none, or `lastEventId` when reconnecting). */
@@ -158,36 +149,15 @@ export class GatewayClient {
     this.client.close();
   }
 
-  private async *reconnecting(options: SubscribeOptions): AsyncGenerator<VerifiedEvent> {
-    const initial = options.backoff?.initialMs ?? 250;
-    const max = options.backoff?.maxMs ?? 10_000;
-    const multiplier = options.backoff?.multiplier ?? 2;
-    let delay = initial;
-    let failures = 0;
-    let resumeAfter = options.resumeAfterEventId ?? '';
-    for (;;) {
-      let bootstrapped = false;
-      try {
-        for await (const event of this.once(options, resumeAfter)) {
-          if (!bootstrapped) {
-            bootstrapped = true;
-            failures = 0;
-            delay = initial;
-          }
-          yield event;
-        }
-        return;
-      } catch (error) {
-        if (!(error instanceof GatewayStatusError) || error.code !== GrpcStatus.UNAVAILABLE) throw error;
-        failures += 1;
-        if (options.backoff?.maxAttempts !== undefined && failures > options.backoff.maxAttempts) throw error;
-      }
-      resumeAfter = this.state.lastEventId === '' ? resumeAfter : this.state.lastEventId;
-      // Full jitter keeps a fleet of clients from reconnecting in lockstep after a restart.
-      const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
-      delay = Math.min(max, delay * multiplier);
-      if (!(await sleep(wait, options.signal))) return;
-    }
+  private reconnecting(options: SubscribeOptions): AsyncGenerator<VerifiedEvent> {
+    return reconnectingStream({
+      open: (resumeAfterEventId) => this.once(options, resumeAfterEventId),
+      isRetryable: (error) => error instanceof GatewayStatusError && error.code === GrpcStatus.UNAVAILABLE,
+      state: this.state,
+      ...(options.resumeAfterEventId === undefined ? {} : { resumeAfterEventId: options.resumeAfterEventId }),
+      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
   }
 
   private async *once(options: SubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {
@@ -215,20 +185,4 @@ export class GatewayClient {
       reader.cancel();
     }
   }
-}
-
-/** Resolves true after `ms`, or false at once if `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -65,6 +65,7 @@ export {
   type VerifiedEvent,
 } from './device-verification.js';
 export { DeviceSessionState, type DeviceSessionStateOptions } from './device-session-state.js';
+export { DEFAULT_BACKOFF, reconnectingStream, type BackoffOptions, type ReconnectingStreamOptions } from './reconnect.js';
 
 // Redis field builders (SPEC §5)
 export { clientEventFields, sessionRecordFields, type ClientEventInput, type SessionRecordInput } from './fields.js';
