@@ -183,6 +183,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         maxPayloadBytes: config.maxPayloadBytes,
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'grpc' }),
+        maxConnectionAge: config.grpcMaxConnection,
         ...(grpcTls === undefined ? {} : { tls: grpcTls }),
       }),
     );

@@ -27,6 +27,14 @@ export interface GrpcServerOptions {
   readonly keepalive?: { readonly timeMs?: number; readonly timeoutMs?: number };
   /** Serve TLS with this certificate chain and key (PEM); default plaintext (h2c). */
   readonly tls?: TlsKeyPair;
+  /**
+   * Maximum connection age: a connection older than `ageMs` (grpc-js adds up to ±10% jitter)
+   * gets a GOAWAY, so its client opens a new connection for new calls (after a scale-out, or to
+   * re-resolve DNS); calls in progress get `graceMs` to finish, then the connection is closed
+   * and the calls still open on it (push streams) end `UNAVAILABLE` on the client. Default
+   * (or `ageMs` 0): unlimited.
+   */
+  readonly maxConnectionAge?: { readonly ageMs: number; readonly graceMs: number };
 }
 
 /** A started gRPC server. */
@@ -80,6 +88,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     'grpc.keepalive_timeout_ms': options.keepalive?.timeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    ...maxConnectionAgeOptions(options.maxConnectionAge),
   };
   const server = new Server(serverOptions);
   server.addService(
@@ -138,6 +147,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+/** grpc-js's server options for a maximum connection age; none when unlimited. */
+function maxConnectionAgeOptions(age: GrpcServerOptions['maxConnectionAge']): ChannelOptions {
+  if (age === undefined || age.ageMs <= 0) return {};
+  return { 'grpc.max_connection_age_ms': age.ageMs, 'grpc.max_connection_age_grace_ms': age.graceMs };
 }
 
 /**

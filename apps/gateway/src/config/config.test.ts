@@ -271,3 +271,41 @@ describe('WebSocket transport settings', () => {
     });
   });
 });
+
+describe('gRPC maximum connection age (GATEWAY_GRPC_MAX_CONNECTION_AGE, _GRACE)', () => {
+  const AGE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE';
+  const GRACE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE';
+
+  it('is unlimited by default, when empty and when 0', () => {
+    for (const env of [base, { ...base, [AGE]: '' }, { ...base, [AGE]: '0' }, { ...base, [AGE]: '  ' }]) {
+      expect(loadConfig(env).grpcMaxConnection).toEqual({ ageMs: 0, graceMs: 0 });
+    }
+  });
+
+  it('reads the age; the grace defaults to 30s and can be set', () => {
+    expect(loadConfig({ ...base, [AGE]: '30m' }).grpcMaxConnection).toEqual({ ageMs: 1_800_000, graceMs: 30_000 });
+    expect(loadConfig({ ...base, [AGE]: '1s', [GRACE]: '1s' }).grpcMaxConnection).toEqual({ ageMs: 1000, graceMs: 1000 });
+    expect(loadConfig({ ...base, [AGE]: '1h30m', [GRACE]: '2m' }).grpcMaxConnection).toEqual({ ageMs: 5_400_000, graceMs: 120_000 });
+    expect(loadConfig({ ...base, [AGE]: '480h', [GRACE]: '480h' }).grpcMaxConnection).toEqual({ ageMs: 1_728_000_000, graceMs: 1_728_000_000 });
+    expect(describeConfig(loadConfig({ ...base, [AGE]: '10m' }))).toMatchObject({ grpc_max_connection_age_ms: 600_000, grpc_max_connection_age_grace_ms: 30_000 });
+  });
+
+  it('names the variable for a value that is not a duration, too short or too long', () => {
+    expect(failure({ ...base, [AGE]: '10 minutes' }).message).toBe(
+      `${AGE}: "10 minutes" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m; empty or 0: unlimited)`,
+    );
+    expect(failure({ ...base, [AGE]: '-5m' }).problems.map((p) => p.variable)).toEqual([AGE]);
+    expect(failure({ ...base, [AGE]: '999ms' }).message).toBe(`${AGE}: must be at least 1s (or empty/0: unlimited)`);
+    expect(failure({ ...base, [AGE]: '481h' }).message).toBe(`${AGE}: must be at most 480h`);
+    expect(failure({ ...base, [AGE]: '10m', [GRACE]: 'soon' }).message).toBe(`${GRACE}: "soon" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
+    expect(failure({ ...base, [AGE]: '10m', [GRACE]: '0' }).message).toBe(`${GRACE}: must be greater than zero`);
+    expect(failure({ ...base, [AGE]: '10m', [GRACE]: '481h' }).message).toBe(`${GRACE}: must be at most 480h`);
+  });
+
+  it('refuses a grace without an age, and reports both problems of a bad pair at once', () => {
+    expect(failure({ ...base, [GRACE]: '30s' }).message).toBe(`${GRACE}: is set but ${AGE} is not (the grace only follows a maximum age)`);
+    expect(failure({ ...base, [AGE]: '0', [GRACE]: '30s' }).problems.map((p) => p.variable)).toEqual([GRACE]);
+    const both = failure({ ...base, [AGE]: 'forever', [GRACE]: 'later', GATEWAY_SHUTDOWN_TIMEOUT: 'x' });
+    expect(both.problems.map((p) => p.variable)).toEqual(['GATEWAY_SHUTDOWN_TIMEOUT', AGE, GRACE]);
+  });
+});

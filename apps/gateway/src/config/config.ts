@@ -83,6 +83,12 @@ export interface GatewayConfig {
   /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
   readonly websocketAllowedOrigins: readonly string[];
   readonly shutdownTimeoutMs: number;
+  /**
+   * `GATEWAY_GRPC_MAX_CONNECTION_AGE` / `_GRACE`: a gRPC connection older than `ageMs` gets a
+   * GOAWAY, calls in progress get `graceMs` to finish, then it is closed. `ageMs` 0: unlimited
+   * (and `graceMs` 0).
+   */
+  readonly grpcMaxConnection: { readonly ageMs: number; readonly graceMs: number };
   /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners and the WebSocket listener). */
   readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly freshnessWindowMs: number;
@@ -380,6 +386,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     websocketAddr,
     websocketAllowedOrigins,
     shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
+    grpcMaxConnection: readGrpcMaxConnection(r),
     http: readHttpTimeouts(r),
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
@@ -415,6 +422,38 @@ function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
   const requestTimeoutMs = r.duration('GATEWAY_HTTP_REQUEST_TIMEOUT', '30s');
   if (headersTimeoutMs > requestTimeoutMs) r.fail('GATEWAY_HTTP_HEADERS_TIMEOUT', 'must not be longer than GATEWAY_HTTP_REQUEST_TIMEOUT');
   return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: r.duration('GATEWAY_HTTP_KEEPALIVE_TIMEOUT', '5s') };
+}
+
+/** Shortest `GATEWAY_GRPC_MAX_CONNECTION_AGE`: a shorter one would make clients reconnect all the time. */
+export const MIN_GRPC_MAX_CONNECTION_AGE_MS = 1000;
+/** Longest age or grace: Node's timers (which grpc-js uses) fire at once beyond 2^31-1 ms (24.8 days). */
+export const MAX_GRPC_CONNECTION_TIMER_MS = 480 * 3_600_000;
+const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE = '30s';
+
+/**
+ * `GATEWAY_GRPC_MAX_CONNECTION_AGE` (empty or `0`: unlimited) and `_GRACE` (default `30s`;
+ * only with an age). Both bounded: at least 1s of age, at most 480h each.
+ */
+function readGrpcMaxConnection(r: Reader): GatewayConfig['grpcMaxConnection'] {
+  const AGE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE';
+  const GRACE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE';
+  const ageText = r.string(AGE, '0');
+  const ageMs = parseGoDuration(ageText);
+  const graceSet = r.string(GRACE, '') !== '';
+  if (ageMs === undefined) {
+    r.fail(AGE, `"${ageText}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m; empty or 0: unlimited)`);
+    if (graceSet) r.duration(GRACE, DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE);
+    return { ageMs: 0, graceMs: 0 };
+  }
+  if (ageMs === 0) {
+    if (graceSet) r.fail(GRACE, `is set but ${AGE} is not (the grace only follows a maximum age)`);
+    return { ageMs: 0, graceMs: 0 };
+  }
+  if (ageMs < MIN_GRPC_MAX_CONNECTION_AGE_MS) r.fail(AGE, 'must be at least 1s (or empty/0: unlimited)');
+  else if (ageMs > MAX_GRPC_CONNECTION_TIMER_MS) r.fail(AGE, 'must be at most 480h');
+  const graceMs = r.duration(GRACE, DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE);
+  if (graceMs > MAX_GRPC_CONNECTION_TIMER_MS) r.fail(GRACE, 'must be at most 480h');
+  return { ageMs, graceMs };
 }
 
 /** `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`) or `*`. */
@@ -458,6 +497,8 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     websocket_allowed_origins: config.websocketAllowedOrigins,
     downstream_routes: config.downstreamRoutes,
     authenticated_grpc_tls: config.grpcTls !== undefined,
+    grpc_max_connection_age_ms: config.grpcMaxConnection.ageMs,
+    grpc_max_connection_age_grace_ms: config.grpcMaxConnection.graceMs,
     public_http_tls: config.publicHttpTls !== undefined,
     auth_upstream: config.authUpstreamUrl === '' ? '' : new URL(config.authUpstreamUrl).origin,
   };
