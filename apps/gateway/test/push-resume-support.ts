@@ -1,4 +1,7 @@
+import { WebSocket } from 'ws';
 import type { BackoffOptions, GatewayClient } from '@edge-gateway/client';
+import { WebGatewayClient, importDevicePrivateKey, type WebSocketConstructor } from '@edge-gateway/client-web';
+import { WEBSOCKET_PATH } from '@edge-gateway/protocol';
 import type { Device, RawRedis } from './system-support.js';
 import { clientFor, publishEvent } from './system-support.js';
 
@@ -10,6 +13,18 @@ export function fastReconnectClient(device: Device, grpcAddress: string, gateway
     'grpc.max_reconnect_backoff_ms': 500,
     // Its own subchannel, so another client's channel state can't interfere.
     'grpc.use_local_subchannel_pool': 1,
+  });
+}
+
+/** The browser SDK under Node (the `ws` package's WebSocket), on the gateway's WebSocket listener. */
+export async function webClientFor(device: Device, websocketAddress: string, gatewayPublicKey: Uint8Array): Promise<WebGatewayClient> {
+  return WebGatewayClient.connect({
+    url: `ws://${websocketAddress}${WEBSOCKET_PATH}`,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: await importDevicePrivateKey(device.privateKey.export({ format: 'der', type: 'pkcs8' })),
+    gatewayPublicKeys: [gatewayPublicKey],
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
   });
 }
 

@@ -8,6 +8,7 @@ import {
   TEST_BACKOFF,
   fastReconnectClient,
   metricValue,
+  webClientFor,
   scrape,
   targetedIdsAfter,
 } from './push-resume-support.js';
@@ -473,6 +474,96 @@ describe('client auto-reconnect across a gateway restart', () => {
       await app.finished;
       expect(app.error).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
       expect(app.count(SERVER_TIME)).toBe(1);
+      client.close();
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
+describe('client-web auto-reconnect across a gateway restart (WebSocket)', () => {
+  // SIGTERM: the stream ends `14` `gateway is shutting down`, then the connection closes 1001.
+  // SIGKILL: the connection drops with no status and no close frame (the client sees 1006).
+  it.each(['SIGTERM', 'SIGKILL'] as const)('after %s, a new process on the same address: every event exactly once, in order, with no resume_incomplete', async (signal) => {
+    const stream = newStream(`ws-restart-${signal}`);
+    const ports = { http: await freePort(), grpc: await freePort(), admin: await freePort(), websocket: await freePort() };
+    const fixed = {
+      GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${ports.http}`,
+      GATEWAY_AUTHENTICATED_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,
+      GATEWAY_ADMIN_HTTP_ADDR: `127.0.0.1:${ports.admin}`,
+      GATEWAY_WEBSOCKET_ADDR: `127.0.0.1:${ports.websocket}`,
+    };
+    const first = new GatewayProcess(envFor(stream, fixed));
+    let second: GatewayProcess | undefined;
+    const device = await activeDevice('user-ws-restart', `ws-restart-${signal}`);
+    const abort = new AbortController();
+    let client: Awaited<ReturnType<typeof webClientFor>> | undefined;
+    try {
+      await first.started();
+      client = await webClientFor(device, `127.0.0.1:${ports.websocket}`, signer.publicKeyRaw);
+      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF, signal: abort.signal }));
+      await waitFor(() => app.count(SERVER_TIME) === 1, { message: 'first bootstrap' });
+
+      const published: string[] = [];
+      const publish = async (label: string) => {
+        published.push(await publishEvent(raw, { userId: 'user-ws-restart', eventType: 'chat.message', payload: Buffer.from(label) }, stream));
+        await publishEvent(raw, { userId: 'ws-restart-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+      };
+      for (let i = 0; i < 5; i += 1) await publish(`up-${i}`);
+      await waitFor(() => app.clientEventIds.length === 5, { message: 'events before the restart' });
+
+      const lost = client.closed;
+      first.signal(signal);
+      const exit = await first.exited;
+      expect(signal === 'SIGTERM' ? exit.code : exit.signal).toBe(signal === 'SIGTERM' ? 0 : 'SIGKILL');
+      expect((await lost).code).toBe(signal === 'SIGTERM' ? 1001 : 1006);
+      // Down: the client keeps retrying (it cannot connect) while events pile up in Redis.
+      for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
+      expect(app.ended).toBe(false);
+
+      second = new GatewayProcess(envFor(stream, fixed));
+      await second.started();
+      await waitFor(() => app.count(SERVER_TIME) === 2, { timeoutMs: 10_000, message: 'bootstrap from the new gateway' });
+      for (let i = 0; i < 5; i += 1) await publish(`after-${i}`);
+      await waitFor(() => app.clientEventIds.length >= 15, { timeoutMs: 10_000, message: 'all events' });
+
+      expect(app.clientEventIds).toEqual(published);
+      expect(app.count(INCOMPLETE)).toBe(0);
+      expect(app.count(SERVER_TIME)).toBe(2);
+      expect(app.error).toBeUndefined();
+      expect(client.lastEventId).toBe(published.at(-1));
+      // The new process resumed this stream from the client's cursor, and commands use the new connection.
+      const metrics = await scrape(`127.0.0.1:${ports.admin}`);
+      expect(metricValue(metrics, 'gateway_push_resumes_total')).toBe(1);
+      expect(metricValue(metrics, 'gateway_push_resume_replayed_events_total')).toBe(5);
+      abort.abort();
+      await app.finished;
+      expect(app.error).toBeUndefined();
+    } finally {
+      abort.abort();
+      client?.close();
+      await first.stop();
+      await second?.stop();
+    }
+  });
+
+  it('a revoked session ends the iteration with the revoked status, and nothing reconnects', async () => {
+    const stream = newStream('ws-revoked');
+    const gateway = new GatewayProcess(envFor(stream, { GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0' }));
+    const device = await activeDevice('user-ws-revoked', 'ws-revoked');
+    try {
+      const addr = await gateway.started();
+      const client = await webClientFor(device, addr.websocket as string, signer.publicKeyRaw);
+      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF }));
+      await waitFor(() => app.count(SERVER_TIME) === 1);
+      await writeSession(raw, device, 'revoked');
+      await app.finished;
+      expect(app.error).toMatchObject({ code: status.FAILED_PRECONDITION, details: 'device session is revoked' });
+      expect(app.count(SERVER_TIME)).toBe(1);
+      // No second subscribe reached the gateway: one SubscribeEvents call, ended revoked.
+      const metrics = await scrape(addr.adminHttp as string);
+      expect(metricValue(metrics, 'gateway_websocket_requests_total', { method: 'SubscribeEvents' })).toBe(1);
+      expect(metricValue(metrics, 'gateway_websocket_requests_total', { method: 'SubscribeEvents', code: 'FAILED_PRECONDITION' })).toBe(1);
       client.close();
     } finally {
       await gateway.stop();

@@ -6,7 +6,9 @@
  * @packageDocumentation
  */
 export {
+  RETRYABLE_CLOSE_CODES,
   WebGatewayClient,
+  isRetryableEnd,
   type CloseInfo,
   type WebExecuteOptions,
   type WebGatewayClientOptions,
@@ -15,12 +17,14 @@ export {
   type WebSubscribeOptions,
 } from './web-gateway-client.js';
 export {
+  DEFAULT_BACKOFF,
   GatewayBindingError,
   GatewaySignatureError,
   GatewayStatusError,
   MAX_CALL_TIMEOUT_MS,
   StatusCodes,
   importDevicePrivateKey,
+  type BackoffOptions,
   type VerifiedCommandResult,
   type VerifiedEvent,
 } from '@edge-gateway/protocol';

@@ -14,9 +14,11 @@ import {
   encodeFrame,
   encodeSubscribeEventsRequest,
   encodeTimedExecute,
+  reconnectingStream,
   signCommandRequest,
   signSubscribeRequest,
   verifyCommandResult,
+  type BackoffOptions,
   type CallStatus,
   type GatewayEvent,
   type GatewayPublicKey,
@@ -68,11 +70,34 @@ export interface WebExecuteOptions {
 }
 
 export interface WebSubscribeOptions {
-  /** Resume after this event id (SPEC §8.3). */
+  /** Resume after this event id (SPEC §8.3; default: none, or `lastEventId` when reconnecting). */
   readonly resumeAfterEventId?: string;
   /** Aborting cancels the stream and ends the iteration quietly. */
   readonly signal?: AbortSignal;
+  /**
+   * Reopen the stream with backoff, resuming after `lastEventId`, when it ended `14`
+   * `UNAVAILABLE` (e.g. `gateway is shutting down`) or the connection was lost without a status
+   * (see {@link isRetryableEnd}); the client dials a new connection for it when the old one
+   * closed. Every other end (a revoked session, an overflow, the app's own `close()`) ends the
+   * iteration as without it. Each new stream starts with its own `gateway.server_time` event;
+   * `gateway.resume_incomplete` tells the app that events may have been missed.
+   */
+  readonly autoReconnect?: boolean;
+  /** Default: 250 ms growing by 2 up to 10 s, no attempt limit (the gRPC client's). */
+  readonly backoff?: BackoffOptions;
 }
+
+/**
+ * Close codes after which a stream that got no status frame is reopened by `autoReconnect`:
+ * the connection was lost or the gateway (or a proxy) is going away, nothing this client did.
+ * `1001` going away (gateway shutdown), `1005` closed without a code, `1006` dropped without a
+ * close frame (network change, killed process, missed keep-alive), `1012` service restart,
+ * `1013` try again later. Not retried: `1000` (a deliberate close, the app's `close()`
+ * included), `1002` / `1003` / `1008` / `1009` (this client broke the protocol or a limit;
+ * reconnecting would repeat it), `1011` (an unexpected gateway error, like gRPC's `INTERNAL`)
+ * and any other code (fail closed).
+ */
+export const RETRYABLE_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCodes.goingAway, 1005, 1006, 1012, 1013]);
 
 /** How the connection closed. */
 export interface CloseInfo {
@@ -85,38 +110,28 @@ interface PendingCall {
   onClosed(info: CloseInfo): void;
 }
 
-/**
- * A device's connection to the gateway over WebSocket (SPEC §2.2): signs requests with
- * WebCrypto Ed25519, verifies every result and event against the trusted gateway keys and
- * checks they are bound to this device. Calls run concurrently on the one connection.
- */
-export class WebGatewayClient {
+/** One WebSocket connection and the calls in flight on it. */
+class Connection {
   private readonly calls = new Map<number, PendingCall>();
   private nextCallId = 1;
-  private readonly state: DeviceSessionState;
-  private closeInfo: CloseInfo | undefined;
-  /** Resolves when the connection closed, with the close code and reason. */
-  readonly closed: Promise<CloseInfo>;
+  /** Set once the connection closed. */
+  closeInfo: CloseInfo | undefined;
 
   private constructor(
     private readonly socket: WebSocketLike,
-    private readonly trusted: TrustedKeys,
-    private readonly options: WebGatewayClientOptions,
-    closed: Promise<CloseInfo>,
+    /** Resolves when the connection closed, with the close code and reason. */
+    readonly closed: Promise<CloseInfo>,
   ) {
-    this.state = new DeviceSessionState({ deviceSessionId: options.deviceSessionId, ...(options.userId === undefined ? {} : { userId: options.userId }) });
-    this.closed = closed;
     socket.onmessage = (event) => this.onMessage(event.data);
   }
 
-  /** Opens the connection; rejects when it cannot be opened (refused origin, no gateway). */
-  static async connect(options: WebGatewayClientOptions): Promise<WebGatewayClient> {
-    const trusted = await TrustedKeys.create(options.gatewayPublicKeys);
+  /** Opens a connection; rejects `UNAVAILABLE` when it cannot be opened (refused origin, no gateway). */
+  static async dial(options: WebGatewayClientOptions): Promise<Connection> {
     const Ctor = options.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
     const socket = new Ctor(options.url, WEBSOCKET_SUBPROTOCOL);
     socket.binaryType = 'arraybuffer';
-    // Filled once open: a close before that rejects the connect, a close after it ends the calls.
-    const opened: { client?: WebGatewayClient } = {};
+    // Filled once open: a close before that rejects the dial, a close after it ends the calls.
+    const opened: { connection?: Connection } = {};
     let onClosed!: (info: CloseInfo) => void;
     const closed = new Promise<CloseInfo>((resolve) => (onClosed = resolve));
     await new Promise<void>((resolve, reject) => {
@@ -125,12 +140,98 @@ export class WebGatewayClient {
       socket.onclose = (event) => {
         const info = { code: event.code, reason: event.reason };
         onClosed(info);
-        if (opened.client === undefined) reject(new GatewayStatusError(StatusCodes.UNAVAILABLE, `websocket closed before it opened (${event.code})`));
-        else opened.client.onClose(info);
+        if (opened.connection === undefined) reject(new GatewayStatusError(StatusCodes.UNAVAILABLE, `websocket closed before it opened (${event.code})`));
+        else opened.connection.onClose(info);
       };
     });
-    opened.client = new WebGatewayClient(socket, trusted, options, closed);
-    return opened.client;
+    opened.connection = new Connection(socket, closed);
+    return opened.connection;
+  }
+
+  /** A call id for a new call; throws `UNAVAILABLE` once the connection closed. */
+  open(): number {
+    if (this.closeInfo !== undefined) throw closedError(this.closeInfo);
+    const id = this.nextCallId;
+    this.nextCallId = this.nextCallId >= 0xffffffff ? 1 : this.nextCallId + 1;
+    return id;
+  }
+
+  track(callId: number, call: PendingCall): void {
+    this.calls.set(callId, call);
+  }
+
+  /** Forgets the call; true when it was still in flight. */
+  forget(callId: number): boolean {
+    return this.calls.delete(callId);
+  }
+
+  /** Gives the call up: forgets it and, when it was in flight, tells the gateway. */
+  cancel(callId: number): void {
+    if (this.calls.delete(callId)) this.send(FrameTypes.cancel, callId);
+  }
+
+  send(type: (typeof FrameTypes)[keyof typeof FrameTypes], callId: number, body?: Uint8Array): void {
+    if (this.closeInfo === undefined && this.socket.readyState === 1) this.socket.send(encodeFrame(type, callId, body));
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  private onMessage(data: unknown): void {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+    if (bytes === undefined) return this.socket.close(CloseCodes.unsupportedData, 'binary frames only');
+    let frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch {
+      return this.socket.close(CloseCodes.protocolError, 'malformed frame');
+    }
+    this.calls.get(frame.callId)?.onFrame(frame.type, frame.body);
+  }
+
+  private onClose(info: CloseInfo): void {
+    this.closeInfo = info;
+    for (const call of [...this.calls.values()]) call.onClosed(info);
+    this.calls.clear();
+  }
+}
+
+/**
+ * A device's connection to the gateway over WebSocket (SPEC §2.2): signs requests with
+ * WebCrypto Ed25519, verifies every result and event against the trusted gateway keys and
+ * checks they are bound to this device. Calls run concurrently on the one connection; a
+ * `subscribe({ autoReconnect: true })` stream replaces a lost connection with a new one, which
+ * later calls use too.
+ */
+export class WebGatewayClient {
+  private readonly state: DeviceSessionState;
+  private connection: Connection;
+  /** The dial in progress for a lost connection, shared by every stream that needs it. */
+  private redial: Promise<Connection> | undefined;
+  private closedByApp = false;
+
+  private constructor(
+    connection: Connection,
+    private readonly trusted: TrustedKeys,
+    private readonly options: WebGatewayClientOptions,
+  ) {
+    this.connection = connection;
+    this.state = new DeviceSessionState({ deviceSessionId: options.deviceSessionId, ...(options.userId === undefined ? {} : { userId: options.userId }) });
+  }
+
+  /** Opens the connection; rejects when it cannot be opened (refused origin, no gateway). */
+  static async connect(options: WebGatewayClientOptions): Promise<WebGatewayClient> {
+    const trusted = await TrustedKeys.create(options.gatewayPublicKeys);
+    return new WebGatewayClient(await Connection.dial(options), trusted, options);
+  }
+
+  /**
+   * Resolves when the current connection closed, with the close code and reason (after an
+   * `autoReconnect` stream replaced it, the new connection's).
+   */
+  get closed(): Promise<CloseInfo> {
+    return this.connection.closed;
   }
 
   /** Gateway clock minus local clock, learned from `gateway.server_time` (0 until then). */
@@ -153,9 +254,10 @@ export class WebGatewayClient {
     return this.state.now();
   }
 
-  /** Closes the connection (1000); calls in flight reject with `UNAVAILABLE`. */
+  /** Closes the connection (1000) for good; calls in flight reject with `UNAVAILABLE`, nothing reconnects. */
   close(): void {
-    this.socket.close(CloseCodes.normal, 'client closed');
+    this.closedByApp = true;
+    this.connection.close(CLOSED_BY_APP.code, CLOSED_BY_APP.reason);
   }
 
   /**
@@ -167,17 +269,18 @@ export class WebGatewayClient {
     // A deadline already passed: nothing is sent (nor reserved), as with a gRPC deadline.
     if (timeoutMs !== undefined && timeoutMs < 1) throw new GatewayStatusError(StatusCodes.DEADLINE_EXCEEDED, 'Deadline exceeded');
     const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, options.requestId));
-    const callId = this.open();
+    const connection = this.connection;
+    const callId = connection.open();
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
-        this.cancel(callId);
+        connection.cancel(callId);
         reject(new GatewayStatusError(StatusCodes.CANCELLED, 'cancelled'));
       };
       const done = (): void => {
-        this.calls.delete(callId);
+        connection.forget(callId);
         options.signal?.removeEventListener('abort', onAbort);
       };
-      this.calls.set(callId, {
+      connection.track(callId, {
         onFrame: (type, body) => {
           done();
           if (type === FrameTypes.result) resolve(body);
@@ -192,8 +295,8 @@ export class WebGatewayClient {
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       // Without a timeout the plain execute frame: gateways without per-call deadlines understand it.
-      if (timeoutMs === undefined) this.send(FrameTypes.execute, callId, encodeExecuteCommandRequest(request));
-      else this.send(FrameTypes.executeWithTimeout, callId, encodeTimedExecute(timeoutMs, encodeExecuteCommandRequest(request)));
+      if (timeoutMs === undefined) connection.send(FrameTypes.execute, callId, encodeExecuteCommandRequest(request));
+      else connection.send(FrameTypes.executeWithTimeout, callId, encodeTimedExecute(timeoutMs, encodeExecuteCommandRequest(request)));
     });
     return verifyCommandResult(this.trusted, decodeExecuteCommandResponse(await answer), request.requestId);
   }
@@ -202,12 +305,54 @@ export class WebGatewayClient {
    * Push events as an async iterable: the verified `gateway.server_time` bootstrap first, then
    * client events. Ends normally on an `OK` status or when `signal` aborts; throws
    * `GatewayStatusError` for a status (e.g. FAILED_PRECONDITION `device session is revoked`).
+   * With `autoReconnect` it reopens the stream after the ends {@link isRetryableEnd} accepts.
    */
-  async *subscribe(options: WebSubscribeOptions = {}): AsyncGenerator<VerifiedEvent> {
+  subscribe(options: WebSubscribeOptions = {}): AsyncGenerator<VerifiedEvent> {
+    if (options.autoReconnect !== true) return this.stream(this.connection, options, options.resumeAfterEventId ?? '');
+    return reconnectingStream({
+      open: (resumeAfterEventId) => this.reconnectedStream(options, resumeAfterEventId),
+      isRetryable: isRetryableEnd,
+      state: this.state,
+      ...(options.resumeAfterEventId === undefined ? {} : { resumeAfterEventId: options.resumeAfterEventId }),
+      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+  }
+
+  /** One stream of an `autoReconnect` subscription: on a new connection when the current one was lost. */
+  private async *reconnectedStream(options: WebSubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {
+    // The app's close() is final, whatever closed the connection before it.
+    if (this.closedByApp) throw closedError(CLOSED_BY_APP);
+    let connection = this.connection;
+    if (connection.closeInfo !== undefined) {
+      const dialing = (this.redial ??= Connection.dial(this.options).then(
+        (fresh) => {
+          this.redial = undefined;
+          // The app closed the client meanwhile: the new connection is not wanted either.
+          if (this.closedByApp) {
+            fresh.close(CLOSED_BY_APP.code, CLOSED_BY_APP.reason);
+            throw closedError(CLOSED_BY_APP);
+          }
+          this.connection = fresh;
+          return fresh;
+        },
+        (error: unknown) => {
+          this.redial = undefined;
+          throw error;
+        },
+      ));
+      const dialed = await untilAborted(dialing, options.signal);
+      if (dialed === undefined) return;
+      connection = dialed;
+    }
+    yield* this.stream(connection, options, resumeAfterEventId);
+  }
+
+  private async *stream(connection: Connection, options: WebSubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {
     if (options.signal?.aborted) return;
-    const request = await signSubscribeRequest(this.options.privateKey, this.state.subscribeFields(options.resumeAfterEventId));
+    const request = await signSubscribeRequest(this.options.privateKey, this.state.subscribeFields(resumeAfterEventId));
     const verifier = this.state.streamVerifier(this.trusted, request.requestId);
-    const callId = this.open();
+    const callId = connection.open();
     const queue: Array<{ event: GatewayEvent; receivedAt: number }> = [];
     let end: { error?: Error } | undefined;
     let wake: (() => void) | undefined;
@@ -216,30 +361,30 @@ export class WebGatewayClient {
       wake = undefined;
       w?.();
     };
-    this.calls.set(callId, {
+    connection.track(callId, {
       onFrame: (type, body) => {
         if (type === FrameTypes.event) {
           queue.push({ event: decodeGatewayEvent(body), receivedAt: Date.now() });
         } else {
-          this.calls.delete(callId);
+          connection.forget(callId);
           const status = type === FrameTypes.status ? decodeStatus(body) : { code: StatusCodes.INTERNAL, details: `unexpected frame type ${type}` };
           end = status.code === StatusCodes.OK ? {} : { error: statusError(status) };
         }
         notify();
       },
       onClosed: (info) => {
-        this.calls.delete(callId);
+        connection.forget(callId);
         end = { error: closedError(info) };
         notify();
       },
     });
     const onAbort = (): void => {
-      if (this.calls.delete(callId)) this.send(FrameTypes.cancel, callId);
+      connection.cancel(callId);
       end = {};
       notify();
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    this.send(FrameTypes.subscribe, callId, encodeSubscribeEventsRequest(request));
+    connection.send(FrameTypes.subscribe, callId, encodeSubscribeEventsRequest(request));
     try {
       for (;;) {
         const next = queue.shift();
@@ -256,42 +401,50 @@ export class WebGatewayClient {
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       // Left early (break, a verification error): cancel the stream on the gateway.
-      if (this.calls.delete(callId)) this.send(FrameTypes.cancel, callId);
+      connection.cancel(callId);
     }
   }
+}
 
-  private open(): number {
-    if (this.closeInfo !== undefined) throw closedError(this.closeInfo);
-    const id = this.nextCallId;
-    this.nextCallId = this.nextCallId >= 0xffffffff ? 1 : this.nextCallId + 1;
-    return id;
-  }
+/**
+ * The stream ends `subscribe({ autoReconnect: true })` reopens: a `14` `UNAVAILABLE` status
+ * frame (the gateway's `gateway is shutting down`, `push feed unavailable`), a new connection
+ * that could not be opened (`websocket closed before it opened`: the gateway is down or
+ * restarting), and a connection that closed under the stream with one of
+ * {@link RETRYABLE_CLOSE_CODES}. Everything else is final: other statuses (`9`
+ * `device session is revoked`, `8` `push stream overflowed`), other close codes, and errors
+ * that are not statuses (a `GatewaySignatureError` or `GatewayBindingError`).
+ */
+export function isRetryableEnd(error: unknown): boolean {
+  if (!(error instanceof GatewayStatusError) || error.code !== StatusCodes.UNAVAILABLE) return false;
+  const closedWith = CLOSE_OF.get(error);
+  return closedWith === undefined || RETRYABLE_CLOSE_CODES.has(closedWith.code);
+}
 
-  private cancel(callId: number): void {
-    if (this.calls.delete(callId)) this.send(FrameTypes.cancel, callId);
-  }
+/** How `close()` closes the connection. */
+const CLOSED_BY_APP: CloseInfo = { code: CloseCodes.normal, reason: 'client closed' };
 
-  private send(type: (typeof FrameTypes)[keyof typeof FrameTypes], callId: number, body?: Uint8Array): void {
-    if (this.closeInfo === undefined && this.socket.readyState === 1) this.socket.send(encodeFrame(type, callId, body));
-  }
+/** The close behind each "connection closed" error (errors from status frames have none). */
+const CLOSE_OF = new WeakMap<GatewayStatusError, CloseInfo>();
 
-  private onMessage(data: unknown): void {
-    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
-    if (bytes === undefined) return this.socket.close(CloseCodes.unsupportedData, 'binary frames only');
-    let frame;
-    try {
-      frame = decodeFrame(bytes);
-    } catch {
-      return this.socket.close(CloseCodes.protocolError, 'malformed frame');
-    }
-    this.calls.get(frame.callId)?.onFrame(frame.type, frame.body);
-  }
-
-  private onClose(info: CloseInfo): void {
-    this.closeInfo = info;
-    for (const call of [...this.calls.values()]) call.onClosed(info);
-    this.calls.clear();
-  }
+/** `promise`'s value, or undefined as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T | undefined> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = (): void => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function statusError(status: CallStatus): GatewayStatusError {
@@ -300,5 +453,7 @@ function statusError(status: CallStatus): GatewayStatusError {
 
 /** Calls in flight when the connection closes fail `UNAVAILABLE`, naming the close code. */
 function closedError(info: CloseInfo): GatewayStatusError {
-  return new GatewayStatusError(StatusCodes.UNAVAILABLE, `connection closed (${info.code}${info.reason === '' ? '' : ` ${info.reason}`})`);
+  const error = new GatewayStatusError(StatusCodes.UNAVAILABLE, `connection closed (${info.code}${info.reason === '' ? '' : ` ${info.reason}`})`);
+  CLOSE_OF.set(error, info);
+  return error;
 }
