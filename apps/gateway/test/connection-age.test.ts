@@ -1,7 +1,12 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { connect as http2Connect, constants as http2Constants } from 'node:http2';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { status } from '@grpc/grpc-js';
-import { GatewayStatusError, type GatewayClient } from '@edge-gateway/client';
+import { credentials, status } from '@grpc/grpc-js';
+import { GatewayClient, GatewayStatusError } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { TEST_BACKOFF, fastReconnectClient, targetedIdsAfter } from './push-resume-support.js';
@@ -223,4 +228,73 @@ describe('GATEWAY_GRPC_MAX_CONNECTION_AGE on the built binary', () => {
     abort.abort();
     await stream.finished;
   }, 60_000);
+});
+
+describe('GATEWAY_GRPC_MAX_CONNECTION_AGE on the TLS gRPC listener', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eg-age-tls-'));
+  const certPath = join(dir, 'gateway.crt');
+  const keyPath = join(dir, 'gateway.key');
+  let tlsGateway: GatewayProcess;
+  let address = '';
+  let ca: Buffer;
+
+  beforeAll(async () => {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=gateway-age', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout', keyPath, '-out', certPath,
+    ], { stdio: 'ignore' });
+    ca = readFileSync(certPath);
+    tlsGateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_CLIENT_EVENTS_REDIS_STREAM: clientEvents,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: certPath,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: keyPath,
+        GATEWAY_GRPC_MAX_CONNECTION_AGE: AGE,
+        GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE: GRACE,
+        GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+      }),
+    );
+    address = (await tlsGateway.started()).grpc;
+  });
+
+  afterAll(async () => {
+    await tlsGateway?.stop();
+  });
+
+  it('sends an HTTP/2 connection GOAWAY (NO_ERROR) after the age and closes the idle connection', async () => {
+    const session = http2Connect(`https://${address}`, { ca });
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    session.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+    });
+    expect(await goaway).toBe(http2Constants.NGHTTP2_NO_ERROR);
+    await closed;
+    expect(session.destroyed).toBe(true);
+  });
+
+  it('ends a push stream UNAVAILABLE after the grace, as on plaintext', async () => {
+    const device = await activeDeviceOn(raw, 'user-age-tls', 'tls');
+    const client = new GatewayClient({
+      address,
+      deviceSessionId: device.deviceSessionId,
+      userId: device.userId,
+      privateKey: device.privateKey,
+      gatewayPublicKeys: [signer.publicKeyRaw],
+      credentials: credentials.createSsl(ca),
+    });
+    clients.push(client);
+    const stream = new EventCollector(client.subscribe());
+    await stream.waitForCount(1);
+    const id = await publishEvent(raw, { userId: device.userId, eventType: 'chat.message', payload: Buffer.from('tls') }, clientEvents);
+    await stream.waitForCount(2);
+    const error = await stream.waitForEnd(15_000);
+    expect(error).toBeInstanceOf(GatewayStatusError);
+    expect((error as GatewayStatusError).code).toBe(status.UNAVAILABLE);
+    expect((error as GatewayStatusError).details).toBe('Connection dropped');
+    expect(stream.clientEventIds).toEqual([id]);
+  });
 });

@@ -72,6 +72,13 @@ describe('startup fails fast (SPEC §8.1)', () => {
     expect(error).toMatch(/^GATEWAY_SHUTDOWN_TIMEOUT: /);
   });
 
+  it('on a bad maximum connection age or a grace without one, naming each variable', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_GRPC_MAX_CONNECTION_AGE: '500ms' });
+    expect(error).toBe('GATEWAY_GRPC_MAX_CONNECTION_AGE: must be at least 1s (or empty/0: unlimited)');
+    const alone = await expectStartupFailure({ ...baseEnv(), GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE: '30s' });
+    expect(alone.error).toBe('GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE: is set but GATEWAY_GRPC_MAX_CONNECTION_AGE is not (the grace only follows a maximum age)');
+  });
+
   it('on a missing signer key file', async () => {
     const { error } = await expectStartupFailure({
       ...baseEnv(),
