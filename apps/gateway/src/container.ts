@@ -160,6 +160,7 @@ export function registerGateway(
           resumeMaxEvents: config.pushResumeMaxEvents,
           resumeMaxScan: config.pushResumeMaxScan,
           resumeMaxBytes: config.pushResumeMaxBytes,
+          commandAsyncCrypto: config.commandCryptoThreadpool,
           pushMaxEventBytes: config.pushMaxEventBytes,
           pushStreamBufferBytes: config.pushStreamBufferBytes,
           pushMaxStreamsPerSession: config.pushMaxStreamsPerSession,

@@ -147,6 +147,14 @@ describe('loadConfig', () => {
       expect(loadConfig(base).redis.clusterNodes).toEqual([]);
     });
 
+    it('GATEWAY_COMMAND_CRYPTO_THREADPOOL: off by default, true turns it on, anything else is refused', () => {
+      expect(loadConfig(base).commandCryptoThreadpool).toBe(false);
+      expect(loadConfig({ ...base, GATEWAY_COMMAND_CRYPTO_THREADPOOL: 'true' }).commandCryptoThreadpool).toBe(true);
+      const error = failure({ ...base, GATEWAY_COMMAND_CRYPTO_THREADPOOL: 'on' });
+      expect(error.variable).toBe('GATEWAY_COMMAND_CRYPTO_THREADPOOL');
+      expect(error.message).toBe('GATEWAY_COMMAND_CRYPTO_THREADPOOL: "on" is not true or false');
+    });
+
     it('reads routed mode, its history bounds and the relay switch', () => {
       const config = loadConfig({
         ...clusterEnv,

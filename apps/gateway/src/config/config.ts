@@ -107,6 +107,8 @@ export interface GatewayConfig {
    * upper limit `GATEWAY_PUSH_STREAM_BUFFER_BYTES` (a resume never queues more than a live stream may hold).
    */
   readonly pushResumeMaxBytes: number;
+  /** `GATEWAY_COMMAND_CRYPTO_THREADPOOL`: a command's verify and sign may go to libuv's threadpool when the event loop is saturated. */
+  readonly commandCryptoThreadpool: boolean;
   /** `GATEWAY_PUSH_FANOUT`. */
   readonly pushFanout: PushFanout;
   /** `GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN`: history entries kept per user when the gateway publishes (relay, CLI). */
@@ -323,6 +325,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   const pushFanout = r.string('GATEWAY_PUSH_FANOUT', 'stream');
   if (pushFanout !== 'stream' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_FANOUT', `"${pushFanout}" is not one of stream, routed`);
   else if (pushFanout === 'routed' && clusterNodes.length === 0) r.fail('GATEWAY_PUSH_FANOUT', 'routed requires GATEWAY_REDIS_CLUSTER_NODES (a Redis Cluster)');
+  const commandCryptoText = r.string('GATEWAY_COMMAND_CRYPTO_THREADPOOL', 'false');
+  if (commandCryptoText !== 'true' && commandCryptoText !== 'false') r.fail('GATEWAY_COMMAND_CRYPTO_THREADPOOL', `"${commandCryptoText}" is not true or false`);
   const relayText = r.string('GATEWAY_PUSH_ROUTED_RELAY', 'false');
   if (relayText !== 'true' && relayText !== 'false') r.fail('GATEWAY_PUSH_ROUTED_RELAY', `"${relayText}" is not true or false`);
   else if (relayText === 'true' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_ROUTED_RELAY', 'requires GATEWAY_PUSH_FANOUT=routed');
@@ -397,6 +401,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
     pushResumeMaxBytes,
+    commandCryptoThreadpool: commandCryptoText === 'true',
     pushFanout: pushFanout as PushFanout,
     pushRoutedHistoryMaxLen: r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1),
     pushRoutedHistoryTtlMs: r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h'),

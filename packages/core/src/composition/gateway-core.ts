@@ -81,8 +81,16 @@ export interface GatewayCoreOptions {
    * larger entries are dropped as malformed, live and on resume.
    */
   readonly pushMaxEventBytes?: number;
-  /** Verify and sign off the event loop when busy (default true); see `CommandServiceOptions.asyncCrypto`. */
+  /**
+   * Subscribe checks and client-event signatures off the event loop (default true); `false`
+   * keeps every Ed25519 operation on the event loop, commands included.
+   */
   readonly asyncCrypto?: boolean;
+  /**
+   * Command verify and sign in the threadpool when the event loop is saturated (default false;
+   * see `CommandServiceOptions.asyncCrypto`). Ignored when `asyncCrypto` is false.
+   */
+  readonly commandAsyncCrypto?: boolean;
 }
 
 /** What an app stops around the core, in `GatewayCore.shutdownSteps` order. */
@@ -167,7 +175,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     freshnessWindowMs: options.freshnessWindowMs,
     maxPayloadBytes: options.maxPayloadBytes,
     downstreamTimeoutMs: options.downstreamTimeoutMs,
-    asyncCrypto: options.asyncCrypto,
+    asyncCrypto: options.asyncCrypto !== false && options.commandAsyncCrypto === true,
   });
   const subscriptions = new SubscriptionService({
     sessions: sessionCache,

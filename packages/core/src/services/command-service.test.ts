@@ -75,7 +75,8 @@ function setup(
     freshnessWindowMs: WINDOW,
     ...(options.downstreamTimeoutMs === undefined ? {} : { downstreamTimeoutMs: options.downstreamTimeoutMs }),
     ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
-    ...(options.asyncCrypto === undefined ? {} : { asyncCrypto: options.asyncCrypto }),
+    // The hand-off tests below run with it on unless they say otherwise (the default is off).
+    asyncCrypto: options.asyncCrypto ?? true,
     ...(options.asyncCryptoMinInFlight === undefined ? {} : { asyncCryptoMinInFlight: options.asyncCryptoMinInFlight }),
     // A saturated event loop unless a test says otherwise (the hand-off tests below).
     loopUtilization: options.loopUtilization ?? (() => 1),
@@ -576,6 +577,14 @@ describe('CommandService', () => {
       utilization = DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION;
       await runTogether(s, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT);
       expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT).fill('threadpool'));
+    });
+
+    it('by default (asyncCrypto unset) every command verifies and signs inline, however many are in flight and however busy the loop', async () => {
+      const signer = new ModeRecordingSigner();
+      const base = setup({ signer, loopUtilization: () => 1 });
+      const inline = new CommandService({ sessions: base.cache, replay: base.replay, router: base.router, signer, clock: base.clock, freshnessWindowMs: WINDOW, loopUtilization: () => 1 });
+      await runTogether({ ...base, service: inline }, DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT * 2);
+      expect(signer.modes).toEqual(Array(DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT * 2).fill('inline'));
     });
 
     it('asyncCryptoMinInFlight 0 always offloads; asyncCrypto false never does', async () => {
