@@ -405,60 +405,98 @@ describe('resume limits', () => {
   });
 });
 
+/** What a restart scenario needs of a device SDK (the gRPC and the WebSocket one). */
+interface ReconnectingClient {
+  subscribe(options: { autoReconnect: true; backoff: typeof TEST_BACKOFF; signal: AbortSignal }): AsyncIterable<VerifiedEvent>;
+  readonly lastEventId: string;
+  close(): void;
+}
+
+/**
+ * A reconnecting subscriber across a restart of the gateway on the same addresses: 5 events
+ * before, 5 while no gateway runs, 5 after. `connect` makes the client once the first process
+ * is up, `stop` ends that process (and checks what the client saw of it). Every event arrives
+ * exactly once, in order, with no resume_incomplete and two bootstraps, and the second process
+ * resumed the stream from the client's cursor (5 replayed). Returns the collector and the
+ * abort of the subscription for further checks.
+ */
+async function restartScenario<C extends ReconnectingClient>(
+  label: string,
+  extraPorts: Record<string, string>,
+  connect: (device: Device, ports: { grpc: number; extra: Record<string, number> }) => Promise<C>,
+  stop: (first: GatewayProcess, client: C) => Promise<void>,
+  then?: (app: EventCollector, abort: AbortController) => Promise<void>,
+): Promise<void> {
+  const stream = newStream(label);
+  const ports = { http: await freePort(), grpc: await freePort(), admin: await freePort() };
+  const extra: Record<string, number> = {};
+  for (const name of Object.keys(extraPorts)) extra[name] = await freePort();
+  const fixed: Record<string, string> = {
+    GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${ports.http}`,
+    GATEWAY_AUTHENTICATED_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,
+    GATEWAY_ADMIN_HTTP_ADDR: `127.0.0.1:${ports.admin}`,
+  };
+  for (const [name, variable] of Object.entries(extraPorts)) fixed[variable] = `127.0.0.1:${extra[name]}`;
+  const user = `user-${label}`;
+  const first = new GatewayProcess(envFor(stream, fixed));
+  let second: GatewayProcess | undefined;
+  const device = await activeDevice(user, label);
+  const abort = new AbortController();
+  let client: C | undefined;
+  try {
+    await first.started();
+    client = await connect(device, { grpc: ports.grpc, extra });
+    const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF, signal: abort.signal }));
+    await waitFor(() => app.count(SERVER_TIME) === 1, { message: 'first bootstrap' });
+
+    const published: string[] = [];
+    const publish = async (payload: string) => {
+      published.push(await publishEvent(raw, { userId: user, eventType: 'chat.message', payload: Buffer.from(payload) }, stream));
+      await publishEvent(raw, { userId: `${label}-other`, eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+    };
+    for (let i = 0; i < 5; i += 1) await publish(`up-${i}`);
+    await waitFor(() => app.clientEventIds.length === 5, { message: 'events before the restart' });
+
+    await stop(first, client);
+    // Down: the client keeps retrying while events pile up in Redis.
+    for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
+    expect(app.ended).toBe(false);
+
+    second = new GatewayProcess(envFor(stream, fixed));
+    await second.started();
+    await waitFor(() => app.count(SERVER_TIME) === 2, { timeoutMs: 10_000, message: 'bootstrap from the new gateway' });
+    for (let i = 0; i < 5; i += 1) await publish(`after-${i}`);
+    await waitFor(() => app.clientEventIds.length >= 15, { timeoutMs: 10_000, message: 'all events' });
+
+    expect(app.clientEventIds).toEqual(published);
+    expect(app.count(INCOMPLETE)).toBe(0);
+    expect(app.count(SERVER_TIME)).toBe(2);
+    expect(app.error).toBeUndefined();
+    expect(client.lastEventId).toBe(published.at(-1));
+    // The new process resumed this stream from the client's cursor.
+    const metrics = await scrape(`127.0.0.1:${ports.admin}`);
+    expect(metricValue(metrics, 'gateway_push_resumes_total')).toBe(1);
+    expect(metricValue(metrics, 'gateway_push_resume_replayed_events_total')).toBe(5);
+    await then?.(app, abort);
+  } finally {
+    abort.abort();
+    client?.close();
+    await first.stop();
+    await second?.stop();
+  }
+}
+
 describe('client auto-reconnect across a gateway restart', () => {
   it('sees every event exactly once, in order, with no resume_incomplete', async () => {
-    const stream = newStream('restart');
-    const ports = { http: await freePort(), grpc: await freePort(), admin: await freePort() };
-    const fixed = {
-      GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${ports.http}`,
-      GATEWAY_AUTHENTICATED_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,
-      GATEWAY_ADMIN_HTTP_ADDR: `127.0.0.1:${ports.admin}`,
-    };
-    const first = new GatewayProcess(envFor(stream, fixed));
-    let second: GatewayProcess | undefined;
-    const device = await activeDevice('user-restart', 'restart');
-    const client = fastReconnectClient(device, `127.0.0.1:${ports.grpc}`, signer.publicKeyRaw);
-    const abort = new AbortController();
-    try {
-      await first.started();
-      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF, signal: abort.signal }));
-      await waitFor(() => app.count(SERVER_TIME) === 1, { message: 'first bootstrap' });
-
-      const published: string[] = [];
-      const publish = async (label: string) => {
-        published.push(await publishEvent(raw, { userId: 'user-restart', eventType: 'chat.message', payload: Buffer.from(label) }, stream));
-        await publishEvent(raw, { userId: 'restart-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
-      };
-      for (let i = 0; i < 5; i += 1) await publish(`up-${i}`);
-      await waitFor(() => app.clientEventIds.length === 5, { message: 'events before the restart' });
-
-      first.signal('SIGTERM');
-      expect((await first.exited).code).toBe(0);
-      // Down: the client keeps retrying (UNAVAILABLE) while events pile up in Redis.
-      for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
-      expect(app.ended).toBe(false);
-
-      second = new GatewayProcess(envFor(stream, fixed));
-      await second.started();
-      await waitFor(() => app.count(SERVER_TIME) === 2, { timeoutMs: 10_000, message: 'bootstrap from the new gateway' });
-      for (let i = 0; i < 5; i += 1) await publish(`after-${i}`);
-      await waitFor(() => app.clientEventIds.length >= 15, { timeoutMs: 10_000, message: 'all events' });
-
-      expect(app.clientEventIds).toEqual(published);
-      expect(app.count(INCOMPLETE)).toBe(0);
-      expect(app.count(SERVER_TIME)).toBe(2);
-      expect(app.error).toBeUndefined();
-      expect(client.lastEventId).toBe(published.at(-1));
-      // The new process resumed this stream from the client's cursor.
-      const metrics = await scrape(`127.0.0.1:${ports.admin}`);
-      expect(metricValue(metrics, 'gateway_push_resumes_total')).toBe(1);
-      expect(metricValue(metrics, 'gateway_push_resume_replayed_events_total')).toBe(5);
-    } finally {
-      abort.abort();
-      client.close();
-      await first.stop();
-      await second?.stop();
-    }
+    await restartScenario(
+      'restart',
+      {},
+      (device, { grpc }) => Promise.resolve(fastReconnectClient(device, `127.0.0.1:${grpc}`, signer.publicKeyRaw)),
+      async (first) => {
+        first.signal('SIGTERM');
+        expect((await first.exited).code).toBe(0);
+      },
+    );
   });
 
   it('still ends with the status for anything other than UNAVAILABLE (revoked)', async () => {
@@ -485,66 +523,24 @@ describe('client-web auto-reconnect across a gateway restart (WebSocket)', () =>
   // SIGTERM: the stream ends `14` `gateway is shutting down`, then the connection closes 1001.
   // SIGKILL: the connection drops with no status and no close frame (the client sees 1006).
   it.each(['SIGTERM', 'SIGKILL'] as const)('after %s, a new process on the same address: every event exactly once, in order, with no resume_incomplete', async (signal) => {
-    const stream = newStream(`ws-restart-${signal}`);
-    const ports = { http: await freePort(), grpc: await freePort(), admin: await freePort(), websocket: await freePort() };
-    const fixed = {
-      GATEWAY_PUBLIC_HTTP_ADDR: `127.0.0.1:${ports.http}`,
-      GATEWAY_AUTHENTICATED_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,
-      GATEWAY_ADMIN_HTTP_ADDR: `127.0.0.1:${ports.admin}`,
-      GATEWAY_WEBSOCKET_ADDR: `127.0.0.1:${ports.websocket}`,
-    };
-    const first = new GatewayProcess(envFor(stream, fixed));
-    let second: GatewayProcess | undefined;
-    const device = await activeDevice('user-ws-restart', `ws-restart-${signal}`);
-    const abort = new AbortController();
-    let client: Awaited<ReturnType<typeof webClientFor>> | undefined;
-    try {
-      await first.started();
-      client = await webClientFor(device, `127.0.0.1:${ports.websocket}`, signer.publicKeyRaw);
-      const app = new EventCollector(client.subscribe({ autoReconnect: true, backoff: TEST_BACKOFF, signal: abort.signal }));
-      await waitFor(() => app.count(SERVER_TIME) === 1, { message: 'first bootstrap' });
-
-      const published: string[] = [];
-      const publish = async (label: string) => {
-        published.push(await publishEvent(raw, { userId: 'user-ws-restart', eventType: 'chat.message', payload: Buffer.from(label) }, stream));
-        await publishEvent(raw, { userId: 'ws-restart-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
-      };
-      for (let i = 0; i < 5; i += 1) await publish(`up-${i}`);
-      await waitFor(() => app.clientEventIds.length === 5, { message: 'events before the restart' });
-
-      const lost = client.closed;
-      first.signal(signal);
-      const exit = await first.exited;
-      expect(signal === 'SIGTERM' ? exit.code : exit.signal).toBe(signal === 'SIGTERM' ? 0 : 'SIGKILL');
-      expect((await lost).code).toBe(signal === 'SIGTERM' ? 1001 : 1006);
-      // Down: the client keeps retrying (it cannot connect) while events pile up in Redis.
-      for (let i = 0; i < 5; i += 1) await publish(`down-${i}`);
-      expect(app.ended).toBe(false);
-
-      second = new GatewayProcess(envFor(stream, fixed));
-      await second.started();
-      await waitFor(() => app.count(SERVER_TIME) === 2, { timeoutMs: 10_000, message: 'bootstrap from the new gateway' });
-      for (let i = 0; i < 5; i += 1) await publish(`after-${i}`);
-      await waitFor(() => app.clientEventIds.length >= 15, { timeoutMs: 10_000, message: 'all events' });
-
-      expect(app.clientEventIds).toEqual(published);
-      expect(app.count(INCOMPLETE)).toBe(0);
-      expect(app.count(SERVER_TIME)).toBe(2);
-      expect(app.error).toBeUndefined();
-      expect(client.lastEventId).toBe(published.at(-1));
-      // The new process resumed this stream from the client's cursor, and commands use the new connection.
-      const metrics = await scrape(`127.0.0.1:${ports.admin}`);
-      expect(metricValue(metrics, 'gateway_push_resumes_total')).toBe(1);
-      expect(metricValue(metrics, 'gateway_push_resume_replayed_events_total')).toBe(5);
-      abort.abort();
-      await app.finished;
-      expect(app.error).toBeUndefined();
-    } finally {
-      abort.abort();
-      client?.close();
-      await first.stop();
-      await second?.stop();
-    }
+    await restartScenario(
+      `ws-restart-${signal}`,
+      { websocket: 'GATEWAY_WEBSOCKET_ADDR' },
+      (device, { extra }) => webClientFor(device, `127.0.0.1:${extra['websocket']}`, signer.publicKeyRaw),
+      async (first, client) => {
+        const lost = client.closed;
+        first.signal(signal);
+        const exit = await first.exited;
+        expect(signal === 'SIGTERM' ? exit.code : exit.signal).toBe(signal === 'SIGTERM' ? 0 : 'SIGKILL');
+        expect((await lost).code).toBe(signal === 'SIGTERM' ? 1001 : 1006);
+      },
+      async (app, abort) => {
+        // The app's own stop ends the iteration without an error.
+        abort.abort();
+        await app.finished;
+        expect(app.error).toBeUndefined();
+      },
+    );
   });
 
   it('a revoked session ends the iteration with the revoked status, and nothing reconnects', async () => {
