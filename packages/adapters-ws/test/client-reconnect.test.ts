@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { WebGatewayClient, importDevicePrivateKey, type VerifiedEvent, type WebSocketConstructor } from '@edge-gateway/client-web';
+import { WebGatewayClient, importDevicePrivateKey, type BackoffOptions, type VerifiedEvent, type WebSocketConstructor } from '@edge-gateway/client-web';
 import { StatusCodes } from '@edge-gateway/protocol';
 import { WsFixture, type Device } from './fixture.js';
 
@@ -53,6 +53,20 @@ async function readUntil(iterator: AsyncIterator<VerifiedEvent>, seen: VerifiedE
 
 const ids = (events: readonly VerifiedEvent[]) => events.filter((e) => e.eventId !== '').map((e) => e.eventId);
 
+/**
+ * A fresh fixture (`f`), a device and its client on a recorded WebSocket (connections from
+ * number `unreachableFrom` on fail to open), subscribed with autoReconnect, past its bootstrap.
+ */
+async function reconnectingSubscription(backoff: BackoffOptions, unreachableFrom?: number) {
+  f = await WsFixture.start();
+  const device = f.addDevice();
+  const ws = recordingWebSocket(unreachableFrom);
+  const client = await clientOn(f, device, ws.Ctor);
+  const events = client.subscribe({ autoReconnect: true, backoff })[Symbol.asyncIterator]();
+  expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+  return { fixture: f, device, ws, client, events };
+}
+
 describe('client-web subscribe({ autoReconnect })', () => {
   it('a connection lost without a status (1006): dials a new connection and resumes after the last event, without loss or duplicates', async () => {
     f = await WsFixture.start();
@@ -87,12 +101,7 @@ describe('client-web subscribe({ autoReconnect })', () => {
   });
 
   it("the app's close() ends the iteration with the close, and nothing reconnects", async () => {
-    f = await WsFixture.start();
-    const device = f.addDevice();
-    const ws = recordingWebSocket();
-    const client = await clientOn(f, device, ws.Ctor);
-    const events = client.subscribe({ autoReconnect: true, backoff: FAST })[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+    const { ws, client, events } = await reconnectingSubscription(FAST);
     const ended = events.next();
     client.close();
     await expect(ended).rejects.toMatchObject({ code: StatusCodes.UNAVAILABLE, details: 'connection closed (1000 client closed)' });
@@ -100,13 +109,8 @@ describe('client-web subscribe({ autoReconnect })', () => {
   });
 
   it('a connection lost, then close() before the retry: the retry does not dial', async () => {
-    f = await WsFixture.start();
-    const device = f.addDevice();
-    const ws = recordingWebSocket();
-    const client = await clientOn(f, device, ws.Ctor);
     // A long backoff: close() lands during the wait.
-    const events = client.subscribe({ autoReconnect: true, backoff: { initialMs: 200, maxMs: 200 } })[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+    const { ws, client, events } = await reconnectingSubscription({ initialMs: 200, maxMs: 200 });
     const ended = events.next();
     const lost = client.closed;
     ws.sockets[0]?.terminate();
@@ -117,25 +121,15 @@ describe('client-web subscribe({ autoReconnect })', () => {
   });
 
   it('a revoked session ends the iteration with FAILED_PRECONDITION and is not reopened', async () => {
-    f = await WsFixture.start();
-    const device = f.addDevice();
-    const ws = recordingWebSocket();
-    const client = await clientOn(f, device, ws.Ctor);
-    const events = client.subscribe({ autoReconnect: true, backoff: FAST })[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+    const { device, ws, events, fixture } = await reconnectingSubscription(FAST);
     const ended = events.next();
-    f.revoke(device);
+    fixture.revoke(device);
     await expect(ended).rejects.toMatchObject({ code: StatusCodes.FAILED_PRECONDITION, details: 'device session is revoked' });
     expect(ws.sockets).toHaveLength(1);
   });
 
   it('a close for a protocol error (1002) is final: not retried', async () => {
-    f = await WsFixture.start();
-    const device = f.addDevice();
-    const ws = recordingWebSocket();
-    const client = await clientOn(f, device, ws.Ctor);
-    const events = client.subscribe({ autoReconnect: true, backoff: FAST })[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+    const { ws, events } = await reconnectingSubscription(FAST);
     const ended = events.next();
     // A frame shorter than the header on the client's own connection: the gateway closes it 1002.
     ws.sockets[0]?.send(new Uint8Array([1, 2]));
@@ -144,12 +138,7 @@ describe('client-web subscribe({ autoReconnect })', () => {
   });
 
   it('maxAttempts: gives up with UNAVAILABLE after that many failed dials when the gateway stays unreachable', async () => {
-    f = await WsFixture.start();
-    const device = f.addDevice();
-    const ws = recordingWebSocket(1);
-    const client = await clientOn(f, device, ws.Ctor);
-    const events = client.subscribe({ autoReconnect: true, backoff: { ...FAST, maxAttempts: 2 } })[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ eventType: SERVER_TIME });
+    const { ws, events } = await reconnectingSubscription({ ...FAST, maxAttempts: 2 }, 1);
     const ended = events.next();
     ws.sockets[0]?.terminate();
     await expect(ended).rejects.toMatchObject({ code: StatusCodes.UNAVAILABLE, details: 'websocket closed before it opened (1006)' });
