@@ -255,15 +255,54 @@ describe('resume with the default limits', () => {
   });
 });
 
+/**
+ * The shape of every incomplete resume (SPEC §8.3): `device` misses what `missWhileAway` writes
+ * (it returns the ids the resume must replay), resumes from its cursor, and gets the bootstrap,
+ * `gateway.resume_incomplete`, exactly those ids, then the live feed. The gateway counts one
+ * resume, that many replayed events, one incomplete resume for `reason` and none for `notFor`.
+ */
+async function incompleteResume(
+  addr: Awaited<ReturnType<GatewayProcess['started']>>,
+  stream: string,
+  device: Device,
+  reason: string,
+  missWhileAway: (cursor: string) => Promise<string[]>,
+  notFor: readonly string[] = [],
+): Promise<void> {
+  const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+  const before = await scrape(addr.adminHttp as string);
+  try {
+    const expected = await missWhileAway(cursor);
+    const abort = new AbortController();
+    const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+    const [bootstrap, incomplete, ...replayed] = await take(events, 2 + expected.length);
+    expect(bootstrap?.eventType).toBe(SERVER_TIME);
+    expectIncompleteFor(incomplete, device);
+    expect(replayed.map((e) => e.eventId)).toEqual(expected);
+    // The live feed continues; nothing else of what was missed is sent.
+    const live = await publishEvent(raw, { userId: device.userId, eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+    expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+    abort.abort();
+    await events.return?.(undefined);
+
+    const metrics = await scrape(addr.adminHttp as string);
+    const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+    expect(delta('gateway_push_resumes_total')).toBe(1);
+    expect(delta('gateway_push_resume_replayed_events_total')).toBe(expected.length);
+    expect(delta('gateway_push_resumes_incomplete_total', { reason })).toBe(1);
+    for (const other of notFor) expect(delta('gateway_push_resumes_incomplete_total', { reason: other })).toBe(0);
+  } finally {
+    client.close();
+  }
+}
+
 describe('trimmed stream', () => {
   const stream = newStream('trimmed');
   const addr = gatewayPerDescribe(stream);
 
   it('sends gateway.resume_incomplete right after the bootstrap, then what is left, then the live feed', async () => {
     const device = await activeDevice('user-trim', 'trim');
-    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
-    const before = await scrape(addr.adminHttp as string);
-    try {
+    await incompleteResume(addr, stream, device, 'truncated', async (cursor) => {
       for (let i = 0; i < 10; i += 1) {
         await publishEvent(raw, { userId: 'user-trim', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream);
         await publishEvent(raw, { userId: 'trim-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
@@ -273,26 +312,8 @@ describe('trimmed stream', () => {
       expect(first > cursor).toBe(true);
       const remaining = await targetedIdsAfter(raw, stream, cursor, device);
       expect(remaining.length).toBeGreaterThan(0);
-
-      const abort = new AbortController();
-      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
-      const [bootstrap, incomplete, ...rest] = await take(events, 2 + remaining.length);
-      expect(bootstrap?.eventType).toBe(SERVER_TIME);
-      expectIncompleteFor(incomplete, device);
-      expect(rest.map((e) => e.eventId)).toEqual(remaining);
-      const live = await publishEvent(raw, { userId: 'user-trim', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
-      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
-      abort.abort();
-      await events.return?.(undefined);
-
-      const metrics = await scrape(addr.adminHttp as string);
-      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
-      expect(delta('gateway_push_resumes_total')).toBe(1);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'truncated' })).toBe(1);
-      expect(delta('gateway_push_resume_replayed_events_total')).toBe(remaining.length);
-    } finally {
-      client.close();
-    }
+      return remaining;
+    });
   });
 });
 
@@ -303,105 +324,63 @@ describe('resume limits', () => {
 
   it('GATEWAY_PUSH_RESUME_MAX_EVENTS: replays exactly that many, after resume_incomplete, then the live feed', async () => {
     const device = await activeDevice('user-max-events', 'max-events');
-    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
-    const before = await scrape(addr.adminHttp as string);
-    try {
-      const missed: string[] = [];
-      for (let i = 0; i < 8; i += 1) {
-        missed.push(await publishEvent(raw, { userId: 'user-max-events', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream));
-        await publishEvent(raw, { userId: 'max-events-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
-      }
-      const abort = new AbortController();
-      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
-      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + 5);
-      expect(bootstrap?.eventType).toBe(SERVER_TIME);
-      expectIncompleteFor(incomplete, device);
-      expect(replayed.map((e) => e.eventId)).toEqual(missed.slice(0, 5));
-      // The live feed continues; the rest of the missed events are not sent.
-      const live = await publishEvent(raw, { userId: 'user-max-events', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
-      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
-      abort.abort();
-      await events.return?.(undefined);
-
-      const metrics = await scrape(addr.adminHttp as string);
-      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
-      expect(delta('gateway_push_resumes_total')).toBe(1);
-      expect(delta('gateway_push_resume_replayed_events_total')).toBe(5);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(1);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_scan' })).toBe(0);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_bytes' })).toBe(0);
-    } finally {
-      client.close();
-    }
+    await incompleteResume(
+      addr,
+      stream,
+      device,
+      'max_events',
+      async () => {
+        const missed: string[] = [];
+        for (let i = 0; i < 8; i += 1) {
+          missed.push(await publishEvent(raw, { userId: 'user-max-events', eventType: 'chat.message', payload: Buffer.from(`m-${i}`) }, stream));
+          await publishEvent(raw, { userId: 'max-events-other', eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+        }
+        return missed.slice(0, 5);
+      },
+      ['max_scan', 'max_bytes'],
+    );
   });
 
   it('GATEWAY_PUSH_RESUME_MAX_BYTES: replays the events whose payloads fit, after resume_incomplete, then the live feed', async () => {
     const device = await activeDevice('user-max-bytes', 'max-bytes');
-    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
-    const before = await scrape(addr.adminHttp as string);
-    try {
-      const missed: string[] = [];
-      // 300 bytes each: three fit in 1000, the fourth would not (fewer than MAX_EVENTS).
-      for (let i = 0; i < 4; i += 1) {
-        missed.push(await publishEvent(raw, { userId: 'user-max-bytes', eventType: 'chat.message', payload: Buffer.alloc(300, i) }, stream));
-      }
-      const abort = new AbortController();
-      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
-      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + 3);
-      expect(bootstrap?.eventType).toBe(SERVER_TIME);
-      expectIncompleteFor(incomplete, device);
-      expect(replayed.map((e) => e.eventId)).toEqual(missed.slice(0, 3));
-      const live = await publishEvent(raw, { userId: 'user-max-bytes', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
-      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
-      abort.abort();
-      await events.return?.(undefined);
-
-      const metrics = await scrape(addr.adminHttp as string);
-      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
-      expect(delta('gateway_push_resumes_total')).toBe(1);
-      expect(delta('gateway_push_resume_replayed_events_total')).toBe(3);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_bytes' })).toBe(1);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(0);
-    } finally {
-      client.close();
-    }
+    await incompleteResume(
+      addr,
+      stream,
+      device,
+      'max_bytes',
+      async () => {
+        const missed: string[] = [];
+        // 300 bytes each: three fit in 1000, the fourth would not (fewer than MAX_EVENTS).
+        for (let i = 0; i < 4; i += 1) {
+          missed.push(await publishEvent(raw, { userId: 'user-max-bytes', eventType: 'chat.message', payload: Buffer.alloc(300, i) }, stream));
+        }
+        return missed.slice(0, 3);
+      },
+      ['max_events'],
+    );
   });
 
   it('GATEWAY_PUSH_RESUME_MAX_SCAN: stops scanning past many other users’ entries and says so', async () => {
     const device = await activeDevice('user-max-scan', 'max-scan');
-    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
-    const before = await scrape(addr.adminHttp as string);
-    try {
-      const early = [
-        await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-1') }, stream),
-        await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-2') }, stream),
-      ];
-      for (let i = 0; i < 40; i += 1) {
-        await publishEvent(raw, { userId: `scan-other-${i % 4}`, eventType: 'chat.message', payload: Buffer.from('x') }, stream);
-      }
-      // Beyond the 20 entries the gateway may read: never replayed.
-      await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('late') }, stream);
-
-      const abort = new AbortController();
-      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
-      const [bootstrap, incomplete, ...replayed] = await take(events, 2 + early.length);
-      expect(bootstrap?.eventType).toBe(SERVER_TIME);
-      expectIncompleteFor(incomplete, device);
-      expect(replayed.map((e) => e.eventId)).toEqual(early);
-      const live = await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
-      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
-      abort.abort();
-      await events.return?.(undefined);
-
-      const metrics = await scrape(addr.adminHttp as string);
-      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
-      expect(delta('gateway_push_resumes_total')).toBe(1);
-      expect(delta('gateway_push_resume_replayed_events_total')).toBe(2);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_scan' })).toBe(1);
-      expect(delta('gateway_push_resumes_incomplete_total', { reason: 'max_events' })).toBe(0);
-    } finally {
-      client.close();
-    }
+    await incompleteResume(
+      addr,
+      stream,
+      device,
+      'max_scan',
+      async () => {
+        const early = [
+          await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-1') }, stream),
+          await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('e-2') }, stream),
+        ];
+        for (let i = 0; i < 40; i += 1) {
+          await publishEvent(raw, { userId: `scan-other-${i % 4}`, eventType: 'chat.message', payload: Buffer.from('x') }, stream);
+        }
+        // Beyond the 20 entries the gateway may read: never replayed.
+        await publishEvent(raw, { userId: 'user-max-scan', eventType: 'chat.message', payload: Buffer.from('late') }, stream);
+        return early;
+      },
+      ['max_events'],
+    );
   });
 });
 
