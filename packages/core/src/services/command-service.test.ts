@@ -245,6 +245,16 @@ describe('CommandService', () => {
         await expectFailure(service.execute(request(alice)), code, thrown.message);
       });
 
+      it('cut by the client\'s own deadline: DEADLINE_EXCEEDED "deadline exceeded", never the downstream library\'s diagnostics', async () => {
+        const { service, request, downstream, clock } = setup();
+        downstream.behaviour = () => {
+          clock.advance(150);
+          // What grpc-js's client says when its own timer for the propagated deadline fires first.
+          return Promise.reject(new GatewayError('deadline_exceeded', 'Deadline exceeded after 0.101s,LB pick: 0.001s,remote_addr=10.0.0.5:9000'));
+        };
+        await expectFailure(service.execute(request(alice), { deadlineMs: clock.now() + 100 }), 'deadline_exceeded', 'deadline exceeded');
+      });
+
       it.each([
         ['a plain Error', new Error('connection reset: secret internals')],
         ['another GatewayError code', GatewayError.invalidArgument('downstream did not like it')],

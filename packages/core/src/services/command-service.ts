@@ -205,14 +205,17 @@ export class CommandService {
   }
 
   private downstreamError(error: unknown, target: string, request: CommandRequest, context: CallContext): GatewayError {
+    // The call was cut by the client's own deadline (propagated to the downstream, or the
+    // transport cancelled it): the client's answer is that deadline, whichever timer fired first,
+    // and never the downstream client library's diagnostics (grpc-js adds the downstream's
+    // address to its own "Deadline exceeded after …").
+    if (this.deadlinePassed(context)) return GatewayError.deadlineExceeded();
     if (
       error instanceof GatewayError &&
       (error.code === GatewayErrorCode.Unavailable || error.code === GatewayErrorCode.DeadlineExceeded)
     ) {
       return error;
     }
-    // The call was cut by the client's deadline (the transport aborts it): not a downstream fault.
-    if (this.deadlinePassed(context)) return GatewayError.deadlineExceeded();
     this.logger.warn('downstream command failed', {
       target,
       message_type: request.messageType,
