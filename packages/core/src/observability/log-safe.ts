@@ -12,11 +12,12 @@ export const LOG_TEXT_MAX_CHARS = 512;
  * so a 1 MB `request_id` costs a few dozen bytes of log, not a megabyte.
  */
 export function clientField(name: string, value: string, valid: boolean): LogFields {
-  if (valid) return { [name]: value };
-  return { [name]: value.slice(0, LOG_PREVIEW_CHARS), [`${name}_length`]: value.length };
+  const fields: LogFields = {};
+  addClientField(fields, name, value, valid);
+  return fields;
 }
 
-/** {@link clientField} written into `fields` (no intermediate object). */
+/** {@link clientField} written into `fields` (no intermediate object on the hot path). */
 export function addClientField(fields: LogFields, name: string, value: string, valid: boolean): void {
   if (valid) {
     fields[name] = value;
