@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import {
+  CancellationSource,
   GatewayError,
   describeError,
   type GatewayCore,
@@ -141,14 +142,14 @@ export class WebSocketConnection {
 
   /** A command; with `timeoutMs`, its deadline is its arrival plus that (the core and the downstream get it). */
   private execute(callId: number, request: ExecuteCommandRequest, started: number, timeoutMs?: number): void {
-    const controller = new AbortController();
+    const cancellation = new CancellationSource();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const call: Call = {
       method: 'ExecuteCommand',
       started,
       cancel: () => {
         clearTimeout(timer);
-        controller.abort();
+        cancellation.cancel();
       },
     };
     this.calls.set(callId, call);
@@ -158,11 +159,11 @@ export class WebSocketConnection {
       // does, and cut the call (the core logs it; the downstream call is cancelled).
       timer = setTimeout(() => {
         if (!this.finish(callId, call)) return;
-        controller.abort();
+        cancellation.cancel();
         this.sendStatus('ExecuteCommand', callId, DEADLINE_EXCEEDED_STATUS, started);
       }, timeoutMs);
     }
-    this.core.execute(request, { signal: controller.signal, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
+    this.core.execute(request, { cancellation, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
       (result) => {
         clearTimeout(timer);
         if (!this.finish(callId, call)) return;
