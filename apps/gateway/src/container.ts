@@ -4,6 +4,7 @@ import {
   type GatewayCore,
   type GatewayMetrics,
   type Logger,
+  type RateLimiter,
   type ResponseSigner,
   type UserFeed,
 } from '@edge-gateway/core';
@@ -145,6 +146,8 @@ export function registerGateway(
           history: c.resolve(Tokens.EventHistory),
           // Routed fan-out (cluster backend): the hub tells the feed which users are held here.
           ...(c.isRegistered(Tokens.UserFeed) ? { feed: c.resolve<UserFeed>(Tokens.UserFeed) } : {}),
+          // GATEWAY_RATE_LIMIT_STORE=redis: the backend's limiter (counted with the reservation); local: the core's in-memory one.
+          ...(config.rateLimitStore === 'redis' && c.isRegistered(Tokens.RateLimiter) ? { rateLimiter: c.resolve<RateLimiter>(Tokens.RateLimiter) } : {}),
           signer: c.resolve(Tokens.Signer),
           router: c.resolve<Downstreams>(Tokens.Downstreams).router,
           metrics: metrics(c),
@@ -164,6 +167,7 @@ export function registerGateway(
           pushMaxEventBytes: config.pushMaxEventBytes,
           pushStreamBufferBytes: config.pushStreamBufferBytes,
           pushMaxStreamsPerSession: config.pushMaxStreamsPerSession,
+          rateLimits: config.rateLimits,
         },
       ),
     ),

@@ -9,6 +9,8 @@ export const Tokens = {
   RedisTopology: Symbol('RedisTopology'),
   RedisClient: Symbol('RedisClient'),
   UserFeed: Symbol('UserFeed'),
+  /** The backend's shared `RateLimiter` (`GATEWAY_RATE_LIMIT_STORE=redis`); absent: the core counts in the process. */
+  RateLimiter: Symbol('RateLimiter'),
   RoutedPublisher: Symbol('RoutedPublisher'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),

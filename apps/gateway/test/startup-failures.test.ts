@@ -152,6 +152,11 @@ describe('every configuration problem at once, each naming its variable (issue 1
     expect(error).toBe('GATEWAY_DOWNSTREAM_ROUTES: invalid route "echo": expected prefix=host:port or prefix=tls://host:port');
   });
 
+  it('a malformed GATEWAY_RATE_LIMITS rule names the variable and the rule', async () => {
+    const { error } = await expectStartupFailure({ ...baseEnv(), GATEWAY_RATE_LIMITS: 'session=20/s,user=5/week' });
+    expect(error).toBe('GATEWAY_RATE_LIMITS: rule "user=5/week": the unit must be s, m or h');
+  });
+
   it.each(['GATEWAY_AUTHENTICATED_GRPC_ADDR', 'GATEWAY_PUBLIC_HTTP_ADDR', 'GATEWAY_ADMIN_HTTP_ADDR'])(
     'a taken port of %s names the variable, and every line printed is JSON',
     async (variable) => {

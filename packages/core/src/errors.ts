@@ -35,20 +35,31 @@ export const GatewayMessages = {
   deadlineExceeded: 'deadline exceeded',
   internal: 'internal error',
   pushFeedUnavailable: 'push feed unavailable',
+  rateLimited: 'rate limit exceeded',
+  rateLimitStoreUnavailable: 'rate limit store unavailable',
 } as const;
 
 export interface GatewayErrorOptions {
   cause?: unknown;
+  /** See {@link GatewayError.retryAfterMs}. */
+  retryAfterMs?: number;
 }
 
 /** The single error type of the gateway. `message` is safe to show to the client. */
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
   readonly code: GatewayErrorCode;
+  /**
+   * Whole milliseconds after which the same request would be admitted (a rate-limited
+   * request, SPEC §4 step 7); transports send it with the status (gRPC trailers
+   * `retry-after-ms` and `grpc-retry-pushback-ms`, the WebSocket status frame's trailer).
+   */
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: GatewayErrorCode, message: string, options?: GatewayErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   static invalidArgument(message: string): GatewayError {
@@ -82,6 +93,10 @@ export class GatewayError extends Error {
   /** The caller's deadline passed before the command ran. */
   static deadlineExceeded(): GatewayError {
     return new GatewayError(GatewayErrorCode.DeadlineExceeded, GatewayMessages.deadlineExceeded);
+  }
+  /** A rate limit refused the request (SPEC §4 step 7); it may be sent again after `retryAfterMs`. */
+  static rateLimited(retryAfterMs: number): GatewayError {
+    return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.rateLimited, { retryAfterMs });
   }
   /** The transport could not decode the request message at all. */
   static malformedRequest(): GatewayError {

@@ -54,6 +54,15 @@ export { type CommandDownstream, type CommandRouter, type DownstreamCallContext 
 export { type EventHistory, type EventHistoryPage } from './ports/event-history.port.js';
 export { noopLogger, type LogFields, type Logger } from './ports/logger.port.js';
 export { replayKey, type ReplayReservation, type ReplayStore } from './ports/replay-store.port.js';
+export {
+  type RateLimitAdmission,
+  type RateLimitBucket,
+  type RateLimiter,
+  type RateLimitRefusal,
+  type RateLimitSubject,
+  type RateLimitVerdict,
+  type ReservedVerdict,
+} from './ports/rate-limiter.port.js';
 export { signWith, type ResponseSigner } from './ports/response-signer.port.js';
 export { type SessionStore } from './ports/session-store.port.js';
 export { type UserFeed } from './ports/user-feed.port.js';
@@ -92,6 +101,19 @@ export { type StreamEntryHandler } from './handlers/stream-entry-handler.js';
 export { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH, signEvent, type ClientEventsHandlerOptions } from './handlers/client-events-handler.js';
 export { SessionEventsHandler, type SessionEventsHandlerOptions } from './handlers/session-events-handler.js';
 export { StaticRouter, type StaticRoute } from './routing/static-router.js';
+
+// Rate limits (SPEC §4 step 7, §7 GATEWAY_RATE_LIMITS)
+export {
+  formatRateLimitRules,
+  MAX_RATE_LIMIT_COUNT,
+  parseRateLimitRules,
+  RATE_LIMIT_SCOPES,
+  RateLimitRuleError,
+  type RateLimitRule,
+  type RateLimitScope,
+} from './rate-limit/rate-limit-rules.js';
+export { gcra, type GcraStep } from './rate-limit/gcra.js';
+export { RATE_LIMIT_LOG_INTERVAL_MS, RATE_LIMIT_LOG_MAX_KEYS, RateLimits, routeLabel, type RateLimitsOptions } from './rate-limit/rate-limits.js';
 
 // Data formats: field validation, Redis entries (SPEC §2.1, §5)
 export {

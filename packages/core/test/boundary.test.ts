@@ -24,7 +24,7 @@ const BOUNDARIES: Readonly<Record<string, { readonly allowed: ReadonlySet<string
 /** Allowed non-relative imports of the core's production files. */
 const ALLOWED = BOUNDARIES['core']!.allowed;
 /** Allowed in addition in test files and the `testing` entry point (contract suites, metrics harness). */
-const ALLOWED_IN_TESTS = new Set(['vitest', '@opentelemetry/sdk-metrics']);
+const ALLOWED_IN_TESTS = new Set(['vitest', '@opentelemetry/sdk-metrics', 'fast-check']);
 
 /** Every module specifier of a TypeScript source (static imports and exports, dynamic imports, require). */
 function specifiersOf(source: string): string[] {

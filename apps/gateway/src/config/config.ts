@@ -1,4 +1,5 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
+import { formatRateLimitRules, parseRateLimitRules, RateLimitRuleError, type RateLimitRule } from '@edge-gateway/core';
 import { parseGoDuration } from './duration.js';
 
 /** One invalid or missing variable. */
@@ -51,6 +52,9 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /** How client events reach the processes holding their streams (SPEC §9). */
 export type PushFanout = 'stream' | 'routed';
+
+/** Where the rate limits are counted (`GATEWAY_RATE_LIMIT_STORE`). */
+export type RateLimitStore = 'local' | 'redis';
 
 /** The validated configuration of SPEC §7 (durations in milliseconds). */
 export interface GatewayConfig {
@@ -130,6 +134,10 @@ export interface GatewayConfig {
   /** `GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH` / `_KEY_PATH`; undefined: plain HTTP. */
   readonly publicHttpTls: TlsFiles | undefined;
   readonly downstreamTimeoutMs: number;
+  /** `GATEWAY_RATE_LIMITS`, parsed, in the order written; empty: no limits. */
+  readonly rateLimits: readonly RateLimitRule[];
+  /** `GATEWAY_RATE_LIMIT_STORE`: `local` (per process) or `redis` (across the fleet, with the replay reservation). */
+  readonly rateLimitStore: RateLimitStore;
   readonly logLevel: LogLevel;
 }
 
@@ -368,6 +376,16 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     // The route parser quotes the bad pair; withhold it when it may carry credentials.
     r.fail('GATEWAY_DOWNSTREAM_ROUTES', mayCarryCredentials(downstreamRoutes) ? 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)' : message);
   }
+  const rateLimits = r.check<RateLimitRule[]>([], () => {
+    try {
+      return parseRateLimitRules(r.string('GATEWAY_RATE_LIMITS', ''));
+    } catch (error) {
+      if (error instanceof RateLimitRuleError) throw new ConfigError('GATEWAY_RATE_LIMITS', error.message);
+      throw error;
+    }
+  });
+  const rateLimitStore = r.string('GATEWAY_RATE_LIMIT_STORE', 'local');
+  if (rateLimitStore !== 'local') r.fail('GATEWAY_RATE_LIMIT_STORE', `"${rateLimitStore}" is not one of local`);
   const config: GatewayConfig = {
     redis: {
       master,
@@ -415,6 +433,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     grpcTls: r.tlsFiles('GATEWAY_AUTHENTICATED_GRPC_TLS'),
     publicHttpTls: r.tlsFiles('GATEWAY_PUBLIC_HTTP_TLS'),
     downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
+    rateLimits,
+    rateLimitStore: rateLimitStore as RateLimitStore,
     logLevel: logLevel as LogLevel,
   };
   r.throwIfFailed();
@@ -501,6 +521,8 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     websocket_addr: config.websocketAddr,
     websocket_allowed_origins: config.websocketAllowedOrigins,
     downstream_routes: config.downstreamRoutes,
+    rate_limits: formatRateLimitRules(config.rateLimits),
+    rate_limit_store: config.rateLimitStore,
     authenticated_grpc_tls: config.grpcTls !== undefined,
     grpc_max_connection_age_ms: config.grpcMaxConnection.ageMs,
     grpc_max_connection_age_grace_ms: config.grpcMaxConnection.graceMs,

@@ -6,7 +6,11 @@ import type { Clock } from '../ports/clock.port.js';
 import type { CommandRouter } from '../ports/command-router.port.js';
 import type { EventHistory } from '../ports/event-history.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { RateLimiter } from '../ports/rate-limiter.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
+import { InMemoryRateLimiter } from '../memory/in-memory-rate-limiter.js';
+import type { RateLimitRule } from '../rate-limit/rate-limit-rules.js';
+import { RateLimits } from '../rate-limit/rate-limits.js';
 import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { SessionStore } from '../ports/session-store.port.js';
 import type { UserFeed } from '../ports/user-feed.port.js';
@@ -42,6 +46,11 @@ export interface GatewayCorePorts {
    * process holds streams for. Absent for a broadcast source (the client-events stream).
    */
   readonly feed?: UserFeed;
+  /**
+   * Where the rate limits are counted (only used with `GatewayCoreOptions.rateLimits`): default
+   * an `InMemoryRateLimiter` (per process); the Redis one counts across the fleet.
+   */
+  readonly rateLimiter?: RateLimiter;
   readonly clock?: Clock;
   /** Default: drops every line. Components log through `child({ component })`. */
   readonly logger?: Logger;
@@ -91,6 +100,12 @@ export interface GatewayCoreOptions {
    * see `CommandServiceOptions.asyncCrypto`). Ignored when `asyncCrypto` is false.
    */
   readonly commandAsyncCrypto?: boolean;
+  /**
+   * Rate limit rules (`parseRateLimitRules('session=20/s:40,…')`, SPEC §4 step 7, §7): checked
+   * for every command and stream open after its signature, before its replay reservation.
+   * Default: none.
+   */
+  readonly rateLimits?: readonly RateLimitRule[];
 }
 
 /** What an app stops around the core, in `GatewayCore.shutdownSteps` order. */
@@ -123,6 +138,8 @@ export interface GatewayCore {
   readonly router: CommandRouter;
   readonly signer: ResponseSigner;
   readonly metrics: GatewayMetrics;
+  /** The rate limits in force; undefined without rules. */
+  readonly rateLimits: RateLimits | undefined;
   /** True once `beginShutdown` was called. */
   readonly shuttingDown: boolean;
   /** ExecuteCommand: the whole pipeline; rejects with a `GatewayError` for a status. */
@@ -164,6 +181,17 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     logger: log('push-hub'),
     feed: ports.feed,
   });
+  const rules = options.rateLimits ?? [];
+  const rateLimits =
+    rules.length === 0
+      ? undefined
+      : new RateLimits({
+          rules,
+          limiter: ports.rateLimiter ?? new InMemoryRateLimiter(clock === undefined ? {} : { clock }),
+          metrics,
+          logger: log('rate-limits'),
+          ...(clock === undefined ? {} : { clock }),
+        });
   const commands = new CommandService({
     sessions: sessionCache,
     replay: ports.replay,
@@ -176,6 +204,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     maxPayloadBytes: options.maxPayloadBytes,
     downstreamTimeoutMs: options.downstreamTimeoutMs,
     asyncCrypto: options.asyncCrypto !== false && options.commandAsyncCrypto === true,
+    rateLimits,
   });
   const subscriptions = new SubscriptionService({
     sessions: sessionCache,
@@ -192,6 +221,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     resumeMaxBytes: options.resumeMaxBytes,
     maxEventBytes: options.pushMaxEventBytes,
     asyncCrypto: options.asyncCrypto,
+    rateLimits,
   });
   const sessionEvents = new SessionEventsHandler({ cache: sessionCache, hub, metrics, logger: log('session-events') });
   const clientEvents = new ClientEventsHandler({
@@ -220,6 +250,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     router,
     signer: ports.signer,
     metrics,
+    rateLimits,
     get shuttingDown() {
       return shuttingDown;
     },

@@ -30,6 +30,7 @@ export const MetricNames = {
   websocketDuration: 'gateway_websocket_request_duration_seconds',
   websocketConnections: 'gateway_websocket_connections_active',
   signerKeyInfo: 'gateway_signer_key_info',
+  rateLimited: 'gateway_rate_limited_total',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -72,6 +73,8 @@ export class GatewayMetrics {
   readonly pushResumes: Counter;
   readonly pushResumeReplayed: Counter;
   readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
+  /** Requests refused by a rate limit, by the first refusing rule's `scope` and `route` (its prefix or `*`). */
+  readonly rateLimited: Counter<{ scope: string; route: string }>;
   /** Label `key_id`: 1 for the response signer key in use, 0 for keys rotated out (see {@link GatewayMetrics.observeSignerKey}). */
   readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
 
@@ -98,6 +101,7 @@ export class GatewayMetrics {
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
+    this.rateLimited = meter.createCounter(MetricNames.rateLimited, { description: 'Requests refused by a rate limit, by the first refusing rule' });
     // The binary's transports exist from the start, as before the per-transport recorders.
     this.transportCalls('websocket');
     this.transportConnections('websocket');

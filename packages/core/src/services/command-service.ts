@@ -13,6 +13,7 @@ import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
 import { addClientField, boundedText, clientField } from '../observability/log-safe.js';
 import { isValidId, isValidType, validateCommandRequest } from '../validation.js';
+import type { RateLimits } from '../rate-limit/rate-limits.js';
 import { processLoopLoad } from './loop-load.js';
 import { activeSession, checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, type PipelineDeps } from './pipeline.js';
 
@@ -32,6 +33,11 @@ export interface CommandServiceOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: GatewayMetrics;
+  /**
+   * Rate limits (SPEC §4 step 7), checked after the signature and the route, before the replay
+   * reservation; shared with the subscription service. Default: none.
+   */
+  readonly rateLimits?: RateLimits;
   /**
    * Verify the request and sign the result in libuv's threadpool (node:crypto callbacks, and
    * `ResponseSigner.signAsync` when the signer has it) instead of on the event loop, under the
@@ -96,6 +102,7 @@ export class CommandService {
   private readonly asyncCryptoMinInFlight: number;
   private readonly asyncCryptoMinLoopUtilization: number;
   private readonly loopUtilization: () => number;
+  private readonly rateLimits: RateLimits | undefined;
   private inFlight = 0;
   private shuttingDown = false;
 
@@ -110,6 +117,7 @@ export class CommandService {
       this.loopUtilization = () => load.utilization();
     }
     this.deps = pipelineDeps(options);
+    this.rateLimits = options.rateLimits;
     this.logger = options.logger ?? noopLogger;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.downstreamTimeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
@@ -145,13 +153,20 @@ export class CommandService {
       if (downstream === undefined) {
         throw new GatewayError(GatewayErrorCode.Unimplemented, GatewayMessages.noRoute(request.messageType));
       }
-      // A command whose deadline passed never consumes its request_id: nobody waits for it.
+      // A command whose deadline passed never consumes its request_id (nor its budget): nobody waits for it.
       this.checkDeadline(context);
-      await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+      const limits = this.rateLimits;
+      if (limits === undefined) {
+        await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+      } else {
+        // Step 7 then 8: a limited request leaves no reservation, so its request_id may be sent again.
+        const subject = { deviceSessionId: request.deviceSessionId, userId: session.userId };
+        await limits.admit(this.deps.replay, limits.commandBuckets(subject, request.messageType), subject, request.requestId, 2 * this.deps.freshnessWindowMs);
+      }
       recheckNotRevoked(this.deps, request.deviceSessionId);
       if (this.deadlinePassed(context)) {
         // It passed during the reservation: give the request_id back, the command never ran.
-        await this.release(request);
+        await this.release(request, session.userId);
         this.checkDeadline(context);
       }
 
@@ -179,7 +194,9 @@ export class CommandService {
       if (!(error instanceof GatewayError)) {
         this.logger.error('command failed unexpectedly', { ...clientField('request_id', request.requestId, isValidId(request.requestId)), error: describe(error) });
       }
-      this.logCall(request, userId, failure.code, started, context, failure.message);
+      // A rate-limited call is logged by the limits, once per session and rule per 10 s (a flood
+      // must not cost a log line per request).
+      if (failure.retryAfterMs === undefined) this.logCall(request, userId, failure.code, started, context, failure.message);
       throw failure;
     } finally {
       this.inFlight -= 1;
@@ -234,9 +251,10 @@ export class CommandService {
   }
 
   /** Best effort: a failed release leaves the reservation to expire (fail closed). */
-  private async release(request: CommandRequest): Promise<void> {
+  private async release(request: CommandRequest, userId: string): Promise<void> {
     try {
-      await this.deps.replay.release?.(request.deviceSessionId, request.requestId);
+      if (this.rateLimits === undefined) await this.deps.replay.release?.(request.deviceSessionId, request.requestId);
+      else await this.rateLimits.release(this.deps.replay, { deviceSessionId: request.deviceSessionId, userId }, request.requestId);
     } catch (error) {
       this.logger.warn('replay reservation release failed', { request_id: request.requestId, error: describe(error) });
     }

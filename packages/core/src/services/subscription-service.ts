@@ -12,6 +12,7 @@ import type { PushHub, PushSink, PushStream } from '../push/push-hub.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { eventBytes } from '../signing/canonical.js';
 import { verifySubscribeRequest, verifySubscribeRequestAsync } from '../signing/verifier.js';
+import type { RateLimits } from '../rate-limit/rate-limits.js';
 import { validateSubscribeRequest } from '../validation.js';
 import { describe } from './command-service.js';
 import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
@@ -45,6 +46,8 @@ export interface SubscriptionServiceOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: GatewayMetrics;
+  /** Rate limits (`session_streams` rules, SPEC §4 step 7), shared with the command service. Default: none. */
+  readonly rateLimits?: RateLimits;
   /**
    * Verify the subscribe request and sign the bootstrap event in libuv's threadpool (see
    * `CommandServiceOptions.asyncCrypto`). Default true.
@@ -142,15 +145,22 @@ export class SubscriptionService {
     let bootstrap: GatewayEvent;
     if (this.asyncCrypto) {
       if (!(await verifySubscribeRequestAsync(publicKey, request))) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
-      // The bootstrap is signed while the reservation is in flight (both off the event loop).
-      const [, signed] = await Promise.all([
-        reserveRequest(this.deps, request.deviceSessionId, request.requestId),
-        this.gatewayEventAsync(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) => encodeServerTime(now, request.requestId)),
-      ]);
-      bootstrap = signed;
+      const limited = this.limitedReservation(request, session.userId);
+      if (limited !== undefined) {
+        // Admitted first: a refused open costs no bootstrap signature.
+        await limited;
+        bootstrap = await this.gatewayEventAsync(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) => encodeServerTime(now, request.requestId));
+      } else {
+        // The bootstrap is signed while the reservation is in flight (both off the event loop).
+        const [, signed] = await Promise.all([
+          this.reserve(request, session.userId),
+          this.gatewayEventAsync(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) => encodeServerTime(now, request.requestId)),
+        ]);
+        bootstrap = signed;
+      }
     } else {
       if (!verifySubscribeRequest(publicKey, request)) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
-      await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+      await this.reserve(request, session.userId);
       bootstrap = this.gatewayEvent(GatewayEventTypes.serverTime, session.userId, session.deviceSessionId, (now) =>
         encodeServerTime(now, request.requestId),
       );
@@ -180,6 +190,23 @@ export class SubscriptionService {
       this.deps.metrics.pushResumeIncomplete.add(1, { reason: 'read_error' });
     }
     return stream;
+  }
+
+  /** Steps 7–8 when `session_streams` rules apply (undefined otherwise). */
+  private limitedReservation(request: SubscribeRequest, userId: string): Promise<unknown> | undefined {
+    const limits = this.options.rateLimits;
+    if (limits === undefined) return undefined;
+    const subject = { deviceSessionId: request.deviceSessionId, userId };
+    const buckets = limits.streamBuckets(subject);
+    return buckets.length === 0 ? undefined : limits.admit(this.deps.replay, buckets, subject, request.requestId, 2 * this.deps.freshnessWindowMs);
+  }
+
+  /** Steps 7–8 (the limits may hold the reservation even when no stream rule applies). */
+  private reserve(request: SubscribeRequest, userId: string): Promise<unknown> {
+    const limits = this.options.rateLimits;
+    if (limits === undefined) return reserveRequest(this.deps, request.deviceSessionId, request.requestId);
+    const subject = { deviceSessionId: request.deviceSessionId, userId };
+    return limits.admit(this.deps.replay, limits.streamBuckets(subject), subject, request.requestId, 2 * this.deps.freshnessWindowMs);
   }
 
   private async resume(stream: PushStream, bootstrap: GatewayEvent, afterId: string): Promise<void> {

@@ -10,3 +10,4 @@ export {
   type ReplayStoreHarness,
   type SessionStoreHarness,
 } from './contracts.js';
+export { rateLimiterContract, type RateLimiterHarness } from './rate-limiter-contract.js';
