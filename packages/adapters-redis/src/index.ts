@@ -8,6 +8,7 @@ export {
   RedisClient,
   createRedisClient,
   describeRedisError,
+  isErrorReply,
   isUnreachableError,
   type NodeRedisClient,
   type RawReply,

@@ -9,7 +9,7 @@ import { RedisCommandError } from './redis-command-error.js';
 // which this package never sends and which cost ~60 ms of startup to load. Loaded with
 // `require` (it is CommonJS) so @opentelemetry/instrumentation-redis can patch it, as it
 // patches what is `require`d after it was enabled.
-const { createClient } = createRequire(import.meta.url)('@redis/client') as { createClient: typeof CreateClient };
+const { createClient, ErrorReply } = createRequire(import.meta.url)('@redis/client') as { createClient: typeof CreateClient; ErrorReply: new () => Error };
 
 /** Builds a node-redis client speaking RESP2 (flat array replies, parsed by this package). */
 function createResp2Client(options: Omit<Parameters<typeof CreateClient>[0] & object, 'RESP'>) {
@@ -59,6 +59,15 @@ export function describeRedisError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   const base = err.message || err.name;
   return code !== undefined && !base.includes(code) ? `${base} (${code})` : base;
+}
+
+/**
+ * Whether Redis answered the command with an error reply (`-ERR …`, `-READONLY …`): the server
+ * got it and refused it. Any other failure (timeout, lost connection) leaves open whether it ran.
+ */
+export function isErrorReply(err: unknown): boolean {
+  const cause = err instanceof RedisCommandError && err.cause !== undefined ? err.cause : err;
+  return cause instanceof ErrorReply;
 }
 
 /** Whether `err` is a socket-level "cannot reach the server" error. */

@@ -20,8 +20,11 @@ export interface CliIo {
   watchOutput?(): () => void;
 }
 
-/** Exit codes of the CLI. */
-export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
+/**
+ * Exit codes of the CLI. `unconfirmed`: an operation that changes the deployment (a failover)
+ * was started but its outcome could not be confirmed; the message says what to check.
+ */
+export const ExitCode = { ok: 0, failed: 1, usage: 2, unconfirmed: 3 } as const;
 
 /** A wrong invocation: the message and the usage of the command are printed, exit code 2. */
 export class UsageError extends Error {

@@ -26,6 +26,10 @@ Commands:
                                      append a push event to the client-events stream
   streams tail <session-events|client-events> [--from-start] [--count N]
                                      watch a stream, flagging entries the gateway drops
+  redis failover [--node N] [--pause D] [--timeout D]
+                                     a planned failover that loses no acknowledged write
+                                     (Sentinel: pause writes, replicas caught up, SENTINEL
+                                     FAILOVER; Cluster: CLUSTER FAILOVER on a replica of N)
 
 Run "edge-gateway <command> --help" for the details of a command; "edge-gateway --version"
 prints the version.`;
@@ -39,6 +43,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sessions: async () => (await import('./sessions-command.js')).sessionsCommand,
   events: async () => (await import('./events-command.js')).eventsCommand,
   streams: async () => (await import('./streams-command.js')).streamsCommand,
+  redis: async () => (await import('./redis-command.js')).redisCommand,
 };
 
 /** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
