@@ -198,6 +198,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         allowedOrigins: config.websocketAllowedOrigins,
         ...config.http,
         metrics: telemetry.metrics,
+        requestLog: core.requestLog,
         logger,
       });
       const websocketServer = websocket;

@@ -108,6 +108,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       run(() =>
         options.core
           .execute(toCommandRequest(call.request), {
+            transport: 'grpc',
             cancellation,
             ...(ctx === undefined ? {} : { traceContext: ctx }),
             ...(deadlineMs === undefined ? {} : { deadlineMs }),

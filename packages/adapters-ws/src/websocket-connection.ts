@@ -163,7 +163,7 @@ export class WebSocketConnection {
         this.sendStatus('ExecuteCommand', callId, DEADLINE_EXCEEDED_STATUS, started);
       }, timeoutMs);
     }
-    this.core.execute(request, { cancellation, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
+    this.core.execute(request, { transport: 'websocket', cancellation, ...(deadlineMs === undefined ? {} : { deadlineMs }) }).then(
       (result) => {
         clearTimeout(timer);
         if (!this.finish(callId, call)) return;

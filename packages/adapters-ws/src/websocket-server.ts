@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { GatewayMetrics, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
+import { GatewayMetrics, RequestLogLimiter, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
@@ -50,6 +50,11 @@ export interface WebSocketServerOptions {
   readonly bufferHighWaterBytes?: number;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
+  /**
+   * Bounds the transport's per-request failure lines (SPEC §8.5); pass the core's
+   * (`GatewayCore.requestLog`). Default: one of its own.
+   */
+  readonly requestLog?: RequestLogLimiter;
 }
 
 /** A started WebSocket transport. */
@@ -81,6 +86,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const gatewayMetrics = options.metrics ?? new GatewayMetrics();
   const metrics = { calls: gatewayMetrics.transportCalls('websocket'), connections: gatewayMetrics.transportConnections('websocket') };
   const origins = new Set(options.allowedOrigins ?? []);
+  const requestLog = options.requestLog ?? new RequestLogLimiter({ logger, metrics: gatewayMetrics });
   const limits = {
     maxCallsInFlight: options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
     bufferHighWaterBytes: options.bufferHighWaterBytes ?? DEFAULT_BUFFER_HIGH_WATER_BYTES,
@@ -102,7 +108,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
     if (closing) return refuse(socket, 503, 'Service Unavailable');
     const origin = request.headers.origin;
     if (origin !== undefined && !origins.has('*') && !origins.has(origin)) {
-      logger.warn('websocket upgrade refused', { reason: 'origin not allowed' });
+      if (requestLog.allow('websocket', 'PERMISSION_DENIED')) logger.warn('websocket upgrade refused', { reason: 'origin not allowed' });
       return refuse(socket, 403, 'Forbidden');
     }
     const offered = String(request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());

@@ -182,5 +182,13 @@ export {
   type TransportConnectionGauge,
 } from './observability/transport-metrics.js';
 export { boundedText, clientField, LOG_PREVIEW_CHARS, LOG_TEXT_MAX_CHARS } from './observability/log-safe.js';
+export {
+  FAILURE_LINES_PER_SECOND,
+  RequestLogLimiter,
+  SUPPRESSED_SUMMARY_INTERVAL_MS,
+  UNNAMED_TRANSPORT,
+  statusNameOf,
+  type RequestLogLimiterOptions,
+} from './observability/request-log-limiter.js';
 /** A loggable one-line description of any thrown value (never payload bytes). */
 export { describe as describeError } from './services/command-service.js';

@@ -108,6 +108,7 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
       maxPayloadBytes: config.maxPayloadBytes,
       allowedOrigins: [`http://${adminHttp.address}`, `http://localhost:${adminHttp.port}`, `http://127.0.0.1:${adminHttp.port}`],
       metrics: telemetry.metrics,
+      requestLog: gateway.core.requestLog,
       logger,
     });
     logger.info('development websocket transport started', { address: `${adminHttp.address}`, path: '/v1/ws', demo_page: `http://${adminHttp.address}/demo` });

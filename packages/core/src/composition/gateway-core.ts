@@ -2,6 +2,7 @@ import type { CommandRequest, CommandResult, SubscribeRequest } from '../domain.
 import { ClientEventsHandler } from '../handlers/client-events-handler.js';
 import { SessionEventsHandler } from '../handlers/session-events-handler.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { RequestLogLimiter } from '../observability/request-log-limiter.js';
 import type { Clock } from '../ports/clock.port.js';
 import type { CommandRouter } from '../ports/command-router.port.js';
 import type { EventHistory } from '../ports/event-history.port.js';
@@ -140,6 +141,11 @@ export interface GatewayCore {
   readonly metrics: GatewayMetrics;
   /** The rate limits in force; undefined without rules. */
   readonly rateLimits: RateLimits | undefined;
+  /**
+   * Bounds per-request failure lines (SPEC §8.5), shared by the command pipeline and the
+   * transports (a transport asks it before writing a line of its own for a failed request).
+   */
+  readonly requestLog: RequestLogLimiter;
   /** True once `beginShutdown` was called. */
   readonly shuttingDown: boolean;
   /** ExecuteCommand: the whole pipeline; rejects with a `GatewayError` for a status. */
@@ -166,6 +172,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
   const metrics = ports.metrics ?? new GatewayMetrics();
   const router = ports.router ?? new StaticRouter();
   const clock = ports.clock;
+  const requestLog = new RequestLogLimiter({ logger: log('requests'), metrics });
 
   const sessionCache = new SessionCache(ports.sessions, {
     maxEntries: options.sessionCacheMaxEntries ?? DEFAULT_SESSION_CACHE_MAX_ENTRIES,
@@ -199,6 +206,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     signer: ports.signer,
     metrics,
     logger: log('commands'),
+    requestLog,
     clock,
     freshnessWindowMs: options.freshnessWindowMs,
     maxPayloadBytes: options.maxPayloadBytes,
@@ -251,6 +259,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     signer: ports.signer,
     metrics,
     rateLimits,
+    requestLog,
     get shuttingDown() {
       return shuttingDown;
     },
@@ -267,7 +276,17 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
       },
       { component: 'stream subscribers', stop: () => Promise.all((plan.eventSources ?? []).map((source) => source.stop())) },
       { component: 'push hub', stop: () => hub.close() },
-      ...(plan.transports ?? []),
+      // After each transport: the suppressed-lines summaries pending so far (none is lost at exit).
+      ...(plan.transports ?? []).map((step) => ({
+        component: step.component,
+        stop: async (budgetMs: number) => {
+          try {
+            return await step.stop(budgetMs);
+          } finally {
+            requestLog.flush();
+          }
+        },
+      })),
       ...(plan.resources ?? []),
     ],
   };

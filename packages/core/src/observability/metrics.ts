@@ -1,4 +1,5 @@
 import { ProxyTracerProvider, metrics, trace, type Counter, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import { GatewayErrorCode } from '../errors.js';
 import {
   MAX_TRANSPORTS,
   TransportCalls,
@@ -31,6 +32,7 @@ export const MetricNames = {
   websocketConnections: 'gateway_websocket_connections_active',
   signerKeyInfo: 'gateway_signer_key_info',
   rateLimited: 'gateway_rate_limited_total',
+  logLinesSuppressed: 'gateway_log_lines_suppressed_total',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -77,6 +79,8 @@ export class GatewayMetrics {
   readonly rateLimited: Counter<{ scope: string; route: string }>;
   /** Label `key_id`: 1 for the response signer key in use, 0 for keys rotated out (see {@link GatewayMetrics.observeSignerKey}). */
   readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
+  /** Per-request failure lines not written (SPEC §8.5), label `reason`: the status name (`INVALID_ARGUMENT`). */
+  readonly logLinesSuppressed: Counter<{ reason: string }>;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
@@ -106,7 +110,11 @@ export class GatewayMetrics {
     this.transportCalls('websocket');
     this.transportConnections('websocket');
     this.signerKeyInfo = meter.createObservableGauge(MetricNames.signerKeyInfo, { description: 'Response signer key in use (1) and keys rotated out (0), by key_id' });
+    this.logLinesSuppressed = meter.createCounter(MetricNames.logLinesSuppressed, {
+      description: 'Per-request failure log lines not written (rate bound), by the status code of the request',
+    });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
+    for (const code of Object.values(GatewayErrorCode)) this.logLinesSuppressed.add(0, { reason: code.toUpperCase() });
     for (const stream of ['session_events', 'client_events'] as const) {
       this.streamEntriesConsumed.add(0, { stream });
       this.streamEntriesMalformed.add(0, { stream });

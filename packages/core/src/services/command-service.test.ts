@@ -16,6 +16,7 @@ import type { CommandRequest } from '../domain.js';
 import { GatewayError } from '../errors.js';
 import { SessionEventsHandler } from '../handlers/session-events-handler.js';
 import { MetricNames } from '../observability/metrics.js';
+import { FAILURE_LINES_PER_SECOND, RequestLogLimiter } from '../observability/request-log-limiter.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
 import type { ResponseSigner } from '../ports/response-signer.port.js';
 import { PushHub } from '../push/push-hub.js';
@@ -47,6 +48,8 @@ function setup(
     asyncCrypto?: boolean;
     asyncCryptoMinInFlight?: number;
     loopUtilization?: () => number;
+    /** Builds the failure-line limiter (default: the service's own). */
+    requestLog?: (logger: CapturingLogger, harness: MetricsHarness) => RequestLogLimiter;
   } = {},
 ) {
   const clock = new FakeClock();
@@ -72,6 +75,7 @@ function setup(
     clock,
     logger,
     metrics: harness.metrics,
+    ...(options.requestLog === undefined ? {} : { requestLog: options.requestLog(logger, harness) }),
     freshnessWindowMs: WINDOW,
     ...(options.downstreamTimeoutMs === undefined ? {} : { downstreamTimeoutMs: options.downstreamTimeoutMs }),
     ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
@@ -531,6 +535,38 @@ describe('CommandService', () => {
         expect(text).not.toContain(b.toString('hex'));
         expect(text).not.toContain(b.toString('base64'));
       }
+    });
+  });
+
+  describe('failure lines are rate-bounded per (transport, code) (SPEC §8.5)', () => {
+    /** A service whose limiter's clock stands still: every call below is in one second. */
+    const frozen = () => setup({ requestLog: (logger, harness) => new RequestLogLimiter({ logger, metrics: harness.metrics, now: () => 0 }) });
+
+    it('a flood of refused commands writes 10 command lines a second per transport; metrics count every request; successes are all logged', async () => {
+      const { service, request, logger, harness } = frozen();
+      const forged = (i: number) => {
+        const r = request(alice, { requestId: `forged-${i}` });
+        return { ...r, signature: flipByte(r.signature) };
+      };
+      await Promise.all(Array.from({ length: 30 }, (_, i) => failure(service.execute(forged(i), { transport: 'websocket' }))));
+      await Promise.all(Array.from({ length: 15 }, (_, i) => failure(service.execute(forged(100 + i), { transport: 'grpc' }))));
+      for (let i = 0; i < 25; i += 1) await service.execute(request(alice, { requestId: `fine-${i}` }), { transport: 'websocket' });
+      const lines = logger.find('command');
+      expect(lines.filter((l) => l.fields['status'] === 'unauthenticated')).toHaveLength(2 * FAILURE_LINES_PER_SECOND);
+      expect(lines.filter((l) => l.fields['status'] === 'ok')).toHaveLength(25);
+      expect(await harness.value(MetricNames.logLinesSuppressed, { reason: 'UNAUTHENTICATED' })).toBe(30 - 10 + (15 - 10));
+      // Another code of the same transport has its own budget.
+      await failure(service.execute(request(alice, { requestId: 'bad id!' }), { transport: 'websocket' }));
+      expect(logger.find('command').filter((l) => l.fields['status'] === 'invalid_argument')).toHaveLength(1);
+    });
+
+    it("a failed downstream call's two lines are written together or not at all", async () => {
+      const { service, request, logger, downstream } = frozen();
+      downstream.behaviour = () => Promise.reject(new Error('kaput'));
+      await Promise.all(Array.from({ length: 20 }, (_, i) => failure(service.execute(request(alice, { requestId: `broken-${i}` }), { transport: 'grpc' }))));
+      const commandIds = logger.find('command').map((l) => l.fields['request_id']);
+      expect(commandIds).toHaveLength(FAILURE_LINES_PER_SECOND);
+      expect(logger.find('downstream command failed').map((l) => l.fields['request_id'])).toEqual(commandIds);
     });
   });
 

@@ -12,6 +12,7 @@ import type { SessionCache } from '../session/session-cache.js';
 import { commandResultBytes } from '../signing/canonical.js';
 import { verifyCommandRequest, verifyCommandRequestAsync } from '../signing/verifier.js';
 import { addClientField, boundedText, clientField } from '../observability/log-safe.js';
+import { RequestLogLimiter, UNNAMED_TRANSPORT, statusNameOf } from '../observability/request-log-limiter.js';
 import { isValidId, isValidType, validateCommandRequest } from '../validation.js';
 import type { RateLimits } from '../rate-limit/rate-limits.js';
 import { processLoopLoad } from './loop-load.js';
@@ -38,6 +39,11 @@ export interface CommandServiceOptions {
    * reservation; shared with the subscription service. Default: none.
    */
   readonly rateLimits?: RateLimits;
+  /**
+   * Bounds the lines a failed command writes (SPEC §8.5); default: a limiter of its own on
+   * `logger` (`createGatewayCore` shares one across the core and its transports).
+   */
+  readonly requestLog?: RequestLogLimiter;
   /**
    * Verify the request and sign the result in libuv's threadpool (node:crypto callbacks, and
    * `ResponseSigner.signAsync` when the signer has it) instead of on the event loop, under the
@@ -85,6 +91,11 @@ export interface CallContext {
   readonly cancellation?: Cancellation;
   /** The caller's OpenTelemetry context, handed to the downstream for propagation. */
   readonly traceContext?: Context;
+  /**
+   * The transport's name (`grpc`, `websocket`, an embedder's own), a constant: failure lines
+   * are rate-bounded per transport and status code (SPEC §8.5).
+   */
+  readonly transport?: string;
 }
 
 const NO_CONTEXT: CallContext = Object.freeze({});
@@ -96,6 +107,7 @@ export const DEFAULT_DOWNSTREAM_TIMEOUT_MS = 10_000;
 export class CommandService {
   private readonly deps: PipelineDeps;
   private readonly logger: Logger;
+  private readonly requestLog: RequestLogLimiter;
   private readonly maxPayloadBytes: number;
   private readonly downstreamTimeoutMs: number;
   private readonly asyncCrypto: boolean;
@@ -119,6 +131,7 @@ export class CommandService {
     this.deps = pipelineDeps(options);
     this.rateLimits = options.rateLimits;
     this.logger = options.logger ?? noopLogger;
+    this.requestLog = options.requestLog ?? new RequestLogLimiter({ logger: this.logger, metrics: options.metrics });
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.downstreamTimeoutMs = options.downstreamTimeoutMs ?? DEFAULT_DOWNSTREAM_TIMEOUT_MS;
   }
@@ -136,6 +149,7 @@ export class CommandService {
   async execute(request: CommandRequest, context: CallContext = NO_CONTEXT): Promise<CommandResult> {
     const started = performance.now();
     let userId = '';
+    let failedDownstream: { target: string; error: unknown } | undefined;
     this.inFlight += 1;
     try {
       if (this.shuttingDown) throw GatewayError.shuttingDown();
@@ -184,19 +198,32 @@ export class CommandService {
       try {
         result = await downstream.execute(command, callContext);
       } catch (error) {
-        throw this.downstreamError(error, downstream.target, request, context);
+        const failure = this.downstreamError(error, context);
+        if (failure.code === GatewayErrorCode.Internal) failedDownstream = { target: downstream.target, error };
+        throw failure;
       }
       const response = await this.sign(request.requestId, result);
       this.logCall(request, userId, 'ok', started, context);
       return response;
     } catch (error) {
       const failure = error instanceof GatewayError ? error : GatewayError.internal('internal error', error);
-      if (!(error instanceof GatewayError)) {
-        this.logger.error('command failed unexpectedly', { ...clientField('request_id', request.requestId, isValidId(request.requestId)), error: describe(error) });
+      // A flood of bad requests must not cost more log than it sends: a few lines per second
+      // per (transport, code), the rest counted (SPEC §8.5). A rate-limited call is logged by
+      // the limits, once per session and rule per 10 s.
+      if (failure.retryAfterMs === undefined && this.requestLog.allow(context.transport ?? UNNAMED_TRANSPORT, statusNameOf(failure.code))) {
+        if (!(error instanceof GatewayError)) {
+          this.logger.error('command failed unexpectedly', { ...clientField('request_id', request.requestId, isValidId(request.requestId)), error: describe(error) });
+        }
+        if (failedDownstream !== undefined) {
+          this.logger.warn('downstream command failed', {
+            target: failedDownstream.target,
+            message_type: request.messageType,
+            request_id: request.requestId,
+            error: describe(failedDownstream.error),
+          });
+        }
+        this.logCall(request, userId, failure.code, started, context, failure.message);
       }
-      // A rate-limited call is logged by the limits, once per session and rule per 10 s (a flood
-      // must not cost a log line per request).
-      if (failure.retryAfterMs === undefined) this.logCall(request, userId, failure.code, started, context, failure.message);
       throw failure;
     } finally {
       this.inFlight -= 1;
@@ -221,7 +248,8 @@ export class CommandService {
     return { requestId, resultCode: result.resultCode, timestampMs, payload: result.payload, signerKeyId, signature };
   }
 
-  private downstreamError(error: unknown, target: string, request: CommandRequest, context: CallContext): GatewayError {
+  /** The client's answer for a failed downstream call (a failure of the downstream itself is `INTERNAL`, its details logged by the caller). */
+  private downstreamError(error: unknown, context: CallContext): GatewayError {
     // The call was cut by the client's own deadline (propagated to the downstream, or the
     // transport cancelled it): the client's answer is that deadline, whichever timer fired first,
     // and never the downstream client library's diagnostics (grpc-js adds the downstream's
@@ -233,12 +261,6 @@ export class CommandService {
     ) {
       return error;
     }
-    this.logger.warn('downstream command failed', {
-      target,
-      message_type: request.messageType,
-      request_id: request.requestId,
-      error: describe(error),
-    });
     return GatewayError.internal(GatewayMessages.downstreamFailed, error);
   }
 
