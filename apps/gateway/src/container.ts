@@ -24,7 +24,6 @@ import type { GatewayBackend } from './backend.js';
 import type { GatewayConfig } from './config/config.js';
 import { createRedisTopology } from './redis-topology-config.js';
 import type { Telemetry } from './telemetry.js';
-import { loadDownstreamCa } from './tls-files.js';
 import { Tokens } from './tokens.js';
 
 type Downstreams = ReturnType<typeof createDownstreamRouter>;
@@ -121,7 +120,14 @@ const redis = (c: DependencyContainer) => c.resolve<RedisClient>(Tokens.RedisCli
  */
 export function registerGateway(
   container: DependencyContainer,
-  values: { config: GatewayConfig; logger: Logger; telemetry: Telemetry; signer: ResponseSigner },
+  values: {
+    config: GatewayConfig;
+    logger: Logger;
+    telemetry: Telemetry;
+    signer: ResponseSigner;
+    /** `GATEWAY_DOWNSTREAM_TLS_CA_PATH`'s PEM (loaded at startup step 2); undefined: Node's roots. */
+    downstreamCa?: Buffer | undefined;
+  },
 ): void {
   const { config } = values;
   container.register(Tokens.Config, { useValue: config });
@@ -132,8 +138,7 @@ export function registerGateway(
   container.register(
     Tokens.Downstreams,
     cached(() => {
-      const ca = loadDownstreamCa(config.downstreamTlsCaPath);
-      return createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes), { tlsCredentials: credentials.createSsl(ca ?? null) });
+      return createDownstreamRouter(parseDownstreamRoutes(config.downstreamRoutes), { tlsCredentials: credentials.createSsl(values.downstreamCa ?? null) });
     }),
   );
   container.register(

@@ -13,7 +13,7 @@ import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';
-import { TlsFilesError, describeCertificate, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
+import { TlsFilesError, describeCertificate, loadDownstreamCa, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
 import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -104,9 +104,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   await warnIfKeyExposed(config.signerKeyPath, logger);
   const publicHttpTls = await loadListenerTls('public http', config.publicHttpTls, logger);
   const grpcTls = await loadListenerTls('authenticated grpc', config.grpcTls, logger);
+  let downstreamCa: Buffer | undefined;
+  try {
+    downstreamCa = await loadDownstreamCa(config.downstreamTlsCaPath);
+  } catch (error) {
+    if (error instanceof TlsFilesError) throw new StartupError(error.message);
+    throw error;
+  }
 
   const container = rootContainer.createChildContainer();
-  registerGateway(container, { config, logger, telemetry, signer });
+  registerGateway(container, { config, logger, telemetry, signer, downstreamCa });
   (options.registerBackend ?? (config.redis.clusterNodes.length > 0 ? registerRedisClusterBackend : registerRedisBackend))(container, config);
 
   const undo: ShutdownStep[] = [];

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { Ed25519ResponseSigner, KeyFormatError } from '@edge-gateway/core';
+import { BoundedFileError, readBoundedFile } from './bounded-file.js';
 
 const VARIABLE = 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH';
 
@@ -8,14 +8,17 @@ export class SignerKeyError extends Error {
   override readonly name = 'SignerKeyError';
 }
 
-/** Reads and parses the PKCS#8 PEM Ed25519 signer key (startup step 2, and `doctor`). */
+/**
+ * Reads and parses the PKCS#8 PEM Ed25519 signer key (startup step 2, SIGHUP, and `doctor`): a
+ * regular file of at most 1 MiB read within a time bound (`readBoundedFile`).
+ */
 export async function loadSignerKey(path: string): Promise<Ed25519ResponseSigner> {
   let pem: Buffer;
   try {
-    pem = await readFile(path);
+    pem = await readBoundedFile(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new SignerKeyError(`${VARIABLE}: cannot read signer key file ${path} (${code})`);
+    if (!(error instanceof BoundedFileError)) throw error;
+    throw new SignerKeyError(`${VARIABLE}: ${error.message.replace(/^cannot read /, 'cannot read signer key file ')}`);
   }
   try {
     return Ed25519ResponseSigner.fromPem(pem);

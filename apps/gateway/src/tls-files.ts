@@ -1,9 +1,9 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { unwatchFile, watchFile } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from '@edge-gateway/core';
 import type { TlsFiles } from './config/config.js';
+import { readBoundedFile } from './bounded-file.js';
 
 /** A certificate chain and its private key, PEM, as the listeners take them. */
 export interface TlsKeyPair {
@@ -19,11 +19,12 @@ export class TlsFilesError extends Error {
 /** How often the certificate and key files are checked for changes. */
 export const TLS_FILES_POLL_MS = 1000;
 
+/** A regular file of at most 1 MiB, read within a time bound (see `readBoundedFile`); errors name `variable`. */
 async function read(path: string, variable: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return await readBoundedFile(path);
   } catch (error) {
-    throw new TlsFilesError(`${variable}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new TlsFilesError(`${variable}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 
@@ -121,17 +122,13 @@ export function watchTlsFiles(options: {
 
 /**
  * `GATEWAY_DOWNSTREAM_TLS_CA_PATH`: the PEM roots `tls://` downstream routes are verified
- * against (read once at startup); empty path: Node's root certificates.
+ * against (read once at startup, bounded like every file the gateway reads); empty path:
+ * Node's root certificates.
  */
-export function loadDownstreamCa(path: string): Buffer | undefined {
+export async function loadDownstreamCa(path: string): Promise<Buffer | undefined> {
   if (path === '') return undefined;
   const variable = 'GATEWAY_DOWNSTREAM_TLS_CA_PATH';
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (error) {
-    throw new TlsFilesError(`${variable}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
+  const pem = await read(path, variable);
   try {
     new X509Certificate(pem);
   } catch {

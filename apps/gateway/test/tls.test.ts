@@ -3,13 +3,11 @@
  * authenticated gRPC listener, a `tls://` downstream route, and certificates replaced on disk
  * while the gateway serves. Certificates are made here with `openssl`; no key is committed.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import { Server, ServerCredentials, credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandHandlerService } from '@edge-gateway/adapters-grpc/generated';
@@ -17,33 +15,13 @@ import { GatewayClient } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
 import { EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from './system-support.js';
+import { makeCertificate } from './tls-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eg-tls-'));
 
-interface Certificate {
-  readonly certPath: string;
-  readonly keyPath: string;
-  readonly cert: Buffer;
-  readonly key: Buffer;
-  readonly fingerprint256: string;
-}
-
-/** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid one day. */
-function makeCertificate(name: string): Certificate {
-  const certPath = join(dir, `${name}.crt`);
-  const keyPath = join(dir, `${name}.key`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    '-keyout', keyPath, '-out', certPath,
-  ], { stdio: 'ignore' });
-  const cert = readFileSync(certPath);
-  return { certPath, keyPath, cert, key: readFileSync(keyPath), fingerprint256: new X509Certificate(cert).fingerprint256 };
-}
-
-const first = makeCertificate('gateway-first');
-const second = makeCertificate('gateway-second');
-const downstreamCert = makeCertificate('downstream');
+const first = makeCertificate(dir, 'gateway-first');
+const second = makeCertificate(dir, 'gateway-second');
+const downstreamCert = makeCertificate(dir, 'downstream');
 /** The files the gateway is configured with; replaced in place during the test. */
 const live = { certPath: join(dir, 'live.crt'), keyPath: join(dir, 'live.key') };
 
