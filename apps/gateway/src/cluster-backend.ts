@@ -3,6 +3,7 @@ import type { DependencyContainer } from 'tsyringe';
 import {
   RedisEventHistory,
   RedisReplayStore,
+  RedisRevocationStore,
   RedisRoutedFeed,
   RedisRoutedPublisher,
   RedisSessionStore,
@@ -44,6 +45,10 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
   );
   container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
   container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(
+    Tokens.RevocationStore,
+    cached((c) => new RedisRevocationStore(cluster(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),
+  );
   container.register(
     Tokens.SessionEventsSubscriber,
     cached(

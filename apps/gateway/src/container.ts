@@ -6,11 +6,13 @@ import {
   type Logger,
   type RateLimiter,
   type ResponseSigner,
+  type RevocationStore,
   type UserFeed,
 } from '@edge-gateway/core';
 import {
   RedisEventHistory,
   RedisReplayStore,
+  RedisRevocationStore,
   RedisSessionStore,
   RedisStreamSubscriber,
   DivergedRanges,
@@ -61,6 +63,10 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
     }),
   );
   container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(
+    Tokens.RevocationStore,
+    cached((c) => new RedisRevocationStore(redis(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),
+  );
   container.register(
     Tokens.EventHistory,
     cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, divergedRanges: diverged })),
@@ -148,6 +154,8 @@ export function registerGateway(
         {
           sessions: c.resolve(Tokens.SessionStore),
           replay: c.resolve(Tokens.ReplayStore),
+          // Redis backends: revocations lost in a failover are written back (SPEC §5.3).
+          ...(c.isRegistered(Tokens.RevocationStore) ? { revocations: c.resolve<RevocationStore>(Tokens.RevocationStore) } : {}),
           history: c.resolve(Tokens.EventHistory),
           // Routed fan-out (cluster backend): the hub tells the feed which users are held here.
           ...(c.isRegistered(Tokens.UserFeed) ? { feed: c.resolve<UserFeed>(Tokens.UserFeed) } : {}),
@@ -161,6 +169,7 @@ export function registerGateway(
         {
           sessionCacheMaxEntries: config.sessionCacheMaxEntries,
           sessionCacheTtlMs: config.sessionCacheTtlMs,
+          revocationsMaxEntries: config.sessionRevocationsMaxEntries,
           pushStreamBuffer: config.pushStreamBuffer,
           freshnessWindowMs: config.freshnessWindowMs,
           maxPayloadBytes: config.maxPayloadBytes,

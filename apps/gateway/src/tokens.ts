@@ -14,6 +14,7 @@ export const Tokens = {
   RoutedPublisher: Symbol('RoutedPublisher'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),
+  RevocationStore: Symbol('RevocationStore'),
   EventHistory: Symbol('EventHistory'),
   Downstreams: Symbol('Downstreams'),
   Core: Symbol('GatewayCore'),

@@ -27,6 +27,7 @@ export { CLUSTER_SLOTS, crc16, keySlot } from './cluster-slot.js';
 export { RedisStartupError, connectAndPing, type PingableRedis, type RedisStartupErrorKind } from './redis-startup.js';
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
 export { RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
+export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-revocation-store.js';
 export { RedisStreamSubscriber, type RedisStreamSubscriberOptions } from './redis-stream-subscriber.js';
 export { RedisEventHistory, type RedisEventHistoryOptions } from './redis-event-history.js';
 export { redisInstrumentation } from './redis-instrumentation.js';

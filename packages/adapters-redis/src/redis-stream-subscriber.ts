@@ -1,4 +1,12 @@
-import { GatewayMetrics, compareStreamIds as compareIds, noopLogger, type Logger, type StreamEntry, type StreamEntryHandler } from '@edge-gateway/core';
+import {
+  GatewayMetrics,
+  compareStreamIds as compareIds,
+  noopLogger,
+  type Logger,
+  type StreamEntry,
+  type StreamEntryHandler,
+  type StreamReconnect,
+} from '@edge-gateway/core';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { describeRedisError, type NodeRedisClient } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
@@ -65,7 +73,8 @@ const REPLICA_PENALTY_MS = 10_000;
  * up on the master; when it is gone or has other fields (lost in a failover: asynchronous
  * replication), `gateway_stream_history_diverged_total` is counted, the divergence is logged, and
  * the reader rewinds to the newest entry of the master's history it has consumed, so entries
- * the new master wrote with lower ids than the old cursor are still delivered.
+ * the new master wrote with lower ids than the old cursor are still delivered. The handler's
+ * `onReconnect` is told whether the history diverged and whether a master change moved the reader.
  */
 export class RedisStreamSubscriber {
   private readonly topology: RedisTopology | undefined;
@@ -78,6 +87,8 @@ export class RedisStreamSubscriber {
   private readonly penalties = new Map<RedisCommands, number>();
   private readTarget: RedisCommands | undefined;
   private moveReason: string | undefined;
+  /** A master change moved the reader since the handler was last told of a reconnect. */
+  private masterChanged = false;
   private unsubscribe: (() => void) | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private watchdogBusy = false;
@@ -136,7 +147,10 @@ export class RedisStreamSubscriber {
       throw err;
     }
     this.logger.info('stream subscriber started', { stream_key: this.streamKey, start_after: this.last, read_from: this.readFrom });
-    this.unsubscribe = this.topology?.onMasterChange(() => this.move('master changed'));
+    this.unsubscribe = this.topology?.onMasterChange(() => {
+      this.masterChanged = true;
+      this.move('master changed');
+    });
     if (this.readFrom === 'replica') {
       this.watchdog = setInterval(() => void this.checkReplica(), this.watchdogMs);
       this.watchdog.unref();
@@ -191,10 +205,11 @@ export class RedisStreamSubscriber {
         await connection.connect();
         if (this.state !== 'running') break;
         if (reconnecting) {
-          await this.verifyHistory();
+          const historyDiverged = await this.verifyHistory();
           reconnecting = false;
           this.logger.info('stream subscriber reconnected', { resume_after: this.last, address: target.address });
-          this.notifyReconnect();
+          this.notifyReconnect({ historyDiverged, masterChanged: this.masterChanged });
+          this.masterChanged = false;
         }
         attempt = 0;
         await this.readLoop(connection);
@@ -288,14 +303,15 @@ export class RedisStreamSubscriber {
    * entry of the master's history this subscriber has consumed, so that entries the master
    * holds below the old cursor but were never delivered are read next. Rejects when the master
    * cannot answer (the caller retries with backoff: with no master nothing new is written).
+   * Resolves true when the history diverged.
    */
-  private async verifyHistory(): Promise<void> {
+  private async verifyHistory(): Promise<boolean> {
     const cursor = this.last;
     // Nothing consumed to check against: an empty stream at start, or a cursor a previous
     // rewind placed right before an entry (not an entry itself).
-    if (!this.recent.has(cursor)) return;
+    if (!this.recent.has(cursor)) return false;
     const found = parseEntries(await this.client.command(['XRANGE', this.streamKey, cursor, cursor]))[0];
-    if (found !== undefined && this.recent.matches(found) !== false) return;
+    if (found !== undefined && this.recent.matches(found) !== false) return false;
     // Walk the master's history down from the old cursor to the newest entry we consumed.
     const scanned = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, cursor, '-', 'COUNT', String(this.recent.size + 1)]));
     const common = scanned.find((entry) => this.recent.matches(entry) === true);
@@ -312,6 +328,7 @@ export class RedisStreamSubscriber {
       unseen_entries_below_cursor: unseen,
       common_entry_found: common !== undefined,
     });
+    return true;
   }
 
   /**
@@ -350,9 +367,9 @@ export class RedisStreamSubscriber {
     }
   }
 
-  private notifyReconnect(): void {
+  private notifyReconnect(reconnect: StreamReconnect): void {
     try {
-      this.handler.onReconnect?.();
+      this.handler.onReconnect?.(reconnect);
     } catch (err) {
       this.logger.error('stream handler onReconnect failed', { error: describeRedisError(err) });
     }

@@ -3,6 +3,7 @@ import {
   type Logger,
   type StreamEntry,
   type StreamEntryHandler,
+  type StreamReconnect,
 } from '@edge-gateway/core';
 import type { RedisServerHandle } from '@edge-gateway/test-utils';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from '../src/index.js';
@@ -34,12 +35,15 @@ export function recordingLogger(lines: LogLine[] = [], base: LogFields = {}): Lo
 export class RecordingHandler implements StreamEntryHandler {
   readonly entries: StreamEntry[] = [];
   reconnects = 0;
+  /** What the subscriber reported on each reconnect. */
+  readonly reconnectInfo: Array<StreamReconnect | undefined> = [];
   constructor(readonly stream: 'session_events' | 'client_events' = 'client_events') {}
   handle(entry: StreamEntry): void {
     this.entries.push(entry);
   }
-  onReconnect(): void {
+  onReconnect(reconnect?: StreamReconnect): void {
     this.reconnects += 1;
+    this.reconnectInfo.push(reconnect);
   }
   get ids(): string[] {
     return this.entries.map((e) => e.id);

@@ -129,8 +129,9 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
       for (let i = 0; i < 5; i++) after.push(String(await xadd(gateway.master, stream, '*', `after-${i}`)));
       await waitFor(() => after.every((id) => handler.ids.includes(id)), { message: 'entries after the failover', timeoutMs: 10_000 });
       expect(handler.ids).toEqual([before, ...after]);
-      // The reader reconnected (onReconnect: the session cache is cleared on it).
+      // The reader reconnected (onReconnect: the session cache is cleared on it), told of the master change.
       expect(handler.reconnects).toBeGreaterThan(0);
+      expect(handler.reconnectInfo).toContainEqual({ historyDiverged: false, masterChanged: true });
       expect(logs.lines.some((l) => l.message === 'redis master changed' && l.fields['to'] === `127.0.0.1:${promoted.port}`)).toBe(true);
     } finally {
       await subscriber.stop();
@@ -170,6 +171,8 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
       await waitFor(() => handler.entries.some((e) => e.fields['label'] === 'new-5'), { message: 'new entries delivered', timeoutMs: 10_000 });
       expect(handler.entries.map((e) => e.fields['label'])).toEqual(['common-1', 'common-2', 'common-3', 'ghost-4', 'ghost-5', 'ghost-6', 'new-4', 'new-5']);
       expect(await harness.value('gateway_stream_history_diverged_total', { stream: 'client_events' })).toBe(diverged + 1);
+      // The handler is told (session events: remembered revocations are re-asserted on it).
+      expect(handler.reconnectInfo.filter((r) => r?.historyDiverged === true)).toEqual([{ historyDiverged: true, masterChanged: true }]);
       const line = logs.lines.find((l) => l.message.startsWith('stream history diverged'));
       expect(line?.fields).toMatchObject({ last_consumed: id(6), resume_after: id(3), stream_key: stream });
 

@@ -1,8 +1,9 @@
-import { replayStoreContract, sessionStoreContract } from '@edge-gateway/core/testing';
+import { replayStoreContract, revocationStoreContract, sessionStoreContract } from '@edge-gateway/core/testing';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAndPing, RedisCommandError, RedisReplayStore, RedisSessionStore, type RedisClient } from '../src/index.js';
+import { connectAndPing, RedisCommandError, RedisReplayStore, RedisRevocationStore, RedisSessionStore, type RedisClient } from '../src/index.js';
 import { clientFor, MetricsHarness, timed, unique } from './helpers.js';
+import { flatToRecord } from '../src/redis-session-store.js';
 
 let server: RedisServerHandle;
 let client: RedisClient;
@@ -47,6 +48,58 @@ replayStoreContract('RedisReplayStore', () => ({
   breakStore,
   repairStore,
 }));
+
+revocationStoreContract('RedisRevocationStore', () => {
+  const streamKey = unique('session-events');
+  return {
+    store: new RedisRevocationStore(client, { keyPrefix, streamKey }),
+    async seed(id, fields, ttlMs) {
+      await admin.command(['HSET', `${keyPrefix}session:${id}`, ...Object.entries(fields).flat()]);
+      if (ttlMs !== undefined) await admin.command(['PEXPIRE', `${keyPrefix}session:${id}`, String(ttlMs)]);
+    },
+    record: async (id) => {
+      const record = flatToRecord(await admin.command(['HGETALL', `${keyPrefix}session:${id}`]));
+      return Object.keys(record).length === 0 ? undefined : record;
+    },
+    snapshots: async (id) => {
+      const reply = await admin.command(['XRANGE', streamKey, '-', '+']);
+      const entries = Array.isArray(reply) ? reply : [];
+      return entries.map((e) => flatToRecord(Array.isArray(e) ? (e[1] ?? null) : null)).filter((f) => f['device_session_id'] === id);
+    },
+    expires: true,
+  };
+});
+
+describe('RedisRevocationStore (SPEC §5.3)', () => {
+  it("a record it creates gets the original's remaining life; an existing record keeps its own expiry", async () => {
+    const streamKey = unique('session-events');
+    const store = new RedisRevocationStore(client, { keyPrefix, streamKey });
+    const lost = unique('ds');
+    await store.reassert({ deviceSessionId: lost, userId: 'u', clientPublicKey: '', revokedAtMs: 1, recordTtlMs: 90_000 });
+    const ttl = Number(await admin.command(['PTTL', `${keyPrefix}session:${lost}`]));
+    expect(ttl).toBeGreaterThan(80_000);
+    expect(ttl).toBeLessThanOrEqual(90_000);
+    const kept = unique('ds');
+    await admin.command(['HSET', `${keyPrefix}session:${kept}`, 'device_session_id', kept, 'status', 'active']);
+    await store.reassert({ deviceSessionId: kept, userId: 'u', clientPublicKey: '', revokedAtMs: 1, recordTtlMs: 90_000 });
+    expect(Number(await admin.command(['PTTL', `${keyPrefix}session:${kept}`]))).toBe(-1);
+  });
+
+  it('a snapshot whose XADD failed is appended on the next attempt, although the record is revoked by then', async () => {
+    const streamKey = unique('session-events');
+    const store = new RedisRevocationStore(client, { keyPrefix, streamKey });
+    const id = unique('ds');
+    // A key of another type makes the XADD fail (WRONGTYPE) after the record was written.
+    await admin.command(['SET', streamKey, 'not a stream']);
+    await expect(store.reassert({ deviceSessionId: id, userId: 'u', clientPublicKey: '', revokedAtMs: 1 })).rejects.toBeInstanceOf(RedisCommandError);
+    expect(await admin.command(['HGET', `${keyPrefix}session:${id}`, 'status'])).toBe('revoked');
+    await admin.command(['DEL', streamKey]);
+    await expect(store.reassert({ deviceSessionId: id, userId: 'u', clientPublicKey: '', revokedAtMs: 1 })).resolves.toBe('written');
+    expect(await admin.command(['XLEN', streamKey])).toBe(1);
+    await expect(store.reassert({ deviceSessionId: id, userId: 'u', clientPublicKey: '', revokedAtMs: 1 })).resolves.toBe('present');
+    expect(await admin.command(['XLEN', streamKey])).toBe(1);
+  });
+});
 
 describe('Redis stores: data layout (SPEC §5.1, §5.2)', () => {
   it('reads P + "session:" + id and writes P + "replay:" + ds + "/" + req with a PX ttl', async () => {

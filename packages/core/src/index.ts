@@ -65,6 +65,7 @@ export {
 } from './ports/rate-limiter.port.js';
 export { signWith, type ResponseSigner } from './ports/response-signer.port.js';
 export { type SessionStore } from './ports/session-store.port.js';
+export { type ReassertOutcome, type RevocationStore, type RevocationToReassert } from './ports/revocation-store.port.js';
 export { type UserFeed } from './ports/user-feed.port.js';
 export { type HistoryPosition, type SequencedEvent, type UserHistoryReader } from './ports/user-history.port.js';
 
@@ -97,7 +98,14 @@ export {
 } from './push/push-hub.js';
 export { UserSequencer, type SequencedDelivery, type UserSequencerOptions } from './push/user-sequencer.js';
 export { SessionCache, type SessionCacheOptions } from './session/session-cache.js';
-export { type StreamEntryHandler } from './handlers/stream-entry-handler.js';
+export {
+  DEFAULT_REVOCATIONS_MAX_ENTRIES,
+  RevocationMemory,
+  type RememberedRevocation,
+  type RevocationMemoryOptions,
+} from './session/revocation-memory.js';
+export { RevocationReasserter, type RevocationReasserterOptions } from './session/revocation-reasserter.js';
+export { type StreamEntryHandler, type StreamReconnect } from './handlers/stream-entry-handler.js';
 export { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH, signEvent, type ClientEventsHandlerOptions } from './handlers/client-events-handler.js';
 export { SessionEventsHandler, type SessionEventsHandlerOptions } from './handlers/session-events-handler.js';
 export { StaticRouter, type StaticRoute } from './routing/static-router.js';

@@ -25,7 +25,7 @@ console.log(Object.keys(m).sort().join(','));`;
 describe('published entry points (built dist)', () => {
   it('@edge-gateway/core/memory loads in a process without a test runner', async () => {
     const result = await importWithoutVitest('@edge-gateway/core/memory');
-    expect(result.output).toContain('DEFAULT_MAX_BUCKETS_PER_RULE,FakeClock,InMemoryEventStream,InMemoryRateLimiter,InMemoryReplayStore,InMemorySessionStore');
+    expect(result.output).toContain('DEFAULT_MAX_BUCKETS_PER_RULE,FakeClock,InMemoryEventStream,InMemoryRateLimiter,InMemoryReplayStore,InMemoryRevocationStore,InMemorySessionStore');
     expect(result.ok).toBe(true);
   });
 

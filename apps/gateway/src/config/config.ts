@@ -123,6 +123,8 @@ export interface GatewayConfig {
   readonly pushRoutedRelay: boolean;
   readonly sessionCacheTtlMs: number;
   readonly sessionCacheMaxEntries: number;
+  /** `GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES`: revocations remembered at most (SPEC §5.5). */
+  readonly sessionRevocationsMaxEntries: number;
   readonly authUpstreamUrl: string;
   readonly authUpstreamTimeoutMs: number;
   /** Raw `GATEWAY_DOWNSTREAM_ROUTES`; parsed by the gRPC adapter. */
@@ -426,6 +428,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushRoutedRelay: relayText === 'true',
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
     sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
+    sessionRevocationsMaxEntries: r.integer('GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES', 100_000, 1),
     authUpstreamUrl,
     authUpstreamTimeoutMs: r.duration('GATEWAY_AUTH_UPSTREAM_TIMEOUT', '5s'),
     downstreamRoutes,

@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CapturingLogger, CountingSigner, FakeDownstream, RecordingSink, TestDevice, clientEventFields } from '../../test/helpers.js';
 import { GatewayError, GatewayErrorCode } from '../errors.js';
 import type { GatewayEvent } from '../domain.js';
 import { FakeClock } from '../memory/fake-clock.js';
 import { InMemoryEventStream } from '../memory/in-memory-event-stream.js';
 import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
+import { InMemoryRevocationStore } from '../memory/in-memory-revocation-store.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { PushSink } from '../push/push-hub.js';
@@ -55,6 +56,48 @@ describe('createGatewayCore', () => {
     });
     expect(sink.ends.map((e) => e?.message)).toEqual(['device session is revoked']);
     expect(core.hub.size).toBe(0);
+  });
+
+  it('a revocation survives a failover: refused throughout, written back to the new master, kept for twice the freshness window', async () => {
+    const clock = new FakeClock();
+    const sessions = new InMemorySessionStore();
+    sessions.set(alice.deviceSessionId, alice.record('active'));
+    const sessionEvents = new InMemoryEventStream(clock);
+    const downstream = new FakeDownstream();
+    const core = createGatewayCore(
+      {
+        sessions,
+        replay: new InMemoryReplayStore(clock),
+        revocations: new InMemoryRevocationStore(sessions, sessionEvents),
+        signer: new CountingSigner(),
+        router: new StaticRouter([{ prefix: 'profile.', downstream }]),
+        clock,
+      },
+      { asyncCrypto: false, freshnessWindowMs: 60_000 },
+    );
+    sessionEvents.subscribe(core.sessionEvents);
+    const refused = { code: GatewayErrorCode.FailedPrecondition, message: 'device session is revoked' };
+    await expect(core.execute(alice.command({ timestampMs: clock.now() }))).resolves.toMatchObject({ resultCode: 'ok' });
+    sessions.set(alice.deviceSessionId, alice.record('revoked'));
+    sessionEvents.append(alice.record('revoked'));
+    await expect(core.execute(alice.command({ timestampMs: clock.now() }))).rejects.toMatchObject(refused);
+
+    // Failover: the promoted replica holds the active record, the reader reconnects (cache cleared).
+    sessions.set(alice.deviceSessionId, alice.record('active'));
+    core.sessionEvents.onReconnect({ historyDiverged: true, masterChanged: true });
+    await expect(core.execute(alice.command({ timestampMs: clock.now() }))).rejects.toMatchObject(refused);
+    await vi.waitFor(() => expect(sessions.peekRecord(alice.deviceSessionId)?.['status']).toBe('revoked'));
+    expect(sessionEvents.length).toBe(2);
+    expect(downstream.calls).toHaveLength(1);
+    expect(core.revocations.size).toBe(1);
+
+    // The remembered revocation outlives the cache for twice the freshness window.
+    sessions.set(alice.deviceSessionId, alice.record('active'));
+    clock.advance(2 * 60_000 - 1);
+    core.sessionEvents.onReconnect();
+    await expect(core.execute(alice.command({ timestampMs: clock.now() }))).rejects.toMatchObject(refused);
+    clock.advance(1);
+    expect(core.revocations.list()).toEqual([]);
   });
 
   it('has harmless defaults: no router means UNIMPLEMENTED, no history means an incomplete resume', async () => {

@@ -13,12 +13,16 @@ import { InMemoryRateLimiter } from '../memory/in-memory-rate-limiter.js';
 import type { RateLimitRule } from '../rate-limit/rate-limit-rules.js';
 import { RateLimits } from '../rate-limit/rate-limits.js';
 import type { ResponseSigner } from '../ports/response-signer.port.js';
+import type { RevocationStore } from '../ports/revocation-store.port.js';
 import type { SessionStore } from '../ports/session-store.port.js';
 import type { UserFeed } from '../ports/user-feed.port.js';
 import { PushHub, type PushSink } from '../push/push-hub.js';
 import { StaticRouter } from '../routing/static-router.js';
 import { CommandService, type CallContext } from '../services/command-service.js';
 import { SubscriptionService } from '../services/subscription-service.js';
+import { DEFAULT_FRESHNESS_WINDOW_MS } from '../services/pipeline.js';
+import { DEFAULT_REVOCATIONS_MAX_ENTRIES, RevocationMemory } from '../session/revocation-memory.js';
+import { RevocationReasserter } from '../session/revocation-reasserter.js';
 import { SessionCache } from '../session/session-cache.js';
 import type { ShutdownStep } from './shutdown.js';
 import { openStream, type OpenedStream } from './stream-opening.js';
@@ -36,6 +40,11 @@ export interface GatewayCorePorts {
   readonly sessions: SessionStore;
   /** Replay reservations (SPEC §5.2). */
   readonly replay: ReplayStore;
+  /**
+   * Writes back revocations a failover lost (SPEC §5.3): Redis, or `InMemoryRevocationStore`.
+   * Without it revocations are still remembered and refused, never written back.
+   */
+  readonly revocations?: RevocationStore;
   /** Signs command results and events. */
   readonly signer: ResponseSigner;
   /** Chooses the downstream per message type; default: no routes (every command `UNIMPLEMENTED`). */
@@ -65,6 +74,8 @@ export interface GatewayCoreOptions {
   readonly sessionCacheMaxEntries?: number;
   /** How long a session record read from the store is trusted (default {@link DEFAULT_SESSION_CACHE_TTL_MS}). */
   readonly sessionCacheTtlMs?: number;
+  /** Revocations remembered at most (default {@link DEFAULT_REVOCATIONS_MAX_ENTRIES}; SPEC §5.5). */
+  readonly revocationsMaxEntries?: number;
   /** Events queued per push stream before it overflows (default {@link DEFAULT_PUSH_STREAM_BUFFER}). */
   readonly pushStreamBuffer?: number;
   /** Payload bytes queued per push stream before it overflows (default 4 MiB). */
@@ -132,6 +143,8 @@ export interface GatewayCore {
   readonly subscriptions: SubscriptionService;
   readonly hub: PushHub;
   readonly sessionCache: SessionCache;
+  /** What this process knows to be revoked (kept when the session cache is cleared, SPEC §5.5). */
+  readonly revocations: RevocationMemory;
   /** Feed the session-events stream (SPEC §5.3) here. */
   readonly sessionEvents: SessionEventsHandler;
   /** Feed the client-events stream (SPEC §5.4) here. */
@@ -174,12 +187,27 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
   const clock = ports.clock;
   const requestLog = new RequestLogLimiter({ logger: log('requests'), metrics });
 
+  const revocations = new RevocationMemory({
+    maxEntries: options.revocationsMaxEntries ?? DEFAULT_REVOCATIONS_MAX_ENTRIES,
+    // A request signed before the revocation can be sent for one freshness window, and its
+    // replay reservation lives for two: the revocation must outlive both.
+    retentionMs: 2 * (options.freshnessWindowMs ?? DEFAULT_FRESHNESS_WINDOW_MS),
+    metrics,
+    logger: log('revocations'),
+    clock,
+  });
+  metrics.observeRevocations(revocations);
   const sessionCache = new SessionCache(ports.sessions, {
     maxEntries: options.sessionCacheMaxEntries ?? DEFAULT_SESSION_CACHE_MAX_ENTRIES,
     ttlMs: options.sessionCacheTtlMs ?? DEFAULT_SESSION_CACHE_TTL_MS,
+    revocations,
     logger: log('session-cache'),
     clock,
   });
+  const reasserter =
+    ports.revocations === undefined
+      ? undefined
+      : new RevocationReasserter({ memory: revocations, store: ports.revocations, metrics, logger: log('revocations'), clock });
   const hub = new PushHub({
     bufferSize: options.pushStreamBuffer ?? DEFAULT_PUSH_STREAM_BUFFER,
     bufferBytes: options.pushStreamBufferBytes,
@@ -231,7 +259,14 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     asyncCrypto: options.asyncCrypto,
     rateLimits,
   });
-  const sessionEvents = new SessionEventsHandler({ cache: sessionCache, hub, metrics, logger: log('session-events') });
+  const sessionEvents = new SessionEventsHandler({
+    cache: sessionCache,
+    hub,
+    ...(ports.revocations === undefined || reasserter === undefined ? {} : { revocations: { memory: revocations, store: ports.revocations, reasserter } }),
+    clock,
+    metrics,
+    logger: log('session-events'),
+  });
   const clientEvents = new ClientEventsHandler({
     hub,
     signer: ports.signer,
@@ -253,6 +288,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
     subscriptions,
     hub,
     sessionCache,
+    revocations,
     sessionEvents,
     clientEvents,
     router,
@@ -274,7 +310,10 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
           beginShutdown();
         },
       },
-      { component: 'stream subscribers', stop: () => Promise.all((plan.eventSources ?? []).map((source) => source.stop())) },
+      {
+        component: 'stream subscribers',
+        stop: () => Promise.all([...(plan.eventSources ?? []).map((source) => source.stop()), reasserter?.stop()]),
+      },
       { component: 'push hub', stop: () => hub.close() },
       // After each transport: the suppressed-lines summaries pending so far (none is lost at exit).
       ...(plan.transports ?? []).map((step) => ({

@@ -1,11 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CapturingLogger, MetricsHarness, RecordingSink, TestDevice } from '../../test/helpers.js';
 import type { RawFields } from '../domain.js';
 import { MetricNames } from '../observability/metrics.js';
 import { PushHub } from '../push/push-hub.js';
 import { SessionCache } from '../session/session-cache.js';
 import { FakeClock } from '../memory/fake-clock.js';
+import { InMemoryEventStream } from '../memory/in-memory-event-stream.js';
+import { InMemoryRevocationStore } from '../memory/in-memory-revocation-store.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
+import { RevocationMemory } from '../session/revocation-memory.js';
+import { RevocationReasserter } from '../session/revocation-reasserter.js';
 import { SessionEventsHandler } from './session-events-handler.js';
 
 const alice1 = new TestDevice('ds-alice-1', 'u-alice');
@@ -199,5 +203,96 @@ describe('SessionEventsHandler (SPEC §5.3)', () => {
     await cache.lookup(alice2.deviceSessionId);
     expect(store.reads).toBe(2);
     expect(logger.find('session cache cleared after session-events reconnect')).toHaveLength(1);
+  });
+});
+
+describe('SessionEventsHandler: revocations survive a failover (SPEC §5.3, §5.5)', () => {
+  const RETENTION = 600_000;
+
+  function withRevocations(recordTtl?: (id: string) => Promise<number | undefined>) {
+    const clock = new FakeClock();
+    const harness = new MetricsHarness();
+    const logger = new CapturingLogger();
+    const store = new InMemorySessionStore();
+    const stream = new InMemoryEventStream(clock);
+    const revocationStore = new InMemoryRevocationStore(store, stream);
+    if (recordTtl !== undefined) revocationStore.recordTtl = recordTtl;
+    const memory = new RevocationMemory({ maxEntries: 100, retentionMs: RETENTION, clock });
+    const reasserter = new RevocationReasserter({ memory, store: revocationStore, clock, metrics: harness.metrics, logger });
+    const cache = new SessionCache(store, { maxEntries: 100, ttlMs: 30_000, clock, revocations: memory });
+    const hub = new PushHub({ bufferSize: 8, metrics: harness.metrics });
+    const handler = new SessionEventsHandler({ cache, hub, revocations: { memory, store: revocationStore, reasserter }, clock, metrics: harness.metrics, logger });
+    return { clock, harness, logger, store, stream, memory, reasserter, cache, handler };
+  }
+
+  /** The old master's state: record and snapshot revoked; the new master: the active record only. */
+  function revokeThenFailover(h: ReturnType<typeof withRevocations>) {
+    h.store.set(alice1.deviceSessionId, alice1.record('revoked', { revoked_at_ms: '1764201600000' }));
+    h.handler.handle({ id: '7-0', fields: alice1.record('revoked', { revoked_at_ms: '1764201600000' }) });
+    h.store.set(alice1.deviceSessionId, alice1.record('active'));
+  }
+
+  it('a diverged history: the session stays refused and its record and snapshot are written again', async () => {
+    const h = withRevocations();
+    revokeThenFailover(h);
+    h.handler.onReconnect({ historyDiverged: true, masterChanged: false });
+    expect((await h.cache.lookup(alice1.deviceSessionId))?.session.status).toBe('revoked');
+    await h.reasserter.idle();
+    const revoked = alice1.record('revoked', { revoked_at_ms: '1764201600000' });
+    expect(h.store.peekRecord(alice1.deviceSessionId)).toEqual(revoked);
+    expect((await h.stream.readAfter('0-0', 10)).entries.map((e) => e.fields)).toEqual([revoked]);
+    expect(await h.harness.value(MetricNames.revocationsReasserted)).toBe(1);
+    expect(h.logger.find('revocations re-asserted: the master lacked them (lost in a failover)')[0]?.fields).toMatchObject({
+      reason: 'session-events history diverged',
+      device_session_ids: [alice1.deviceSessionId],
+    });
+    expect(h.logger.find('session cache cleared after session-events reconnect')[0]?.fields).toMatchObject({ revocations_kept: 1 });
+  });
+
+  it('a master change re-asserts too; a plain reconnect (same master, same history) writes nothing', async () => {
+    const h = withRevocations();
+    revokeThenFailover(h);
+    h.handler.onReconnect({ historyDiverged: false, masterChanged: false });
+    h.handler.onReconnect();
+    expect(h.reasserter.busy).toBe(false);
+    expect(h.store.peekRecord(alice1.deviceSessionId)?.['status']).toBe('active');
+    // Still refused meanwhile: the memory answers.
+    expect((await h.cache.lookup(alice1.deviceSessionId))?.session.status).toBe('revoked');
+    h.handler.onReconnect({ historyDiverged: false, masterChanged: true });
+    await h.reasserter.idle();
+    expect(h.store.peekRecord(alice1.deviceSessionId)?.['status']).toBe('revoked');
+    expect(h.logger.find('revocations re-asserted: the master lacked them (lost in a failover)')[0]?.fields['reason']).toBe('master changed');
+  });
+
+  it("asks the record's remaining life and remembers the revocation at least that long", async () => {
+    const h = withRevocations(async () => 3 * RETENTION);
+    h.handler.handle({ id: '7-0', fields: alice1.record('revoked') });
+    h.handler.handle({ id: '7-1', fields: { device_session_id: alice2.deviceSessionId, status: 'revoked' } });
+    await vi.waitFor(() => expect(h.memory.get(alice1.deviceSessionId)?.recordExpiresAtMs).toBe(h.clock.now() + 3 * RETENTION));
+    expect(h.memory.get(alice2.deviceSessionId)?.recordExpiresAtMs).toBe(h.clock.now() + 3 * RETENTION);
+    h.clock.advance(2 * RETENTION);
+    expect((await h.cache.lookup(alice1.deviceSessionId))?.session.status).toBe('revoked');
+    h.clock.advance(RETENTION);
+    expect(h.memory.get(alice1.deviceSessionId)).toBeUndefined();
+  });
+
+  it('a revocation whose record expiry cannot be read is remembered for the retention', async () => {
+    const h = withRevocations(() => Promise.reject(new Error('no master')));
+    h.handler.handle({ id: '7-0', fields: alice1.record('revoked') });
+    await vi.waitFor(() => expect(h.logger.find('session record expiry unknown')).toHaveLength(1));
+    h.clock.advance(RETENTION - 1);
+    expect(h.memory.get(alice1.deviceSessionId)?.recordExpiresAtMs).toBeUndefined();
+    h.clock.advance(1);
+    expect(h.memory.get(alice1.deviceSessionId)).toBeUndefined();
+  });
+
+  it('an active snapshot (re-activation) forgets the revocation: nothing is re-asserted', async () => {
+    const h = withRevocations();
+    revokeThenFailover(h);
+    h.handler.handle({ id: '8-0', fields: alice1.record('active') });
+    h.handler.onReconnect({ historyDiverged: true, masterChanged: true });
+    await h.reasserter.idle();
+    expect(h.store.peekRecord(alice1.deviceSessionId)?.['status']).toBe('active');
+    expect((await h.cache.lookup(alice1.deviceSessionId))?.session.status).toBe('active');
   });
 });

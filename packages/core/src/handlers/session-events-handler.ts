@@ -1,16 +1,32 @@
 import type { StreamEntry } from '../domain.js';
 import { clientField } from '../observability/log-safe.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { systemClock, type Clock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
+import type { RevocationStore } from '../ports/revocation-store.port.js';
 import type { PushHub } from '../push/push-hub.js';
+import type { RevocationMemory } from '../session/revocation-memory.js';
+import type { RevocationReasserter } from '../session/revocation-reasserter.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { parseRevocation, parseSessionFields } from '../session/session-fields.js';
 import { isValidUserId } from '../validation.js';
-import type { StreamEntryHandler } from './stream-entry-handler.js';
+import type { StreamEntryHandler, StreamReconnect } from './stream-entry-handler.js';
 
 export interface SessionEventsHandlerOptions {
   readonly cache: SessionCache;
   readonly hub: PushHub;
+  /**
+   * The cache's revocation memory and the store that writes revocations back (SPEC §5.3): the
+   * record's expiry is asked when a revocation is seen, and after a diverged history or a
+   * master change the `reasserter` writes back what the master lacks. Absent: revocations are
+   * still remembered by the cache (if it has a memory), never written back.
+   */
+  readonly revocations?: {
+    readonly memory: RevocationMemory;
+    readonly store: RevocationStore;
+    readonly reasserter: RevocationReasserter;
+  };
+  readonly clock?: Clock;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
 }
@@ -24,10 +40,12 @@ export class SessionEventsHandler implements StreamEntryHandler {
   readonly stream = 'session_events' as const;
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
+  private readonly clock: Clock;
 
   constructor(private readonly options: SessionEventsHandlerOptions) {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = options.logger ?? noopLogger;
+    this.clock = options.clock ?? systemClock;
   }
 
   /**
@@ -80,6 +98,28 @@ export class SessionEventsHandler implements StreamEntryHandler {
       entry_id: entry.id,
       streams_closed: closed,
     });
+    this.learnRecordExpiry(deviceSessionId);
+  }
+
+  /** Asks the store how long the record lives, so the revocation is remembered at least as long. */
+  private learnRecordExpiry(deviceSessionId: string): void {
+    const revocations = this.options.revocations;
+    if (revocations === undefined) return;
+    revocations.store.recordTtl(deviceSessionId).then(
+      (ttlMs) => revocations.memory.recordExpiry(deviceSessionId, ttlMs === undefined ? undefined : this.clock.now() + ttlMs),
+      (error: unknown) =>
+        // Unknown expiry: the retention (twice the freshness window) still holds.
+        this.logger.debug('session record expiry unknown', { device_session_id: deviceSessionId, error: error instanceof Error ? error.message : String(error) }),
+    );
+  }
+
+  /**
+   * Checks every remembered revocation on the store and writes back what it lacks (SPEC §5.3);
+   * returns at once. Called after a diverged history or a master change (and by an app that
+   * learns of a master change another way, e.g. a Redis Cluster failover).
+   */
+  reassertRevocations(reason: string): void {
+    this.options.revocations?.reasserter.trigger(reason);
   }
 
   private malformed(entry: StreamEntry, reason: string): void {
@@ -87,9 +127,17 @@ export class SessionEventsHandler implements StreamEntryHandler {
     this.logger.warn('malformed stream entry dropped', { stream: this.stream, entry_id: String(entry.id), reason });
   }
 
-  /** Snapshots may have been missed while disconnected: forget everything cached. */
-  onReconnect(): void {
+  /**
+   * Snapshots may have been missed while disconnected: forget everything cached but the
+   * remembered revocations. After a diverged history or a master change, they are re-asserted.
+   */
+  onReconnect(reconnect?: StreamReconnect): void {
     this.options.cache.clear();
-    this.logger.info('session cache cleared after session-events reconnect', { stream: this.stream });
+    this.logger.info('session cache cleared after session-events reconnect', {
+      stream: this.stream,
+      revocations_kept: this.options.revocations?.memory.size ?? 0,
+    });
+    if (reconnect?.historyDiverged === true) this.reassertRevocations('session-events history diverged');
+    else if (reconnect?.masterChanged === true) this.reassertRevocations('master changed');
   }
 }

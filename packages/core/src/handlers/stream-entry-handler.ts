@@ -16,6 +16,17 @@ export interface StreamEntryHandler {
    * before it reads again. Never rejects for a malformed entry.
    */
   handleBatch?(entries: readonly StreamEntry[]): void | Promise<void>;
-  /** The subscriber reconnected after an error; entries may have been missed meanwhile. */
-  onReconnect?(): void;
+  /**
+   * The subscriber reconnected (after an error, or moved to a new master); entries may have
+   * been missed meanwhile. `reconnect` says what it found (absent: nothing is known).
+   */
+  onReconnect?(reconnect?: StreamReconnect): void;
+}
+
+/** What a subscriber found when it reconnected (SPEC §5.6). */
+export interface StreamReconnect {
+  /** The last consumed entry is no longer on the master: entries were lost in a failover. */
+  readonly historyDiverged: boolean;
+  /** The reader moved because a new master was announced. */
+  readonly masterChanged: boolean;
 }

@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from './fake-clock.js';
 import { InMemoryEventStream } from './in-memory-event-stream.js';
 import { InMemoryReplayStore } from './in-memory-replay-store.js';
+import { InMemoryRevocationStore } from './in-memory-revocation-store.js';
 import { InMemorySessionStore } from './in-memory-session-store.js';
 import { replayStoreContract, sessionStoreContract } from '../testing/contracts.js';
+import { revocationStoreContract } from '../testing/revocation-contract.js';
 import type { StreamEntry } from '../domain.js';
 
 sessionStoreContract('InMemorySessionStore', () => {
@@ -32,6 +34,18 @@ replayStoreContract('InMemoryReplayStore', () => {
     repairStore: async () => {
       store.failing = false;
     },
+  };
+});
+
+revocationStoreContract('InMemoryRevocationStore', () => {
+  const sessions = new InMemorySessionStore();
+  const stream = new InMemoryEventStream();
+  return {
+    store: new InMemoryRevocationStore(sessions, stream),
+    seed: async (id, fields) => sessions.set(id, fields),
+    record: async (id) => sessions.peekRecord(id),
+    snapshots: async (id) => (await stream.readAfter('0-0', 1000)).entries.map((e) => e.fields).filter((f) => f['device_session_id'] === id),
+    expires: false,
   };
 });
 

@@ -15,6 +15,12 @@ export class InMemorySessionStore implements SessionStore {
     this.records.delete(deviceSessionId);
   }
 
+  /** The stored record, without counting a read. */
+  peekRecord(deviceSessionId: string): RawFields | undefined {
+    const record = this.records.get(deviceSessionId);
+    return record === undefined ? undefined : { ...record };
+  }
+
   async getRecord(deviceSessionId: string): Promise<RawFields | undefined> {
     this.reads += 1;
     if (this.failing) throw new Error('session store unreachable');

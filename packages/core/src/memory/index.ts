@@ -10,3 +10,4 @@ export { InMemorySessionStore } from './in-memory-session-store.js';
 export { InMemoryReplayStore } from './in-memory-replay-store.js';
 export { InMemoryEventStream } from './in-memory-event-stream.js';
 export { DEFAULT_MAX_BUCKETS_PER_RULE, InMemoryRateLimiter, type InMemoryRateLimiterOptions } from './in-memory-rate-limiter.js';
+export { InMemoryRevocationStore } from './in-memory-revocation-store.js';

@@ -33,6 +33,9 @@ export const MetricNames = {
   signerKeyInfo: 'gateway_signer_key_info',
   rateLimited: 'gateway_rate_limited_total',
   logLinesSuppressed: 'gateway_log_lines_suppressed_total',
+  revocationsReasserted: 'gateway_revocations_reasserted_total',
+  revocationsForgotten: 'gateway_revocations_forgotten_total',
+  revocationsRemembered: 'gateway_revocations_remembered',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -81,6 +84,12 @@ export class GatewayMetrics {
   readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
   /** Per-request failure lines not written (SPEC §8.5), label `reason`: the status name (`INVALID_ARGUMENT`). */
   readonly logLinesSuppressed: Counter<{ reason: string }>;
+  /** Revocations written again to a master that lacked them (SPEC §5.3). */
+  readonly revocationsReasserted: Counter;
+  /** Revocations forgotten before their retention ended, at the memory's bound (SPEC §5.5). */
+  readonly revocationsForgotten: Counter;
+  /** Revocations remembered now (see {@link GatewayMetrics.observeRevocations}). */
+  readonly revocationsRemembered: ObservableGauge;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
@@ -113,6 +122,13 @@ export class GatewayMetrics {
     this.logLinesSuppressed = meter.createCounter(MetricNames.logLinesSuppressed, {
       description: 'Per-request failure log lines not written (rate bound), by the status code of the request',
     });
+    this.revocationsReasserted = meter.createCounter(MetricNames.revocationsReasserted, {
+      description: 'Revocations written again (revoked record and snapshot) to a master that lacked them after a failover',
+    });
+    this.revocationsForgotten = meter.createCounter(MetricNames.revocationsForgotten, {
+      description: 'Revocations forgotten before their retention ended because the memory was full',
+    });
+    this.revocationsRemembered = meter.createObservableGauge(MetricNames.revocationsRemembered, { description: 'Revocations this process remembers' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const code of Object.values(GatewayErrorCode)) this.logLinesSuppressed.add(0, { reason: code.toUpperCase() });
     for (const stream of ['session_events', 'client_events'] as const) {
@@ -127,6 +143,8 @@ export class GatewayMetrics {
     this.pushStreamsActive.add(0);
     this.pushEventsDelivered.add(0);
     this.replayRejections.add(0);
+    this.revocationsReasserted.add(0);
+    this.revocationsForgotten.add(0);
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
@@ -209,6 +227,11 @@ export class GatewayMetrics {
       seen.add(signer.keyId);
       for (const id of seen) result.observe(id === signer.keyId ? 1 : 0, { key_id: id });
     });
+  }
+
+  /** Reports `memory.size` as `gateway_revocations_remembered` at every collection. */
+  observeRevocations(memory: { readonly size: number }): void {
+    this.revocationsRemembered.addCallback((result) => result.observe(memory.size));
   }
 }
 

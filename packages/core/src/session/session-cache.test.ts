@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.js';
 import type { SessionStore } from '../ports/session-store.port.js';
 import { FakeClock } from '../memory/fake-clock.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
+import { RevocationMemory } from './revocation-memory.js';
 import { SessionCache } from './session-cache.js';
 import { parseSessionFields } from './session-fields.js';
 
@@ -256,6 +257,81 @@ describe('SessionCache', () => {
     store.reads[0]?.answer.resolve(alice.record());
     expect((await pending)?.session.status).toBe('active');
     expect(cache.size).toBe(0);
+  });
+});
+
+describe('SessionCache with a revocation memory (SPEC §5.5)', () => {
+  const alice = new TestDevice('ds-alice', 'u-alice');
+  const bob = new TestDevice('ds-bob', 'u-bob');
+
+  function withMemory() {
+    const clock = new FakeClock();
+    const store = new InMemorySessionStore();
+    const revocations = new RevocationMemory({ maxEntries: 100, retentionMs: 10 * 60_000, clock });
+    const cache = new SessionCache(store, { maxEntries: 1000, ttlMs: TTL, clock, revocations });
+    return { clock, store, revocations, cache };
+  }
+
+  it('clear() keeps what is known to be revoked: a store that lost the revocation still answers revoked', async () => {
+    const { store, cache, revocations } = withMemory();
+    store.set(alice.deviceSessionId, alice.record('active'));
+    cache.apply(alice.session('revoked'));
+    // The failover: the new master holds the older active record; the reader reconnect clears the cache.
+    cache.clear();
+    expect(cache.peek(alice.deviceSessionId)?.session.status).toBe('revoked');
+    expect((await cache.lookup(alice.deviceSessionId))?.session).toMatchObject({ deviceSessionId: alice.deviceSessionId, userId: alice.userId, status: 'revoked' });
+    expect(store.reads).toBe(0);
+    expect(revocations.get(alice.deviceSessionId)?.clientPublicKey).toBe(alice.publicKeyBase64);
+  });
+
+  it('a missing record (created and revoked, both lost) is revoked, not unknown', async () => {
+    const { cache } = withMemory();
+    cache.revoke(bob.deviceSessionId, '');
+    cache.clear();
+    expect((await cache.lookup(bob.deviceSessionId))?.session.status).toBe('revoked');
+  });
+
+  it('remembers a revoked record read from the store', async () => {
+    const { store, cache } = withMemory();
+    store.set(alice.deviceSessionId, alice.record('revoked', { revoked_at_ms: '1764201600000' }));
+    expect((await cache.lookup(alice.deviceSessionId))?.session.status).toBe('revoked');
+    store.set(alice.deviceSessionId, alice.record('active'));
+    cache.clear();
+    expect((await cache.lookup(alice.deviceSessionId))?.session).toMatchObject({ status: 'revoked', revokedAtMs: 1764201600000 });
+  });
+
+  it('a remembered revocation answers without a store read; one learned during a read overrides the record read', async () => {
+    const clock = new FakeClock();
+    const store = new GatedSessionStore();
+    const revocations = new RevocationMemory({ maxEntries: 100, retentionMs: 60_000, clock });
+    const cache = new SessionCache(store, { maxEntries: 10, ttlMs: TTL, clock, revocations });
+    revocations.remember({ deviceSessionId: alice.deviceSessionId, userId: alice.userId, clientPublicKey: '', revokedAtMs: 1 });
+    expect((await cache.lookup(alice.deviceSessionId))?.session.status).toBe('revoked');
+    expect(store.reads).toHaveLength(0);
+
+    const pending = cache.lookup(bob.deviceSessionId);
+    revocations.remember({ deviceSessionId: bob.deviceSessionId, userId: bob.userId, clientPublicKey: '', revokedAtMs: 1 });
+    store.reads[0]?.answer.resolve(bob.record('active'));
+    expect((await pending)?.session.status).toBe('revoked');
+  });
+
+  it('an active snapshot (the auth service re-activated the session) forgets the revocation', async () => {
+    const { store, cache, revocations } = withMemory();
+    cache.apply(alice.session('revoked'));
+    cache.apply(alice.session('active'));
+    expect(revocations.get(alice.deviceSessionId)).toBeUndefined();
+    store.set(alice.deviceSessionId, alice.record('active'));
+    cache.clear();
+    expect((await cache.lookup(alice.deviceSessionId))?.session.status).toBe('active');
+  });
+
+  it('after the retention the store is trusted again', async () => {
+    const { clock, store, cache } = withMemory();
+    cache.apply(alice.session('revoked'));
+    store.set(alice.deviceSessionId, alice.record('active'));
+    clock.advance(10 * 60_000);
+    cache.clear();
+    expect((await cache.lookup(alice.deviceSessionId))?.session.status).toBe('active');
   });
 });
 

@@ -5,6 +5,7 @@ import { systemClock, type Clock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { SessionStore } from '../ports/session-store.port.js';
 import { ed25519PublicKeyFromRaw } from '../signing/keys.js';
+import type { RevocationMemory } from './revocation-memory.js';
 import { parseSessionFields } from './session-fields.js';
 
 export interface SessionCacheOptions {
@@ -12,6 +13,13 @@ export interface SessionCacheOptions {
   readonly maxEntries: number;
   /** How long a record read from the store is trusted. */
   readonly ttlMs: number;
+  /**
+   * What this process knows to be revoked (SPEC §5.5): consulted before the store, so a
+   * revocation a failover lost on the store stays refused, and kept by `clear`. Revoked
+   * snapshots and revoked records read from the store are remembered there; an `active`
+   * snapshot forgets its session.
+   */
+  readonly revocations?: RevocationMemory;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -63,6 +71,8 @@ export class SessionCache {
   async lookup(deviceSessionId: string): Promise<ResolvedSession | undefined> {
     const cached = this.peekEntry(deviceSessionId);
     if (cached !== undefined) return cached.value ?? undefined;
+    const remembered = this.remembered(deviceSessionId);
+    if (remembered !== undefined) return remembered;
     let pending = this.inflight.get(deviceSessionId);
     if (pending === undefined) {
       pending = this.load(deviceSessionId);
@@ -76,13 +86,23 @@ export class SessionCache {
     return (await pending) ?? undefined;
   }
 
-  /** The cached session without touching the store (expired entries count as absent). */
+  /**
+   * The cached session without touching the store (expired entries count as absent), or the
+   * remembered revocation of a session that is not cached.
+   */
   peek(deviceSessionId: string): ResolvedSession | undefined {
-    return this.peekEntry(deviceSessionId)?.value ?? undefined;
+    const entry = this.peekEntry(deviceSessionId);
+    if (entry !== undefined) return entry.value ?? undefined;
+    return this.remembered(deviceSessionId);
   }
 
-  /** Applies a session snapshot (last wins). Returns the resolved session. */
+  /**
+   * Applies a session snapshot (last wins). Returns the resolved session. A revoked one is
+   * remembered (SPEC §5.5); an active one forgets a remembered revocation of the session.
+   */
   apply(session: DeviceSession): ResolvedSession {
+    if (session.status === 'revoked') this.rememberRevoked(session);
+    else this.options.revocations?.forget(session.deviceSessionId);
     return this.applyResolved({ session, publicKey: ed25519PublicKeyFromRaw(session.clientPublicKey) });
   }
 
@@ -93,7 +113,34 @@ export class SessionCache {
    */
   revoke(deviceSessionId: string, userId: string): ResolvedSession {
     const session: DeviceSession = { deviceSessionId, userId, status: 'revoked', clientPublicKey: new Uint8Array(0) };
+    this.rememberRevoked(session);
     return this.applyResolved({ session, publicKey: unusableKey() });
+  }
+
+  private rememberRevoked(session: DeviceSession): void {
+    this.options.revocations?.remember({
+      deviceSessionId: session.deviceSessionId,
+      userId: session.userId,
+      clientPublicKey: session.clientPublicKey.length === 0 ? '' : Buffer.from(session.clientPublicKey).toString('base64'),
+      revokedAtMs: session.revokedAtMs ?? this.clock.now(),
+    });
+  }
+
+  /** A remembered revocation as a revoked session (cached again, so the next peek is one lookup). */
+  private remembered(deviceSessionId: string): ResolvedSession | undefined {
+    const revocation = this.options.revocations?.get(deviceSessionId);
+    if (revocation === undefined) return undefined;
+    const session: DeviceSession = {
+      deviceSessionId,
+      userId: revocation.userId,
+      status: 'revoked',
+      clientPublicKey: new Uint8Array(0),
+      revokedAtMs: revocation.revokedAtMs,
+    };
+    // Refused at the revoked check, before any signature is verified: no usable key needed.
+    const resolved: ResolvedSession = { session, publicKey: unusableKey() };
+    this.put(deviceSessionId, resolved);
+    return resolved;
   }
 
   private applyResolved(resolved: ResolvedSession): ResolvedSession {
@@ -103,7 +150,10 @@ export class SessionCache {
     return resolved;
   }
 
-  /** Drops every entry (after the session-events subscriber reconnected, snapshots may be missed). */
+  /**
+   * Drops every entry (after the session-events subscriber reconnected, snapshots may be
+   * missed). Remembered revocations stay: they are what the gateway knows to be revoked.
+   */
   clear(): void {
     this.entries.clear();
     this.overtaken.clear();
@@ -135,6 +185,9 @@ export class SessionCache {
     // entry was evicted meanwhile): never let the older record overwrite it.
     const snapshot = this.overtaken.get(id);
     if (snapshot !== undefined) return snapshot;
+    // Known to be revoked: a store that says otherwise lost the revocation (a failover).
+    const remembered = this.remembered(id);
+    if (remembered !== undefined) return remembered;
     let value: ResolvedSession | null = null;
     if (fields !== undefined) {
       const parsed = parseSessionFields(fields);
@@ -144,6 +197,7 @@ export class SessionCache {
         this.logger.warn('malformed session record', { device_session_id: id, reason: 'device_session_id does not match key' });
       } else {
         value = { session: parsed.session, publicKey: ed25519PublicKeyFromRaw(parsed.session.clientPublicKey) };
+        if (parsed.session.status === 'revoked') this.rememberRevoked(parsed.session);
       }
     }
     if (epoch === this.epoch) this.put(id, value);

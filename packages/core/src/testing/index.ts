@@ -11,3 +11,4 @@ export {
   type SessionStoreHarness,
 } from './contracts.js';
 export { rateLimiterContract, type RateLimiterHarness } from './rate-limiter-contract.js';
+export { revocationStoreContract, type RevocationStoreHarness } from './revocation-contract.js';
