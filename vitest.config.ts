@@ -1,10 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Workspace packages resolve to their TypeScript sources through the `source`
+// Workspace packages resolve to their TypeScript sources through the `@edge-gateway/source`
 // export condition, so tests never depend on a stale dist/ of a sibling package.
 export default defineConfig({
-  ssr: { resolve: { conditions: ['source'] } },
-  resolve: { conditions: ['source'] },
+  ssr: { resolve: { conditions: ['@edge-gateway/source'] } },
+  resolve: { conditions: ['@edge-gateway/source'] },
   test: {
     pool: 'forks',
     testTimeout: 30_000,

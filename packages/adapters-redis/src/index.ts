@@ -30,7 +30,6 @@ export { RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-s
 export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-revocation-store.js';
 export { RedisStreamSubscriber, type RedisStreamSubscriberOptions } from './redis-stream-subscriber.js';
 export { RedisEventHistory, type RedisEventHistoryOptions } from './redis-event-history.js';
-export { redisInstrumentation } from './redis-instrumentation.js';
 export { DivergedRanges, type DivergedRange } from './diverged-ranges.js';
 export { formatAddress, type RedisAddress, type RedisTopology, type RedisTopologyNode } from './redis-topology.js';
 export { SingleRedisTopology, type SingleRedisTopologyOptions } from './single-redis-topology.js';

@@ -3,7 +3,8 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAndPing, redisInstrumentation, RedisSessionStore, type RedisClient } from '../src/index.js';
+import { connectAndPing, RedisSessionStore, type RedisClient } from '../src/index.js';
+import { redisInstrumentation } from '../src/redis-instrumentation.js';
 import { clientFor, unique } from './helpers.js';
 
 let server: RedisServerHandle;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type * as errors from './errors.js';
 import { GatewayError, GatewayErrorCode, GatewayMessages, isGatewayError } from './errors.js';
 
 describe('GatewayError', () => {
@@ -70,5 +71,20 @@ describe('GatewayError', () => {
     expect(new GatewayError('internal', 'x').cause).toBeUndefined();
     expect(isGatewayError(new Error('x'))).toBe(false);
     expect(isGatewayError({ code: 'internal', message: 'x' })).toBe(false);
+  });
+
+  it('recognises a GatewayError made by a second copy of the package (an adapter that resolved its own core)', async () => {
+    // The built module is a different module instance from this source file: a second copy.
+    const other = (await import(new URL('../dist/errors.js', import.meta.url).href)) as typeof errors;
+    expect(other.GatewayError).not.toBe(GatewayError);
+    const foreign = other.GatewayError.revoked();
+    expect(foreign instanceof GatewayError).toBe(true);
+    expect(isGatewayError(foreign)).toBe(true);
+    expect(GatewayError.unavailable('x') instanceof other.GatewayError).toBe(true);
+    expect(other.isGatewayError(GatewayError.overflow())).toBe(true);
+    // The brand alone is not enough: the code must be one of the gateway's.
+    const forged = Object.assign(new Error('x'), { [Symbol.for('@edge-gateway/core.GatewayError')]: true, code: 'teapot' });
+    expect(isGatewayError(forged)).toBe(false);
+    expect(new Error('x') instanceof GatewayError).toBe(false);
   });
 });

@@ -45,9 +45,24 @@ export interface GatewayErrorOptions {
   retryAfterMs?: number;
 }
 
-/** The single error type of the gateway. `message` is safe to show to the client. */
+/**
+ * Marks every {@link GatewayError}, whichever copy of `@edge-gateway/core` made it: a registered
+ * symbol is the same in every copy, so an application that ends up with two copies installed (an
+ * adapter resolved its own) still recognises the other copy's errors.
+ */
+const GATEWAY_ERROR_BRAND: unique symbol = Symbol.for('@edge-gateway/core.GatewayError') as never;
+
+const codes = new Set<unknown>(Object.values(GatewayErrorCode));
+
+/**
+ * The single error type of the gateway. `message` is safe to show to the client.
+ *
+ * `instanceof GatewayError` (and {@link isGatewayError}) is true for a `GatewayError` of any
+ * copy of this package, not only of the one the check was written against.
+ */
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
+  readonly [GATEWAY_ERROR_BRAND] = true;
   readonly code: GatewayErrorCode;
   /**
    * Whole milliseconds after which the same request would be admitted (a rate-limited
@@ -102,8 +117,18 @@ export class GatewayError extends Error {
   static malformedRequest(): GatewayError {
     return new GatewayError(GatewayErrorCode.InvalidArgument, GatewayMessages.malformedRequest);
   }
+
+  static override [Symbol.hasInstance](value: unknown): value is GatewayError {
+    return isGatewayError(value);
+  }
 }
 
+/** Whether `value` is a {@link GatewayError} made by any copy of `@edge-gateway/core`. */
 export function isGatewayError(value: unknown): value is GatewayError {
-  return value instanceof GatewayError;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { [GATEWAY_ERROR_BRAND]?: unknown })[GATEWAY_ERROR_BRAND] === true &&
+    codes.has((value as { code?: unknown }).code)
+  );
 }
