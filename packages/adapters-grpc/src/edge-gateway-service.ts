@@ -146,7 +146,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
         } else {
           // grpc-js turns an 'error' event into the call's status, sent after the messages
           // already written (destroy() would drop the status entirely).
-          call.emit('error', { code: status.code, details: status.details });
+          call.emit('error', status.metadata === undefined ? { code: status.code, details: status.details } : { code: status.code, details: status.details, metadata: status.metadata });
         }
       };
 

@@ -3,7 +3,7 @@
  * and reflection), the status mapping, and the downstream `CommandHandler` client.
  * Generated messages live in `@edge-gateway/adapters-grpc/generated`.
  */
-export { grpcStatusFor, grpcStatusName, INTERNAL_ERROR_DETAILS, toServiceError, type GatewayStatus } from './status-mapping.js';
+export { grpcStatusFor, grpcStatusName, INTERNAL_ERROR_DETAILS, RETRY_AFTER_MS_TRAILER, RETRY_PUSHBACK_MS_TRAILER, toServiceError, type GatewayStatus } from './status-mapping.js';
 export { fromCommandRequest, fromCommandResult, fromDownstreamCommand, fromGatewayEvent, fromSubscribeRequest, toCommandRequest, toCommandResult, toDownstreamResult, toGatewayEvent, toSubscribeRequest } from './message-mapping.js';
 export { metadataGetter, metadataSetter } from './trace-context.js';
 export { createEdgeGatewayService, deadlineOf, type EdgeGatewayServiceOptions, type GrpcMethodName } from './edge-gateway-service.js';

@@ -16,6 +16,8 @@ export const statusCodeFor: Record<GatewayErrorCode, number> = {
 
 /** A `GatewayError` keeps its message; anything else is `INTERNAL` `internal error` (details stay in the log). */
 export function toCallStatus(error: unknown): CallStatus {
-  if (error instanceof GatewayError) return { code: statusCodeFor[error.code], details: error.message };
+  if (error instanceof GatewayError) {
+    return error.retryAfterMs === undefined ? { code: statusCodeFor[error.code], details: error.message } : { code: statusCodeFor[error.code], details: error.message, retryAfterMs: error.retryAfterMs };
+  }
   return { code: StatusCodes.INTERNAL, details: GatewayMessages.internal };
 }

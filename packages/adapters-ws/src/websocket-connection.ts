@@ -24,7 +24,9 @@ import {
   encodeFrame,
   encodeGatewayEvent,
   encodeStatus,
+  encodeStatusWithTrailers,
   statusName,
+  WEBSOCKET_SUBPROTOCOL_TRAILERS,
   type CallStatus,
   type ExecuteCommandRequest,
   type Frame,
@@ -70,6 +72,8 @@ interface Call {
 export class WebSocketConnection {
   private readonly calls = new Map<number, Call>();
   private closed = false;
+  /** The client negotiated `edgegateway.v1.1`: statuses with trailers go as `0x84` frames. */
+  private readonly trailers: boolean;
   /** Called whenever the last call in flight finished (used while shutting down). */
   onIdle: (() => void) | undefined;
 
@@ -80,6 +84,7 @@ export class WebSocketConnection {
     private readonly metrics: ConnectionMetrics,
     private readonly logger: Logger,
   ) {
+    this.trailers = socket.protocol === WEBSOCKET_SUBPROTOCOL_TRAILERS;
     socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     socket.on('close', () => this.onClose());
   }
@@ -216,7 +221,9 @@ export class WebSocketConnection {
 
   private sendStatus(method: Method, callId: number, status: CallStatus, started: number): void {
     this.count(method, status.code, started);
-    this.send(encodeFrame(FrameTypes.status, callId, encodeStatus(status)));
+    // Old clients (edgegateway.v1) get code and message only.
+    if (status.retryAfterMs !== undefined && this.trailers) this.send(encodeFrame(FrameTypes.statusWithTrailers, callId, encodeStatusWithTrailers(status)));
+    else this.send(encodeFrame(FrameTypes.status, callId, encodeStatus(status)));
   }
 
   private count(method: Method, code: number, started: number): void {

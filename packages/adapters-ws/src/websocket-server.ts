@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { GatewayMetrics, RequestLogLimiter, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
-import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL } from '@edge-gateway/protocol';
+import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
 /** Room for the other request fields and the frame header on top of `maxPayloadBytes`. */
@@ -96,7 +96,8 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
     maxPayload: options.maxPayloadBytes + FRAME_HEADROOM_BYTES,
     // Compression costs CPU per frame and opens the door to decompression bombs.
     perMessageDeflate: false,
-    handleProtocols: (offered) => (offered.has(WEBSOCKET_SUBPROTOCOL) ? WEBSOCKET_SUBPROTOCOL : false),
+    // edgegateway.v1.1 (status trailers) when the client offers it, else edgegateway.v1.
+    handleProtocols: (offered) => (offered.has(WEBSOCKET_SUBPROTOCOL_TRAILERS) ? WEBSOCKET_SUBPROTOCOL_TRAILERS : offered.has(WEBSOCKET_SUBPROTOCOL) ? WEBSOCKET_SUBPROTOCOL : false),
   });
   const connections = new Map<WebSocket, WebSocketConnection>();
   const alive = new WeakSet<WebSocket>();
@@ -112,7 +113,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       return refuse(socket, 403, 'Forbidden');
     }
     const offered = String(request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!offered.includes(WEBSOCKET_SUBPROTOCOL)) return refuse(socket, 400, 'Bad Request');
+    if (!offered.includes(WEBSOCKET_SUBPROTOCOL) && !offered.includes(WEBSOCKET_SUBPROTOCOL_TRAILERS)) return refuse(socket, 400, 'Bad Request');
     wss.handleUpgrade(request, socket, head, (ws) => {
       const connection = new WebSocketConnection(ws, options.core, limits, metrics, logger);
       connections.set(ws, connection);

@@ -22,6 +22,7 @@ export {
   GatewaySignatureError,
   GatewayStatusError,
   MAX_CALL_TIMEOUT_MS,
+  RateLimitedError,
   StatusCodes,
   importDevicePrivateKey,
   type BackoffOptions,

@@ -3,13 +3,17 @@ import {
   DeviceSessionState,
   FrameTypes,
   GatewayStatusError,
+  RateLimitedError,
   StatusCodes,
   TrustedKeys,
   WEBSOCKET_SUBPROTOCOL,
+  WEBSOCKET_SUBPROTOCOL_TRAILERS,
+  decodeAnyStatus,
+  statusError as statusErrorOf,
+  withRateLimitRetries,
   decodeExecuteCommandResponse,
   decodeFrame,
   decodeGatewayEvent,
-  decodeStatus,
   encodeExecuteCommandRequest,
   encodeFrame,
   encodeSubscribeEventsRequest,
@@ -67,6 +71,13 @@ export interface WebExecuteOptions {
   readonly deadlineMs?: number;
   /** Aborting sends a cancel frame and rejects with `CANCELLED`. */
   readonly signal?: AbortSignal;
+  /**
+   * Retries after `RateLimitedError` (default 0: it is thrown): the client waits the gateway's
+   * `retry-after-ms` and sends the command again with the same `request_id` (a refused command
+   * left no reservation), signed anew. No retry whose wait would end after the deadline; an
+   * abort during the wait rejects `CANCELLED`.
+   */
+  readonly rateLimitRetries?: number;
 }
 
 export interface WebSubscribeOptions {
@@ -128,7 +139,8 @@ class Connection {
   /** Opens a connection; rejects `UNAVAILABLE` when it cannot be opened (refused origin, no gateway). */
   static async dial(options: WebGatewayClientOptions): Promise<Connection> {
     const Ctor = options.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
-    const socket = new Ctor(options.url, WEBSOCKET_SUBPROTOCOL);
+    // edgegateway.v1.1 first (status trailers: the retry-after of a rate-limited call); older gateways pick edgegateway.v1.
+    const socket = new Ctor(options.url, [WEBSOCKET_SUBPROTOCOL_TRAILERS, WEBSOCKET_SUBPROTOCOL]);
     socket.binaryType = 'arraybuffer';
     // Filled once open: a close before that rejects the dial, a close after it ends the calls.
     const opened: { connection?: Connection } = {};
@@ -265,10 +277,31 @@ export class WebGatewayClient {
    * messages as gRPC), `GatewaySignatureError` / `GatewayBindingError` when the result can't be trusted.
    */
   async execute(messageType: string, payload: Uint8Array, options: WebExecuteOptions = {}): Promise<VerifiedCommandResult> {
-    const timeoutMs = options.deadlineMs !== undefined ? Math.ceil(options.deadlineMs - Date.now()) : options.timeoutMs === undefined ? undefined : Math.ceil(options.timeoutMs);
+    if ((options.rateLimitRetries ?? 0) <= 0) return this.executeOnce(messageType, payload, options.requestId, options, options.signal);
+    // Retries share one absolute deadline.
+    const deadlineMs = options.deadlineMs ?? (options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs);
+    // One request_id for every attempt: a refused attempt left no reservation.
+    const requestId = options.requestId ?? crypto.randomUUID();
+    return withRateLimitRetries(() => this.executeOnce(messageType, payload, requestId, deadlineMs === undefined ? {} : { deadlineMs }, options.signal), {
+      retries: options.rateLimitRetries ?? 0,
+      ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      onAbort: () => new GatewayStatusError(StatusCodes.CANCELLED, 'cancelled'),
+    });
+  }
+
+  private async executeOnce(
+    messageType: string,
+    payload: Uint8Array,
+    requestId: string | undefined,
+    limit: { readonly deadlineMs?: number; readonly timeoutMs?: number },
+    signal: AbortSignal | undefined,
+  ): Promise<VerifiedCommandResult> {
+    const timeoutMs = limit.deadlineMs !== undefined ? Math.ceil(limit.deadlineMs - Date.now()) : limit.timeoutMs === undefined ? undefined : Math.ceil(limit.timeoutMs);
     // A deadline already passed: nothing is sent (nor reserved), as with a gRPC deadline.
     if (timeoutMs !== undefined && timeoutMs < 1) throw new GatewayStatusError(StatusCodes.DEADLINE_EXCEEDED, 'Deadline exceeded');
-    const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, options.requestId));
+    const options = { signal };
+    const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, requestId));
     const connection = this.connection;
     const callId = connection.open();
     const answer = new Promise<Uint8Array>((resolve, reject) => {
@@ -284,7 +317,7 @@ export class WebGatewayClient {
         onFrame: (type, body) => {
           done();
           if (type === FrameTypes.result) resolve(body);
-          else if (type === FrameTypes.status) reject(statusError(decodeStatus(body)));
+          else if (type === FrameTypes.status || type === FrameTypes.statusWithTrailers) reject(statusError(decodeAnyStatus(type, body)));
           else reject(new GatewayStatusError(StatusCodes.INTERNAL, `unexpected frame type ${type} for a command`));
         },
         onClosed: (info) => {
@@ -367,7 +400,7 @@ export class WebGatewayClient {
           queue.push({ event: decodeGatewayEvent(body), receivedAt: Date.now() });
         } else {
           connection.forget(callId);
-          const status = type === FrameTypes.status ? decodeStatus(body) : { code: StatusCodes.INTERNAL, details: `unexpected frame type ${type}` };
+          const status = type === FrameTypes.status || type === FrameTypes.statusWithTrailers ? decodeAnyStatus(type, body) : { code: StatusCodes.INTERNAL, details: `unexpected frame type ${type}` };
           end = status.code === StatusCodes.OK ? {} : { error: statusError(status) };
         }
         notify();
@@ -416,6 +449,8 @@ export class WebGatewayClient {
  * that are not statuses (a `GatewaySignatureError` or `GatewayBindingError`).
  */
 export function isRetryableEnd(error: unknown): boolean {
+  // A rate-limited open (session_streams): reopened once its retry-after has passed.
+  if (error instanceof RateLimitedError) return true;
   if (!(error instanceof GatewayStatusError) || error.code !== StatusCodes.UNAVAILABLE) return false;
   const closedWith = CLOSE_OF.get(error);
   return closedWith === undefined || RETRYABLE_CLOSE_CODES.has(closedWith.code);
@@ -447,8 +482,9 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
   });
 }
 
+/** A `RateLimitedError` (with the frame's `retry-after-ms`) for `8` `rate limit exceeded`, else a `GatewayStatusError`. */
 function statusError(status: CallStatus): GatewayStatusError {
-  return new GatewayStatusError(status.code, status.details);
+  return statusErrorOf(status.code, status.details, status.retryAfterMs);
 }
 
 /** Calls in flight when the connection closes fail `UNAVAILABLE`, naming the close code. */

@@ -1,6 +1,6 @@
 import { sign, type KeyObject } from 'node:crypto';
 import { Metadata, credentials as grpcCredentials, status as GrpcStatus, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { DeviceSessionState, reconnectingStream, verifyCommandResult, type BackoffOptions, type ExecuteCommandResponse, type GatewayEvent, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
+import { DeviceSessionState, RateLimitedError, reconnectingStream, verifyCommandResult, withRateLimitRetries, type BackoffOptions, type ExecuteCommandResponse, type GatewayEvent, type VerifiedCommandResult, type VerifiedEvent } from '@edge-gateway/protocol';
 import { EdgeGatewayGrpcClient } from './edge-gateway-stub.js';
 import { GatewayStatusError, toClientError } from './errors.js';
 import { commandRequestBytes, subscribeRequestBytes } from './signing.js';
@@ -42,6 +42,13 @@ export interface ExecuteOptions {
   /** Relative alternative to `deadlineMs`. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /**
+   * Retries after `RateLimitedError` (default 0: it is thrown): the client waits the gateway's
+   * `retry-after-ms` and sends the command again with the same `request_id` (a refused command
+   * left no reservation), signed anew. No retry whose wait would end after the deadline; an
+   * abort during the wait rejects `CANCELLED`.
+   */
+  readonly rateLimitRetries?: number;
 }
 
 /** A verified ExecuteCommand result (the protocol package's, shared with the WebSocket client). */
@@ -112,10 +119,21 @@ export class GatewayClient {
    * `GatewaySignatureError` / `GatewayBindingError` when the response can't be trusted.
    */
   async execute(messageType: string, payload: Uint8Array, options: ExecuteOptions = {}): Promise<VerifiedCommandResult> {
-    const fields = this.state.commandFields(messageType, payload, options.requestId);
-    const signature = sign(null, commandRequestBytes(fields), this.key);
     const deadline = options.deadlineMs ?? (options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs);
-    const signal = options.signal;
+    if ((options.rateLimitRetries ?? 0) <= 0) return this.executeOnce(messageType, payload, options.requestId, deadline, options.signal);
+    // One request_id for every attempt: a refused attempt left no reservation.
+    const requestId = options.requestId ?? crypto.randomUUID();
+    return withRateLimitRetries(() => this.executeOnce(messageType, payload, requestId, deadline, options.signal), {
+      retries: options.rateLimitRetries ?? 0,
+      ...(deadline === undefined ? {} : { deadlineMs: deadline }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      onAbort: () => new GatewayStatusError(GrpcStatus.CANCELLED, 'cancelled'),
+    });
+  }
+
+  private async executeOnce(messageType: string, payload: Uint8Array, requestId: string | undefined, deadline: number | undefined, signal: AbortSignal | undefined): Promise<VerifiedCommandResult> {
+    const fields = this.state.commandFields(messageType, payload, requestId);
+    const signature = sign(null, commandRequestBytes(fields), this.key);
     const response = await new Promise<ExecuteCommandResponse>((resolve, reject) => {
       const call = this.client.executeCommand(
         { ...fields, signature },
@@ -152,7 +170,8 @@ export class GatewayClient {
   private reconnecting(options: SubscribeOptions): AsyncGenerator<VerifiedEvent> {
     return reconnectingStream({
       open: (resumeAfterEventId) => this.once(options, resumeAfterEventId),
-      isRetryable: (error) => error instanceof GatewayStatusError && error.code === GrpcStatus.UNAVAILABLE,
+      // A rate-limited open (session_streams) is reopened once its retry-after has passed.
+      isRetryable: (error) => error instanceof RateLimitedError || (error instanceof GatewayStatusError && error.code === GrpcStatus.UNAVAILABLE),
       state: this.state,
       ...(options.resumeAfterEventId === undefined ? {} : { resumeAfterEventId: options.resumeAfterEventId }),
       ...(options.backoff === undefined ? {} : { backoff: options.backoff }),

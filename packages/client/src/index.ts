@@ -2,7 +2,7 @@
  * TypeScript client for device apps: signs ExecuteCommand / SubscribeEvents requests,
  * verifies gateway signatures and bindings, exposes push events as an async iterable.
  */
-export { GatewayBindingError, GatewaySignatureError, GatewayStatusError, isServiceError, toClientError } from './errors.js';
+export { GatewayBindingError, GatewaySignatureError, GatewayStatusError, RateLimitedError, isServiceError, toClientError } from './errors.js';
 export { devicePrivateKey, TrustedGatewayKeys, type GatewayPublicKey } from './trusted-keys.js';
 export { DEFAULT_CHANNEL_OPTIONS, GatewayClient, type BackoffOptions, type CommandResponse, type ExecuteOptions, type GatewayClientOptions, type SubscribeOptions, type VerifiedEvent } from './gateway-client.js';
 export { ServerStreamReader } from './stream-reader.js';

@@ -1,5 +1,5 @@
 import { status as GrpcStatus, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
-import { GatewayStatusError } from './errors.js';
+import { toClientError } from './errors.js';
 
 const HIGH_WATER = 16;
 const LOW_WATER = 4;
@@ -51,7 +51,8 @@ export class ServerStreamReader<T> {
       }
       if (this.ended && this.status !== undefined) {
         if (this.status.code === GrpcStatus.OK) return undefined;
-        throw new GatewayStatusError(this.status.code, this.status.details);
+        // The status's trailers go along: a rate-limited open is a RateLimitedError with its retry-after.
+        throw toClientError(Object.assign(new Error(this.status.details), { code: this.status.code, details: this.status.details, metadata: this.status.metadata }));
       }
       await new Promise<void>((resolve) => (this.wake = resolve));
     }

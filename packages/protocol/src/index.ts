@@ -43,7 +43,17 @@ export {
 } from './canonical.js';
 
 // Statuses (SPEC §4)
-export { GatewayStatusError, StatusCodes, statusName, type StatusCode } from './status-codes.js';
+export {
+  DEFAULT_RETRY_AFTER_MS,
+  GatewayStatusError,
+  RATE_LIMITED_MESSAGE,
+  RateLimitedError,
+  StatusCodes,
+  statusError,
+  statusName,
+  type StatusCode,
+} from './status-codes.js';
+export { withRateLimitRetries, type RateLimitRetryOptions } from './rate-limit-retry.js';
 
 // Device side: keys, signing, verification
 export {
@@ -77,10 +87,15 @@ export {
   FRAME_HEADER_BYTES,
   FrameTypes,
   MAX_CALL_TIMEOUT_MS,
+  RETRY_AFTER_TRAILER,
   WEBSOCKET_PATH,
   WEBSOCKET_SUBPROTOCOL,
+  WEBSOCKET_SUBPROTOCOL_TRAILERS,
+  decodeAnyStatus,
   decodeFrame,
   decodeStatus,
+  decodeStatusWithTrailers,
+  encodeStatusWithTrailers,
   decodeTimedExecute,
   encodeFrame,
   encodeStatus,

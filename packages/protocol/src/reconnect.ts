@@ -1,3 +1,5 @@
+import { RateLimitedError } from './status-codes.js';
+
 /** Reconnect backoff of a push stream (`subscribe({ autoReconnect: true, backoff })`). */
 export interface BackoffOptions {
   /** First delay (default 250 ms). */
@@ -22,6 +24,11 @@ export interface ReconnectingStreamOptions<T> {
   readonly open: (resumeAfterEventId: string) => AsyncIterable<T>;
   /** True when a stream that ended with `error` may be reopened (e.g. `UNAVAILABLE`). */
   readonly isRetryable: (error: unknown) => boolean;
+  /**
+   * The least wait before reopening after `error` (default: a `RateLimitedError`'s
+   * `retryAfterMs`): the backoff waits at least this long.
+   */
+  readonly minDelayOf?: (error: unknown) => number | undefined;
   /** Where the resume point comes from: the session's last verified client event. */
   readonly state: { readonly lastEventId: string };
   /** The resume point of the first stream (default: none). */
@@ -53,8 +60,10 @@ export async function* reconnectingStream<T>(options: ReconnectingStreamOptions<
   let delay = initial;
   let failures = 0;
   let resumeAfter = options.resumeAfterEventId ?? '';
+  const minDelayOf = options.minDelayOf ?? ((error: unknown) => (error instanceof RateLimitedError ? error.retryAfterMs : undefined));
   for (;;) {
     let bootstrapped = false;
+    let minDelay = 0;
     try {
       for await (const event of options.open(resumeAfter)) {
         if (!bootstrapped) {
@@ -69,10 +78,12 @@ export async function* reconnectingStream<T>(options: ReconnectingStreamOptions<
       if (!options.isRetryable(error)) throw error;
       failures += 1;
       if (maxAttempts !== undefined && failures > maxAttempts) throw error;
+      minDelay = minDelayOf(error) ?? 0;
     }
     resumeAfter = options.state.lastEventId === '' ? resumeAfter : options.state.lastEventId;
     // Jitter keeps a fleet of devices from reconnecting in lockstep after a gateway restart.
-    const ms = Math.round(delay / 2 + random() * (delay / 2));
+    // A rate-limited open says when it would pass: never sooner than that.
+    const ms = Math.max(minDelay, Math.round(delay / 2 + random() * (delay / 2)));
     delay = Math.min(max, delay * multiplier);
     if (!(await wait(ms, options.signal))) return;
   }

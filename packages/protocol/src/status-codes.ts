@@ -31,7 +31,7 @@ export function statusName(code: number): string {
 
 /** A call ended with a non-OK status (SPEC §4): the same code and message on every transport. */
 export class GatewayStatusError extends Error {
-  override readonly name = 'GatewayStatusError';
+  override readonly name: string = 'GatewayStatusError';
   /** Numeric status code, e.g. `9` for FAILED_PRECONDITION. */
   readonly code: number;
   /** Status name, e.g. `FAILED_PRECONDITION`. */
@@ -46,4 +46,38 @@ export class GatewayStatusError extends Error {
     this.codeName = codeName;
     this.details = details;
   }
+}
+
+/** The message of a rate-limited call (SPEC §4 step 7). */
+export const RATE_LIMITED_MESSAGE = 'rate limit exceeded';
+
+/**
+ * A rate limit refused the call: `RESOURCE_EXHAUSTED` `rate limit exceeded` (SPEC §4 step 7).
+ * Nothing ran and nothing was reserved: the same request (same `request_id`) may be sent again
+ * after `retryAfterMs`.
+ */
+export class RateLimitedError extends GatewayStatusError {
+  override readonly name: string = 'RateLimitedError';
+  /**
+   * Milliseconds to wait before the request would be admitted: the gateway's `retry-after-ms`
+   * ({@link DEFAULT_RETRY_AFTER_MS} if a proxy dropped it).
+   */
+  readonly retryAfterMs: number;
+
+  constructor(retryAfterMs: number | undefined, options?: { cause?: unknown }) {
+    super(StatusCodes.RESOURCE_EXHAUSTED, RATE_LIMITED_MESSAGE, options);
+    this.retryAfterMs = retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+  }
+}
+
+/** The wait assumed for a rate-limited call whose `retry-after-ms` did not arrive. */
+export const DEFAULT_RETRY_AFTER_MS = 1000;
+
+/**
+ * The error for a terminal status: a {@link RateLimitedError} for `8` `rate limit exceeded`,
+ * a {@link GatewayStatusError} otherwise.
+ */
+export function statusError(code: number, details: string, retryAfterMs?: number, options?: { cause?: unknown }): GatewayStatusError {
+  if (code === StatusCodes.RESOURCE_EXHAUSTED && details === RATE_LIMITED_MESSAGE) return new RateLimitedError(retryAfterMs, options);
+  return new GatewayStatusError(code, details, options);
 }

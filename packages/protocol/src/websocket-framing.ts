@@ -8,6 +8,14 @@ import { fromUtf8, utf8, WireFormatError } from './protobuf-wire.js';
  */
 export const WEBSOCKET_SUBPROTOCOL = 'edgegateway.v1';
 
+/**
+ * `edgegateway.v1` plus status frames with trailers (`0x84`). A client that can read them
+ * offers this before {@link WEBSOCKET_SUBPROTOCOL}; a gateway that knows it picks it, an older
+ * one picks `edgegateway.v1`. On an `edgegateway.v1` connection the gateway never sends `0x84`,
+ * so old clients keep reading every status as code and message.
+ */
+export const WEBSOCKET_SUBPROTOCOL_TRAILERS = 'edgegateway.v1.1';
+
 /** The path the gateway accepts WebSocket upgrades on. */
 export const WEBSOCKET_PATH = '/v1/ws';
 
@@ -31,6 +39,11 @@ export const FrameTypes = {
   event: 0x82,
   /** Body: 1-byte status code (SPEC §4, gRPC numbering), then the UTF-8 message. Ends the call. */
   status: 0x83,
+  /**
+   * Only on `edgegateway.v1.1` connections: a status with trailers (see
+   * {@link encodeStatusWithTrailers}), e.g. `retry-after-ms` of a rate-limited call. Ends the call.
+   */
+  statusWithTrailers: 0x84,
 } as const;
 
 export type FrameType = (typeof FrameTypes)[keyof typeof FrameTypes];
@@ -90,7 +103,15 @@ export function decodeFrame(data: Uint8Array): Frame {
 export interface CallStatus {
   readonly code: number;
   readonly details: string;
+  /**
+   * A rate-limited call (`8` `rate limit exceeded`): whole ms after which the same request
+   * would be admitted. Sent as the trailer `retry-after-ms` (gRPC: the trailer of that name).
+   */
+  readonly retryAfterMs?: number;
 }
+
+/** The trailer name of {@link CallStatus.retryAfterMs}, the same as the gRPC trailer. */
+export const RETRY_AFTER_TRAILER = 'retry-after-ms';
 
 /** Body of a `status` frame. */
 export function encodeStatus(status: CallStatus): Uint8Array {
@@ -105,6 +126,63 @@ export function encodeStatus(status: CallStatus): Uint8Array {
 export function decodeStatus(body: Uint8Array): CallStatus {
   if (body.length < 1) throw new WireFormatError('status frame without a code');
   return { code: body[0] as number, details: fromUtf8(body.subarray(1)) };
+}
+
+/**
+ * Body of a `statusWithTrailers` frame: 1 byte code, 2 bytes message length (big-endian),
+ * the UTF-8 message, then trailers until the end of the body, each a 1-byte name length, the
+ * ASCII name, a 2-byte value length and the UTF-8 value. Readers skip trailers they do not know.
+ * The only trailer today: `retry-after-ms` (decimal). Messages longer than 65535 bytes are cut.
+ */
+export function encodeStatusWithTrailers(status: CallStatus): Uint8Array {
+  const details = utf8(status.details).subarray(0, 0xffff);
+  const trailers: Array<[Uint8Array, Uint8Array]> = [];
+  if (status.retryAfterMs !== undefined) trailers.push([utf8(RETRY_AFTER_TRAILER), utf8(String(Math.max(0, Math.ceil(status.retryAfterMs))))]);
+  let size = 3 + details.length;
+  for (const [name, value] of trailers) size += 3 + name.length + value.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = status.code;
+  view.setUint16(1, details.length);
+  out.set(details, 3);
+  let at = 3 + details.length;
+  for (const [name, value] of trailers) {
+    out[at] = name.length;
+    out.set(name, at + 1);
+    view.setUint16(at + 1 + name.length, value.length);
+    out.set(value, at + 3 + name.length);
+    at += 3 + name.length + value.length;
+  }
+  return out;
+}
+
+/** Decodes the body of a `statusWithTrailers` frame; throws `WireFormatError` for a truncated one. */
+export function decodeStatusWithTrailers(body: Uint8Array): CallStatus {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  if (body.length < 3) throw new WireFormatError('status frame without a code and message length');
+  const length = view.getUint16(1);
+  if (body.length < 3 + length) throw new WireFormatError('status message longer than its frame');
+  const status: { code: number; details: string; retryAfterMs?: number } = { code: body[0] as number, details: fromUtf8(body.subarray(3, 3 + length)) };
+  let at = 3 + length;
+  while (at < body.length) {
+    const nameLength = body[at] as number;
+    if (at + 3 + nameLength > body.length) throw new WireFormatError('truncated status trailer');
+    const name = fromUtf8(body.subarray(at + 1, at + 1 + nameLength));
+    const valueLength = view.getUint16(at + 1 + nameLength);
+    const valueStart = at + 3 + nameLength;
+    if (valueStart + valueLength > body.length) throw new WireFormatError('truncated status trailer');
+    if (name === RETRY_AFTER_TRAILER) {
+      const value = fromUtf8(body.subarray(valueStart, valueStart + valueLength));
+      if (/^\d{1,10}$/.test(value)) status.retryAfterMs = Number(value);
+    }
+    at = valueStart + valueLength;
+  }
+  return status;
+}
+
+/** The status of a `status` or `statusWithTrailers` frame body. */
+export function decodeAnyStatus(type: number, body: Uint8Array): CallStatus {
+  return type === FrameTypes.statusWithTrailers ? decodeStatusWithTrailers(body) : decodeStatus(body);
 }
 
 /** A decoded `executeWithTimeout` body. */
