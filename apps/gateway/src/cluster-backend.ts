@@ -113,6 +113,7 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
           keyPrefix,
           historyMaxLen: config.pushRoutedHistoryMaxLen,
           historyTtlMs: config.pushRoutedHistoryTtlMs,
+          maxEventBytes: config.pushMaxEventBytes,
         }),
     ),
   );

@@ -42,7 +42,16 @@ export {
   userPartition,
   type RoutedUserKeys,
 } from './routed-keys.js';
-export { ROUTED_FUNCTION_LIBRARY, ROUTED_FUNCTION_SOURCE, ROUTED_PUBLISH_FUNCTION } from './routed-publish-function.js';
+export {
+  ROUTED_FUNCTION_LIBRARY,
+  ROUTED_FUNCTION_SOURCE,
+  ROUTED_MAX_EVENT_BYTES_LIMIT,
+  ROUTED_MAX_INTEGER_ARGUMENT,
+  ROUTED_PUBLISH_ARGUMENTS,
+  ROUTED_PUBLISH_FUNCTION,
+  ROUTED_PUBLISH_FUNCTION_V1,
+  isRoutedPublishRefusal,
+} from './routed-publish-function.js';
 export {
   DEFAULT_ROUTED_HISTORY_MAXLEN,
   DEFAULT_ROUTED_HISTORY_TTL_MS,

@@ -106,6 +106,10 @@ export class RedisClusterClient implements RedisCommands {
       },
       useReplicas: false,
       maxCommandRedirections: 16,
+      // A master that went away (failover) is only replaced in the slot map by a topology refresh;
+      // node-redis waits 5 s of reconnect attempts before the first one. 1 s keeps a promoted
+      // replica unused for about a second, not five to ten.
+      topologyRefreshOnReconnectionAttemptStrategy: 1000,
     });
     this.raw.on('error', (err: unknown) => {
       this.logger.warn('redis cluster error', { error: describeRedisError(err) });

@@ -10,7 +10,7 @@ import {
 } from '@edge-gateway/core';
 import { describeRedisError } from './redis-client.js';
 import type { RedisClusterClient } from './redis-cluster-client.js';
-import { RedisUserHistory } from './redis-user-history.js';
+import { RedisUserHistory, epochLink } from './redis-user-history.js';
 import { routedUserKeys, type RoutedUserKeys } from './routed-keys.js';
 
 /** Where routed events go: the core's client-events handler (same parse, sign, hub path as stream mode). */
@@ -49,10 +49,12 @@ interface UserState {
  * user's last stream closed.
  *
  * Every message carries the user's offset and epoch; the core's `UserSequencer` keeps each
- * user's events in order and complete (gap fill from the user's history stream, new epoch →
- * `gateway.resume_incomplete`). This class only subscribes, parses messages and triggers
- * re-syncs: when a node connection comes back or a channel moves (failover), every local
- * user is re-synced from history, so nothing the history kept is lost.
+ * user's events in order and complete (gap fill from the user's history stream; a new epoch
+ * that does not continue what was delivered, or a history that lost delivered events in a
+ * failover → `gateway.resume_incomplete`). This class only subscribes, parses messages and
+ * triggers re-syncs: when a node connection comes back or a channel moves (failover), every
+ * local user is re-synced from history, so nothing the history kept is lost and what it lost
+ * after delivery is told.
  */
 export class RedisRoutedFeed implements UserFeed {
   private readonly users = new Map<string, UserState>();
@@ -72,8 +74,9 @@ export class RedisRoutedFeed implements UserFeed {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'routed-feed' });
     this.sequencer = new UserSequencer({
-      history: new RedisUserHistory(options.client, options.keyPrefix),
+      history: new RedisUserHistory(options.client, options.keyPrefix, { metrics: this.metrics, logger: this.logger }),
       delivery: options.delivery,
+      metrics: this.metrics,
       ...(options.historyPage === undefined ? {} : { page: options.historyPage }),
       onReadFailure: () => this.scheduleResync(),
       logger: this.logger,
@@ -98,6 +101,14 @@ export class RedisRoutedFeed implements UserFeed {
     for (const timer of this.resyncTimers) clearTimeout(timer);
     this.resyncTimers.clear();
     for (const state of this.users.values()) state.settle?.reject(new Error('routed feed stopped'));
+  }
+
+  /**
+   * Re-reads every followed user's history now, as after a reconnect: what is missing is
+   * delivered, and events the history lost are told (SPEC §9.3).
+   */
+  resync(): Promise<void> {
+    return this.sequencer.resyncAll();
   }
 
   /** Users followed now. */
@@ -184,7 +195,7 @@ export class RedisRoutedFeed implements UserFeed {
     ]);
   }
 
-    private onMessage(message: string, channel: string): void {
+  private onMessage(message: string, channel: string): void {
     const state = this.byChannel.get(channel);
     if (state === undefined) return;
     const parsed = message.length <= this.options.maxMessageBytes ? parseChannelMessage(message, state.userId) : undefined;
@@ -197,9 +208,13 @@ export class RedisRoutedFeed implements UserFeed {
     this.sequencer.receive(state.userId, parsed);
   }
 
-  /** Re-syncs every local user soon, and once more a little later (subscriptions move back asynchronously). */
+  /**
+   * Re-syncs every local user soon, and once more a little later (subscriptions move back
+   * asynchronously). Triggers that arrive while re-syncs are scheduled join them: a read that
+   * fails (its master is down) retries at that pace, not once per failure.
+   */
   private scheduleResync(): void {
-    if (this.closed) return;
+    if (this.closed || this.resyncTimers.size > 0) return;
     for (const delay of this.options.resyncDelaysMs ?? [200, 2000]) {
       const timer = setTimeout(() => {
         this.resyncTimers.delete(timer);
@@ -238,5 +253,6 @@ function parseChannelMessage(message: string, userId: string): SequencedEvent | 
     const v = str(m[name]);
     if (v !== undefined) fields[name] = v;
   }
-  return { id, offset, epoch, entry: { id, fields } };
+  const previous = epochLink(m);
+  return { id, offset, epoch, entry: { id, fields }, ...(previous === undefined ? {} : { previous }) };
 }

@@ -67,7 +67,7 @@ export { signWith, type ResponseSigner } from './ports/response-signer.port.js';
 export { type SessionStore } from './ports/session-store.port.js';
 export { type ReassertOutcome, type RevocationStore, type RevocationToReassert } from './ports/revocation-store.port.js';
 export { type UserFeed } from './ports/user-feed.port.js';
-export { type HistoryPosition, type SequencedEvent, type UserHistoryReader } from './ports/user-history.port.js';
+export { type EpochLink, type HistoryPosition, type SequencedEvent, type UserHistoryReader } from './ports/user-history.port.js';
 
 // Services, push hub, stream-entry handlers, routing
 export {

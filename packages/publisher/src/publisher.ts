@@ -18,6 +18,11 @@ export interface PublisherOptions {
   readonly historyMaxLen?: number;
   /** A user's history and offset expire this long after their last event (default 24 h). */
   readonly historyTtlMs?: number;
+  /**
+   * The gateways' `GATEWAY_PUSH_MAX_EVENT_BYTES` (default 1 MiB, at most 16 MiB): a larger payload
+   * is refused before sending, and the publish function refuses it too.
+   */
+  readonly maxEventBytes?: number;
   /** Bound on each Redis command (default 2000 ms). */
   readonly commandTimeoutMs?: number;
   /** Bound on connecting and the first `PING` (default 5000 ms). */
@@ -27,8 +32,8 @@ export interface PublisherOptions {
 /** A connected publisher. */
 export interface Publisher {
   /**
-   * Publishes one event. Rejects with `RoutedEventError` (nothing sent) when the gateway would
-   * drop the event as malformed, or with a Redis error (the event may or may not have been
+   * Publishes one event. Rejects with `RoutedEventError` (nothing published) when the gateway
+   * would drop the event as malformed or the publish function refused it, or with a Redis error (the event may or may not have been
    * published; a retry may deliver it twice, with two ids).
    */
   publish(event: RoutedEvent): Promise<RoutedPublishResult>;
@@ -62,6 +67,7 @@ export function createPublisher(options: PublisherOptions): Publisher & { connec
     ...(options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }),
     ...(options.historyMaxLen === undefined ? {} : { historyMaxLen: options.historyMaxLen }),
     ...(options.historyTtlMs === undefined ? {} : { historyTtlMs: options.historyTtlMs }),
+    ...(options.maxEventBytes === undefined ? {} : { maxEventBytes: options.maxEventBytes }),
   });
   return {
     async connect(): Promise<void> {

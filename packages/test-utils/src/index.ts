@@ -12,8 +12,11 @@ export {
 } from './redis-server.js';
 export { redisCommand, RespError, type RespReply } from './resp-command.js';
 export {
+  cutReplica,
+  killMasterAndPromote,
   parseClusterNodes,
   startRedisCluster,
+  waitForReplication,
   type ClusterNodeInfo,
   type RedisClusterHandle,
   type RedisClusterOptions,

@@ -231,3 +231,52 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   }
   return handle;
 }
+
+/** `<name>:<integer>` of an `INFO` text; undefined when absent. */
+function infoNumber(info: string, name: string): number | undefined {
+  const match = new RegExp(`^${name}:(\\d+)`, 'm').exec(info);
+  return match === null ? undefined : Number(match[1]);
+}
+
+/**
+ * Waits (bounded) until the replica on `replicaPort` has everything the master on `masterPort`
+ * had written when this was called (its replication offset reached the master's).
+ */
+export async function waitForReplication(cluster: RedisClusterHandle, masterPort: number, replicaPort: number, timeoutMs = 10_000): Promise<void> {
+  const target = infoNumber(String(await cluster.command(masterPort, ['INFO', 'replication'])), 'master_repl_offset') ?? 0;
+  await waitFor(
+    async () => (infoNumber(String(await cluster.command(replicaPort, ['INFO', 'replication'])), 'slave_repl_offset') ?? -1) >= target,
+    { timeoutMs, intervalMs: 20, message: `replica ${replicaPort} caught up with ${masterPort} (offset ${target})` },
+  );
+}
+
+/**
+ * Replica lag on demand: the replica's process is stopped (SIGSTOP) and the master drops its
+ * replication link (`CLIENT KILL TYPE replica`), so every write the master acknowledges from now
+ * on reaches no replica. {@link killMasterAndPromote} then loses exactly those writes.
+ */
+export async function cutReplica(cluster: RedisClusterHandle, masterPort: number, replicaPort: number): Promise<void> {
+  cluster.node(replicaPort).pause();
+  await cluster.command(masterPort, ['CLIENT', 'KILL', 'TYPE', 'replica']);
+}
+
+/**
+ * The failover that loses unreplicated writes: SIGKILL of the master, the replica resumed and
+ * promoted at once (`CLUSTER FAILOVER TAKEOVER`, no vote needed); resolves once every running
+ * node sees the replica as the master of the slot, bounded by `timeoutMs`.
+ */
+export async function killMasterAndPromote(cluster: RedisClusterHandle, masterPort: number, replicaPort: number, slot: number, timeoutMs = 20_000): Promise<void> {
+  await cluster.node(masterPort).kill();
+  cluster.node(replicaPort).resume();
+  await cluster.command(replicaPort, ['CLUSTER', 'FAILOVER', 'TAKEOVER']);
+  await waitFor(
+    async () => {
+      for (const node of cluster.nodes.filter((n) => n.running)) {
+        const master = (await cluster.topology(node.port)).find((n) => n.role === 'master' && !n.failing && n.slots.some(([a, b]) => slot >= a && slot <= b));
+        if (master?.port !== replicaPort) return false;
+      }
+      return true;
+    },
+    { timeoutMs, intervalMs: 100, message: `replica ${replicaPort} promoted for slot ${slot} on every node` },
+  );
+}

@@ -84,6 +84,7 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
         keyPrefix: config.redis.keyPrefix,
         historyMaxLen: config.pushRoutedHistoryMaxLen,
         historyTtlMs: config.pushRoutedHistoryTtlMs,
+        maxEventBytes: config.pushMaxEventBytes,
       });
       await publisher.loadFunction();
       const result = await publisher.publish({ userId: user, ...(session === undefined ? {} : { deviceSessionId: session }), eventType: type, payload });

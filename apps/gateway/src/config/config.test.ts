@@ -175,6 +175,9 @@ describe('loadConfig', () => {
       });
       expect(config).toMatchObject({ pushFanout: 'routed', pushRoutedRelay: true, pushRoutedHistoryMaxLen: 200, pushRoutedHistoryTtlMs: 3_600_000 });
       expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed' })).toMatchObject({ pushRoutedHistoryMaxLen: 1000, pushRoutedHistoryTtlMs: 86_400_000 });
+      // The routed limits bind routed mode only.
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_MAX_EVENT_BYTES: '16777217', GATEWAY_REDIS_KEY_PREFIX: 'gw{1}:' })).toMatchObject({ pushMaxEventBytes: 16_777_217 });
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_MAX_EVENT_BYTES: '16777216' })).toMatchObject({ pushMaxEventBytes: 16_777_216 });
     });
 
     it.each([
@@ -187,6 +190,18 @@ describe('loadConfig', () => {
       ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY: 'true' }, 'requires GATEWAY_PUSH_FANOUT=routed'],
       ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_ROUTED_RELAY: 'yes' }, '"yes" is not true or false'],
       ['GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '0' }, 'must be an integer >= 1'],
+      ['GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '1000000000000000' }, 'must be at most 999999999999999'],
+      ['GATEWAY_PUSH_ROUTED_HISTORY_TTL', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_TTL: '300000000h' }, 'must be at most 999999999999999 ms'],
+      [
+        'GATEWAY_PUSH_MAX_EVENT_BYTES',
+        { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_MAX_EVENT_BYTES: '16777217' },
+        "must be at most 16777216 with GATEWAY_PUSH_FANOUT=routed (the publish function's limit)",
+      ],
+      [
+        'GATEWAY_REDIS_KEY_PREFIX',
+        { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_REDIS_KEY_PREFIX: 'gw{1}:' },
+        'must not contain { with GATEWAY_PUSH_FANOUT=routed (the partition hash tag must be the first of every key)',
+      ],
     ])('%s: %s', (variable, env, problem) => {
       const error = failure(env);
       expect(error.variable).toBe(variable);

@@ -1,4 +1,5 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
+import { ROUTED_MAX_EVENT_BYTES_LIMIT, ROUTED_MAX_INTEGER_ARGUMENT } from '@edge-gateway/adapters-redis';
 import { formatRateLimitRules, parseRateLimitRules, RateLimitRuleError, type RateLimitRule } from '@edge-gateway/core';
 import { parseGoDuration } from './duration.js';
 
@@ -370,6 +371,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   if (pushResumeMaxBytes > pushStreamBufferBytes) {
     r.fail('GATEWAY_PUSH_RESUME_MAX_BYTES', `must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (${pushStreamBufferBytes})`);
   }
+  const routedLimits = readRoutedLimits(r, pushFanout === 'routed');
   const downstreamRoutes = r.string('GATEWAY_DOWNSTREAM_ROUTES', '');
   try {
     parseDownstreamRoutes(downstreamRoutes);
@@ -415,7 +417,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
     pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
-    pushMaxEventBytes: r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0),
+    pushMaxEventBytes: routedLimits.pushMaxEventBytes,
     pushStreamBufferBytes,
     pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
@@ -423,8 +425,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushResumeMaxBytes,
     commandCryptoThreadpool: commandCryptoText === 'true',
     pushFanout: pushFanout as PushFanout,
-    pushRoutedHistoryMaxLen: r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1),
-    pushRoutedHistoryTtlMs: r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h'),
+    pushRoutedHistoryMaxLen: routedLimits.historyMaxLen,
+    pushRoutedHistoryTtlMs: routedLimits.historyTtlMs,
     pushRoutedRelay: relayText === 'true',
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
     sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
@@ -442,6 +444,26 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   };
   r.throwIfFailed();
   return config;
+}
+
+/**
+ * `GATEWAY_PUSH_MAX_EVENT_BYTES` and the routed history bounds, within what the publish function
+ * accepts (SPEC §9.2): with routed fan-out the event bound is at most 16 MiB and the key prefix
+ * holds no `{` (the partition's hash tag must be the first of every key).
+ */
+function readRoutedLimits(r: Reader, routed: boolean): { pushMaxEventBytes: number; historyMaxLen: number; historyTtlMs: number } {
+  const pushMaxEventBytes = r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0);
+  if (routed && pushMaxEventBytes > ROUTED_MAX_EVENT_BYTES_LIMIT) {
+    r.fail('GATEWAY_PUSH_MAX_EVENT_BYTES', `must be at most ${ROUTED_MAX_EVENT_BYTES_LIMIT} with GATEWAY_PUSH_FANOUT=routed (the publish function's limit)`);
+  }
+  if (routed && (r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? '').includes('{')) {
+    r.fail('GATEWAY_REDIS_KEY_PREFIX', 'must not contain { with GATEWAY_PUSH_FANOUT=routed (the partition hash tag must be the first of every key)');
+  }
+  const historyMaxLen = r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1);
+  if (historyMaxLen > ROUTED_MAX_INTEGER_ARGUMENT) r.fail('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT}`);
+  const historyTtlMs = r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h');
+  if (historyTtlMs > ROUTED_MAX_INTEGER_ARGUMENT) r.fail('GATEWAY_PUSH_ROUTED_HISTORY_TTL', `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT} ms`);
+  return { pushMaxEventBytes, historyMaxLen, historyTtlMs };
 }
 
 /** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */

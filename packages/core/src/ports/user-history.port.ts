@@ -1,5 +1,19 @@
 import type { StreamEntry } from '../domain.js';
 
+/**
+ * The position an epoch continues: set on an epoch that a new master started over a history
+ * another master wrote (SPEC §9.2). A reader that had delivered exactly up to there goes on
+ * seamlessly; one that had delivered more lost those events in the failover.
+ */
+export interface EpochLink {
+  /** The epoch continued. */
+  readonly epoch: string;
+  /** Its newest offset the new master held. */
+  readonly offset: number;
+  /** Its newest entry id the new master held (`0-0` when none). */
+  readonly lastId: string;
+}
+
 /** One event of a user's sequence: its position (offset within an epoch) and its entry. */
 export interface SequencedEvent {
   /** Stream id; increasing within the user's history. */
@@ -10,6 +24,8 @@ export interface SequencedEvent {
   readonly epoch: string;
   /** The event's fields (SPEC §5.4), for the client-events handler. */
   readonly entry: StreamEntry;
+  /** On the first event of an epoch that continues another (a master change): what it continues. */
+  readonly previous?: EpochLink;
 }
 
 /** Where a user's history stands: its epoch, the offset of its newest event and that event's id. */
@@ -19,6 +35,8 @@ export interface HistoryPosition {
   readonly offset: number;
   /** `0-0` when there is none. */
   readonly lastId: string;
+  /** When the epoch continues another (a master change): what it continues. */
+  readonly previous?: EpochLink;
 }
 
 /**
