@@ -94,6 +94,7 @@ export class RedisClient {
   private current: NodeRedisClient;
   private currentHost: string;
   private currentPort: number;
+  private ended = false;
 
   constructor(options: RedisClientOptions) {
     this.options = options;
@@ -137,8 +138,8 @@ export class RedisClient {
     this.currentHost = host;
     this.currentPort = port;
     this.current = this.newConnection({ name: this.options.clientName, reconnect: true });
-    if (previous.isOpen) previous.destroy();
-    if (!wasOpen) return;
+    destroyConnection(previous);
+    if (!wasOpen || this.ended) return;
     try {
       await this.current.connect();
     } catch {
@@ -181,19 +182,32 @@ export class RedisClient {
     });
   }
 
-  /** Opens the shared connection (retrying with backoff until ready or destroyed). */
+  /**
+   * Opens the shared connection (retrying with backoff until ready or destroyed). After
+   * {@link RedisClient.close} or {@link RedisClient.destroy} it does nothing: a background task
+   * that still holds the client (a discovery poll, a replica connecting) must not reopen a
+   * connection its owner closed (that kept the CLI's process alive after its work was done).
+   */
   async connect(): Promise<void> {
+    if (this.ended) return;
     if (!this.raw.isOpen) await this.raw.connect();
   }
 
-  /** Closes the shared connection after pending commands finish. */
+  /** Closes the shared connection after pending commands finish; the client stays closed. */
   close(): Promise<void> {
+    this.ended = true;
     return closeOrDestroy(this.raw);
   }
 
-  /** Closes the shared connection at once, rejecting pending commands. */
+  /** Closes the shared connection at once, rejecting pending commands; the client stays closed. */
   destroy(): void {
-    if (this.raw.isOpen) this.raw.destroy();
+    this.ended = true;
+    destroyConnection(this.raw);
+  }
+
+  /** Whether {@link RedisClient.close} or {@link RedisClient.destroy} was called. */
+  get closed(): boolean {
+    return this.ended;
   }
 
   /**
@@ -303,13 +317,37 @@ export class RedisClient {
 }
 
 /** Closes a node-redis client (or cluster) after its pending commands; destroys it if that fails. */
-export async function closeOrDestroy(raw: { readonly isOpen: boolean; close(): Promise<unknown>; destroy(): unknown }): Promise<void> {
+export async function closeOrDestroy(raw: ClosableConnection): Promise<void> {
   if (!raw.isOpen) return;
+  // Nothing can be pending on a connection that is not ready (no offline queue): end it now.
+  if (raw.isReady === false) return destroyConnection(raw);
   try {
     await raw.close();
   } catch {
-    raw.destroy();
+    destroyConnection(raw);
   }
+}
+
+/**
+ * Destroys a node-redis connection, including one that is still connecting. node-redis 6.3
+ * forgets a socket whose TCP connect was in flight when `destroy()` ran: the socket connects
+ * afterwards, stays open and keeps the process alive (the CLI hung after its work under
+ * Sentinel, holding connections to replicas that connected in the background). The socket
+ * announces itself with `connect`; destroying then closes it.
+ */
+export function destroyConnection(raw: ClosableConnection): void {
+  const connecting = raw.isOpen && raw.isReady === false;
+  if (raw.isOpen) raw.destroy();
+  if (connecting) raw.once?.('connect', () => raw.destroy());
+}
+
+/** What {@link closeOrDestroy} and {@link destroyConnection} need of a node-redis client or cluster client. */
+export interface ClosableConnection {
+  readonly isOpen: boolean;
+  readonly isReady?: boolean;
+  close(): Promise<unknown>;
+  destroy(): unknown;
+  once?(event: 'connect', listener: () => void): unknown;
 }
 
 /** Thrown by {@link withTimeout}; mapped to a {@link RedisCommandError}. */

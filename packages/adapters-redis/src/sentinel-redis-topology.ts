@@ -1,5 +1,5 @@
 import { noopLogger, type Logger } from '@edge-gateway/core';
-import { RedisClient, describeRedisError, type NodeRedisClient, type RawReply, type RedisClientOptions } from './redis-client.js';
+import { RedisClient, describeRedisError, destroyConnection, type NodeRedisClient, type RawReply, type RedisClientOptions } from './redis-client.js';
 import { RedisStartupError, connectAndPing } from './redis-startup.js';
 import { ReplicaSet } from './replica-set.js';
 import { formatAddress, type RedisAddress, type RedisTopology, type RedisTopologyNode } from './redis-topology.js';
@@ -146,7 +146,7 @@ export class SentinelRedisTopology implements RedisTopology {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    for (const subscriber of this.subscribers) if (subscriber.isOpen) subscriber.destroy();
+    for (const subscriber of this.subscribers) destroyConnection(subscriber);
     this.subscribers.length = 0;
     for (const client of this.sentinelClients) client.destroy();
     this.replicaSet.close();
@@ -180,12 +180,18 @@ export class SentinelRedisTopology implements RedisTopology {
   }
 
   private subscribe(client: RedisClient): void {
+    if (this.closed) return;
     const subscriber = client.newConnection({ reconnect: true });
     this.subscribers.push(subscriber);
     subscriber
       .connect()
-      .then(() =>
-        subscriber.subscribe(SWITCH_CHANNEL, (message: string) => {
+      .then(() => {
+        // Closed while connecting: this connection was not open yet when close() ran.
+        if (this.closed) {
+          destroyConnection(subscriber);
+          return undefined;
+        }
+        return subscriber.subscribe(SWITCH_CHANNEL, (message: string) => {
           // `<master name> <old ip> <old port> <new ip> <new port>`
           const [name, , , host, port] = message.split(' ');
           if (name === this.options.masterName && host !== undefined && port !== undefined) {
@@ -196,8 +202,8 @@ export class SentinelRedisTopology implements RedisTopology {
             this.announcer = client;
             void this.poll();
           }
-        }),
-      )
+        });
+      })
       .catch(() => undefined);
   }
 
@@ -209,6 +215,7 @@ export class SentinelRedisTopology implements RedisTopology {
       const announcer = this.announcer;
       const order = announcer === undefined ? this.sentinelClients : [announcer, ...this.sentinelClients.filter((c) => c !== announcer)];
       for (const client of order) {
+        if (this.closed) return;
         if (!client.isReady) {
           client.connect().catch(() => undefined);
           continue;
