@@ -482,14 +482,19 @@ export function requestId(prefix = 'r') {
 
 /** An encoded, signed ExecuteCommandRequest (wire bytes). */
 export function signedCommand(device, messageType, payload, timestampMs = Date.now()) {
-  const fields = { deviceSessionId: device.deviceSessionId, messageType, requestId: requestId('c'), timestampMs, payload };
-  const signature = sign(null, commandRequestBytes(fields), device.privateKey);
-  return Buffer.from(ExecuteCommandRequest.encode({ ...fields, signature }).finish());
+  return signedCommandWithId(device, messageType, payload, timestampMs).bytes;
 }
 
-/** An encoded, signed SubscribeEventsRequest (wire bytes). */
-export function signedSubscribe(device, timestampMs = Date.now()) {
-  const fields = { deviceSessionId: device.deviceSessionId, requestId: requestId('s'), timestampMs, resumeAfterEventId: '' };
+/** {@link signedCommand} and the request id it carries: `{ bytes, requestId }`. */
+export function signedCommandWithId(device, messageType, payload, timestampMs = Date.now()) {
+  const fields = { deviceSessionId: device.deviceSessionId, messageType, requestId: requestId('c'), timestampMs, payload };
+  const signature = sign(null, commandRequestBytes(fields), device.privateKey);
+  return { bytes: Buffer.from(ExecuteCommandRequest.encode({ ...fields, signature }).finish()), requestId: fields.requestId };
+}
+
+/** An encoded, signed SubscribeEventsRequest (wire bytes), resuming after `resumeAfterEventId` when given. */
+export function signedSubscribe(device, timestampMs = Date.now(), resumeAfterEventId = '') {
+  const fields = { deviceSessionId: device.deviceSessionId, requestId: requestId('s'), timestampMs, resumeAfterEventId };
   const signature = sign(null, subscribeRequestBytes(fields), device.privateKey);
   return Buffer.from(SubscribeEventsRequest.encode({ ...fields, signature }).finish());
 }
