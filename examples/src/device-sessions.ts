@@ -8,12 +8,18 @@
  * `status=revoked`: every gateway then closes the session's push streams and refuses its
  * requests with FAILED_PRECONDITION "device session is revoked".
  *
+ * Both then wait for a replica (`WAIT 1 <ms>` on the same connection, SPEC §5.1): Redis
+ * replicates asynchronously, so a write only the master holds is lost if it fails over (a new
+ * session would be unknown, a revocation undone until the gateways that saw it write it back).
+ * `replicas` in the output is how many acknowledged; 0: retry or alert.
+ *
  *   node examples/dist/device-sessions.js create <user_id> <client_public_key_base64>
  *   node examples/dist/device-sessions.js revoke <device_session_id>
  *
  * Environment: REDIS_URL (redis://:password@host:port/db), and optionally KEY_PREFIX
  * (the gateway's GATEWAY_REDIS_KEY_PREFIX, default "gateway:") and SESSION_EVENTS_STREAM
- * (GATEWAY_SESSION_EVENTS_REDIS_STREAM, default "gateway:session-events").
+ * (GATEWAY_SESSION_EVENTS_REDIS_STREAM, default "gateway:session-events") and WAIT_MS (how
+ * long to wait for a replica, default 1000; 0: do not wait, e.g. a lone master).
  */
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
@@ -32,6 +38,16 @@ export interface SessionRedis {
   hSet(key: string, fields: Record<string, string>): Promise<number>;
   hGetAll(key: string): Promise<Record<string, string>>;
   xAdd(key: string, id: string, fields: Record<string, string>): Promise<string>;
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+/**
+ * `WAIT 1 <waitMs>` after the writes, on the same connection (it covers every earlier write of
+ * the connection): how many replicas acknowledged; `undefined` when `waitMs` is 0 (not asked).
+ */
+export async function waitForReplica(redis: SessionRedis, waitMs: number): Promise<number | undefined> {
+  if (waitMs <= 0) return undefined;
+  return Number(await redis.sendCommand(['WAIT', '1', String(waitMs)]));
 }
 
 /** A new device session, as the auth service returns it to the device. */
@@ -40,6 +56,8 @@ export interface CreatedSession {
   readonly userId: string;
   /** Entry id of the active snapshot in the session-events stream. */
   readonly snapshotId: string;
+  /** Replicas that acknowledged record and snapshot (`undefined`: not waited for). */
+  readonly replicas: number | undefined;
 }
 
 /**
@@ -51,6 +69,7 @@ export async function createDeviceSession(
   userId: string,
   clientPublicKeyBase64: string,
   names: SessionStoreNames = DEFAULT_NAMES,
+  waitMs = 1000,
 ): Promise<CreatedSession> {
   // user_id: the same id rule (SPEC §5.1); the gateway treats any other record as malformed.
   // eslint-disable-next-line no-control-regex
@@ -62,20 +81,27 @@ export async function createDeviceSession(
   // Record first: a gateway that misses the snapshot (or restarts) reads the record instead.
   await redis.hSet(`${names.keyPrefix}session:${deviceSessionId}`, record);
   const snapshotId = await redis.xAdd(names.sessionEventsStream, '*', record);
-  return { deviceSessionId, userId, snapshotId };
+  return { deviceSessionId, userId, snapshotId, replicas: await waitForReplica(redis, waitMs) };
 }
 
 /**
  * Revokes a device session: record to `status=revoked` (with `revoked_at_ms`), then the
- * complete revoked snapshot. Returns the snapshot's entry id, or `undefined` without a record.
+ * complete revoked snapshot, then waits for a replica. Returns the snapshot's entry id and the
+ * replicas that acknowledged, or `undefined` without a record.
  */
-export async function revokeDeviceSession(redis: SessionRedis, deviceSessionId: string, names: SessionStoreNames = DEFAULT_NAMES): Promise<string | undefined> {
+export async function revokeDeviceSession(
+  redis: SessionRedis,
+  deviceSessionId: string,
+  names: SessionStoreNames = DEFAULT_NAMES,
+  waitMs = 1000,
+): Promise<{ snapshotId: string; replicas: number | undefined } | undefined> {
   const key = `${names.keyPrefix}session:${deviceSessionId}`;
   const record = await redis.hGetAll(key);
   if (record['device_session_id'] === undefined) return undefined;
   const revoked = { ...record, status: 'revoked', revoked_at_ms: String(Date.now()) };
   await redis.hSet(key, { status: 'revoked', revoked_at_ms: revoked.revoked_at_ms });
-  return redis.xAdd(names.sessionEventsStream, '*', revoked);
+  const snapshotId = await redis.xAdd(names.sessionEventsStream, '*', revoked);
+  return { snapshotId, replicas: await waitForReplica(redis, waitMs) };
 }
 
 if (isMain(import.meta.url)) {
@@ -86,17 +112,18 @@ if (isMain(import.meta.url)) {
     keyPrefix: process.env['KEY_PREFIX'] ?? DEFAULT_NAMES.keyPrefix,
     sessionEventsStream: process.env['SESSION_EVENTS_STREAM'] ?? DEFAULT_NAMES.sessionEventsStream,
   };
+  const waitMs = Number(process.env['WAIT_MS'] ?? 1000);
   try {
     if (action === 'create' && first !== undefined && second !== undefined) {
-      const session = await createDeviceSession(redis, first, second, names);
+      const session = await createDeviceSession(redis, first, second, names, waitMs);
       process.stdout.write(`${JSON.stringify(session)}\n`);
     } else if (action === 'revoke' && first !== undefined) {
-      const snapshotId = await revokeDeviceSession(redis, first, names);
-      if (snapshotId === undefined) {
+      const revoked = await revokeDeviceSession(redis, first, names, waitMs);
+      if (revoked === undefined) {
         process.stderr.write(`no session record for ${first}\n`);
         process.exitCode = 1;
       } else {
-        process.stdout.write(`${JSON.stringify({ deviceSessionId: first, status: 'revoked', snapshotId })}\n`);
+        process.stdout.write(`${JSON.stringify({ deviceSessionId: first, status: 'revoked', ...revoked })}\n`);
       }
     } else {
       process.stderr.write('usage: device-sessions.js create <user_id> <client_public_key_base64> | revoke <device_session_id>\n');

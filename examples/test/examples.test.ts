@@ -22,7 +22,8 @@ let grpcAddress: string;
 let dir: string;
 
 function redisEnv(): Record<string, string> {
-  return { REDIS_URL: `redis://:${redis.password}@127.0.0.1:${redis.port}` };
+  // A lone Redis: no replica ever acknowledges; a short wait keeps the tests quick.
+  return { REDIS_URL: `redis://:${redis.password}@127.0.0.1:${redis.port}`, WAIT_MS: '50' };
 }
 
 /** A device key pair as the app would make it: PKCS#8 PEM file plus the raw public key. */
@@ -40,8 +41,9 @@ async function createSession(userId: string, publicKeyBase64: string): Promise<s
   const result = await runScript(EXAMPLE('device-sessions'), ['create', userId, publicKeyBase64], redisEnv());
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
-  const created = JSON.parse(result.stdout) as { deviceSessionId: string; userId: string; snapshotId: string };
+  const created = JSON.parse(result.stdout) as { deviceSessionId: string; userId: string; snapshotId: string; replicas: number };
   expect(created.userId).toBe(userId);
+  expect(created.replicas).toBe(0);
   expect(created.snapshotId).toMatch(/^\d+-\d+$/);
   return created.deviceSessionId;
 }
@@ -106,7 +108,7 @@ describe('examples: auth service -> session -> device -> CommandHandler -> event
       await device.waitForLine((l) => l.startsWith('orders.create -> created '));
       const revoked = await runScript(EXAMPLE('device-sessions'), ['revoke', sessionId], redisEnv());
       expect(revoked.code).toBe(0);
-      expect(JSON.parse(revoked.stdout)).toMatchObject({ deviceSessionId: sessionId, status: 'revoked' });
+      expect(JSON.parse(revoked.stdout)).toMatchObject({ deviceSessionId: sessionId, status: 'revoked', replicas: 0 });
       expect((await device.exited).code).toBe(1);
       expect(device.stderr).toBe('gateway refused: FAILED_PRECONDITION device session is revoked\n');
     } finally {

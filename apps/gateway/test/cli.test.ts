@@ -217,6 +217,8 @@ describe('edge-gateway sessions', () => {
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`✓ record gateway:session:${device.deviceSessionId}: status=revoked revoked_at_ms=\\d+`));
       expect(result.stdout).toMatch(/✓ revoked snapshot appended to gateway:session-events as \d+-\d+/);
+      // A lone master: no replica to wait for (SPEC §5.1), said so.
+      expect(result.stdout).toContain('- not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)');
 
       const error = await endError(events);
       expect(error).toBeInstanceOf(GatewayStatusError);

@@ -47,12 +47,15 @@ afterAll(async () => {
   await topo?.stop();
 });
 
-/** An active device (record + snapshot written to the current master) and its client. */
+/**
+ * An active device and its client: record + snapshot written to the current master and
+ * acknowledged by a replica (SPEC §5.1), so a failover right after cannot lose the session.
+ */
 async function device(userId: string): Promise<{ device: Device; client: GatewayClient }> {
   const d = newDevice(userId, 'ha');
   const master = await connectMaster(topo);
   try {
-    await writeSession(master, d, 'active');
+    await writeSession(master, d, 'active', { durable: true });
   } finally {
     await master.quit();
   }

@@ -68,6 +68,9 @@ describe('edge-gateway sessions create', () => {
     const [snapshot] = (await raw.xRevRange('gateway:session-events', '+', '-', { COUNT: 1 })) ?? [];
     expect(snapshot?.message).toEqual(record);
     expect(result.stdout).toContain(`snapshot          gateway:session-events ${snapshot?.id}`);
+    // A lone master: nothing to wait for, said so before the two lines scripts read.
+    const lines = result.stdout.trim().split('\n');
+    expect(lines.at(-3)).toBe('- not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)');
 
     const client = new GatewayClient({
       address: grpcAddress,
@@ -143,6 +146,9 @@ describe('edge-gateway sessions create', () => {
       // The gateway refuses a record whose user_id breaks the user_id rule (SPEC §5.1).
       ['sessions', 'create', '--user', 'u'.repeat(257)],
       ['sessions', 'create', '--user', 'alice\tbob'],
+      ['sessions', 'create', '--user', 'u', '--wait', '2m'],
+      ['sessions', 'create', '--user', 'u', '--wait', 'soon'],
+      ['sessions', 'show', 'ds-1', '--wait', '1s'],
     ]) {
       const result = await runCli(args, env());
       expect(result.code, args.join(' ')).toBe(2);

@@ -36,12 +36,16 @@ export async function connectRedis(server: RedisServerHandle) {
 }
 export type RawRedis = Awaited<ReturnType<typeof connectRedis>>;
 
-/** Writes the session record, then appends the matching snapshot (the auth service's order). */
+/**
+ * Writes the session record, then appends the matching snapshot (the auth service's order).
+ * `durable`: then waits until a replica acknowledged both (`WAIT 1`, SPEC §5.1), so a failover
+ * cannot lose the session; throws when none did within 10 s.
+ */
 export async function writeSession(
   redis: RawRedis,
   device: Device,
   status: 'active' | 'revoked',
-  options: { prefix?: string; stream?: string } = {},
+  options: { prefix?: string; stream?: string; durable?: boolean } = {},
 ): Promise<string> {
   const fields = sessionRecordFields({
     ...device,
@@ -50,7 +54,13 @@ export async function writeSession(
     ...(status === 'revoked' ? { revokedAtMs: Date.now() } : {}),
   });
   await redis.hSet(`${options.prefix ?? 'gateway:'}session:${device.deviceSessionId}`, fields);
-  return redis.xAdd(options.stream ?? 'gateway:session-events', '*', fields);
+  const id = await redis.xAdd(options.stream ?? 'gateway:session-events', '*', fields);
+  if (options.durable === true) {
+    // Same connection: WAIT covers both writes.
+    const replicas = Number(await redis.sendCommand(['WAIT', '1', '10000']));
+    if (replicas < 1) throw new Error(`session ${device.deviceSessionId}: no replica acknowledged the record within 10 s`);
+  }
+  return id;
 }
 
 /** A new device of `userId` with its session written active (record, then snapshot). */

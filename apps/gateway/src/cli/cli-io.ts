@@ -22,7 +22,8 @@ export interface CliIo {
 
 /**
  * Exit codes of the CLI. `unconfirmed`: an operation that changes the deployment (a failover)
- * was started but its outcome could not be confirmed; the message says what to check.
+ * was started but its outcome could not be confirmed, or a write (`sessions create`/`revoke`)
+ * was made on the master but no replica acknowledged it; the message says what to check.
  */
 export const ExitCode = { ok: 0, failed: 1, usage: 2, unconfirmed: 3 } as const;
 

@@ -1,9 +1,9 @@
 import {
+  RedisClusterClient,
   connectAndPing,
   createRedisClusterClient,
   type RawReply,
   type RedisClient,
-  type RedisClusterClient,
   type RedisTopology,
 } from '@edge-gateway/adapters-redis';
 import { createRedisTopology } from '../redis-topology-config.js';
@@ -106,4 +106,26 @@ export function entriesFromReply(reply: RawReply): RawStreamEntry[] {
 /** The flat argument list of a record for HSET / XADD. */
 export function flatten(fields: Readonly<Record<string, string>>): string[] {
   return Object.entries(fields).flatMap(([name, value]) => [name, value]);
+}
+
+/** How long `sessions create` / `sessions revoke` wait for a replica by default (`--wait`). */
+export const DEFAULT_REPLICA_WAIT_MS = 1000;
+
+/**
+ * Whether the configuration is a lone master (`GATEWAY_REDIS_MASTER_ADDR` without
+ * `GATEWAY_REDIS_REPLICA_ADDRS`): no replica to wait for.
+ */
+export function isLoneMaster(config: GatewayConfig): boolean {
+  return config.redis.clusterNodes.length === 0 && config.redis.sentinel === undefined && config.redis.replicas.length === 0;
+}
+
+/**
+ * `WAIT 1 <timeoutMs>` on the connection that wrote `key` (`WAIT` covers every earlier write of
+ * its connection; on a cluster, the connection to the master of `key`'s slot): the number of
+ * replicas that acknowledged within the timeout.
+ */
+export async function waitForReplica(client: CliRedisClient, key: string, timeoutMs: number): Promise<number> {
+  const args = ['WAIT', '1', String(timeoutMs)];
+  if (client instanceof RedisClusterClient) return Number(await client.raw.sendCommand(key, false, args));
+  return Number(await client.command(args, { timeoutMs: timeoutMs + client.commandTimeoutMs }));
 }

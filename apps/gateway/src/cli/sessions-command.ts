@@ -5,25 +5,42 @@ import type { GatewayConfig } from '../config/config.js';
 import { generateEd25519Key } from '../dev/dev-files.js';
 import { loadSignerKey } from '../signer-key.js';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
-import { fieldsFromReply, flatten, loadRedisCommandConfig, withRedis, type CliRedisClient } from './cli-redis.js';
+import {
+  DEFAULT_REPLICA_WAIT_MS,
+  fieldsFromReply,
+  flatten,
+  isLoneMaster,
+  loadRedisCommandConfig,
+  waitForReplica,
+  withRedis,
+  type CliRedisClient,
+} from './cli-redis.js';
+import { parseGoDuration } from '../config/duration.js';
 import { writePrivateKeyFile } from './key-file.js';
 import { sessionRecordFields } from '@edge-gateway/protocol';
 
-export const SESSIONS_USAGE = `Usage: edge-gateway sessions <show|revoke> <device_session_id>
-       edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force]
+export const SESSIONS_USAGE = `Usage: edge-gateway sessions show <device_session_id>
+       edge-gateway sessions revoke <device_session_id> [--wait <duration>]
+       edge-gateway sessions create --user <user_id> [--id <device_session_id>] [--out <device.pem>] [--force] [--wait <duration>]
 
   show <id>     print the device-session record (HGETALL <prefix>session:<id>) and whether
                 the gateway accepts it; a malformed record is flagged with the reason (the
                 gateway treats such a session as unknown). Exit 1 when missing or malformed.
   revoke <id>   revoke the session the way the auth service must: first write the record
                 (status=revoked, revoked_at_ms=now), then XADD the revoked snapshot to the
-                session-events stream. Every gateway closes that session's streams with
-                FAILED_PRECONDITION "device session is revoked" and refuses new requests.
+                session-events stream, then WAIT for a replica. Every gateway closes that
+                session's streams with FAILED_PRECONDITION "device session is revoked" and
+                refuses new requests.
   create        create a device session the way the auth service does: a new Ed25519 device
                 key pair, the active record (HSET <prefix>session:<id>), then its active
-                snapshot (XADD to the session-events stream). Prints the id and where the
-                device's private key went (PKCS#8 PEM, mode 0600). Refuses an id that already
-                has a record.
+                snapshot (XADD to the session-events stream), then WAIT for a replica.
+                Prints the id and where the device's private key went (PKCS#8 PEM, mode
+                0600). Refuses an id that already has a record.
+
+revoke and create wait (WAIT 1 <ms>) until a replica acknowledged the record and the
+snapshot, so a failover cannot lose them, and say whether one did; none within the
+time: exit 3 (the write is on the master only). --wait 0 does not wait. A lone master
+(GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS) has no replica to wait for.
 
 Uses the gateway's GATEWAY_REDIS_* variables, GATEWAY_REDIS_KEY_PREFIX and
 GATEWAY_SESSION_EVENTS_REDIS_STREAM.
@@ -33,7 +50,50 @@ Options (create):
   --id <id>     the device_session_id (default: a random "ds-" id)
   --out <path>  where to write the device's private key (default: <device_session_id>.pem)
   --force       replace an existing key file (never an existing session record)
+
+Options (revoke, create):
+  --wait <d>    how long to wait for a replica (Go duration, default 1s, at most 1m; 0: do not wait)
   -h, --help    show this help`;
+
+/** The longest `--wait`. */
+const MAX_WAIT_MS = 60_000;
+
+/**
+ * Waits for a replica to acknowledge what was just written (SPEC §5.1): one `WAIT` on the
+ * master connection after the last write, or, on a cluster, one per key's master. Prints
+ * whether one acknowledged; `unconfirmed` when none did.
+ */
+async function reportReplication(
+  io: CliIo,
+  config: GatewayConfig,
+  client: CliRedisClient,
+  written: { readonly keys: readonly string[]; readonly what: string; readonly risk: string },
+  waitMs: number,
+): Promise<number> {
+  if (isLoneMaster(config)) {
+    io.out(`${Mark.skip} not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)`);
+    return ExitCode.ok;
+  }
+  if (waitMs === 0) {
+    io.out(`${Mark.skip} not waited for a replica (--wait 0): ${written.risk}`);
+    return ExitCode.ok;
+  }
+  // One WAIT covers every earlier write of the connection; on a cluster each key's master has its own.
+  const keys = config.redis.clusterNodes.length > 0 ? [...new Set(written.keys)] : written.keys.slice(-1);
+  let least = Infinity;
+  try {
+    for (const key of keys) least = Math.min(least, await waitForReplica(client, key, waitMs));
+  } catch (error) {
+    io.out(`${Mark.warn} could not wait for a replica (${error instanceof Error ? error.message : String(error)}): ${written.risk}`);
+    return ExitCode.unconfirmed;
+  }
+  if (least >= 1) {
+    io.out(`${Mark.ok} replicated: ${least} replica(s) acknowledged ${written.what} (WAIT 1 ${waitMs})`);
+    return ExitCode.ok;
+  }
+  io.out(`${Mark.warn} not replicated: no replica acknowledged ${written.what} within ${waitMs}ms; ${written.risk}`);
+  return ExitCode.unconfirmed;
+}
 
 /** The record fields of SPEC §5.1, in display order. */
 const RECORD_FIELDS = ['device_session_id', 'user_id', 'status', 'client_public_key', 'revoked_at_ms'] as const;
@@ -84,7 +144,7 @@ async function show(io: CliIo, config: GatewayConfig, id: string): Promise<numbe
   });
 }
 
-async function revoke(io: CliIo, config: GatewayConfig, id: string): Promise<number> {
+async function revoke(io: CliIo, config: GatewayConfig, id: string, waitMs: number): Promise<number> {
   return withRedis(config, async (client) => {
     const key = sessionKey(config, id);
     const record = await readRecord(client, key);
@@ -111,7 +171,17 @@ async function revoke(io: CliIo, config: GatewayConfig, id: string): Promise<num
     const entryId = String(await client.command(['XADD', config.sessionEventsStream, '*', ...flatten(snapshot)]));
     io.out(`${Mark.ok} revoked snapshot appended to ${config.sessionEventsStream} as ${entryId}`);
     io.out(`open streams of ${id} close with FAILED_PRECONDITION "device session is revoked" once each gateway consumes it`);
-    return ExitCode.ok;
+    return reportReplication(
+      io,
+      config,
+      client,
+      {
+        keys: [key, config.sessionEventsStream],
+        what: 'the revoked record and snapshot',
+        risk: `a failover now can lose the revocation (every gateway that saw it keeps refusing the session and writes it back, SPEC §5.3); run "sessions revoke ${id}" again to retry`,
+      },
+      waitMs,
+    );
   });
 }
 
@@ -120,6 +190,7 @@ interface CreateOptions {
   readonly id: string;
   readonly out: string;
   readonly force: boolean;
+  readonly waitMs: number;
 }
 
 async function create(io: CliIo, config: GatewayConfig, options: CreateOptions): Promise<number> {
@@ -160,9 +231,21 @@ async function create(io: CliIo, config: GatewayConfig, options: CreateOptions):
     if (signer !== undefined) {
       io.out(`  gateway key       ${Buffer.from(signer.publicKey).toString('base64')} (key id ${signer.keyId}): the device trusts this`);
     }
+    const code = await reportReplication(
+      io,
+      config,
+      client,
+      {
+        keys: [recordKey, config.sessionEventsStream],
+        what: 'the record and snapshot',
+        risk: `a failover now can lose the session (the device would get UNAUTHENTICATED "unknown device session"); check with "sessions show ${id}" after a failover`,
+      },
+      options.waitMs,
+    );
+    // The last two lines stay stable for scripts.
     io.out(`device_session_id: ${id}`);
     io.out(`private key: ${path} (PKCS#8 PEM Ed25519, mode 0600; give it to the device only)`);
-    return ExitCode.ok;
+    return code;
   });
 }
 
@@ -175,7 +258,17 @@ function parseCreate(args: { string(name: string): string | undefined; flag(name
   if (!isValidId(id)) throw new UsageError(`"${id}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-])`, SESSIONS_USAGE);
   const out = args.string('out') ?? `${id}.pem`;
   if (out === '') throw new UsageError('--out must not be empty', SESSIONS_USAGE);
-  return { userId, id, out, force: args.flag('force') };
+  return { userId, id, out, force: args.flag('force'), waitMs: parseWait(args) };
+}
+
+function parseWait(args: { string(name: string): string | undefined }): number {
+  const text = args.string('wait');
+  if (text === undefined) return DEFAULT_REPLICA_WAIT_MS;
+  const ms = parseGoDuration(text);
+  if (ms === undefined || ms > MAX_WAIT_MS || (ms > 0 && ms < 1)) {
+    throw new UsageError(`--wait must be a duration from 1ms to 1m, or 0 (got "${text}")`, SESSIONS_USAGE);
+  }
+  return Math.round(ms);
 }
 
 /** `edge-gateway sessions show|revoke <id>` and `sessions create --user U`. */
@@ -184,7 +277,7 @@ export async function sessionsCommand(io: CliIo, argv: readonly string[]): Promi
     io,
     argv,
     SESSIONS_USAGE,
-    { user: { type: 'string' }, id: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } },
+    { user: { type: 'string' }, id: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' }, wait: { type: 'string' } },
     { min: 0, max: 2 },
   );
   if (args === undefined) return ExitCode.ok;
@@ -201,6 +294,8 @@ export async function sessionsCommand(io: CliIo, argv: readonly string[]): Promi
   }
   if (id === undefined) throw new UsageError('missing <device_session_id>', SESSIONS_USAGE);
   if (!isValidId(id)) throw new UsageError(`"${id}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-])`, SESSIONS_USAGE);
+  if (action === 'show' && args.string('wait') !== undefined) throw new UsageError('--wait is only for "sessions revoke" and "sessions create"', SESSIONS_USAGE);
+  const waitMs = parseWait(args);
   const config = loadRedisCommandConfig(io.env);
-  return action === 'show' ? show(io, config, id) : revoke(io, config, id);
+  return action === 'show' ? show(io, config, id) : revoke(io, config, id, waitMs);
 }
