@@ -75,6 +75,9 @@ describe('browser client over WebSocket (headless Chromium, dev mode demo page)'
     expect(await bootstrap.getAttribute('data-event-type')).toBe('gateway.server_time');
     expect(await bootstrap.getAttribute('data-verified')).toBe('true');
     expect(await bootstrap.textContent()).toContain('user demo-user');
+    // The payload is a ServerTime message, shown decoded (it was printed as UTF-8: mojibake).
+    expect(await bootstrap.textContent()).toMatch(/server time \d{4}-\d\d-\d\dT[\d:.]+Z, request \S+ verified$/);
+    expect(await page.locator('#stream[data-open="true"]').textContent()).toBe('open');
   });
 
   it('runs a signed command whose result the page verified', async () => {
@@ -105,6 +108,15 @@ describe('browser client over WebSocket (headless Chromium, dev mode demo page)'
     expect(await stream.getAttribute('data-code')).toBe('FAILED_PRECONDITION');
     expect(await stream.getAttribute('data-details')).toBe('device session is revoked');
     expect(pageErrors, pageErrors.join('\n')).toEqual([]);
+  });
+
+  it('never shows a refused stream as open (opened again on the revoked session)', async () => {
+    await page.reload();
+    const stream = page.locator('#stream[data-code]');
+    await stream.waitFor({ timeout: 15_000 });
+    expect(await stream.getAttribute('data-code')).toBe('FAILED_PRECONDITION');
+    expect(await stream.getAttribute('data-open')).toBeNull();
+    expect(await page.locator('#events li').count()).toBe(0);
   });
 
   it('refuses a page from another origin at the handshake (403; the browser reports 1006)', async () => {

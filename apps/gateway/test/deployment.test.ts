@@ -322,6 +322,68 @@ describe('deploy/container', () => {
   });
 });
 
+describe('deploy: what the docs tell an operator matches the files', () => {
+  const doc = (name: string): string => readFileSync(join(REPO_ROOT, 'docs', name), 'utf8');
+
+  it('a podman build keeps the HEALTHCHECK (--format docker) wherever a podman build is shown', () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'container/Dockerfile'), 'utf8');
+    for (const [name, text] of [['Dockerfile', dockerfile], ['deployment.md', doc('deployment.md')]] as const) {
+      const builds = [...text.matchAll(/podman build[^\n]*/g)].map((m) => m[0]);
+      expect(builds.length, name).toBeGreaterThan(0);
+      for (const line of builds) expect(line, name).toContain('--format docker');
+    }
+  });
+
+  it('a corporate CA reaches npm ci in the build stage only', () => {
+    const instructions = dockerInstructions(readFileSync(join(DEPLOY, 'container/Dockerfile'), 'utf8'));
+    const runtimeAt = instructions.map(([i]) => i).lastIndexOf('FROM');
+    const ca = instructions.findIndex(([i, a]) => i === 'COPY' && a.startsWith('deploy/container/extra-ca '));
+    const npmCi = instructions.findIndex(([i, a]) => i === 'RUN' && a.includes('npm ci'));
+    expect(ca).toBeGreaterThan(-1);
+    expect(ca).toBeLessThan(npmCi);
+    expect(npmCi).toBeLessThan(runtimeAt);
+    expect(instructions[npmCi]?.[1]).toMatch(/NODE_EXTRA_CA_CERTS=\/tmp\/extra-ca\.pem[^&]*&& npm ci/);
+    expect(instructions.slice(runtimeAt).some(([, a]) => a.includes('extra-ca'))).toBe(false);
+    // The shell snippet itself: with no certificate it sets nothing, with one it points npm at it.
+    const snippet = (instructions[npmCi]?.[1] ?? '').split(' && npm ci')[0] ?? '';
+    for (const withCert of [false, true]) {
+      const dir = mkdtempSync(join(tmpdir(), 'eg-ca-'));
+      if (withCert) writeFileSync(join(dir, 'corp.crt'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+      const script = `${snippet.replaceAll('/tmp/extra-ca.pem', join(dir, 'bundle.pem')).replaceAll('/tmp/extra-ca/', `${dir}/`)}; echo "ca=\${NODE_EXTRA_CA_CERTS:-}"`;
+      const out = execFileSync('sh', ['-ec', script], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' } });
+      expect(out.trim()).toBe(withCert ? `ca=${join(dir, 'bundle.pem')}` : 'ca=');
+    }
+  });
+
+  it('one slow readiness answer does not drop a pod (failureThreshold >= 2)', () => {
+    expect(container?.readinessProbe?.failureThreshold).toBeGreaterThanOrEqual(2);
+  });
+
+  it('scaling.md states the rollout and disruption settings the manifests have', () => {
+    const text = doc('scaling.md');
+    const strategy = deployment.spec?.strategy?.rollingUpdate;
+    expect(text).toContain(`\`maxSurge: ${String(strategy?.maxSurge)}\`, \`maxUnavailable: ${String(strategy?.maxUnavailable)}\``);
+    expect(text).toContain(`PodDisruptionBudget (\`maxUnavailable: ${String(pdb.spec?.maxUnavailable)}\`)`);
+    expect(doc('deployment.md')).toContain(`\`maxSurge: ${String(strategy?.maxSurge)}\`, \`maxUnavailable: ${String(strategy?.maxUnavailable)}\``);
+  });
+
+  it('integration.md gives the user_id rule of spec §5.1, not the old one', () => {
+    const bullet = /`user_id`: your user id[^\n]*\n[^\n]*\n/.exec(doc('integration.md'))?.[0] ?? '';
+    expect(bullet).toContain('1–256');
+    expect(doc('spec.md')).toContain('`user_id` follows the user_id rule: 1–256\n  characters and no control characters');
+    expect(doc('integration.md')).not.toMatch(/user_id[^\n]*1–128/);
+  });
+
+  it('key-rotation.md keeps the systemd key layout and never signals with a kill binary inside the image', () => {
+    const text = doc('key-rotation.md');
+    const unit = readFileSync(join(DEPLOY, 'systemd/edge-gateway.service'), 'utf8');
+    expect(unit).toContain('root:edge-gateway 0640');
+    expect(text).toContain('install -m 0640 -o root -g edge-gateway');
+    expect(text).not.toMatch(/install -m 0600/);
+    expect(text).not.toMatch(/kill -HUP 1 inside/);
+  });
+});
+
 describe('deploy/systemd', () => {
   const unitPath = join(DEPLOY, 'systemd/edge-gateway.service');
   const entries = unitEntries(readFileSync(unitPath, 'utf8'));

@@ -134,6 +134,10 @@ describe('npm run demo', () => {
     expect(result.stdout).toContain('gateway.server_time for demo-user/demo-device');
     expect(result.stdout).toContain('the stream closed with FAILED_PRECONDITION "device session is revoked"');
     expect(result.lines.at(-1)).toBe(`all ${DEMO_STEPS.length} steps passed`);
+    // The tour revoked demo-device; it leaves it active for the /demo page opened next.
+    expect(result.lines).toContain('demo-device is active again (for the /demo page)');
+    const record = (await (await fetch(`http://${addresses.admin}/dev/sessions/demo-device`)).json()) as { record: Record<string, string> };
+    expect(record.record['status']).toBe('active');
   });
 
   it('runs again (it re-activates the demo session) and finds the gateway through the dev folder', async () => {

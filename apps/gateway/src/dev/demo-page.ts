@@ -95,10 +95,16 @@ const DEMO_HTML = `<!doctype html>
 <ol id="events"></ol>
 <script type="module">
 import { WebGatewayClient, importDevicePrivateKey } from '/demo/modules/client-web/index.js';
-import { fromBase64 } from '@edge-gateway/protocol';
+import { decodeServerTime, fromBase64 } from '@edge-gateway/protocol';
 
 const $ = (id) => document.getElementById(id);
 const text = (bytes) => new TextDecoder().decode(bytes);
+// The bootstrap's payload is a protobuf ServerTime, not text; other payloads are shown as UTF-8.
+const describePayload = (event) => {
+  if (event.eventType !== 'gateway.server_time') return '"' + text(event.payload) + '"';
+  const time = decodeServerTime(event.payload);
+  return 'server time ' + new Date(Number(time.serverTimeMs)).toISOString() + ', request ' + time.requestId;
+};
 const state = (value) => { $('state').textContent = value; $('state').dataset.state = value; };
 
 async function runCommand(client) {
@@ -124,18 +130,21 @@ async function main() {
   $('run').disabled = false;
   $('run').onclick = () => runCommand(client).catch(showError);
   const stream = $('stream');
-  stream.textContent = 'open';
+  // Open only once the gateway accepted it: its first event is the signed bootstrap.
+  stream.textContent = 'opening';
   let first = true;
   try {
     for await (const event of client.subscribe()) {
       const item = document.createElement('li');
-      item.textContent = event.eventType + ' ' + (event.eventId || '(bootstrap)') + ' user ' + event.userId + ' "' + text(event.payload) + '" verified';
+      item.textContent = event.eventType + ' ' + (event.eventId || '(bootstrap)') + ' user ' + event.userId + ' ' + describePayload(event) + ' verified';
       item.dataset.eventType = event.eventType;
       item.dataset.eventId = event.eventId;
       item.dataset.verified = 'true';
       $('events').append(item);
       if (first) {
         first = false;
+        stream.textContent = 'open';
+        stream.dataset.open = 'true';
         await runCommand(client);
       }
     }

@@ -186,6 +186,20 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     abort.abort();
     client?.close();
   }
+  // The tour revoked the demo session; leave it active again, so the /demo page the README
+  // opens next (and a second tour) works.
+  if (passed >= 2 && deviceKey !== undefined) {
+    try {
+      await devRoute(options.adminUrl, 'POST', 'dev/sessions', {
+        device_session_id: DEMO_DEVICE.deviceSessionId,
+        user_id: DEMO_DEVICE.userId,
+        client_public_key: rawPublicKey(deviceKey).toString('base64'),
+      });
+      print(`${DEMO_DEVICE.deviceSessionId} is active again (for the /demo page)`);
+    } catch (error) {
+      print(`✗ could not re-activate ${DEMO_DEVICE.deviceSessionId}: ${describeError(error)}`);
+    }
+  }
   print(passed === steps.length ? `all ${passed} steps passed` : `${passed} of ${steps.length} steps passed`);
   return passed === steps.length;
 }
