@@ -2,7 +2,7 @@ import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
 import type { RedisTopology } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
-import { createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
+import { ListenerGuard, createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
 import { formatDuration } from './config/duration.js';
@@ -15,6 +15,7 @@ import { createSignerRotation } from './signer-rotation.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';
 import { TlsFilesError, describeCertificate, loadDownstreamCa, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
 import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
+import { MaxConnectionsError, maxConnectionsFor, readOpenFileLimit } from './open-file-limit.js';
 import { Tokens } from './tokens.js';
 
 /** Startup failed; `message` is the one line an operator reads (never a secret). */
@@ -97,6 +98,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const config = options.config ?? loadConfig(options.env);
   const external = options.externalAdminHttpAddr;
   logger.info('starting gateway', { ...describeConfig(config), ...(external === undefined ? {} : { admin_http_addr: external }) });
+  // The public listeners share one cap below the open-file limit, so the admin listener, Redis
+  // and the downstreams always have descriptors left.
+  const openFiles = readOpenFileLimit();
+  let maxConnections: number;
+  try {
+    maxConnections = maxConnectionsFor(config.maxConnections, openFiles);
+  } catch (error) {
+    if (error instanceof MaxConnectionsError) throw new StartupError(error.message);
+    throw error;
+  }
+  const guard = new ListenerGuard({ maxConnections, metrics: telemetry.metrics, logger });
   const rotation = createSignerRotation(await loadSigner(config.signerKeyPath), config.signerKeyPath, logger);
   const signer = rotation.signer;
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
@@ -176,7 +188,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       metrics: telemetry.metrics,
       logger: logger.child({ component: 'public-http' }),
     });
-    publicHttp = await listening('GATEWAY_PUBLIC_HTTP_ADDR', listen(publicApp, config.publicHttpAddr, publicHttpTls === undefined ? config.http : { ...config.http, tls: publicHttpTls }));
+    const publicGuard = { guard, listener: 'public' };
+    publicHttp = await listening(
+      'GATEWAY_PUBLIC_HTTP_ADDR',
+      listen(publicApp, config.publicHttpAddr, { ...config.http, guard: publicGuard, ...(publicHttpTls === undefined ? {} : { tls: publicHttpTls }) }),
+    );
     const publicListener = publicHttp;
     undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
     logger.info('public http listener started', { address: publicHttp.address });
@@ -191,7 +207,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'grpc' }),
         maxConnectionAge: config.grpcMaxConnection,
-        ...(grpcTls === undefined ? {} : { tls: grpcTls }),
+        guard,
+        ...(grpcTls === undefined ? {} : { tls: grpcTls, tlsHandshakeTimeoutMs: config.http.headersTimeoutMs }),
       }),
     );
     const grpcServer = grpc;
@@ -207,6 +224,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         metrics: telemetry.metrics,
         requestLog: core.requestLog,
         logger,
+        guard,
       });
       const websocketServer = websocket;
       undo.push({ component: 'websocket server', stop: (budget) => websocketServer.close(budget) });
@@ -222,7 +240,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'admin-http' }),
       });
-      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr, config.http));
+      // Not capped: /metrics answers while the public listeners are full.
+      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr, { ...config.http, guard: { guard, listener: 'admin', capped: false } }));
       const adminListener = adminHttp;
       undo.push({ component: 'admin http listener', stop: (budget) => adminListener.close(budget) });
       logger.info('admin http listener started', { address: adminHttp.address });
@@ -246,6 +265,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     admin_http_addr: adminHttp?.address ?? external ?? '',
     websocket_addr: websocket?.address ?? '',
     signer_key_id: signer.keyId,
+    max_connections: maxConnections,
+    open_files_limit: Number.isFinite(openFiles.soft) ? openFiles.soft : 'unlimited',
+    open_files_limit_source: openFiles.source,
   });
 
   let stopping: Promise<boolean> | undefined;

@@ -1,18 +1,21 @@
 /**
  * Listener and connection bounds of issue 22 against the BUILT binary, one test per finding,
- * each with the figure it bounds: files the gateway reads (a device, a FIFO or an oversized
- * file at a certificate or key path).
+ * each with the figure it bounds: the connection cap under a small `ulimit -n`, TLS handshakes
+ * cut at the headers timeout, files the gateway reads (a device, a FIFO or an oversized file at
+ * a certificate or key path).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as connectTcp, type Socket } from 'node:net';
+import { readdirSync } from 'node:fs';
 import { connect as connectTls } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyId } from '@edge-gateway/core';
-import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from './gateway-process.js';
-import { rssMiB } from './drill-support.js';
+import { metricValue, rssMiB } from './drill-support.js';
 import { makeCertificate } from './tls-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eg-edge-bounds-'));
@@ -165,4 +168,197 @@ describe('files the gateway reads: regular files of at most 1 MiB, read with a t
     );
     expect(await startupError(env({ GATEWAY_DOWNSTREAM_TLS_CA_PATH: big }))).toBe(`GATEWAY_DOWNSTREAM_TLS_CA_PATH: ${big} is larger than 1 MiB (${1024 * 1024 + 1} bytes)`);
   }, 60_000);
+});
+
+/** A raw TCP connection: what it received, and when it closed (ms after it was opened). */
+function tcp(address: string): { socket: Socket; connected: Promise<void>; received: () => string; closedAfterMs: Promise<number> } {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const socket = connectTcp({ host, port });
+  let text = '';
+  socket.setEncoding('latin1').on('data', (chunk: string) => (text += chunk));
+  socket.on('error', () => undefined);
+  const opened = performance.now();
+  return {
+    socket,
+    connected: new Promise((resolve) => socket.once('connect', () => resolve())),
+    received: () => text,
+    closedAfterMs: new Promise((resolve) => socket.once('close', () => resolve(performance.now() - opened))),
+  };
+}
+
+/** `GET /healthz` on a connection of its own: the status line, or '' when closed without an answer. */
+async function healthz(address: string): Promise<string> {
+  const c = tcp(address);
+  c.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  await c.closedAfterMs;
+  return c.received().split('\r\n')[0] ?? '';
+}
+
+describe('GATEWAY_MAX_CONNECTIONS: one cap across the public listeners, below the open-file limit', () => {
+  it('under ulimit -n 512 the cap is 409 (80 %): at the cap a new connection on any public listener is closed at once and counted, /metrics still answers; /healthz answers again once below the cap', async () => {
+    const signer = writeSignerKey(mkdtempSync(join(dir, 'cap-')));
+    const gateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+        GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+        // Long enough that the idle connections filling the cap stay for the whole test.
+        GATEWAY_HTTP_HEADERS_TIMEOUT: '60s',
+        GATEWAY_HTTP_REQUEST_TIMEOUT: '60s',
+      }),
+      { openFileLimit: 512 },
+    );
+    const addresses = await gateway.started();
+    const started = gateway.logs.find((l) => l.message === 'gateway started');
+    expect(started).toMatchObject({ max_connections: 409, open_files_limit: 512, open_files_limit_source: '/proc/self/limits' });
+    const listeners = { public: addresses.publicHttp, grpc: addresses.grpc, websocket: addresses.websocket as string };
+    const scrape = async () => (await fetch(`http://${addresses.adminHttp as string}/metrics`)).text();
+    const open = (text: string) => Object.keys(listeners).reduce((sum, listener) => sum + metricValue(text, 'gateway_connections_open', { listener }), 0);
+
+    // Fill the cap: 409 idle connections spread over the three public listeners.
+    const held: Array<ReturnType<typeof tcp>> = [];
+    const names = Object.keys(listeners) as Array<keyof typeof listeners>;
+    for (let i = 0; i < 409; i += 1) held.push(tcp(listeners[names[i % 3] as keyof typeof listeners]));
+    await Promise.all(held.map((c) => c.connected));
+    await waitFor(async () => open(await scrape()) === 409, { timeoutMs: 15_000, message: '409 connections open' });
+
+    // At the cap: one more on each public listener is closed before a byte is read.
+    const refused = await Promise.all(names.map(async (name) => {
+      const c = tcp(listeners[name]);
+      const ms = await c.closedAfterMs;
+      return { name, ms, received: c.received() };
+    }));
+    for (const r of refused) {
+      expect(r.received, r.name).toBe('');
+      expect(r.ms, r.name).toBeLessThan(2000);
+    }
+    expect(await healthz(addresses.publicHttp)).toBe('');
+    // The admin listener is not capped (this scrape is the proof) and counts the refusals.
+    const atCap = await scrape();
+    expect(open(atCap)).toBe(409);
+    expect({
+      public: metricValue(atCap, 'gateway_connections_refused_total', { listener: 'public' }),
+      grpc: metricValue(atCap, 'gateway_connections_refused_total', { listener: 'grpc' }),
+      websocket: metricValue(atCap, 'gateway_connections_refused_total', { listener: 'websocket' }),
+    }).toEqual({ public: 2, grpc: 1, websocket: 1 });
+    const line = await gateway.waitForLog((l) => l.message === 'connections refused: GATEWAY_MAX_CONNECTIONS reached' && l['listener'] === 'grpc');
+    expect(line).toMatchObject({ level: 'warn', max_connections: 409, refused: 1 });
+    // Descriptors left for everything else: the process is below its limit.
+    const descriptors = readdirSync(`/proc/${gateway.pid}/fd`).length;
+    console.info(`[edge] at the cap of 409 connections the gateway holds ${descriptors} of 512 descriptors`);
+    expect(descriptors).toBeLessThan(512 - 32);
+    expect(gateway.logs.filter((l) => l.message === 'accept failed')).toEqual([]);
+
+    // One public connection closes: /healthz answers again.
+    const first = held[0] as ReturnType<typeof tcp>;
+    first.socket.destroy();
+    await waitFor(async () => open(await scrape()) === 408, { timeoutMs: 10_000, message: 'one connection fewer' });
+    expect(await healthz(addresses.publicHttp)).toBe('HTTP/1.1 200 OK');
+    for (const c of held) c.socket.destroy();
+    await gateway.stop();
+  }, 60_000);
+
+  it('fails startup naming GATEWAY_MAX_CONNECTIONS when it leaves fewer than 64 descriptors below the limit', async () => {
+    const signer = writeSignerKey(mkdtempSync(join(dir, 'cap-')));
+    const gateway = new GatewayProcess(gatewayEnv(redis, signer.path, { GATEWAY_MAX_CONNECTIONS: '500' }), { openFileLimit: 512 });
+    const exit = await gateway.exited;
+    expect(exit.code).toBe(1);
+    const failed = gateway.logs.find((l) => l.message === 'startup failed');
+    expect(String(failed?.['error'])).toBe(
+      "GATEWAY_MAX_CONNECTIONS: 500 leaves fewer than 64 of the process's 512 open files (soft limit, from /proc/self/limits) for the admin listener, Redis, downstreams and files; set at most 448 or raise the limit (ulimit -n, systemd LimitNOFILE)",
+    );
+  });
+});
+
+describe('TLS handshakes: bounded by GATEWAY_HTTP_HEADERS_TIMEOUT on every TLS listener', () => {
+  let gateway: GatewayProcess;
+  let addresses: Awaited<ReturnType<GatewayProcess['started']>>;
+
+  beforeAll(async () => {
+    const signer = writeSignerKey(mkdtempSync(join(dir, 'hs-')));
+    gateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+        GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH: first.certPath,
+        GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: first.keyPath,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: first.certPath,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: first.keyPath,
+        GATEWAY_HTTP_HEADERS_TIMEOUT: '1s',
+        GATEWAY_HTTP_REQUEST_TIMEOUT: '5s',
+      }),
+    );
+    addresses = await gateway.started();
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('silent connections, partial ClientHellos and ClientHellos dripped a byte at a time are all closed at ~1 s on HTTPS and gRPC-TLS (Node alone: 120 s); HTTPS still served meanwhile', async () => {
+    const kinds = ['silent', 'partial', 'drip'] as const;
+    const results: Record<string, number[]> = {};
+    const all: Array<Promise<void>> = [];
+    for (const [name, address] of Object.entries({ https: addresses.publicHttp, grpc: addresses.grpc })) {
+      for (const kind of kinds) {
+        for (let i = 0; i < 20; i += 1) {
+          const c = tcp(address);
+          if (kind !== 'silent') {
+            // A TLS record header announcing a 16 KiB handshake message, and a few of its bytes.
+            void c.connected.then(() => c.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03])));
+          }
+          if (kind === 'drip') {
+            const timer = setInterval(() => (c.socket.destroyed ? clearInterval(timer) : c.socket.write(Buffer.from([0x41]))), 100);
+            c.socket.once('close', () => clearInterval(timer));
+          }
+          all.push(c.closedAfterMs.then((ms) => void (results[`${name} ${kind}`] ??= []).push(ms)));
+        }
+      }
+    }
+    // Served while 120 half-open handshakes are held.
+    const served = await new Promise<string>((resolve, reject) => {
+      const socket = connectTls({ host: '127.0.0.1', port: Number(addresses.publicHttp.split(':')[1]), rejectUnauthorized: false }, () => {
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      });
+      let text = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      socket.on('end', () => resolve(text.split('\r\n')[0] ?? ''));
+      socket.on('error', reject);
+    });
+    expect(served).toBe('HTTP/1.1 200 OK');
+    await Promise.all(all);
+    const summary = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))} ms`]));
+    console.info(`[edge] TLS handshakes cut at: ${JSON.stringify(summary)}`);
+    for (const [key, values] of Object.entries(results)) {
+      expect(values, key).toHaveLength(20);
+      expect(Math.min(...values), key).toBeGreaterThanOrEqual(900);
+      expect(Math.max(...values), key).toBeLessThan(5000);
+    }
+  }, 60_000);
+
+  it('after a slow handshake, the request headers get their own GATEWAY_HTTP_HEADERS_TIMEOUT (408), counted from the handshake', async () => {
+    const [host, port] = ['127.0.0.1', Number(addresses.publicHttp.split(':')[1])];
+    const raw = tcp(addresses.publicHttp);
+    await raw.connected;
+    // 700 ms of the 1 s handshake bound pass before the ClientHello is sent.
+    await new Promise<void>((resolve) => setTimeout(resolve, 700));
+    const opened = performance.now();
+    const outcome = await new Promise<{ status: string; sinceHandshakeMs: number; handshakeMs: number }>((resolve, reject) => {
+      const socket = connectTls({ socket: raw.socket, host, port, servername: 'localhost', rejectUnauthorized: false }, () => {
+        const handshakeDone = performance.now();
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+        const timer = setInterval(() => (socket.destroyed ? clearInterval(timer) : socket.write('X-Drip: 1\r\n')), 200);
+        let text = '';
+        socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        socket.once('close', () => {
+          clearInterval(timer);
+          resolve({ status: text.split('\r\n')[0] ?? '', sinceHandshakeMs: performance.now() - handshakeDone, handshakeMs: handshakeDone - opened });
+        });
+      });
+      socket.on('error', reject);
+    });
+    console.info(`[edge] slow handshake then dripped headers: ${JSON.stringify(outcome)}`);
+    expect(outcome.status).toBe('HTTP/1.1 408 Request Timeout');
+    // The headers got a full second of their own after the handshake, not what was left of the first.
+    expect(outcome.sinceHandshakeMs).toBeGreaterThanOrEqual(900);
+    expect(outcome.sinceHandshakeMs).toBeLessThan(4000);
+  });
 });

@@ -1,11 +1,17 @@
 /**
- * Bad-input fuzz (issues 8 and 12) against the BUILT binary: malformed and random protobuf
+ * Bad-input fuzz (issues 8, 12 and 22) against the BUILT binary: malformed and random protobuf
  * requests on both methods (every one answered and counted), random stream entries (sizes up
- * to 8 MiB; no other user's entry lost, every drop counted) and random HTTP requests. Seeded,
+ * to 8 MiB; no other user's entry lost, every drop counted), random HTTP requests and
+ * malformed TLS handshakes on both TLS listeners (every connection closed within the bound). Seeded,
  * so a failing run is reproducible with `FUZZ_SEED=<seed>` (the seed is printed).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as connectTls } from 'node:tls';
 import { sign } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
@@ -15,6 +21,7 @@ import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway
 import { GatewayProcess, writeSignerKey } from './gateway-process.js';
 import { connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from './system-support.js';
 import { StreamWatcher, drillEnv, isolatedClient, rssMiB, scrape, seededRandom } from './drill-support.js';
+import { makeCertificate, type Certificate } from './tls-support.js';
 
 const SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) : Math.floor(Math.random() * 2 ** 31);
 const CASES = 3000;
@@ -709,5 +716,138 @@ describe('fuzz: stream entries of random size up to 8 MiB (issue 12)', () => {
     expect(gateway.logs.filter((l) => l.message === 'stream entry handler failed')).toEqual([]);
     expect(gateway.running).toBe(true);
     console.info(`[fuzz] gateway RSS after the 8 MiB entries: ${rssMiB(gateway.pid).toFixed(1)} MiB (start ${rssStartMiB.toFixed(1)})`);
+  }, 120_000);
+});
+
+describe('fuzz: TLS handshakes (issue 22)', () => {
+  const HANDSHAKE_CASES = 600;
+  let tlsGateway: GatewayProcess;
+  let tlsAddresses: Awaited<ReturnType<GatewayProcess['started']>>;
+  let certificate: Certificate;
+  let clientHellos: Buffer[] = [];
+
+  /** The first flight a real client sends (its ClientHello), for each ALPN the listeners speak. */
+  async function captureClientHello(alpn: string): Promise<Buffer> {
+    const capture = createNetServer();
+    await new Promise<void>((resolve) => capture.listen(0, '127.0.0.1', resolve));
+    const hello = new Promise<Buffer>((resolve) => capture.once('connection', (socket) => socket.once('data', (chunk: Buffer) => {
+      resolve(chunk);
+      socket.destroy();
+    })));
+    const client = connectTls({ host: '127.0.0.1', port: (capture.address() as AddressInfo).port, servername: 'localhost', ALPNProtocols: [alpn], rejectUnauthorized: false });
+    client.on('error', () => undefined);
+    const bytes = await hello;
+    client.destroy();
+    capture.close();
+    return bytes;
+  }
+
+  beforeAll(async () => {
+    certificate = makeCertificate(mkdtempSync(join(tmpdir(), 'eg-fuzz-tls-')), 'fuzz');
+    tlsGateway = new GatewayProcess(
+      drillEnv(redis, signer.path, {
+        GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH: certificate.certPath,
+        GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: certificate.keyPath,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: certificate.certPath,
+        GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: certificate.keyPath,
+        GATEWAY_HTTP_HEADERS_TIMEOUT: '1s',
+        GATEWAY_HTTP_REQUEST_TIMEOUT: '2s',
+      }),
+    );
+    tlsAddresses = await tlsGateway.started();
+    clientHellos = [await captureClientHello('http/1.1'), await captureClientHello('h2')];
+  });
+
+  afterAll(async () => {
+    await tlsGateway?.stop();
+  });
+
+  /** A mutated ClientHello: bytes flipped, cut, repeated, record lengths lied about, or plain noise. */
+  function mutatedHello(): Buffer {
+    const hello = Buffer.from(pick(clientHellos));
+    switch (int(7)) {
+      case 0: // flipped bytes
+        for (let n = 1 + int(8); n > 0; n -= 1) hello[int(hello.length)] = int(256);
+        return hello;
+      case 1: // cut anywhere
+        return hello.subarray(0, int(hello.length));
+      case 2: // the record length lies (up to 64 KiB, beyond the 16 KiB a record may hold)
+        hello.writeUInt16BE(int(65_536), 3);
+        return hello;
+      case 3: // the handshake message length lies
+        hello.writeUIntBE(int(2 ** 24), 6, 3);
+        return hello;
+      case 4: // another record type or version
+        hello[0] = pick([0x14, 0x15, 0x17, 0x18, int(256)]);
+        hello[1] = int(256);
+        return hello;
+      case 5: // the hello twice, or followed by noise
+        return Buffer.concat([hello, random() < 0.5 ? hello : bytes(int(512))]);
+      default: // noise, sometimes plaintext HTTP or an HTTP/2 preface
+        return pick([bytes(int(2048)), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.alloc(0)]);
+    }
+  }
+
+  /** Sends `input` on a new connection (sometimes a byte at a time) and resolves when the gateway closed it. */
+  function sendHandshake(address: string, input: Buffer): Promise<number> {
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    return new Promise((resolve) => {
+      const started = performance.now();
+      const socket = connectTcp({ host, port }, () => {
+        if (random() < 0.8) {
+          socket.write(input);
+          return;
+        }
+        let offset = 0;
+        const timer = setInterval(() => {
+          if (socket.destroyed || offset >= input.length) return clearInterval(timer);
+          socket.write(input.subarray(offset, offset + 1));
+          offset += 1;
+        }, 50);
+        socket.once('close', () => clearInterval(timer));
+      });
+      socket.on('data', () => undefined);
+      socket.on('error', () => undefined);
+      socket.once('close', () => resolve(performance.now() - started));
+    });
+  }
+
+  it(`closes ${HANDSHAKE_CASES} malformed, cut, dripped and noisy handshakes on HTTPS and gRPC-TLS within the headers bound; valid clients are served after and between them`, async () => {
+    reseed(6);
+    const rssBefore = rssMiB(tlsGateway.pid);
+    const durations: number[] = [];
+    for (let batch = 0; batch < HANDSHAKE_CASES / 50; batch += 1) {
+      const inputs = Array.from({ length: 50 }, () => [pick([tlsAddresses.publicHttp, tlsAddresses.grpc]), mutatedHello()] as const);
+      durations.push(...(await Promise.all(inputs.map(([address, input]) => sendHandshake(address, input)))));
+      expect(tlsGateway.running).toBe(true);
+    }
+    // Every connection ended: rejected at once, or cut at the 1 s handshake bound (2 s for the
+    // request after a completed handshake), never Node's 120 s.
+    const slowest = Math.max(...durations);
+    console.info(`[fuzz] ${durations.length} TLS handshakes: median ${Math.round(durations.sort((a, b) => a - b)[durations.length >> 1] ?? 0)} ms, slowest ${Math.round(slowest)} ms`);
+    expect(slowest).toBeLessThan(6000);
+    // Valid clients: HTTPS and a gRPC health check over TLS.
+    const https = await new Promise<string>((resolve, reject) => {
+      const socket = connectTls({ host: '127.0.0.1', port: Number(tlsAddresses.publicHttp.split(':')[1]), ca: certificate.cert, servername: 'localhost' }, () =>
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+      );
+      let text = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      socket.on('end', () => resolve(text.split('\r\n')[0] ?? ''));
+      socket.on('error', reject);
+    });
+    expect(https).toBe('HTTP/1.1 200 OK');
+    const health = new Client(tlsAddresses.grpc, credentials.createSsl(certificate.cert), { 'grpc.ssl_target_name_override': 'localhost' });
+    const serving = await new Promise<string>((resolve) => {
+      health.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new Metadata(), (error: ServiceError | null, reply?: Buffer) =>
+        resolve(error === null ? `status ${reply?.[1]}` : `${status[error.code]} ${error.details}`),
+      );
+    });
+    health.close();
+    expect(serving).toBe('status 1'); // SERVING
+    const rssGrowth = rssMiB(tlsGateway.pid) - rssBefore;
+    console.info(`[fuzz] gateway RSS after ${HANDSHAKE_CASES} TLS handshakes: +${rssGrowth.toFixed(1)} MiB`);
+    expect(rssGrowth).toBeLessThan(50);
+    expect(tlsGateway.logs.filter((l) => l.level === 'error')).toEqual([]);
   }, 120_000);
 });

@@ -39,11 +39,17 @@ export class GatewayProcess {
   private readonly waiters = new Set<() => void>();
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(env: Record<string, string | undefined>) {
+  /** `openFileLimit`: runs the binary under `ulimit -n <openFileLimit>` (soft and hard). */
+  constructor(env: Record<string, string | undefined>, options: { readonly openFileLimit?: number } = {}) {
     if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first`);
     const cleanEnv: Record<string, string> = { PATH: process.env['PATH'] ?? '' };
     for (const [k, v] of Object.entries(env)) if (v !== undefined) cleanEnv[k] = v;
-    this.child = spawn(process.execPath, [MAIN], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
+    this.child =
+      options.openFileLimit === undefined
+        ? spawn(process.execPath, [MAIN], { env: cleanEnv, stdio })
+        : // exec: the pid is the gateway's own.
+          spawn('sh', ['-c', `ulimit -n ${options.openFileLimit} && exec "$0" "$1"`, process.execPath, MAIN], { env: cleanEnv, stdio });
     let buffer = '';
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       this.raw += chunk;

@@ -1,3 +1,4 @@
+import type { Server as NetServer } from 'node:net';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -35,6 +36,22 @@ export interface GrpcServerOptions {
    * (or `ageMs` 0): unlimited.
    */
   readonly maxConnectionAge?: { readonly ageMs: number; readonly graceMs: number };
+  /**
+   * With `tls`: a connection's TLS handshake must complete this long after it was accepted
+   * (`GATEWAY_HTTP_HEADERS_TIMEOUT`). Node bounds the time between handshake bytes with it; the
+   * `guard` (when given) bounds the whole handshake. Default: Node's 120 s.
+   */
+  readonly tlsHandshakeTimeoutMs?: number;
+  /**
+   * Counts and caps the listener's connections and takes over its accept errors, e.g.
+   * `ListenerGuard` of `@edge-gateway/adapters-http` (attached as listener `grpc`).
+   */
+  readonly guard?: ConnectionGuard;
+}
+
+/** What bounds a listener's connections (`ListenerGuard` of `@edge-gateway/adapters-http` is one). */
+export interface ConnectionGuard {
+  attach(server: NetServer, options: { readonly listener: string; readonly tlsHandshakeTimeoutMs?: number }): void;
 }
 
 /** A started gRPC server. */
@@ -104,7 +121,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   new ReflectionService(loadReflectionDescriptor()).addToServer(server);
 
   const tls = options.tls;
-  const reloadable = tls === undefined ? undefined : new ReloadableTlsCredentials(tls);
+  const reloadable = tls === undefined ? undefined : new ReloadableTlsCredentials(tls, { handshakeTimeoutMs: options.tlsHandshakeTimeoutMs });
   const credentials = reloadable ?? ServerCredentials.createInsecure();
   const bindTo = (bind: string) =>
     new Promise<number>((resolve, reject) => {
@@ -124,6 +141,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     throw listenError(options.address, error);
   }
   const bracketed = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  if (options.guard !== undefined) {
+    const handshake = tls === undefined || options.tlsHandshakeTimeoutMs === undefined ? {} : { tlsHandshakeTimeoutMs: options.tlsHandshakeTimeoutMs };
+    try {
+      for (const listening of http2Servers(server)) options.guard.attach(listening, { listener: 'grpc', ...handshake });
+    } catch (error) {
+      server.forceShutdown();
+      throw error;
+    }
+  }
 
   return {
     server,
@@ -147,6 +173,19 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       });
     },
   };
+}
+
+/**
+ * The Node servers grpc-js bound (one per address). grpc-js keeps them private; the pinned
+ * version has them in `http2Servers`. A version without them fails startup rather than
+ * running without the connection guard.
+ */
+function http2Servers(server: Server): NetServer[] {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    throw new Error('cannot guard the gRPC listener: this @grpc/grpc-js version does not expose its servers (http2Servers)');
+  }
+  return [...(servers as Map<NetServer, unknown>).keys()];
 }
 
 /** grpc-js's server options for a maximum connection age; none when unlimited. */

@@ -12,8 +12,12 @@ export interface TlsKeyPair {
  * then on get the new certificate and open ones keep theirs. No client certificates are asked.
  */
 export class ReloadableTlsCredentials extends ServerCredentials {
-  constructor(pair: TlsKeyPair) {
-    super({ requestCert: false }, { cert: [pair.cert], key: [pair.key] });
+  /** `handshakeTimeoutMs`: Node's `handshakeTimeout` (time between handshake bytes); default Node's 120 s. */
+  constructor(pair: TlsKeyPair, options: { readonly handshakeTimeoutMs?: number | undefined } = {}) {
+    super(
+      { requestCert: false, ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeout: options.handshakeTimeoutMs }) },
+      { cert: [pair.cert], key: [pair.key] },
+    );
   }
 
   /** Serves `pair` to new connections. */

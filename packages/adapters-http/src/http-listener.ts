@@ -5,6 +5,7 @@ import { type AddressInfo, type Socket } from 'node:net';
 import { type Express } from 'express';
 import { noopLogger, type Logger } from '@edge-gateway/core';
 import { formatListenAddress, parseListenAddress } from './listen-address.js';
+import { boundTlsHandshakes, type ListenerGuard } from './listener-guard.js';
 
 /** How a listener closed: every connection ended on its own, or some were destroyed. */
 export type CloseOutcome = 'graceful' | 'forced';
@@ -49,8 +50,17 @@ export interface ListenOptions {
   readonly requestTimeoutMs?: number;
   /** How long an idle keep-alive connection stays open (`GATEWAY_HTTP_KEEPALIVE_TIMEOUT`). */
   readonly keepAliveTimeoutMs?: number;
-  /** Serve HTTPS with this certificate (replace it later with `HttpListener.setTls`); default plain HTTP. */
+  /**
+   * Serve HTTPS with this certificate (replace it later with `HttpListener.setTls`); default
+   * plain HTTP. The TLS handshake must complete within `headersTimeoutMs` of the connection;
+   * the request headers then get their own `headersTimeoutMs`.
+   */
   readonly tls?: TlsKeyPair;
+  /**
+   * Counts this listener's connections (against the guard's cap unless `capped` is false),
+   * and takes over its accept errors (see `ListenerGuard`).
+   */
+  readonly guard?: { readonly guard: ListenerGuard; readonly listener: string; readonly capped?: boolean };
 }
 
 /**
@@ -88,7 +98,11 @@ export async function listen(app: Express, address: string, options: ListenOptio
   // http's Server for the code below.
   const tls = options.tls;
   const server =
-    tls === undefined ? createServer(serverOptions) : (createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key }) as unknown as Server);
+    tls === undefined
+      ? createServer(serverOptions)
+      : (createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: serverOptions.headersTimeout }) as unknown as Server);
+  // Node's handshakeTimeout above restarts with every byte; this one counts from the connection.
+  if (tls !== undefined) boundTlsHandshakes(server, serverOptions.headersTimeout);
   // Also set as a property: the constructor option is not honoured on every supported Node.
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs;
   const active = new Set<ServerResponse>();
@@ -125,10 +139,12 @@ export async function listen(app: Express, address: string, options: ListenOptio
     server.once('error', onError);
     server.listen({ host: host === '' ? undefined : host, port }, () => {
       server.off('error', onError);
+      // Before the first connection is accepted.
+      if (options.guard !== undefined) options.guard.guard.attach(server, { listener: options.guard.listener, capped: options.guard.capped ?? true });
       resolve();
     });
   });
-  server.on('error', (error) => logger.error('http listener error', { error: error.message }));
+  if (options.guard === undefined) server.on('error', (error) => logger.error('http listener error', { error: error.message }));
 
   const bound = server.address() as AddressInfo;
   let closed: Promise<CloseOutcome> | undefined;

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { GatewayMetrics, RequestLogLimiter, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
@@ -55,6 +55,11 @@ export interface WebSocketServerOptions {
    * (`GatewayCore.requestLog`). Default: one of its own.
    */
   readonly requestLog?: RequestLogLimiter;
+  /**
+   * Counts and caps the connections of the server `listen` creates (as listener `websocket`)
+   * and takes over its accept errors, e.g. `ListenerGuard` of `@edge-gateway/adapters-http`.
+   */
+  readonly guard?: { attach(server: NetServer, options: { readonly listener: string }): void };
 }
 
 /** A started WebSocket transport. */
@@ -152,6 +157,8 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       created.once('error', reject);
       created.listen({ host: bind.host === '' ? undefined : bind.host, port: bind.port }, () => {
         created.off('error', reject);
+        // Before the first connection is accepted.
+        options.guard?.attach(created, { listener: 'websocket' });
         resolve();
       });
     });

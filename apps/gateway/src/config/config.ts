@@ -94,6 +94,11 @@ export interface GatewayConfig {
    * (and `graceMs` 0).
    */
   readonly grpcMaxConnection: { readonly ageMs: number; readonly graceMs: number };
+  /**
+   * `GATEWAY_MAX_CONNECTIONS`: open connections of the public listeners together; undefined:
+   * 80 % of the open-file soft limit, read at startup (`open-file-limit.ts`).
+   */
+  readonly maxConnections: number | undefined;
   /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners and the WebSocket listener). */
   readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
   readonly freshnessWindowMs: number;
@@ -413,6 +418,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     websocketAllowedOrigins,
     shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
     grpcMaxConnection: readGrpcMaxConnection(r),
+    maxConnections: r.integer('GATEWAY_MAX_CONNECTIONS', 0, 1) || undefined,
     http: readHttpTimeouts(r),
     freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
     maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),

@@ -36,6 +36,9 @@ export const MetricNames = {
   revocationsReasserted: 'gateway_revocations_reasserted_total',
   revocationsForgotten: 'gateway_revocations_forgotten_total',
   revocationsRemembered: 'gateway_revocations_remembered',
+  connectionsOpen: 'gateway_connections_open',
+  connectionsRefused: 'gateway_connections_refused_total',
+  acceptErrors: 'gateway_accept_errors_total',
 } as const;
 
 /** Why a push stream closed (label `reason`). */
@@ -90,6 +93,12 @@ export class GatewayMetrics {
   readonly revocationsForgotten: Counter;
   /** Revocations remembered now (see {@link GatewayMetrics.observeRevocations}). */
   readonly revocationsRemembered: ObservableGauge;
+  /** Open connections of a listener (`listener`: `public`, `grpc`, `websocket`, `admin`), whatever the protocol on them. */
+  readonly connectionsOpen: UpDownCounter<{ listener: string }>;
+  /** Connections closed at accept because the listeners held `GATEWAY_MAX_CONNECTIONS`. */
+  readonly connectionsRefused: Counter<{ listener: string }>;
+  /** Errors Node reported from `accept` on a listener (`code`: `EMFILE`, `ENFILE`, …). */
+  readonly acceptErrors: Counter<{ listener: string; code: string }>;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
@@ -129,6 +138,11 @@ export class GatewayMetrics {
       description: 'Revocations forgotten before their retention ended because the memory was full',
     });
     this.revocationsRemembered = meter.createObservableGauge(MetricNames.revocationsRemembered, { description: 'Revocations this process remembers' });
+    this.connectionsOpen = meter.createUpDownCounter(MetricNames.connectionsOpen, { description: 'Open connections by listener' });
+    this.connectionsRefused = meter.createCounter(MetricNames.connectionsRefused, {
+      description: 'Connections closed at once because the public listeners held GATEWAY_MAX_CONNECTIONS, by listener',
+    });
+    this.acceptErrors = meter.createCounter(MetricNames.acceptErrors, { description: 'Errors reported by accept on a listener, by listener and errno code' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const code of Object.values(GatewayErrorCode)) this.logLinesSuppressed.add(0, { reason: code.toUpperCase() });
     for (const stream of ['session_events', 'client_events'] as const) {
