@@ -9,6 +9,7 @@ import {
   RedisSessionStore,
   RedisStreamSubscriber,
   RoutedRelayHandler,
+  StreamContinuity,
   connectAndPing,
   createRedisClusterClient,
   routedUserKeys,
@@ -65,13 +66,19 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
   if (routed) {
     registerRoutedFanout(container, config);
   } else {
-    container.register(Tokens.EventHistory, cached((c) => new RedisEventHistory(cluster(c), { streamKey: config.clientEventsStream })));
+    // As on one server (SPEC §5.6): a failover of the stream's master can lose entries.
+    const continuity = new StreamContinuity();
+    container.register(
+      Tokens.EventHistory,
+      cached((c) => new RedisEventHistory(cluster(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs })),
+    );
     container.register(
       Tokens.ClientEventsSubscriber,
       cached(
         (c) =>
           new RedisStreamSubscriber({
             client: cluster(c),
+            continuity,
             streamKey: config.clientEventsStream,
             handler: coreOf(c).clientEvents,
             metrics: metrics(c),

@@ -15,7 +15,7 @@ import {
   RedisRevocationStore,
   RedisSessionStore,
   RedisStreamSubscriber,
-  DivergedRanges,
+  StreamContinuity,
   type RedisClient,
   type RedisTopology,
 } from '@edge-gateway/adapters-redis';
@@ -50,8 +50,9 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
     cached((c) => createRedisTopology(config, { clientName: 'edge-gateway', metrics: metrics(c), logger: log(c, 'redis') })),
   );
   container.register(Tokens.RedisClient, cached((c) => topology(c).master));
-  // Lost id ranges the client-events subscriber finds after a failover, for the resume check.
-  const diverged = new DivergedRanges();
+  // What the client-events subscriber and the resume reads know of the history across
+  // failovers: entries consumed and read ahead (with their users), lost ranges (SPEC §5.6).
+  const continuity = new StreamContinuity();
   container.register(
     Tokens.SessionStore,
     cached((c) => {
@@ -69,7 +70,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
   );
   container.register(
     Tokens.EventHistory,
-    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, divergedRanges: diverged })),
+    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs })),
   );
   container.register(
     Tokens.SessionEventsSubscriber,
@@ -93,7 +94,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
         new RedisStreamSubscriber({
           topology: topology(c),
           readFrom: 'replica',
-          divergedRanges: diverged,
+          continuity,
           streamKey: config.clientEventsStream,
           handler: coreOf(c).clientEvents,
           metrics: metrics(c),

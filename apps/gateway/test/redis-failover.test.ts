@@ -246,7 +246,10 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
   it('divergence: events the old master acknowledged but lost are counted and logged, new lower ids are delivered, a resume after a lost id is incomplete', async () => {
     const { device: d, client } = await device('u-diverge');
     const watcher = watch(client);
-    await watcher.waitForCount(1);
+    // A user with a lost entry for another of its sessions, and a user with none.
+    const other = watch((await device('u-diverge-other')).client);
+    const untouched = watch((await device('u-diverge-untouched')).client);
+    for (const w of [watcher, other, untouched]) await w.waitForCount(1);
     const stream = 'gateway:client-events';
     const old = await topo.masterNode();
     const replica = (await topo.replicaNodes())[0];
@@ -255,8 +258,13 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     const master = await connectMaster(topo);
     const base = Date.now() + 60_000;
     const id = (seq: number) => `${base}-${seq}`;
-    const add = (redis: typeof master, seq: number, label: string) =>
-      redis.xAdd(stream, id(seq), { user_id: d.userId, event_type: 'ha.test', payload_base64: Buffer.from(label).toString('base64') });
+    const add = (redis: typeof master, seq: number, label: string, userId = d.userId, deviceSessionId?: string) =>
+      redis.xAdd(stream, id(seq), {
+        user_id: userId,
+        event_type: 'ha.test',
+        payload_base64: Buffer.from(label).toString('base64'),
+        ...(deviceSessionId === undefined ? {} : { device_session_id: deviceSessionId }),
+      });
     for (const seq of [1, 2]) await add(master, seq, `common-${seq}`);
     await watcher.waitForCount(3);
     await waitFor(async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['XRANGE', stream, id(2), id(2)])).includes(id(2)), {
@@ -267,8 +275,12 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'KILL', 'TYPE', 'master']);
     const reconnects = await scrape(addresses.adminHttp ?? '', 'gateway_stream_subscriber_reconnects_total', { stream: 'client_events' });
     for (const seq of [3, 4, 5]) await add(master, seq, `ghost-${seq}`);
+    await add(master, 6, 'ghost-other', 'u-diverge-other', 'ds-elsewhere');
     await master.quit();
-    // The replica reader sees nothing more: the watchdog moves it to the master.
+    // The replica reports its link down: the watchdog moves the reader to the master at its next
+    // round (not after two rounds of the master being ahead), so the replica is promoted below:
+    // Sentinel skips a replica cut off for more than 10 × down-after-milliseconds (here 10 s).
+    await gateway.waitForLog((l) => l.message === 'stream subscriber moved; reconnecting' && String(l['reason']).includes('lost its link to the master'));
     await watcher.waitForCount(6, 20_000);
     expect(await scrape(addresses.adminHttp ?? '', 'gateway_stream_subscriber_reconnects_total', { stream: 'client_events' })).toBeGreaterThan(reconnects);
 
@@ -279,14 +291,33 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     const fresh = await connectMaster(topo);
     try {
       for (const seq of [3, 4]) await add(fresh, seq, `new-${seq}`);
+      await add(fresh, 5, 'new-untouched', 'u-diverge-untouched');
     } finally {
       await fresh.quit();
     }
-    await watcher.waitForCount(8, 15_000);
-    expect(watcher.clientEvents.map((e) => Buffer.from(e.payload).toString())).toEqual(['common-1', 'common-2', 'ghost-3', 'ghost-4', 'ghost-5', 'new-3', 'new-4']);
+    // The open stream was sent lost events: it is told (signed, before the new events).
+    await watcher.waitForCount(9, 15_000);
+    expect(watcher.events.map((e) => (e.eventType === 'ha.test' ? Buffer.from(e.payload).toString() : e.eventType))).toEqual([
+      'gateway.server_time',
+      'common-1',
+      'common-2',
+      'ghost-3',
+      'ghost-4',
+      'ghost-5',
+      'gateway.resume_incomplete',
+      'new-3',
+      'new-4',
+    ]);
+    // The other user's stream was never sent its lost entry, but is told; the untouched user's is not.
+    await other.waitForCount(2);
+    await untouched.waitForCount(2);
+    expect(other.events.map((e) => e.eventType)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+    expect(untouched.events.map((e) => (e.eventType === 'ha.test' ? Buffer.from(e.payload).toString() : e.eventType))).toEqual(['gateway.server_time', 'new-untouched']);
     expect(await scrape(addresses.adminHttp ?? '', 'gateway_stream_history_diverged_total', { stream: 'client_events' })).toBe(1);
+    expect(await scrape(addresses.adminHttp ?? '', 'gateway_push_loss_notices_total', { reason: 'history_diverged' })).toBe(2);
     const diverged = await gateway.waitForLog((l) => l.message.startsWith('stream history diverged'));
-    expect(diverged).toMatchObject({ level: 'error', last_consumed: id(5), resume_after: id(2), stream_key: stream });
+    expect(diverged).toMatchObject({ level: 'error', last_consumed: id(6), resume_after: id(2), lost_after: id(2), lost_up_to: id(6), users_with_lost_entries: 2, stream_key: stream });
+    expect(await gateway.waitForLog((l) => l.message === 'push streams told of lost events')).toMatchObject({ level: 'warn', sessions_told: 2 });
 
     // Resumes after lost ids: one reused by the new master, one it never wrote.
     for (const lost of [id(4), id(5)]) {
@@ -295,6 +326,7 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
       expect(resumed.events.map((e) => e.eventType).slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
       resumed.cancel();
     }
+    expect(await scrape(addresses.adminHttp ?? '', 'gateway_push_resumes_incomplete_total', { reason: 'diverged' })).toBe(2);
     expect(watcher.ended).toBe(false);
     await topo.rejoinAsReplica(old, 30_000);
   }, 90_000);

@@ -31,6 +31,13 @@ export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-
 export { RedisStreamSubscriber, type RedisStreamSubscriberOptions } from './redis-stream-subscriber.js';
 export { RedisEventHistory, type RedisEventHistoryOptions } from './redis-event-history.js';
 export { DivergedRanges, type DivergedRange } from './diverged-ranges.js';
+export { RecentEntries } from './recent-entries.js';
+export {
+  DEFAULT_AHEAD_CAPACITY,
+  DEFAULT_CONSUMED_CAPACITY,
+  StreamContinuity,
+  type StreamContinuityOptions,
+} from './stream-continuity.js';
 export { formatAddress, type RedisAddress, type RedisTopology, type RedisTopologyNode } from './redis-topology.js';
 export { SingleRedisTopology, type SingleRedisTopologyOptions } from './single-redis-topology.js';
 export { SentinelRedisTopology, type SentinelRedisTopologyOptions } from './sentinel-redis-topology.js';

@@ -24,6 +24,24 @@ describe('RecentEntries', () => {
   });
 });
 
+describe('RecentEntries with a remembered field', () => {
+  it('keeps each entry\'s user (at most 256 characters) and answers by id range', () => {
+    const recent = new RecentEntries(3, 'user_id');
+    recent.remember({ id: '1-0', fields: { user_id: 'a' } });
+    recent.remember({ id: '2-0', fields: { user_id: 'b' } });
+    recent.remember({ id: '3-0', fields: { user_id: 'x'.repeat(257) } });
+    recent.remember({ id: '4-0', fields: { user_id: 'b' } });
+    expect(recent.oldestId).toBe('2-0');
+    expect([...recent.valuesIn('2-0', '4-0')]).toEqual(['b']);
+    expect([...recent.valuesIn(undefined, '3-0')]).toEqual(['b']);
+    expect(recent.newestAfter('2-0')).toBe('4-0');
+    expect(recent.newestAfter('4-0')).toBeUndefined();
+    recent.forgetIn('2-0', '3-0');
+    expect([recent.has('2-0'), recent.has('3-0'), recent.has('4-0')]).toEqual([true, false, true]);
+    expect(() => new RecentEntries(0)).toThrow(RangeError);
+  });
+});
+
 describe('previousStreamId', () => {
   it('is the id right before, so that a read after it includes the given id', () => {
     expect(previousStreamId('5-3')).toBe('5-2');

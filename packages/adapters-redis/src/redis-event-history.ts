@@ -3,6 +3,7 @@ import type { RawReply } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import type { DivergedRanges } from './diverged-ranges.js';
 import { RedisCommandError } from './redis-command-error.js';
+import type { StreamContinuity } from './stream-continuity.js';
 import { parseEntries } from './stream-reply.js';
 
 /** Options of {@link RedisEventHistory}. */
@@ -14,6 +15,16 @@ export interface RedisEventHistoryOptions {
   streamKey: string | ((userId: string) => string);
   /** Id ranges the client-events subscriber found lost in failovers: a resume inside one is truncated. */
   divergedRanges?: DivergedRanges;
+  /**
+   * The client-events subscriber's knowledge of the history (SPEC §5.6), instead of
+   * `divergedRanges`: a resume inside a lost range is `diverged`; while the subscriber has not
+   * checked the master's history after a reconnect, a resume waits for it (at most
+   * `verifyWaitMs`) and is `diverged` if it does not come; entries read beyond the
+   * subscriber's position are remembered, so a failover that loses them is noticed.
+   */
+  continuity?: StreamContinuity;
+  /** How long a resume waits for that check (default 2000 ms). */
+  verifyWaitMs?: number;
 }
 
 /**
@@ -30,9 +41,13 @@ export interface RedisEventHistoryOptions {
  * - `afterId` is no longer in the stream although it is newer than every deleted and trimmed id:
  *   it was lost in a failover (written to the old master, never replicated), and the new master
  *   may hold other entries below it that `XRANGE (afterId` skips (SPEC §5.6).
+ * - `afterId` lies in a range the client-events subscriber found lost, even when the stream holds
+ *   that id again (the new master reused it for another entry): `diverged` (SPEC §5.6).
  *
  * A missing stream has no entries and is not truncated.
  */
+export const DEFAULT_VERIFY_WAIT_MS = 2000;
+
 export class RedisEventHistory implements EventHistory {
   constructor(
     private readonly client: RedisCommands,
@@ -41,11 +56,21 @@ export class RedisEventHistory implements EventHistory {
 
   async readAfter(afterId: string, count: number, userId = ''): Promise<EventHistoryPage> {
     const key = typeof this.options.streamKey === 'string' ? this.options.streamKey : this.options.streamKey(userId);
+    const continuity = this.options.continuity;
+    // Before reading: entries read from a master whose history is not checked yet must not be
+    // remembered as what streams were sent (they may hide lost ones with the same ids).
+    const verified = continuity === undefined || (await continuity.waitVerified(this.options.verifyWaitMs ?? DEFAULT_VERIFY_WAIT_MS));
     // Range first, then the stream info: a trim in between can only make us over-report.
     const entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(Math.max(1, count))]));
+    if (verified) continuity?.noteRead(entries);
+    const diverged = afterId !== '0-0' && (!verified || this.ranges?.contains(afterId) === true);
     const info = await this.streamInfo(key);
-    if (info === undefined) return { entries, truncated: false };
-    return { entries, truncated: isTruncated(afterId, info) || !(await this.exists(key, afterId, info)) };
+    const truncated = info !== undefined && (isTruncated(afterId, info) || !(await this.exists(key, afterId, info)));
+    return diverged ? { entries, truncated, diverged } : { entries, truncated };
+  }
+
+  private get ranges(): DivergedRanges | undefined {
+    return this.options.continuity?.ranges ?? this.options.divergedRanges;
   }
 
   /**
@@ -57,7 +82,6 @@ export class RedisEventHistory implements EventHistory {
    */
   private async exists(key: string, id: string, info: Map<string, RawReply>): Promise<boolean> {
     if (id === '0-0') return true;
-    if (this.options.divergedRanges?.contains(id) === true) return false;
     // An id at or below max-deleted-entry-id may have been removed with XDEL on purpose; that
     // case (and trimming) is judged by isTruncated alone.
     if (compareStreamIds(id, String(info.get('max-deleted-entry-id') ?? '0-0')) <= 0) return true;

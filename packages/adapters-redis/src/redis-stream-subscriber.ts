@@ -10,8 +10,8 @@ import {
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { describeRedisError, type NodeRedisClient } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
-import type { DivergedRanges } from './diverged-ranges.js';
 import { RecentEntries, previousStreamId } from './recent-entries.js';
+import type { StreamContinuity } from './stream-continuity.js';
 import type { RedisTopology } from './redis-topology.js';
 import { parseEntries, parseXReadReply } from './stream-reply.js';
 
@@ -35,8 +35,14 @@ export interface RedisStreamSubscriberOptions {
   readFrom?: 'master' | 'replica';
   /** How often a replica reader is compared with the master's last id (default 2000 ms). */
   watchdogMs?: number;
-  /** Where lost id ranges are recorded (shared with `RedisEventHistory` of the same stream). */
-  divergedRanges?: DivergedRanges;
+  /**
+   * What the process knows about this stream's history across failovers, shared with the
+   * `RedisEventHistory` of the same stream (client events): the consumed entries are remembered
+   * there (with their `user_id`), lost ranges recorded there, and resumes wait there until the
+   * history was checked after a reconnect. Without it the subscriber remembers the last 1024
+   * consumed entries for itself.
+   */
+  continuity?: StreamContinuity;
   /** Stream key, used as configured (not prefixed). */
   streamKey: string;
   /** Receives every entry in stream order. */
@@ -61,6 +67,18 @@ export interface RedisStreamSubscriberOptions {
 /** How long a replica that failed or fell behind is skipped before it is tried again. */
 const REPLICA_PENALTY_MS = 10_000;
 
+/** Entries read per `XREVRANGE` while looking for the newest entry both histories share. */
+const WALK_PAGE = 128;
+
+/** What {@link RedisStreamSubscriber.walkBack} found below a lost entry. */
+interface Walk {
+  /** The newest entry of the master's history that the process knew with the same fields. */
+  readonly common: string | undefined;
+  /** The lowest entry passed that the process did not know (new on the master), if any. */
+  readonly lowestUnseen: string | undefined;
+  readonly unseen: number;
+}
+
 /**
  * Consumes one Redis stream in order (SPEC §5.5, §5.6) with `XREAD BLOCK` on its own connection,
  * so blocking reads never stall the shared client. It starts strictly after the stream's last id
@@ -71,10 +89,11 @@ const REPLICA_PENALTY_MS = 10_000;
  * High availability: a master change interrupts the read at once (no backoff) so the reader
  * never keeps blocking on a demoted node. On every reconnect the last consumed entry is looked
  * up on the master; when it is gone or has other fields (lost in a failover: asynchronous
- * replication), `gateway_stream_history_diverged_total` is counted, the divergence is logged, and
- * the reader rewinds to the newest entry of the master's history it has consumed, so entries
- * the new master wrote with lower ids than the old cursor are still delivered. The handler's
- * `onReconnect` is told whether the history diverged and whether a master change moved the reader.
+ * replication), `gateway_stream_history_diverged_total` is counted, the divergence is logged,
+ * the handler is told which users' entries were lost (`onHistoryLost`), and the reader rewinds
+ * to the newest entry of the master's history it has consumed, so entries the new master wrote
+ * with lower ids than the old cursor are still delivered. The handler's `onReconnect` is told
+ * whether the history diverged and whether a master change moved the reader.
  */
 export class RedisStreamSubscriber {
   private readonly topology: RedisTopology | undefined;
@@ -82,8 +101,8 @@ export class RedisStreamSubscriber {
   private readonly group: { readonly group: string; readonly consumer: string } | undefined;
   private readonly readFrom: 'master' | 'replica';
   private readonly watchdogMs: number;
-  private readonly recent = new RecentEntries();
-  private readonly divergedRanges: DivergedRanges | undefined;
+  private readonly recent: RecentEntries;
+  private readonly continuity: StreamContinuity | undefined;
   private readonly penalties = new Map<RedisCommands, number>();
   private readTarget: RedisCommands | undefined;
   private moveReason: string | undefined;
@@ -113,7 +132,8 @@ export class RedisStreamSubscriber {
     this.client = client;
     this.readFrom = options.readFrom ?? 'master';
     this.watchdogMs = options.watchdogMs ?? 2000;
-    this.divergedRanges = options.divergedRanges;
+    this.continuity = options.continuity;
+    this.recent = options.continuity?.consumed ?? new RecentEntries();
     this.streamKey = options.streamKey;
     this.handler = options.handler;
     this.blockMs = options.blockMs ?? 5000;
@@ -140,7 +160,7 @@ export class RedisStreamSubscriber {
       const reply = await this.client.command(['XREVRANGE', this.streamKey, '+', '-', 'COUNT', '1']);
       const start = parseEntries(reply)[0];
       if (start !== undefined) this.recent.remember(start);
-      this.last = start?.id ?? '0-0';
+      this.setLast(start?.id ?? '0-0');
       if (this.group !== undefined) await this.createGroup(this.group.group);
     } catch (err) {
       this.state = 'stopped';
@@ -165,6 +185,8 @@ export class RedisStreamSubscriber {
   move(reason: string): void {
     if (this.state !== 'running') return;
     this.moveReason = reason;
+    // Another node: its history must be checked before a resume trusts an id again.
+    this.continuity?.markUnverified();
     if (this.connection?.isOpen === true) this.connection.destroy();
     this.wake?.();
   }
@@ -183,6 +205,8 @@ export class RedisStreamSubscriber {
     this.state = 'stopped';
     this.unsubscribe?.();
     clearInterval(this.watchdog);
+    // Nothing checks the history any more: a waiting resume must not wait for it.
+    this.continuity?.markVerified();
     if (this.connection?.isOpen === true) this.connection.destroy();
     this.wake?.();
     await this.loop;
@@ -207,6 +231,7 @@ export class RedisStreamSubscriber {
         if (reconnecting) {
           const historyDiverged = await this.verifyHistory();
           reconnecting = false;
+          this.continuity?.markVerified();
           this.logger.info('stream subscriber reconnected', { resume_after: this.last, address: target.address });
           this.notifyReconnect({ historyDiverged, masterChanged: this.masterChanged });
           this.masterChanged = false;
@@ -216,6 +241,7 @@ export class RedisStreamSubscriber {
       } catch (err) {
         if (this.state !== 'running') break;
         reconnecting = true;
+        this.continuity?.markUnverified();
         this.metrics.subscriberReconnects.add(1, { stream: this.handler.stream });
         const moved = this.moveReason;
         if (moved !== undefined) {
@@ -254,8 +280,8 @@ export class RedisStreamSubscriber {
       if (entries.length === 0) continue;
       if (this.handler.handleBatch !== undefined) {
         // Advance first: entries whose handler throws are not redelivered.
-        this.last = (entries[entries.length - 1] as StreamEntry).id;
         for (const entry of entries) this.recent.remember(entry);
+        this.setLast((entries[entries.length - 1] as StreamEntry).id);
         try {
           await this.handler.handleBatch(entries);
         } catch (err) {
@@ -266,8 +292,8 @@ export class RedisStreamSubscriber {
       }
       for (const entry of entries) {
         // Advance first: an entry whose handler throws is not redelivered.
-        this.last = entry.id;
         this.recent.remember(entry);
+        this.setLast(entry.id);
         try {
           this.handler.handle(entry);
         } catch (err) {
@@ -297,45 +323,130 @@ export class RedisStreamSubscriber {
     return this.client;
   }
 
+  /** Moves the cursor (and the position resumes compare with). */
+  private setLast(id: string): void {
+    this.last = id;
+    if (this.continuity !== undefined) this.continuity.position = id;
+  }
+
+  /** Whether the process knew `entry` with these fields (consumed, or read ahead by a resume). */
+  private known(entry: StreamEntry): boolean {
+    return this.recent.matches(entry) === true || this.continuity?.ahead.matches(entry) === true;
+  }
+
   /**
-   * Checks on the master that the last consumed entry still exists with the same fields. If not
-   * (lost in a failover), counts and logs the divergence and rewinds the cursor to the newest
-   * entry of the master's history this subscriber has consumed, so that entries the master
-   * holds below the old cursor but were never delivered are read next. Rejects when the master
-   * cannot answer (the caller retries with backoff: with no master nothing new is written).
-   * Resolves true when the history diverged.
+   * Checks on the master that the last consumed entry, and the newest entry a resume read ahead
+   * of the subscriber, still exist with the same fields (SPEC §5.6). If not (lost in a failover:
+   * asynchronous replication), counts and logs the divergence, records the lost range, tells the
+   * handler (which tells the streams concerned), and, when consumed entries were lost, moves the
+   * cursor back to the newest entry of the master's history the subscriber consumed, so entries
+   * the new master wrote below the old cursor are read next. The cursor never moves below the
+   * oldest entry the subscriber remembers: an older entry is taken as consumed (reading from
+   * `0-0` instead, as when the new master held none of the remembered entries, would hand a
+   * replica reader the whole history again). Rejects when the master cannot answer (the caller
+   * retries with backoff: with no master nothing new is written). Resolves true when the
+   * history diverged.
    */
   private async verifyHistory(): Promise<boolean> {
     const cursor = this.last;
-    // Nothing consumed to check against: an empty stream at start, or a cursor a previous
-    // rewind placed right before an entry (not an entry itself).
-    if (!this.recent.has(cursor)) return false;
-    const found = parseEntries(await this.client.command(['XRANGE', this.streamKey, cursor, cursor]))[0];
-    if (found !== undefined && this.recent.matches(found) !== false) return false;
-    // Walk the master's history down from the old cursor to the newest entry we consumed.
-    const scanned = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, cursor, '-', 'COUNT', String(this.recent.size + 1)]));
-    const common = scanned.find((entry) => this.recent.matches(entry) === true);
-    const lowest = scanned[scanned.length - 1];
-    const resumeAfter = common !== undefined ? common.id : lowest !== undefined ? previousStreamId(lowest.id) : '0-0';
-    const unseen = scanned.filter((entry) => this.recent.matches(entry) !== true && (common === undefined || compareIds(entry.id, common.id) > 0)).length;
-    this.last = resumeAfter;
-    this.divergedRanges?.add({ after: resumeAfter, upTo: cursor });
-    this.metrics.streamHistoryDiverged.add(1, { stream: this.handler.stream });
-    this.logger.error('stream history diverged: the last consumed entry is not on the master (lost in a failover)', {
-      stream_key: this.streamKey,
+    const aheadRecord = this.continuity?.ahead;
+    const ahead = aheadRecord?.newestAfter(cursor);
+    // A cursor a previous rewind placed right before an entry, or the start of an empty
+    // stream, is not an entry: only entries read ahead can be checked then.
+    if (this.recent.has(cursor) && !(await this.holds(cursor, this.recent))) {
+      const floor = this.recent.oldestId ?? cursor;
+      const walk = await this.walkBack(cursor, (id) => compareIds(id, floor) < 0, this.recent.size + (this.continuity?.ahead.size ?? 0) + 1);
+      // No shared entry: read on from the lowest new one, or from right before the oldest entry
+      // remembered (older ones were consumed long ago, or cannot be told from them).
+      const resumeAfter = walk.common ?? previousStreamId(walk.lowestUnseen ?? floor);
+      this.setLast(resumeAfter);
+      this.lost({ after: walk.common, upTo: ahead ?? cursor, floor }, {
+        message: 'stream history diverged: the last consumed entry is not on the master (lost in a failover)',
+        last_consumed: cursor,
+        resume_after: resumeAfter,
+        unseen_entries_below_cursor: walk.unseen,
+        common_entry_found: walk.common !== undefined,
+      });
+      return true;
+    }
+    if (ahead === undefined || aheadRecord === undefined || (await this.holds(ahead, aheadRecord))) return false;
+    // The consumed history is intact; entries a resume handed out beyond it are gone.
+    const walk = await this.walkBack(ahead, (id) => compareIds(id, cursor) <= 0, aheadRecord.size + 1);
+    this.lost({ after: walk.common ?? cursor, upTo: ahead, floor: cursor }, {
+      message: 'stream history diverged: entries a resume read ahead of the subscriber are not on the master (lost in a failover)',
       last_consumed: cursor,
-      resume_after: resumeAfter,
-      unseen_entries_below_cursor: unseen,
-      common_entry_found: common !== undefined,
+      resume_after: cursor,
+      unseen_entries_below_cursor: 0,
+      common_entry_found: walk.common !== undefined,
     });
     return true;
   }
 
+  /** Whether the master holds the entry `id` with the fields `record` remembers for it. */
+  private async holds(id: string, record: RecentEntries): Promise<boolean> {
+    const found = parseEntries(await this.client.command(['XRANGE', this.streamKey, id, id]))[0];
+    return found !== undefined && record.matches(found) !== false;
+  }
+
   /**
-   * Watchdog of a replica reader: if the master's last id was ahead of the reader at the previous
-   * check and the reader has not moved since, or the master's history is behind the reader (it
-   * diverged), the reader is moved (the replica is skipped for a while). A reader that fell back
-   * to the master moves back to a replica once one is connected (and not skipped).
+   * Walks the master's history down from `from` (inclusive), `WALK_PAGE` entries per read and
+   * at most `budget` in all, to the newest entry the process knew; stops early at an id for
+   * which `below` holds (nothing older can be judged).
+   */
+  private async walkBack(from: string, below: (id: string) => boolean, budget: number): Promise<Walk> {
+    let upper = from;
+    let unseen = 0;
+    let lowestUnseen: string | undefined;
+    while (budget > 0) {
+      const count = Math.min(WALK_PAGE, budget);
+      const page = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, upper, '-', 'COUNT', String(count)]));
+      for (const entry of page) {
+        if (below(entry.id)) return { common: undefined, lowestUnseen, unseen };
+        if (this.known(entry)) return { common: entry.id, lowestUnseen, unseen };
+        unseen += 1;
+        lowestUnseen = entry.id;
+      }
+      budget -= page.length;
+      if (page.length < count) break;
+      upper = `(${(page[page.length - 1] as StreamEntry).id}`;
+    }
+    return { common: undefined, lowestUnseen, unseen };
+  }
+
+  /**
+   * Records a loss of the known entries in `(after, upTo]` (`after` undefined: none of the
+   * remembered entries is left, so the range starts before `floor`), counts and logs it, and
+   * tells the handler with the users of the lost entries the process remembers.
+   */
+  private lost(loss: { after: string | undefined; upTo: string; floor: string }, log: { message: string } & Record<string, unknown>): void {
+    const users = new Set<string>();
+    this.recent.valuesIn(loss.after, loss.upTo, users);
+    this.continuity?.ahead.valuesIn(loss.after, loss.upTo, users);
+    // Read ahead, then lost: a later check must not find them lost again.
+    this.continuity?.ahead.forgetIn(loss.after, loss.upTo);
+    this.continuity?.ranges.add({ after: loss.after ?? previousStreamId(loss.floor), upTo: loss.upTo });
+    this.metrics.streamHistoryDiverged.add(1, { stream: this.handler.stream });
+    const { message, ...fields } = log;
+    this.logger.error(message, {
+      stream_key: this.streamKey,
+      ...fields,
+      lost_after: loss.after ?? '(unknown)',
+      lost_up_to: loss.upTo,
+      users_with_lost_entries: users.size,
+    });
+    try {
+      this.handler.onHistoryLost?.({ after: loss.after, upTo: loss.upTo, userIds: [...users] });
+    } catch (err) {
+      this.logger.error('stream handler onHistoryLost failed', { error: describeRedisError(err) });
+    }
+  }
+
+  /**
+   * Watchdog of a replica reader: if the replica reports its link to the master down, or the
+   * master's last id was ahead of the reader at the previous check and the reader has not moved
+   * since, or the master's history is behind the reader (it diverged), the reader is moved (the
+   * replica is skipped for a while). A reader that fell back to the master moves back to a
+   * replica once one is connected (and not skipped).
    */
   private async checkReplica(): Promise<void> {
     const target = this.readTarget;
@@ -347,6 +458,24 @@ export class RedisStreamSubscriber {
       if (replica !== this.client) this.move(`replica ${replica.address} is available again`);
       return;
     }
+    this.watchdogBusy = true;
+    try {
+      // A replica cut off from its master gets nothing more: move at once, rather than after
+      // two rounds of the master being ahead (the entries meanwhile would reach this process
+      // only after the master had them for seconds, or never, if it fails then).
+      const link = /master_link_status:(\w+)/.exec(String(await target.command(['INFO', 'replication'])))?.[1];
+      if (link !== undefined && link !== 'up' && this.readTarget === target) {
+        this.penalties.set(target, performance.now() + REPLICA_PENALTY_MS);
+        this.lastSeen = undefined;
+        this.move(`replica ${target.address} lost its link to the master (master_link_status:${link})`);
+        return;
+      }
+    } catch {
+      // The replica does not answer: its read fails and moves the reader by itself.
+    } finally {
+      this.watchdogBusy = false;
+    }
+    if (this.state !== 'running' || this.readTarget !== target || this.watchdogBusy) return;
     this.watchdogBusy = true;
     try {
       const masterLast = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, '+', '-', 'COUNT', '1']))[0]?.id ?? '0-0';

@@ -3,6 +3,7 @@ import {
   type Logger,
   type StreamEntry,
   type StreamEntryHandler,
+  type StreamHistoryLoss,
   type StreamReconnect,
 } from '@edge-gateway/core';
 import type { RedisServerHandle } from '@edge-gateway/test-utils';
@@ -34,6 +35,7 @@ export function recordingLogger(lines: LogLine[] = [], base: LogFields = {}): Lo
 /** A handler that records entries (and reconnect notifications) in order. */
 export class RecordingHandler implements StreamEntryHandler {
   readonly entries: StreamEntry[] = [];
+  readonly losses: StreamHistoryLoss[] = [];
   reconnects = 0;
   /** What the subscriber reported on each reconnect. */
   readonly reconnectInfo: Array<StreamReconnect | undefined> = [];
@@ -44,6 +46,9 @@ export class RecordingHandler implements StreamEntryHandler {
   onReconnect(reconnect?: StreamReconnect): void {
     this.reconnects += 1;
     this.reconnectInfo.push(reconnect);
+  }
+  onHistoryLost(loss: StreamHistoryLoss): void {
+    this.losses.push({ ...loss, userIds: [...loss.userIds].sort() });
   }
   get ids(): string[] {
     return this.entries.map((e) => e.id);

@@ -1,6 +1,6 @@
 import { redisCommand, startSentinelTopology, waitFor, type SentinelTopology } from '@edge-gateway/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DivergedRanges, RedisEventHistory, RedisStreamSubscriber, SentinelRedisTopology, type RedisClient } from '../src/index.js';
+import { RedisEventHistory, RedisStreamSubscriber, SentinelRedisTopology, StreamContinuity, type RedisClient } from '../src/index.js';
 import { MetricsHarness, RecordingHandler, recordingLogger, unique } from './helpers.js';
 
 // One master, one replica and three Sentinels (with a password) for the whole file; the tests
@@ -29,8 +29,8 @@ function newTopology(): SentinelRedisTopology {
 }
 
 /** XADD with an explicit id (or `*`) on whatever the gateway's topology calls the master. */
-const xadd = (client: RedisClient, stream: string, id: string, label: string): Promise<unknown> =>
-  client.command(['XADD', stream, id, 'label', label]);
+const xadd = (client: RedisClient, stream: string, id: string, label: string, userId?: string): Promise<unknown> =>
+  client.command(['XADD', stream, id, 'label', label, ...(userId === undefined ? [] : ['user_id', userId])]);
 
 beforeAll(async () => {
   topo = await startSentinelTopology({ sentinelPassword: 'sentinel-secret' });
@@ -138,27 +138,30 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
     }
   });
 
-  it('detects a history that diverged in a failover, delivers the new entries below the old cursor, and marks resumes', async () => {
+  it('detects a history that diverged in a failover, delivers the new entries below the old cursor, tells whose entries were lost, and marks resumes', async () => {
     const stream = unique('client-events');
-    const ranges = new DivergedRanges();
+    const continuity = new StreamContinuity();
     const handler = new RecordingHandler();
-    const subscriber = new RedisStreamSubscriber({ topology: gateway, streamKey: stream, handler, blockMs: 500, metrics: harness.metrics, divergedRanges: ranges, logger: logs });
+    const subscriber = new RedisStreamSubscriber({ topology: gateway, streamKey: stream, handler, blockMs: 500, metrics: harness.metrics, continuity, logger: logs });
     const base = Date.now();
     const id = (seq: number) => `${base}-${seq}`;
     await xadd(gateway.master, stream, id(0), 'start');
     await subscriber.start();
     try {
-      for (const seq of [1, 2, 3]) await xadd(gateway.master, stream, id(seq), `common-${seq}`);
+      for (const seq of [1, 2, 3]) await xadd(gateway.master, stream, id(seq), `common-${seq}`, 'u-common');
       await waitFor(() => handler.ids.includes(id(3)), { message: 'common entries' });
       const old = await topo.masterNode();
       const replica = (await topo.replicaNodes())[0];
       if (replica === undefined) throw new Error('no replica');
       await topo.waitForReplicaLink(replica);
+      // "Link up" is not "replicated": after a full sync the master holds its writes back until
+      // the replica's first ACK, and cutting the link then drops them. WAIT says they arrived.
+      expect(await gateway.master.command(['WAIT', '1', '10000'], { timeoutMs: 11_000 })).toBe(1);
       // Cut the replica off: it cannot authenticate again after its link is killed, while the
       // connections already open (the gateway's, the Sentinels') keep working.
       await redisCommand('127.0.0.1', old.port, topo.password, ['CONFIG', 'SET', 'requirepass', 'changed-to-cut-off-the-replica']);
       await redisCommand('127.0.0.1', old.port, 'changed-to-cut-off-the-replica', ['CLIENT', 'KILL', 'TYPE', 'replica']);
-      for (const seq of [4, 5, 6]) await xadd(gateway.master, stream, id(seq), `ghost-${seq}`);
+      for (const seq of [4, 5, 6]) await xadd(gateway.master, stream, id(seq), `ghost-${seq}`, seq === 5 ? 'u-ghost-b' : 'u-ghost-a');
       await waitFor(() => handler.ids.includes(id(6)), { message: 'ghost entries consumed' });
 
       const diverged = await harness.value('gateway_stream_history_diverged_total', { stream: 'client_events' });
@@ -174,12 +177,14 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
       // The handler is told (session events: remembered revocations are re-asserted on it).
       expect(handler.reconnectInfo.filter((r) => r?.historyDiverged === true)).toEqual([{ historyDiverged: true, masterChanged: true }]);
       const line = logs.lines.find((l) => l.message.startsWith('stream history diverged'));
-      expect(line?.fields).toMatchObject({ last_consumed: id(6), resume_after: id(3), stream_key: stream });
+      expect(line?.fields).toMatchObject({ last_consumed: id(6), resume_after: id(3), lost_after: id(3), lost_up_to: id(6), users_with_lost_entries: 2, stream_key: stream });
+      // The handler hears whose entries were lost (the ghosts' users, not the common entries' user).
+      expect(handler.losses).toEqual([{ after: id(3), upTo: id(6), userIds: ['u-ghost-a', 'u-ghost-b'] }]);
 
       // Resumes after a lost id: incomplete, whether the id was reused or never written here.
-      const history = new RedisEventHistory(gateway.master, { streamKey: stream, divergedRanges: ranges });
-      await expect(history.readAfter(id(5), 10)).resolves.toMatchObject({ truncated: true });
-      await expect(history.readAfter(id(6), 10)).resolves.toMatchObject({ truncated: true });
+      const history = new RedisEventHistory(gateway.master, { streamKey: stream, continuity });
+      await expect(history.readAfter(id(5), 10)).resolves.toMatchObject({ truncated: false, diverged: true });
+      await expect(history.readAfter(id(6), 10)).resolves.toMatchObject({ truncated: true, diverged: true });
       await expect(history.readAfter(id(3), 10)).resolves.toMatchObject({ truncated: false });
       const fresh = new RedisEventHistory(gateway.master, { streamKey: stream });
       await expect(fresh.readAfter(id(6), 10)).resolves.toMatchObject({ truncated: true });

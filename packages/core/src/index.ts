@@ -105,7 +105,7 @@ export {
   type RevocationMemoryOptions,
 } from './session/revocation-memory.js';
 export { RevocationReasserter, type RevocationReasserterOptions } from './session/revocation-reasserter.js';
-export { type StreamEntryHandler, type StreamReconnect } from './handlers/stream-entry-handler.js';
+export { type StreamEntryHandler, type StreamHistoryLoss, type StreamReconnect } from './handlers/stream-entry-handler.js';
 export { ClientEventsHandler, DEFAULT_ASYNC_SIGN_MIN_BATCH, signEvent, type ClientEventsHandlerOptions } from './handlers/client-events-handler.js';
 export { SessionEventsHandler, type SessionEventsHandlerOptions } from './handlers/session-events-handler.js';
 export { StaticRouter, type StaticRoute } from './routing/static-router.js';
@@ -176,6 +176,7 @@ export {
   MetricNames,
   tracerProviderInstalled,
   type ConsumedStream,
+  type LossNoticeReason,
   type ResumeIncompleteReason,
   type StreamCloseReason,
 } from './observability/metrics.js';

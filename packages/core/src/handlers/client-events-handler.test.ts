@@ -278,4 +278,48 @@ describe('ClientEventsHandler (SPEC §5.4)', () => {
     expect(other.events).toHaveLength(0);
     expect(handler.discontinuity('u-nobody')).toBe(0);
   });
+
+  describe('onHistoryLost: a failover lost client events (SPEC §5.6)', () => {
+    const event = (id: string, userId: string) => ({ id, fields: clientEventFields(userId, 'chat.n', id) });
+
+    it('tells each open session that was handed an event after the shared point, or whose user had lost entries; no one else', async () => {
+      const { handler, hub, open, signer, harness, logger } = setup();
+      const handed = open('u-1', 'ds-1');
+      const before = open('u-2', 'ds-2');
+      const lostUser = open('u-3', 'ds-3');
+      const lostUserOther = open('u-3', 'ds-3b');
+      const quiet = open('u-2', 'ds-5');
+      handler.handle(event('5-1', 'u-2'));
+      handler.handle(event('10-1', 'u-1'));
+      // A resumed stream handed history (12-0) the live consumer had not reached.
+      const resumedSink = new RecordingSink();
+      const resumed = hub.register({ userId: 'u-4', deviceSessionId: 'ds-4', sink: resumedSink });
+      resumed.start([{ eventId: '12-0', eventType: 'chat.n', userId: 'u-4', deviceSessionId: '', timestampMs: 12, payload: new Uint8Array(1), signerKeyId: signer.keyId, signature: new Uint8Array(64) }], { skipThroughEventId: '12-0' });
+
+      handler.onHistoryLost({ after: '8-0', upTo: '12-0', userIds: ['u-3'] });
+
+      const notices = (sink: RecordingSink) => sink.events.filter((e) => e.eventType === 'gateway.resume_incomplete');
+      for (const [sink, userId, session] of [[handed, 'u-1', 'ds-1'], [lostUser, 'u-3', 'ds-3'], [lostUserOther, 'u-3', 'ds-3b'], [resumedSink, 'u-4', 'ds-4']] as const) {
+        expect(notices(sink)).toHaveLength(1);
+        expect(notices(sink)[0]).toMatchObject({ eventId: '', userId, deviceSessionId: session });
+        expect(notices(sink)[0]?.payload).toHaveLength(0);
+        expect(eventVerifies(signer.publicKey, notices(sink)[0]!)).toBe(true);
+      }
+      expect(notices(before)).toHaveLength(0);
+      expect(notices(quiet)).toHaveLength(0);
+      expect(await harness.value(MetricNames.pushLossNotices, { reason: 'history_diverged' })).toBe(4);
+      expect(logger.lines.find((l) => l.message === 'push streams told of lost events')?.fields).toMatchObject({ lost_after: '8-0', lost_up_to: '12-0', sessions_told: 4 });
+
+      // The new master reuses a lost id: the resumed stream no longer skips it as replayed.
+      handler.handle(event('9-0', 'u-4'));
+      expect(resumedSink.events.map((e) => e.eventId).slice(-1)).toEqual(['9-0']);
+    });
+
+    it('tells every open stream when the shared point is unknown', () => {
+      const { handler, open } = setup();
+      const sinks = [open('u-1', 'ds-1'), open('u-2', 'ds-2')];
+      handler.onHistoryLost({ after: undefined, upTo: '12-0', userIds: [] });
+      for (const sink of sinks) expect(sink.events.map((e) => e.eventType)).toEqual(['gateway.resume_incomplete']);
+    });
+  });
 });

@@ -6,7 +6,7 @@ import { signWith, type ResponseSigner } from '../ports/response-signer.port.js'
 import type { PushHub } from '../push/push-hub.js';
 import { eventBytes } from '../signing/canonical.js';
 import { DEFAULT_PUSH_MAX_EVENT_BYTES, parseClientEvent, type ClientEventLimits } from './client-event.js';
-import type { StreamEntryHandler } from './stream-entry-handler.js';
+import type { StreamEntryHandler, StreamHistoryLoss } from './stream-entry-handler.js';
 
 /** Signs an event with the gateway's response signer (SPEC §3). */
 export function signEvent(signer: ResponseSigner, event: UnsignedEvent): GatewayEvent {
@@ -144,6 +144,34 @@ export class ClientEventsHandler implements StreamEntryHandler {
       this.options.hub.publish(signEvent(this.options.signer, event));
     }
     return sessions.length;
+  }
+
+  /**
+   * A failover lost client events (stream fan-out, SPEC §5.6): every open stream that was handed
+   * an event after `loss.after`, or whose user had a lost entry, gets a signed
+   * `gateway.resume_incomplete` (as {@link ClientEventsHandler.discontinuity}); when `after` is
+   * unknown, every open stream does. Counted in `gateway_push_loss_notices_total` and logged.
+   */
+  onHistoryLost(loss: StreamHistoryLoss): void {
+    const sessions = this.options.hub.lostAfter(loss.after, new Set(loss.userIds));
+    const timestampMs = (this.options.clock ?? systemClock).now();
+    let told = 0;
+    for (const { userId, deviceSessionId } of sessions) {
+      const event = { eventId: '', eventType: GatewayEventTypes.resumeIncomplete, userId, deviceSessionId, timestampMs, payload: new Uint8Array(0) };
+      try {
+        this.options.hub.publish(signEvent(this.options.signer, event));
+        told += 1;
+      } catch (error) {
+        this.logger.error('loss notice failed', { device_session_id: deviceSessionId, error: describeError(error) });
+      }
+    }
+    if (told > 0) this.metrics.pushLossNotices.add(told, { reason: 'history_diverged' });
+    this.logger.warn('push streams told of lost events', {
+      lost_after: loss.after ?? '(unknown)',
+      lost_up_to: loss.upTo,
+      users_with_lost_entries: loss.userIds.length,
+      sessions_told: told,
+    });
   }
 
   /** The parsed event when the entry is well-formed and someone would receive it. */

@@ -21,6 +21,13 @@ export interface StreamEntryHandler {
    * been missed meanwhile. `reconnect` says what it found (absent: nothing is known).
    */
   onReconnect?(reconnect?: StreamReconnect): void;
+  /**
+   * Entries the subscriber handed over (or the process otherwise handed out, e.g. replayed on a
+   * resume) are no longer in the stream's history: a failover lost them (SPEC §5.6). Called
+   * once per divergence found, after the subscriber repositioned, before it reads on (and
+   * before `onReconnect`).
+   */
+  onHistoryLost?(loss: StreamHistoryLoss): void;
 }
 
 /** What a subscriber found when it reconnected (SPEC §5.6). */
@@ -29,4 +36,18 @@ export interface StreamReconnect {
   readonly historyDiverged: boolean;
   /** The reader moved because a new master was announced. */
   readonly masterChanged: boolean;
+}
+
+/** What a subscriber knows about entries a failover lost (SPEC §5.6). */
+export interface StreamHistoryLoss {
+  /**
+   * The newest entry the lost history and the current one share: every entry after it that the
+   * process knew of was lost. `undefined` when none of the entries the process remembers is
+   * left, so the loss may reach back further than it can tell.
+   */
+  readonly after: string | undefined;
+  /** The newest lost entry the process knew of. */
+  readonly upTo: string;
+  /** The distinct `user_id` values of the lost entries the process remembers (client events). */
+  readonly userIds: readonly string[];
 }

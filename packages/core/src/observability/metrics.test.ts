@@ -70,6 +70,7 @@ describe('GatewayMetrics', () => {
     const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === MetricNames.pushResumeIncomplete);
     const points = (metric?.dataPoints ?? []).map((p) => [p.attributes['reason'], p.value]);
     expect(points.sort()).toEqual([
+      ['diverged', 0],
       ['live_overflow', 0],
       ['max_bytes', 0],
       ['max_events', 0],

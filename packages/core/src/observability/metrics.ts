@@ -27,6 +27,7 @@ export const MetricNames = {
   pushResumes: 'gateway_push_resumes_total',
   pushResumeReplayed: 'gateway_push_resume_replayed_events_total',
   pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
+  pushLossNotices: 'gateway_push_loss_notices_total',
   websocketRequests: 'gateway_websocket_requests_total',
   websocketDuration: 'gateway_websocket_request_duration_seconds',
   websocketConnections: 'gateway_websocket_connections_active',
@@ -45,10 +46,13 @@ export const MetricNames = {
 export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
 
 /** Why a resume could not replay everything (label `reason`). */
-export type ResumeIncompleteReason = 'truncated' | 'max_events' | 'max_bytes' | 'max_scan' | 'live_overflow' | 'read_error';
+export type ResumeIncompleteReason = 'truncated' | 'diverged' | 'max_events' | 'max_bytes' | 'max_scan' | 'live_overflow' | 'read_error';
 
 /** Every {@link ResumeIncompleteReason}: each series starts at zero. */
-const RESUME_INCOMPLETE_REASONS = ['truncated', 'max_events', 'max_bytes', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
+const RESUME_INCOMPLETE_REASONS = ['truncated', 'diverged', 'max_events', 'max_bytes', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
+
+/** Why open push streams were told that events may be missing (label `reason`). */
+export type LossNoticeReason = 'history_diverged';
 
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
@@ -83,6 +87,8 @@ export class GatewayMetrics {
   readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
   /** Requests refused by a rate limit, by the first refusing rule's `scope` and `route` (its prefix or `*`). */
   readonly rateLimited: Counter<{ scope: string; route: string }>;
+  /** Signed `gateway.resume_incomplete` events sent to open streams outside a resume (one per device session told). */
+  readonly pushLossNotices: Counter<{ reason: LossNoticeReason }>;
   /** Label `key_id`: 1 for the response signer key in use, 0 for keys rotated out (see {@link GatewayMetrics.observeSignerKey}). */
   readonly signerKeyInfo: ObservableGauge<{ key_id: string }>;
   /** Per-request failure lines not written (SPEC §8.5), label `reason`: the status name (`INVALID_ARGUMENT`). */
@@ -124,6 +130,9 @@ export class GatewayMetrics {
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
     this.rateLimited = meter.createCounter(MetricNames.rateLimited, { description: 'Requests refused by a rate limit, by the first refusing rule' });
+    this.pushLossNotices = meter.createCounter(MetricNames.pushLossNotices, {
+      description: 'gateway.resume_incomplete events sent to open streams (per device session) because events they were sent, or their user had, were lost',
+    });
     // The binary's transports exist from the start, as before the per-transport recorders.
     this.transportCalls('websocket');
     this.transportConnections('websocket');
@@ -162,6 +171,7 @@ export class GatewayMetrics {
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
+    this.pushLossNotices.add(0, { reason: 'history_diverged' });
   }
 
   /**

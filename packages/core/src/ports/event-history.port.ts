@@ -6,6 +6,13 @@ export interface EventHistoryPage {
   readonly entries: readonly StreamEntry[];
   /** True when the stream no longer holds the requested id (it is older than the first entry). */
   readonly truncated: boolean;
+  /**
+   * True when the requested id lies in a range of the history that a failover lost (SPEC §5.6),
+   * or the history could not yet be checked against the master after one: the id may now name
+   * another entry (so `truncated` may be false), and what follows it cannot be trusted. Only
+   * the id a client gave can be such an id: a caller paging on after an id it just read ignores it.
+   */
+  readonly diverged?: boolean;
 }
 
 /**

@@ -94,6 +94,8 @@ export class PushStream {
   /** Events handed to `start()` still waiting at the front of the queue; not counted against the buffer. */
   private firstPending = 0;
   private skipThrough: string | undefined;
+  /** Id of the last client event handed to this stream (queued or written), in stream order. */
+  private lastEventId = '';
   private held = true;
   /** Id of the newest live event dropped while held (the held queue keeps the newest events). */
   private droppedWhileHeld: string | undefined;
@@ -142,6 +144,8 @@ export class PushStream {
     this.skipThrough = skip;
     const kept = skip === undefined ? live : live.filter((e) => e.eventId === '' || compareStreamIds(e.eventId, skip) > 0);
     this.queue = [...first, ...kept];
+    // The live events kept were counted when queued; the replayed ones come before them.
+    for (const event of this.queue) if (event.eventId !== '') this.lastEventId = event.eventId;
     this.liveBytes = 0;
     for (const event of kept) this.liveBytes += event.payload.length;
     this.head = 0;
@@ -168,6 +172,25 @@ export class PushStream {
     this.flush();
   }
 
+  /**
+   * Whether this stream was handed a client event after `after` (any, when `after` is
+   * undefined): such an event may be one a failover lost.
+   */
+  handedAfter(after: string | undefined): boolean {
+    if (this.lastEventId === '') return false;
+    return after === undefined || compareStreamIds(this.lastEventId, after) > 0;
+  }
+
+  /**
+   * A failover lost the history after `after` (undefined: an unknown part of it): ids after it
+   * may now name other entries, so live events there are no longer skipped as replayed.
+   */
+  forgetAfter(after: string | undefined): void {
+    if (this.skipThrough === undefined) return;
+    if (after === undefined) this.skipThrough = undefined;
+    else if (compareStreamIds(this.skipThrough, after) > 0) this.skipThrough = after;
+  }
+
   /** The client went away: leave the hub without sending a status. */
   cancel(): void {
     this.hub.detach(this, 'client_cancelled', undefined, false);
@@ -176,7 +199,10 @@ export class PushStream {
   /** @internal */
   enqueue(event: GatewayEvent): void {
     if (this.closed) return;
-    if (this.skipThrough !== undefined && event.eventId !== '' && compareStreamIds(event.eventId, this.skipThrough) <= 0) return;
+    if (event.eventId !== '') {
+      if (this.skipThrough !== undefined && compareStreamIds(event.eventId, this.skipThrough) <= 0) return;
+      this.lastEventId = event.eventId;
+    }
     if (!this.held && this.writable && this.queued === 0) {
       this.deliver(event);
       return;
@@ -360,6 +386,26 @@ export class PushHub {
     }
     this.recordDelivered();
     return n;
+  }
+
+  /**
+   * A failover lost client events after `after` (SPEC §5.6; `undefined`: the process cannot
+   * tell from where). Picks the open streams that were handed an event after `after` or whose
+   * user is in `userIds` (every open stream when `after` is undefined), stops them skipping
+   * live events after `after` as already replayed (those ids may now name new events), and
+   * returns their device sessions with their user, each once, for the caller to notify.
+   */
+  lostAfter(after: string | undefined, userIds: ReadonlySet<string>): Array<{ readonly userId: string; readonly deviceSessionId: string }> {
+    const sessions = new Map<string, string>();
+    for (const [userId, set] of this.byUser) {
+      const wholeUser = after === undefined || userIds.has(userId);
+      for (const stream of set) {
+        if (!wholeUser && !stream.handedAfter(after)) continue;
+        stream.forgetAfter(after);
+        sessions.set(stream.deviceSessionId, userId);
+      }
+    }
+    return [...sessions].map(([deviceSessionId, userId]) => ({ userId, deviceSessionId }));
   }
 
   /** Closes every stream of `deviceSessionId` (default: `FAILED_PRECONDITION` revoked). */

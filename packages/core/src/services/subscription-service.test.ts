@@ -481,6 +481,43 @@ describe('SubscriptionService', () => {
       expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'truncated' })).toBe(1);
     });
 
+    it('a cursor in a range a failover lost (history says diverged) → gateway.resume_incomplete, counted as diverged, the rest replayed', async () => {
+      let cursor = '';
+      const { open, publish, harness } = setup({
+        history: (events) => ({
+          async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+            // The id exists on the new master (reused), so only the history's divergence flag tells.
+            const page = await events.readAfter(afterId, count);
+            return afterId === cursor ? { ...page, diverged: true } : page;
+          },
+        }),
+      });
+      cursor = publish(clientEventFields('u-alice', 'chat.x', 'reused id'));
+      const after = publish(clientEventFields('u-alice', 'chat.x', 'new'));
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.types.slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+      expect(sink.ids.slice(2)).toEqual([after]);
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'diverged' })).toBe(1);
+      expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'truncated' })).toBe(0);
+    });
+
+    it('diverged on a later page (after an id just read from the current history) does not make the resume incomplete', async () => {
+      let cursor = '';
+      const { open, publish, harness } = setup({
+        history: (events) => ({
+          async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+            const page = await events.readAfter(afterId, Math.min(count, 1));
+            return afterId === cursor ? page : { ...page, diverged: true };
+          },
+        }),
+      });
+      cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const missed = [publish(clientEventFields('u-alice', 'chat.x', 'm1')), publish(clientEventFields('u-alice', 'chat.x', 'm2'))];
+      const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+      expect(sink.ids).toEqual(['', ...missed]);
+      expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(0);
+    });
+
     it('a cursor exactly at the trim point is not incomplete', async () => {
       const { open, publish, events } = setup();
       publish(clientEventFields('u-alice', 'chat.x', 'a'));

@@ -230,6 +230,8 @@ export class SubscriptionService {
       for (;;) {
         const page = await history.readAfter(cursor, Math.min(HISTORY_PAGE, maxScan - scanned), stream.userId);
         if (stream.closed) return;
+        // The client's id only: later pages continue after ids just read from this history.
+        if (page.diverged === true && cursor === afterId) incomplete ??= 'diverged';
         // Every page: a trim racing the replay can cut entries between two pages too.
         if (page.truncated) incomplete ??= 'truncated';
         for (const entry of page.entries) {

@@ -1,0 +1,106 @@
+import { compareStreamIds, type StreamEntry } from '@edge-gateway/core';
+import { DivergedRanges } from './diverged-ranges.js';
+import { RecentEntries } from './recent-entries.js';
+
+/** Options of {@link StreamContinuity}. */
+export interface StreamContinuityOptions {
+  /** Consumed entries remembered (id, fingerprint, user) to judge a failover (default 10000). */
+  readonly consumedCapacity?: number;
+  /** Entries read ahead of the subscriber (resume replays) remembered the same way (default 1024). */
+  readonly aheadCapacity?: number;
+  /** Lost id ranges kept (default 32). */
+  readonly rangeCapacity?: number;
+  /** The entry field whose value is remembered with each entry (default `user_id`). */
+  readonly field?: string;
+}
+
+export const DEFAULT_CONSUMED_CAPACITY = 10_000;
+export const DEFAULT_AHEAD_CAPACITY = 1024;
+
+/**
+ * What one process knows about the client-events history across failovers (SPEC §5.6), shared by
+ * the stream subscriber and the resume history read:
+ *
+ * - `consumed`: the last entries the subscriber consumed, with their `user_id`;
+ * - `ahead`: entries a resume read from the master beyond the subscriber's position (the
+ *   subscriber reads a replica, which may lag), which streams were sent before the subscriber
+ *   saw them;
+ * - `ranges`: the id ranges found lost (a resume inside one is incomplete);
+ * - whether the subscriber has checked the current master's history since it last lost its
+ *   connection or the master changed: until it has, an id a resume is given cannot be judged.
+ *
+ * Memory is bounded by the capacities: about 100–400 bytes per remembered entry (an id, a
+ * number and a user id of at most 256 characters).
+ */
+export class StreamContinuity {
+  readonly consumed: RecentEntries;
+  readonly ahead: RecentEntries;
+  readonly ranges: DivergedRanges;
+  /** The subscriber's position: entries after it are "ahead". */
+  position = '0-0';
+  private pending: { promise: Promise<void>; resolve: () => void; since: number } | undefined;
+
+  constructor(options: StreamContinuityOptions = {}) {
+    const field = options.field ?? 'user_id';
+    this.consumed = new RecentEntries(options.consumedCapacity ?? DEFAULT_CONSUMED_CAPACITY, field);
+    this.ahead = new RecentEntries(options.aheadCapacity ?? DEFAULT_AHEAD_CAPACITY, field);
+    this.ranges = new DivergedRanges(options.rangeCapacity);
+  }
+
+  /** Whether the subscriber has checked the current master's history (see the class comment). */
+  get verified(): boolean {
+    return this.pending === undefined;
+  }
+
+  /** The subscriber lost its connection or the master changed: its history must be checked again. */
+  markUnverified(): void {
+    if (this.pending !== undefined) return;
+    let resolve = (): void => undefined;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.pending = { promise, resolve, since: performance.now() };
+  }
+
+  /** The subscriber checked the master's history (and recorded what was lost). */
+  markVerified(): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.resolve();
+  }
+
+  /**
+   * Resolves `true` once {@link StreamContinuity.verified} (at once when it is), `false` when the
+   * check is still missing `timeoutMs` after it became needed (so the pages of one resume, and
+   * resumes arriving later, do not each wait the whole time).
+   */
+  async waitVerified(timeoutMs: number): Promise<boolean> {
+    const pending = this.pending;
+    if (pending === undefined) return true;
+    const left = pending.since + timeoutMs - performance.now();
+    if (left <= 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), left);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([pending.promise.then(() => true), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Entries read from the master's history (in stream order): those after the subscriber's
+   * position and not known yet are remembered as `ahead`. Call only while verified.
+   */
+  noteRead(entries: readonly StreamEntry[]): void {
+    // Ascending: only the tail can be ahead of the subscriber.
+    let from = entries.length;
+    while (from > 0 && compareStreamIds((entries[from - 1] as StreamEntry).id, this.position) > 0) from -= 1;
+    for (let i = from; i < entries.length; i++) {
+      const entry = entries[i] as StreamEntry;
+      // Known ones are kept as they were seen first: a newer read must not hide a lost entry.
+      if (!this.ahead.has(entry.id) && !this.consumed.has(entry.id)) this.ahead.remember(entry);
+    }
+  }
+}
