@@ -91,14 +91,21 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
     Tokens.Backend,
     cached((c): GatewayBackend => {
       const client = cluster(c);
+      let unwatch: (() => void) | undefined;
       return {
         kind: 'redis',
         connect: async () => {
           await connectAndPing(client, config.redis.pingTimeoutMs);
+          // Session records live on every master: after any failover in the cluster, the
+          // revocations this process remembers are checked on the record's master (SPEC §5.3).
+          unwatch = client.onMasterChange(() => coreOf(c).sessionEvents.reassertRevocations('cluster master changed'));
           // Routed mode: the publish function on every master before anyone relays or publishes.
           if (routed) await c.resolve<RedisRoutedPublisher>(Tokens.RoutedPublisher).loadFunction();
         },
-        close: () => client.close(),
+        close: () => {
+          unwatch?.();
+          return client.close();
+        },
       };
     }),
   );

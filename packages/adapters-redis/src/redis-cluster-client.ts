@@ -133,10 +133,14 @@ export class RedisClusterClient implements RedisCommands {
 
   /** Closes every connection after pending commands finish. */
   close(): Promise<void> {
+    clearInterval(this.masterWatch);
+    this.masterWatch = undefined;
     return closeOrDestroy(this.raw);
   }
 
   destroy(): void {
+    clearInterval(this.masterWatch);
+    this.masterWatch = undefined;
     if (this.raw.isOpen) this.raw.destroy();
   }
 
@@ -164,6 +168,57 @@ export class RedisClusterClient implements RedisCommands {
         );
       }),
     );
+  }
+
+  private readonly masterListeners = new Set<(masters: readonly string[]) => void>();
+  private masterWatch: NodeJS.Timeout | undefined;
+  private knownMasters: string | undefined;
+
+  /**
+   * Calls `listener` when the set of masters in the client's view changed (a failover promoted a
+   * replica, a master was added or removed), checked every `intervalMs` (default 1000). The
+   * view follows node-redis's rediscovery: at once on a `MOVED` reply, and within about 5 s of a
+   * master that stopped answering (its reconnection attempts trigger one). Returns a function
+   * that removes the listener; the watch stops with the last one.
+   */
+  onMasterChange(listener: (masters: readonly string[]) => void, intervalMs = 1000): () => void {
+    this.masterListeners.add(listener);
+    if (this.masterWatch === undefined) {
+      this.knownMasters = this.mastersKey();
+      this.masterWatch = setInterval(() => this.checkMasters(), intervalMs);
+      this.masterWatch.unref();
+    }
+    return () => {
+      this.masterListeners.delete(listener);
+      if (this.masterListeners.size === 0) {
+        clearInterval(this.masterWatch);
+        this.masterWatch = undefined;
+      }
+    };
+  }
+
+  private mastersKey(): string {
+    return this.raw.masters
+      .map((m) => m.address)
+      .sort()
+      .join(',');
+  }
+
+  private checkMasters(): void {
+    const now = this.mastersKey();
+    // An empty view (closed, or in the middle of a rediscovery) is no new master.
+    if (now === '' || now === this.knownMasters) return;
+    const before = this.knownMasters;
+    this.knownMasters = now;
+    this.logger.warn('redis cluster masters changed', { from: before, to: now });
+    const masters = now.split(',');
+    for (const listener of this.masterListeners) {
+      try {
+        listener(masters);
+      } catch (err) {
+        this.logger.error('redis master-change listener failed', { error: describeRedisError(err) });
+      }
+    }
   }
 
   /** `host:port` of the master serving `slot` in the client's current view. */
