@@ -1,18 +1,11 @@
 import { Metadata, status as GrpcStatus, type StatusObject } from '@grpc/grpc-js';
-import { GatewayError, GatewayErrorCode } from '@edge-gateway/core';
+import { GatewayError, statusCodeFor, type GatewayErrorCode } from '@edge-gateway/core';
 
-/** The gRPC status of every core error code (complete: a new code fails to compile here). */
-export const grpcStatusFor: Record<GatewayErrorCode, GrpcStatus> = {
-  [GatewayErrorCode.InvalidArgument]: GrpcStatus.INVALID_ARGUMENT,
-  [GatewayErrorCode.Unauthenticated]: GrpcStatus.UNAUTHENTICATED,
-  [GatewayErrorCode.FailedPrecondition]: GrpcStatus.FAILED_PRECONDITION,
-  [GatewayErrorCode.AlreadyExists]: GrpcStatus.ALREADY_EXISTS,
-  [GatewayErrorCode.Unimplemented]: GrpcStatus.UNIMPLEMENTED,
-  [GatewayErrorCode.Unavailable]: GrpcStatus.UNAVAILABLE,
-  [GatewayErrorCode.DeadlineExceeded]: GrpcStatus.DEADLINE_EXCEEDED,
-  [GatewayErrorCode.ResourceExhausted]: GrpcStatus.RESOURCE_EXHAUSTED,
-  [GatewayErrorCode.Internal]: GrpcStatus.INTERNAL,
-};
+/**
+ * The gRPC status of every core error code: core's one mapping (`statusCodeFor`), whose
+ * numbering is gRPC's.
+ */
+export const grpcStatusFor: Readonly<Record<GatewayErrorCode, GrpcStatus>> = statusCodeFor as Readonly<Record<GatewayErrorCode, number>>;
 
 /** The status a client sees for an error that is not a `GatewayError` (details stay in the log). */
 export const INTERNAL_ERROR_DETAILS = 'internal error';

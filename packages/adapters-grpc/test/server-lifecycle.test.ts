@@ -72,6 +72,8 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
 
   it('maps every GatewayErrorCode and hides unexpected errors', () => {
     expect(Object.keys(grpcStatusFor).sort()).toEqual(Object.values(GatewayErrorCode).sort());
+    // Core's one mapping is in protocol's numbering, which must be grpc-js's, name for name.
+    for (const code of Object.values(GatewayErrorCode)) expect(grpcStatusFor[code]).toBe(status[code.toUpperCase() as keyof typeof status]);
     expect(toServiceError(new GatewayError('resource_exhausted', 'push stream overflowed'))).toEqual({ code: status.RESOURCE_EXHAUSTED, details: 'push stream overflowed' });
     expect(toServiceError(new Error('db password is hunter2'))).toEqual({ code: status.INTERNAL, details: 'internal error' });
   });

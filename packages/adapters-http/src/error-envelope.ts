@@ -1,5 +1,6 @@
 import { type Response } from 'express';
-import { type GatewayErrorCode } from '@edge-gateway/core';
+import { statusCodeFor, type GatewayErrorCode } from '@edge-gateway/core';
+import { httpStatusFor } from '@edge-gateway/protocol';
 
 /** The `code` values of the HTTP error envelope (SPEC §6), in one place. */
 export const HttpErrorCode = {
@@ -29,21 +30,30 @@ export const httpErrorStatus: Record<HttpErrorCode, number> = {
   internal: 500,
 };
 
-/**
- * How a core `GatewayError` is answered over HTTP. No public route raises one today; the
- * table is complete so that a new core code fails compilation here until it is mapped.
- */
-export const gatewayErrorHttp: Record<GatewayErrorCode, { readonly status: number; readonly code: string }> = {
-  invalid_argument: { status: 400, code: HttpErrorCode.InvalidRequest },
-  unauthenticated: { status: 401, code: 'unauthenticated' },
-  failed_precondition: { status: 400, code: 'failed_precondition' },
-  already_exists: { status: 409, code: 'already_exists' },
-  unimplemented: { status: 501, code: 'not_implemented' },
-  unavailable: { status: 503, code: HttpErrorCode.ServiceUnavailable },
-  deadline_exceeded: { status: 504, code: HttpErrorCode.GatewayTimeout },
-  resource_exhausted: { status: 429, code: 'resource_exhausted' },
-  internal: { status: 500, code: HttpErrorCode.Internal },
+/** The envelope `code` of each core error code (SPEC §6). */
+const gatewayErrorCodeName: Record<GatewayErrorCode, string> = {
+  invalid_argument: HttpErrorCode.InvalidRequest,
+  unauthenticated: 'unauthenticated',
+  failed_precondition: 'failed_precondition',
+  already_exists: 'already_exists',
+  unimplemented: 'not_implemented',
+  unavailable: HttpErrorCode.ServiceUnavailable,
+  deadline_exceeded: HttpErrorCode.GatewayTimeout,
+  resource_exhausted: 'resource_exhausted',
+  internal: HttpErrorCode.Internal,
 };
+
+/**
+ * How a core `GatewayError` is answered over HTTP: the status from core's one mapping
+ * (`statusCodeFor`, then protocol's `httpStatusFor`) and the envelope code. No public route
+ * raises one today; the table is complete so that a new core code fails compilation until it
+ * has an envelope code.
+ */
+export const gatewayErrorHttp: Readonly<Record<GatewayErrorCode, { readonly status: number; readonly code: string }>> = Object.freeze(
+  Object.fromEntries(
+    (Object.keys(gatewayErrorCodeName) as GatewayErrorCode[]).map((code) => [code, { status: httpStatusFor[statusCodeFor[code]], code: gatewayErrorCodeName[code] }]),
+  ) as Record<GatewayErrorCode, { readonly status: number; readonly code: string }>,
+);
 
 /** The JSON error body of every failed HTTP request (SPEC §6). */
 export interface ErrorEnvelope {

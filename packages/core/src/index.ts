@@ -37,6 +37,7 @@ export {
   type UnsignedEvent,
 } from './domain.js';
 export { GatewayError, GatewayErrorCode, GatewayMessages, isGatewayError, type GatewayErrorOptions } from './errors.js';
+export { statusCodeFor, toCallStatus } from './status-mapping.js';
 
 // Ports (what the core needs from adapters)
 export {

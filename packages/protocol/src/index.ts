@@ -51,6 +51,7 @@ export {
   StatusCodes,
   statusError,
   statusName,
+  httpStatusFor,
   type StatusCode,
 } from './status-codes.js';
 export { withRateLimitRetries, type RateLimitRetryOptions } from './rate-limit-retry.js';

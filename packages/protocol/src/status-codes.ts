@@ -29,6 +29,30 @@ export function statusName(code: number): string {
   return STATUS_NAMES[code] ?? String(code);
 }
 
+/**
+ * The HTTP status of each status code, as Google's APIs map them (`google.rpc.Code`): what an
+ * HTTP transport answers for a status (SPEC §6 for the gateway's own routes).
+ */
+export const httpStatusFor: Readonly<Record<StatusCode, number>> = Object.freeze({
+  [StatusCodes.OK]: 200,
+  [StatusCodes.CANCELLED]: 499,
+  [StatusCodes.UNKNOWN]: 500,
+  [StatusCodes.INVALID_ARGUMENT]: 400,
+  [StatusCodes.DEADLINE_EXCEEDED]: 504,
+  [StatusCodes.NOT_FOUND]: 404,
+  [StatusCodes.ALREADY_EXISTS]: 409,
+  [StatusCodes.PERMISSION_DENIED]: 403,
+  [StatusCodes.RESOURCE_EXHAUSTED]: 429,
+  [StatusCodes.FAILED_PRECONDITION]: 400,
+  [StatusCodes.ABORTED]: 409,
+  [StatusCodes.OUT_OF_RANGE]: 400,
+  [StatusCodes.UNIMPLEMENTED]: 501,
+  [StatusCodes.INTERNAL]: 500,
+  [StatusCodes.UNAVAILABLE]: 503,
+  [StatusCodes.DATA_LOSS]: 500,
+  [StatusCodes.UNAUTHENTICATED]: 401,
+});
+
 /** A call ended with a non-OK status (SPEC §4): the same code and message on every transport. */
 export class GatewayStatusError extends Error {
   override readonly name: string = 'GatewayStatusError';
