@@ -4,6 +4,7 @@
  */
 export class RedisCommandError extends Error {
   override readonly name = 'RedisCommandError';
+  readonly code = 'redis_command_failed';
 
   constructor(
     /** Upper-case command name, e.g. `HGETALL`. */

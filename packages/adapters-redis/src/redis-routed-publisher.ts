@@ -50,6 +50,7 @@ export interface RedisRoutedPublisherOptions {
  */
 export class RoutedEventError extends Error {
   override readonly name = 'RoutedEventError';
+  readonly code = 'invalid_routed_event';
 }
 
 export const DEFAULT_ROUTED_HISTORY_MAXLEN = 1000;

@@ -15,6 +15,8 @@ export type RedisStartupErrorKind = 'auth' | 'unreachable' | 'timeout';
 /** The startup `PING` (SPEC §8.1 step 3) failed. The message never contains the password. */
 export class RedisStartupError extends Error {
   override readonly name = 'RedisStartupError';
+  /** Always `redis_startup_failed`; {@link RedisStartupError.kind} says why. */
+  readonly code = 'redis_startup_failed';
 
   constructor(
     readonly kind: RedisStartupErrorKind,

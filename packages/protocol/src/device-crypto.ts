@@ -9,6 +9,7 @@ const ED25519 = { name: 'Ed25519' } as const;
 /** A gateway response or event whose signature could not be verified (unknown key id or bad signature). */
 export class GatewaySignatureError extends Error {
   override readonly name = 'GatewaySignatureError';
+  readonly code = 'invalid_gateway_signature';
 }
 
 /** `signer_key_id`: lowercase hex of the first 8 bytes of SHA-256 of the raw public key (SPEC §3). */

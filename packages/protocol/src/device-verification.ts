@@ -14,6 +14,7 @@ export const GatewayEventTypes = {
  */
 export class GatewayBindingError extends Error {
   override readonly name = 'GatewayBindingError';
+  readonly code = 'gateway_binding_mismatch';
 }
 
 /** A verified ExecuteCommand result. */

@@ -17,6 +17,7 @@ export function fromUtf8(bytes: Uint8Array): string {
 /** Thrown for bytes that are not a valid encoding of the expected message. */
 export class WireFormatError extends Error {
   override readonly name = 'WireFormatError';
+  readonly code = 'invalid_wire_format';
 }
 
 /** Appends proto3 fields; default values (0, '', empty bytes) are skipped, as protobuf does. */

@@ -28,6 +28,8 @@ export type AuthUpstreamFailure =
 
 export class AuthUpstreamError extends Error {
   override readonly name = 'AuthUpstreamError';
+  /** Always `auth_upstream_failed`; {@link AuthUpstreamError.failure} says how. */
+  readonly code = 'auth_upstream_failed';
   constructor(
     readonly failure: AuthUpstreamFailure,
     options?: { cause?: unknown },

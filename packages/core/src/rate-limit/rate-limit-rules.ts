@@ -26,6 +26,7 @@ export interface RateLimitRule {
 /** A malformed rule: `message` names the rule and what is wrong with it. */
 export class RateLimitRuleError extends Error {
   override readonly name = 'RateLimitRuleError';
+  readonly code = 'invalid_rate_limit_rule';
   constructor(
     /** The rule as written (trimmed). */
     readonly rule: string,

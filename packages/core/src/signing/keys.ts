@@ -6,6 +6,7 @@ const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 /** Thrown when key material is not what the gateway accepts. */
 export class KeyFormatError extends Error {
   override readonly name = 'KeyFormatError';
+  readonly code = 'invalid_key_format';
 }
 
 // Encodings of the Ed25519 points of small order (the identity, the points of order 2, 4 and 8)
