@@ -221,6 +221,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         maxPayloadBytes: config.maxPayloadBytes,
         allowedOrigins: config.websocketAllowedOrigins,
         ...config.http,
+        idleTimeoutMs: config.websocketIdleTimeoutMs,
         metrics: telemetry.metrics,
         requestLog: core.requestLog,
         logger,

@@ -1,8 +1,8 @@
 /**
  * Listener and connection bounds of issue 22 against the BUILT binary, one test per finding,
- * each with the figure it bounds: the connection cap under a small `ulimit -n`, TLS handshakes
- * cut at the headers timeout, files the gateway reads (a device, a FIFO or an oversized file at
- * a certificate or key path).
+ * each with the figure it bounds: the connection cap under a small `ulimit -n`, idle WebSocket
+ * connections, TLS handshakes cut at the headers timeout, files the gateway reads (a device, a
+ * FIFO or an oversized file at a certificate or key path).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,12 +11,17 @@ import { join } from 'node:path';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { readdirSync } from 'node:fs';
 import { connect as connectTls } from 'node:tls';
+import { sign } from 'node:crypto';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subscribeRequestBytes } from '@edge-gateway/client';
+import { FrameTypes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, encodeFrame, encodeSubscribeEventsRequest } from '@edge-gateway/protocol';
 import { keyId } from '@edge-gateway/core';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from './gateway-process.js';
 import { metricValue, rssMiB } from './drill-support.js';
 import { makeCertificate } from './tls-support.js';
+import { connectRedis, newDevice, writeSession } from './system-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eg-edge-bounds-'));
 const first = makeCertificate(dir, 'first');
@@ -361,4 +366,77 @@ describe('TLS handshakes: bounded by GATEWAY_HTTP_HEADERS_TIMEOUT on every TLS l
     expect(outcome.sinceHandshakeMs).toBeGreaterThanOrEqual(900);
     expect(outcome.sinceHandshakeMs).toBeLessThan(4000);
   });
+});
+
+describe('idle WebSocket connections: a first frame within GATEWAY_HTTP_HEADERS_TIMEOUT, then GATEWAY_WEBSOCKET_IDLE_TIMEOUT without a call', () => {
+  it('1,000 upgraded connections that send nothing are closed 1008 at ~2 s, 200 that sent one frame and then only pings 1000 "idle" at ~3 s; a connection with a stream stays', async () => {
+    const signer = writeSignerKey(mkdtempSync(join(dir, 'ws-')));
+    const gateway = new GatewayProcess(
+      gatewayEnv(redis, signer.path, {
+        GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+        GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+        GATEWAY_HTTP_HEADERS_TIMEOUT: '2s',
+        GATEWAY_HTTP_REQUEST_TIMEOUT: '4s',
+        GATEWAY_WEBSOCKET_IDLE_TIMEOUT: '3s',
+      }),
+    );
+    const addresses = await gateway.started();
+    const url = `ws://${addresses.websocket as string}${WEBSOCKET_PATH}`;
+    const raw = await connectRedis(redis);
+    const device = newDevice('u-ws-idle');
+    await writeSession(raw, device, 'active');
+    await raw.quit();
+
+    /** An upgraded connection: when it opened, and its close code, reason and age at close. */
+    const open = () =>
+      new Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string; ms: number }> }>((resolve, reject) => {
+        const ws = new WebSocket(url, WEBSOCKET_SUBPROTOCOL, { perMessageDeflate: false });
+        ws.once('error', reject);
+        ws.once('open', () => {
+          const opened = performance.now();
+          resolve({ ws, closed: new Promise((done) => ws.once('close', (code, reason) => done({ code, reason: reason.toString(), ms: performance.now() - opened }))) });
+        });
+      });
+
+    // A stream on its own connection: busy, whatever the bounds.
+    const streaming = await open();
+    const fields = { deviceSessionId: device.deviceSessionId, requestId: `sub-${Date.now()}`, timestampMs: Date.now(), resumeAfterEventId: '' };
+    const bootstrap = new Promise<number>((resolve) => streaming.ws.once('message', (data: Buffer) => resolve(data[0] ?? 0)));
+    streaming.ws.send(encodeFrame(FrameTypes.subscribe, 1, encodeSubscribeEventsRequest({ ...fields, signature: sign(null, subscribeRequestBytes(fields), device.privateKey) })));
+    expect(await bootstrap).toBe(FrameTypes.event);
+
+    // In batches, so every upgrade completes within its own headers bound on a busy machine.
+    const openMany = async (count: number) => {
+      const out: Array<Awaited<ReturnType<typeof open>>> = [];
+      while (out.length < count) out.push(...(await Promise.all(Array.from({ length: Math.min(100, count - out.length) }, open))));
+      return out;
+    };
+    const silent = await openMany(1000);
+    const framed = await openMany(200);
+    for (const c of framed) c.ws.send(encodeFrame(FrameTypes.cancel, 7));
+    const pings = setInterval(() => {
+      for (const c of framed) if (c.ws.readyState === WebSocket.OPEN) c.ws.ping();
+    }, 250);
+    const silentCloses = await Promise.all(silent.map((c) => c.closed));
+    const framedCloses = await Promise.all(framed.map((c) => c.closed));
+    clearInterval(pings);
+    const span = (closes: Array<{ ms: number }>) => `${Math.round(Math.min(...closes.map((c) => c.ms)))}-${Math.round(Math.max(...closes.map((c) => c.ms)))} ms`;
+    console.info(`[edge] 1,000 silent WebSocket connections closed 1008 after ${span(silentCloses)}; 200 idle after one frame closed 1000 after ${span(framedCloses)}`);
+    expect(new Set(silentCloses.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(['1008 no frame received']));
+    expect(new Set(framedCloses.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(['1000 idle']));
+    // Unbounded, all were still open after 70 s.
+    for (const c of silentCloses) expect(c.ms).toBeGreaterThanOrEqual(1900);
+    expect(Math.max(...silentCloses.map((c) => c.ms))).toBeLessThan(8000);
+    for (const c of framedCloses) expect(c.ms).toBeGreaterThanOrEqual(2900);
+    expect(Math.max(...framedCloses.map((c) => c.ms))).toBeLessThan(10_000);
+
+    // The stream's connection outlived every bound and is the only one left.
+    expect(streaming.ws.readyState).toBe(WebSocket.OPEN);
+    await waitFor(async () => metricValue(await (await fetch(`http://${addresses.adminHttp as string}/metrics`)).text(), 'gateway_websocket_connections_active') === 1, {
+      timeoutMs: 5000,
+      message: 'one WebSocket connection left',
+    });
+    streaming.ws.close();
+    await gateway.stop();
+  }, 60_000);
 });

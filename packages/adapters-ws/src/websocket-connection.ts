@@ -32,6 +32,7 @@ import {
   type Frame,
 } from '@edge-gateway/protocol';
 import { toCallStatus } from './status-mapping.js';
+import { ConnectionIdle } from './connection-idle.js';
 
 /** The transport's instruments (`GatewayMetrics.transportCalls` / `transportConnections('websocket')`). */
 export interface ConnectionMetrics {
@@ -43,6 +44,10 @@ export interface ConnectionMetrics {
 export interface ConnectionLimits {
   readonly maxCallsInFlight: number;
   readonly bufferHighWaterBytes: number;
+  /** A complete frame must arrive this long after the upgrade, else close `1008` (`GATEWAY_HTTP_HEADERS_TIMEOUT`). */
+  readonly firstFrameTimeoutMs: number;
+  /** Without a call in flight for this long, close `1000` `idle` (`GATEWAY_WEBSOCKET_IDLE_TIMEOUT`). */
+  readonly idleTimeoutMs: number;
 }
 
 type Method = 'ExecuteCommand' | 'SubscribeEvents';
@@ -76,6 +81,7 @@ export class WebSocketConnection {
   private readonly trailers: boolean;
   /** Called whenever the last call in flight finished (used while shutting down). */
   onIdle: (() => void) | undefined;
+  private readonly idle: ConnectionIdle;
 
   constructor(
     private readonly socket: WebSocket,
@@ -85,7 +91,15 @@ export class WebSocketConnection {
     private readonly logger: Logger,
   ) {
     this.trailers = socket.protocol === WEBSOCKET_SUBPROTOCOL_TRAILERS;
-    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    this.idle = new ConnectionIdle(
+      { firstFrameMs: limits.firstFrameTimeoutMs, idleMs: limits.idleTimeoutMs },
+      () => this.close(CloseCodes.policyViolation, 'no frame received'),
+      () => this.close(CloseCodes.normal, 'idle'),
+    );
+    socket.on('message', (data, isBinary) => {
+      this.onMessage(data as Buffer, isBinary);
+      this.idle.frame(this.calls.size);
+    });
     socket.on('close', () => this.onClose());
   }
 
@@ -215,6 +229,7 @@ export class WebSocketConnection {
    */
   private finish(callId: number, call: Call): boolean {
     const ours = this.calls.get(callId) === call && this.calls.delete(callId) && !this.closed;
+    this.idle.calls(this.calls.size);
     if (this.calls.size === 0) this.onIdle?.();
     return ours;
   }
@@ -238,6 +253,7 @@ export class WebSocketConnection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.idle.stop();
     this.metrics.connections.closed();
     for (const [, call] of this.calls) {
       call.cancel();

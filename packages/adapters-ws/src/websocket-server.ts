@@ -8,6 +8,8 @@ import { WebSocketConnection } from './websocket-connection.js';
 /** Room for the other request fields and the frame header on top of `maxPayloadBytes`. */
 export const FRAME_HEADROOM_BYTES = 64 * 1024;
 export const DEFAULT_PING_INTERVAL_MS = 30_000;
+/** `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`'s default. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 100;
 export const DEFAULT_BUFFER_HIGH_WATER_BYTES = 64 * 1024;
 /**
@@ -34,8 +36,9 @@ export interface WebSocketServerOptions {
   readonly allowedOrigins?: readonly string[];
   /**
    * Time a client has to send the upgrade request's headers (`GATEWAY_HTTP_HEADERS_TIMEOUT`);
-   * then `408` and the connection closes. Only for the server `listen` creates (with `server`,
-   * its owner sets the bounds). Default {@link DEFAULT_HTTP_TIMEOUTS}.
+   * then `408` and the connection closes (only for the server `listen` creates: with `server`,
+   * its owner sets the HTTP bounds). Also the time an upgraded connection has to send its first
+   * complete frame, with either. Default {@link DEFAULT_HTTP_TIMEOUTS}.
    */
   readonly headersTimeoutMs?: number;
   /** Time a client has to send a whole (non-upgrade) request (`GATEWAY_HTTP_REQUEST_TIMEOUT`); an upgraded connection is not bounded by it. */
@@ -44,6 +47,13 @@ export interface WebSocketServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** A ping every interval; a connection that has not answered the previous one is dropped. */
   readonly pingIntervalMs?: number;
+  /**
+   * An upgraded connection without a call in flight (command or stream) for this long is
+   * closed `1000` `idle` (`GATEWAY_WEBSOCKET_IDLE_TIMEOUT`); pings and pongs do not count.
+   * Before that, its first complete frame must come within `headersTimeoutMs` of the upgrade
+   * (else `1008` `no frame received`). Default {@link DEFAULT_IDLE_TIMEOUT_MS}.
+   */
+  readonly idleTimeoutMs?: number;
   /** Calls (commands and streams) in flight per connection before it is closed 1008. */
   readonly maxCallsInFlight?: number;
   /** Bytes buffered per connection above which push streams stop writing (and queue in the hub). */
@@ -95,6 +105,8 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const limits = {
     maxCallsInFlight: options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT,
     bufferHighWaterBytes: options.bufferHighWaterBytes ?? DEFAULT_BUFFER_HIGH_WATER_BYTES,
+    firstFrameTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   };
   const wss = new WebSocketServer({
     noServer: true,

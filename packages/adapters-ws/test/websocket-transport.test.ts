@@ -204,9 +204,12 @@ function rawTcp(port: number): { socket: Socket; received: () => string; closed:
 }
 
 describe('WebSocket transport: handshake and framing limits', () => {
-  it('an upgrade request whose headers never finish gets 408 and is closed at headersTimeoutMs; an open connection lives on past the bounds', async () => {
-    f = await WsFixture.start({ headersTimeoutMs: 200, requestTimeoutMs: 200, keepAliveTimeoutMs: 200 });
+  it('an upgrade request whose headers never finish gets 408 and is closed at headersTimeoutMs; an open connection with a stream lives on past the bounds', async () => {
+    f = await WsFixture.start({ headersTimeoutMs: 200, requestTimeoutMs: 200, keepAliveTimeoutMs: 200, idleTimeoutMs: 200 });
     const client = await f.client(f.addDevice());
+    // A call in flight: neither the HTTP bounds nor the idle bound apply to its connection.
+    const stream = client.subscribe();
+    await take(stream, 1);
     const slow = rawTcp(f.server.port);
     // A valid upgrade request, minus the blank line that ends its headers.
     slow.socket.write(`GET ${WEBSOCKET_PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ${WEBSOCKET_SUBPROTOCOL}\r\n`);
@@ -216,6 +219,8 @@ describe('WebSocket transport: handshake and framing limits', () => {
     // The WebSocket opened before the slow client is older than every bound, and still serves.
     const result = await client.execute('echo.ping', new TextEncoder().encode('still here'));
     expect(new TextDecoder().decode(result.payload)).toBe('still here');
+    expect(f.server.connections).toBe(1);
+    await stream.return(undefined);
     // A plain request is answered 426, then the idle keep-alive connection is closed.
     const plain = rawTcp(f.server.port);
     plain.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -283,6 +288,73 @@ describe('WebSocket transport: handshake and framing limits', () => {
     const manyClosed = closeOf(many);
     for (const id of [1, 2, 3]) many.send(subscribeFrame(device, id));
     expect(await manyClosed).toEqual({ code: CloseCodes.policyViolation, reason: 'too many calls in flight' });
+  });
+
+  it('closes 1008 "no frame received" a connection that sends no complete frame within headersTimeoutMs of the upgrade (a frame dripped byte by byte, pings included)', async () => {
+    f = await WsFixture.start({ headersTimeoutMs: 300, idleTimeoutMs: 5000 });
+    const silent = await f.raw();
+    const dripping = await f.raw();
+    const pinging = await f.raw();
+    const opened = performance.now();
+    const closes = [closeOf(silent), closeOf(dripping), closeOf(pinging)];
+    // The header of a 1 KiB binary frame, then its bytes one at a time: never complete in time.
+    const socket = (dripping as unknown as { _socket: Socket })._socket;
+    socket.write(Buffer.from([0x82, 0xfe, 0x04, 0x00, 0, 0, 0, 0]));
+    const drip = setInterval(() => socket.write(Buffer.from([0])), 20);
+    const ping = setInterval(() => pinging.ping(), 20);
+    const outcomes = await Promise.all(closes);
+    clearInterval(drip);
+    clearInterval(ping);
+    expect(outcomes).toEqual(Array(3).fill({ code: CloseCodes.policyViolation, reason: 'no frame received' }));
+    expect(performance.now() - opened).toBeGreaterThanOrEqual(280);
+  });
+
+  it('closes 1000 "idle" a connection with no call in flight for idleTimeoutMs (pings do not count); a command or a stream in flight keeps it open, and the idle time counts from when the last call ended', async () => {
+    f = await WsFixture.start({ headersTimeoutMs: 300, idleTimeoutMs: 400 });
+    const device = f.addDevice();
+    // One frame that opens no call (a cancel of an unknown id), then only pings.
+    const idle = await f.raw();
+    const idleClosed = closeOf(idle);
+    idle.send(encodeFrame(FrameTypes.cancel, 9));
+    const framedAt = performance.now();
+    const ping = setInterval(() => idle.ping(), 20);
+    // A stream keeps its connection busy; a held command keeps its own.
+    const streaming = await f.raw();
+    const streamFrames = framesOf(streaming);
+    streaming.send(subscribeFrame(device, 1));
+    await streamFrames.until(() => streamFrames.frames.length >= 1);
+    const commanding = await f.raw();
+    const commandFrames = framesOf(commanding);
+    const commandClosed = closeOf(commanding);
+    const fields = { deviceSessionId: device.deviceSessionId, messageType: 'hold.slow', requestId: `req-${Date.now()}`, timestampMs: Date.now(), payload: new Uint8Array([1]) };
+    commanding.send(encodeFrame(FrameTypes.execute, 1, encodeExecuteCommandRequest({ ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) })));
+    await f.held.waitForCalls(1);
+
+    expect(await idleClosed).toEqual({ code: CloseCodes.normal, reason: 'idle' });
+    clearInterval(ping);
+    expect(performance.now() - framedAt).toBeGreaterThanOrEqual(380);
+    // Both busy connections outlive twice the idle bound (nothing to await: a close that does not come).
+    await new Promise<void>((resolve) => setTimeout(resolve, 800));
+    expect([streaming.readyState, commanding.readyState]).toEqual([WebSocket.OPEN, WebSocket.OPEN]);
+    // The command answers: from then on its connection is idle, and closed one bound later.
+    f.held.calls[0]?.release();
+    await commandFrames.until(() => commandFrames.frames.length >= 1);
+    const answeredAt = performance.now();
+    expect(await commandClosed).toEqual({ code: CloseCodes.normal, reason: 'idle' });
+    expect(performance.now() - answeredAt).toBeGreaterThanOrEqual(380);
+    expect(streaming.readyState).toBe(WebSocket.OPEN);
+    streaming.close();
+  });
+
+  it('the web client dials a new connection for its next call after the gateway closed the last one as idle', async () => {
+    f = await WsFixture.start({ headersTimeoutMs: 200, idleTimeoutMs: 200 });
+    const client = await f.client(f.addDevice());
+    expect(await client.closed).toEqual({ code: CloseCodes.policyViolation, reason: 'no frame received' });
+    const first = await client.execute('echo.ping', new TextEncoder().encode('one'));
+    expect(new TextDecoder().decode(first.payload)).toBe('one');
+    expect(await client.closed).toEqual({ code: CloseCodes.normal, reason: 'idle' });
+    const second = await client.execute('echo.ping', new TextEncoder().encode('two'));
+    expect(new TextDecoder().decode(second.payload)).toBe('two');
   });
 
   it('drops a connection that does not answer pings', async () => {

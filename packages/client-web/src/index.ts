@@ -8,6 +8,7 @@
 export {
   RETRYABLE_CLOSE_CODES,
   WebGatewayClient,
+  isIdleClose,
   isRetryableEnd,
   type CloseInfo,
   type WebExecuteOptions,

@@ -110,6 +110,15 @@ export interface WebSubscribeOptions {
  */
 export const RETRYABLE_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCodes.goingAway, 1005, 1006, 1012, 1013]);
 
+/**
+ * The gateway closed a connection because it had nothing to do on it (SPEC §2.2): `1000`
+ * `idle` (no call in flight for `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`) or `1008` `no frame received`
+ * (nothing sent after the upgrade). The next call dials a new connection.
+ */
+export function isIdleClose(info: CloseInfo): boolean {
+  return (info.code === CloseCodes.normal && info.reason === 'idle') || (info.code === CloseCodes.policyViolation && info.reason === 'no frame received');
+}
+
 /** How the connection closed. */
 export interface CloseInfo {
   readonly code: number;
@@ -302,7 +311,7 @@ export class WebGatewayClient {
     if (timeoutMs !== undefined && timeoutMs < 1) throw new GatewayStatusError(StatusCodes.DEADLINE_EXCEEDED, 'Deadline exceeded');
     const options = { signal };
     const request = await signCommandRequest(this.options.privateKey, this.state.commandFields(messageType, payload, requestId));
-    const connection = this.connection;
+    const connection = await this.usableConnection();
     const callId = connection.open();
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
@@ -341,7 +350,7 @@ export class WebGatewayClient {
    * With `autoReconnect` it reopens the stream after the ends {@link isRetryableEnd} accepts.
    */
   subscribe(options: WebSubscribeOptions = {}): AsyncGenerator<VerifiedEvent> {
-    if (options.autoReconnect !== true) return this.stream(this.connection, options, options.resumeAfterEventId ?? '');
+    if (options.autoReconnect !== true) return this.streamOnUsable(options);
     return reconnectingStream({
       open: (resumeAfterEventId) => this.reconnectedStream(options, resumeAfterEventId),
       isRetryable: isRetryableEnd,
@@ -358,27 +367,48 @@ export class WebGatewayClient {
     if (this.closedByApp) throw closedError(CLOSED_BY_APP);
     let connection = this.connection;
     if (connection.closeInfo !== undefined) {
-      const dialing = (this.redial ??= Connection.dial(this.options).then(
-        (fresh) => {
-          this.redial = undefined;
-          // The app closed the client meanwhile: the new connection is not wanted either.
-          if (this.closedByApp) {
-            fresh.close(CLOSED_BY_APP.code, CLOSED_BY_APP.reason);
-            throw closedError(CLOSED_BY_APP);
-          }
-          this.connection = fresh;
-          return fresh;
-        },
-        (error: unknown) => {
-          this.redial = undefined;
-          throw error;
-        },
-      ));
-      const dialed = await untilAborted(dialing, options.signal);
+      const dialed = await untilAborted(this.dialAgain(), options.signal);
       if (dialed === undefined) return;
       connection = dialed;
     }
     yield* this.stream(connection, options, resumeAfterEventId);
+  }
+
+  /** A new connection replacing the closed one, shared by every call that needs it. */
+  private dialAgain(): Promise<Connection> {
+    return (this.redial ??= Connection.dial(this.options).then(
+      (fresh) => {
+        this.redial = undefined;
+        // The app closed the client meanwhile: the new connection is not wanted either.
+        if (this.closedByApp) {
+          fresh.close(CLOSED_BY_APP.code, CLOSED_BY_APP.reason);
+          throw closedError(CLOSED_BY_APP);
+        }
+        this.connection = fresh;
+        return fresh;
+      },
+      (error: unknown) => {
+        this.redial = undefined;
+        throw error;
+      },
+    ));
+  }
+
+  /**
+   * The connection a new call goes on: the current one, or a new one when the gateway closed
+   * the current one for doing nothing ({@link isIdleClose}); any other close stays (the call
+   * then fails `UNAVAILABLE`).
+   */
+  private async usableConnection(): Promise<Connection> {
+    const info = this.connection.closeInfo;
+    if (info === undefined || this.closedByApp || !isIdleClose(info)) return this.connection;
+    return this.dialAgain();
+  }
+
+  private async *streamOnUsable(options: WebSubscribeOptions): AsyncGenerator<VerifiedEvent> {
+    const connection = await untilAborted(this.usableConnection(), options.signal);
+    if (connection === undefined) return;
+    yield* this.stream(connection, options, options.resumeAfterEventId ?? '');
   }
 
   private async *stream(connection: Connection, options: WebSubscribeOptions, resumeAfterEventId: string): AsyncGenerator<VerifiedEvent> {

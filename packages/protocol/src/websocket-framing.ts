@@ -52,7 +52,7 @@ const KNOWN = new Set<number>(Object.values(FrameTypes));
 
 /** WebSocket close codes the gateway uses (RFC 6455 §7.4.1). */
 export const CloseCodes = {
-  /** The client closed, or the gateway after answering everything. */
+  /** The client closed, the gateway after answering everything, or an idle connection (reason `idle`). */
   normal: 1000,
   /** Gateway shutdown: every stream got its `UNAVAILABLE` status frame first. */
   goingAway: 1001,
@@ -60,7 +60,7 @@ export const CloseCodes = {
   protocolError: 1002,
   /** A text frame (the protocol is binary only). */
   unsupportedData: 1003,
-  /** Too many calls in flight on one connection. */
+  /** Too many calls in flight on one connection, or no frame after the upgrade (reason `no frame received`). */
   policyViolation: 1008,
   /** A frame larger than the maximum frame size. */
   messageTooBig: 1009,

@@ -87,6 +87,8 @@ export interface GatewayConfig {
   readonly websocketAddr: string;
   /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
   readonly websocketAllowedOrigins: readonly string[];
+  /** `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`: an upgraded connection without a call in flight this long is closed `1000` `idle`. */
+  readonly websocketIdleTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
   /**
    * `GATEWAY_GRPC_MAX_CONNECTION_AGE` / `_GRACE`: a gRPC connection older than `ageMs` gets a
@@ -416,6 +418,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     adminHttpAddr,
     websocketAddr,
     websocketAllowedOrigins,
+    websocketIdleTimeoutMs: r.duration('GATEWAY_WEBSOCKET_IDLE_TIMEOUT', '30s'),
     shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
     grpcMaxConnection: readGrpcMaxConnection(r),
     maxConnections: r.integer('GATEWAY_MAX_CONNECTIONS', 0, 1) || undefined,

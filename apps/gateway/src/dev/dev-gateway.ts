@@ -107,6 +107,8 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
       server: adminHttp.server,
       maxPayloadBytes: config.maxPayloadBytes,
       allowedOrigins: [`http://${adminHttp.address}`, `http://localhost:${adminHttp.port}`, `http://127.0.0.1:${adminHttp.port}`],
+      headersTimeoutMs: config.http.headersTimeoutMs,
+      idleTimeoutMs: config.websocketIdleTimeoutMs,
       metrics: telemetry.metrics,
       requestLog: gateway.core.requestLog,
       logger,
