@@ -8,7 +8,7 @@ import {
   RedisRoutedPublisher,
   RedisSessionStore,
   RedisStreamSubscriber,
-  RoutedRelayHandler,
+  RedisRoutedRelay,
   StreamContinuity,
   connectAndPing,
   createRedisClusterClient,
@@ -159,15 +159,15 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
     cached((c): EventSource => {
       const feed = c.resolve<RedisRoutedFeed>(Tokens.UserFeed);
       const relay = config.pushRoutedRelay
-        ? new RedisStreamSubscriber({
+        ? new RedisRoutedRelay({
             client: cluster(c),
             streamKey: config.clientEventsStream,
-            handler: new RoutedRelayHandler(c.resolve(Tokens.RoutedPublisher), {
-              metrics: metrics(c),
-              logger: log(c, 'routed-relay'),
-              maxEventBytes: config.pushMaxEventBytes,
-            }),
-            consumerGroup: { group: `${keyPrefix}routed-relay`, consumer: `${hostname()}:${process.pid}` },
+            group: `${keyPrefix}routed-relay`,
+            consumer: `${hostname()}:${process.pid}`,
+            publisher: c.resolve(Tokens.RoutedPublisher),
+            maxEventBytes: config.pushMaxEventBytes,
+            historyTtlMs: config.pushRoutedHistoryTtlMs,
+            claimIdleMs: config.pushRoutedRelayClaimIdleMs,
             metrics: metrics(c),
             logger: log(c, 'routed-relay'),
           })

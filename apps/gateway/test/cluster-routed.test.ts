@@ -199,6 +199,86 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
     close(onA);
   });
 
+  describe('relay: no entry dropped (SPEC §9.5)', () => {
+    /** A user whose partition master is not the one holding `streamKey`, and that master's port. */
+    async function userAwayFrom(streamKey: string): Promise<{ user: string; port: number }> {
+      const streamMaster = (await cluster.masterOf(keySlot(streamKey))).port;
+      const port = (await cluster.topology()).find((n) => n.role === 'master' && n.port !== streamMaster)!.port;
+      return { user: await userOnMaster(port), port };
+    }
+
+    it('retries an entry while the partition master refuses writes (maxmemory 1) and delivers it within 20 s of recovery', async () => {
+      const { user, port } = await userAwayFrom('gateway:client-events');
+      const device = await activeDevice(user);
+      const stream = await open(device, grpcA);
+      const logsBefore = gatewayB.logs.length;
+      await cluster.command(port, ['CONFIG', 'SET', 'maxmemory', '1']);
+      let recoveredAt = 0;
+      try {
+        for (const n of [1, 2]) {
+          await redis.command(['XADD', 'gateway:client-events', '*', 'user_id', user, 'event_type', `legacy.held${n}`, 'payload_base64', '']);
+        }
+        await gatewayB.waitForLog((l) => l.message === 'routed relay publish failed; entry kept for retry' && gatewayB.logs.indexOf(l) >= logsBefore);
+      } finally {
+        await cluster.command(port, ['CONFIG', 'SET', 'maxmemory', '0']);
+        recoveredAt = Date.now();
+      }
+      await stream.waitForCount(3, 20_000);
+      const deliveredAfterMs = Date.now() - recoveredAt;
+      expect(deliveredAfterMs).toBeLessThan(20_000);
+      expect(stream.clientEvents.map((e) => e.eventType)).toEqual(['legacy.held1', 'legacy.held2']);
+      // Logged once the partition's held entries are all published (the stream may see them first).
+      await gatewayB.waitForLog((l) => l.message === 'routed relay publishing again' && gatewayB.logs.indexOf(l) >= logsBefore);
+      const since = gatewayB.logs.slice(logsBefore);
+      expect(since.filter((l) => l.message === 'routed relay publishing again')).toHaveLength(1);
+      expect(since.filter((l) => /gave an entry up|refused; dropped/.test(String(l.message)))).toEqual([]);
+      close(stream);
+    });
+
+    it('a relaying process killed while it holds an entry: another claims it after GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE and delivers it once', async () => {
+      const legacy = `test:relay-claim:${process.pid}`;
+      const { user, port } = await userAwayFrom(legacy);
+      const device = await activeDevice(user);
+      const stream = await open(device, grpcA);
+      const relayEnv = routedEnv({
+        GATEWAY_PUSH_ROUTED_RELAY: 'true',
+        GATEWAY_CLIENT_EVENTS_REDIS_STREAM: legacy,
+        GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '3s',
+        GATEWAY_REDIS_COMMAND_TIMEOUT: '1s',
+      });
+      const doomed = new GatewayProcess(relayEnv);
+      let heir: GatewayProcess | undefined;
+      try {
+        await doomed.started();
+        await cluster.command(port, ['CONFIG', 'SET', 'maxmemory', '1']);
+        try {
+          await redis.command(['XADD', legacy, '*', 'user_id', user, 'event_type', 'legacy.orphan', 'payload_base64', '']);
+          await doomed.waitForLog('routed relay publish failed; entry kept for retry');
+          doomed.signal('SIGKILL');
+          await doomed.exited;
+        } finally {
+          await cluster.command(port, ['CONFIG', 'SET', 'maxmemory', '0']);
+        }
+        const killedAt = Date.now();
+        heir = new GatewayProcess(relayEnv);
+        await heir.started();
+        const claimed = await heir.waitForLog('routed relay claimed entries another consumer left pending', 20_000);
+        expect(claimed).toMatchObject({ entries: 1, claim_idle_ms: 3000 });
+        // Not before the entry was idle for the claim time (it was last refreshed before the kill).
+        expect(Date.now() - killedAt).toBeGreaterThanOrEqual(3000 - 1000);
+        await stream.waitForCount(2, 10_000);
+        expect(stream.clientEvents.map((e) => e.eventType)).toEqual(['legacy.orphan']);
+        await waitFor(async () => Number(((await redis.command(['XPENDING', legacy, 'gateway:routed-relay'])) as unknown[])[0]) === 0, {
+          message: 'the claimed entry acknowledged',
+        });
+      } finally {
+        await heir?.stop();
+        if (doomed.running) await doomed.stop();
+        close(stream);
+      }
+    });
+  });
+
   it('the publish function the gateway loaded refuses bad calls and writes nothing; the mis-keyed publish reaches no stream', async () => {
     const [alice, bob] = [await activeDevice(`alice-${process.pid}`), await activeDevice(`bob-${process.pid}`)];
     const [onAlice, onBob] = [await open(alice, grpcA), await open(bob, grpcB)];

@@ -70,4 +70,4 @@ export {
 } from './redis-routed-publisher.js';
 export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } from './redis-routed-feed.js';
 export { RedisUserHistory } from './redis-user-history.js';
-export { RoutedRelayHandler } from './routed-relay-handler.js';
+export { RedisRoutedRelay, type RedisRoutedRelayOptions } from './routed-relay.js';

@@ -53,13 +53,6 @@ export interface RedisStreamSubscriberOptions {
   batchSize?: number;
   /** Backoff between reconnect attempts (default 100ms doubling up to 5s). */
   reconnect?: ReconnectOptions;
-  /**
-   * Read as one member of this consumer group (`XREADGROUP … >`, then `XACK`), so each entry
-   * goes to one member only, e.g. one of several gateway processes relaying a stream. The
-   * group is created at the stream's end if missing. Entries read but not acknowledged when a
-   * member dies stay pending in the group and are not delivered again.
-   */
-  consumerGroup?: { readonly group: string; readonly consumer: string };
   metrics?: GatewayMetrics;
   logger?: Logger;
 }
@@ -98,7 +91,6 @@ interface Walk {
 export class RedisStreamSubscriber {
   private readonly topology: RedisTopology | undefined;
   private readonly client: RedisCommands;
-  private readonly group: { readonly group: string; readonly consumer: string } | undefined;
   private readonly readFrom: 'master' | 'replica';
   private readonly watchdogMs: number;
   private readonly recent: RecentEntries;
@@ -139,7 +131,6 @@ export class RedisStreamSubscriber {
     this.blockMs = options.blockMs ?? 5000;
     this.batchSize = options.batchSize ?? 512;
     this.reconnect = options.reconnect ?? {};
-    this.group = options.consumerGroup;
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'stream-subscriber', stream: options.handler.stream });
   }
@@ -161,7 +152,6 @@ export class RedisStreamSubscriber {
       const start = parseEntries(reply)[0];
       if (start !== undefined) this.recent.remember(start);
       this.setLast(start?.id ?? '0-0');
-      if (this.group !== undefined) await this.createGroup(this.group.group);
     } catch (err) {
       this.state = 'stopped';
       throw err;
@@ -189,14 +179,6 @@ export class RedisStreamSubscriber {
     this.continuity?.markUnverified();
     if (this.connection?.isOpen === true) this.connection.destroy();
     this.wake?.();
-  }
-
-  private async createGroup(group: string): Promise<void> {
-    try {
-      await this.client.command(['XGROUP', 'CREATE', this.streamKey, group, '$', 'MKSTREAM']);
-    } catch (err) {
-      if (!/BUSYGROUP/.test(describeRedisError(err))) throw err;
-    }
   }
 
   /** Stops the loop, interrupting a pending blocking read; resolves once the loop ended. */
@@ -266,12 +248,8 @@ export class RedisStreamSubscriber {
 
   private async readLoop(connection: NodeRedisClient): Promise<void> {
     while (this.state === 'running') {
-      const read =
-        this.group === undefined
-          ? ['XREAD', 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, this.last]
-          : ['XREADGROUP', 'GROUP', this.group.group, this.group.consumer, 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, '>'];
       const reply = await this.client.command(
-        read,
+        ['XREAD', 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, this.last],
         // A server that stops answering (e.g. frozen) must not hang the loop for ever.
         { connection, timeoutMs: this.blockMs + this.client.commandTimeoutMs },
       );
@@ -287,7 +265,6 @@ export class RedisStreamSubscriber {
         } catch (err) {
           this.logger.error('stream entry handler failed', { entry_id: entries[0]?.id, entries: entries.length, error: describeRedisError(err) });
         }
-        await this.ack(connection, entries);
         continue;
       }
       for (const entry of entries) {
@@ -300,14 +277,7 @@ export class RedisStreamSubscriber {
           this.logger.error('stream entry handler failed', { entry_id: entry.id, error: describeRedisError(err) });
         }
       }
-      await this.ack(connection, entries);
     }
-  }
-
-  /** `XACK` of a handled read, in consumer-group mode. */
-  private async ack(connection: NodeRedisClient, entries: readonly StreamEntry[]): Promise<void> {
-    if (this.group === undefined) return;
-    await this.client.command(['XACK', this.streamKey, this.group.group, ...entries.map((e) => e.id)], { connection });
   }
 
   /** The replica to read from (the first connected one not penalised), else the master. */

@@ -179,6 +179,7 @@ export {
   type ConsumedStream,
   type LossNoticeReason,
   type ResumeIncompleteReason,
+  type RoutedRelayDropReason,
   type StreamCloseReason,
 } from './observability/metrics.js';
 export {

@@ -173,7 +173,8 @@ describe('loadConfig', () => {
         GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '200',
         GATEWAY_PUSH_ROUTED_HISTORY_TTL: '1h',
       });
-      expect(config).toMatchObject({ pushFanout: 'routed', pushRoutedRelay: true, pushRoutedHistoryMaxLen: 200, pushRoutedHistoryTtlMs: 3_600_000 });
+      expect(config).toMatchObject({ pushFanout: 'routed', pushRoutedRelay: true, pushRoutedHistoryMaxLen: 200, pushRoutedHistoryTtlMs: 3_600_000, pushRoutedRelayClaimIdleMs: 30_000 });
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '4500ms', GATEWAY_REDIS_COMMAND_TIMEOUT: '2s' }).pushRoutedRelayClaimIdleMs).toBe(4500);
       expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed' })).toMatchObject({ pushRoutedHistoryMaxLen: 1000, pushRoutedHistoryTtlMs: 86_400_000 });
       // The routed limits bind routed mode only.
       expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_MAX_EVENT_BYTES: '16777217', GATEWAY_REDIS_KEY_PREFIX: 'gw{1}:' })).toMatchObject({ pushMaxEventBytes: 16_777_217 });
@@ -190,6 +191,10 @@ describe('loadConfig', () => {
       ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY: 'true' }, 'requires GATEWAY_PUSH_FANOUT=routed'],
       ['GATEWAY_PUSH_ROUTED_RELAY', { ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_ROUTED_RELAY: 'yes' }, '"yes" is not true or false'],
       ['GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '0' }, 'must be an integer >= 1'],
+      ['GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '500ms' }, 'must be at least 1s'],
+      ['GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '25h' }, 'must be at most 24h'],
+      ['GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '4s' }, 'must be more than twice GATEWAY_REDIS_COMMAND_TIMEOUT (2000ms)'],
+      ['GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', { ...clusterEnv, GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: 'soon' }, '"soon" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)'],
       ['GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN: '1000000000000000' }, 'must be at most 999999999999999'],
       ['GATEWAY_PUSH_ROUTED_HISTORY_TTL', { ...clusterEnv, GATEWAY_PUSH_ROUTED_HISTORY_TTL: '300000000h' }, 'must be at most 999999999999999 ms'],
       [

@@ -129,6 +129,8 @@ export interface GatewayConfig {
   readonly pushRoutedHistoryTtlMs: number;
   /** `GATEWAY_PUSH_ROUTED_RELAY`: move entries of the client-events stream into the routed path. */
   readonly pushRoutedRelay: boolean;
+  /** `GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE`: relay entries pending this long in another consumer are claimed. */
+  readonly pushRoutedRelayClaimIdleMs: number;
   readonly sessionCacheTtlMs: number;
   readonly sessionCacheMaxEntries: number;
   /** `GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES`: revocations remembered at most (SPEC §5.5). */
@@ -437,6 +439,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushRoutedHistoryMaxLen: routedLimits.historyMaxLen,
     pushRoutedHistoryTtlMs: routedLimits.historyTtlMs,
     pushRoutedRelay: relayText === 'true',
+    pushRoutedRelayClaimIdleMs: readRelayClaimIdle(r),
     sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
     sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
     sessionRevocationsMaxEntries: r.integer('GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES', 100_000, 1),
@@ -473,6 +476,23 @@ function readRoutedLimits(r: Reader, routed: boolean): { pushMaxEventBytes: numb
   const historyTtlMs = r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h');
   if (historyTtlMs > ROUTED_MAX_INTEGER_ARGUMENT) r.fail('GATEWAY_PUSH_ROUTED_HISTORY_TTL', `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT} ms`);
   return { pushMaxEventBytes, historyMaxLen, historyTtlMs };
+}
+
+/**
+ * `GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE` (default 30s): at least 1s, at most 24h, and more than
+ * twice `GATEWAY_REDIS_COMMAND_TIMEOUT`, so a live relay refreshes the entries it holds (every
+ * third of it, between commands) before another process may claim them.
+ */
+function readRelayClaimIdle(r: Reader): number {
+  const NAME = 'GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE';
+  const claimIdleMs = r.duration(NAME, '30s');
+  const commandTimeoutMs = r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s');
+  if (claimIdleMs > 0 && claimIdleMs < 1000) r.fail(NAME, 'must be at least 1s');
+  else if (claimIdleMs > 24 * 3_600_000) r.fail(NAME, 'must be at most 24h');
+  else if (claimIdleMs > 0 && commandTimeoutMs > 0 && claimIdleMs <= 2 * commandTimeoutMs) {
+    r.fail(NAME, `must be more than twice GATEWAY_REDIS_COMMAND_TIMEOUT (${commandTimeoutMs}ms)`);
+  }
+  return claimIdleMs;
 }
 
 /** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */

@@ -40,7 +40,14 @@ export const MetricNames = {
   connectionsOpen: 'gateway_connections_open',
   connectionsRefused: 'gateway_connections_refused_total',
   acceptErrors: 'gateway_accept_errors_total',
+  routedRelayRetries: 'gateway_routed_relay_retries_total',
+  routedRelayDropped: 'gateway_routed_relay_dropped_total',
+  routedRelayClaimed: 'gateway_routed_relay_claimed_total',
+  routedRelayHeld: 'gateway_routed_relay_held',
 } as const;
+
+/** Why the routed relay gave an entry up (label `reason`, SPEC §9.5). */
+export type RoutedRelayDropReason = 'expired' | 'refused' | 'deleted';
 
 /** Why a push stream closed (label `reason`). */
 export type StreamCloseReason = 'revoked' | 'overflow' | 'replaced' | 'shutdown' | 'client_cancelled' | 'error';
@@ -105,6 +112,14 @@ export class GatewayMetrics {
   readonly connectionsRefused: Counter<{ listener: string }>;
   /** Errors Node reported from `accept` on a listener (`code`: `EMFILE`, `ENFILE`, …). */
   readonly acceptErrors: Counter<{ listener: string; code: string }>;
+  /** Relay publishes that failed for a reason that can pass; the entry is kept and retried (SPEC §9.5). */
+  readonly routedRelayRetries: Counter;
+  /** Relay entries given up, by reason (SPEC §9.5). */
+  readonly routedRelayDropped: Counter<{ reason: RoutedRelayDropReason }>;
+  /** Relay entries taken over from another consumer that left them pending (SPEC §9.5). */
+  readonly routedRelayClaimed: Counter;
+  /** Relay entries this process holds and has not published yet (SPEC §9.5). */
+  readonly routedRelayHeld: UpDownCounter;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
@@ -152,6 +167,14 @@ export class GatewayMetrics {
       description: 'Connections closed at once because the public listeners held GATEWAY_MAX_CONNECTIONS, by listener',
     });
     this.acceptErrors = meter.createCounter(MetricNames.acceptErrors, { description: 'Errors reported by accept on a listener, by listener and errno code' });
+    this.routedRelayRetries = meter.createCounter(MetricNames.routedRelayRetries, {
+      description: 'Routed relay publishes that failed for a reason that can pass (the entry is kept and retried)',
+    });
+    this.routedRelayDropped = meter.createCounter(MetricNames.routedRelayDropped, { description: 'Routed relay entries given up, by reason' });
+    this.routedRelayClaimed = meter.createCounter(MetricNames.routedRelayClaimed, {
+      description: 'Routed relay entries taken over from a consumer that left them pending',
+    });
+    this.routedRelayHeld = meter.createUpDownCounter(MetricNames.routedRelayHeld, { description: 'Routed relay entries held by this process, not published yet' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const code of Object.values(GatewayErrorCode)) this.logLinesSuppressed.add(0, { reason: code.toUpperCase() });
     for (const stream of ['session_events', 'client_events'] as const) {
@@ -168,6 +191,10 @@ export class GatewayMetrics {
     this.replayRejections.add(0);
     this.revocationsReasserted.add(0);
     this.revocationsForgotten.add(0);
+    this.routedRelayRetries.add(0);
+    this.routedRelayClaimed.add(0);
+    this.routedRelayHeld.add(0);
+    for (const reason of ['expired', 'refused', 'deleted'] as const) this.routedRelayDropped.add(0, { reason });
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
