@@ -109,6 +109,7 @@ describe('routed fan-out: a master SIGKILLed after replica lag (SPEC §9.3)', ()
     expect(a.sink.trail).toEqual([...kept, ...lost, '!']);
     expect(a.sink.events[5]).toMatchObject({ eventId: '', userId: lossy, deviceSessionId: `${lossy}-s` });
     expect(await harness.value('gateway_stream_history_diverged_total', { stream: 'client_events' })).toBe(1);
+    expect(await harness.value('gateway_push_loss_notices_total', { reason: 'history_diverged' })).toBe(1);
     expect(logger.lines.filter((l) => l.message === 'user history lost delivered events (failover); streams told gateway.resume_incomplete').map((l) => l.fields)).toEqual([
       expect.objectContaining({ user_id: lossy, reason: 'lost', last_delivered: lost[1], history_last_id: kept[2] }),
     ]);

@@ -93,7 +93,8 @@ function setup(page = 500) {
   });
   const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
   const diverged = () => harness.value('gateway_stream_history_diverged_total', { stream: 'client_events' });
-  return { history, delivered, notices, failures, sequencer, settle, diverged, logger };
+  const lossNotices = () => harness.value('gateway_push_loss_notices_total', { reason: 'history_diverged' });
+  return { history, delivered, notices, failures, sequencer, settle, diverged, lossNotices, logger };
 }
 
 describe('UserSequencer (SPEC §9.3)', () => {
@@ -222,15 +223,16 @@ describe('UserSequencer (SPEC §9.3)', () => {
     });
 
     it('that lost delivered events, found by the re-sync before anything new is published', async () => {
-      const { history, delivered, notices, sequencer, settle, diverged, logger } = await threeDelivered();
+      const { history, delivered, notices, sequencer, settle, diverged, lossNotices, logger } = await threeDelivered();
       history.failover(2);
       await sequencer.resyncAll();
       expect(notices).toEqual(['u']);
       expect(await diverged()).toBe(1);
+      expect(await lossNotices()).toBe(1);
       expect(logger.find('user history lost delivered events (failover); streams told gateway.resume_incomplete')).toEqual([
         expect.objectContaining({
           level: 'error',
-          fields: expect.objectContaining({ user_id: 'u', reason: 'lost', last_delivered: '1030-0', history_last_id: '1020-0' }),
+          fields: expect.objectContaining({ user_id: 'u', reason: 'lost', last_delivered: '1030-0', history_last_id: '1020-0', sessions_told: 1 }),
         }),
       ]);
       // The new epoch continues the kept position: no second notice.

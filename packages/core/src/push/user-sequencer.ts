@@ -19,7 +19,11 @@ export interface UserSequencerOptions {
   readonly page?: number;
   /** A history read failed: the caller should call {@link UserSequencer.resyncAll} again later. */
   readonly onReadFailure?: (error: unknown) => void;
-  /** `gateway_stream_history_diverged_total{stream="client_events"}`: delivered events the history lost. */
+  /**
+   * `gateway_stream_history_diverged_total{stream="client_events"}` (per user) and
+   * `gateway_push_loss_notices_total{reason="history_diverged"}` (per session told): delivered
+   * events the history lost.
+   */
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
 }
@@ -303,13 +307,14 @@ export class UserSequencer {
       history_epoch: history.epoch,
       history_last_id: history.lastId,
     };
+    const told = this.options.delivery.discontinuity(userId);
     if (reason === 'lost') {
       this.options.metrics?.streamHistoryDiverged.add(1, { stream: 'client_events' });
-      this.logger.error('user history lost delivered events (failover); streams told gateway.resume_incomplete', fields);
+      if (told > 0) this.options.metrics?.pushLossNotices.add(told, { reason: 'history_diverged' });
+      this.logger.error('user history lost delivered events (failover); streams told gateway.resume_incomplete', { ...fields, sessions_told: told });
     } else {
-      this.logger.warn('user history continuity ended; streams told gateway.resume_incomplete', fields);
+      this.logger.warn('user history continuity ended; streams told gateway.resume_incomplete', { ...fields, sessions_told: told });
     }
-    this.options.delivery.discontinuity(userId);
   }
 
   private async deliver(entries: readonly StreamEntry[]): Promise<void> {
