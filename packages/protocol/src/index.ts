@@ -80,7 +80,7 @@ export { DEFAULT_BACKOFF, reconnectingStream, type BackoffOptions, type Reconnec
 
 // Redis field builders (SPEC §5)
 export { clientEventFields, sessionRecordFields, type ClientEventInput, type SessionRecordInput } from './fields.js';
-export { fromBase64, toBase64, toHex } from './base64.js';
+export { base64DecodedLength, fromBase64, isStandardBase64, toBase64, toHex } from './base64.js';
 
 // WebSocket framing (SPEC §2.2)
 export {
