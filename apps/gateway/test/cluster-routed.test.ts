@@ -10,7 +10,7 @@ import {
   type RedisClusterClient,
 } from '@edge-gateway/adapters-redis';
 import { compareStreamIds } from '@edge-gateway/core';
-import { cutReplica, killMasterAndPromote, startRedisCluster, waitFor, type RedisClusterHandle } from '@edge-gateway/test-utils';
+import { cutReplica, killMasterAndPromote, startRedisCluster, waitFor, waitForReplication, type RedisClusterHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, REPO_ROOT, writeSignerKey } from './gateway-process.js';
 import { fastReconnectClient } from './push-resume-support.js';
 import { EventCollector, newDevice, type Device } from './system-support.js';
@@ -180,6 +180,29 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
     await stream.waitForCount(2);
     expect(stream.clientEvents.map((e) => [e.eventType, Buffer.from(e.payload).toString()])).toEqual([['cli.hello', 'hi']]);
     close(stream);
+  });
+
+  it('sessions revoke on the cluster waits for the replicas of the record\'s and the stream\'s masters (SPEC §5.1)', async () => {
+    const device = await activeDevice(`cli-revoke-${process.pid}`);
+    const { code, out } = await cli('sessions', 'revoke', device.deviceSessionId);
+    expect(code, out).toBe(0);
+    expect(out).toContain(`✓ revoked snapshot appended to gateway:session-events`);
+    expect(out).toContain('✓ replicated: 1 replica(s) acknowledged the revoked record and snapshot (WAIT 1 1000)');
+
+    // The record's master waits for its own replica: with that one frozen, nothing acknowledges.
+    const other = await activeDevice(`cli-revoke-frozen-${process.pid}`);
+    const master = await cluster.masterOf(keySlot(`gateway:session:${other.deviceSessionId}`));
+    const replica = (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === master.id);
+    if (replica === undefined) throw new Error(`no replica of ${master.address}`);
+    cluster.node(replica.port).pause();
+    try {
+      const frozen = await cli('sessions', 'revoke', other.deviceSessionId, '--wait', '300ms');
+      expect(frozen.code, frozen.out).toBe(3);
+      expect(frozen.out).toContain('! not replicated: no replica acknowledged the revoked record and snapshot within 300ms');
+    } finally {
+      cluster.node(replica.port).resume();
+    }
+    await cluster.waitUntilStable(30_000);
   });
 
   it('relays entries XADDed to the legacy client-events stream into the routed path, once', async () => {
@@ -460,5 +483,53 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
         }
       });
     }
+
+    it('a revocation whose record was lost with its master (the snapshot survived elsewhere) is written back by the gateways (SPEC §5.3, §9.4)', async () => {
+      await cluster.waitUntilStable(30_000);
+      const streamMaster = (await cluster.masterOf(keySlot('gateway:session-events'))).port;
+      let device: Device;
+      for (;;) {
+        device = newDevice(`reassert-${process.pid}`);
+        if ((await cluster.masterOf(keySlot(`gateway:session:${device.deviceSessionId}`))).port !== streamMaster) break;
+      }
+      const key = `gateway:session:${device.deviceSessionId}`;
+      const slot = keySlot(key);
+      const master = await cluster.masterOf(slot);
+      const replica = (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === master.id && !n.failing);
+      if (replica === undefined) throw new Error(`no replica of ${master.address}`);
+      const fields = { device_session_id: device.deviceSessionId, user_id: device.userId, status: 'active', client_public_key: device.publicKeyBase64 };
+      await redis.command(['HSET', key, ...Object.entries(fields).flat()]);
+      await waitForReplication(cluster, master.port, replica.port);
+
+      await cutReplica(cluster, master.port, replica.port);
+      const revokedAt = String(Date.now());
+      await redis.command(['HSET', key, 'status', 'revoked', 'revoked_at_ms', revokedAt]);
+      await redis.command(['XADD', 'gateway:session-events', '*', ...Object.entries({ ...fields, status: 'revoked', revoked_at_ms: revokedAt }).flat()]);
+      for (const g of [gatewayA, gatewayB]) await g.waitForLog((l) => l.message === 'device session revoked' && l['device_session_id'] === device.deviceSessionId);
+
+      // Only lines logged from here on count (earlier failovers of this file logged their own).
+      const gateways = [gatewayA, gatewayB];
+      const seen = gateways.map((g) => g.logs.length);
+      const since = () => gateways.flatMap((g, i) => g.logs.slice(seen[i]));
+      await killMasterAndPromote(cluster, master.port, replica.port, slot);
+      const line = await waitFor(() => since().find((l) => l.message === 'revocations re-asserted: the master lacked them (lost in a failover)'), {
+        timeoutMs: 15_000,
+        message: 'a gateway re-asserted the revocation',
+      });
+      expect(line).toMatchObject({ reason: 'cluster master changed', device_session_ids: [device.deviceSessionId] });
+      const record = (await cluster.command(replica.port, ['HGETALL', key])) as string[];
+      expect(Object.fromEntries(record.flatMap((v, i) => (i % 2 === 0 ? [[v, record[i + 1]]] : [])))).toMatchObject({ status: 'revoked', revoked_at_ms: revokedAt });
+      // Both gateways saw the master change and checked; one wrote.
+      for (const [i, g] of gateways.entries()) {
+        await waitFor(() => g.logs.slice(seen[i]).some((l) => l.message === 'revocations checked against the master' && l['reason'] === 'cluster master changed'), {
+          timeoutMs: 15_000,
+          message: 'both gateways checked the revocations',
+        });
+        expect(g.logs.slice(seen[i]).some((l) => l.message === 'redis cluster masters changed')).toBe(true);
+      }
+      expect(since().filter((l) => l.message.startsWith('revocations re-asserted'))).toHaveLength(1);
+      await cluster.node(master.port).restart();
+      await cluster.waitUntilStable(30_000);
+    });
   });
 });
