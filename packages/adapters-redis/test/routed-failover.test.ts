@@ -3,6 +3,7 @@ import { ClientEventsHandler, Ed25519ResponseSigner, PushHub, type GatewayEvent,
 import { cutReplica, killMasterAndPromote, startRedisCluster, waitFor, waitForReplication, type RedisClusterHandle } from '@edge-gateway/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  RedisEventHistory,
   RedisRoutedFeed,
   RedisRoutedPublisher,
   connectAndPing,
@@ -113,6 +114,11 @@ describe('routed fan-out: a master SIGKILLed after replica lag (SPEC §9.3)', ()
     expect(logger.lines.filter((l) => l.message === 'user history lost delivered events (failover); streams told gateway.resume_incomplete').map((l) => l.fields)).toEqual([
       expect.objectContaining({ user_id: lossy, reason: 'lost', last_delivered: lost[1], history_last_id: kept[2] }),
     ]);
+
+    // A device that resumes after a lost event (on any process) is told as well.
+    const resume = new RedisEventHistory(client, { streamKey: (u) => routedUserKeys(keyPrefix, u).history });
+    expect((await resume.readAfter(lost[1]!, 10, lossy)).truncated).toBe(true);
+    expect((await resume.readAfter(kept[2]!, 10, lossy)).truncated).toBe(false);
 
     // The new master starts an epoch that continues what it holds: both users go on, no more notices.
     const after = (await publisher.publish({ userId: lossy, eventType: 'e.after', payload: Buffer.alloc(0) })).id;

@@ -233,6 +233,24 @@ describe('the publish function refuses before its first write (SPEC §9.2)', () 
     expect(await state(alice)).toEqual(before2);
   });
 
+  it('rolling upgrade: after an old process loaded the first library (v1 only), a new publisher loads its own again and publishes', async () => {
+    // The first library as an old gateway loads it: only edgegateway_publish_v1, unchecked.
+    const oldLibrary = `#!lua name=edgegateway
+redis.register_function('edgegateway_publish_v1', function(keys, args)
+  local offset = redis.call('HINCRBY', keys[2], 'offset', 1)
+  local id = redis.call('XADD', keys[1], 'MAXLEN', args[1], '*', 'user_id', args[3], 'offset', offset, 'epoch', 'old')
+  redis.call('HSET', keys[2], 'epoch', 'old', 'last_id', id)
+  return {id, offset, 'old'}
+end)`;
+    await client.onEveryMaster(['FUNCTION', 'LOAD', 'REPLACE', oldLibrary]);
+    await expect(fcall(keysOf(alice), validArgs(alice))).rejects.toThrow(/Function not found/i);
+    const user = unique('upgrader');
+    const result = await new RedisRoutedPublisher(client, { keyPrefix: prefix }).publish({ userId: user, eventType: 'chat.x', payload: Buffer.from('x') });
+    expect(result.offset).toBe(1);
+    const listed = (await client.onEveryMaster(['FUNCTION', 'LIST', 'LIBRARYNAME', 'edgegateway'])).map((reply) => JSON.stringify(reply));
+    for (const library of listed) expect(library).toMatch(/edgegateway_publish_v2.*edgegateway_publish_v1|edgegateway_publish_v1.*edgegateway_publish_v2/);
+  });
+
   it('the history read drops and counts an entry whose user_id is not the key\'s user (written around the function)', async () => {
     const user = unique('carol');
     const k = routedUserKeys(prefix, user);
