@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { ReassertOutcome, RevocationStore, RevocationToReassert } from '@edge-gateway/core';
+import { describeRedisError } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import { flatToRecord } from './redis-session-store.js';
 
@@ -31,6 +33,7 @@ if ARGV[5] ~= '' and (not pk or pk == '') then redis.call('HSET', key, 'client_p
 if existed == 0 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', key, ARGV[1]) end
 return redis.call('HGETALL', key)
 `;
+const REASSERT_SHA = createHash('sha1').update(REASSERT_SCRIPT).digest('hex');
 
 /**
  * Writes back revocations a failover lost (SPEC §5.3), on the master (in a cluster, on the
@@ -58,17 +61,15 @@ export class RedisRevocationStore implements RevocationStore {
   async reassert(revocation: RevocationToReassert): Promise<ReassertOutcome> {
     const id = revocation.deviceSessionId;
     const key = this.recordKey(id);
-    const reply = await this.client.command([
-      'EVAL',
-      REASSERT_SCRIPT,
-      '1',
-      key,
-      String(revocation.recordTtlMs ?? 0),
-      id,
-      String(revocation.revokedAtMs),
-      revocation.userId,
-      revocation.clientPublicKey,
-    ]);
+    const args = ['1', key, String(revocation.recordTtlMs ?? 0), id, String(revocation.revokedAtMs), revocation.userId, revocation.clientPublicKey];
+    let reply;
+    try {
+      // The script by its digest (a new master after a failover may not have it cached yet).
+      reply = await this.client.command(['EVALSHA', REASSERT_SHA, ...args]);
+    } catch (error) {
+      if (!/NOSCRIPT/.test(describeRedisError(error))) throw error;
+      reply = await this.client.command(['EVAL', REASSERT_SCRIPT, ...args]);
+    }
     let record: Record<string, string>;
     if (reply === null) {
       if (!this.snapshotOwed.has(id)) return 'present';

@@ -85,6 +85,18 @@ describe('RedisRevocationStore (SPEC §5.3)', () => {
     expect(Number(await admin.command(['PTTL', `${keyPrefix}session:${kept}`]))).toBe(-1);
   });
 
+  it('runs the script by its digest, and by its source on a server that does not have it (a new master)', async () => {
+    const streamKey = unique('session-events');
+    const store = new RedisRevocationStore(client, { keyPrefix, streamKey });
+    await admin.command(['SCRIPT', 'FLUSH']);
+    const before = await metrics.value('gateway_redis_command_duration_seconds', { command: 'EVAL' });
+    await expect(store.reassert({ deviceSessionId: unique('ds'), userId: 'u', clientPublicKey: '', revokedAtMs: 1 })).resolves.toBe('written');
+    await expect(store.reassert({ deviceSessionId: unique('ds'), userId: 'u', clientPublicKey: '', revokedAtMs: 1 })).resolves.toBe('written');
+    // Once after the flush; the second call found it by digest.
+    expect(await metrics.value('gateway_redis_command_duration_seconds', { command: 'EVAL' })).toBe(before + 1);
+    expect(await metrics.value('gateway_redis_command_duration_seconds', { command: 'EVALSHA', outcome: 'ok' })).toBeGreaterThanOrEqual(1);
+  });
+
   it('a snapshot whose XADD failed is appended on the next attempt, although the record is revoked by then', async () => {
     const streamKey = unique('session-events');
     const store = new RedisRevocationStore(client, { keyPrefix, streamKey });

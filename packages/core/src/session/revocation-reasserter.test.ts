@@ -61,12 +61,13 @@ describe('RevocationReasserter (SPEC §5.3)', () => {
     expect(sessions.peekRecord(alice.deviceSessionId)).toEqual(alice.record('revoked', { revoked_at_ms: '1764000000000' }));
     expect(sessions.peekRecord(bob.deviceSessionId)).toEqual(bob.record('revoked', { revoked_at_ms: '5' }));
     expect(sessions.peekRecord(carol.deviceSessionId)).toEqual(carol.record('revoked', { revoked_at_ms: '1764000000000' }));
+    // Newest first (a failover loses the revocations written last).
     const snapshots = (await stream.readAfter('0-0', 10)).entries.map((e) => e.fields);
-    expect(snapshots).toEqual([alice.record('revoked', { revoked_at_ms: '1764000000000' }), carol.record('revoked', { revoked_at_ms: '1764000000000' })]);
+    expect(snapshots).toEqual([carol.record('revoked', { revoked_at_ms: '1764000000000' }), alice.record('revoked', { revoked_at_ms: '1764000000000' })]);
     expect(await harness.value(MetricNames.revocationsReasserted)).toBe(2);
     const line = logger.find('revocations re-asserted: the master lacked them (lost in a failover)')[0];
     expect(line?.level).toBe('warn');
-    expect(line?.fields).toMatchObject({ reason: 'session-events history diverged', count: 2, device_session_ids: [alice.deviceSessionId, carol.deviceSessionId] });
+    expect(line?.fields).toMatchObject({ reason: 'session-events history diverged', count: 2, device_session_ids: [carol.deviceSessionId, alice.deviceSessionId] });
     expect(logger.find('revocations checked against the master')[0]?.fields).toMatchObject({ remembered: 3, reasserted: 2 });
     expect(memory.size).toBe(3);
 

@@ -9,7 +9,7 @@ import type { RememberedRevocation, RevocationMemory } from './revocation-memory
 export interface RevocationReasserterOptions {
   readonly memory: RevocationMemory;
   readonly store: RevocationStore;
-  /** Store calls in flight at most (default 32). */
+  /** Store calls in flight at most (default 128). */
   readonly concurrency?: number;
   /** Backoff between rounds of failed writes (default 100 ms doubling up to 2 s). */
   readonly retry?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
@@ -43,7 +43,7 @@ export class RevocationReasserter {
   private wake: (() => void) | undefined;
 
   constructor(private readonly options: RevocationReasserterOptions) {
-    this.concurrency = Math.max(1, options.concurrency ?? 32);
+    this.concurrency = Math.max(1, options.concurrency ?? 128);
     this.minDelayMs = options.retry?.minDelayMs ?? 100;
     this.maxDelayMs = options.retry?.maxDelayMs ?? 2000;
     this.clock = options.clock ?? systemClock;
@@ -98,7 +98,8 @@ export class RevocationReasserter {
   /** One round: every remembered revocation until each is written or present (or forgotten). */
   private async round(reason: string): Promise<void> {
     const started = this.clock.now();
-    let todo = this.options.memory.list();
+    // Newest first: a failover loses the revocations written last.
+    let todo = this.options.memory.list().reverse();
     const total = todo.length;
     let written = 0;
     let attempt = 0;
