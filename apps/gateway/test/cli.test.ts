@@ -281,6 +281,29 @@ describe('edge-gateway events publish', () => {
     expect(text.stdout).toContain('chat.message for every stream of user u-pub, 2 payload bytes');
   });
 
+  it('--durable on a lone master: published, and says there is no replica to wait for', async () => {
+    const result = await runCli(['events', 'publish', '--user', 'u-pub', '--type', 'chat.message', '--payload', 'hi', '--durable'], env());
+    expect(result.code).toBe(0);
+    expect(lines(result.stdout)).toEqual([
+      expect.stringMatching(/^✓ appended to gateway:client-events as \d+-\d+: chat.message for every stream of user u-pub, 2 payload bytes$/),
+      '- not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)',
+    ]);
+  });
+
+  it('--wait only with --durable, and a real duration', async () => {
+    const before = await raw.xLen('gateway:client-events');
+    for (const [args, message] of [
+      [['--wait', '1s'], '--wait is only for --durable'],
+      [['--durable', '--wait', '0'], '--durable needs a --wait of at least 1ms'],
+      [['--durable', '--wait', '2m'], '--wait must be a duration from 1ms to 1m, or 0 (got "2m")'],
+    ] as const) {
+      const result = await runCli(['events', 'publish', '--user', 'u', '--type', 'a.b', '--payload', 'x', ...args], env());
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(message);
+    }
+    expect(await raw.xLen('gateway:client-events')).toBe(before);
+  });
+
   it('refuses what the gateway would drop, saying why', async () => {
     const before = await raw.xLen('gateway:client-events');
     const reserved = await runCli(['events', 'publish', '--user', 'u', '--type', 'gateway.server_time', '--payload', ''], env());

@@ -179,6 +179,12 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
     expect(out).toMatch(/published \(routed\) to gateway:push:\{e\d+\.\d+\}:h:cli-user-\d+ as \d+-\d+ \(offset 1, epoch \d+-\d+\)/);
     await stream.waitForCount(2);
     expect(stream.clientEvents.map((e) => [e.eventType, Buffer.from(e.payload).toString()])).toEqual([['cli.hello', 'hi']]);
+    // --durable: WAIT on the connection of the FCALL, the master of the user's partition.
+    const durable = await cli('events', 'publish', '--user', device.userId, '--type', 'cli.hello', '--payload', 'again', '--durable');
+    expect(durable.code, durable.out).toBe(0);
+    const id = /as (\d+-\d+) \(offset 2/.exec(durable.out)?.[1];
+    expect(durable.out).toContain(`✓ replicated: 1 replica(s) acknowledged event ${id} (WAIT 1 1000)`);
+    await stream.waitForCount(3);
     close(stream);
   });
 

@@ -180,6 +180,40 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
     expect(watcher.ended).toBe(false);
   }, 60_000);
 
+  it('events publish --durable: acknowledged by the replica; exit 3 (published, not replicated) while the replica is cut off', async () => {
+    const { client } = await device('u-durable');
+    const watcher = watch(client);
+    await watcher.waitForCount(1);
+    const replica = (await topo.replicaNodes())[0];
+    if (replica === undefined) throw new Error('no replica');
+    const publish = (label: string, extra: string[] = []) =>
+      runCli(['events', 'publish', '--user', 'u-durable', '--type', 'ha.test', '--payload', label, '--durable', ...extra], env());
+    const acknowledged = await publish('replicated');
+    expect(acknowledged.stderr).toBe('');
+    expect(acknowledged.code).toBe(0);
+    const ackedId = /as (\d+-\d+):/.exec(acknowledged.stdout)?.[1] ?? '';
+    expect(acknowledged.stdout).toContain(`✓ replicated: 1 replica(s) acknowledged event ${ackedId} (WAIT 1 1000)`);
+    // Acknowledged means there: the replica holds it.
+    expect(String(await redisCommand('127.0.0.1', replica.port, topo.password, ['XRANGE', 'gateway:client-events', ackedId, ackedId]))).toContain(ackedId);
+
+    await redisCommand('127.0.0.1', replica.port, topo.password, ['CONFIG', 'SET', 'masterauth', 'wrong-password']);
+    await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'KILL', 'TYPE', 'master']);
+    try {
+      const alone = await publish('master-only', ['--wait', '300ms']);
+      expect(alone.code).toBe(3);
+      const aloneId = /as (\d+-\d+):/.exec(alone.stdout)?.[1] ?? '';
+      expect(alone.stdout).toContain(
+        `! not replicated: no replica acknowledged event ${aloneId} within 300ms; it is on the master only: a failover now would lose it; publishing it again adds it twice`,
+      );
+      // Published all the same: the open stream gets both.
+      await watcher.waitForCount(3, 20_000);
+      expect(watcher.clientEventIds).toEqual([ackedId, aloneId]);
+    } finally {
+      await redisCommand('127.0.0.1', replica.port, topo.password, ['CONFIG', 'SET', 'masterauth', topo.password]);
+      await topo.waitForReplicaLink(replica);
+    }
+  }, 60_000);
+
   it('SENTINEL FAILOVER under command load with open streams: UNAVAILABLE only, success after the announcement, every later event once and in order', async () => {
     const { device: d, client } = await device('u-failover');
     const watcher = watch(client);

@@ -46,6 +46,11 @@ export interface RedisCommandOptions {
   timeoutMs?: number;
   /** Run on this connection (e.g. a duplicate) instead of the shared one. */
   connection?: NodeRedisClient;
+  /**
+   * Cluster: send it to the master of this key's slot, on the connection the keyed commands of
+   * that slot use (e.g. a `WAIT` after a write of `key`). One server ignores it.
+   */
+  key?: string;
 }
 
 const tracer = trace.getTracer('@edge-gateway/adapters-redis');

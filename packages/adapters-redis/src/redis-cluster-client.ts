@@ -153,7 +153,7 @@ export class RedisClusterClient implements RedisCommands {
     return boundedCommand(name, timeoutMs, this.metrics, (abortSignal) => {
       const opts = abortSignal === undefined ? undefined : { abortSignal };
       if (connection !== undefined) return connection.sendCommand(mutable, opts) as Promise<RawReply>;
-      return this.raw.sendCommand(routingKey(args), false, mutable, opts) as Promise<RawReply>;
+      return this.raw.sendCommand(options.key ?? routingKey(args), false, mutable, opts) as Promise<RawReply>;
     });
   }
 

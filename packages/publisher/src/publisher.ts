@@ -2,6 +2,7 @@ import {
   RedisRoutedPublisher,
   connectAndPing,
   createRedisClusterClient,
+  routedUserKeys,
   type RoutedEvent,
   type RoutedPublishResult,
 } from '@edge-gateway/adapters-redis';
@@ -23,10 +24,44 @@ export interface PublisherOptions {
    * is refused before sending, and the publish function refuses it too.
    */
   readonly maxEventBytes?: number;
+  /**
+   * Publish with a durable acknowledgement (SPEC §9.2): after each event's `FCALL`, a
+   * `WAIT 1 <durableTimeoutMs>` on the same connection (the master of the user's partition).
+   * `publish` then resolves only once at least one replica holds the event (`replicas` in the
+   * result), and rejects with {@link NotReplicatedError} when none acknowledged it in time: the
+   * event is on the master only, and a failover now would lose it. Default false.
+   */
+  readonly durable?: boolean;
+  /** How long a durable publish waits for a replica (default 1000 ms, at most 60000). */
+  readonly durableTimeoutMs?: number;
   /** Bound on each Redis command (default 2000 ms). */
   readonly commandTimeoutMs?: number;
   /** Bound on connecting and the first `PING` (default 5000 ms). */
   readonly connectTimeoutMs?: number;
+}
+
+/** Where a published event landed; with `durable`, how many replicas acknowledged it. */
+export interface PublishResult extends RoutedPublishResult {
+  /** `durable` only: the replicas that acknowledged the event (`WAIT`), at least 1. */
+  readonly replicas?: number;
+}
+
+/**
+ * A durable publish (`durable: true`) that no replica acknowledged within `durableTimeoutMs`.
+ * The event **was** published (`result`): gateways may deliver it, but it is on the master
+ * only, so a failover before it reaches a replica loses it (SPEC §5.6). Publishing it again
+ * adds a second event with another id.
+ */
+export class NotReplicatedError extends Error {
+  override readonly name = 'NotReplicatedError';
+  constructor(
+    /** The published event's id, offset and epoch. */
+    readonly result: RoutedPublishResult,
+    /** How long it waited. */
+    readonly timeoutMs: number,
+  ) {
+    super(`event ${result.id} was published but no replica acknowledged it within ${timeoutMs}ms (a failover now would lose it)`);
+  }
 }
 
 /** A connected publisher. */
@@ -34,9 +69,10 @@ export interface Publisher {
   /**
    * Publishes one event. Rejects with `RoutedEventError` (nothing published) when the gateway
    * would drop the event as malformed or the publish function refused it, or with a Redis error (the event may or may not have been
-   * published; a retry may deliver it twice, with two ids).
+   * published; a retry may deliver it twice, with two ids). With `durable`, resolves once a
+   * replica acknowledged it and rejects with {@link NotReplicatedError} when none did in time.
    */
-  publish(event: RoutedEvent): Promise<RoutedPublishResult>;
+  publish(event: RoutedEvent): Promise<PublishResult>;
   /** Closes the connections after pending commands. */
   close(): Promise<void>;
 }
@@ -55,8 +91,16 @@ function parseNodes(nodes: PublisherOptions['nodes']): Array<{ host: string; por
     });
 }
 
+export const DEFAULT_DURABLE_TIMEOUT_MS = 1000;
+const MAX_DURABLE_TIMEOUT_MS = 60_000;
+
 /** A publisher that is not connected yet; `connect()` connects it and loads the function. */
 export function createPublisher(options: PublisherOptions): Publisher & { connect(): Promise<void> } {
+  const durableTimeoutMs = options.durableTimeoutMs ?? DEFAULT_DURABLE_TIMEOUT_MS;
+  if (!Number.isSafeInteger(durableTimeoutMs) || durableTimeoutMs < 1 || durableTimeoutMs > MAX_DURABLE_TIMEOUT_MS) {
+    throw new RangeError(`durableTimeoutMs must be an integer from 1 to ${MAX_DURABLE_TIMEOUT_MS}`);
+  }
+  const keyPrefix = options.keyPrefix ?? 'gateway:';
   const client = createRedisClusterClient({
     nodes: parseNodes(options.nodes),
     password: options.password,
@@ -74,7 +118,19 @@ export function createPublisher(options: PublisherOptions): Publisher & { connec
       await connectAndPing(client, options.connectTimeoutMs ?? 5000);
       await routed.loadFunction();
     },
-    publish: (event) => routed.publish(event),
+    async publish(event: RoutedEvent): Promise<PublishResult> {
+      const result = await routed.publish(event);
+      if (options.durable !== true) return result;
+      // The connection of the FCALL (the master of the user's partition): WAIT covers its writes.
+      const replicas = Number(
+        await client.command(['WAIT', '1', String(durableTimeoutMs)], {
+          key: routedUserKeys(keyPrefix, event.userId).history,
+          timeoutMs: durableTimeoutMs + client.commandTimeoutMs,
+        }),
+      );
+      if (!(replicas >= 1)) throw new NotReplicatedError(result, durableTimeoutMs);
+      return { ...result, replicas };
+    },
     close: () => client.close(),
   };
 }

@@ -1,5 +1,5 @@
 import {
-  RedisClusterClient,
+  type RedisClusterClient,
   connectAndPing,
   createRedisClusterClient,
   type RawReply,
@@ -8,7 +8,8 @@ import {
 } from '@edge-gateway/adapters-redis';
 import { createRedisTopology } from '../redis-topology-config.js';
 import { loadConfig, type GatewayConfig } from '../config/config.js';
-import { CommandError } from './cli-io.js';
+import { parseGoDuration } from '../config/duration.js';
+import { CommandError, ExitCode, Mark, UsageError, type CliIo } from './cli-io.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -125,7 +126,58 @@ export function isLoneMaster(config: GatewayConfig): boolean {
  * replicas that acknowledged within the timeout.
  */
 export async function waitForReplica(client: CliRedisClient, key: string, timeoutMs: number): Promise<number> {
-  const args = ['WAIT', '1', String(timeoutMs)];
-  if (client instanceof RedisClusterClient) return Number(await client.raw.sendCommand(key, false, args));
-  return Number(await client.command(args, { timeoutMs: timeoutMs + client.commandTimeoutMs }));
+  return Number(await client.command(['WAIT', '1', String(timeoutMs)], { key, timeoutMs: timeoutMs + client.commandTimeoutMs }));
+}
+
+/** The longest `--wait`. */
+const MAX_REPLICA_WAIT_MS = 60_000;
+
+/**
+ * Waits for a replica to acknowledge what was just written (SPEC §5.1, §5.4, §9.2): one `WAIT`
+ * on the master connection after the last write, or, on a cluster, one per key's master. Prints
+ * whether one acknowledged; `unconfirmed` when none did.
+ */
+export async function reportReplication(
+  io: CliIo,
+  config: GatewayConfig,
+  client: CliRedisClient,
+  written: { readonly keys: readonly string[]; readonly what: string; readonly risk: string },
+  waitMs: number,
+): Promise<number> {
+  if (isLoneMaster(config)) {
+    io.out(`${Mark.skip} not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)`);
+    return ExitCode.ok;
+  }
+  if (waitMs === 0) {
+    io.out(`${Mark.skip} not waited for a replica (--wait 0): ${written.risk}`);
+    return ExitCode.ok;
+  }
+  // One WAIT covers every earlier write of the connection; on a cluster each key's master has its own.
+  const keys = config.redis.clusterNodes.length > 0 ? [...new Set(written.keys)] : written.keys.slice(-1);
+  let least = Infinity;
+  try {
+    for (const key of keys) least = Math.min(least, await waitForReplica(client, key, waitMs));
+  } catch (error) {
+    io.out(`${Mark.warn} could not wait for a replica (${error instanceof Error ? error.message : String(error)}): ${written.risk}`);
+    return ExitCode.unconfirmed;
+  }
+  if (least >= 1) {
+    io.out(`${Mark.ok} replicated: ${least} replica(s) acknowledged ${written.what} (WAIT 1 ${waitMs})`);
+    return ExitCode.ok;
+  }
+  io.out(`${Mark.warn} not replicated: no replica acknowledged ${written.what} within ${waitMs}ms; ${written.risk}`);
+  return ExitCode.unconfirmed;
+}
+
+/**
+ * The `--wait <duration>` of the commands that wait for a replica: a Go duration from 1ms to 1m,
+ * or 0 (do not wait); absent: {@link DEFAULT_REPLICA_WAIT_MS}.
+ */
+export function parseReplicaWait(text: string | undefined, usage: string): number {
+  if (text === undefined) return DEFAULT_REPLICA_WAIT_MS;
+  const ms = parseGoDuration(text);
+  if (ms === undefined || ms > MAX_REPLICA_WAIT_MS || (ms > 0 && ms < 1)) {
+    throw new UsageError(`--wait must be a duration from 1ms to 1m, or 0 (got "${text}")`, usage);
+  }
+  return Math.round(ms);
 }

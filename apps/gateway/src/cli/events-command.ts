@@ -2,11 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { isValidId, parseClientEvent } from '@edge-gateway/core';
 import { RedisRoutedPublisher, RedisClusterClient, routedUserKeys } from '@edge-gateway/adapters-redis';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
-import { flatten, loadRedisCommandConfig, withRedis } from './cli-redis.js';
+import { flatten, loadRedisCommandConfig, parseReplicaWait, reportReplication, withRedis } from './cli-redis.js';
 import { clientEventFields } from '@edge-gateway/protocol';
 
 export const EVENTS_USAGE = `Usage: edge-gateway events publish --user <user_id> [--session <device_session_id>]
                                   --type <event_type> (--payload-file <path> | --payload <text>)
+                                  [--durable [--wait <duration>]]
 
 Appends one push event to the client-events stream (GATEWAY_CLIENT_EVENTS_REDIS_STREAM) as a
 publisher would (SPEC §5.4): user_id, optional device_session_id, event_type and
@@ -18,12 +19,20 @@ With GATEWAY_PUSH_FANOUT=routed (on GATEWAY_REDIS_CLUSTER_NODES) the event is pu
 routed way instead (SPEC §9.2): the publish function is loaded on every master, then one
 FCALL appends it to the user's history stream and publishes it on the user's channel.
 
+With --durable it then waits (WAIT 1 <ms> on the connection that wrote) until a replica holds
+the event (SPEC §5.4, §9.2) and says whether one acknowledged it: when none did within --wait,
+exit 3 (the event was published, on the master only: a failover now would lose it; publishing
+again adds it twice). A lone master (GATEWAY_REDIS_MASTER_ADDR without
+GATEWAY_REDIS_REPLICA_ADDRS) has no replica to wait for.
+
 Options:
   --user <id>            target user (required)
   --session <id>         target device session (optional)
   --type <event_type>    1-128 characters of [a-z0-9._-], starting with a letter (required)
   --payload <text>       payload as UTF-8 text
   --payload-file <path>  payload bytes from a file ("-" for stdin)
+  --durable              wait until a replica acknowledged the event (exit 3 when none did)
+  --wait <duration>      with --durable: how long to wait (Go duration, default 1s, at most 1m)
   -h, --help             show this help`;
 
 async function readPayload(file: string): Promise<Buffer> {
@@ -51,6 +60,8 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
       type: { type: 'string' },
       payload: { type: 'string' },
       'payload-file': { type: 'string' },
+      durable: { type: 'boolean' },
+      wait: { type: 'string' },
     },
     { min: 0, max: 1 },
   );
@@ -65,6 +76,11 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
   if (user === undefined) throw new UsageError('--user is required', EVENTS_USAGE);
   if (type === undefined) throw new UsageError('--type is required', EVENTS_USAGE);
   if ((text === undefined) === (file === undefined)) throw new UsageError('give exactly one of --payload and --payload-file', EVENTS_USAGE);
+  const durable = args.flag('durable');
+  const waitText = args.string('wait');
+  if (waitText !== undefined && !durable) throw new UsageError('--wait is only for --durable', EVENTS_USAGE);
+  const waitMs = durable ? parseReplicaWait(waitText, EVENTS_USAGE) : 0;
+  if (durable && waitMs === 0) throw new UsageError('--durable needs a --wait of at least 1ms', EVENTS_USAGE);
 
   const config = loadRedisCommandConfig(io.env);
   const payload = text !== undefined ? Buffer.from(text, 'utf8') : await readPayload(file as string);
@@ -89,15 +105,20 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
       await publisher.loadFunction();
       const result = await publisher.publish({ userId: user, ...(session === undefined ? {} : { deviceSessionId: session }), eventType: type, payload });
       const target = session === undefined || session === '' ? `every stream of user ${user}` : `session ${session} of user ${user}`;
+      const history = routedUserKeys(config.redis.keyPrefix, user).history;
       io.out(
-        `${Mark.ok} published (routed) to ${routedUserKeys(config.redis.keyPrefix, user).history} as ${result.id} ` +
+        `${Mark.ok} published (routed) to ${history} as ${result.id} ` +
           `(offset ${result.offset}, epoch ${result.epoch}): ${type} for ${target}, ${payload.length} payload bytes`,
       );
-      return ExitCode.ok;
+      return durable ? reportReplication(io, config, client, { keys: [history], what: `event ${result.id}`, risk: NOT_REPLICATED_RISK }, waitMs) : ExitCode.ok;
     }
     const id = String(await client.command(['XADD', config.clientEventsStream, '*', ...flatten(fields)]));
     const target = fields['device_session_id'] === undefined ? `every stream of user ${user}` : `session ${session as string} of user ${user}`;
     io.out(`${Mark.ok} appended to ${config.clientEventsStream} as ${id}: ${type} for ${target}, ${payload.length} payload bytes`);
-    return ExitCode.ok;
+    return durable ? reportReplication(io, config, client, { keys: [config.clientEventsStream], what: `event ${id}`, risk: NOT_REPLICATED_RISK }, waitMs) : ExitCode.ok;
   });
 }
+
+/** What an unreplicated event means, for `--durable`. */
+const NOT_REPLICATED_RISK =
+  'it is on the master only: a failover now would lose it; publishing it again adds it twice';

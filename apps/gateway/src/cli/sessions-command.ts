@@ -6,16 +6,14 @@ import { generateEd25519Key } from '../dev/dev-files.js';
 import { loadSignerKey } from '../signer-key.js';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import {
-  DEFAULT_REPLICA_WAIT_MS,
   fieldsFromReply,
   flatten,
-  isLoneMaster,
   loadRedisCommandConfig,
-  waitForReplica,
+  parseReplicaWait,
+  reportReplication,
   withRedis,
   type CliRedisClient,
 } from './cli-redis.js';
-import { parseGoDuration } from '../config/duration.js';
 import { writePrivateKeyFile } from './key-file.js';
 import { sessionRecordFields } from '@edge-gateway/protocol';
 
@@ -54,46 +52,6 @@ Options (create):
 Options (revoke, create):
   --wait <d>    how long to wait for a replica (Go duration, default 1s, at most 1m; 0: do not wait)
   -h, --help    show this help`;
-
-/** The longest `--wait`. */
-const MAX_WAIT_MS = 60_000;
-
-/**
- * Waits for a replica to acknowledge what was just written (SPEC §5.1): one `WAIT` on the
- * master connection after the last write, or, on a cluster, one per key's master. Prints
- * whether one acknowledged; `unconfirmed` when none did.
- */
-async function reportReplication(
-  io: CliIo,
-  config: GatewayConfig,
-  client: CliRedisClient,
-  written: { readonly keys: readonly string[]; readonly what: string; readonly risk: string },
-  waitMs: number,
-): Promise<number> {
-  if (isLoneMaster(config)) {
-    io.out(`${Mark.skip} not waited for a replica: a lone master (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS)`);
-    return ExitCode.ok;
-  }
-  if (waitMs === 0) {
-    io.out(`${Mark.skip} not waited for a replica (--wait 0): ${written.risk}`);
-    return ExitCode.ok;
-  }
-  // One WAIT covers every earlier write of the connection; on a cluster each key's master has its own.
-  const keys = config.redis.clusterNodes.length > 0 ? [...new Set(written.keys)] : written.keys.slice(-1);
-  let least = Infinity;
-  try {
-    for (const key of keys) least = Math.min(least, await waitForReplica(client, key, waitMs));
-  } catch (error) {
-    io.out(`${Mark.warn} could not wait for a replica (${error instanceof Error ? error.message : String(error)}): ${written.risk}`);
-    return ExitCode.unconfirmed;
-  }
-  if (least >= 1) {
-    io.out(`${Mark.ok} replicated: ${least} replica(s) acknowledged ${written.what} (WAIT 1 ${waitMs})`);
-    return ExitCode.ok;
-  }
-  io.out(`${Mark.warn} not replicated: no replica acknowledged ${written.what} within ${waitMs}ms; ${written.risk}`);
-  return ExitCode.unconfirmed;
-}
 
 /** The record fields of SPEC §5.1, in display order. */
 const RECORD_FIELDS = ['device_session_id', 'user_id', 'status', 'client_public_key', 'revoked_at_ms'] as const;
@@ -262,13 +220,7 @@ function parseCreate(args: { string(name: string): string | undefined; flag(name
 }
 
 function parseWait(args: { string(name: string): string | undefined }): number {
-  const text = args.string('wait');
-  if (text === undefined) return DEFAULT_REPLICA_WAIT_MS;
-  const ms = parseGoDuration(text);
-  if (ms === undefined || ms > MAX_WAIT_MS || (ms > 0 && ms < 1)) {
-    throw new UsageError(`--wait must be a duration from 1ms to 1m, or 0 (got "${text}")`, SESSIONS_USAGE);
-  }
-  return Math.round(ms);
+  return parseReplicaWait(args.string('wait'), SESSIONS_USAGE);
 }
 
 /** `edge-gateway sessions show|revoke <id>` and `sessions create --user U`. */
