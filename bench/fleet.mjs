@@ -79,6 +79,8 @@ async function run(mode, g) {
       new GatewayChild({
         GATEWAY_REDIS_CLUSTER_NODES: cluster.seeds,
         GATEWAY_REDIS_PASSWORD: cluster.password,
+        // A cluster of masters without replicas (push fan-out is measured here, not reservations).
+        GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '0',
         GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH: signer.path,
         GATEWAY_PUBLIC_HTTP_ADDR: '127.0.0.1:0',
         GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',

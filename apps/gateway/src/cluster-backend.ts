@@ -16,8 +16,8 @@ import {
   type RedisClusterClient,
 } from '@edge-gateway/adapters-redis';
 import type { EventSource, GatewayBackend } from './backend.js';
-import type { GatewayConfig } from './config/config.js';
-import { cached, coreOf, log, metrics } from './container.js';
+import { checkReplayReplicas, type GatewayConfig } from './config/config.js';
+import { cached, coreOf, log, metrics, replayStoreOptions } from './container.js';
 import { Tokens } from './tokens.js';
 
 const cluster = (c: DependencyContainer) => c.resolve<RedisClusterClient>(Tokens.RedisClient);
@@ -45,7 +45,7 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
     ),
   );
   container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
-  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), replayStoreOptions(config))));
   container.register(
     Tokens.RevocationStore,
     cached((c) => new RedisRevocationStore(cluster(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),
@@ -96,6 +96,12 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
         kind: 'redis',
         connect: async () => {
           await connectAndPing(client, config.redis.pingTimeoutMs);
+          // Every master must be able to confirm a reservation: the one with the fewest replicas decides.
+          if (config.redis.replay.minReplicas > 0) {
+            const masters = await client.replicasPerMaster();
+            const fewest = masters.reduce<{ address: string; replicas: number } | undefined>((a, b) => (a === undefined || b.replicas < a.replicas ? b : a), undefined);
+            if (fewest !== undefined) checkReplayReplicas(config.redis.replay, { replicas: fewest.replicas, where: `cluster master ${fewest.address}` });
+          }
           // Session records live on every master: after any failover in the cluster, the
           // revocations this process remembers are checked on the record's master (SPEC §5.3).
           unwatch = client.onMasterChange(() => coreOf(c).sessionEvents.reassertRevocations('cluster master changed'));

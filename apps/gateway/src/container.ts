@@ -17,13 +17,14 @@ import {
   RedisStreamSubscriber,
   StreamContinuity,
   type RedisClient,
+  type RedisReplayStoreOptions,
   type RedisTopology,
 } from '@edge-gateway/adapters-redis';
 import { credentials } from '@grpc/grpc-js';
 import { createDownstreamRouter, parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { HttpAuthUpstream } from '@edge-gateway/adapters-http';
 import type { GatewayBackend } from './backend.js';
-import type { GatewayConfig } from './config/config.js';
+import { checkReplayReplicas, type GatewayConfig } from './config/config.js';
 import { createRedisTopology } from './redis-topology-config.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
@@ -63,7 +64,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
       });
     }),
   );
-  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), { keyPrefix: config.redis.keyPrefix })));
+  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), replayStoreOptions(config))));
   container.register(
     Tokens.RevocationStore,
     cached((c) => new RedisRevocationStore(redis(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),
@@ -108,11 +109,22 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
       const t = topology(c);
       return {
         kind: 'redis',
-        connect: () => t.connect(config.redis.pingTimeoutMs),
+        connect: async () => {
+          await t.connect(config.redis.pingTimeoutMs);
+          // Sentinel: the replicas its Sentinels list (fixed addresses were checked with the config).
+          if (t.kind === 'sentinel') {
+            checkReplayReplicas(config.redis.replay, { replicas: t.knownReplicas(), where: `master "${config.redis.sentinel?.masterName ?? ''}" (as its Sentinels list its replicas)` });
+          }
+        },
         close: () => t.close(),
       };
     }),
   );
+}
+
+/** The replay store's settings (SPEC §5.2): the key prefix and the replicated reservations. */
+export function replayStoreOptions(config: GatewayConfig): RedisReplayStoreOptions {
+  return { keyPrefix: config.redis.keyPrefix, minReplicas: config.redis.replay.minReplicas, waitTimeoutMs: config.redis.replay.waitTimeoutMs };
 }
 
 const topology = (c: DependencyContainer) => c.resolve<RedisTopology>(Tokens.RedisTopology);

@@ -4,7 +4,7 @@ import type { RedisTopology } from '@edge-gateway/adapters-redis';
 import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { ListenerGuard, createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
-import { describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
+import { ConfigError, describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerRedisClusterBackend } from './cluster-backend.js';
@@ -17,6 +17,12 @@ import { TlsFilesError, describeCertificate, loadDownstreamCa, loadTlsPair, watc
 import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
 import { MaxConnectionsError, maxConnectionsFor, readOpenFileLimit } from './open-file-limit.js';
 import { Tokens } from './tokens.js';
+
+/** How replay reservations are confirmed (SPEC §5.2), for the `redis connected` line. */
+function replayFields(config: GatewayConfig): Record<string, unknown> {
+  const { minReplicas, waitTimeoutMs } = config.redis.replay;
+  return { replay_min_replicas: minReplicas, ...(minReplicas > 0 ? { replay_wait_timeout: formatDuration(waitTimeoutMs) } : {}) };
+}
 
 /** Startup failed; `message` is the one line an operator reads (never a secret). */
 export class StartupError extends Error {
@@ -141,7 +147,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   try {
     await backend.connect();
   } catch (error) {
-    await abort(new StartupError(error instanceof Error ? error.message : String(error)));
+    // A setting the topology cannot satisfy (GATEWAY_REDIS_REPLAY_MIN_REPLICAS) names its variable.
+    await abort(error instanceof ConfigError ? error : new StartupError(error instanceof Error ? error.message : String(error)));
   }
   undo.push({ component: backend.kind, stop: () => backend.close() });
   if (backend.kind === 'redis' && config.redis.clusterNodes.length > 0) {
@@ -150,6 +157,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       cluster_nodes: config.redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(','),
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
       push_fanout: config.pushFanout,
+      ...replayFields(config),
     });
   } else if (backend.kind === 'redis') {
     const topology = container.resolve<RedisTopology>(Tokens.RedisTopology);
@@ -161,6 +169,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       db: config.redis.db,
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
       push_fanout: config.pushFanout,
+      ...replayFields(config),
     });
   }
 

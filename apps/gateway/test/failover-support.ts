@@ -67,3 +67,51 @@ export function sentinelEnv(topo: SentinelTopology): Record<string, string | und
     GATEWAY_REDIS_PASSWORD: topo.password,
   };
 }
+
+/**
+ * Every `+switch-master` a Sentinel of `topo` announces, with the time it arrived here (all
+ * Sentinels are subscribed; the first to announce a master counts). For the 2 s rule of SPEC §5.6.
+ */
+export async function watchSwitchMaster(topo: SentinelTopology): Promise<{
+  /** Resolves with the first announcement of a master on `port` (at: ms epoch). */
+  announced(port: number, timeoutMs?: number): Promise<number>;
+  close(): Promise<void>;
+}> {
+  const seen = new Map<number, number>();
+  const waiters = new Set<() => void>();
+  const subscribers = await Promise.all(
+    topo.sentinels.map(async (sentinel) => {
+      const subscriber = createClient({ socket: { host: sentinel.host, port: sentinel.port, reconnectStrategy: false }, password: topo.sentinelPassword });
+      subscriber.on('error', () => undefined);
+      await subscriber.connect();
+      await subscriber.subscribe('+switch-master', (message: string) => {
+        // `<name> <old ip> <old port> <new ip> <new port>`
+        const port = Number(message.split(' ')[4]);
+        if (!seen.has(port)) seen.set(port, Date.now());
+        for (const wake of [...waiters]) wake();
+      });
+      return subscriber;
+    }),
+  );
+  return {
+    async announced(port, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!seen.has(port)) {
+        if (Date.now() > deadline) throw new Error(`no +switch-master to port ${port} within ${timeoutMs}ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(wake, Math.max(1, deadline - Date.now()));
+          function wake(): void {
+            clearTimeout(timer);
+            waiters.delete(wake);
+            resolve();
+          }
+          waiters.add(wake);
+        });
+      }
+      return seen.get(port) as number;
+    },
+    async close() {
+      await Promise.all(subscribers.map((s) => s.quit().catch(() => undefined)));
+    },
+  };
+}

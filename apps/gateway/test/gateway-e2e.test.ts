@@ -266,6 +266,7 @@ describe('end to end', () => {
       gateway_stream_entries_malformed_total: 'counter',
       gateway_stream_subscriber_reconnects_total: 'counter',
       gateway_replay_rejections_total: 'counter',
+      gateway_replay_reservations_total: 'counter',
       gateway_redis_command_duration_seconds: 'histogram',
       gateway_http_requests_total: 'counter',
     };
@@ -277,6 +278,10 @@ describe('end to end', () => {
     expect(text).toMatch(/gateway_push_streams_closed_total\{[^}]*reason="overflow"[^}]*\} [1-9]/);
     expect(text).toMatch(/gateway_stream_entries_malformed_total\{[^}]*stream="client_events"[^}]*\} [1-9]/);
     expect(text).toMatch(/gateway_replay_rejections_total(\{[^}]*\})? [1-9]/);
+    expect(text).toMatch(/gateway_replay_reservations_total\{[^}]*outcome="replay"[^}]*\} [1-9]/);
+    expect(text).toMatch(/gateway_replay_reservations_total\{[^}]*outcome="ok"[^}]*\} [1-9]/);
+    // A lone master: nothing to wait for, nothing ever not replicated.
+    expect(text).toMatch(/gateway_replay_reservations_total\{[^}]*outcome="not_replicated"[^}]*\} 0/);
     expect(text).toMatch(/gateway_stream_subscriber_reconnects_total\{[^}]*stream="session_events"[^}]*\} 0/);
   });
 

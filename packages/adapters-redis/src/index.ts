@@ -26,8 +26,14 @@ export {
 export { CLUSTER_SLOTS, crc16, keySlot } from './cluster-slot.js';
 export { RedisStartupError, connectAndPing, type PingableRedis, type RedisStartupErrorKind } from './redis-startup.js';
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
-export { RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
 export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-revocation-store.js';
+export { DEFAULT_REPLAY_WAIT_TIMEOUT_MS, RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
+export {
+  DEFAULT_WAIT_CONNECTIONS,
+  type ReplicatedReply,
+  type ReplicatedWriter,
+  type ReplicatedWriterOptions,
+} from './replicated-writes.js';
 export { RedisStreamSubscriber, type RedisStreamSubscriberOptions } from './redis-stream-subscriber.js';
 export { RedisEventHistory, type RedisEventHistoryOptions } from './redis-event-history.js';
 export { DivergedRanges, type DivergedRange } from './diverged-ranges.js';

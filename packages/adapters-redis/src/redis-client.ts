@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import type { createClient as CreateClient } from '@redis/client';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { RedisCommandError } from './redis-command-error.js';
+import { MasterReplicatedWriter, WaitLane, type ReplicatedWriter, type ReplicatedWriterOptions } from './replicated-writes.js';
 
 // node-redis's core package: `redis` itself only adds the module commands (JSON, search, …),
 // which this package never sends and which cost ~60 ms of startup to load. Loaded with
@@ -100,6 +101,7 @@ export class RedisClient {
   private currentHost: string;
   private currentPort: number;
   private ended = false;
+  private readonly writers = new Set<MasterReplicatedWriter>();
 
   constructor(options: RedisClientOptions) {
     this.options = options;
@@ -144,6 +146,8 @@ export class RedisClient {
     this.currentPort = port;
     this.current = this.newConnection({ name: this.options.clientName, reconnect: true });
     destroyConnection(previous);
+    // Replicated writes waiting for a WAIT on the old master reject (never confirmed there).
+    for (const writer of this.writers) writer.masterMoved();
     if (!wasOpen || this.ended) return;
     try {
       await this.current.connect();
@@ -198,15 +202,17 @@ export class RedisClient {
     if (!this.raw.isOpen) await this.raw.connect();
   }
 
-  /** Closes the shared connection after pending commands finish; the client stays closed. */
+  /** Closes the shared connection after pending commands finish (and every replicated writer at once); the client stays closed. */
   close(): Promise<void> {
     this.ended = true;
+    this.closeWriters();
     return closeOrDestroy(this.raw);
   }
 
   /** Closes the shared connection at once, rejecting pending commands; the client stays closed. */
   destroy(): void {
     this.ended = true;
+    this.closeWriters();
     destroyConnection(this.raw);
   }
 
@@ -216,11 +222,38 @@ export class RedisClient {
   }
 
   /**
+   * Writes confirmed by `WAIT` on dedicated connections to this server (SPEC §5.2), named
+   * `<clientName>:replay`; they follow {@link RedisClient.retarget} (a new master: new
+   * connections, writes waiting on the old one reject) and close with this client.
+   */
+  replicatedWriter(options: ReplicatedWriterOptions): ReplicatedWriter {
+    const name = this.options.clientName !== undefined ? `${this.options.clientName}:replay` : undefined;
+    const writer = new MasterReplicatedWriter(
+      () =>
+        new WaitLane(() => this.newConnection({ name, reconnect: true, role: 'replay' }), {
+          ...options,
+          address: this.address,
+          commandTimeoutMs: this.commandTimeoutMs,
+          metrics: this.metrics,
+          logger: this.logger,
+        }),
+      options.minReplicas,
+      () => this.writers.delete(writer),
+    );
+    this.writers.add(writer);
+    return writer;
+  }
+
+  private closeWriters(): void {
+    for (const writer of [...this.writers]) writer.close();
+  }
+
+  /**
    * A new, unconnected connection to the same server with its own error listener.
    * With `reconnect: false` it never reconnects by itself: the first socket error ends it
    * (stream subscribers run their own reconnect loop).
    */
-  newConnection(options: { name?: string | undefined; reconnect: boolean }): NodeRedisClient {
+  newConnection(options: { name?: string | undefined; reconnect: boolean; role?: string }): NodeRedisClient {
     const reconnect = this.options.reconnect ?? {};
     // node-redis writes its queue until the socket buffer reaches the high-water mark, then waits
     // for 'drain' and a later event-loop turn. With the 16 KiB default only ~250 commands go out
@@ -250,7 +283,7 @@ export class RedisClient {
     // builds per options (one entry), so a fresh createClient with other options rebuilds all
     // command methods (~60 ms on the event loop).
     const connection = (this.current as NodeRedisClient | undefined) === undefined ? createResp2Client(settings) : this.current.duplicate(settings);
-    const role = options.reconnect ? 'shared' : (options.name ?? 'dedicated');
+    const role = options.role ?? (options.reconnect ? 'shared' : (options.name ?? 'dedicated'));
     // Without a listener an `error` event would crash the process.
     connection.on('error', (err: unknown) => {
       this.logger.warn('redis connection error', { connection: role, address: this.address, error: describeRedisError(err) });

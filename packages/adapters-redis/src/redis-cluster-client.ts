@@ -2,6 +2,7 @@ import { GatewayMetrics, noopLogger, type Logger } from '@edge-gateway/core';
 import { createRequire } from 'node:module';
 import type { createClient as CreateClient, createCluster as CreateCluster } from '@redis/client';
 import { backoffDelay, type ReconnectOptions } from './backoff.js';
+import { RedisCommandError } from './redis-command-error.js';
 import { keySlot } from './cluster-slot.js';
 import {
   SOCKET_WRITE_HIGH_WATER_MARK,
@@ -13,6 +14,7 @@ import {
   type RedisCommandOptions,
 } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
+import { WaitLane, redirectOf, type ReplicatedReply, type ReplicatedWriter, type ReplicatedWriterOptions } from './replicated-writes.js';
 
 // CommonJS core package, `require`d for the same reasons as in redis-client.ts.
 const { createClient, createCluster } = createRequire(import.meta.url)('@redis/client') as {
@@ -131,17 +133,84 @@ export class RedisClusterClient implements RedisCommands {
     await this.command(['PING'], options);
   }
 
-  /** Closes every connection after pending commands finish. */
+  /** Closes every connection after pending commands finish (and every replicated writer at once). */
   close(): Promise<void> {
     clearInterval(this.masterWatch);
     this.masterWatch = undefined;
+    for (const writer of [...this.writers]) writer.close();
     return closeOrDestroy(this.raw);
   }
 
   destroy(): void {
     clearInterval(this.masterWatch);
     this.masterWatch = undefined;
+    for (const writer of [...this.writers]) writer.close();
     if (this.raw.isOpen) this.raw.destroy();
+  }
+
+  private readonly writers = new Set<ClusterReplicatedWriter>();
+
+  /**
+   * Writes confirmed by `WAIT` (SPEC §5.2, §9.1): each goes to dedicated connections of the
+   * master that holds its key's slot (in the client's current view), where its `WAIT` runs too.
+   * A `MOVED` reply (the slot moved: failover, resharding) refreshes the view and sends the write
+   * to the master named; an `ASK` reply (a slot being migrated) sends it with `ASKING` to the
+   * target. Both are safe: a redirected write did not run.
+   */
+  replicatedWriter(options: ReplicatedWriterOptions): ReplicatedWriter {
+    const writer = new ClusterReplicatedWriter(this, options, () => this.writers.delete(writer));
+    this.writers.add(writer);
+    return writer;
+  }
+
+  /** A dedicated connection to `host:port` that reconnects by itself (for {@link ClusterReplicatedWriter}). */
+  dedicatedConnection(host: string, port: number, suffix: string): NodeRedisClient {
+    const reconnect = this.options.reconnect ?? {};
+    const connection = createClient({
+      RESP: 2,
+      password: this.options.password,
+      ...(this.options.clientName !== undefined ? { name: `${this.options.clientName}${suffix}` } : {}),
+      disableOfflineQueue: true,
+      commandOptions: { timeout: 0 },
+      socket: {
+        host,
+        port,
+        connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+        writableHighWaterMark: SOCKET_WRITE_HIGH_WATER_MARK,
+        reconnectStrategy: (retries: number) => backoffDelay(retries, reconnect),
+      } as { host: string; port: number; connectTimeout: number; reconnectStrategy: (retries: number) => number },
+    });
+    connection.on('error', (err: unknown) => {
+      this.logger.warn('redis connection error', { connection: suffix.replace(/^:/, ''), address: `${host}:${port}`, error: describeRedisError(err) });
+    });
+    return connection as unknown as NodeRedisClient;
+  }
+
+  /**
+   * Every master serving slots with the number of replicas the cluster lists for it, failing
+   * ones included (`CLUSTER NODES`): the most a `WAIT` on that master could count (SPEC §5.2).
+   */
+  async replicasPerMaster(): Promise<Array<{ address: string; replicas: number }>> {
+    const lines = String(await this.command(['CLUSTER', 'NODES'])).split('\n');
+    const masters = new Map<string, { address: string; replicas: number }>();
+    const replicaOf: string[] = [];
+    for (const line of lines) {
+      const [id, addr, flags, masterId, , , , , ...slots] = line.trim().split(' ');
+      if (id === undefined || addr === undefined || flags === undefined || masterId === undefined) continue;
+      const roles = flags.split(',');
+      if (roles.includes('master') && slots.length > 0) masters.set(id, { address: addr.split('@')[0] ?? addr, replicas: 0 });
+      else if (roles.includes('slave') || roles.includes('replica')) replicaOf.push(masterId);
+    }
+    for (const id of replicaOf) {
+      const master = masters.get(id);
+      if (master !== undefined) master.replicas += 1;
+    }
+    return [...masters.values()];
+  }
+
+  /** `host:port` of every master in the client's current view. */
+  masterAddresses(): Set<string> {
+    return new Set(this.raw.masters.map((m) => `${m.host}:${m.port}`));
   }
 
   command(args: readonly string[], options: RedisCommandOptions = {}): Promise<RawReply> {
@@ -252,6 +321,75 @@ export class RedisClusterClient implements RedisCommands {
       this.logger.warn('redis connection error', { connection: 'stream', address: `${host}:${port}`, error: describeRedisError(err) });
     });
     return connection as unknown as NodeRedisClient;
+  }
+}
+
+/** Redirects followed per write at most (a slot moving twice during one write is already rare). */
+const MAX_WRITE_REDIRECTS = 3;
+
+/** {@link RedisClusterClient.replicatedWriter}: one {@link WaitLane} per master, created on first use. */
+class ClusterReplicatedWriter implements ReplicatedWriter {
+  private readonly lanes = new Map<string, WaitLane>();
+  private closed = false;
+  readonly minReplicas: number;
+
+  constructor(
+    private readonly client: RedisClusterClient,
+    private readonly options: ReplicatedWriterOptions,
+    private readonly onClose: () => void,
+  ) {
+    this.minReplicas = options.minReplicas;
+  }
+
+  async write(key: string, args: readonly string[], needsWait?: (reply: RawReply) => boolean): Promise<ReplicatedReply> {
+    let target = this.client.masterOf(keySlot(key));
+    let asking = false;
+    for (let redirects = 0; ; redirects += 1) {
+      try {
+        return await this.lane(target.host, target.port).write(args, needsWait, asking);
+      } catch (err) {
+        const redirect = redirectOf(err);
+        if (redirect === undefined || redirects >= MAX_WRITE_REDIRECTS) throw err;
+        const at = redirect.address.lastIndexOf(':');
+        target = { host: redirect.address.slice(0, at), port: Number(redirect.address.slice(at + 1)) };
+        asking = redirect.kind === 'ASK';
+        // The shared client's view is stale too: one keyed command through it follows the MOVED
+        // and rediscovers the slots (in the background; the write goes on to the named master).
+        if (redirect.kind === 'MOVED') this.client.command(['EXISTS', key]).catch(() => undefined);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const lane of this.lanes.values()) lane.close();
+    this.lanes.clear();
+    this.onClose();
+  }
+
+  private lane(host: string, port: number): WaitLane {
+    const address = `${host}:${port}`;
+    let lane = this.lanes.get(address);
+    if (lane !== undefined) return lane;
+    if (this.closed) throw new RedisCommandError('SET', 'the client is closed');
+    // A new master (failover, resharding): lanes of nodes that are no longer masters go.
+    const masters = this.client.masterAddresses();
+    for (const [old, oldLane] of this.lanes) {
+      if (!masters.has(old)) {
+        oldLane.close();
+        this.lanes.delete(old);
+      }
+    }
+    lane = new WaitLane(() => this.client.dedicatedConnection(host, port, ':replay'), {
+      ...this.options,
+      address,
+      commandTimeoutMs: this.client.commandTimeoutMs,
+      metrics: this.client.metrics,
+      logger: this.client.logger,
+    });
+    this.lanes.set(address, lane);
+    return lane;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { NodeRedisClient, RawReply, RedisCommandOptions } from './redis-client.js';
+import type { ReplicatedWriter, ReplicatedWriterOptions } from './replicated-writes.js';
 
 /**
  * What the stores, the history and the stream subscribers need from Redis, whatever its
@@ -17,4 +18,9 @@ export interface RedisCommands {
    * itself: blocking reads (`XREAD BLOCK`) run there, so they never stall the shared client.
    */
   blockingConnection(key: string): Promise<NodeRedisClient>;
+  /**
+   * Writes confirmed by `WAIT` on replicas (SPEC §5.2), on dedicated connections of the master
+   * holding each key, so a `WAIT` never blocks the shared client. Closed with the client.
+   */
+  replicatedWriter(options: ReplicatedWriterOptions): ReplicatedWriter;
 }

@@ -34,6 +34,12 @@ export interface RedisTopology {
   /** Clients of the replicas that are connected right now, in preference order (may be empty). */
   replicas(): readonly RedisClient[];
   /**
+   * How many replicas the topology knows of, connected or not (the fixed addresses; with
+   * Sentinel, every replica its Sentinels list, as of the last discovery): the most a `WAIT` on
+   * the master could ever count (SPEC §5.2).
+   */
+  knownReplicas(): number;
+  /**
    * Discovers the master (Sentinel), connects its shared client and runs one `PING`, all
    * bounded by `timeoutMs` (SPEC §8.1 step 3); replicas connect in the background. Rejects with
    * a `RedisStartupError` and leaves nothing running.

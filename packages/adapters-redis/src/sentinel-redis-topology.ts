@@ -91,6 +91,10 @@ export class SentinelRedisTopology implements RedisTopology {
     return this.replicaSet.ready();
   }
 
+  knownReplicas(): number {
+    return this.replicaList.length;
+  }
+
   async connect(timeoutMs: number): Promise<void> {
     const started = performance.now();
     try {

@@ -36,6 +36,10 @@ export class SingleRedisTopology implements RedisTopology {
     return this.replicaSet.ready();
   }
 
+  knownReplicas(): number {
+    return this.replicaAddresses.length;
+  }
+
   async connect(timeoutMs: number): Promise<void> {
     await connectAndPing(this.master, timeoutMs);
     this.replicaSet.update(this.replicaAddresses);

@@ -97,3 +97,89 @@ describe('RedisClusterClient (GATEWAY_REDIS_CLUSTER_NODES)', () => {
     }
   });
 });
+
+describe('replicated reservations on a cluster (SPEC §5.2, §9.1)', () => {
+  const waitCalls = async (port: number): Promise<number> =>
+    Number(/cmdstat_wait:calls=(\d+)/.exec(String(await cluster.command(port, ['INFO', 'commandstats'])))?.[1] ?? 0);
+
+  const rejectedSets = async (port: number): Promise<number> =>
+    Number(/cmdstat_set:[^\r\n]*rejected_calls=(\d+)/.exec(String(await cluster.command(port, ['INFO', 'commandstats'])))?.[1] ?? 0);
+
+  /** `count` device session ids whose reservation of `requestId` lands on each master (by port). */
+  async function idsPerMaster(requestId: string, count: number): Promise<Map<number, string[]>> {
+    const byMaster = new Map<number, string[]>();
+    const masters = (await cluster.topology()).filter((n) => n.role === 'master' && n.slots.length > 0);
+    for (let i = 0; masters.some((m) => (byMaster.get(m.port)?.length ?? 0) < count); i++) {
+      const ds = unique(`ds-${i}`);
+      const slot = keySlot(`${keyPrefix}replay:${ds}/${requestId}`);
+      const owner = masters.find((m) => m.slots.some(([a, b]) => slot >= a && slot <= b));
+      if (owner === undefined) continue;
+      const list = byMaster.get(owner.port) ?? [];
+      if (list.length < count) list.push(ds);
+      byMaster.set(owner.port, list);
+    }
+    return byMaster;
+  }
+
+  it('each reservation waits on the master of its slot; a master whose replica is frozen fails only its own reservations', async () => {
+    await cluster.waitUntilStable();
+    const store = new RedisReplayStore(client, { keyPrefix, minReplicas: 1, waitTimeoutMs: 100 });
+    try {
+      const ids = await idsPerMaster('r', 3);
+      expect(ids.size).toBe(3);
+      const before = new Map<number, number>();
+      for (const port of ids.keys()) before.set(port, await waitCalls(port));
+      const outcomes = await Promise.all([...ids.values()].flat().map((ds) => store.reserve(ds, 'r', 60_000)));
+      expect(outcomes).toEqual(Array.from({ length: 9 }, () => 'reserved'));
+      for (const port of ids.keys()) expect(await waitCalls(port)).toBeGreaterThan(before.get(port) as number);
+
+      const [frozenMaster] = ids.keys() as unknown as [number];
+      const topology = await cluster.topology();
+      const masterId = topology.find((n) => n.port === frozenMaster)?.id;
+      const replica = topology.find((n) => n.role === 'replica' && n.masterId === masterId);
+      if (replica === undefined) throw new Error('no replica of the frozen master');
+      const next = await idsPerMaster('s', 2);
+      cluster.node(replica.port).pause();
+      let results: Array<[number, string, string]>;
+      try {
+        results = await Promise.all(
+          [...next].flatMap(([port, list]) => list.map(async (ds): Promise<[number, string, string]> => [port, ds, await store.reserve(ds, 's', 60_000)])),
+        );
+      } finally {
+        cluster.node(replica.port).resume();
+      }
+      for (const [port, ds, outcome] of results) {
+        expect(outcome, `master ${port}`).toBe(port === frozenMaster ? 'not_replicated' : 'reserved');
+        expect(Number(await client.command(['EXISTS', `${keyPrefix}replay:${ds}/s`]))).toBe(port === frozenMaster ? 0 : 1);
+      }
+    } finally {
+      store.close();
+    }
+  }, 30_000);
+
+  it('after CLUSTER FAILOVER a reservation follows its slot to the new master (MOVED) and is confirmed by the old one, now its replica', async () => {
+    await cluster.waitUntilStable();
+    const store = new RedisReplayStore(client, { keyPrefix, minReplicas: 1, waitTimeoutMs: 500 });
+    try {
+      const ids = await idsPerMaster('f', 2);
+      const [port, [first, second]] = [...ids][0] as [number, [string, string]];
+      // A lane to the master exists: the next write for its slots goes there first.
+      await expect(store.reserve(first, 'f', 60_000)).resolves.toBe('reserved');
+      const topology = await cluster.topology();
+      const masterId = topology.find((n) => n.port === port)?.id;
+      const replica = topology.find((n) => n.role === 'replica' && n.masterId === masterId);
+      if (replica === undefined) throw new Error('no replica');
+      await cluster.command(replica.port, ['CLUSTER', 'FAILOVER']);
+      await cluster.waitUntilStable();
+      expect((await cluster.masterOf(keySlot(`${keyPrefix}replay:${second}/f`))).port).toBe(replica.port);
+      const movedBefore = await rejectedSets(port);
+      await expect(store.reserve(second, 'f', 60_000)).resolves.toBe('reserved');
+      // The client's view was stale: the SET went to the old master first and was refused there.
+      expect(await rejectedSets(port)).toBe(movedBefore + 1);
+      expect(Number(await cluster.command(replica.port, ['EXISTS', `${keyPrefix}replay:${second}/f`]))).toBe(1);
+      await expect(store.reserve(first, 'f', 60_000)).resolves.toBe('duplicate');
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+});

@@ -27,6 +27,8 @@ export const GatewayMessages = {
   replay: 'request_id was already used',
   sessionStoreUnavailable: 'session store unavailable',
   replayStoreUnavailable: 'replay store unavailable',
+  /** The reservation was not confirmed on enough replicas (SPEC §5.2); the request did not run. */
+  replayNotDurable: 'replay store not durable',
   downstreamFailed: 'downstream command failed',
   shuttingDown: 'gateway is shutting down',
   overflow: 'push stream overflowed',

@@ -178,6 +178,7 @@ export {
   tracerProviderInstalled,
   type ConsumedStream,
   type LossNoticeReason,
+  type ReplayReservationOutcome,
   type ResumeIncompleteReason,
   type RoutedRelayDropReason,
   type StreamCloseReason,

@@ -147,10 +147,14 @@ export async function startSentinelTopology(options: SentinelTopologyOptions = {
     await Promise.all(nodes.map((n) => n.stop()));
   };
   try {
-    const master = await startRedisServer({ password, extraArgs: ['--masterauth', password] });
+    // A replica that must resynchronise in full after a failover (it got writes the promoted
+    // replica missed) starts at once instead of after the default 5 s diskless-sync delay, as
+    // in the cluster harness (and as the runbook recommends for replicated reservations).
+    const sync = ['--repl-diskless-sync-delay', '0'];
+    const master = await startRedisServer({ password, extraArgs: ['--masterauth', password, ...sync] });
     nodes.push(master);
     for (let i = 0; i < (options.replicas ?? 1); i++) {
-      nodes.push(await startRedisServer({ password, extraArgs: ['--masterauth', password, '--replicaof', HOST, String(master.port)] }));
+      nodes.push(await startRedisServer({ password, extraArgs: ['--masterauth', password, ...sync, '--replicaof', HOST, String(master.port)] }));
     }
     for (let i = 0; i < (options.sentinels ?? 3); i++) sentinels.push(await startSentinel(master.port, settings));
   } catch (err) {

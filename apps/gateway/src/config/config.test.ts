@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, describeConfig, loadConfig } from './config.js';
+import { ConfigError, checkReplayReplicas, describeConfig, loadConfig } from './config.js';
 
 const base = {
   GATEWAY_REDIS_MASTER_ADDR: '127.0.0.1:6379',
@@ -267,6 +267,63 @@ describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {
     expect(loadConfig(base).redis.sessionReads).toBe('master');
     expect(loadConfig({ ...base, GATEWAY_REDIS_SESSION_READS: 'replica' }).redis.sessionReads).toBe('replica');
     expect(failure({ ...base, GATEWAY_REDIS_SESSION_READS: 'any' }).message).toBe('GATEWAY_REDIS_SESSION_READS: "any" is not one of master, replica');
+  });
+});
+
+describe('replicated replay reservations (SPEC §5.2)', () => {
+  const replicasEnv = { ...base, GATEWAY_REDIS_REPLICA_ADDRS: '10.0.0.2:6379,10.0.0.3:6379' };
+  const sentinelEnv = { ...base, GATEWAY_REDIS_MASTER_ADDR: '', GATEWAY_REDIS_SENTINEL_ADDRS: '10.0.0.1:26379', GATEWAY_REDIS_SENTINEL_MASTER_NAME: 'gw' };
+  const clusterEnv = { ...base, GATEWAY_REDIS_MASTER_ADDR: '', GATEWAY_REDIS_CLUSTER_NODES: '10.0.0.1:7000' };
+
+  it('defaults: 0 on a lone master, 1 with replica addresses, Sentinel or Cluster; WAIT timeout 50ms', () => {
+    expect(loadConfig(base).redis.replay).toEqual({ minReplicas: 0, minReplicasSet: false, waitTimeoutMs: 50 });
+    for (const env of [replicasEnv, sentinelEnv, clusterEnv]) {
+      expect(loadConfig(env).redis.replay).toEqual({ minReplicas: 1, minReplicasSet: false, waitTimeoutMs: 50 });
+    }
+    expect(loadConfig({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '2', GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '200ms' }).redis.replay).toEqual({
+      minReplicas: 2,
+      minReplicasSet: true,
+      waitTimeoutMs: 200,
+    });
+    expect(loadConfig({ ...sentinelEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '0' }).redis.replay.minReplicas).toBe(0);
+    expect(describeConfig(loadConfig(sentinelEnv))).toMatchObject({ redis_replay_min_replicas: 1, redis_replay_wait_timeout_ms: 50 });
+  });
+
+  it('fails naming the variable when the configured topology can never have that many replicas', () => {
+    expect(failure({ ...base, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '1' }).message).toBe(
+      'GATEWAY_REDIS_REPLAY_MIN_REPLICAS: 1 asks for more replicas than a lone master has (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS: none); set 0 or list the replicas in GATEWAY_REDIS_REPLICA_ADDRS',
+    );
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '3' }).message).toBe(
+      'GATEWAY_REDIS_REPLAY_MIN_REPLICAS: 3 asks for more replicas than GATEWAY_REDIS_REPLICA_ADDRS lists (2)',
+    );
+    expect(loadConfig({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '2' }).redis.replay.minReplicas).toBe(2);
+  });
+
+  it('names the variable for a bad value', () => {
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: 'one' }).message).toBe('GATEWAY_REDIS_REPLAY_MIN_REPLICAS: "one" is not an integer');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '-1' }).variable).toBe('GATEWAY_REDIS_REPLAY_MIN_REPLICAS');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: 'soon' }).variable).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '0' }).message).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: must be greater than zero');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '500us' }).message).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: must be at least 1ms');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '3s' }).message).toBe(
+      'GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: must not be longer than GATEWAY_REDIS_COMMAND_TIMEOUT',
+    );
+  });
+
+  it('checkReplayReplicas: a discovered topology with fewer replicas fails naming the variable (Sentinel, Cluster at startup)', () => {
+    const replay = loadConfig(sentinelEnv).redis.replay;
+    expect(() => checkReplayReplicas(replay, { replicas: 2, where: 'x' })).not.toThrow();
+    let error: unknown;
+    try {
+      checkReplayReplicas(replay, { replicas: 0, where: 'cluster master 10.0.0.1:7000' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe('GATEWAY_REDIS_REPLAY_MIN_REPLICAS');
+    expect((error as ConfigError).message).toBe(
+      'GATEWAY_REDIS_REPLAY_MIN_REPLICAS: 1 (the default with replicas) asks for more replicas than cluster master 10.0.0.1:7000 has (0); add replicas, or set GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0 and accept that a failover may lose reservations (SPEC §5.2)',
+    );
   });
 });
 

@@ -49,6 +49,21 @@ export interface TlsFiles {
   readonly keyVariable: string;
 }
 
+/**
+ * `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` and `GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT` (SPEC §5.2): a
+ * reservation counts once `WAIT` reports it on `minReplicas` replicas within `waitTimeoutMs`.
+ */
+export interface ReplayDurabilityConfig {
+  /** Default 1 where the topology has replicas (Sentinel, replica addresses, Cluster), 0 on a lone master. */
+  readonly minReplicas: number;
+  /** Whether `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` was set (else `minReplicas` is the topology's default), for messages. */
+  readonly minReplicasSet: boolean;
+  readonly waitTimeoutMs: number;
+}
+
+export const REPLAY_MIN_REPLICAS = 'GATEWAY_REDIS_REPLAY_MIN_REPLICAS';
+export const REPLAY_WAIT_TIMEOUT = 'GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT';
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /** How client events reach the processes holding their streams (SPEC §9). */
@@ -75,6 +90,8 @@ export interface GatewayConfig {
     readonly keyPrefix: string;
     readonly pingTimeoutMs: number;
     readonly commandTimeoutMs: number;
+    /** Replicated replay reservations (SPEC §5.2). */
+    readonly replay: ReplayDurabilityConfig;
   };
   readonly sessionEventsStream: string;
   readonly clientEventsStream: string;
@@ -399,6 +416,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   });
   const rateLimitStore = r.string('GATEWAY_RATE_LIMIT_STORE', 'local');
   if (rateLimitStore !== 'local') r.fail('GATEWAY_RATE_LIMIT_STORE', `"${rateLimitStore}" is not one of local`);
+  const commandTimeoutMs = r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s');
+  const replay = readReplayDurability(r, { master, replicas, sentinel, clusterNodes }, commandTimeoutMs);
   const config: GatewayConfig = {
     redis: {
       master,
@@ -410,7 +429,8 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
       db: r.integer('GATEWAY_REDIS_DB', 0, 0),
       keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
       pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
-      commandTimeoutMs: r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s'),
+      commandTimeoutMs,
+      replay,
     },
     sessionEventsStream,
     clientEventsStream,
@@ -495,6 +515,50 @@ function readRelayClaimIdle(r: Reader): number {
   return claimIdleMs;
 }
 
+/**
+ * `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` (integer >= 0; default 1 with replicas, 0 on a lone master)
+ * and `GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT` (default 50ms, at least 1ms, at most the command
+ * timeout). What the configuration alone can tell is checked here: a lone master has no replica,
+ * fixed replica addresses are all there can be. Sentinel and Cluster are checked at startup
+ * against the replicas they know ({@link checkReplayReplicas}).
+ */
+function readReplayDurability(
+  r: Reader,
+  topology: { master: HostPort | undefined; replicas: readonly HostPort[]; sentinel: SentinelConfig | undefined; clusterNodes: readonly HostPort[] },
+  commandTimeoutMs: number,
+): ReplayDurabilityConfig {
+  const lone = topology.sentinel === undefined && topology.clusterNodes.length === 0 && topology.replicas.length === 0;
+  const text = r.raw(REPLAY_MIN_REPLICAS);
+  const minReplicasSet = text !== undefined && text !== '';
+  const minReplicas = r.integer(REPLAY_MIN_REPLICAS, lone ? 0 : 1, 0);
+  if (minReplicasSet && topology.master !== undefined) {
+    const most = topology.replicas.length;
+    if (lone && minReplicas > 0) {
+      r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than a lone master has (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS: none); set 0 or list the replicas in GATEWAY_REDIS_REPLICA_ADDRS`);
+    } else if (minReplicas > most) {
+      r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than GATEWAY_REDIS_REPLICA_ADDRS lists (${most})`);
+    }
+  }
+  const waitTimeoutMs = r.duration(REPLAY_WAIT_TIMEOUT, '50ms');
+  if (waitTimeoutMs > 0 && waitTimeoutMs < 1) r.fail(REPLAY_WAIT_TIMEOUT, 'must be at least 1ms');
+  else if (waitTimeoutMs > commandTimeoutMs && commandTimeoutMs > 0) r.fail(REPLAY_WAIT_TIMEOUT, 'must not be longer than GATEWAY_REDIS_COMMAND_TIMEOUT');
+  return { minReplicas, minReplicasSet, waitTimeoutMs: Math.round(waitTimeoutMs) };
+}
+
+/**
+ * Startup check of `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` against a discovered topology (Sentinel:
+ * the replicas the Sentinels know, up or down; Cluster: the master with the fewest replicas): a
+ * reservation could never count if it asks for more. Throws a `ConfigError` naming the variable.
+ */
+export function checkReplayReplicas(replay: ReplayDurabilityConfig, found: { readonly replicas: number; readonly where: string }): void {
+  if (replay.minReplicas <= found.replicas) return;
+  const asked = replay.minReplicasSet ? `${replay.minReplicas}` : `${replay.minReplicas} (the default with replicas)`;
+  throw new ConfigError(
+    REPLAY_MIN_REPLICAS,
+    `${asked} asks for more replicas than ${found.where} has (${found.replicas}); add replicas, or set ${REPLAY_MIN_REPLICAS}=${found.replicas} and accept that a failover may lose reservations (SPEC §5.2)`,
+  );
+}
+
 /** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */
 function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
   const headersTimeoutMs = r.duration('GATEWAY_HTTP_HEADERS_TIMEOUT', '10s');
@@ -564,6 +628,8 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
       ? {}
       : { redis_sentinel_addrs: config.redis.sentinel.addrs.map(formatHostPort).join(','), redis_sentinel_master_name: config.redis.sentinel.masterName }),
     redis_session_reads: config.redis.sessionReads,
+    redis_replay_min_replicas: config.redis.replay.minReplicas,
+    redis_replay_wait_timeout_ms: config.redis.replay.waitTimeoutMs,
     push_fanout: config.pushFanout,
     redis_db: config.redis.db,
     redis_key_prefix: config.redis.keyPrefix,

@@ -10,6 +10,7 @@ const NO_REDIS = {
   GATEWAY_REDIS_MASTER_ADDR: 'in-memory:0',
   GATEWAY_REDIS_PASSWORD: 'unused-in-development-mode',
   GATEWAY_REDIS_REPLICA_ADDRS: '',
+  GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '',
 } as const;
 
 /** The admin address of the development mode: `GATEWAY_ADMIN_HTTP_ADDR`, else {@link DEV_ADMIN_HTTP_ADDR}. */

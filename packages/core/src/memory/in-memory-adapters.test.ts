@@ -34,6 +34,12 @@ replayStoreContract('InMemoryReplayStore', () => {
     repairStore: async () => {
       store.failing = false;
     },
+    breakReplication: async () => {
+      store.unreplicated = true;
+    },
+    repairReplication: async () => {
+      store.unreplicated = false;
+    },
   };
 });
 

@@ -22,6 +22,7 @@ export const MetricNames = {
   subscriberReconnects: 'gateway_stream_subscriber_reconnects_total',
   streamHistoryDiverged: 'gateway_stream_history_diverged_total',
   replayRejections: 'gateway_replay_rejections_total',
+  replayReservations: 'gateway_replay_reservations_total',
   redisCommandDuration: 'gateway_redis_command_duration_seconds',
   httpRequests: 'gateway_http_requests_total',
   pushResumes: 'gateway_push_resumes_total',
@@ -61,6 +62,12 @@ const RESUME_INCOMPLETE_REASONS = ['truncated', 'diverged', 'max_events', 'max_b
 /** Why open push streams were told that events may be missing (label `reason`). */
 export type LossNoticeReason = 'history_diverged';
 
+/** How a replay reservation ended (label `outcome`, SPEC §5.2). */
+export type ReplayReservationOutcome = 'ok' | 'replay' | 'not_replicated' | 'unavailable';
+
+/** Every {@link ReplayReservationOutcome}: each series starts at zero. */
+const REPLAY_RESERVATION_OUTCOMES = ['ok', 'replay', 'not_replicated', 'unavailable'] as const satisfies readonly ReplayReservationOutcome[];
+
 /** Which consumed stream (label `stream`). */
 export type ConsumedStream = 'session_events' | 'client_events';
 
@@ -87,6 +94,8 @@ export class GatewayMetrics {
   readonly subscriberReconnects: Counter<{ stream: ConsumedStream }>;
   readonly streamHistoryDiverged: Counter<{ stream: ConsumedStream }>;
   readonly replayRejections: Counter;
+  /** Every replay reservation (commands and subscribes) by outcome. */
+  readonly replayReservations: Counter<{ outcome: ReplayReservationOutcome }>;
   readonly redisCommandDuration: Histogram<{ command: string; outcome: 'ok' | 'error' }>;
   readonly httpRequests: Counter<{ listener: string; route: string; status: string }>;
   readonly pushResumes: Counter;
@@ -139,6 +148,9 @@ export class GatewayMetrics {
       description: 'Reconnects that found the last consumed entry gone from the master (lost in a failover)',
     });
     this.replayRejections = meter.createCounter(MetricNames.replayRejections, { description: 'Requests refused as replays' });
+    this.replayReservations = meter.createCounter(MetricNames.replayReservations, {
+      description: 'Replay reservations by outcome (ok, replay, not_replicated, unavailable)',
+    });
     this.redisCommandDuration = meter.createHistogram(MetricNames.redisCommandDuration, { description: 'Redis command duration', ...seconds });
     this.httpRequests = meter.createCounter(MetricNames.httpRequests, { description: 'HTTP requests by listener, route and status' });
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
@@ -195,6 +207,7 @@ export class GatewayMetrics {
     this.routedRelayClaimed.add(0);
     this.routedRelayHeld.add(0);
     for (const reason of ['expired', 'refused', 'deleted'] as const) this.routedRelayDropped.add(0, { reason });
+    for (const outcome of REPLAY_RESERVATION_OUTCOMES) this.replayReservations.add(0, { outcome });
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });

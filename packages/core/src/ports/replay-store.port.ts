@@ -1,13 +1,25 @@
-/** Outcome of a replay reservation: an expected value, not an exception. */
-export type ReplayReservation = 'reserved' | 'duplicate';
+/**
+ * Outcome of a replay reservation: an expected value, not an exception.
+ *
+ * - `'reserved'`: this call created the reservation (and, where the store confirms durability,
+ *   it is confirmed): the request may run.
+ * - `'duplicate'`: the reservation already existed: a replay.
+ * - `'not_replicated'`: the reservation was written but the store could not confirm it durable
+ *   (e.g. Redis `WAIT` reported fewer replicas than required), so a failover could lose it and
+ *   the request could then run twice. The store has withdrawn it (best effort): the request
+ *   did not run and may be sent again with the same request id.
+ */
+export type ReplayReservation = 'reserved' | 'duplicate' | 'not_replicated';
 
 /** Shared replay reservations (SPEC §5.2). */
 export interface ReplayStore {
   /**
    * Atomically reserves `(deviceSessionId, requestId)` for `ttlMs` milliseconds.
    * Resolves `'reserved'` if this call created the reservation, `'duplicate'` if it already
-   * existed. Must reject when the reservation cannot be confirmed; the core then fails closed
-   * with `UNAVAILABLE` `replay store unavailable`.
+   * existed, `'not_replicated'` if it was created but not confirmed durable (and then withdrawn;
+   * the core answers `UNAVAILABLE` `replay store not durable`). Must reject when the reservation
+   * cannot be confirmed at all; the core then fails closed with `UNAVAILABLE`
+   * `replay store unavailable`.
    */
   reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation>;
   /**

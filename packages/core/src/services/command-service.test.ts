@@ -239,6 +239,35 @@ describe('CommandService', () => {
       expect(downstream.calls).toHaveLength(0);
     });
 
+    it('7: reservation not replicated → UNAVAILABLE "replay store not durable", the command never runs, the same request id runs once replication is back; every outcome counted', async () => {
+      const { service, request, memoryReplay, downstream, harness, logger } = setup();
+      const reservations = (outcome: string) => harness.value(MetricNames.replayReservations, { outcome });
+      const done = request(alice);
+      await service.execute(done);
+      memoryReplay.unreplicated = true;
+      const req = request(alice);
+      await expectFailure(service.execute(req), 'unavailable', 'replay store not durable');
+      await expectFailure(service.execute(req), 'unavailable', 'replay store not durable');
+      expect(downstream.calls).toHaveLength(1);
+      expect(logger.find('command').at(-1)?.fields).toMatchObject({ status: 'unavailable', reason: 'replay store not durable', request_id: req.requestId });
+      // A replay is answered at once, durable or not.
+      await expectFailure(service.execute(done), 'already_exists', 'request_id was already used');
+      memoryReplay.failing = true;
+      await expectFailure(service.execute(request(alice)), 'unavailable', 'replay store unavailable');
+      memoryReplay.failing = false;
+      memoryReplay.unreplicated = false;
+      await expect(service.execute(req)).resolves.toMatchObject({ requestId: req.requestId, resultCode: 'ok' });
+      await expectFailure(service.execute(req), 'already_exists', 'request_id was already used');
+      expect(downstream.calls.map((c) => c.command.requestId)).toEqual([done.requestId, req.requestId]);
+      expect({ ok: await reservations('ok'), replay: await reservations('replay'), notReplicated: await reservations('not_replicated'), unavailable: await reservations('unavailable') }).toEqual({
+        ok: 2,
+        replay: 2,
+        notReplicated: 2,
+        unavailable: 1,
+      });
+      expect(await harness.value(MetricNames.replayRejections)).toBe(2);
+    });
+
     describe('8: downstream failures', () => {
       it.each([
         ['unavailable', new GatewayError('unavailable', 'profile service is down')],

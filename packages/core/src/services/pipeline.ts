@@ -53,17 +53,39 @@ export function activeSession(resolved: ResolvedSession | undefined): ResolvedSe
   return resolved;
 }
 
-/** Step 7: replay reservation; fails closed. */
+// One frozen label set per outcome: no attribute object per reservation.
+const OUTCOME = {
+  ok: Object.freeze({ outcome: 'ok' }),
+  replay: Object.freeze({ outcome: 'replay' }),
+  notReplicated: Object.freeze({ outcome: 'not_replicated' }),
+  unavailable: Object.freeze({ outcome: 'unavailable' }),
+} as const;
+
+/**
+ * Step 7: replay reservation; fails closed. Every outcome is counted in
+ * `gateway_replay_reservations_total{outcome}`. A reservation the store could not confirm
+ * durable (`not_replicated`, SPEC §5.2) is `UNAVAILABLE` `replay store not durable`: the request
+ * does not run, and the store withdrew the reservation so the same request id may be sent again.
+ */
 export async function reserveRequest(deps: PipelineDeps, deviceSessionId: string, requestId: string): Promise<void> {
   let outcome;
   try {
     outcome = await deps.replay.reserve(deviceSessionId, requestId, 2 * deps.freshnessWindowMs);
   } catch (cause) {
+    deps.metrics.replayReservations.add(1, OUTCOME.unavailable);
     throw GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
   }
-  if (outcome !== 'reserved') {
-    deps.metrics.replayRejections.add(1);
-    throw new GatewayError('already_exists', GatewayMessages.replay);
+  switch (outcome) {
+    case 'reserved':
+      deps.metrics.replayReservations.add(1, OUTCOME.ok);
+      return;
+    case 'not_replicated':
+      deps.metrics.replayReservations.add(1, OUTCOME.notReplicated);
+      throw GatewayError.unavailable(GatewayMessages.replayNotDurable);
+    default:
+      deps.metrics.replayReservations.add(1, OUTCOME.replay);
+      deps.metrics.replayRejections.add(1);
+      throw new GatewayError('already_exists', GatewayMessages.replay);
   }
 }
 

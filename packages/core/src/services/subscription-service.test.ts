@@ -231,6 +231,19 @@ describe('SubscriptionService', () => {
       expect(hub.size).toBe(0);
     });
 
+    it('7: reservation not replicated → UNAVAILABLE "replay store not durable", nothing registered; the same request opens the stream once replication is back', async () => {
+      const { service, request, memoryReplay, hub, harness } = setup();
+      memoryReplay.unreplicated = true;
+      const req = request(alice1);
+      await expectFailure(service.subscribe(req, new RecordingSink()), 'unavailable', 'replay store not durable');
+      expect(hub.size).toBe(0);
+      memoryReplay.unreplicated = false;
+      await service.subscribe(req, new RecordingSink());
+      expect(hub.size).toBe(1);
+      expect(await harness.value(MetricNames.replayReservations, { outcome: 'not_replicated' })).toBe(1);
+      expect(await harness.value(MetricNames.replayReservations, { outcome: 'ok' })).toBe(1);
+    });
+
     it('order: invalid+stale → invalid; stale+unknown → stale; unknown+bad sig → unknown; revoked+bad sig → revoked', async () => {
       const { service, request, clock, store } = setup();
       const old = clock.now() - 10 * WINDOW;

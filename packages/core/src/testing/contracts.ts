@@ -79,6 +79,14 @@ export interface ReplayStoreHarness {
   elapse(ms: number): Promise<void>;
   breakStore?(): Promise<void>;
   repairStore?(): Promise<void>;
+  /**
+   * For a store that confirms durability (SPEC §5.2): makes confirmation fail while the store
+   * itself still answers (e.g. stops the Redis replica), so a new reservation is
+   * `'not_replicated'`.
+   */
+  breakReplication?(): Promise<void>;
+  /** Undoes `breakReplication` and resolves once reservations are confirmed again. */
+  repairReplication?(): Promise<void>;
 }
 
 /** Contract every `ReplayStore` must pass. */
@@ -133,6 +141,25 @@ export function replayStoreContract(name: string, setup: () => Promise<ReplaySto
       await expect(h.store.reserve(ds, 'req-1', 50)).resolves.toBe('reserved');
       await h.elapse(120);
       await expect(h.store.reserve(ds, 'req-1', 50)).resolves.toBe('reserved');
+    });
+
+    it('not replicated (when the store confirms durability): withdrawn, so the same id reserves once replication is back; a replay is still a duplicate', async () => {
+      const h = await setup();
+      if (h.breakReplication === undefined) return expect(h.breakReplication).toBeUndefined();
+      const ds = uniqueId('ds');
+      await expect(h.store.reserve(ds, 'before', 60_000)).resolves.toBe('reserved');
+      await h.breakReplication();
+      try {
+        await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('not_replicated');
+        // Withdrawn: asking again is not a replay, it is not replicated again.
+        await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('not_replicated');
+        // A reservation that exists answers at once, whatever the replicas.
+        await expect(h.store.reserve(ds, 'before', 60_000)).resolves.toBe('duplicate');
+      } finally {
+        await h.repairReplication?.();
+      }
+      await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('reserved');
+      await expect(h.store.reserve(ds, 'req-1', 60_000)).resolves.toBe('duplicate');
     });
 
     it('rejects when the store is unreachable (the core fails closed)', async () => {
