@@ -1,4 +1,4 @@
-import { ConfigError } from './config/config.js';
+import { ConfigError } from './config/config-error.js';
 import { WinstonLogger, createWinstonLogger, flushLogger } from './logging.js';
 import { setupTelemetry, type Telemetry } from './telemetry.js';
 

@@ -4,28 +4,8 @@ import { formatRateLimitRules, parseRateLimitRules, RateLimitRuleError, type Rat
 import { parseGoDuration } from './duration.js';
 
 /** One invalid or missing variable. */
-export interface ConfigProblem {
-  readonly variable: string;
-  readonly problem: string;
-}
-
-/**
- * A configuration error; the message always names the variable. `loadConfig` reports every
- * problem at once: `problems` holds one per variable (the first found for it), and the
- * message joins them with `; `, so one `startup failed` line tells the operator everything.
- */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly problems: readonly ConfigProblem[];
-  constructor(
-    readonly variable: string,
-    problem: string,
-    more: readonly ConfigProblem[] = [],
-  ) {
-    super([{ variable, problem }, ...more].map((p) => `${p.variable}: ${p.problem}`).join('; '));
-    this.problems = [{ variable, problem }, ...more];
-  }
-}
+export { ConfigError, type ConfigProblem } from './config-error.js';
+import { ConfigError, type ConfigProblem } from './config-error.js';
 
 export interface HostPort {
   readonly host: string;
