@@ -91,6 +91,7 @@ function parseNodes(nodes: PublisherOptions['nodes']): Array<{ host: string; por
     });
 }
 
+/** Default of `durableTimeoutMs`. */
 export const DEFAULT_DURABLE_TIMEOUT_MS = 1000;
 const MAX_DURABLE_TIMEOUT_MS = 60_000;
 
