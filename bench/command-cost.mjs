@@ -33,7 +33,7 @@ const selfCpuSeconds = () => {
 };
 
 /** Sends `rate` requests per second (1 ms ticks) for warm-up + duration; measures the latter. */
-async function openLoop(clients, requests, { rate, maxInFlight, warmupMs, durationMs, pids }) {
+export async function openLoop(clients, requests, { rate, maxInFlight, warmupMs, durationMs, pids, onRecordStart }) {
   let next = 0;
   let inFlight = 0;
   let answered = 0;
@@ -63,6 +63,7 @@ async function openLoop(clients, requests, { rate, maxInFlight, warmupMs, durati
     }
   }, 1);
   await sleep(warmupMs);
+  await onRecordStart?.();
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === 'self' ? selfCpuSeconds() : cpuSeconds(pid)]));
   recording = true;
   const t0 = performance.now();
@@ -74,6 +75,9 @@ async function openLoop(clients, requests, { rate, maxInFlight, warmupMs, durati
   const perCommandUs = Object.fromEntries(Object.entries(cpu).map(([name, s]) => [name, Math.round((s / Math.max(1, answered)) * 1e6)]));
   return {
     answeredPerSec: Math.round(answered / seconds),
+    answered,
+    errorsPerSec: Math.round(errors / seconds),
+    serverCpuSeconds: cpu.server,
     errors,
     exhausted: next >= requests.length,
     cpuPerCommandUs: perCommandUs,

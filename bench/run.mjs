@@ -1,11 +1,12 @@
 // Runs every benchmark in turn, then regenerates docs/performance.svg from the results.
 //
-//   node bench/run.mjs [--quick] [--only commands,command-cost,push,websocket-push,revocation,lifecycle,soak,failover,failover-drill] [--soak-seconds N]
+//   node bench/run.mjs [--quick] [--only commands,command-cost,rate-limits,push,websocket-push,revocation,lifecycle,soak,failover,failover-drill] [--soak-seconds N]
 // `npm run bench` builds first. `--quick` (or BENCH_QUICK=1) keeps every benchmark short
 // (soak 30 s); the full run takes about 15 minutes (soak 600 s). Other options are passed to
 // every benchmark (each ignores what it does not know).
 import { runCommands } from './commands.mjs';
 import { runCommandCost } from './command-cost.mjs';
+import { runRateLimits } from './rate-limits.mjs';
 import { runPush } from './push.mjs';
 import { runWebSocketPush } from './websocket-push.mjs';
 import { runRevocation } from './revocation.mjs';
@@ -18,7 +19,7 @@ import { machineSnapshot, parseArgs } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const args = parseArgs(argv);
-const all = { commands: runCommands, 'command-cost': runCommandCost, push: runPush, 'websocket-push': runWebSocketPush, revocation: runRevocation, lifecycle: runLifecycle, soak: runSoak, failover: runFailover, 'failover-drill': runFailoverDrill };
+const all = { commands: runCommands, 'command-cost': runCommandCost, 'rate-limits': runRateLimits, push: runPush, 'websocket-push': runWebSocketPush, revocation: runRevocation, lifecycle: runLifecycle, soak: runSoak, failover: runFailover, 'failover-drill': runFailoverDrill };
 // The failover drill (about 20 minutes) runs only when named in --only.
 const DEFAULT = Object.keys(all).filter((name) => name !== 'failover-drill');
 const only = typeof args.only === 'string' ? args.only.split(',') : DEFAULT;

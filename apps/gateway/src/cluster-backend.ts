@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { DependencyContainer } from 'tsyringe';
 import {
   RedisEventHistory,
+  RedisRateLimiter,
   RedisReplayStore,
   RedisRevocationStore,
   RedisRoutedFeed,
@@ -46,6 +47,12 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
   );
   container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
   container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), replayStoreOptions(config))));
+  // GATEWAY_RATE_LIMIT_STORE=redis: reservation and buckets of a user in the slot of its partition tag (SPEC §5.2);
+  // the script's reservations go through the replay store's own write path (WAIT when replicas are required).
+  container.register(
+    Tokens.RateLimiter,
+    cached((c) => new RedisRateLimiter(cluster(c), { keyPrefix: config.redis.keyPrefix, cluster: true, reservations: c.resolve<RedisReplayStore>(Tokens.ReplayStore) })),
+  );
   container.register(
     Tokens.RevocationStore,
     cached((c) => new RedisRevocationStore(cluster(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),

@@ -11,6 +11,7 @@ import {
 } from '@edge-gateway/core';
 import {
   RedisEventHistory,
+  RedisRateLimiter,
   RedisReplayStore,
   RedisRevocationStore,
   RedisSessionStore,
@@ -65,6 +66,12 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
     }),
   );
   container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), replayStoreOptions(config))));
+  // GATEWAY_RATE_LIMIT_STORE=redis: counted with the replay reservation, in its round trip, through the
+  // replay store's own write path (WAIT when replicas are required).
+  container.register(
+    Tokens.RateLimiter,
+    cached((c) => new RedisRateLimiter(redis(c), { keyPrefix: config.redis.keyPrefix, reservations: c.resolve<RedisReplayStore>(Tokens.ReplayStore) })),
+  );
   container.register(
     Tokens.RevocationStore,
     cached((c) => new RedisRevocationStore(redis(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),

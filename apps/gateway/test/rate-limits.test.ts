@@ -27,12 +27,15 @@ import { EchoDownstream, activeDeviceOn, clientFor, connectRedis, type Device, t
 
 const RULES = [
   'session:load.=20/s:20', // the 3x flood
-  'user:user.=2/s:1', // one budget for all of a user's devices
-  'session:retry.=4/s:1', // retry-after, id reuse, trailers
+  // Slow rules where a test needs a bucket to stay empty between two steps: a loaded machine
+  // must not refill it meanwhile.
+  'user:user.=1/m:1', // one budget for all of a user's devices
+  'session:retry.=30/m:1', // retry-after (at most 2 s), id reuse, trailers, SDK retries
+  'session:fleet.=1/m:1', // one budget across processes (redis) or one each (local)
   'session_streams=1/m:1',
 ].join(',');
 
-const STORES = ['local'] as const;
+const STORES = ['local', 'redis'] as const;
 
 let redis: RedisServerHandle;
 let raw: RawRedis;
@@ -99,18 +102,18 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
   let grpc: string;
   let websocket: string;
   let admin: string;
+  const env = () =>
+    gatewayEnv(redis, signer.path, {
+      GATEWAY_RATE_LIMITS: RULES,
+      GATEWAY_RATE_LIMIT_STORE: store,
+      GATEWAY_DOWNSTREAM_ROUTES: ['load.', 'user.', 'retry.', 'fleet.'].map((prefix) => `${prefix}=127.0.0.1:${downstream.port}`).join(','),
+      GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+      GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
+      GATEWAY_LOG_LEVEL: 'info',
+    });
 
   beforeAll(async () => {
-    gateway = new GatewayProcess(
-      gatewayEnv(redis, signer.path, {
-        GATEWAY_RATE_LIMITS: RULES,
-        GATEWAY_RATE_LIMIT_STORE: store,
-        GATEWAY_DOWNSTREAM_ROUTES: `load.=127.0.0.1:${downstream.port},user.=127.0.0.1:${downstream.port},retry.=127.0.0.1:${downstream.port}`,
-        GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
-        GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
-        GATEWAY_LOG_LEVEL: 'info',
-      }),
-    );
+    gateway = new GatewayProcess(env());
     const started = await gateway.started();
     grpc = started.grpc;
     websocket = `ws://${started.websocket ?? ''}${WEBSOCKET_PATH}`;
@@ -126,6 +129,9 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
     const client = clientFor(device, grpc, signer.publicKeyRaw);
     const refusedBefore = await scrape(admin, 'gateway_rate_limited_total', { scope: 'session', route: 'load.' });
     try {
+      // The connection first (an unrouted type: no rule applies, nothing drawn), so the flood's
+      // first command does not wait for it while the clock runs.
+      await expect(client.execute('warm.up', bytes('x'))).rejects.toMatchObject({ code: StatusCodes.UNIMPLEMENTED });
       // 60 commands/s on a fixed schedule (not waiting for answers), for 10 s.
       const started = Date.now();
       const outcomes: Array<Promise<{ id: string; ok: boolean }>> = [];
@@ -133,7 +139,7 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
         const due = started + (i * 1000) / 60;
         const wait = due - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        const id = `load-${i}`;
+        const id = `load-${store}-${i}`;
         outcomes.push(
           client.execute('load.tick', bytes(id), { requestId: id }).then(
             () => ({ id, ok: true }),
@@ -146,15 +152,16 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
           ),
         );
       }
+      const sentS = (Date.now() - started) / 1000;
       const settled = await Promise.all(outcomes);
-      const elapsedS = (Date.now() - started) / 1000;
+      const answeredS = (Date.now() - started) / 1000;
       const admitted = settled.filter((o) => o.ok);
-      // GCRA: at most burst + rate x the time the gateway saw the requests over; the flood keeps
-      // the bucket drained, so a loaded machine only stretches the window, which this measures.
-      const bound = 20 + 20 * elapsedS;
-      expect(admitted.length).toBeLessThanOrEqual(Math.ceil(bound) + 1);
-      expect(admitted.length).toBeGreaterThanOrEqual(Math.floor(0.95 * (20 + 20 * 10)));
-      expect(admitted.length / bound).toBeGreaterThan(0.95);
+      // GCRA admits burst + rate x the span over which the gateway saw the requests: at least the
+      // span they were sent over (the flood keeps the bucket drained), at most until the last
+      // answer. A loaded machine stretches both spans; measuring them keeps the check exact.
+      expect(admitted.length).toBeLessThanOrEqual(Math.ceil(20 + 20 * answeredS) + 1);
+      expect(admitted.length).toBeGreaterThanOrEqual(Math.floor(0.95 * (20 + 20 * sentS)));
+      expect(admitted.length).toBeLessThanOrEqual(Math.ceil(1.05 * (20 + 20 * answeredS)));
       // Exactly the admitted reached the downstream, each once; no refused one did.
       expect(seen(admitted.map((o) => o.id))).toBe(admitted.length);
       expect(seen(settled.filter((o) => !o.ok).map((o) => o.id))).toBe(0);
@@ -174,7 +181,7 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
       const refused = await b.execute('user.act', bytes('b')).catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(RateLimitedError);
       expect(refused).toMatchObject({ code: StatusCodes.RESOURCE_EXHAUSTED, details: 'rate limit exceeded' });
-      expect((refused as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(500);
+      expect((refused as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(60_000);
       await expect(c.execute('user.act', bytes('c'))).resolves.toMatchObject({ resultCode: 'ok' });
       expect(await scrape(admin, 'gateway_rate_limited_total', { scope: 'user', route: 'user.' })).toBeGreaterThanOrEqual(1);
     } finally {
@@ -190,7 +197,7 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
     expect(refused).toMatchObject({ code: StatusCodes.RESOURCE_EXHAUSTED, details: 'rate limit exceeded' });
     const retryAfter = Number(refused.trailers['retry-after-ms']);
     expect(retryAfter).toBeGreaterThan(0);
-    expect(retryAfter).toBeLessThanOrEqual(250);
+    expect(retryAfter).toBeLessThanOrEqual(2000);
     expect(refused.trailers['grpc-retry-pushback-ms']).toBe(String(retryAfter));
     // No reservation was made for the refused request.
     expect(await raw.exists(`gateway:replay:${device.deviceSessionId}/${id}`)).toBe(0);
@@ -210,7 +217,7 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
     const current = await rawWebSocketExecute(websocket, [WEBSOCKET_SUBPROTOCOL_TRAILERS, WEBSOCKET_SUBPROTOCOL], device, 'retry.b', `ws-new-${store}`);
     expect(current).toMatchObject({ protocol: WEBSOCKET_SUBPROTOCOL_TRAILERS, type: FrameTypes.statusWithTrailers, status: { code: StatusCodes.RESOURCE_EXHAUSTED, details: 'rate limit exceeded' } });
     expect(current.status.retryAfterMs).toBeGreaterThan(0);
-    expect(current.status.retryAfterMs).toBeLessThanOrEqual(250);
+    expect(current.status.retryAfterMs).toBeLessThanOrEqual(2000);
   });
 
   it.each(['grpc', 'websocket'] as const)('the %s SDK waits the retry-after and sends the same request_id again when asked to retry', async (sdk) => {
@@ -236,7 +243,7 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
       expect(refused).toBeInstanceOf(RateLimitedError);
       const retryAfter = (refused as RateLimitedError).retryAfterMs;
       expect(retryAfter).toBeGreaterThan(0);
-      expect(retryAfter).toBeLessThanOrEqual(250);
+      expect(retryAfter).toBeLessThanOrEqual(2000);
       // With one retry allowed: refused once more (the bucket has not refilled), waits, passes.
       const id = `sdk-2-${sdk}-${store}`;
       const before = Date.now();
@@ -265,6 +272,26 @@ describe.each(STORES)('rate limits with GATEWAY_RATE_LIMIT_STORE=%s (built binar
       client.close();
     }
     expect(await scrape(admin, 'gateway_rate_limited_total', { scope: 'session_streams', route: '*' })).toBe(1);
+  });
+
+  it(store === 'redis' ? 'two gateway processes share one budget' : 'two gateway processes count apart (each admits the rule)', async () => {
+    const second = new GatewayProcess(env());
+    const device = await activeDeviceOn(raw, `fleet-${store}`);
+    try {
+      const other = (await second.started()).grpc;
+      expect((await rawExecute(grpc, device, 'fleet.go', `fleet-1-${store}`)).code).toBe(0);
+      const onSecond = await rawExecute(other, device, 'fleet.go', `fleet-2-${store}`);
+      if (store === 'redis') {
+        expect(onSecond).toMatchObject({ code: StatusCodes.RESOURCE_EXHAUSTED, details: 'rate limit exceeded' });
+        expect(await raw.exists(`gateway:replay:${device.deviceSessionId}/fleet-2-${store}`)).toBe(0);
+      } else {
+        expect(onSecond.code).toBe(0);
+      }
+      // Either way the first process has used its budget.
+      expect((await rawExecute(grpc, device, 'fleet.go', `fleet-3-${store}`)).code).toBe(StatusCodes.RESOURCE_EXHAUSTED);
+    } finally {
+      await second.stop();
+    }
   });
 
   it('logs the refusals once per (session, rule) per 10 s, not once per call', () => {

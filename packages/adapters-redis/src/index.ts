@@ -26,6 +26,7 @@ export {
 export { CLUSTER_SLOTS, crc16, keySlot } from './cluster-slot.js';
 export { RedisStartupError, connectAndPing, type PingableRedis, type RedisStartupErrorKind } from './redis-startup.js';
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
+export { RATE_LIMIT_SCRIPT, RATE_LIMIT_SCRIPT_SHA, RedisRateLimiter, type RedisRateLimiterOptions, type ReservationWrites } from './redis-rate-limiter.js';
 export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-revocation-store.js';
 export { DEFAULT_REPLAY_WAIT_TIMEOUT_MS, RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
 export {

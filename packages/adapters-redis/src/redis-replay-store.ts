@@ -2,6 +2,7 @@ import { replayKey, type ReplayReservation, type ReplayStore } from '@edge-gatew
 import type { RawReply } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import type { ReplicatedWriter } from './replicated-writes.js';
+import type { ReservationWrites } from './redis-rate-limiter.js';
 
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
@@ -36,7 +37,7 @@ const created = (reply: RawReply): boolean => reply !== null;
  * replay) and the outcome is `'not_replicated'`. A replay (`SET NX` found the key) is answered
  * at once.
  */
-export class RedisReplayStore implements ReplayStore {
+export class RedisReplayStore implements ReplayStore, ReservationWrites {
   private readonly writer: ReplicatedWriter | undefined;
 
   constructor(
@@ -78,6 +79,26 @@ export class RedisReplayStore implements ReplayStore {
     if ((written.replicas ?? 0) >= this.writer.minReplicas) return 'reserved';
     await this.withdraw(key);
     return 'not_replicated';
+  }
+
+  /**
+   * A write that may create the reservation `key` (the rate limiter's script, SPEC §5.2), sent the
+   * way {@link reserve} sends its `SET`: with `minReplicas`, on the writer's connections and
+   * counted only once `WAIT` confirmed it; a created reservation that `WAIT` did not confirm is
+   * withdrawn (`durable: false`), one whose `WAIT` failed is withdrawn and the call rejects. A
+   * reply that created nothing (`created` false: a refusal, a replay) needs no `WAIT`.
+   */
+  async writeReservation(key: string, args: readonly string[], created: (reply: RawReply) => boolean): Promise<{ readonly reply: RawReply; readonly durable: boolean }> {
+    if (this.writer === undefined) return { reply: await this.client.command(args), durable: true };
+    const written = await this.writer.write(key, args, created);
+    if (!created(written.reply)) return { reply: written.reply, durable: true };
+    if (written.waitError !== undefined) {
+      await this.withdraw(key);
+      throw written.waitError;
+    }
+    if ((written.replicas ?? 0) >= this.writer.minReplicas) return { reply: written.reply, durable: true };
+    await this.withdraw(key);
+    return { reply: written.reply, durable: false };
   }
 
   async release(deviceSessionId: string, requestId: string): Promise<void> {

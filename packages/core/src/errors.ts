@@ -113,7 +113,15 @@ export class GatewayError extends Error {
   }
   /** A rate limit refused the request (SPEC §4 step 7); it may be sent again after `retryAfterMs`. */
   static rateLimited(retryAfterMs: number): GatewayError {
-    return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.rateLimited, { retryAfterMs });
+    // No stack trace: an expected answer, made for every request of a flood (capturing one is
+    // a measurable part of a refusal's cost), and never logged with a stack.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new GatewayError(GatewayErrorCode.ResourceExhausted, GatewayMessages.rateLimited, { retryAfterMs });
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
   /** The transport could not decode the request message at all. */
   static malformedRequest(): GatewayError {

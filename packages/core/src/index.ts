@@ -79,7 +79,7 @@ export {
   type CallContext,
   type CommandServiceOptions,
 } from './services/command-service.js';
-export { DEFAULT_FRESHNESS_WINDOW_MS } from './services/pipeline.js';
+export { DEFAULT_FRESHNESS_WINDOW_MS, type PipelineDeps } from './services/pipeline.js';
 export {
   DEFAULT_MAX_CONCURRENT_CHECKS,
   DEFAULT_RESUME_MAX_EVENTS,

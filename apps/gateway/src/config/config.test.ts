@@ -51,11 +51,12 @@ describe('loadConfig', () => {
   });
 
   it('GATEWAY_RATE_LIMITS: parsed in the order written; a malformed rule fails naming the variable and the rule', () => {
-    const config = loadConfig({ ...base, GATEWAY_RATE_LIMITS: 'session=20/s:40,user:orders.=5/m', GATEWAY_RATE_LIMIT_STORE: 'local' });
+    const config = loadConfig({ ...base, GATEWAY_RATE_LIMITS: 'session=20/s:40,user:orders.=5/m', GATEWAY_RATE_LIMIT_STORE: 'redis' });
+    expect(config.rateLimitStore).toBe('redis');
     expect(config.rateLimits.map((rule) => rule.id)).toEqual(['session=20/s:40', 'user:orders.=5/m:5']);
     const error = failure({ ...base, GATEWAY_RATE_LIMITS: 'session=20/s,sesion=1/s' });
     expect(error.message).toBe('GATEWAY_RATE_LIMITS: rule "sesion=1/s": scope must be one of session, user, session_streams');
-    expect(failure({ ...base, GATEWAY_RATE_LIMIT_STORE: 'memcached' }).message).toBe('GATEWAY_RATE_LIMIT_STORE: "memcached" is not one of local');
+    expect(failure({ ...base, GATEWAY_RATE_LIMIT_STORE: 'memcached' }).message).toBe('GATEWAY_RATE_LIMIT_STORE: "memcached" is not one of local, redis');
   });
 
   it.each(['GATEWAY_REDIS_TLS_ENABLED', 'GATEWAY_REDIS_USERNAME'])('fails on the deprecated %s, even when empty', (name) => {

@@ -395,7 +395,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     }
   });
   const rateLimitStore = r.string('GATEWAY_RATE_LIMIT_STORE', 'local');
-  if (rateLimitStore !== 'local') r.fail('GATEWAY_RATE_LIMIT_STORE', `"${rateLimitStore}" is not one of local`);
+  if (rateLimitStore !== 'local' && rateLimitStore !== 'redis') r.fail('GATEWAY_RATE_LIMIT_STORE', `"${rateLimitStore}" is not one of local, redis`);
   const commandTimeoutMs = r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s');
   const replay = readReplayDurability(r, { master, replicas, sentinel, clusterNodes }, commandTimeoutMs);
   const config: GatewayConfig = {

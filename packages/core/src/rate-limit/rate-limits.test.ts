@@ -3,6 +3,7 @@ import { CapturingLogger, CountingReplayStore, CountingSigner, FakeDownstream, M
 import { createGatewayCore } from '../composition/gateway-core.js';
 import { GatewayError, GatewayErrorCode } from '../errors.js';
 import { FakeClock } from '../memory/fake-clock.js';
+import { InMemoryRateLimiter } from '../memory/in-memory-rate-limiter.js';
 import { InMemoryReplayStore } from '../memory/in-memory-replay-store.js';
 import { InMemorySessionStore } from '../memory/in-memory-session-store.js';
 import { MetricNames } from '../observability/metrics.js';
@@ -15,8 +16,9 @@ const phone = new TestDevice('ds-rl-phone', 'u-rl');
 const laptop = new TestDevice('ds-rl-laptop', 'u-rl');
 const other = new TestDevice('ds-rl-other', 'u-rl-other');
 
-function setup(rules: string, options: { rateLimiter?: RateLimiter } = {}) {
+function setup(rules: string, options: { rateLimiter?: RateLimiter | ((clock: FakeClock) => RateLimiter) } = {}) {
   const clock = new FakeClock();
+  const rateLimiter = typeof options.rateLimiter === 'function' ? options.rateLimiter(clock) : options.rateLimiter;
   const sessions = new InMemorySessionStore();
   for (const device of [phone, laptop, other]) sessions.set(device.deviceSessionId, device.record('active'));
   const replay = new CountingReplayStore(new InMemoryReplayStore(clock));
@@ -35,7 +37,7 @@ function setup(rules: string, options: { rateLimiter?: RateLimiter } = {}) {
       clock,
       logger,
       metrics: harness.metrics,
-      ...(options.rateLimiter === undefined ? {} : { rateLimiter: options.rateLimiter }),
+      ...(rateLimiter === undefined ? {} : { rateLimiter }),
     },
     { rateLimits: parseRateLimitRules(rules), asyncCrypto: false },
   );
@@ -153,6 +155,39 @@ describe('rate limits in the pipeline (SPEC §4 step 7)', () => {
       expect.objectContaining({ rule: 'session=1/s:1', refused: 5 }),
     ]);
     expect(logger.find('command').map((l) => l.fields['status'])).toEqual(['ok', 'ok']);
+  });
+
+  it('a session known to be limited is refused before its signature is checked, without asking the limiter, until exactly the retry-after', async () => {
+    let asked = 0;
+    const { clock, core, run } = setup('session=1/s,session:payments.=1/m', {
+      rateLimiter: (clock) => {
+        const inner = new InMemoryRateLimiter({ clock });
+        return {
+          acquire: (buckets) => {
+            asked += 1;
+            return inner.acquire(buckets);
+          },
+        };
+      },
+    });
+    expect(await run(phone)).toBe('ok');
+    expectLimited(await run(phone), 1000);
+    expect(asked).toBe(2);
+    // A forged request meanwhile: refused as limited (it draws nothing either way): no verify, no limiter call.
+    const forged = phone.command({ timestampMs: clock.now() });
+    await expect(core.execute({ ...forged, signature: flipByte(forged.signature, 1) })).rejects.toMatchObject({ message: 'rate limit exceeded' });
+    clock.advance(999);
+    expectLimited(await run(phone), 1);
+    expect(asked).toBe(2);
+    // Another bucket set (the payments rule applies too) is asked, and answers for itself.
+    expectLimited(await run(phone, { messageType: 'payments.pay' }), 1);
+    expect(asked).toBe(3);
+    clock.advance(1);
+    expect(await run(phone)).toBe('ok');
+    expect(asked).toBe(4);
+    // A forged request of a device that is not limited is judged by its signature.
+    const forgedAgain = phone.command({ timestampMs: clock.now() });
+    await expect(core.execute({ ...forgedAgain, signature: flipByte(forgedAgain.signature, 1) })).rejects.toMatchObject({ message: 'invalid request signature' });
   });
 
   it('no rules: no limiter is consulted, the pipeline is unchanged', async () => {

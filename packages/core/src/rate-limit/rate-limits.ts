@@ -1,15 +1,18 @@
-import { GatewayError, GatewayErrorCode, GatewayMessages } from '../errors.js';
+import { GatewayError, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Clock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { RateLimitBucket, RateLimiter, RateLimitRefusal, RateLimitSubject } from '../ports/rate-limiter.port.js';
 import type { ReplayStore } from '../ports/replay-store.port.js';
+import { checkReservation, reservationUnavailable, reserveRequest, type PipelineDeps } from '../services/pipeline.js';
 import type { RateLimitRule } from './rate-limit-rules.js';
 
 /** At most one `rate limit exceeded` log line per (device session, rule) in this many ms. */
 export const RATE_LIMIT_LOG_INTERVAL_MS = 10_000;
 /** (device session, rule) pairs remembered for the log interval at most; past it new pairs are not logged (still counted). */
 export const RATE_LIMIT_LOG_MAX_KEYS = 10_000;
+/** Refusals remembered for {@link RateLimits.refuseKnown} at most (the least recent is forgotten first). */
+export const RATE_LIMIT_KNOWN_REFUSALS_MAX = 10_000;
 
 /** Options of {@link RateLimits}. */
 export interface RateLimitsOptions {
@@ -26,6 +29,16 @@ interface LogSlot {
   at: number;
   refused: number;
 }
+
+/** A refusal the limiter answered: the same buckets cannot admit before `until` (local monotonic ms). */
+interface KnownRefusal {
+  readonly until: number;
+  /** The wait it was recorded with: a remaining wait longer than that means the clock stepped back. */
+  readonly wait: number;
+  readonly rule: RateLimitRule | undefined;
+}
+
+const monotonicNow = (): number => performance.now();
 
 /**
  * Step 7 of the pipeline (SPEC §4): which rules apply to a request, the limiter call (with the
@@ -44,6 +57,11 @@ export class RateLimits {
   private readonly clock: Clock;
   /** (session, rule) → last log line, oldest first (re-set on every line). */
   private readonly logged = new Map<string, LogSlot>();
+  /** Bucket set → the refusal the limiter last answered for it, oldest first. */
+  private readonly known = new Map<string, KnownRefusal>();
+  private readonly monotonic: () => number;
+  /** Rule id → the rule and its metric labels (one frozen object per rule, no allocation per refusal). */
+  private readonly byId = new Map<string, { readonly rule: RateLimitRule; readonly labels: { scope: RateLimitRule['scope']; route: string } }>();
 
   constructor(options: RateLimitsOptions) {
     this.rules = options.rules;
@@ -53,8 +71,14 @@ export class RateLimits {
     this.metrics = options.metrics;
     this.logger = options.logger ?? noopLogger;
     this.clock = options.clock ?? { now: () => Date.now() };
+    // Tests inject a fake clock for both; the binary uses a clock that never steps back here.
+    this.monotonic = options.clock === undefined ? monotonicNow : () => this.clock.now();
     // Every rule's series exists from startup (rate() works from the first refusal).
-    for (const rule of options.rules) this.metrics?.rateLimited.add(0, labelsOf(rule));
+    for (const rule of options.rules) {
+      const labels = Object.freeze(labelsOf(rule));
+      this.byId.set(rule.id, { rule, labels });
+      this.metrics?.rateLimited.add(0, labels);
+    }
   }
 
   /** The buckets a command draws from: every command rule whose route prefix matches, in the order written. */
@@ -73,23 +97,48 @@ export class RateLimits {
   }
 
   /**
-   * Steps 7 and 8: the rate limits, then the replay reservation (both in one call when the
-   * limiter's store holds the reservations). Throws the request's `GatewayError`: `rate limit
-   * exceeded` (no reservation made, nothing taken from any bucket), `request_id was already
-   * used`, or `UNAVAILABLE` when a store could not answer.
+   * Before the signature check: refuses a request whose buckets the limiter refused a moment
+   * ago, for the rest of that wait, without asking the limiter (nor verifying the signature,
+   * nor a round trip to a shared store). Exact: a GCRA bucket never admits before the time it
+   * named (other requests, other processes only push it later), and the wait is measured from
+   * before the limiter was asked. It draws from no bucket, so an unsigned request still never
+   * uses a device's budget; such a request gets `rate limit exceeded` instead of
+   * `invalid request signature` while the device is limited. This keeps a flood's refusals cheap.
    */
-  async admit(replay: ReplayStore, buckets: readonly RateLimitBucket[], subject: RateLimitSubject, requestId: string, ttlMs: number): Promise<'reserved'> {
+  refuseKnown(buckets: readonly RateLimitBucket[], subject: RateLimitSubject): void {
+    if (this.known.size === 0 || buckets.length === 0) return;
+    const key = knownKey(buckets);
+    const known = this.known.get(key);
+    if (known === undefined) return;
+    const remaining = known.until - this.monotonic();
+    if (remaining <= 0 || remaining > known.wait) {
+      this.known.delete(key);
+      return;
+    }
+    throw this.refusedBy(known.rule, subject, remaining);
+  }
+
+  /**
+   * Steps 7 and 8: the rate limits, then the replay reservation (both in one call when the
+   * limiter's store holds the reservations); the reservation's outcome is handled as the
+   * pipeline handles any (counted, `reserved` or an error). Throws the request's `GatewayError`:
+   * `rate limit exceeded` (no reservation made, nothing taken from any bucket), `request_id was
+   * already used`, or `UNAVAILABLE` when a store could not answer.
+   */
+  async admit(deps: PipelineDeps, buckets: readonly RateLimitBucket[], subject: RateLimitSubject, requestId: string): Promise<void> {
     const { limiter } = this;
+    const ttlMs = 2 * deps.freshnessWindowMs;
+    const asked = this.monotonic();
     if (limiter.acquireAndReserve !== undefined) {
       let verdict;
       try {
         verdict = await limiter.acquireAndReserve(buckets, subject, requestId, ttlMs);
       } catch (cause) {
-        throw GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
+        throw reservationUnavailable(deps, cause);
       }
-      if (!verdict.admitted) throw this.refused(verdict, buckets, subject);
-      if (verdict.reservation !== 'reserved') throw duplicate(this.metrics);
-      return 'reserved';
+      if (!verdict.admitted) throw this.refused(verdict, buckets, subject, asked);
+      checkReservation(deps, verdict.reservation);
+      return;
     }
     if (buckets.length > 0) {
       let verdict;
@@ -100,16 +149,9 @@ export class RateLimits {
       } catch (cause) {
         throw GatewayError.unavailable(GatewayMessages.rateLimitStoreUnavailable, cause);
       }
-      if (!verdict.admitted) throw this.refused(verdict, buckets, subject);
+      if (!verdict.admitted) throw this.refused(verdict, buckets, subject, asked);
     }
-    let reservation;
-    try {
-      reservation = await replay.reserve(subject.deviceSessionId, requestId, ttlMs);
-    } catch (cause) {
-      throw GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
-    }
-    if (reservation !== 'reserved') throw duplicate(this.metrics);
-    return 'reserved';
+    await reserveRequest(deps, subject.deviceSessionId, requestId);
   }
 
   /** Withdraws a reservation made by {@link admit} (the command's deadline passed before it ran). */
@@ -121,15 +163,26 @@ export class RateLimits {
     await replay.release?.(subject.deviceSessionId, requestId);
   }
 
-  private refused(verdict: RateLimitRefusal, buckets: readonly RateLimitBucket[], subject: RateLimitSubject): GatewayError {
+  private refused(verdict: RateLimitRefusal, buckets: readonly RateLimitBucket[], subject: RateLimitSubject, asked: number): GatewayError {
     const bucket = buckets[verdict.refusedBy] ?? buckets[0];
-    const rule = this.rules.find((r) => r.id === bucket?.rule);
-    const retryAfterMs = Math.max(1, Math.ceil(verdict.retryAfterMs));
+    const rule = bucket === undefined ? undefined : this.byId.get(bucket.rule)?.rule;
+    if (verdict.retryAfterMs > 0) this.remember(knownKey(buckets), { until: asked + verdict.retryAfterMs, wait: verdict.retryAfterMs, rule });
+    return this.refusedBy(rule, subject, verdict.retryAfterMs);
+  }
+
+  private refusedBy(rule: RateLimitRule | undefined, subject: RateLimitSubject, waitMs: number): GatewayError {
+    const retryAfterMs = Math.max(1, Math.ceil(waitMs));
     if (rule !== undefined) {
-      this.metrics?.rateLimited.add(1, labelsOf(rule));
+      this.metrics?.rateLimited.add(1, this.byId.get(rule.id)?.labels ?? labelsOf(rule));
       this.log(rule, subject, retryAfterMs);
     }
     return GatewayError.rateLimited(retryAfterMs);
+  }
+
+  private remember(key: string, refusal: KnownRefusal): void {
+    this.known.delete(key);
+    if (this.known.size >= RATE_LIMIT_KNOWN_REFUSALS_MAX) this.known.delete(this.known.keys().next().value as string);
+    this.known.set(key, refusal);
   }
 
   /** One line per (session, rule) per {@link RATE_LIMIT_LOG_INTERVAL_MS}; `refused` counts the refusals it stands for. */
@@ -164,13 +217,15 @@ export class RateLimits {
   }
 }
 
-function bucketOf(rule: RateLimitRule, subject: RateLimitSubject): RateLimitBucket {
-  return { rule: rule.id, intervalMs: rule.intervalMs, burst: rule.burst, subject: rule.scope === 'user' ? subject.userId : subject.deviceSessionId };
+/** The identity of a bucket set: its rules and subjects, in order. */
+function knownKey(buckets: readonly RateLimitBucket[]): string {
+  let key = '';
+  for (const bucket of buckets) key += `${bucket.rule}\n${bucket.subject}\n`;
+  return key;
 }
 
-function duplicate(metrics: GatewayMetrics | undefined): GatewayError {
-  metrics?.replayRejections.add(1);
-  return new GatewayError(GatewayErrorCode.AlreadyExists, GatewayMessages.replay);
+function bucketOf(rule: RateLimitRule, subject: RateLimitSubject): RateLimitBucket {
+  return { rule: rule.id, intervalMs: rule.intervalMs, burst: rule.burst, subject: rule.scope === 'user' ? subject.userId : subject.deviceSessionId };
 }
 
 /** Label `route` of `gateway_rate_limited_total`: the rule's prefix, or `*` (bounded by the rules). */

@@ -78,9 +78,6 @@ export interface CommandServiceOptions {
 export const DEFAULT_ASYNC_CRYPTO_MIN_IN_FLIGHT = 8;
 export const DEFAULT_ASYNC_CRYPTO_MIN_LOOP_UTILIZATION = 0.9;
 
-/** How far before the deadline a transport's deadline timer may fire (see `cutAtDeadline`). */
-const DEADLINE_TIMER_SLACK_MS = 5;
-
 /** Per-call context from the transport. */
 export interface CallContext {
   /** The client's deadline (epoch ms), propagated to the downstream call. */
@@ -164,6 +161,11 @@ export class CommandService {
       // A cached session is used without an await (the usual case); `lookup` otherwise.
       const { session, publicKey } = activeSession(this.deps.sessions.peek(request.deviceSessionId) ?? (await this.deps.sessions.lookup(request.deviceSessionId)));
       userId = session.userId;
+      const limits = this.rateLimits;
+      const subject = limits === undefined ? undefined : { deviceSessionId: request.deviceSessionId, userId: session.userId };
+      const buckets = limits === undefined || subject === undefined ? undefined : limits.commandBuckets(subject, request.messageType);
+      // A device known to be over its limit is refused before its signature is checked (see refuseKnown).
+      if (buckets !== undefined && subject !== undefined) limits?.refuseKnown(buckets, subject);
       const verified = this.offload() ? await verifyCommandRequestAsync(publicKey, request) : verifyCommandRequest(publicKey, request);
       if (!verified) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
       const downstream = this.options.router.route(request.messageType);
@@ -172,13 +174,11 @@ export class CommandService {
       }
       // A command whose deadline passed never consumes its request_id (nor its budget): nobody waits for it.
       this.checkDeadline(context);
-      const limits = this.rateLimits;
-      if (limits === undefined) {
+      if (limits === undefined || subject === undefined || buckets === undefined) {
         await reserveRequest(this.deps, request.deviceSessionId, request.requestId);
       } else {
         // Step 7 then 8: a limited request leaves no reservation, so its request_id may be sent again.
-        const subject = { deviceSessionId: request.deviceSessionId, userId: session.userId };
-        await limits.admit(this.deps.replay, limits.commandBuckets(subject, request.messageType), subject, request.requestId, 2 * this.deps.freshnessWindowMs);
+        await limits.admit(this.deps, buckets, subject, request.requestId);
       }
       recheckNotRevoked(this.deps, request.deviceSessionId);
       if (this.deadlinePassed(context)) {
@@ -257,7 +257,7 @@ export class CommandService {
     // transport cancelled it): the client's answer is that deadline, whichever timer fired first,
     // and never the downstream client library's diagnostics (grpc-js adds the downstream's
     // address to its own "Deadline exceeded after …").
-    if (this.deadlinePassed(context) || this.cutAtDeadline(context)) return GatewayError.deadlineExceeded();
+    if (this.deadlinePassed(context)) return GatewayError.deadlineExceeded();
     if (
       error instanceof GatewayError &&
       (error.code === GatewayErrorCode.Unavailable || error.code === GatewayErrorCode.DeadlineExceeded)
@@ -265,18 +265,6 @@ export class CommandService {
       return error;
     }
     return GatewayError.internal(GatewayMessages.downstreamFailed, error);
-  }
-
-  /**
-   * The transport cancelled the call at its deadline, its timer having fired a moment before
-   * this process's clock reached it: timers run on the event loop's millisecond clock, cached per
-   * loop turn, so a transport's deadline timer (grpc-js's, the WebSocket adapter's) can run up
-   * to a few ms before `Date.now()` passes the deadline. Without this, such a call was logged
-   * `internal` (the downstream call it aborted failed) about one time in five.
-   */
-  private cutAtDeadline(context: CallContext): boolean {
-    const cancelled = context.cancellation?.cancelled === true || context.signal?.aborted === true;
-    return cancelled && context.deadlineMs !== undefined && this.deps.clock.now() >= context.deadlineMs - DEADLINE_TIMER_SLACK_MS;
   }
 
   private deadlinePassed(context: CallContext): boolean {

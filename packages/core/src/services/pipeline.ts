@@ -1,7 +1,7 @@
 import type { ResolvedSession } from '../domain.js';
 import { GatewayError, GatewayMessages } from '../errors.js';
 import type { Clock } from '../ports/clock.port.js';
-import type { ReplayStore } from '../ports/replay-store.port.js';
+import type { ReplayReservation, ReplayStore } from '../ports/replay-store.port.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { GatewayMetrics } from '../observability/metrics.js';
 import { systemClock } from '../ports/clock.port.js';
@@ -62,7 +62,7 @@ const OUTCOME = {
 } as const;
 
 /**
- * Step 7: replay reservation; fails closed. Every outcome is counted in
+ * Step 8: replay reservation; fails closed. Every outcome is counted in
  * `gateway_replay_reservations_total{outcome}`. A reservation the store could not confirm
  * durable (`not_replicated`, SPEC §5.2) is `UNAVAILABLE` `replay store not durable`: the request
  * does not run, and the store withdrew the reservation so the same request id may be sent again.
@@ -72,9 +72,22 @@ export async function reserveRequest(deps: PipelineDeps, deviceSessionId: string
   try {
     outcome = await deps.replay.reserve(deviceSessionId, requestId, 2 * deps.freshnessWindowMs);
   } catch (cause) {
-    deps.metrics.replayReservations.add(1, OUTCOME.unavailable);
-    throw GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
+    throw reservationUnavailable(deps, cause);
   }
+  checkReservation(deps, outcome);
+}
+
+/** A reservation that could not be made (the store did not answer): counted; fail closed. */
+export function reservationUnavailable(deps: PipelineDeps, cause: unknown): GatewayError {
+  deps.metrics.replayReservations.add(1, OUTCOME.unavailable);
+  return GatewayError.unavailable(GatewayMessages.replayStoreUnavailable, cause);
+}
+
+/**
+ * Step 8's outcome, however the reservation was made (`ReplayStore.reserve`, or a rate limiter
+ * that reserves in its own round trip): counted; anything but `reserved` throws.
+ */
+export function checkReservation(deps: PipelineDeps, outcome: ReplayReservation): void {
   switch (outcome) {
     case 'reserved':
       deps.metrics.replayReservations.add(1, OUTCOME.ok);

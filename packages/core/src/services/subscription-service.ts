@@ -142,6 +142,12 @@ export class SubscriptionService {
     // Freshness is checked once admitted, so time spent waiting counts against the window.
     checkFreshness(this.deps, request.timestampMs);
     const { session, publicKey } = await resolveActiveSession(this.deps, request.deviceSessionId);
+    const limits = this.options.rateLimits;
+    if (limits !== undefined) {
+      // A session known to be over its stream limit is refused before its signature is checked.
+      const subject = { deviceSessionId: request.deviceSessionId, userId: session.userId };
+      limits.refuseKnown(limits.streamBuckets(subject), subject);
+    }
     let bootstrap: GatewayEvent;
     if (this.asyncCrypto) {
       if (!(await verifySubscribeRequestAsync(publicKey, request))) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
@@ -198,7 +204,7 @@ export class SubscriptionService {
     if (limits === undefined) return undefined;
     const subject = { deviceSessionId: request.deviceSessionId, userId };
     const buckets = limits.streamBuckets(subject);
-    return buckets.length === 0 ? undefined : limits.admit(this.deps.replay, buckets, subject, request.requestId, 2 * this.deps.freshnessWindowMs);
+    return buckets.length === 0 ? undefined : limits.admit(this.deps, buckets, subject, request.requestId);
   }
 
   /** Steps 7–8 (the limits may hold the reservation even when no stream rule applies). */
@@ -206,7 +212,7 @@ export class SubscriptionService {
     const limits = this.options.rateLimits;
     if (limits === undefined) return reserveRequest(this.deps, request.deviceSessionId, request.requestId);
     const subject = { deviceSessionId: request.deviceSessionId, userId };
-    return limits.admit(this.deps.replay, limits.streamBuckets(subject), subject, request.requestId, 2 * this.deps.freshnessWindowMs);
+    return limits.admit(this.deps, limits.streamBuckets(subject), subject, request.requestId);
   }
 
   private async resume(stream: PushStream, bootstrap: GatewayEvent, afterId: string): Promise<void> {
