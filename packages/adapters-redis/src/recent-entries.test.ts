@@ -40,6 +40,24 @@ describe('RecentEntries with a remembered field', () => {
     expect([recent.has('2-0'), recent.has('3-0'), recent.has('4-0')]).toEqual([true, false, true]);
     expect(() => new RecentEntries(0)).toThrow(RangeError);
   });
+
+  it('forgets the oldest in insertion order; a forgotten entry keeps its slot until the ring passes it', () => {
+    const recent = new RecentEntries(3);
+    for (const id of ['1-0', '2-0', '3-0']) recent.remember({ id, fields: { a: id } });
+    recent.forgetIn('1-0', '2-0');
+    expect([recent.size, recent.oldestId]).toEqual([2, '1-0']);
+    // 2-0 comes back: it takes a new slot (the oldest, 1-0, makes room); its old slot is skipped.
+    recent.remember({ id: '2-0', fields: { a: 'again' } });
+    expect([recent.has('1-0'), recent.has('2-0'), recent.has('3-0'), recent.oldestId]).toEqual([false, true, true, '3-0']);
+    // The ring passes 2-0's old slot without forgetting the 2-0 remembered since.
+    recent.remember({ id: '4-0', fields: { a: '4' } });
+    expect([recent.has('2-0'), recent.has('3-0'), recent.has('4-0'), recent.size]).toEqual([true, true, true, 3]);
+    // Seen again with other fields: the latest fields count, its place stays.
+    recent.remember({ id: '3-0', fields: { a: 'changed' } });
+    expect(recent.matches({ id: '3-0', fields: { a: 'changed' } })).toBe(true);
+    recent.remember({ id: '5-0', fields: { a: '5' } });
+    expect([recent.has('3-0'), recent.oldestId, recent.size]).toEqual([false, '2-0', 3]);
+  });
 });
 
 describe('previousStreamId', () => {

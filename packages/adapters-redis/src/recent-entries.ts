@@ -7,33 +7,34 @@ const FINGERPRINT_VALUE_CHARS = 64;
 const MAX_REMEMBERED_VALUE_CHARS = 256;
 
 /**
- * A cheap fingerprint of an entry's fields (FNV-1a over each name, the first 64 characters of
- * each value and each value's length). It tells a new entry apart from a lost one that had the
- * same id (a new master whose clock is behind reuses ids), at a bounded cost per entry however
- * large the payload is.
+ * A cheap fingerprint of an entry's fields: FNV-1a over each field's name, the first 64
+ * characters of its value and the value's length, the fields' hashes summed (so field order does
+ * not matter, without sorting). It tells a new entry apart from a lost one that had the same id
+ * (a new master whose clock is behind reuses ids), at a bounded cost per entry however large the
+ * payload is, and allocates nothing.
  */
 export function fingerprint(fields: Readonly<Record<string, string>>): number {
-  let hash = 0x811c9dc5;
-  const mix = (text: string): void => {
-    for (let i = 0; i < text.length; i++) {
-      hash ^= text.charCodeAt(i);
-      hash = Math.imul(hash, 0x01000193);
-    }
-  };
-  for (const name of Object.keys(fields).sort()) {
+  let sum = 0;
+  for (const name in fields) {
     const value = fields[name] as string;
-    mix(name);
-    mix('\u0000');
-    mix(value.length > FINGERPRINT_VALUE_CHARS ? value.slice(0, FINGERPRINT_VALUE_CHARS) : value);
-    mix(`\u0000${value.length}\u0000`);
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+    hash = Math.imul(hash ^ 0, 0x01000193);
+    const end = Math.min(value.length, FINGERPRINT_VALUE_CHARS);
+    for (let i = 0; i < end; i++) hash = Math.imul(hash ^ value.charCodeAt(i), 0x01000193);
+    hash = Math.imul(hash ^ (value.length & 0xffff), 0x01000193);
+    hash = Math.imul(hash ^ (value.length >>> 16), 0x01000193);
+    sum = (sum + (hash >>> 0)) >>> 0;
   }
-  return hash >>> 0;
+  return sum;
 }
 
 interface Remembered {
   readonly print: number;
   /** The value of the remembered field (e.g. `user_id`), when present and at most 256 characters. */
   readonly value: string | undefined;
+  /** Its slot in the insertion ring (a slot reused later belongs to another entry). */
+  readonly slot: number;
 }
 
 /**
@@ -41,27 +42,49 @@ interface Remembered {
  * with `field`, that field's value, e.g. the client event's `user_id`). After a failover it
  * tells which entries of the new master's history the subscriber has already handed on (same id
  * and fingerprint), which are new to it, and whose entries were lost. Memory: `capacity` map
- * entries of an id, a number and at most 256 characters.
+ * entries of an id, two numbers and at most 256 characters.
+ *
+ * The oldest entry is found through a ring of ids in insertion order, not by iterating the map:
+ * a `Map` whose oldest key is deleted on every insert keeps the deleted slots at its front until
+ * it is rehashed, so `keys().next()` walked over up to `capacity` of them per entry (22 µs per
+ * consumed entry at 10,000, measured).
  */
 export class RecentEntries {
   private readonly known = new Map<string, Remembered>();
+  /** Ids in insertion order; `head` is the oldest; a slot may hold an id forgotten since. */
+  private readonly ring: Array<string | undefined>;
+  private head = 0;
+  private used = 0;
 
   constructor(
     readonly capacity = 1024,
     private readonly field?: string,
   ) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError('RecentEntries capacity must be a positive integer');
+    this.ring = new Array<string | undefined>(capacity);
   }
 
   /** Remembers `entry` as consumed (forgetting the oldest beyond the capacity). */
   remember(entry: StreamEntry): void {
-    this.known.delete(entry.id);
-    const value = this.field === undefined ? undefined : entry.fields[this.field];
-    this.known.set(entry.id, { print: fingerprint(entry.fields), value: value !== undefined && value.length <= MAX_REMEMBERED_VALUE_CHARS ? value : undefined });
-    if (this.known.size > this.capacity) {
-      const oldest = this.known.keys().next();
-      if (oldest.done !== true) this.known.delete(oldest.value);
+    const raw = this.field === undefined ? undefined : entry.fields[this.field];
+    const value = raw !== undefined && raw.length <= MAX_REMEMBERED_VALUE_CHARS ? raw : undefined;
+    const print = fingerprint(entry.fields);
+    const known = this.known.get(entry.id);
+    if (known !== undefined) {
+      // Seen again (a rewind after a failover): the latest fields count; its place stays.
+      this.known.set(entry.id, { print, value, slot: known.slot });
+      return;
     }
+    if (this.used === this.capacity) {
+      const oldest = this.ring[this.head] as string;
+      if (this.known.get(oldest)?.slot === this.head) this.known.delete(oldest);
+      this.head = (this.head + 1) % this.capacity;
+      this.used -= 1;
+    }
+    const slot = (this.head + this.used) % this.capacity;
+    this.ring[slot] = entry.id;
+    this.used += 1;
+    this.known.set(entry.id, { print, value, slot });
   }
 
   /** `true`: consumed; `false`: an entry with this id was consumed but had other fields; `undefined`: not remembered. */
@@ -82,8 +105,12 @@ export class RecentEntries {
 
   /** Id of the entry remembered longest (the oldest consumed), if any. */
   get oldestId(): string | undefined {
-    const first = this.known.keys().next();
-    return first.done === true ? undefined : first.value;
+    for (let i = 0; i < this.used; i++) {
+      const slot = (this.head + i) % this.capacity;
+      const id = this.ring[slot] as string;
+      if (this.known.get(id)?.slot === slot) return id;
+    }
+    return undefined;
   }
 
   /** The newest remembered id after `after`, if any. */
