@@ -54,6 +54,7 @@ export interface PublishResult extends RoutedPublishResult {
  */
 export class NotReplicatedError extends Error {
   override readonly name = 'NotReplicatedError';
+  readonly code = 'not_replicated';
   constructor(
     /** The published event's id, offset and epoch. */
     readonly result: RoutedPublishResult,
