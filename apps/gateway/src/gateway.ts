@@ -217,6 +217,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         logger: logger.child({ component: 'grpc' }),
         maxConnectionAge: config.grpcMaxConnection,
         guard,
+        connectionLimits: config.connectionLimits,
+        requestLog: core.requestLog,
         ...(grpcTls === undefined ? {} : { tls: grpcTls, tlsHandshakeTimeoutMs: config.http.headersTimeoutMs }),
       }),
     );
@@ -233,6 +235,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         idleTimeoutMs: config.websocketIdleTimeoutMs,
         metrics: telemetry.metrics,
         requestLog: core.requestLog,
+        connectionLimits: config.connectionLimits,
         logger,
         guard,
       });

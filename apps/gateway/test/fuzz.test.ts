@@ -1,9 +1,11 @@
 /**
  * Bad-input fuzz (issues 8, 12 and 22) against the BUILT binary: malformed and random protobuf
- * requests on both methods (every one answered and counted), random stream entries (sizes up
- * to 8 MiB; no other user's entry lost, every drop counted), random HTTP requests and
- * malformed TLS handshakes on both TLS listeners (every connection closed within the bound). Seeded,
- * so a failing run is reproducible with `FUZZ_SEED=<seed>` (the seed is printed).
+ * requests on both methods (every one answered and counted), the same bodies and random frames
+ * over WebSocket (every call answered and counted; a broken frame closes its connection with
+ * the close code of SPEC §2.2, never 1011), random stream entries (sizes up to 8 MiB; no other
+ * user's entry lost, every drop counted), random HTTP requests and malformed TLS handshakes on
+ * both TLS listeners (every connection closed within the bound). Seeded, so a failing run is
+ * reproducible with `FUZZ_SEED=<seed>` (the seed is printed).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -15,7 +17,9 @@ import { connect as connectTls } from 'node:tls';
 import { sign } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { Client, Metadata, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { WebSocket } from 'ws';
 import { ExecuteCommandRequest, SubscribeEventsRequest } from '@edge-gateway/adapters-grpc/generated';
+import { FrameTypes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, decodeFrame, decodeStatus, encodeFrame, encodeTimedExecute, type FrameType } from '@edge-gateway/protocol';
 import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { GatewayProcess, writeSignerKey } from './gateway-process.js';
@@ -66,7 +70,13 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const upstreamPort = (upstream.address() as { port: number }).port;
   gateway = new GatewayProcess(
-    drillEnv(redis, signer.path, { GATEWAY_AUTH_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}` }),
+    drillEnv(redis, signer.path, {
+      GATEWAY_AUTH_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}`,
+      GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+      // Thousands of refused requests on one connection: this run checks the answers, so the
+      // connection failure budget (connection-bounds.test.ts) must not close it first.
+      GATEWAY_CONNECTION_FAILURE_LIMIT: '1000000000/s',
+    }),
   );
   addresses = await gateway.started();
   device = newDevice('user-fuzz', 'fuzz');
@@ -377,6 +387,132 @@ describe('fuzz: malformed protobuf requests', () => {
     delete counted['RESOURCE_EXHAUSTED'];
     expect(counted).toEqual(expected);
   }, 60_000);
+});
+
+/** `gateway_websocket_requests_total`, per method and status name. */
+async function websocketCalls(): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://${addresses.adminHttp as string}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const match of text.matchAll(/^gateway_websocket_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const labels = match[1] as string;
+    const key = `${/method="([A-Za-z]+)"/.exec(labels)?.[1] ?? '?'} ${/code="([A-Z_]+)"/.exec(labels)?.[1] ?? '?'}`;
+    out.set(key, (out.get(key) ?? 0) + Number(match[2]));
+  }
+  return out;
+}
+
+/** A bare WebSocket connection of the fuzz: every answer by call id, and how it closed. */
+class FuzzSocket {
+  readonly ws = new WebSocket(`ws://${addresses.websocket as string}${WEBSOCKET_PATH}`, WEBSOCKET_SUBPROTOCOL, { perMessageDeflate: false });
+  readonly opened = new Promise<void>((resolve, reject) => {
+    this.ws.once('open', () => resolve());
+    this.ws.once('error', reject);
+  });
+  readonly closed = new Promise<{ code: number; reason: string }>((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  private readonly waiting = new Map<number, (outcome: string) => void>();
+
+  constructor() {
+    this.ws.on('error', () => undefined);
+    this.ws.on('message', (data: Buffer) => {
+      const frame = decodeFrame(data);
+      const outcome = frame.type === FrameTypes.status ? `status ${decodeStatus(frame.body).code}` : frame.type === FrameTypes.event ? 'event' : 'result';
+      const resolve = this.waiting.get(frame.callId);
+      if (resolve === undefined) return;
+      this.waiting.delete(frame.callId);
+      // A stream that opened is given up at once: nothing more comes for it.
+      if (outcome === 'event') this.ws.send(encodeFrame(FrameTypes.cancel, frame.callId));
+      resolve(outcome);
+    });
+    void this.closed.then(() => {
+      for (const resolve of this.waiting.values()) resolve('closed');
+      this.waiting.clear();
+    });
+  }
+
+  /** Sends one frame and resolves its call's first answer (`status <code>`, `event`, `result`) or `closed`. */
+  call(type: FrameType, callId: number, body: Uint8Array): Promise<string> {
+    return new Promise((resolve) => {
+      this.waiting.set(callId, resolve);
+      this.ws.send(encodeFrame(type, callId, body));
+    });
+  }
+}
+
+describe('fuzz: WebSocket frames (issue 22)', () => {
+  it(`answers ${CASES} execute, timed execute and subscribe frames with random bodies with a proper status, each counted`, async () => {
+    reseed(6);
+    const before = await websocketCalls();
+    const socket = new FuzzSocket();
+    await socket.opened;
+    const kinds = Array.from({ length: CASES }, () => pick([FrameTypes.execute, FrameTypes.execute, FrameTypes.executeWithTimeout, FrameTypes.subscribe] as const));
+    const bodies = kinds.map((type) => {
+      if (type === FrameTypes.subscribe) return mutate(validSubscribe, 'subscribe');
+      const request = mutate(validExecute, 'execute');
+      if (type === FrameTypes.execute) return request;
+      // A timeout in or out of 1-300000 ms, or a body too short to hold one.
+      return random() < 0.1 ? bytes(int(4)) : Buffer.from(encodeTimedExecute(pick([0, 1, 5000, 300_000, 300_001, 2 ** 32 - 1]), request));
+    });
+    const histogram = await run(CASES, 32, (i) => socket.call(kinds[i] as FrameType, i + 1, bodies[i] as Buffer));
+    console.info(`[fuzz] WebSocket call outcomes: ${JSON.stringify(Object.fromEntries(histogram))}`);
+    // Commands end with a status (no route: nothing runs), a passed timeout included; a valid
+    // subscribe opens (event); the connection stays open.
+    const allowed = new Set(['status 3', 'status 16', 'status 12', 'status 4', 'event']);
+    for (const outcome of histogram.keys()) expect(allowed, `unexpected outcome ${outcome}`).toContain(outcome);
+    expect(histogram.get('status 3') ?? 0).toBeGreaterThan(0);
+    expect(histogram.get('status 16') ?? 0).toBeGreaterThan(0);
+    expect(socket.ws.readyState).toBe(WebSocket.OPEN);
+    // Every call is counted: the refused ones under their code, the opened streams as cancelled.
+    await waitFor(async () => [...(await websocketCalls()).entries()].reduce((n, [key, v]) => n + v - (before.get(key) ?? 0), 0) >= CASES, { timeoutMs: 10_000, message: 'every WebSocket call counted' });
+    const after = await websocketCalls();
+    const counted = [...after.entries()].reduce((n, [key, v]) => n + v - (before.get(key) ?? 0), 0);
+    expect(counted).toBe(CASES);
+    socket.ws.close();
+    await socket.closed;
+    expect(gateway.running).toBe(true);
+  }, 120_000);
+
+  it('closes a connection on a broken frame with the close code of SPEC §2.2 (never 1011), and answers the frames before it', async () => {
+    reseed(7);
+    const outcomes = new Map<string, number>();
+    const CONNECTIONS = 200;
+    await run(CONNECTIONS, 8, async () => {
+      const socket = new FuzzSocket();
+      await socket.opened;
+      // A well-formed call first: it is answered whatever follows.
+      const first = socket.call(FrameTypes.execute, 1, validExecute());
+      const kind = int(7);
+      if (kind === 0) socket.ws.send(bytes(int(5))); // shorter than a frame header
+      else if (kind === 1) socket.ws.send(Buffer.concat([Buffer.from([pick([0x00, 0x05, 0x7f, 0x81, 0x82, 0x83, 0x84, 0xff])]), bytes(4 + int(40))])); // unknown or gateway-only type
+      else if (kind === 2) socket.ws.send(text(1 + int(20))); // a text frame
+      else if (kind === 3) socket.ws.send(encodeFrame(FrameTypes.cancel, int(2 ** 32), bytes(int(100)))); // cancel of no call: ignored
+      else if (kind === 4) socket.ws.send(Buffer.concat([encodeFrame(FrameTypes.execute, 2), randomWire()])); // random protobuf
+      else if (kind === 5) socket.ws.send(encodeFrame(pick([FrameTypes.execute, FrameTypes.executeWithTimeout, FrameTypes.subscribe]), 1, bytes(int(64)))); // maybe a call id in flight
+      else socket.ws.send(bytes(5 + int(200))); // anything
+      const answer = await first;
+      // Then a probe: answered on a connection that is still open, or the close is final.
+      const probe = await Promise.race([socket.call(FrameTypes.execute, 3, validExecute()), socket.closed.then(() => 'closed')]);
+      const end = probe === 'closed' ? await socket.closed : undefined;
+      if (end === undefined) socket.ws.close();
+      const key = `${answer.startsWith('status') || answer === 'closed' ? answer : 'other'} -> ${end === undefined ? `open, probe ${probe}` : `closed ${end.code} ${end.reason}`}`;
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      return key;
+    });
+    console.info(`[fuzz] WebSocket broken frames: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    const allowedClose = /^closed (1002 (malformed frame|unexpected frame type|call id in use)|1003 binary frames only)$/;
+    for (const key of outcomes.keys()) {
+      const [answer, after] = key.split(' -> ') as [string, string];
+      // The first call ran through the pipeline (no route) unless its connection closed first.
+      expect(['status 12', 'closed'], key).toContain(answer);
+      if (after.startsWith('open')) expect(after, key).toBe('open, probe status 12');
+      else expect(after, key).toMatch(allowedClose);
+    }
+    expect([...outcomes.keys()].some((k) => k.includes('1002'))).toBe(true);
+    expect([...outcomes.keys()].some((k) => k.includes('1003'))).toBe(true);
+    expect([...outcomes.keys()].some((k) => k.includes('open'))).toBe(true);
+    await waitFor(async () => (await scrape(addresses.adminHttp as string, 'gateway_websocket_connections_active')) === 0, { timeoutMs: 10_000, message: 'every fuzz connection gone' });
+    expect(gateway.running).toBe(true);
+    rssSamples.push(['after WebSocket frame fuzz', rssMiB(gateway.pid)]);
+  }, 120_000);
 });
 
 describe('fuzz: random stream entries', () => {

@@ -104,7 +104,8 @@ export interface SeenCall {
 
 /**
  * A real `CommandHandler` business service: echoes the payload with result code `ok`.
- * Message types ending in `.hold` wait until `release()` is called.
+ * Message types ending in `.hold` wait until `release()` is called; those ending in `.expand`
+ * answer with as many bytes as their payload says (decimal).
  */
 export class EchoDownstream {
   readonly calls: SeenCall[] = [];
@@ -122,7 +123,9 @@ export class EchoDownstream {
           metadata: (call.metadata as Metadata).getMap(),
           deadline: deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : undefined,
         });
-        const answer = () => callback(null, { resultCode: 'ok', payload: call.request.payload });
+        // `.expand`: the payload is a byte count, answered with that many bytes (a small request, a large answer).
+        const payload = call.request.messageType.endsWith('.expand') ? Buffer.alloc(Number(Buffer.from(call.request.payload).toString()), 0x61) : call.request.payload;
+        const answer = () => callback(null, { resultCode: 'ok', payload });
         if (call.request.messageType.endsWith('.hold')) {
           this.held.push(answer);
           for (const waiter of this.holdWaiters.splice(0)) waiter();

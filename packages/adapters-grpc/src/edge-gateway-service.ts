@@ -31,6 +31,7 @@ import { fromCommandResult, toCommandRequest, toSubscribeRequest } from './messa
 import { grpcStatusName, toServiceError, type GatewayStatus } from './status-mapping.js';
 import { isMalformedMessage } from './request-decoding.js';
 import { metadataGetter } from './trace-context.js';
+import { trackedCallOf } from './connection-tracking.js';
 
 /** What the EdgeGateway service implementation needs. */
 export interface EdgeGatewayServiceOptions {
@@ -116,14 +117,18 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
           .then(
             (result) => {
               settled = true;
-              record('ExecuteCommand', GrpcStatus.OK, started, span);
-              callback(null, fromCommandResult(result));
+              // The connection was closed for its cost while this ran: the client got that status.
+              const closed = trackedCallOf(call.metadata)?.endedByConnection;
+              record('ExecuteCommand', closed?.code ?? GrpcStatus.OK, started, span);
+              if (closed === undefined) callback(null, fromCommandResult(result));
             },
             (error: unknown) => {
               settled = true;
               // A passed deadline also aborts the call: the core reports it as DEADLINE_EXCEEDED.
               const deadline = error instanceof GatewayError && error.code === GatewayErrorCode.DeadlineExceeded;
-              const status = cancellation.cancelled && !deadline ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand');
+              const status =
+                trackedCallOf(call.metadata)?.endedByConnection ??
+                (cancellation.cancelled && !deadline ? { code: GrpcStatus.CANCELLED, details: 'cancelled' } : statusOf(error, 'ExecuteCommand'));
               record('ExecuteCommand', status.code, started, span);
               callback(status);
             },
@@ -164,9 +169,10 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       const stream = run(() => options.core.openStream(toSubscribeRequest(call.request), sink));
       call.on('drain', () => stream.resume());
       call.once('cancelled', () => {
-        // The client went away: free the hub slot now, nothing can be sent any more.
+        // The client went away (or its connection was closed for its cost): free the hub slot
+        // now, nothing can be sent any more.
         stream.cancel();
-        finish(undefined, true);
+        finish(trackedCallOf(call.metadata)?.endedByConnection, true);
       });
     },
   };

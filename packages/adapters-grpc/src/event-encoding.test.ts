@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { GatewayEvent as CoreGatewayEvent } from '@edge-gateway/core';
 import { EdgeGatewayService, ExecuteCommandRequest, GatewayEvent } from './generated/edgegateway/v1/edge_gateway.js';
-import { edgeGatewayServiceDefinition, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
+import { edgeGatewayServiceDefinition, encodeCommandResponseOnce, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
 import { isMalformedMessage } from './request-decoding.js';
 
 const event = (id: string): CoreGatewayEvent => ({
@@ -37,7 +37,16 @@ describe('encode-once push events', () => {
     expect(edgeGatewayServiceDefinition.subscribeEvents.path).toBe(EdgeGatewayService.subscribeEvents.path);
     expect(edgeGatewayServiceDefinition.subscribeEvents.responseSerialize).toBe(encodeGatewayEventOnce);
     expect(edgeGatewayServiceDefinition.executeCommand.path).toBe(EdgeGatewayService.executeCommand.path);
-    expect(edgeGatewayServiceDefinition.executeCommand.responseSerialize).toBe(EdgeGatewayService.executeCommand.responseSerialize);
+    expect(edgeGatewayServiceDefinition.executeCommand.responseSerialize).toBe(encodeCommandResponseOnce);
+  });
+
+  it('encodes a command response like the generated serializer; the same object again (measured, then sent) without encoding twice', () => {
+    const response = { requestId: 'r-1', resultCode: 'ok', payload: Buffer.from('result'), timestampMs: 1_700_000_000_000, signerKeyId: '0011223344556677', signature: Buffer.alloc(64, 3) };
+    const bytes = encodeCommandResponseOnce(response);
+    expect(bytes.equals(EdgeGatewayService.executeCommand.responseSerialize(response))).toBe(true);
+    expect(encodeCommandResponseOnce(response)).toBe(bytes);
+    const other = { ...response, requestId: 'r-2' };
+    expect(encodeCommandResponseOnce(other).equals(EdgeGatewayService.executeCommand.responseSerialize(other))).toBe(true);
   });
 
   it('decodes requests like the generated definition, and an undecodable one into the malformed marker instead of throwing', () => {

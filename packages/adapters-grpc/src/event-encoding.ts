@@ -1,5 +1,5 @@
 import type { GatewayEvent as CoreGatewayEvent } from '@edge-gateway/core';
-import { EdgeGatewayService, ExecuteCommandRequest, GatewayEvent, SubscribeEventsRequest } from './generated/edgegateway/v1/edge_gateway.js';
+import { EdgeGatewayService, ExecuteCommandRequest, ExecuteCommandResponse, GatewayEvent, SubscribeEventsRequest } from './generated/edgegateway/v1/edge_gateway.js';
 import { fromGatewayEvent } from './message-mapping.js';
 import { tolerantDecoder } from './request-decoding.js';
 
@@ -46,9 +46,24 @@ export function encodeGatewayEventOnce(message: GatewayEvent): Buffer {
   return bytes;
 }
 
+let lastResponse: ExecuteCommandResponse | undefined;
+let lastResponseBytes: Buffer | undefined;
+
 /**
- * The generated `EdgeGatewayService` definition with a `SubscribeEvents` response serializer
- * that encodes each message object once (see {@link encodeGatewayEventOnce}), and request
+ * The protobuf encoding of a command response; encoding the same object again right after (the
+ * connection tracking measures a message, then grpc-js serializes it) returns the same bytes.
+ */
+export function encodeCommandResponseOnce(message: ExecuteCommandResponse): Buffer {
+  if (message === lastResponse && lastResponseBytes !== undefined) return lastResponseBytes;
+  const out = ExecuteCommandResponse.encode(message).finish();
+  lastResponse = message;
+  lastResponseBytes = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  return lastResponseBytes;
+}
+
+/**
+ * The generated `EdgeGatewayService` definition with response serializers that encode each
+ * message object once (see {@link encodeGatewayEventOnce}, {@link encodeCommandResponseOnce}), and request
  * decoders that turn an undecodable message into the malformed marker the handlers answer
  * `INVALID_ARGUMENT` (see request-decoding.ts); `startGrpcServer` registers this one.
  */
@@ -57,6 +72,7 @@ export const edgeGatewayServiceDefinition = {
   executeCommand: {
     ...EdgeGatewayService.executeCommand,
     requestDeserialize: tolerantDecoder((bytes: Buffer) => ExecuteCommandRequest.decode(bytes)),
+    responseSerialize: encodeCommandResponseOnce,
   },
   subscribeEvents: {
     ...EdgeGatewayService.subscribeEvents,

@@ -2,7 +2,8 @@ import type { Server as NetServer } from 'node:net';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { GatewayMetrics, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
+import { ConnectionBudgets, GatewayMetrics, MAX_CALLS_PER_CONNECTION, noopLogger, type ConnectionLimits, type GatewayCore, type Logger, type RequestLogLimiter } from '@edge-gateway/core';
+import { connectionTracking } from './connection-tracking.js';
 import { createEdgeGatewayService } from './edge-gateway-service.js';
 import { edgeGatewayServiceDefinition } from './event-encoding.js';
 import { loadReflectionDescriptor } from './proto-files.js';
@@ -14,6 +15,9 @@ export const RECEIVE_HEADROOM_BYTES = 64 * 1024;
 
 /** Fully-qualified name of the public service (also its health-check service name). */
 export const EDGE_GATEWAY_SERVICE_NAME = 'edgegateway.v1.EdgeGateway';
+
+/** How long a connection closed for its cost may take to deliver its statuses and GOAWAY before it is destroyed. */
+export const GUARD_CLOSE_GRACE_MS = 2000;
 
 export interface GrpcServerOptions {
   /** `host:port`; `:port` means all interfaces; port 0 picks a free port. */
@@ -47,6 +51,14 @@ export interface GrpcServerOptions {
    * `ListenerGuard` of `@edge-gateway/adapters-http` (attached as listener `grpc`).
    */
   readonly guard?: ConnectionGuard;
+  /**
+   * What one connection may cost (`GATEWAY_CONNECTION_MAX_BUFFER_BYTES`, `_DRAIN_TIMEOUT`,
+   * `_FAILURE_LIMIT`, SPEC §2.2); unset fields take the core's defaults. A connection carries at
+   * most {@link MAX_CALLS_PER_CONNECTION} calls at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+   */
+  readonly connectionLimits?: Partial<ConnectionLimits>;
+  /** The core's failure-line limiter (`GatewayCore.requestLog`), for the connection close lines. */
+  readonly requestLog?: RequestLogLimiter;
 }
 
 /** What bounds a listener's connections (`ListenerGuard` of `@edge-gateway/adapters-http` is one). */
@@ -99,7 +111,15 @@ export function bindAddress(address: string): { bind: string; host: string; fall
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
   const logger = (options.logger ?? noopLogger).child({ component: 'grpc' });
   const target = bindAddress(options.address);
+  const metrics = options.metrics ?? new GatewayMetrics();
+  const budgets = new ConnectionBudgets(options.connectionLimits ?? {}, {
+    transport: 'grpc',
+    metrics,
+    logger,
+    ...(options.requestLog === undefined ? {} : { requestLog: options.requestLog }),
+  });
   const serverOptions: ChannelOptions = {
+    'grpc.max_concurrent_streams': MAX_CALLS_PER_CONNECTION,
     'grpc.max_receive_message_length': options.maxPayloadBytes + RECEIVE_HEADROOM_BYTES,
     'grpc.keepalive_time_ms': options.keepalive?.timeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': options.keepalive?.timeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -107,15 +127,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     ...maxConnectionAgeOptions(options.maxConnectionAge),
   };
-  const server = new Server(serverOptions);
-  server.addService(
-    edgeGatewayServiceDefinition,
-    createEdgeGatewayService({
-      core: options.core,
-      metrics: options.metrics ?? new GatewayMetrics(),
-      logger,
-    }),
-  );
+  const server = new Server({ ...serverOptions, interceptors: [connectionTracking({ budgets, closeGraceMs: GUARD_CLOSE_GRACE_MS, logger })] });
+  server.addService(edgeGatewayServiceDefinition, createEdgeGatewayService({ core: options.core, metrics, logger }));
   const health = new HealthImplementation({ '': 'SERVING', [EDGE_GATEWAY_SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadReflectionDescriptor()).addToServer(server);

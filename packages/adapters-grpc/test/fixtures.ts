@@ -8,6 +8,7 @@ import {
   rawPublicKey,
   subscribeRequestBytes,
   type CommandRouter,
+  type ConnectionLimits,
   type GatewayCore,
   type PushHub,
   type RawFields,
@@ -39,6 +40,7 @@ export interface GatewayFixtureOptions {
   readonly router?: CommandRouter;
   readonly metrics?: GatewayMetrics;
   readonly downstreamTimeoutMs?: number;
+  readonly connectionLimits?: Partial<ConnectionLimits>;
 }
 
 let seq = 0;
@@ -93,6 +95,7 @@ export class GatewayFixture {
       core: fixture.core,
       maxPayloadBytes: options.maxPayloadBytes ?? 1024 * 1024,
       metrics: fixture.metrics,
+      ...(options.connectionLimits === undefined ? {} : { connectionLimits: options.connectionLimits }),
     });
     fixture.client = fixture.newClient();
     return fixture;

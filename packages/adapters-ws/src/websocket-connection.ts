@@ -3,6 +3,8 @@ import {
   CancellationSource,
   GatewayError,
   describeError,
+  type ConnectionBudget,
+  type ConnectionBudgets,
   type GatewayCore,
   type GatewayEvent,
   type Logger,
@@ -41,13 +43,15 @@ export interface ConnectionMetrics {
 }
 
 /** Per-connection settings (see `WebSocketServerOptions`). */
-export interface ConnectionLimits {
+export interface ConnectionSettings {
   readonly maxCallsInFlight: number;
   readonly bufferHighWaterBytes: number;
   /** A complete frame must arrive this long after the upgrade, else close `1008` (`GATEWAY_HTTP_HEADERS_TIMEOUT`). */
   readonly firstFrameTimeoutMs: number;
   /** Without a call in flight for this long, close `1000` `idle` (`GATEWAY_WEBSOCKET_IDLE_TIMEOUT`). */
   readonly idleTimeoutMs: number;
+  /** How long a connection closed for its cost may take to close before it is dropped. */
+  readonly closeGraceMs: number;
 }
 
 type Method = 'ExecuteCommand' | 'SubscribeEvents';
@@ -79,6 +83,9 @@ export class WebSocketConnection {
   private closed = false;
   /** The client negotiated `edgegateway.v1.1`: statuses with trailers go as `0x84` frames. */
   private readonly trailers: boolean;
+  /** The gateway is closing the connection: its frames are not read any more. */
+  private closing = false;
+  private readonly budget: ConnectionBudget;
   /** Called whenever the last call in flight finished (used while shutting down). */
   onIdle: (() => void) | undefined;
   private readonly idle: ConnectionIdle;
@@ -86,9 +93,10 @@ export class WebSocketConnection {
   constructor(
     private readonly socket: WebSocket,
     private readonly core: Pick<GatewayCore, 'execute' | 'openStream'>,
-    private readonly limits: ConnectionLimits,
+    private readonly limits: ConnectionSettings,
     private readonly metrics: ConnectionMetrics,
     private readonly logger: Logger,
+    budgets: ConnectionBudgets,
   ) {
     this.trailers = socket.protocol === WEBSOCKET_SUBPROTOCOL_TRAILERS;
     this.idle = new ConnectionIdle(
@@ -100,6 +108,13 @@ export class WebSocketConnection {
       this.onMessage(data as Buffer, isBinary);
       this.idle.frame(this.calls.size);
     });
+    // The core decides when a connection costs too much (SPEC §2.2); this maps it onto ws.
+    this.budget = budgets.open({
+      pauseReading: () => socket.pause(),
+      resumeReading: () => socket.resume(),
+      close: (_reason, message) => this.closeForCost(message),
+    });
+    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     socket.on('close', () => this.onClose());
   }
 
@@ -108,14 +123,39 @@ export class WebSocketConnection {
     return this.calls.size;
   }
 
-  /** Closes the connection with `code` (answers already written are flushed first). */
+  /** Not read because its answers did not drain (the keep-alive check leaves it to the drain timeout). */
+  get readingPaused(): boolean {
+    return this.budget.readingPaused;
+  }
+
+  /**
+   * Closes the connection with `code` (answers already written are flushed first). Frames the
+   * client still sends meanwhile are not read: nothing new runs on a connection being closed.
+   */
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.closing = true;
     this.socket.close(code, reason);
   }
 
+  /**
+   * 1008 with the budget's reason after the answers already queued; a client that reads nothing
+   * does not take the close frame either, so its connection is dropped after the grace.
+   */
+  private closeForCost(message: string): void {
+    // The calls still running end RESOURCE_EXHAUSTED, as on gRPC: the client gets the close instead.
+    for (const [, call] of this.calls) {
+      call.cancel();
+      this.count(call.method, StatusCodes.RESOURCE_EXHAUSTED, call.started);
+    }
+    this.calls.clear();
+    this.onIdle?.();
+    this.close(CloseCodes.policyViolation, message);
+    setTimeout(() => this.socket.terminate(), this.limits.closeGraceMs).unref();
+  }
+
   private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
     const started = performance.now();
     if (!isBinary) return this.close(CloseCodes.unsupportedData, 'binary frames only');
     let frame: Frame;
@@ -188,6 +228,7 @@ export class WebSocketConnection {
         if (!this.finish(callId, call)) return;
         this.count('ExecuteCommand', StatusCodes.OK, started);
         this.send(encodeFrame(FrameTypes.result, callId, encodeExecuteCommandResponse(result)));
+        this.budget.answered(StatusCodes.OK);
       },
       (error: unknown) => {
         clearTimeout(timer);
@@ -239,6 +280,8 @@ export class WebSocketConnection {
     // Old clients (edgegateway.v1) get code and message only.
     if (status.retryAfterMs !== undefined && this.trailers) this.send(encodeFrame(FrameTypes.statusWithTrailers, callId, encodeStatusWithTrailers(status)));
     else this.send(encodeFrame(FrameTypes.status, callId, encodeStatus(status)));
+    // After the status: a refusal past the budget closes the connection behind this answer.
+    this.budget.answered(status.code);
   }
 
   private count(method: Method, code: number, started: number): void {
@@ -247,13 +290,20 @@ export class WebSocketConnection {
 
   private send(frame: Uint8Array, onWritten?: (error?: Error) => void): void {
     if (this.closed) return;
-    this.socket.send(frame, { binary: true }, onWritten);
+    // Every answer byte counts against the connection's bound until the socket took it.
+    const size = frame.length;
+    this.budget.queued(size);
+    this.socket.send(frame, { binary: true }, (error) => {
+      this.budget.written(size);
+      onWritten?.(error);
+    });
   }
 
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
     this.idle.stop();
+    this.budget.closed();
     this.metrics.connections.closed();
     for (const [, call] of this.calls) {
       call.cancel();

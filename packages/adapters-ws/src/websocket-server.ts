@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { GatewayMetrics, RequestLogLimiter, noopLogger, type GatewayCore, type Logger } from '@edge-gateway/core';
+import { ConnectionBudgets, GatewayMetrics, MAX_CALLS_PER_CONNECTION, RequestLogLimiter, noopLogger, type ConnectionLimits, type GatewayCore, type Logger } from '@edge-gateway/core';
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
@@ -10,7 +10,9 @@ export const FRAME_HEADROOM_BYTES = 64 * 1024;
 export const DEFAULT_PING_INTERVAL_MS = 30_000;
 /** `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`'s default. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-export const DEFAULT_MAX_CALLS_IN_FLIGHT = 100;
+export const DEFAULT_MAX_CALLS_IN_FLIGHT = MAX_CALLS_PER_CONNECTION;
+/** How long a connection closed for its cost (1008) may take to close before it is dropped. */
+export const GUARD_CLOSE_GRACE_MS = 2000;
 export const DEFAULT_BUFFER_HIGH_WATER_BYTES = 64 * 1024;
 /**
  * Bounds on a client of the listener's own HTTP server before its upgrade is complete: the
@@ -58,6 +60,11 @@ export interface WebSocketServerOptions {
   readonly maxCallsInFlight?: number;
   /** Bytes buffered per connection above which push streams stop writing (and queue in the hub). */
   readonly bufferHighWaterBytes?: number;
+  /**
+   * What one connection may cost (`GATEWAY_CONNECTION_MAX_BUFFER_BYTES`, `_DRAIN_TIMEOUT`,
+   * `_FAILURE_LIMIT`, SPEC §2.2); unset fields take the core's defaults.
+   */
+  readonly connectionLimits?: Partial<ConnectionLimits>;
   readonly metrics?: GatewayMetrics;
   readonly logger?: Logger;
   /**
@@ -107,7 +114,9 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
     bufferHighWaterBytes: options.bufferHighWaterBytes ?? DEFAULT_BUFFER_HIGH_WATER_BYTES,
     firstFrameTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    closeGraceMs: GUARD_CLOSE_GRACE_MS,
   };
+  const budgets = new ConnectionBudgets(options.connectionLimits ?? {}, { transport: 'websocket', metrics: gatewayMetrics, logger, requestLog });
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: options.maxPayloadBytes + FRAME_HEADROOM_BYTES,
@@ -132,7 +141,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
     const offered = String(request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(WEBSOCKET_SUBPROTOCOL) && !offered.includes(WEBSOCKET_SUBPROTOCOL_TRAILERS)) return refuse(socket, 400, 'Bad Request');
     wss.handleUpgrade(request, socket, head, (ws) => {
-      const connection = new WebSocketConnection(ws, options.core, limits, metrics, logger);
+      const connection = new WebSocketConnection(ws, options.core, limits, metrics, logger, budgets);
       connections.set(ws, connection);
       alive.add(ws);
       metrics.connections.opened();
@@ -180,7 +189,12 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const http = server;
 
   const ping = setInterval(() => {
-    for (const ws of connections.keys()) {
+    for (const [ws, connection] of connections) {
+      // Not read while its answers drain: its pong may be unread; the drain timeout bounds it.
+      if (connection.readingPaused) {
+        alive.add(ws);
+        continue;
+      }
       if (!alive.has(ws)) {
         ws.terminate();
         continue;

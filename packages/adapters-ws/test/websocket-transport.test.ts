@@ -3,7 +3,7 @@ import { sign } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { GatewayStatusError, type VerifiedEvent } from '@edge-gateway/client-web';
-import { MetricNames, commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/core';
+import { MetricNames, commandRequestBytes, noopLogger, parseFailureLimit, subscribeRequestBytes, type LogFields, type Logger } from '@edge-gateway/core';
 import { MetricsHarness } from '@edge-gateway/core/testing/metrics';
 import {
   CloseCodes,
@@ -366,6 +366,68 @@ describe('WebSocket transport: handshake and framing limits', () => {
     expect((await closed).code).toBe(1006);
     expect(healthy.readyState).toBe(WebSocket.OPEN);
     healthy.close();
+  });
+});
+
+/** A signed execute frame of `device` for `messageType`. */
+function executeFrame(device: Device, callId: number, messageType: string, payload: Uint8Array = Buffer.from('p')): Uint8Array {
+  const fields = { deviceSessionId: device.deviceSessionId, messageType, requestId: `cmd-${callId}-${Math.random()}`, timestampMs: Date.now(), payload };
+  return encodeFrame(FrameTypes.execute, callId, encodeExecuteCommandRequest({ ...fields, signature: sign(null, commandRequestBytes(fields), device.privateKey) }));
+}
+
+describe('WebSocket transport: connection bounds (SPEC §2.3)', () => {
+  it('the refusal past the failure budget gets its status, then 1008 "too many failed requests"; a running command counts RESOURCE_EXHAUSTED; later frames are not read', async () => {
+    const harness = new MetricsHarness();
+    f = await WsFixture.start({ metrics: harness.metrics, connectionLimits: { failureLimit: parseFailureLimit('1/h:3') } });
+    const device = f.addDevice();
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    const closed = closeOf(ws);
+    ws.send(executeFrame(device, 1, 'hold.slow'));
+    await f.held.waitForCalls(1);
+    // Four refusals (a bad signature each): three within the budget, the fourth past it.
+    for (const id of [2, 3, 4, 5]) {
+      const frame = executeFrame(device, id, 'echo.x');
+      frame[frame.length - 1] = (frame[frame.length - 1] as number) ^ 1;
+      ws.send(frame);
+      await seen.until(() => seen.frames.some((fr) => fr.callId === id));
+    }
+    expect(await closed).toEqual({ code: CloseCodes.policyViolation, reason: 'too many failed requests' });
+    expect(seen.frames.map((fr) => [fr.callId, decodeStatus(fr.body)])).toEqual([2, 3, 4, 5].map((id) => [id, { code: StatusCodes.UNAUTHENTICATED, details: 'invalid request signature' }]));
+    await f.held.calls[0]?.aborted;
+    expect(await harness.value(MetricNames.connectionsClosed, { transport: 'websocket', reason: 'failures' })).toBe(1);
+    expect(await harness.value('gateway_websocket_requests_total', { method: 'ExecuteCommand', code: 'RESOURCE_EXHAUSTED' })).toBe(1);
+    // A frame sent after the close began was not run.
+    expect(f.executions).toHaveLength(5);
+  });
+
+  it('a client that reads nothing: past the buffer bound the connection is not read, and after the drain timeout it is closed 1008 "not reading"', async () => {
+    const harness = new MetricsHarness();
+    let closeLogged!: (fields: LogFields | undefined) => void;
+    const closeLine = new Promise<LogFields | undefined>((resolve) => (closeLogged = resolve));
+    const logger: Logger = {
+      ...noopLogger,
+      warn: (message, fields) => {
+        if (message === 'connection closed') closeLogged(fields);
+      },
+      child: () => logger,
+    };
+    f = await WsFixture.start({ metrics: harness.metrics, logger, connectionLimits: { maxBufferBytes: 64 * 1024, drainTimeoutMs: 500 } });
+    const device = f.addDevice();
+    const ws = await f.raw();
+    ws.pause();
+    const closed = closeOf(ws);
+    const payload = new Uint8Array(16 * 1024);
+    // Far more than the bound plus the socket buffers, one call at a time on the wire.
+    for (let id = 1; id <= 1200; id += 1) ws.send(executeFrame(device, id, 'echo.big', payload));
+    expect(await closeLine).toMatchObject({ transport: 'websocket', reason: 'not reading', drain_timeout_ms: 500 });
+    ws.resume();
+    const end = await closed;
+    // The close frame waits behind the unread answers; read at last, the client gets it (or a reset).
+    expect(end.code === CloseCodes.policyViolation ? end.reason : end.code).toSatisfy((v: unknown) => v === 'not reading' || v === 1006);
+    expect(await harness.value(MetricNames.connectionsClosed, { transport: 'websocket', reason: 'not_reading' })).toBe(1);
+    // Not every command was read: the connection stopped being read at the bound.
+    expect(f.executions.length).toBeLessThan(1200);
   });
 });
 

@@ -195,6 +195,23 @@ export {
 } from './observability/transport-metrics.js';
 export { boundedText, clientField, LOG_PREVIEW_CHARS, LOG_TEXT_MAX_CHARS } from './observability/log-safe.js';
 export {
+  ConnectionCloseMessages,
+  ConnectionBudget,
+  ConnectionBudgets,
+  DEFAULT_CONNECTION_DRAIN_TIMEOUT_MS,
+  DEFAULT_CONNECTION_FAILURE_LIMIT,
+  DEFAULT_CONNECTION_LIMITS,
+  DEFAULT_CONNECTION_MAX_BUFFER_BYTES,
+  MAX_CALLS_PER_CONNECTION,
+  isRefusal,
+  parseFailureLimit,
+  type ConnectionCloseReason,
+  type ConnectionControl,
+  type ConnectionBudgetsOptions,
+  type ConnectionLimits,
+  type FailureLimit,
+} from './transport/connection-budget.js';
+export {
   FAILURE_LINES_PER_SECOND,
   RequestLogLimiter,
   SUPPRESSED_SUMMARY_INTERVAL_MS,

@@ -46,8 +46,22 @@ describe('loadConfig', () => {
       downstreamTimeoutMs: 10_000,
       rateLimits: [],
       rateLimitStore: 'local',
+      connectionLimits: { maxBufferBytes: 8 * 1024 * 1024, drainTimeoutMs: 30_000, failureLimit: { text: '20/s:40', intervalMs: 50, burst: 40 } },
       logLevel: 'info',
     });
+  });
+
+  it('GATEWAY_CONNECTION_*: the per-connection bounds; bad values fail naming each variable', () => {
+    const config = loadConfig({ ...base, GATEWAY_CONNECTION_MAX_BUFFER_BYTES: '65536', GATEWAY_CONNECTION_DRAIN_TIMEOUT: '5s', GATEWAY_CONNECTION_FAILURE_LIMIT: '5/m' });
+    expect(config.connectionLimits).toEqual({ maxBufferBytes: 65_536, drainTimeoutMs: 5000, failureLimit: { text: '5/m:5', intervalMs: 12_000, burst: 5 } });
+    expect(describeConfig(config)).toMatchObject({ connection_max_buffer_bytes: 65_536, connection_drain_timeout_ms: 5000, connection_failure_limit: '5/m:5' });
+    const error = failure({ ...base, GATEWAY_CONNECTION_MAX_BUFFER_BYTES: '0', GATEWAY_CONNECTION_DRAIN_TIMEOUT: 'soon', GATEWAY_CONNECTION_FAILURE_LIMIT: '20 per second' });
+    expect(error.problems).toEqual([
+      { variable: 'GATEWAY_CONNECTION_FAILURE_LIMIT', problem: '"20 per second" is not <rate>/<s|m|h>[:burst] (e.g. 20/s:40)' },
+      { variable: 'GATEWAY_CONNECTION_MAX_BUFFER_BYTES', problem: 'must be an integer >= 1' },
+      { variable: 'GATEWAY_CONNECTION_DRAIN_TIMEOUT', problem: '"soon" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)' },
+    ]);
+    expect(failure({ ...base, GATEWAY_CONNECTION_FAILURE_LIMIT: '0/s' }).message).toBe('GATEWAY_CONNECTION_FAILURE_LIMIT: "0/s" the rate and the burst must be 1-1000000000');
   });
 
   it('GATEWAY_RATE_LIMITS: parsed in the order written; a malformed rule fails naming the variable and the rule', () => {

@@ -1,6 +1,15 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { ROUTED_MAX_EVENT_BYTES_LIMIT, ROUTED_MAX_INTEGER_ARGUMENT } from '@edge-gateway/adapters-redis';
-import { formatRateLimitRules, parseRateLimitRules, RateLimitRuleError, type RateLimitRule } from '@edge-gateway/core';
+import {
+  DEFAULT_CONNECTION_FAILURE_LIMIT,
+  DEFAULT_CONNECTION_LIMITS,
+  formatRateLimitRules,
+  parseFailureLimit,
+  parseRateLimitRules,
+  RateLimitRuleError,
+  type ConnectionLimits,
+  type RateLimitRule,
+} from '@edge-gateway/core';
 import { parseGoDuration } from './duration.js';
 
 /** One invalid or missing variable. */
@@ -147,6 +156,11 @@ export interface GatewayConfig {
   readonly rateLimits: readonly RateLimitRule[];
   /** `GATEWAY_RATE_LIMIT_STORE`: `local` (per process) or `redis` (across the fleet, with the replay reservation). */
   readonly rateLimitStore: RateLimitStore;
+  /**
+   * `GATEWAY_CONNECTION_MAX_BUFFER_BYTES`, `_DRAIN_TIMEOUT` and `_FAILURE_LIMIT`: what one gRPC or
+   * WebSocket connection may cost (SPEC §2.2).
+   */
+  readonly connectionLimits: ConnectionLimits;
   readonly logLevel: LogLevel;
 }
 
@@ -452,6 +466,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
     rateLimits,
     rateLimitStore: rateLimitStore as RateLimitStore,
+    connectionLimits: readConnectionLimits(r),
     logLevel: logLevel as LogLevel,
   };
   r.throwIfFailed();
@@ -539,6 +554,23 @@ export function checkReplayReplicas(replay: ReplayDurabilityConfig, found: { rea
   );
 }
 
+/** What one connection may cost (issue 22, SPEC §2.2): answer bytes queued, time to drain them, refused requests. */
+function readConnectionLimits(r: Reader): ConnectionLimits {
+  const failureText = r.string('GATEWAY_CONNECTION_FAILURE_LIMIT', DEFAULT_CONNECTION_FAILURE_LIMIT);
+  const failureLimit = r.check(DEFAULT_CONNECTION_LIMITS.failureLimit, () => {
+    try {
+      return parseFailureLimit(failureText);
+    } catch (error) {
+      throw new ConfigError('GATEWAY_CONNECTION_FAILURE_LIMIT', `"${failureText}" ${error instanceof Error ? error.message : String(error)}`);
+    }
+  });
+  return {
+    maxBufferBytes: r.integer('GATEWAY_CONNECTION_MAX_BUFFER_BYTES', DEFAULT_CONNECTION_LIMITS.maxBufferBytes, 1),
+    drainTimeoutMs: r.duration('GATEWAY_CONNECTION_DRAIN_TIMEOUT', '30s'),
+    failureLimit,
+  };
+}
+
 /** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */
 function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
   const headersTimeoutMs = r.duration('GATEWAY_HTTP_HEADERS_TIMEOUT', '10s');
@@ -623,6 +655,9 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     downstream_routes: config.downstreamRoutes,
     rate_limits: formatRateLimitRules(config.rateLimits),
     rate_limit_store: config.rateLimitStore,
+    connection_max_buffer_bytes: config.connectionLimits.maxBufferBytes,
+    connection_drain_timeout_ms: config.connectionLimits.drainTimeoutMs,
+    connection_failure_limit: config.connectionLimits.failureLimit.text,
     authenticated_grpc_tls: config.grpcTls !== undefined,
     grpc_max_connection_age_ms: config.grpcMaxConnection.ageMs,
     grpc_max_connection_age_grace_ms: config.grpcMaxConnection.graceMs,

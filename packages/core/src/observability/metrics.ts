@@ -45,6 +45,7 @@ export const MetricNames = {
   routedRelayDropped: 'gateway_routed_relay_dropped_total',
   routedRelayClaimed: 'gateway_routed_relay_claimed_total',
   routedRelayHeld: 'gateway_routed_relay_held',
+  connectionsClosed: 'gateway_connections_closed_total',
 } as const;
 
 /** Why the routed relay gave an entry up (label `reason`, SPEC §9.5). */
@@ -129,6 +130,11 @@ export class GatewayMetrics {
   readonly routedRelayClaimed: Counter;
   /** Relay entries this process holds and has not published yet (SPEC §9.5). */
   readonly routedRelayHeld: UpDownCounter;
+  /**
+   * Connections the gateway closed for what they cost (SPEC §2.2, §8.3), labels `transport` and
+   * `reason` (`failures`: past the failure budget; `not_reading`: answers did not drain).
+   */
+  readonly connectionsClosed: Counter<{ transport: string; reason: 'failures' | 'not_reading' }>;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
@@ -189,6 +195,8 @@ export class GatewayMetrics {
     this.routedRelayHeld = meter.createUpDownCounter(MetricNames.routedRelayHeld, { description: 'Routed relay entries held by this process, not published yet' });
     // Known label sets start at zero so every series exists (and rate() works) from startup.
     for (const code of Object.values(GatewayErrorCode)) this.logLinesSuppressed.add(0, { reason: code.toUpperCase() });
+    this.connectionsClosed = meter.createCounter(MetricNames.connectionsClosed, { description: 'Connections closed by the gateway for what they cost, by transport and reason' });
+    for (const transport of ['grpc', 'websocket']) for (const reason of ['failures', 'not_reading'] as const) this.connectionsClosed.add(0, { transport, reason });
     for (const stream of ['session_events', 'client_events'] as const) {
       this.streamEntriesConsumed.add(0, { stream });
       this.streamEntriesMalformed.add(0, { stream });
