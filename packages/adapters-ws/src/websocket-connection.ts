@@ -104,17 +104,16 @@ export class WebSocketConnection {
       () => this.close(CloseCodes.policyViolation, 'no frame received'),
       () => this.close(CloseCodes.normal, 'idle'),
     );
-    socket.on('message', (data, isBinary) => {
-      this.onMessage(data as Buffer, isBinary);
-      this.idle.frame(this.calls.size);
-    });
-    // The core decides when a connection costs too much (SPEC §2.2); this maps it onto ws.
+    // The core decides when a connection costs too much (SPEC §2.3); this maps it onto ws.
     this.budget = budgets.open({
       pauseReading: () => socket.pause(),
       resumeReading: () => socket.resume(),
       close: (_reason, message) => this.closeForCost(message),
     });
-    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    socket.on('message', (data, isBinary) => {
+      this.onMessage(data as Buffer, isBinary);
+      this.idle.frame(this.calls.size);
+    });
     socket.on('close', () => this.onClose());
   }
 
