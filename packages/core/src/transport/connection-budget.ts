@@ -29,7 +29,9 @@ export type ConnectionCloseReason = keyof typeof ConnectionCloseMessages;
 export interface FailureLimit {
   /** As configured, e.g. `20/s:40`. */
   readonly text: string;
+  /** The emission interval: one more refusal is allowed every this many milliseconds. */
   readonly intervalMs: number;
+  /** Refusals allowed at once. */
   readonly burst: number;
 }
 
@@ -100,7 +102,9 @@ export interface ConnectionControl {
 export interface ConnectionBudgetsOptions {
   /** The transport's name (`grpc`, `websocket`): label and log field. */
   readonly transport: string;
+  /** Counts closes in `gateway_connections_closed_total{transport,reason}`. */
   readonly metrics?: GatewayMetrics;
+  /** Where the `connection closed` lines go. */
   readonly logger?: Logger;
   /** The core's failure-line limiter (`GatewayCore.requestLog`): a close is a line per connection. */
   readonly requestLog?: RequestLogLimiter;
@@ -114,6 +118,7 @@ export interface ConnectionBudgetsOptions {
  * failure budgets is here; a transport reports bytes and statuses and does what it is told.
  */
 export class ConnectionBudgets {
+  /** The limits in force (defaults filled in). */
   readonly limits: ConnectionLimits;
   /** @internal */
   readonly logger: Logger;
