@@ -10,7 +10,12 @@
 // 1,500/s both fall behind and an open loop only measures a growing queue.
 //
 //   node bench/command-cost.mjs [--rate 800] [--max-in-flight N] [--duration 5] [--rounds 3] [--channels 8]
-//        [--before-main <main.js>] [--no-bare] [--no-intrinsic] [--quick]
+//        [--before-main <main.js>] [--no-bare] [--no-intrinsic] [--quick] [--replicated]
+//
+// --replicated (issue 21): the rig's Redis gets a replica on loopback and two gateway variants run
+// round by round in the same run, `gateway` (replay reservations wait for the replica, the
+// default with replicas) and `gateway-unreplicated` (GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0); the
+// result compares them (targets: CPU per command <= 1.05x, p50 <= +0.5 ms).
 import { randomBytes } from 'node:crypto';
 import {
   cpuSeconds,
@@ -19,6 +24,7 @@ import {
   num,
   parseArgs,
   rawClients,
+  replicatedVariants,
   signedCommand,
   sleep,
   startCommandRig,
@@ -105,10 +111,12 @@ export async function runCommandCost(argv) {
     bare: args['no-bare'] !== true,
     // The intrinsic-work proxy (--no-intrinsic skips it, for gateway-vs-gateway A/B runs).
     intrinsic: args['no-intrinsic'] !== true,
+    // Replicated reservations on vs GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0, master + replica.
+    replicated: args.replicated === true,
   };
   console.log(`command cost benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
-  const rig = await startCommandRig({ label: 'cost' });
+  const rig = await startCommandRig({ label: 'cost', replica: params.replicated });
   const { echo, proxy, redis, devices } = rig;
   const payload = randomBytes(params.payloadBytes);
   const perRun = Math.ceil(Math.min(params.rate, params.maxInFlight * 1000) * (params.durationSec + params.warmupSec + 1));
@@ -117,8 +125,8 @@ export async function runCommandCost(argv) {
     return Array.from({ length: perRun }, (_, i) => signedCommand(devices[i % devices.length], 'bench.echo', payload, ts));
   };
   const loop = { rate: params.rate, maxInFlight: params.maxInFlight, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
-  const others = { echo: echo.pid, redis: redis.pid, loadGenerator: 'self' };
-  const variants = [{ label: 'gateway' }];
+  const others = { echo: echo.pid, redis: redis.pid, ...(rig.replica ? { replica: rig.replica.pid } : {}), loadGenerator: 'self' };
+  const variants = params.replicated ? replicatedVariants(rig) : [{ label: 'gateway' }];
   if (params.beforeMain) variants.push({ label: 'gateway-before', main: params.beforeMain });
   const rows = [];
   const latencies = {};
@@ -138,7 +146,7 @@ export async function runCommandCost(argv) {
     // round was measured in its first seconds of life, JIT tiering and heap growth included,
     // against baselines that had been running for minutes).
     for (const variant of variants) {
-      variant.gateway = new GatewayChild(rig.gatewayEnv(), { main: variant.main });
+      variant.gateway = new GatewayChild(rig.gatewayEnv(variant.env ?? {}), { main: variant.main });
       variant.clients = await rawClients((await variant.gateway.started()).grpc, params.channels);
     }
     for (let round = 1; round <= params.rounds; round += 1) {
@@ -157,11 +165,17 @@ export async function runCommandCost(argv) {
     }
     await rig.stop();
   }
-  const serverUs = (label) => {
-    const values = rows.filter((r) => r.label === label).map((r) => r.cpuPerCommandUs.server);
+  const serverUs = (label, process = 'server') => {
+    const values = rows.filter((r) => r.label === label).map((r) => r.cpuPerCommandUs[process]);
     return values.length === 0 ? null : { median: [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)], all: values };
   };
-  const labels = [...(params.bare ? ['bare'] : []), ...(params.intrinsic ? ['intrinsic'] : []), 'gateway', ...(params.beforeMain ? ['gateway-before'] : [])];
+  const labels = [
+    ...(params.bare ? ['bare'] : []),
+    ...(params.intrinsic ? ['intrinsic'] : []),
+    'gateway',
+    ...(params.replicated ? ['gateway-unreplicated'] : []),
+    ...(params.beforeMain ? ['gateway-before'] : []),
+  ];
   const latencyMs = Object.fromEntries(labels.map((label) => [label, summarize(Float64Array.from(latencies[label] ?? []))]));
   const results = {
     rows,
@@ -176,6 +190,23 @@ export async function runCommandCost(argv) {
     cpuPerCommandVsIntrinsic: { target: '<= 1.10', value: cpuRatio, met: cpuRatio !== null && cpuRatio <= 1.1 },
     p99VsIntrinsic: { target: '<= 1.25', value: p99Ratio, met: p99Ratio !== null && p99Ratio <= 1.25 },
   };
+  if (params.replicated) {
+    const on = cpu.gateway?.median;
+    const off = serverUs('gateway-unreplicated')?.median;
+    const cpuReplicated = ratio(on, off);
+    const p50Delta = Math.round(((latencyMs.gateway?.p50 ?? NaN) - (latencyMs['gateway-unreplicated']?.p50 ?? NaN)) * 1000) / 1000;
+    results.replicated = {
+      serverCpuPerCommandUs: { replicated: cpu.gateway, unreplicated: serverUs('gateway-unreplicated') },
+      redisCpuPerCommandUs: {
+        master: { replicated: serverUs('gateway', 'redis'), unreplicated: serverUs('gateway-unreplicated', 'redis') },
+        replica: { replicated: serverUs('gateway', 'replica'), unreplicated: serverUs('gateway-unreplicated', 'replica') },
+      },
+      cpuPerCommandReplicatedVsUnreplicated: { target: '<= 1.05', value: cpuReplicated, met: cpuReplicated !== null && cpuReplicated <= 1.05 },
+      p50DeltaMs: { target: '<= 0.5', value: p50Delta, met: p50Delta <= 0.5 },
+      p99DeltaMs: Math.round(((latencyMs.gateway?.p99 ?? NaN) - (latencyMs['gateway-unreplicated']?.p99 ?? NaN)) * 1000) / 1000,
+    };
+    console.log(`  replicated ÷ unreplicated: CPU per command ${cpuReplicated} (target <= 1.05), p50 ${p50Delta >= 0 ? '+' : ''}${p50Delta} ms (target <= +0.5), p99 ${results.replicated.p99DeltaMs >= 0 ? '+' : ''}${results.replicated.p99DeltaMs} ms`);
+  }
   if (params.beforeMain) {
     results.before = {
       cpuPerCommandVsIntrinsic: ratio(cpu.gatewayBefore?.median, cpu.intrinsic?.median),

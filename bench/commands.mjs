@@ -7,6 +7,12 @@
 //
 //   node bench/commands.mjs [--quick] [--duration 10] [--warmup 3] [--concurrency 64]
 //        [--channels 8] [--rounds 2] [--max-rate 8000] [--payload 64] [--compare-log-level]
+//        [--replicated [--baselines]]
+//
+// --replicated (issue 21): Redis gets a replica on loopback and the closed loop runs two gateway
+// variants round by round, `gateway` (replay reservations wait for the replica, the default with
+// replicas) and `gateway-unreplicated` (GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0); the baselines are
+// skipped unless --baselines (target: throughput >= 0.95x, p50 <= +0.5 ms).
 //
 // Processes: this one (load generator), the gateway, the bare proxy and the echo downstream
 // are separate processes; redis-server too. All traffic is on loopback.
@@ -21,6 +27,7 @@ import {
   num,
   parseArgs,
   rawClients,
+  replicatedVariants,
   signedCommand,
   startCommandRig,
   GatewayChild,
@@ -167,21 +174,23 @@ export async function runCommands(argv) {
     compareLogLevel: args['compare-log-level'] === true,
     // Another build of the binary to run as a third variant (before/after an optimisation).
     beforeMain: typeof args['before-main'] === 'string' ? args['before-main'] : undefined,
+    replicated: args.replicated === true,
   };
+  const baselines = !params.replicated || args.baselines === true;
   console.log(`commands benchmark ${JSON.stringify(params)}`);
   const before = machineSnapshot();
 
   const floor = await step('ed25519 single-thread floor (node:crypto)', () => ed25519Floor(quick ? 0.5 : 1));
   console.log(`    verify+sign ${fmt(floor.verifyPlusSignPerSec)}/s (verify ${fmt(floor.verifyPerSec)}/s, sign ${fmt(floor.signPerSec)}/s)`);
 
-  const rig = await startCommandRig({ deviceCount: params.devices, label: 'cmd' });
+  const rig = await startCommandRig({ deviceCount: params.devices, label: 'cmd', replica: params.replicated });
   const { proxy, devices } = rig;
 
   const perRun = Math.ceil(params.maxRate * (params.durationSec + params.warmupSec));
-  const variants = [{ label: 'gateway', env: {} }];
+  const variants = params.replicated ? replicatedVariants(rig) : [{ label: 'gateway', env: {} }];
   if (params.compareLogLevel) variants.push({ label: 'gateway-log-warn', env: { GATEWAY_LOG_LEVEL: 'warn' } });
   if (params.beforeMain) variants.unshift({ label: 'gateway-before', env: {}, main: params.beforeMain });
-  const runs = { bare: [], intrinsic: [], gateway: [], 'gateway-log-warn': [], 'gateway-before': [] };
+  const runs = { bare: [], intrinsic: [], gateway: [], 'gateway-log-warn': [], 'gateway-before': [], 'gateway-unreplicated': [] };
   const payload = randomBytes(params.payloadBytes);
   const loop = { concurrency: params.concurrency, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
 
@@ -207,14 +216,16 @@ export async function runCommands(argv) {
           for (let i = 0; i < perRun; i += 1) out[i] = signedCommand(devices[i % devices.length], 'bench.echo', payload, ts);
           return out;
         });
-        const bare = await step(`round ${round + 1}: bare proxy`, () => closedLoop(bareClients, requests, { ...loop, pid: proxy.pid }));
-        runs.bare.push(bare);
-        console.log(`    bare: ${fmt(bare.recorded / bare.seconds)}/s p50 ${summarize(bare.latencies, bare.recorded).p50} ms p99 ${summarize(bare.latencies, bare.recorded).p99} ms`);
-        // The intrinsic-work proxy reserves each request id in Redis: it gets its own requests.
-        const intrinsicRequests = requests.map((_, i) => signedCommand(devices[i % devices.length], 'bench.echo', payload, Date.now()));
-        const intrinsic = await step(`round ${round + 1}: intrinsic-work proxy`, () => closedLoop(intrinsicClients, intrinsicRequests, { ...loop, pid: rig.intrinsic.pid }));
-        runs.intrinsic.push(intrinsic);
-        console.log(`    intrinsic: ${fmt(intrinsic.recorded / intrinsic.seconds)}/s p50 ${summarize(intrinsic.latencies, intrinsic.recorded).p50} ms p99 ${summarize(intrinsic.latencies, intrinsic.recorded).p99} ms errors ${intrinsic.errors}`);
+        if (baselines) {
+          const bare = await step(`round ${round + 1}: bare proxy`, () => closedLoop(bareClients, requests, { ...loop, pid: proxy.pid }));
+          runs.bare.push(bare);
+          console.log(`    bare: ${fmt(bare.recorded / bare.seconds)}/s p50 ${summarize(bare.latencies, bare.recorded).p50} ms p99 ${summarize(bare.latencies, bare.recorded).p99} ms`);
+          // The intrinsic-work proxy reserves each request id in Redis: it gets its own requests.
+          const intrinsicRequests = requests.map((_, i) => signedCommand(devices[i % devices.length], 'bench.echo', payload, Date.now()));
+          const intrinsic = await step(`round ${round + 1}: intrinsic-work proxy`, () => closedLoop(intrinsicClients, intrinsicRequests, { ...loop, pid: rig.intrinsic.pid }));
+          runs.intrinsic.push(intrinsic);
+          console.log(`    intrinsic: ${fmt(intrinsic.recorded / intrinsic.seconds)}/s p50 ${summarize(intrinsic.latencies, intrinsic.recorded).p50} ms p99 ${summarize(intrinsic.latencies, intrinsic.recorded).p99} ms errors ${intrinsic.errors}`);
+        }
 
         const result = await step(`round ${round + 1}: ${variant.label}`, () => closedLoop(variant.clients, requests, { ...loop, pid: variant.gateway.pid }));
         runs[variant.label].push(result);
@@ -231,10 +242,30 @@ export async function runCommands(argv) {
     await rig.stop();
   }
 
-  const bare = report('bare grpc-js proxy', runs.bare);
-  const intrinsic = report('intrinsic-work proxy', runs.intrinsic);
   const gateway = report('gateway', runs.gateway);
   const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
+  if (!baselines) {
+    const off = report('gateway (GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0)', runs['gateway-unreplicated']);
+    const throughput = ratio(gateway.throughputPerSec, off.throughputPerSec);
+    const p50Delta = Math.round((gateway.latencyMs.p50 - off.latencyMs.p50) * 1000) / 1000;
+    const results = {
+      ed25519Floor: floor,
+      gateway,
+      gatewayUnreplicated: off,
+      replicated: {
+        throughput: { target: '>= 0.95', value: throughput, met: throughput >= 0.95 },
+        p50DeltaMs: { target: '<= 0.5', value: p50Delta, met: p50Delta <= 0.5 },
+        p99DeltaMs: Math.round((gateway.latencyMs.p99 - off.latencyMs.p99) * 1000) / 1000,
+        serverCpuPercent: { replicated: gateway.serverCpuPercent, unreplicated: off.serverCpuPercent },
+      },
+    };
+    console.log(`  replicated ÷ unreplicated: closed-loop throughput ${throughput} (target >= 0.95), p50 ${p50Delta >= 0 ? '+' : ''}${p50Delta} ms (target <= +0.5), p99 ${results.replicated.p99DeltaMs >= 0 ? '+' : ''}${results.replicated.p99DeltaMs} ms`);
+    const out = { benchmark: 'commands-replicated', quick, params, machine: machineInfo(), noise: { before, after: machineSnapshot() }, results };
+    console.log(`  written ${writeResult('commands-replicated', out)}`);
+    return out;
+  }
+  const bare = report('bare grpc-js proxy', runs.bare);
+  const intrinsic = report('intrinsic-work proxy', runs.intrinsic);
   const results = {
     ed25519Floor: floor,
     bare,

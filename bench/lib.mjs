@@ -391,9 +391,22 @@ export async function withGatewayClients(env, { main, channels, address } = {}, 
  * the intrinsic-work proxy, which signs with the gateway's signer key), and that key.
  * `stop()` tears all of it down.
  */
-export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) {
+export async function startCommandRig({ deviceCount = 16, label = 'cmd', replica: withReplica = false } = {}) {
   const redis = await startRedisServer();
+  // `replica`: a replica of it on loopback (`--replicaof`), linked before the rig is returned,
+  // for the replicated-reservation variants (GATEWAY_REDIS_REPLICA_ADDRS, ..._REPLAY_MIN_REPLICAS).
+  const replica = withReplica
+    ? await startRedisServer({ password: redis.password, extraArgs: ['--masterauth', redis.password, '--replicaof', '127.0.0.1', String(redis.port)] })
+    : undefined;
   const raw = await connectRedis(redis);
+  if (replica !== undefined) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      await raw.set('bench:replica-probe', '1');
+      if (Number(await raw.sendCommand(['WAIT', '1', '200'])) >= 1) break;
+      if (Date.now() > deadline) throw new Error('the bench replica never acknowledged a write');
+    }
+  }
   const echo = await startHelper('echo-server.mjs');
   const proxy = await startHelper('bare-proxy.mjs', [`127.0.0.1:${echo.port}`]);
   const signer = writeSignerKey();
@@ -406,6 +419,7 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
   );
   return {
     redis,
+    replica,
     raw,
     echo,
     proxy,
@@ -419,9 +433,24 @@ export async function startCommandRig({ deviceCount = 16, label = 'cmd' } = {}) 
       await proxy.stop();
       await intrinsic.stop();
       await echo.stop();
+      await replica?.stop();
       await redis.stop();
     },
   };
+}
+
+/**
+ * `--replicated`: the gateway variants of the replicated-reservation cost (issue 21), both on the
+ * rig's master with its replica listed (GATEWAY_REDIS_REPLICA_ADDRS, so the client-events reader
+ * is on the replica in both): `gateway` waits for one replica per reservation (the default with
+ * replicas), `gateway-unreplicated` sets GATEWAY_REDIS_REPLAY_MIN_REPLICAS=0.
+ */
+export function replicatedVariants(rig) {
+  const replicaAddrs = `127.0.0.1:${rig.replica.port}`;
+  return [
+    { label: 'gateway', env: { GATEWAY_REDIS_REPLICA_ADDRS: replicaAddrs, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '1' } },
+    { label: 'gateway-unreplicated', env: { GATEWAY_REDIS_REPLICA_ADDRS: replicaAddrs, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '0' } },
+  ];
 }
 
 export async function connectRedis(server) {

@@ -78,6 +78,8 @@ interface PendingWrite {
   readonly reject: (error: unknown) => void;
   /** The write's own reply, once Redis answered it (before the batch's `WAIT`). */
   sent: Promise<RawReply> | undefined;
+  answered: boolean;
+  reply: RawReply;
   settled: boolean;
   /** Set while it waits for a first connection to become ready. */
   timer: NodeJS.Timeout | undefined;
@@ -91,6 +93,32 @@ class WaitConnection {
   wasReady = false;
 
   constructor(readonly client: NodeRedisClient) {}
+}
+
+/**
+ * Settles the writes of a batch whose `WAIT` answered: `settle` for each that succeeded and is
+ * not settled yet. The writes' replies come before the `WAIT`'s on the same connection, and are
+ * handled first, so normally every write has its reply here; one that has not (its reply handler
+ * not run yet) is awaited, not guessed.
+ */
+async function settleBatch(batch: readonly PendingWrite[], settle: (write: PendingWrite) => void): Promise<void> {
+  let late: PendingWrite[] | undefined;
+  for (const write of batch) {
+    if (write.settled) continue;
+    if (write.answered) {
+      write.settled = true;
+      settle(write);
+    } else {
+      (late ??= []).push(write);
+    }
+  }
+  if (late === undefined) return;
+  await Promise.allSettled(late.map((w) => w.sent));
+  for (const write of late) {
+    if (write.settled || !write.answered) continue;
+    write.settled = true;
+    settle(write);
+  }
 }
 
 /** Shortfalls are logged at most this often per master (each is counted by the core's metric). */
@@ -136,7 +164,7 @@ export class WaitLane {
     const name = (args[0] ?? '').toUpperCase();
     if (this.closed) return Promise.reject(new RedisCommandError(name, 'the client is closed'));
     return new Promise<ReplicatedReply>((resolve, reject) => {
-      this.dispatch({ args, asking, needsWait, resolve, reject, sent: undefined, settled: false, timer: undefined });
+      this.dispatch({ args, asking, needsWait, resolve, reject, sent: undefined, answered: false, reply: null, settled: false, timer: undefined });
     });
   }
 
@@ -215,6 +243,8 @@ export class WaitLane {
       write.sent = sent;
       sent.then(
         (reply) => {
+          write.answered = true;
+          write.reply = reply;
           if (write.settled || write.needsWait(reply)) return;
           write.settled = true;
           write.resolve({ reply, replicas: undefined });
@@ -237,27 +267,11 @@ export class WaitLane {
       .then(
         async (count) => {
           const replicas = Number(count);
-          // The writes' replies came before the WAIT's on this connection; settle in that order.
-          const replies = await Promise.allSettled(batch.map((w) => w.sent as Promise<RawReply>));
-          replies.forEach((result, i) => {
-            const write = batch[i] as PendingWrite;
-            if (write.settled || result.status !== 'fulfilled') return;
-            write.settled = true;
-            write.resolve({ reply: result.value, replicas });
-          });
+          await settleBatch(batch, (write) => write.resolve({ reply: write.reply, replicas }));
           if (replicas < this.settings.minReplicas) this.shortfall(replicas, batch.length);
         },
-        async (err: unknown) => {
-          // A write that succeeded is reported with the WAIT's error (its caller may withdraw it).
-          const replies = await Promise.allSettled(batch.map((w) => w.sent as Promise<RawReply>));
-          replies.forEach((result, i) => {
-            const write = batch[i] as PendingWrite;
-            if (write.settled) return;
-            write.settled = true;
-            if (result.status === 'fulfilled') write.resolve({ reply: result.value, replicas: undefined, waitError: err });
-            else write.reject(result.reason);
-          });
-        },
+        // A write that succeeded is reported with the WAIT's error (its caller may withdraw it).
+        (err: unknown) => settleBatch(batch, (write) => write.resolve({ reply: write.reply, replicas: undefined, waitError: err })),
       )
       .finally(() => {
         connection.state = 'idle';
