@@ -307,12 +307,14 @@ describe('TLS handshakes: bounded by GATEWAY_HTTP_HEADERS_TIMEOUT on every TLS l
         for (let i = 0; i < 20; i += 1) {
           const c = tcp(address);
           if (kind !== 'silent') {
-            // A TLS record header announcing a 16 KiB handshake message, and a few of its bytes.
-            void c.connected.then(() => c.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03])));
-          }
-          if (kind === 'drip') {
-            const timer = setInterval(() => (c.socket.destroyed ? clearInterval(timer) : c.socket.write(Buffer.from([0x41]))), 100);
-            c.socket.once('close', () => clearInterval(timer));
+            void c.connected.then(() => {
+              // A TLS record header announcing a 16 KiB handshake message, and a few of its bytes…
+              c.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03]));
+              if (kind !== 'drip') return;
+              // …then one more every 100 ms.
+              const timer = setInterval(() => (c.socket.destroyed ? clearInterval(timer) : c.socket.write(Buffer.from([0x41]))), 100);
+              c.socket.once('close', () => clearInterval(timer));
+            });
           }
           all.push(c.closedAfterMs.then((ms) => void (results[`${name} ${kind}`] ??= []).push(ms)));
         }
@@ -413,22 +415,26 @@ describe('idle WebSocket connections: a first frame within GATEWAY_HTTP_HEADERS_
     };
     const silent = await openMany(1000);
     const framed = await openMany(200);
+    const framedAt = performance.now();
     for (const c of framed) c.ws.send(encodeFrame(FrameTypes.cancel, 7));
     const pings = setInterval(() => {
       for (const c of framed) if (c.ws.readyState === WebSocket.OPEN) c.ws.ping();
     }, 250);
     const silentCloses = await Promise.all(silent.map((c) => c.closed));
     const framedCloses = await Promise.all(framed.map((c) => c.closed));
+    const framedAfterFrameMs = performance.now() - framedAt;
     clearInterval(pings);
     const span = (closes: Array<{ ms: number }>) => `${Math.round(Math.min(...closes.map((c) => c.ms)))}-${Math.round(Math.max(...closes.map((c) => c.ms)))} ms`;
-    console.info(`[edge] 1,000 silent WebSocket connections closed 1008 after ${span(silentCloses)}; 200 idle after one frame closed 1000 after ${span(framedCloses)}`);
+    console.info(`[edge] 1,000 silent WebSocket connections closed 1008 after ${span(silentCloses)}; 200 idle after one frame closed 1000, the last ${Math.round(framedAfterFrameMs)} ms after its frame`);
     expect(new Set(silentCloses.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(['1008 no frame received']));
     expect(new Set(framedCloses.map((c) => `${c.code} ${c.reason}`))).toEqual(new Set(['1000 idle']));
     // Unbounded, all were still open after 70 s.
-    for (const c of silentCloses) expect(c.ms).toBeGreaterThanOrEqual(1900);
+    // Timed from the client's 'open' event, which a busy client sees a little after the gateway
+    // upgraded: at least three quarters of the bound, never the minutes of before.
+    for (const c of silentCloses) expect(c.ms).toBeGreaterThanOrEqual(1500);
     expect(Math.max(...silentCloses.map((c) => c.ms))).toBeLessThan(8000);
-    for (const c of framedCloses) expect(c.ms).toBeGreaterThanOrEqual(2900);
-    expect(Math.max(...framedCloses.map((c) => c.ms))).toBeLessThan(10_000);
+    expect(framedAfterFrameMs).toBeGreaterThanOrEqual(2900);
+    expect(framedAfterFrameMs).toBeLessThan(10_000);
 
     // The stream's connection outlived every bound and is the only one left.
     expect(streaming.ws.readyState).toBe(WebSocket.OPEN);

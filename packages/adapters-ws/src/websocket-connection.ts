@@ -2,6 +2,7 @@ import type { WebSocket } from 'ws';
 import {
   CancellationSource,
   GatewayError,
+  GatewayErrorCode,
   describeError,
   type ConnectionBudget,
   type ConnectionBudgets,
@@ -233,7 +234,11 @@ export class WebSocketConnection {
         clearTimeout(timer);
         if (!this.finish(callId, call)) return;
         if (!(error instanceof GatewayError)) this.logger.error('unexpected error in websocket handler', { method: 'ExecuteCommand', error: describeError(error) });
-        this.sendStatus('ExecuteCommand', callId, toCallStatus(error), started);
+        // The client's own deadline passed: the same answer whichever timer fired first (this
+        // transport's, or the downstream call's with the same deadline, whose core message is
+        // 'deadline exceeded'), as SPEC §2.2 promises: `4` `Deadline exceeded`.
+        const clientDeadline = timeoutMs !== undefined && error instanceof GatewayError && error.code === GatewayErrorCode.DeadlineExceeded;
+        this.sendStatus('ExecuteCommand', callId, clientDeadline ? DEADLINE_EXCEEDED_STATUS : toCallStatus(error), started);
       },
     );
   }

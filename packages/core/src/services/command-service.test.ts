@@ -289,6 +289,23 @@ describe('CommandService', () => {
       });
 
       it.each([
+        ['1 ms before the deadline (the transport timer ran on a loop clock a turn behind)', 99, 'deadline_exceeded', 'deadline exceeded'],
+        ['at the deadline', 100, 'deadline_exceeded', 'deadline exceeded'],
+        ['well before the deadline (the client gave up)', 40, 'internal', 'downstream command failed'],
+      ] as const)('cut by the transport %s: %s', async (_label, cutAt, code, message) => {
+        const { service, request, downstream, clock } = setup();
+        const cancellation = new CancellationSource();
+        const deadlineMs = clock.now() + 100;
+        downstream.behaviour = () => {
+          clock.advance(cutAt);
+          cancellation.cancel();
+          // What the aborted downstream call rejects with (grpc-js: CANCELLED).
+          return Promise.reject(new Error('1 CANCELLED: Cancelled on client'));
+        };
+        await expectFailure(service.execute(request(alice), { deadlineMs, cancellation }), code, message);
+      });
+
+      it.each([
         ['a plain Error', new Error('connection reset: secret internals')],
         ['another GatewayError code', GatewayError.invalidArgument('downstream did not like it')],
         ['a non-Error value', 'boom'],
