@@ -179,8 +179,11 @@ describe('a failure budget per connection (GATEWAY_CONNECTION_FAILURE_LIMIT, def
     const after = await metrics(addresses);
     const grew = (name: string, labels: Record<string, string>) => metricValue(after, name, labels) - metricValue(before, name, labels);
     expect(grew('gateway_connections_closed_total', { transport: 'websocket', reason: 'failures' })).toBe(1);
-    // The commands still running (the held one, the rest of the last window) end RESOURCE_EXHAUSTED.
-    expect(grew('gateway_websocket_requests_total', { method: 'ExecuteCommand', code: 'RESOURCE_EXHAUSTED' })).toBe(sent - refused);
+    // The commands still running (the held one, those of the last window already read) end
+    // RESOURCE_EXHAUSTED; frames that arrived once the close began were not read at all.
+    const ended = grew('gateway_websocket_requests_total', { method: 'ExecuteCommand', code: 'RESOURCE_EXHAUSTED' });
+    expect(ended).toBeGreaterThanOrEqual(1);
+    expect(ended).toBeLessThanOrEqual(sent - refused);
     expect(grew('gateway_websocket_requests_total', { method: 'ExecuteCommand', code: 'UNAUTHENTICATED' })).toBe(refused);
     const line = await gateway.waitForLog((l) => l.message === 'connection closed' && l['transport'] === 'websocket');
     expect(line).toMatchObject({ level: 'warn', reason: 'too many failed requests', failure_limit: '20/s:40' });
