@@ -375,8 +375,10 @@ describe('drill: SIGTERM under load', () => {
   it('ends 1k streams UNAVAILABLE, finishes in-flight commands, exits 0 within the budget', async () => {
     const { gateway, addresses } = await startGateway({ GATEWAY_SHUTDOWN_TIMEOUT: '5s', GATEWAY_PUSH_MAX_STREAMS_PER_SESSION: '100' });
     const userId = 'user-drill-sigterm';
-    const connections = 10;
-    const streamsPerConnection = 100;
+    // 50 streams per connection: a gRPC connection carries at most 100 calls at once (SPEC §2.2),
+    // and the two held commands of each connection must get through beside its streams.
+    const connections = 20;
+    const streamsPerConnection = 50;
     const devices: Device[] = [];
     const gatewayClients: GatewayClient[] = [];
     for (let i = 0; i < connections; i += 1) {
@@ -399,6 +401,8 @@ describe('drill: SIGTERM under load', () => {
 
     // Commands in flight: held by the downstream until released.
     const held = gatewayClients.flatMap((c) => [0, 1].map(() => c.execute('echo.hold', Buffer.from('in flight'), { timeoutMs: 20_000 })));
+    // Awaited below; a failed wait before that must not leave them as unhandled rejections.
+    for (const call of held) call.catch(() => undefined);
     const heldSessions = new Set(devices.map((d) => d.deviceSessionId));
     const heldCalls = () => downstream.calls.filter((c) => c.command.messageType === 'echo.hold' && heldSessions.has(c.command.deviceSessionId));
     await waitFor(() => heldCalls().length === held.length, { timeoutMs: 10_000, message: 'the held commands to reach the downstream' });
