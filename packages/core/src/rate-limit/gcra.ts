@@ -27,6 +27,18 @@ export function gcra(tat: number | undefined, now: number, intervalMs: number, b
   const bound = now + tau + intervalMs;
   if (start > bound) start = bound;
   const allowAt = start - tau;
-  if (now < allowAt) return { nextTat: start, retryAfterMs: allowAt - now };
+  if (now < allowAt) return { nextTat: start, retryAfterMs: waitUntil(now, allowAt) };
   return { nextTat: start + intervalMs, retryAfterMs: 0 };
+}
+
+/**
+ * `allowAt - now`, made exact for the caller: the difference is rounded to the nearest double,
+ * and `now + (allowAt - now)` can then fall one ulp short of `allowAt` (e.g. 1/55 s intervals),
+ * so a caller that waited exactly the wait it was given would be refused again. Raised by the
+ * smallest steps (ulps of `allowAt`) until `now + wait >= allowAt`.
+ */
+function waitUntil(now: number, allowAt: number): number {
+  let wait = allowAt - now;
+  for (let step = Math.max(Number.MIN_VALUE, Number.EPSILON * Math.abs(allowAt)); now + wait < allowAt; step *= 2) wait += step;
+  return wait;
 }
