@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPrivateKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ed25519ResponseSigner, keyId } from '@edge-gateway/core';
+import { GatewayClient, RateLimitedError } from '@edge-gateway/client';
 import { DEMO_STEPS } from '../src/dev/demo-tour.js';
 import { DEMO, DEV, LineProcess, runScript } from './cli-dev-support.js';
 import { localize } from './gateway-process.js';
+import { scrape } from './drill-support.js';
 
 const DEV_WARNING = 'development mode: in-memory stores, nothing is kept; never use in production';
 
@@ -27,6 +30,10 @@ beforeAll(async () => {
     GATEWAY_AUTHENTICATED_GRPC_ADDR: '127.0.0.1:0',
     GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
+    // Only `echo.limited.` is limited (the demo tour's echo.ping is not); `redis` cannot apply
+    // without Redis: the development mode counts in the process.
+    GATEWAY_RATE_LIMITS: 'session:echo.limited.=1/m',
+    GATEWAY_RATE_LIMIT_STORE: 'redis',
   });
   await dev.waitForLog('gateway started', 20_000);
   addresses = {
@@ -59,6 +66,33 @@ describe('npm run dev', () => {
     expect(keyId(publicKey)).toBe(started?.['signer_key_id']);
     expect(statSync(join(devDir, 'signer.pem')).mode & 0o777).toBe(0o600);
     expect(statSync(join(devDir, 'demo-device.pem')).mode & 0o777).toBe(0o600);
+  });
+
+  it('applies GATEWAY_RATE_LIMITS, counted in the process', async () => {
+    expect(dev.logs.find((l) => l['message'] === 'starting gateway')).toMatchObject({ rate_limits: 'session:echo.limited.=1/m:1', rate_limit_store: 'local' });
+    const client = new GatewayClient({
+      address: addresses.grpc,
+      deviceSessionId: 'demo-device',
+      userId: 'demo-user',
+      privateKey: createPrivateKey(readFileSync(join(devDir, 'demo-device.pem'), 'utf8')),
+      gatewayPublicKeys: [Buffer.from(readFileSync(join(devDir, 'gateway-public-key.b64'), 'utf8').trim(), 'base64')],
+    });
+    try {
+      expect((await client.execute('echo.limited.first', Buffer.from('a'), { timeoutMs: 5000 })).resultCode).toBe('ok');
+      const refused: unknown = await client.execute('echo.limited.second', Buffer.from('b'), { timeoutMs: 5000 }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(RateLimitedError);
+      // 1/m: the next request passes a minute after the first (less the time since).
+      expect((refused as RateLimitedError).retryAfterMs).toBeGreaterThan(50_000);
+      expect((refused as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(60_000);
+      // Other routes draw from no bucket.
+      expect((await client.execute('echo.ping', Buffer.from('c'), { timeoutMs: 5000 })).resultCode).toBe('ok');
+      expect(await scrape(addresses.admin, 'gateway_rate_limited_total', { scope: 'session', route: 'echo.limited.' })).toBe(1);
+    } finally {
+      client.close();
+    }
   });
 
   it('serves the public probes and /metrics next to the dev routes on the admin listener', async () => {

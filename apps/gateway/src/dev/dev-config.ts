@@ -5,12 +5,17 @@ type Env = Readonly<Record<string, string | undefined>>;
 /** Default admin address of the development mode: loopback only, since the dev routes are unauthenticated. */
 export const DEV_ADMIN_HTTP_ADDR = '127.0.0.1:9100';
 
-/** Placeholder Redis settings: the development mode never talks to Redis. */
+/**
+ * Placeholder Redis settings: the development mode never talks to Redis. `GATEWAY_RATE_LIMITS`
+ * still applies, counted in the process (`GATEWAY_RATE_LIMIT_STORE=redis` would otherwise be
+ * reported while nothing counts in Redis).
+ */
 const NO_REDIS = {
   GATEWAY_REDIS_MASTER_ADDR: 'in-memory:0',
   GATEWAY_REDIS_PASSWORD: 'unused-in-development-mode',
   GATEWAY_REDIS_REPLICA_ADDRS: '',
   GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '',
+  GATEWAY_RATE_LIMIT_STORE: 'local',
 } as const;
 
 /** The admin address of the development mode: `GATEWAY_ADMIN_HTTP_ADDR`, else {@link DEV_ADMIN_HTTP_ADDR}. */
@@ -23,7 +28,7 @@ export function devAdminAddress(env: Env): string {
 
 /**
  * The gateway configuration of the development mode: the caller's environment (so listener
- * addresses, timeouts and log level still apply, and deprecated variables still fail) with
+ * addresses, timeouts, log level and rate limits still apply, and deprecated variables still fail) with
  * placeholder Redis settings, the freshly generated signer key, the `echo.` route added, and
  * the admin listener left to the development mode (it serves `/metrics` and the dev routes).
  */
