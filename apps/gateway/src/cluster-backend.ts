@@ -46,7 +46,7 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
     ),
   );
   container.register(Tokens.SessionStore, cached((c) => new RedisSessionStore(cluster(c), { keyPrefix: config.redis.keyPrefix })));
-  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), replayStoreOptions(config))));
+  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(cluster(c), { ...replayStoreOptions(config), metrics: metrics(c), logger: log(c, 'replay-store') })));
   // GATEWAY_RATE_LIMIT_STORE=redis: reservation and buckets of a user in the slot of its partition tag (SPEC §5.2);
   // the script's reservations go through the replay store's own write path (WAIT when replicas are required).
   container.register(
@@ -111,7 +111,11 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
           }
           // Session records live on every master: after any failover in the cluster, the
           // revocations this process remembers are checked on the record's master (SPEC §5.3).
-          unwatch = client.onMasterChange(() => coreOf(c).sessionEvents.reassertRevocations('cluster master changed'));
+          // The replay reservations this process confirmed lately are written again the same way (SPEC §5.2).
+          unwatch = client.onMasterChange(() => {
+            coreOf(c).sessionEvents.reassertRevocations('cluster master changed');
+            void c.resolve<RedisReplayStore>(Tokens.ReplayStore).reassertRecent('cluster master changed');
+          });
           // Routed mode: the publish function on every master before anyone relays or publishes.
           if (routed) await c.resolve<RedisRoutedPublisher>(Tokens.RoutedPublisher).loadFunction();
         },

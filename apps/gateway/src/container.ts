@@ -65,7 +65,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
       });
     }),
   );
-  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), replayStoreOptions(config))));
+  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), { ...replayStoreOptions(config), metrics: metrics(c), logger: log(c, 'replay-store') })));
   // GATEWAY_RATE_LIMIT_STORE=redis: counted with the replay reservation, in its round trip, through the
   // replay store's own write path (WAIT when replicas are required).
   container.register(
@@ -114,16 +114,23 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
     Tokens.Backend,
     cached((c): GatewayBackend => {
       const t = topology(c);
+      let unwatch: (() => void) | undefined;
       return {
         kind: 'redis',
         connect: async () => {
           await t.connect(config.redis.pingTimeoutMs);
           // Sentinel: the replicas its Sentinels list (fixed addresses were checked with the config).
           if (t.kind === 'sentinel') {
+            // A failover can lose reservations a replica confirmed (SPEC §5.2): the ones this
+            // process confirmed lately are written again on the new master.
+            unwatch = t.onMasterChange(() => void c.resolve<RedisReplayStore>(Tokens.ReplayStore).reassertRecent('redis master changed'));
             checkReplayReplicas(config.redis.replay, { replicas: t.knownReplicas(), where: `master "${config.redis.sentinel?.masterName ?? ''}" (as its Sentinels list its replicas)` });
           }
         },
-        close: () => t.close(),
+        close: () => {
+          unwatch?.();
+          return t.close();
+        },
       };
     }),
   );
@@ -131,7 +138,13 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
 
 /** The replay store's settings (SPEC §5.2): the key prefix and the replicated reservations. */
 export function replayStoreOptions(config: GatewayConfig): RedisReplayStoreOptions {
-  return { keyPrefix: config.redis.keyPrefix, minReplicas: config.redis.replay.minReplicas, waitTimeoutMs: config.redis.replay.waitTimeoutMs };
+  const replay = config.redis.replay;
+  return {
+    keyPrefix: config.redis.keyPrefix,
+    minReplicas: replay.minReplicas,
+    waitTimeoutMs: replay.waitTimeoutMs,
+    journal: { windowMs: replay.reassertWindowMs, maxEntries: replay.reassertMaxEntries },
+  };
 }
 
 const topology = (c: DependencyContainer) => c.resolve<RedisTopology>(Tokens.RedisTopology);

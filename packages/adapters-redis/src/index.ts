@@ -29,6 +29,7 @@ export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-sessio
 export { RATE_LIMIT_SCRIPT, RATE_LIMIT_SCRIPT_SHA, RedisRateLimiter, type RedisRateLimiterOptions, type ReservationWrites } from './redis-rate-limiter.js';
 export { RedisRevocationStore, type RedisRevocationStoreOptions } from './redis-revocation-store.js';
 export { DEFAULT_REPLAY_WAIT_TIMEOUT_MS, RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store.js';
+export { DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES, DEFAULT_REPLAY_JOURNAL_WINDOW_MS, ReservationJournal, type JournaledReservation } from './reservation-journal.js';
 export {
   DEFAULT_WAIT_CONNECTIONS,
   type ReplicatedReply,

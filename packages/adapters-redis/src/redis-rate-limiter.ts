@@ -56,9 +56,14 @@ export interface ReservationWrites {
   /**
    * Sends `args` (a write that may create the reservation `key`; `created` tells from its reply
    * whether it did) and resolves with the reply, and whether a created reservation counts
-   * (`durable`; false: it was withdrawn). Rejects when the write failed.
+   * (`durable`; false: it was withdrawn). Rejects when the write failed. `ttlMs`: the
+   * reservation's time to live, for the journal of confirmed reservations.
    */
-  writeReservation(key: string, args: readonly string[], created: (reply: RawReply) => boolean): Promise<{ readonly reply: RawReply; readonly durable: boolean }>;
+  writeReservation(key: string, args: readonly string[], created: (reply: RawReply) => boolean, ttlMs?: number): Promise<{ readonly reply: RawReply; readonly durable: boolean }>;
+  /** Whether `key` is a reservation this process confirmed recently (a replay, without asking Redis; SPEC §5.2). */
+  journaled?(key: string): boolean;
+  /** Forgets a journaled reservation that was withdrawn. */
+  forget?(key: string): void;
 }
 
 /** Options of {@link RedisRateLimiter}. */
@@ -108,7 +113,9 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async releaseReservation(subject: RateLimitSubject, requestId: string): Promise<void> {
-    await this.client.command(['DEL', this.reservationKey(subject, requestId)]);
+    const key = this.reservationKey(subject, requestId);
+    this.reservations?.forget?.(key);
+    await this.client.command(['DEL', key]);
   }
 
   /** The key of a reservation made by {@link acquireAndReserve}. */
@@ -123,24 +130,26 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   private async run(reservation: string, ttl: string, buckets: readonly RateLimitBucket[], subject: RateLimitSubject, reserves: boolean): Promise<ReservedVerdict> {
+    // Confirmed by this process before: a replay, whatever a new master holds (SPEC §5.2).
+    if (reserves && this.reservations?.journaled?.(reservation) === true) return DUPLICATE;
     const args = ['EVALSHA', RATE_LIMIT_SCRIPT_SHA, String(buckets.length + 1), reservation];
     for (const bucket of buckets) args.push(this.bucketKey(bucket, subject));
     args.push(ttl);
     for (const bucket of buckets) args.push(String(bucket.intervalMs), String(bucket.burst));
     try {
-      return await this.send(reservation, args, reserves);
+      return await this.send(reservation, args, reserves, Number(ttl));
     } catch (error) {
       // A server that has not cached the script yet (restart, failover, new master): once more with its body.
       if (!(error instanceof Error) || !/NOSCRIPT/.test(`${error.message} ${String((error as { cause?: unknown }).cause)}`)) throw error;
       args[0] = 'EVAL';
       args[1] = RATE_LIMIT_SCRIPT;
-      return this.send(reservation, args, reserves);
+      return this.send(reservation, args, reserves, Number(ttl));
     }
   }
 
-  private async send(reservation: string, args: readonly string[], reserves: boolean): Promise<ReservedVerdict> {
+  private async send(reservation: string, args: readonly string[], reserves: boolean, ttlMs: number): Promise<ReservedVerdict> {
     if (!reserves || this.reservations === undefined) return verdictOf(await this.client.command(args));
-    const { reply, durable } = await this.reservations.writeReservation(reservation, args, createdReservation);
+    const { reply, durable } = await this.reservations.writeReservation(reservation, args, createdReservation, ttlMs);
     const verdict = verdictOf(reply);
     return verdict === RESERVED && !durable ? NOT_REPLICATED : verdict;
   }

@@ -1,8 +1,10 @@
-import { replayKey, type ReplayReservation, type ReplayStore } from '@edge-gateway/core';
+import { GatewayMetrics, noopLogger, replayKey, systemClock, type Clock, type Logger, type ReplayReservation, type ReplayStore } from '@edge-gateway/core';
+import { backoffDelay } from './backoff.js';
 import type { RawReply } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import type { ReplicatedWriter } from './replicated-writes.js';
 import type { ReservationWrites } from './redis-rate-limiter.js';
+import { DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES, DEFAULT_REPLAY_JOURNAL_WINDOW_MS, ReservationJournal, type JournaledReservation } from './reservation-journal.js';
 
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
@@ -17,7 +19,19 @@ export interface RedisReplayStoreOptions {
   waitTimeoutMs?: number;
   /** Dedicated connections per master for the `WAIT`s (default 2; for measurements). */
   waitConnectionsPerMaster?: number;
+  /**
+   * The journal of confirmed reservations (SPEC §5.2), re-written on a new master by
+   * {@link RedisReplayStore.reassertRecent}: `GATEWAY_REDIS_REPLAY_REASSERT_WINDOW` in ms (default
+   * 30 s) and `GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES` (default 100,000); 0 switches it off.
+   */
+  journal?: { readonly windowMs?: number; readonly maxEntries?: number };
+  clock?: Clock;
+  metrics?: GatewayMetrics;
+  logger?: Logger;
 }
+
+/** Re-assert writes in flight at most. */
+const REASSERT_CONCURRENCY = 64;
 
 /** Default `GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT`. */
 export const DEFAULT_REPLAY_WAIT_TIMEOUT_MS = 50;
@@ -39,6 +53,13 @@ const created = (reply: RawReply): boolean => reply !== null;
  */
 export class RedisReplayStore implements ReplayStore, ReservationWrites {
   private readonly writer: ReplicatedWriter | undefined;
+  private readonly journal: ReservationJournal;
+  private readonly clock: Clock;
+  private readonly metrics: GatewayMetrics;
+  private readonly logger: Logger;
+  private reasserting: Promise<void> | undefined;
+  private reassertAgain: string | undefined;
+  private closed = false;
 
   constructor(
     private readonly client: RedisCommands,
@@ -48,6 +69,10 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
     if (!Number.isSafeInteger(minReplicas) || minReplicas < 0) throw new RangeError('minReplicas must be an integer >= 0');
     const waitTimeoutMs = options.waitTimeoutMs ?? DEFAULT_REPLAY_WAIT_TIMEOUT_MS;
     if (!(waitTimeoutMs >= 1)) throw new RangeError('waitTimeoutMs must be >= 1');
+    this.journal = new ReservationJournal(options.journal?.windowMs ?? DEFAULT_REPLAY_JOURNAL_WINDOW_MS, options.journal?.maxEntries ?? DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES);
+    this.clock = options.clock ?? systemClock;
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.logger = options.logger ?? noopLogger;
     this.writer =
       minReplicas === 0
         ? undefined
@@ -65,8 +90,15 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
 
   async reserve(deviceSessionId: string, requestId: string, ttlMs: number): Promise<ReplayReservation> {
     const key = this.key(deviceSessionId, requestId);
-    const args = ['SET', key, '1', 'NX', 'PX', String(Math.max(1, Math.ceil(ttlMs)))];
-    if (this.writer === undefined) return (await this.client.command(args)) === null ? 'duplicate' : 'reserved';
+    // Confirmed here before: a replay, whatever a new master holds (it may have lost the key).
+    if (this.journal.has(key, this.clock.now())) return 'duplicate';
+    const px = Math.max(1, Math.ceil(ttlMs));
+    const args = ['SET', key, '1', 'NX', 'PX', String(px)];
+    if (this.writer === undefined) {
+      if ((await this.client.command(args)) === null) return 'duplicate';
+      this.remember(key, px);
+      return 'reserved';
+    }
     // A failed SET rejects here: it may or may not have run, and the key may be another
     // request's (never deleted then); the core answers `replay store unavailable`.
     const written = await this.writer.write(key, args, created);
@@ -76,9 +108,17 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
       await this.withdraw(key);
       throw written.waitError;
     }
-    if ((written.replicas ?? 0) >= this.writer.minReplicas) return 'reserved';
+    if ((written.replicas ?? 0) >= this.writer.minReplicas) {
+      this.remember(key, px);
+      return 'reserved';
+    }
     await this.withdraw(key);
     return 'not_replicated';
+  }
+
+  /** Whether `key` is a reservation this process confirmed within the journal's window (a replay, without asking Redis). */
+  journaled(key: string): boolean {
+    return this.journal.has(key, this.clock.now());
   }
 
   /**
@@ -88,26 +128,120 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
    * withdrawn (`durable: false`), one whose `WAIT` failed is withdrawn and the call rejects. A
    * reply that created nothing (`created` false: a refusal, a replay) needs no `WAIT`.
    */
-  async writeReservation(key: string, args: readonly string[], created: (reply: RawReply) => boolean): Promise<{ readonly reply: RawReply; readonly durable: boolean }> {
-    if (this.writer === undefined) return { reply: await this.client.command(args), durable: true };
+  async writeReservation(key: string, args: readonly string[], created: (reply: RawReply) => boolean, ttlMs = 0): Promise<{ readonly reply: RawReply; readonly durable: boolean }> {
+    if (this.writer === undefined) {
+      const reply = await this.client.command(args);
+      if (created(reply) && ttlMs > 0) this.remember(key, ttlMs);
+      return { reply, durable: true };
+    }
     const written = await this.writer.write(key, args, created);
     if (!created(written.reply)) return { reply: written.reply, durable: true };
     if (written.waitError !== undefined) {
       await this.withdraw(key);
       throw written.waitError;
     }
-    if ((written.replicas ?? 0) >= this.writer.minReplicas) return { reply: written.reply, durable: true };
+    if ((written.replicas ?? 0) >= this.writer.minReplicas) {
+      if (ttlMs > 0) this.remember(key, ttlMs);
+      return { reply: written.reply, durable: true };
+    }
     await this.withdraw(key);
     return { reply: written.reply, durable: false };
   }
 
   async release(deviceSessionId: string, requestId: string): Promise<void> {
-    await this.client.command(['DEL', this.key(deviceSessionId, requestId)]);
+    const key = this.key(deviceSessionId, requestId);
+    this.journal.delete(key);
+    await this.client.command(['DEL', key]);
+  }
+
+  /** Forgets a journaled reservation that was withdrawn by its owner (the rate limiter's release). */
+  forget(key: string): void {
+    this.journal.delete(key);
+  }
+
+  /** Reservations the journal holds now. */
+  get journalSize(): number {
+    return this.journal.size;
+  }
+
+  /**
+   * After a master change (SPEC §5.2): writes every reservation of the journal again on the
+   * current master, `SET key 1 NX PX <time left>` (one the master still holds is left alone), so
+   * a reservation the failover lost is a replay again for every gateway. Counted in
+   * `gateway_replay_reservations_reasserted_total`, one warn line when any was missing. Writes
+   * that fail (no master yet) are retried with backoff until they succeed, the entry leaves the
+   * journal, or the store closes. A call while a round runs queues one more round. Resolves when
+   * no round is running or queued.
+   */
+  reassertRecent(reason: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.reasserting !== undefined) {
+      this.reassertAgain = reason;
+      return this.reasserting;
+    }
+    const run = async (): Promise<void> => {
+      let current: string | undefined = reason;
+      while (current !== undefined && !this.closed) {
+        this.reassertAgain = undefined;
+        await this.reassertRound(current);
+        current = this.reassertAgain;
+      }
+    };
+    this.reasserting = run().finally(() => {
+      this.reasserting = undefined;
+    });
+    return this.reasserting;
   }
 
   /** Closes the dedicated connections of the replicated writes (the shared client stays). */
   close(): void {
+    this.closed = true;
     this.writer?.close();
+  }
+
+  private async reassertRound(reason: string): Promise<void> {
+    const started = this.clock.now();
+    let todo = this.journal.list(started);
+    const total = todo.length;
+    const written: string[] = [];
+    let attempt = 0;
+    let lastError: unknown;
+    while (todo.length > 0 && !this.closed) {
+      const failed: JournaledReservation[] = [];
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < todo.length && !this.closed) {
+          const entry = todo[next++] as JournaledReservation;
+          const left = entry.expiresAtMs - this.clock.now();
+          // Expired, or withdrawn meanwhile: nothing to write.
+          if (left <= 0 || !this.journal.has(entry.key, this.clock.now())) continue;
+          try {
+            if ((await this.client.command(['SET', entry.key, '1', 'NX', 'PX', String(Math.ceil(left))])) !== null) written.push(entry.key);
+          } catch (error) {
+            lastError = error;
+            failed.push(entry);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(REASSERT_CONCURRENCY, todo.length) }, worker));
+      todo = failed;
+      if (todo.length > 0 && !this.closed) await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt++, { minDelayMs: 100, maxDelayMs: 2000 })));
+    }
+    if (written.length > 0) this.metrics.replayReservationsReasserted.add(written.length);
+    const fields = {
+      reason,
+      checked: total,
+      count: written.length,
+      duration_ms: this.clock.now() - started,
+      ...(todo.length > 0 ? { unfinished: todo.length, error: String(lastError) } : {}),
+    };
+    if (written.length > 0) this.logger.warn('replay reservations re-asserted: the master lacked them (lost in a failover)', fields);
+    else this.logger.info('replay reservations checked on the new master: none lost', fields);
+  }
+
+  private remember(key: string, ttlMs: number): void {
+    const now = this.clock.now();
+    this.journal.add(key, now + ttlMs, now);
   }
 
   /** Best effort: a reservation that stays only expires (the request id is then refused as a replay until it does). */

@@ -291,15 +291,20 @@ describe('replicated replay reservations (SPEC §5.2)', () => {
   const clusterEnv = { ...base, GATEWAY_REDIS_MASTER_ADDR: '', GATEWAY_REDIS_CLUSTER_NODES: '10.0.0.1:7000' };
 
   it('defaults: 0 on a lone master, 1 with replica addresses, Sentinel or Cluster; WAIT timeout 50ms', () => {
-    expect(loadConfig(base).redis.replay).toEqual({ minReplicas: 0, minReplicasSet: false, waitTimeoutMs: 50 });
+    const journal = { reassertWindowMs: 30_000, reassertMaxEntries: 100_000 };
+    expect(loadConfig(base).redis.replay).toEqual({ minReplicas: 0, minReplicasSet: false, waitTimeoutMs: 50, ...journal });
     for (const env of [replicasEnv, sentinelEnv, clusterEnv]) {
-      expect(loadConfig(env).redis.replay).toEqual({ minReplicas: 1, minReplicasSet: false, waitTimeoutMs: 50 });
+      expect(loadConfig(env).redis.replay).toEqual({ minReplicas: 1, minReplicasSet: false, waitTimeoutMs: 50, ...journal });
     }
     expect(loadConfig({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '2', GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '200ms' }).redis.replay).toEqual({
       minReplicas: 2,
       minReplicasSet: true,
       waitTimeoutMs: 200,
+      ...journal,
     });
+    expect(
+      loadConfig({ ...sentinelEnv, GATEWAY_REDIS_REPLAY_REASSERT_WINDOW: '5s', GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES: '0' }).redis.replay,
+    ).toMatchObject({ reassertWindowMs: 5000, reassertMaxEntries: 0 });
     expect(loadConfig({ ...sentinelEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '0' }).redis.replay.minReplicas).toBe(0);
     expect(describeConfig(loadConfig(sentinelEnv))).toMatchObject({ redis_replay_min_replicas: 1, redis_replay_wait_timeout_ms: 50 });
   });
@@ -318,6 +323,8 @@ describe('replicated replay reservations (SPEC §5.2)', () => {
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: 'one' }).message).toBe('GATEWAY_REDIS_REPLAY_MIN_REPLICAS: "one" is not an integer');
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '-1' }).variable).toBe('GATEWAY_REDIS_REPLAY_MIN_REPLICAS');
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: 'soon' }).variable).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_REASSERT_WINDOW: '0' }).message).toBe('GATEWAY_REDIS_REPLAY_REASSERT_WINDOW: must be greater than zero');
+    expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES: '-1' }).variable).toBe('GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES');
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '0' }).message).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: must be greater than zero');
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '500us' }).message).toBe('GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: must be at least 1ms');
     expect(failure({ ...replicasEnv, GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT: '3s' }).message).toBe(

@@ -48,6 +48,10 @@ export interface ReplayDurabilityConfig {
   /** Whether `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` was set (else `minReplicas` is the topology's default), for messages. */
   readonly minReplicasSet: boolean;
   readonly waitTimeoutMs: number;
+  /** `GATEWAY_REDIS_REPLAY_REASSERT_WINDOW`: confirmed reservations kept to answer replays locally and re-assert after a master change (0: off). */
+  readonly reassertWindowMs: number;
+  /** `GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES`: the bound of that journal. */
+  readonly reassertMaxEntries: number;
 }
 
 export const REPLAY_MIN_REPLICAS = 'GATEWAY_REDIS_REPLAY_MIN_REPLICAS';
@@ -537,7 +541,9 @@ function readReplayDurability(
   const waitTimeoutMs = r.duration(REPLAY_WAIT_TIMEOUT, '50ms');
   if (waitTimeoutMs > 0 && waitTimeoutMs < 1) r.fail(REPLAY_WAIT_TIMEOUT, 'must be at least 1ms');
   else if (waitTimeoutMs > commandTimeoutMs && commandTimeoutMs > 0) r.fail(REPLAY_WAIT_TIMEOUT, 'must not be longer than GATEWAY_REDIS_COMMAND_TIMEOUT');
-  return { minReplicas, minReplicasSet, waitTimeoutMs: Math.round(waitTimeoutMs) };
+  const reassertWindowMs = Math.round(r.duration('GATEWAY_REDIS_REPLAY_REASSERT_WINDOW', '30s'));
+  const reassertMaxEntries = r.integer('GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES', 100_000, 0);
+  return { minReplicas, minReplicasSet, waitTimeoutMs: Math.round(waitTimeoutMs), reassertWindowMs, reassertMaxEntries };
 }
 
 /**
@@ -642,6 +648,7 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     redis_session_reads: config.redis.sessionReads,
     redis_replay_min_replicas: config.redis.replay.minReplicas,
     redis_replay_wait_timeout_ms: config.redis.replay.waitTimeoutMs,
+    redis_replay_reassert_window_ms: config.redis.replay.reassertWindowMs,
     push_fanout: config.pushFanout,
     redis_db: config.redis.db,
     redis_key_prefix: config.redis.keyPrefix,

@@ -36,6 +36,7 @@ export const MetricNames = {
   rateLimited: 'gateway_rate_limited_total',
   logLinesSuppressed: 'gateway_log_lines_suppressed_total',
   revocationsReasserted: 'gateway_revocations_reasserted_total',
+  replayReservationsReasserted: 'gateway_replay_reservations_reasserted_total',
   revocationsForgotten: 'gateway_revocations_forgotten_total',
   revocationsRemembered: 'gateway_revocations_remembered',
   connectionsOpen: 'gateway_connections_open',
@@ -112,6 +113,8 @@ export class GatewayMetrics {
   readonly logLinesSuppressed: Counter<{ reason: string }>;
   /** Revocations written again to a master that lacked them (SPEC §5.3). */
   readonly revocationsReasserted: Counter;
+  /** Replay reservations written again to a master that lacked them after a failover (SPEC §5.2). */
+  readonly replayReservationsReasserted: Counter;
   /** Revocations forgotten before their retention ended, at the memory's bound (SPEC §5.5). */
   readonly revocationsForgotten: Counter;
   /** Revocations remembered now (see {@link GatewayMetrics.observeRevocations}). */
@@ -176,6 +179,9 @@ export class GatewayMetrics {
     this.revocationsReasserted = meter.createCounter(MetricNames.revocationsReasserted, {
       description: 'Revocations written again (revoked record and snapshot) to a master that lacked them after a failover',
     });
+    this.replayReservationsReasserted = meter.createCounter(MetricNames.replayReservationsReasserted, {
+      description: 'Replay reservations this process confirmed that a new master lacked after a failover, written again',
+    });
     this.revocationsForgotten = meter.createCounter(MetricNames.revocationsForgotten, {
       description: 'Revocations forgotten before their retention ended because the memory was full',
     });
@@ -210,6 +216,7 @@ export class GatewayMetrics {
     this.pushEventsDelivered.add(0);
     this.replayRejections.add(0);
     this.revocationsReasserted.add(0);
+    this.replayReservationsReasserted.add(0);
     this.revocationsForgotten.add(0);
     this.routedRelayRetries.add(0);
     this.routedRelayClaimed.add(0);
