@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { DependencyContainer } from 'tsyringe';
+import { UserEventIndex } from '@edge-gateway/core';
 import {
   RedisEventHistory,
   RedisRateLimiter,
@@ -74,10 +75,14 @@ export function registerRedisClusterBackend(container: DependencyContainer, conf
     registerRoutedFanout(container, config);
   } else {
     // As on one server (SPEC §5.6): a failover of the stream's master can lose entries.
-    const continuity = new StreamContinuity();
+    // The per-user index answers resumes without scanning other users' entries (SPEC §8.3).
+    const continuity = new StreamContinuity({ index: new UserEventIndex(config.pushResumeIndexMaxBytes) });
     container.register(
       Tokens.EventHistory,
-      cached((c) => new RedisEventHistory(cluster(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs })),
+      cached(
+        (c) =>
+          new RedisEventHistory(cluster(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs, metrics: metrics(c) }),
+      ),
     );
     container.register(
       Tokens.ClientEventsSubscriber,

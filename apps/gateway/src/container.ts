@@ -1,6 +1,7 @@
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
 import {
   createGatewayCore,
+  UserEventIndex,
   type GatewayCore,
   type GatewayMetrics,
   type Logger,
@@ -53,8 +54,9 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
   );
   container.register(Tokens.RedisClient, cached((c) => topology(c).master));
   // What the client-events subscriber and the resume reads know of the history across
-  // failovers: entries consumed and read ahead (with their users), lost ranges (SPEC §5.6).
-  const continuity = new StreamContinuity();
+  // failovers: entries consumed and read ahead (with their users), lost ranges (SPEC §5.6); and
+  // the per-user index of consumed entries that answers resumes (SPEC §8.3).
+  const continuity = new StreamContinuity({ index: new UserEventIndex(config.pushResumeIndexMaxBytes) });
   container.register(
     Tokens.SessionStore,
     cached((c) => {
@@ -78,7 +80,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
   );
   container.register(
     Tokens.EventHistory,
-    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs })),
+    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs, metrics: metrics(c) })),
   );
   container.register(
     Tokens.SessionEventsSubscriber,

@@ -319,8 +319,14 @@ describe('trimmed stream', () => {
 
 describe('resume limits', () => {
   const stream = newStream('limits');
-  // The other tests' payloads are a few bytes each: far below MAX_BYTES.
-  const addr = gatewayPerDescribe(stream, { GATEWAY_PUSH_RESUME_MAX_EVENTS: '5', GATEWAY_PUSH_RESUME_MAX_SCAN: '20', GATEWAY_PUSH_RESUME_MAX_BYTES: '1000' });
+  // The other tests' payloads are a few bytes each: far below MAX_BYTES. The resume index is off
+  // (0): these resumes scan the stream, so MAX_SCAN counts other users' entries.
+  const addr = gatewayPerDescribe(stream, {
+    GATEWAY_PUSH_RESUME_MAX_EVENTS: '5',
+    GATEWAY_PUSH_RESUME_MAX_SCAN: '20',
+    GATEWAY_PUSH_RESUME_MAX_BYTES: '1000',
+    GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES: '0',
+  });
 
   it('GATEWAY_PUSH_RESUME_MAX_EVENTS: replays exactly that many, after resume_incomplete, then the live feed', async () => {
     const device = await activeDevice('user-max-events', 'max-events');
@@ -381,6 +387,75 @@ describe('resume limits', () => {
       },
       ['max_events'],
     );
+  });
+});
+
+/** `INFO` counters of the test's Redis server (`total_net_output_bytes`, ...). */
+async function redisInfo(section: string): Promise<Record<string, string>> {
+  const text = String(await raw.sendCommand(['INFO', section]));
+  return Object.fromEntries(text.split('\r\n').filter((l) => l.includes(':') && !l.startsWith('#')).map((l) => l.split(':', 2) as [string, string]));
+}
+
+describe('resume index (issue 25): a resume costs the device’s own missed events, not the fleet’s', () => {
+  const stream = newStream('index');
+  const addr = gatewayPerDescribe(stream);
+
+  it('past 30,000 other users’ entries (3× GATEWAY_PUSH_RESUME_MAX_SCAN) replays exactly the 5 missed, complete, reading a few entries', async () => {
+    const device = await activeDevice('user-index', 'index');
+    const { cursor, client } = await receiveThenDisconnect(stream, addr.grpc, device, 1);
+    try {
+      const consumed = async () => metricValue(await scrape(addr.adminHttp as string), 'gateway_stream_entries_consumed_total', { stream: 'client_events' });
+      const consumedBefore = await consumed();
+      const missed: string[] = [];
+      let written = 0;
+      for (let round = 0; round < 5; round += 1) {
+        const multi = raw.multi();
+        for (let i = 0; i < 6000; i += 1) {
+          multi.xAdd(stream, '*', { user_id: `index-other-${i % 100}`, event_type: 'chat.message', payload_base64: Buffer.from(`o-${i}`).toString('base64') });
+        }
+        // An entry of this user the live parser drops as malformed: never replayed either.
+        multi.xAdd(stream, '*', { user_id: 'user-index', event_type: 'Not A Type!', payload_base64: '' });
+        await multi.exec();
+        written += 6001;
+        missed.push(await publishEvent(raw, { userId: 'user-index', eventType: 'chat.message', payload: Buffer.from(`m-${round}`) }, stream));
+        written += 1;
+      }
+      expect(await targetedIdsAfter(raw, stream, cursor, device)).toHaveLength(10);
+      await waitFor(async () => (await consumed()) >= consumedBefore + written, { timeoutMs: 30_000, message: 'the gateway consumed the 30,000 entries' });
+
+      const before = await scrape(addr.adminHttp as string);
+      const outBefore = Number((await redisInfo('stats'))['total_net_output_bytes']);
+      const abort = new AbortController();
+      const events = client.subscribe({ resumeAfterEventId: cursor, signal: abort.signal })[Symbol.asyncIterator]();
+      const [bootstrap, ...replayed] = await take(events, 1 + missed.length);
+      const outAfter = Number((await redisInfo('stats'))['total_net_output_bytes']);
+      expect(bootstrap?.eventType).toBe(SERVER_TIME);
+      expect(replayed.map((e) => e.eventId)).toEqual(missed);
+      expect(replayed.map((e) => Buffer.from(e.payload).toString())).toEqual(['m-0', 'm-1', 'm-2', 'm-3', 'm-4']);
+      // Then the live feed: nothing else (no gateway.resume_incomplete) came before it.
+      const live = await publishEvent(raw, { userId: 'user-index', eventType: 'chat.message', payload: Buffer.from('live') }, stream);
+      expect((await takeThrough(events, live)).map((e) => e.eventId)).toEqual([live]);
+      abort.abort();
+      await events.return?.(undefined);
+
+      const metrics = await scrape(addr.adminHttp as string);
+      const delta = (name: string, labels: Record<string, string> = {}) => metricValue(metrics, name, labels) - metricValue(before, name, labels);
+      expect(delta('gateway_push_resumes_total')).toBe(1);
+      expect(delta('gateway_push_resume_replayed_events_total')).toBe(5);
+      expect(delta('gateway_push_resumes_incomplete_total')).toBe(0);
+      // Two pages from the index (the 5 entries, then nothing after them), no scan: the 5
+      // malformed entries of this user are read too (the index holds them; the parser drops them).
+      expect(delta('gateway_push_history_reads_total', { source: 'index' })).toBe(2);
+      expect(delta('gateway_push_history_reads_total', { source: 'scan' })).toBe(0);
+      expect(delta('gateway_push_history_entries_read_total', { source: 'index' })).toBe(10);
+      expect(delta('gateway_push_history_entries_read_total', { source: 'scan' })).toBe(0);
+      // What Redis itself sent meanwhile (every client): the 10,000 entries a scan would read
+      // are about 750 KB of replies; the resume's commands, the test's INFO and the bootstrap's
+      // session and replay commands are a few KB.
+      expect(outAfter - outBefore).toBeLessThan(64 * 1024);
+    } finally {
+      client.close();
+    }
   });
 });
 

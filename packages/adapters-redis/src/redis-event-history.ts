@@ -1,4 +1,4 @@
-import { compareStreamIds, type EventHistory, type EventHistoryPage } from '@edge-gateway/core';
+import { compareStreamIds, type EventHistory, type EventHistoryPage, type GatewayMetrics, type StreamEntry } from '@edge-gateway/core';
 import type { RawReply } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import type { DivergedRanges } from './diverged-ranges.js';
@@ -25,6 +25,11 @@ export interface RedisEventHistoryOptions {
   continuity?: StreamContinuity;
   /** How long a resume waits for that check (default 2000 ms). */
   verifyWaitMs?: number;
+  /**
+   * Counts the pages read (`gateway_push_history_reads_total`) and the stream entries they
+   * read (`gateway_push_history_entries_read_total`), by `source` (SPEC §8.4).
+   */
+  metrics?: GatewayMetrics;
 }
 
 /**
@@ -60,13 +65,45 @@ export class RedisEventHistory implements EventHistory {
     // Before reading: entries read from a master whose history is not checked yet must not be
     // remembered as what streams were sent (they may hide lost ones with the same ids).
     const verified = continuity === undefined || (await continuity.waitVerified(this.options.verifyWaitMs ?? DEFAULT_VERIFY_WAIT_MS));
+    const n = Math.max(1, count);
     // Range first, then the stream info: a trim in between can only make us over-report.
-    const entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(Math.max(1, count))]));
+    let entries = verified && typeof this.options.streamKey === 'string' ? await this.readIndexed(key, afterId, n, userId) : undefined;
+    const source = entries === undefined ? 'scan' : 'index';
+    if (entries === undefined) {
+      entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(n)]));
+      this.options.metrics?.pushHistoryEntriesRead.add(entries.length, { source: 'scan' });
+    }
+    this.options.metrics?.pushHistoryReads.add(1, { source });
     if (verified) continuity?.noteRead(entries);
     const diverged = afterId !== '0-0' && (!verified || this.ranges?.contains(afterId) === true);
     const info = await this.streamInfo(key);
     const truncated = info !== undefined && (isTruncated(afterId, info) || !(await this.exists(key, afterId, info)));
     return diverged ? { entries, truncated, diverged } : { entries, truncated };
+  }
+
+  /**
+   * The page from the subscriber's index (SPEC §8.3), when it covers `afterId`: the user's
+   * entries it holds after `afterId`, fetched by id, then, if fewer than `count`, the stream's
+   * entries after what the subscriber consumed (the subscriber may read a replica that lags the
+   * master). `undefined`: read the stream itself (not covered, or an indexed entry is no longer
+   * there: trimmed, deleted or lost, which only the full read can judge).
+   */
+  private async readIndexed(key: string, afterId: string, count: number, userId: string): Promise<StreamEntry[] | undefined> {
+    const hit = this.options.continuity?.index?.read(userId, afterId, count);
+    if (hit === undefined) return undefined;
+    const replies = await Promise.all(hit.ids.map((id) => this.client.command(['XRANGE', key, id, id])));
+    const entries: StreamEntry[] = [];
+    for (const reply of replies) entries.push(...parseEntries(reply));
+    if (entries.length !== hit.ids.length) {
+      this.options.metrics?.pushHistoryEntriesRead.add(entries.length, { source: 'index' });
+      return undefined;
+    }
+    if (entries.length < count) {
+      const from = compareStreamIds(afterId, hit.through) > 0 ? afterId : hit.through;
+      entries.push(...parseEntries(await this.client.command(['XRANGE', key, `(${from}`, '+', 'COUNT', String(count - entries.length)])));
+    }
+    this.options.metrics?.pushHistoryEntriesRead.add(entries.length, { source: 'index' });
+    return entries;
   }
 
   private get ranges(): DivergedRanges | undefined {

@@ -152,6 +152,7 @@ export class RedisStreamSubscriber {
       const start = parseEntries(reply)[0];
       if (start !== undefined) this.recent.remember(start);
       this.setLast(start?.id ?? '0-0');
+      this.continuity?.startedAfter(this.last);
     } catch (err) {
       this.state = 'stopped';
       throw err;
@@ -189,6 +190,7 @@ export class RedisStreamSubscriber {
     clearInterval(this.watchdog);
     // Nothing checks the history any more: a waiting resume must not wait for it.
     this.continuity?.markVerified();
+    this.continuity?.stopped();
     if (this.connection?.isOpen === true) this.connection.destroy();
     this.wake?.();
     await this.loop;
@@ -258,7 +260,10 @@ export class RedisStreamSubscriber {
       if (entries.length === 0) continue;
       if (this.handler.handleBatch !== undefined) {
         // Advance first: entries whose handler throws are not redelivered.
-        for (const entry of entries) this.recent.remember(entry);
+        for (const entry of entries) {
+          this.recent.remember(entry);
+          this.continuity?.consumedEntry(entry);
+        }
         this.setLast((entries[entries.length - 1] as StreamEntry).id);
         try {
           await this.handler.handleBatch(entries);
@@ -270,6 +275,7 @@ export class RedisStreamSubscriber {
       for (const entry of entries) {
         // Advance first: an entry whose handler throws is not redelivered.
         this.recent.remember(entry);
+        this.continuity?.consumedEntry(entry);
         this.setLast(entry.id);
         try {
           this.handler.handle(entry);
@@ -330,6 +336,8 @@ export class RedisStreamSubscriber {
       // remembered (older ones were consumed long ago, or cannot be told from them).
       const resumeAfter = walk.common ?? previousStreamId(walk.lowestUnseen ?? floor);
       this.setLast(resumeAfter);
+      // The index may hold lost entries, and lacks those the new master wrote below the old cursor.
+      this.continuity?.startedAfter(resumeAfter);
       this.lost({ after: walk.common, upTo: ahead ?? cursor, floor }, {
         message: 'stream history diverged: the last consumed entry is not on the master (lost in a failover)',
         last_consumed: cursor,

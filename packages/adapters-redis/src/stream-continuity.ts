@@ -1,4 +1,4 @@
-import { compareStreamIds, type StreamEntry } from '@edge-gateway/core';
+import { compareStreamIds, type StreamEntry, type UserEventIndex } from '@edge-gateway/core';
 import { DivergedRanges } from './diverged-ranges.js';
 import { RecentEntries } from './recent-entries.js';
 
@@ -12,6 +12,12 @@ export interface StreamContinuityOptions {
   readonly rangeCapacity?: number;
   /** The entry field whose value is remembered with each entry (default `user_id`). */
   readonly field?: string;
+  /**
+   * The per-user index of consumed entries that answers resumes without reading other users'
+   * entries (`GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES`, SPEC §8.3); keyed by `field`. Without it
+   * every resume reads the stream from the client's id.
+   */
+  readonly index?: UserEventIndex;
 }
 
 export const DEFAULT_CONSUMED_CAPACITY = 10_000;
@@ -36,15 +42,38 @@ export class StreamContinuity {
   readonly consumed: RecentEntries;
   readonly ahead: RecentEntries;
   readonly ranges: DivergedRanges;
+  /** See {@link StreamContinuityOptions.index}. */
+  readonly index: UserEventIndex | undefined;
   /** The subscriber's position: entries after it are "ahead". */
   position = '0-0';
   private pending: { promise: Promise<void>; resolve: () => void; since: number } | undefined;
+  private readonly field: string;
 
   constructor(options: StreamContinuityOptions = {}) {
     const field = options.field ?? 'user_id';
+    this.field = field;
+    this.index = options.index;
     this.consumed = new RecentEntries(options.consumedCapacity ?? DEFAULT_CONSUMED_CAPACITY, field);
     this.ahead = new RecentEntries(options.aheadCapacity ?? DEFAULT_AHEAD_CAPACITY, field);
     this.ranges = new DivergedRanges(options.rangeCapacity);
+  }
+
+  /**
+   * The subscriber (re)starts reading strictly after `after`: the index covers what follows it,
+   * nothing before (a rewind after a failover included: what it held may be lost entries).
+   */
+  startedAfter(after: string): void {
+    this.index?.reset(after);
+  }
+
+  /** The subscriber consumed `entry` (in stream order): the index learns it. */
+  consumedEntry(entry: StreamEntry): void {
+    this.index?.add(entry.id, entry.fields[this.field]);
+  }
+
+  /** The subscriber stopped: nothing feeds the index any more, so it answers nothing. */
+  stopped(): void {
+    this.index?.clear();
   }
 
   /** Whether the subscriber has checked the current master's history (see the class comment). */

@@ -97,6 +97,13 @@ export {
   type RegisterOptions,
   type StartOptions,
 } from './push/push-hub.js';
+export {
+  DEFAULT_RESUME_INDEX_MAX_BYTES,
+  INDEX_ENTRY_BYTES,
+  INDEX_USER_BYTES,
+  UserEventIndex,
+  type IndexedIds,
+} from './push/user-event-index.js';
 export { UserSequencer, type SequencedDelivery, type UserSequencerOptions } from './push/user-sequencer.js';
 export { SessionCache, type SessionCacheOptions } from './session/session-cache.js';
 export {
@@ -179,6 +186,7 @@ export {
   type ConsumedStream,
   type LossNoticeReason,
   type ReplayReservationOutcome,
+  type HistoryReadSource,
   type ResumeIncompleteReason,
   type RoutedRelayDropReason,
   type StreamCloseReason,

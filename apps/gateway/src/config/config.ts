@@ -3,6 +3,7 @@ import { ROUTED_MAX_EVENT_BYTES_LIMIT, ROUTED_MAX_INTEGER_ARGUMENT } from '@edge
 import {
   DEFAULT_CONNECTION_FAILURE_LIMIT,
   DEFAULT_CONNECTION_LIMITS,
+  DEFAULT_RESUME_INDEX_MAX_BYTES,
   formatRateLimitRules,
   parseFailureLimit,
   parseRateLimitRules,
@@ -129,6 +130,11 @@ export interface GatewayConfig {
    * upper limit `GATEWAY_PUSH_STREAM_BUFFER_BYTES` (a resume never queues more than a live stream may hold).
    */
   readonly pushResumeMaxBytes: number;
+  /**
+   * `GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES`: memory of the per-user index of consumed client-events
+   * entries that answers resumes without scanning other users' entries (stream fan-out); 0: off.
+   */
+  readonly pushResumeIndexMaxBytes: number;
   /** `GATEWAY_COMMAND_CRYPTO_THREADPOOL`: a command's verify and sign may go to libuv's threadpool when the event loop is saturated. */
   readonly commandCryptoThreadpool: boolean;
   /** `GATEWAY_PUSH_FANOUT`. */
@@ -452,6 +458,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
     pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
     pushResumeMaxBytes,
+    pushResumeIndexMaxBytes: r.integer('GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES', DEFAULT_RESUME_INDEX_MAX_BYTES, 0),
     commandCryptoThreadpool: commandCryptoText === 'true',
     pushFanout: pushFanout as PushFanout,
     pushRoutedHistoryMaxLen: routedLimits.historyMaxLen,

@@ -28,6 +28,8 @@ export const MetricNames = {
   pushResumes: 'gateway_push_resumes_total',
   pushResumeReplayed: 'gateway_push_resume_replayed_events_total',
   pushResumeIncomplete: 'gateway_push_resumes_incomplete_total',
+  pushHistoryReads: 'gateway_push_history_reads_total',
+  pushHistoryEntriesRead: 'gateway_push_history_entries_read_total',
   pushLossNotices: 'gateway_push_loss_notices_total',
   websocketRequests: 'gateway_websocket_requests_total',
   websocketDuration: 'gateway_websocket_request_duration_seconds',
@@ -60,6 +62,12 @@ export type ResumeIncompleteReason = 'truncated' | 'diverged' | 'max_events' | '
 
 /** Every {@link ResumeIncompleteReason}: each series starts at zero. */
 const RESUME_INCOMPLETE_REASONS = ['truncated', 'diverged', 'max_events', 'max_bytes', 'max_scan', 'live_overflow', 'read_error'] as const satisfies readonly ResumeIncompleteReason[];
+
+/**
+ * How a page of resume history was read (label `source`): `index`, from the per-user index of
+ * consumed entries (the user's entries fetched by id); `scan`, the stream read from the cursor.
+ */
+export type HistoryReadSource = 'index' | 'scan';
 
 /** Why open push streams were told that events may be missing (label `reason`). */
 export type LossNoticeReason = 'history_diverged';
@@ -103,6 +111,10 @@ export class GatewayMetrics {
   readonly pushResumes: Counter;
   readonly pushResumeReplayed: Counter;
   readonly pushResumeIncomplete: Counter<{ reason: ResumeIncompleteReason }>;
+  /** Pages of client-events history read for resumes, by how (SPEC §8.3). */
+  readonly pushHistoryReads: Counter<{ source: HistoryReadSource }>;
+  /** Client-events stream entries those pages read from Redis, by how. */
+  readonly pushHistoryEntriesRead: Counter<{ source: HistoryReadSource }>;
   /** Requests refused by a rate limit, by the first refusing rule's `scope` and `route` (its prefix or `*`). */
   readonly rateLimited: Counter<{ scope: string; route: string }>;
   /** Signed `gateway.resume_incomplete` events sent to open streams outside a resume (one per device session told). */
@@ -165,6 +177,10 @@ export class GatewayMetrics {
     this.pushResumes = meter.createCounter(MetricNames.pushResumes, { description: 'Push streams opened with resume_after_event_id' });
     this.pushResumeReplayed = meter.createCounter(MetricNames.pushResumeReplayed, { description: 'Events replayed from history on resume' });
     this.pushResumeIncomplete = meter.createCounter(MetricNames.pushResumeIncomplete, { description: 'Resumes that could not replay everything' });
+    this.pushHistoryReads = meter.createCounter(MetricNames.pushHistoryReads, {
+      description: 'Pages of client-events history read for resumes (source: index = per-user index, scan = stream read from the cursor)',
+    });
+    this.pushHistoryEntriesRead = meter.createCounter(MetricNames.pushHistoryEntriesRead, { description: 'Client-events stream entries read from Redis for resumes' });
     this.rateLimited = meter.createCounter(MetricNames.rateLimited, { description: 'Requests refused by a rate limit, by the first refusing rule' });
     this.pushLossNotices = meter.createCounter(MetricNames.pushLossNotices, {
       description: 'gateway.resume_incomplete events sent to open streams (per device session) because events they were sent, or their user had, were lost',
@@ -226,6 +242,10 @@ export class GatewayMetrics {
     this.pushResumes.add(0);
     this.pushResumeReplayed.add(0);
     for (const reason of RESUME_INCOMPLETE_REASONS) this.pushResumeIncomplete.add(0, { reason });
+    for (const source of ['index', 'scan'] as const) {
+      this.pushHistoryReads.add(0, { source });
+      this.pushHistoryEntriesRead.add(0, { source });
+    }
     this.pushLossNotices.add(0, { reason: 'history_diverged' });
   }
 
