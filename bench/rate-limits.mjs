@@ -4,15 +4,18 @@
 //   local  GATEWAY_RATE_LIMITS=session=1000000/s, store local      (every command checked, none refused)
 //   redis  the same rule, GATEWAY_RATE_LIMIT_STORE=redis            (checked in the reservation's round trip)
 //   flood  GATEWAY_RATE_LIMITS=session=<rate/50>/s for one device sending at <rate>/s (50x its limit)
+//   floor  bench/bare-refusal.mjs: a bare grpc-js server answering every command as a refusal
+//          (same status, same trailers, nothing else): what a refusal costs over grpc-js
 // Targets: CPU per command local <= 1.03 x none; Redis commands per command redis == none
 // (the commands each gateway sent, from its own /metrics, per answered command); CPU per refused
 // command of the flood <= 0.3 x the CPU of an admitted one (none's: the same rate, same machine,
-// same round). The flood's refused cost = (its CPU - admitted x none's per-command CPU) / refused.
+// same round). The flood's refused cost = (its CPU - admitted x none's per-command CPU) / refused;
+// the floor's = its CPU / its refusals, against the same admitted cost.
 //
 //   node bench/rate-limits.mjs [--rate 300] [--max-in-flight 32] [--duration 5] [--warmup 6] [--rounds 3] [--channels 8] [--quick]
 import { randomBytes } from 'node:crypto';
 import { openLoop } from './command-cost.mjs';
-import { cpuSeconds, machineInfo, machineSnapshot, makeDevices, num, parseArgs, rawClients, signedCommand, sleep, startCommandRig, GatewayChild, writeResult } from './lib.mjs';
+import { cpuSeconds, machineInfo, machineSnapshot, makeDevices, num, parseArgs, rawClients, signedCommand, sleep, startCommandRig, startHelper, GatewayChild, writeResult } from './lib.mjs';
 import { RateLimits, parseRateLimitRules } from '../packages/core/dist/index.js';
 import { InMemoryRateLimiter } from '../packages/core/dist/memory/index.js';
 
@@ -106,13 +109,20 @@ export async function runRateLimits(argv) {
     { label: 'local', env: { GATEWAY_RATE_LIMITS: 'session=1000000/s', GATEWAY_RATE_LIMIT_STORE: 'local' }, from: devices },
     { label: 'redis', env: { GATEWAY_RATE_LIMITS: 'session=1000000/s', GATEWAY_RATE_LIMIT_STORE: 'redis' }, from: devices },
     { label: 'flood', env: { GATEWAY_RATE_LIMITS: `session=${floodLimit}/s`, GATEWAY_RATE_LIMIT_STORE: 'local' }, from: [flooder] },
+    { label: 'floor', helper: 'bare-refusal.mjs', from: [flooder] },
   ];
   const loop = { rate: params.rate, maxInFlight: params.maxInFlight, warmupMs: params.warmupSec * 1000, durationMs: params.durationSec * 1000 };
   const rows = [];
   try {
     for (const variant of variants) {
+      if (variant.helper !== undefined) {
+        variant.process = await startHelper(variant.helper);
+        variant.clients = await rawClients(`127.0.0.1:${variant.process.port}`, params.channels);
+        continue;
+      }
       variant.gateway = new GatewayChild(rig.gatewayEnv({ ...variant.env, GATEWAY_ADMIN_HTTP_ADDR: '127.0.0.1:0' }));
       const addresses = await variant.gateway.started();
+      variant.process = variant.gateway;
       variant.admin = addresses.adminHttp;
       variant.clients = await rawClients(addresses.grpc, params.channels);
     }
@@ -121,11 +131,11 @@ export async function runRateLimits(argv) {
         let calls0 = { total: 0 };
         const result = await openLoop(variant.clients, presign(variant.from), {
           ...loop,
-          pids: { server: variant.gateway.pid, echo: echo.pid, redis: redis.pid },
+          pids: { server: variant.process.pid, echo: echo.pid, redis: redis.pid },
           // INFO commandstats around the measured window only (openLoop samples CPU there too).
-          onRecordStart: async () => (calls0 = await redisCalls(variant.admin)),
+          onRecordStart: async () => (calls0 = variant.admin === undefined ? calls0 : await redisCalls(variant.admin)),
         });
-        const calls1 = await redisCalls(variant.admin);
+        const calls1 = variant.admin === undefined ? { total: 0, commands: 0 } : await redisCalls(variant.admin);
         const calls = calls1.total - calls0.total;
         const commands = calls1.commands - (calls0.commands ?? 0);
         const perCommand = Object.fromEntries(
@@ -135,7 +145,7 @@ export async function runRateLimits(argv) {
         );
         // The process's own background CPU (subscribers' reads, timers, metrics), measured right
         // after, comes off the loaded window: what remains is the requests' cost.
-        const idle = await idleCpuPerSecond(variant.gateway.pid);
+        const idle = await idleCpuPerSecond(variant.process.pid);
         const busyCpuUs = Math.max(0, result.serverCpuSeconds - idle * params.durationSec) * 1e6;
         const row = {
           round,
@@ -160,7 +170,7 @@ export async function runRateLimits(argv) {
   } finally {
     for (const variant of variants) {
       for (const c of variant.clients ?? []) c.close();
-      await variant.gateway?.stop();
+      await variant.process?.stop();
     }
     await rig.stop();
   }
@@ -174,6 +184,13 @@ export async function runRateLimits(argv) {
     const refusedUs = (flood.busyCpuUs - flood.answered * admittedUs) / Math.max(1, flood.refused);
     return { round: flood.round, refusedUs: Math.round(refusedUs), admittedUs, ratio: ratio(refusedUs, admittedUs) };
   });
+  // The floor: a refusal over bare grpc-js (nothing but the status and its trailers), against the same round's admitted cost.
+  const floorRatios = of('floor').map((floor) => {
+    const admittedUs = of('none').find((r) => r.round === floor.round).busyCpuPerAnsweredUs;
+    const refusedUs = floor.busyCpuUs / Math.max(1, floor.refused);
+    const flood = refusedRatios.find((r) => r.round === floor.round);
+    return { round: floor.round, refusedUs: Math.round(refusedUs), admittedUs, ratio: ratio(refusedUs, admittedUs), floodOverFloor: ratio(flood?.refusedUs, refusedUs) };
+  });
   const step = stepCostNs();
   const redisPer = (label) => median(of(label).map((r) => r.redisCommandsPerAnswered));
   // Reservation round trips per command: SET alone without limits, the script with redis limits.
@@ -186,6 +203,7 @@ export async function runRateLimits(argv) {
     redisCommandsPerCommand: { none: redisPer('none'), local: redisPer('local'), redis: redisPer('redis') },
     reservationRoundTripsPerCommand: { none: trips('none'), local: trips('local'), redis: trips('redis') },
     flood: refusedRatios,
+    floor: floorRatios,
   };
   const localRatio = ratio(results.busyCpuPerCommandUs.local, results.busyCpuPerCommandUs.none);
   const floodRatio = median(refusedRatios.map((r) => r.ratio));
@@ -194,11 +212,14 @@ export async function runRateLimits(argv) {
     localCpuVsNone: { target: '<= 1.03', value: localRatio, met: localRatio !== null && localRatio <= 1.03 },
     redisRoundTripsVsNone: { target: 'equal', value: `${results.reservationRoundTripsPerCommand.redis} vs ${results.reservationRoundTripsPerCommand.none}`, met: sameRoundTrips },
     refusedCpuVsAdmitted: { target: '<= 0.3', value: floodRatio, met: floodRatio !== null && floodRatio <= 0.3 },
+    // Not a target: where the flood's figure could go at best over grpc-js on this machine.
+    floorVsAdmitted: { value: median(floorRatios.map((r) => r.ratio)), floodOverFloor: median(floorRatios.map((r) => r.floodOverFloor)) },
   };
   console.log(`  CPU per command (median µs): ${JSON.stringify(results.cpuPerCommandUs)}, without idle ${JSON.stringify(results.busyCpuPerCommandUs)}; local ÷ none ${localRatio} (target <= 1.03); redis ÷ none ${ratio(results.busyCpuPerCommandUs.redis, results.busyCpuPerCommandUs.none)}`);
   console.log(`  the limit step alone (buckets + known-refusal check + in-memory GCRA, in process): ${step.nsPerCommand} ns per command`);
   console.log(`  request-path redis commands per command: ${JSON.stringify(results.redisCommandsPerCommand)}; reservation round trips (SET, or the script) ${JSON.stringify(results.reservationRoundTripsPerCommand)}`);
   console.log(`  flood (50x): refused ÷ admitted CPU per round ${JSON.stringify(refusedRatios)} (target <= 0.3)`);
+  console.log(`  floor (bare grpc-js refusal): refused ÷ admitted CPU per round ${JSON.stringify(floorRatios)}`);
   const out = { benchmark: 'rate-limits', quick, params, machine: machineInfo(), noise: { before, after: machineSnapshot() }, results };
   console.log(`  written ${writeResult('rate-limits', out)}`);
   return out;
