@@ -25,7 +25,6 @@ import {
   decodeTimedExecute,
   encodeExecuteCommandResponse,
   encodeFrame,
-  encodeGatewayEvent,
   encodeStatus,
   encodeStatusWithTrailers,
   statusName,
@@ -34,6 +33,7 @@ import {
   type ExecuteCommandRequest,
   type Frame,
 } from '@edge-gateway/protocol';
+import { encodeEventOnce } from './event-encoding.js';
 import { toCallStatus } from './status-mapping.js';
 import { ConnectionIdle } from './connection-idle.js';
 
@@ -250,7 +250,7 @@ export class WebSocketConnection {
     const call: Call = { method: 'SubscribeEvents', started, cancel: () => stream.cancel() };
     const stream: OpenedStream = this.core.openStream(request, {
       write: (event: GatewayEvent) => {
-        const frame = encodeFrame(FrameTypes.event, callId, encodeGatewayEvent(event));
+        const frame = encodeFrame(FrameTypes.event, callId, encodeEventOnce(event));
         if (this.socket.bufferedAmount <= this.limits.bufferHighWaterBytes) {
           this.send(frame);
           return true;
