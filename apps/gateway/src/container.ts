@@ -103,7 +103,7 @@ export function registerRedisBackend(container: DependencyContainer, config: Gat
       (c) =>
         new RedisStreamSubscriber({
           topology: topology(c),
-          readFrom: 'replica',
+          readFrom: config.redis.clientEventsReads,
           continuity,
           streamKey: config.clientEventsStream,
           handler: coreOf(c).clientEvents,

@@ -166,6 +166,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       topology: topology.kind,
       replicas: topology.replicas().map((r) => r.address),
       session_reads: config.redis.sessionReads,
+      client_events_reads: config.redis.clientEventsReads,
       db: config.redis.db,
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
       push_fanout: config.pushFanout,

@@ -31,6 +31,9 @@ const env = () =>
     // promoted master has no replica until the old one rejoins). The default (a replica must
     // acknowledge) is proven on two replicas in replay-durability.test.ts.
     GATEWAY_REDIS_REPLAY_MIN_REPLICAS: '0',
+    // The client-events reader on the replica (the default is the master): the replica
+    // watchdog, the fallback and divergence after a replica cut off are what this file watches.
+    GATEWAY_REDIS_CLIENT_EVENTS_READS: 'replica',
     GATEWAY_SHUTDOWN_TIMEOUT: '5s',
     GATEWAY_DOWNSTREAM_ROUTES: `echo.=127.0.0.1:${downstream.port}`,
   });
@@ -165,6 +168,38 @@ describe('Redis Sentinel topology (SPEC §5.6)', () => {
       }
     } finally {
       await replicaReads.stop();
+    }
+  }, 60_000);
+
+  it('GATEWAY_REDIS_CLIENT_EVENTS_READS=master, the default: the reader stays on the master, so an event the master acknowledged while its replica is frozen reaches the stream at once', async () => {
+    const { GATEWAY_REDIS_CLIENT_EVENTS_READS: _replica, ...defaults } = env();
+    const second = new GatewayProcess(defaults);
+    try {
+      const secondAddresses = await second.started();
+      const reader = await second.waitForLog((l) => l.message === 'stream subscriber started' && l['stream_key'] === 'gateway:client-events');
+      expect(reader['read_from']).toBe('master');
+      const { device: d } = await device('u-master-reads');
+      const client = isolatedClient(d, secondAddresses.grpc, signer.publicKeyRaw);
+      clients.push(client);
+      const watcher = watch(client);
+      await watcher.waitForCount(1);
+      const replica = (await topo.replicaNodes())[0];
+      if (replica === undefined) throw new Error('no replica');
+      // Frozen: a replica-side reader would see nothing until its watchdog gave up on it (2 s
+      // rounds); a master that died now would take the event with it, never seen, never told.
+      replica.pause();
+      try {
+        const published = performance.now();
+        const ids = await publish(d.userId, 3, 'master-reads');
+        await watcher.waitForCount(1 + ids.length, 1500);
+        expect(watcher.clientEventIds).toEqual(ids);
+        expect(performance.now() - published).toBeLessThan(1500);
+      } finally {
+        replica.resume();
+      }
+      await topo.waitForReplicaLink(replica);
+    } finally {
+      await second.stop();
     }
   }, 60_000);
 

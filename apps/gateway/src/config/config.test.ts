@@ -286,6 +286,16 @@ describe('loadConfig: Redis topology (SPEC §5.6, §7)', () => {
     expect(loadConfig({ ...base, GATEWAY_REDIS_SESSION_READS: 'replica' }).redis.sessionReads).toBe('replica');
     expect(failure({ ...base, GATEWAY_REDIS_SESSION_READS: 'any' }).message).toBe('GATEWAY_REDIS_SESSION_READS: "any" is not one of master, replica');
   });
+
+  it('reads GATEWAY_REDIS_CLIENT_EVENTS_READS: master by default (SPEC §5.6), replica, anything else fails; master only on a Cluster', () => {
+    expect(loadConfig(base).redis.clientEventsReads).toBe('master');
+    expect(loadConfig({ ...base, GATEWAY_REDIS_CLIENT_EVENTS_READS: 'replica' }).redis.clientEventsReads).toBe('replica');
+    expect(failure({ ...base, GATEWAY_REDIS_CLIENT_EVENTS_READS: 'replicas' }).message).toBe('GATEWAY_REDIS_CLIENT_EVENTS_READS: "replicas" is not one of master, replica');
+    expect(
+      failure({ ...base, GATEWAY_REDIS_MASTER_ADDR: '', GATEWAY_REDIS_CLUSTER_NODES: '10.0.0.1:7000', GATEWAY_REDIS_CLIENT_EVENTS_READS: 'replica' }).message,
+    ).toBe('GATEWAY_REDIS_CLIENT_EVENTS_READS: must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
+    expect(describeConfig(loadConfig(base))).toMatchObject({ redis_client_events_reads: 'master' });
+  });
 });
 
 describe('replicated replay reservations (SPEC §5.2)', () => {

@@ -80,6 +80,13 @@ export interface GatewayConfig {
     readonly sentinel: SentinelConfig | undefined;
     /** `GATEWAY_REDIS_SESSION_READS`: where session lookups go first. */
     readonly sessionReads: 'master' | 'replica';
+    /**
+     * `GATEWAY_REDIS_CLIENT_EVENTS_READS`: where the client-events `XREAD` goes (stream mode).
+     * `master` (default): an event a master acknowledged is delivered before a failover can lose
+     * it; `replica` offloads the master but an event lost with a master before its replica got
+     * it is never seen, so never announced (SPEC §5.6).
+     */
+    readonly clientEventsReads: 'master' | 'replica';
     readonly db: number;
     readonly keyPrefix: string;
     readonly pingTimeoutMs: number;
@@ -311,8 +318,8 @@ function readRedisTopology(r: Reader): {
       if (r.string(other, '') !== '') throw new ConfigError('GATEWAY_REDIS_CLUSTER_NODES', `is mutually exclusive with ${other}; set only one Redis topology`);
     }
     if (r.integer('GATEWAY_REDIS_DB', 0, 0) !== 0) throw new ConfigError('GATEWAY_REDIS_DB', 'must be 0 with GATEWAY_REDIS_CLUSTER_NODES (a cluster has only database 0)');
-    if (r.string('GATEWAY_REDIS_SESSION_READS', 'master') !== 'master') {
-      throw new ConfigError('GATEWAY_REDIS_SESSION_READS', 'must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
+    for (const reads of ['GATEWAY_REDIS_SESSION_READS', 'GATEWAY_REDIS_CLIENT_EVENTS_READS']) {
+      if (r.string(reads, 'master') !== 'master') throw new ConfigError(reads, 'must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
     }
     return { master: undefined, replicas: [], sentinel: undefined, clusterNodes };
   }
@@ -376,6 +383,10 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   if (sessionReads !== 'master' && sessionReads !== 'replica') {
     r.fail('GATEWAY_REDIS_SESSION_READS', `"${sessionReads}" is not one of master, replica`);
   }
+  const clientEventsReads = r.string('GATEWAY_REDIS_CLIENT_EVENTS_READS', 'master');
+  if (clientEventsReads !== 'master' && clientEventsReads !== 'replica') {
+    r.fail('GATEWAY_REDIS_CLIENT_EVENTS_READS', `"${clientEventsReads}" is not one of master, replica`);
+  }
   const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
   if (adminHttpAddr !== '') r.check(undefined, () => parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true));
   const websocketAddr = r.string('GATEWAY_WEBSOCKET_ADDR', '');
@@ -430,6 +441,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
       replicas,
       sentinel,
       sessionReads: sessionReads === 'replica' ? 'replica' : 'master',
+      clientEventsReads: clientEventsReads === 'replica' ? 'replica' : 'master',
       db: r.integer('GATEWAY_REDIS_DB', 0, 0),
       keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
       pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
@@ -653,6 +665,7 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
       ? {}
       : { redis_sentinel_addrs: config.redis.sentinel.addrs.map(formatHostPort).join(','), redis_sentinel_master_name: config.redis.sentinel.masterName }),
     redis_session_reads: config.redis.sessionReads,
+    redis_client_events_reads: config.redis.clientEventsReads,
     redis_replay_min_replicas: config.redis.replay.minReplicas,
     redis_replay_wait_timeout_ms: config.redis.replay.waitTimeoutMs,
     redis_replay_reassert_window_ms: config.redis.replay.reassertWindowMs,
