@@ -190,13 +190,18 @@ export class WebSocketConnection {
     }
   }
 
+  /**
+   * SPEC §2.2: the frame is read in its byte order and the first failure answers. A body shorter
+   * than its 4-byte `timeout_ms` is `malformed request message`; a `timeout_ms` out of range is the
+   * timeout rule, whatever follows (the request is not decoded: a refused call costs no protobuf
+   * decode); only then is the request decoded (`malformed request message` when it does not).
+   */
   private executeWithTimeout(callId: number, body: Uint8Array, started: number): void {
     const timed = decodeTimedExecute(body);
-    const request = decodeExecuteCommandRequest(timed.request);
     if (timed.timeoutMs < 1 || timed.timeoutMs > MAX_CALL_TIMEOUT_MS) {
       return this.sendStatus('ExecuteCommand', callId, toCallStatus(GatewayError.invalidArgument(TIMEOUT_RULE)), started);
     }
-    this.execute(callId, request, started, timed.timeoutMs);
+    this.execute(callId, decodeExecuteCommandRequest(timed.request), started, timed.timeoutMs);
   }
 
   /** A command; with `timeoutMs`, its deadline is its arrival plus that (the core and the downstream get it). */

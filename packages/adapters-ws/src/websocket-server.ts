@@ -5,7 +5,10 @@ import { ConnectionBudgets, GatewayMetrics, MAX_CALLS_PER_CONNECTION, RequestLog
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
-/** Room for the other request fields and the frame header on top of `maxPayloadBytes`. */
+/**
+ * Room for the other request fields and the frame header on top of `maxPayloadBytes`: the bound
+ * is on the whole WebSocket message (5-byte header, a `0x04` frame's `timeout_ms`, body).
+ */
 export const FRAME_HEADROOM_BYTES = 64 * 1024;
 export const DEFAULT_PING_INTERVAL_MS = 30_000;
 /** `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`'s default. */
@@ -32,8 +35,9 @@ export interface WebSocketServerOptions {
   readonly maxPayloadBytes: number;
   /**
    * `Origin` headers accepted, exactly (e.g. `https://app.example.com`); `*` accepts any.
-   * A request without `Origin` (not a browser) is always accepted. Default: none, so browsers
-   * are refused (fail closed).
+   * A request without `Origin` (not a browser) is always accepted. `Origin: null` (sandboxed
+   * iframes, `file:` pages) is an origin like any other: accepted only when `null` or `*` is
+   * listed. Default: none, so browsers are refused (fail closed).
    */
   readonly allowedOrigins?: readonly string[];
   /**

@@ -21,6 +21,7 @@ import {
   encodeSubscribeEventsRequest,
   encodeTimedExecute,
 } from '@edge-gateway/protocol';
+import { FRAME_HEADROOM_BYTES } from '../src/index.js';
 import { WsFixture, closeOf, refusedWith, type Device } from './fixture.js';
 
 let f: WsFixture | undefined;
@@ -148,6 +149,42 @@ describe('WebSocket transport: push streams', () => {
     expect(client.lastEventId).toBe(third);
   });
 
+  it('a stream reopened with the same signed request (what a browser EventSource reconnect sends) is ALREADY_EXISTS; one signed anew, resuming after the last event id, gets what it missed (SPEC §8.3)', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const signedSubscribe = (requestId: string, resumeAfterEventId: string): Uint8Array => {
+      const fields = { deviceSessionId: device.deviceSessionId, requestId, timestampMs: Date.now(), resumeAfterEventId };
+      return encodeSubscribeEventsRequest({ ...fields, signature: sign(null, subscribeRequestBytes(fields), device.privateKey) });
+    };
+    const once = signedSubscribe('sub-once', '');
+    const first = await f.raw();
+    const firstSeen = framesOf(first);
+    first.send(encodeFrame(FrameTypes.subscribe, 1, once));
+    await callFrames(firstSeen, 1, 1);
+    const seenId = f.publish(device.userId, 'chat.seen', new Uint8Array([1]));
+    const [, delivered] = await callFrames(firstSeen, 1, 2);
+    expect(decodeGatewayEvent(delivered?.body as Uint8Array).eventId).toBe(seenId);
+    // The connection is lost; an event is published meanwhile.
+    const firstClosed = closeOf(first);
+    first.terminate();
+    await firstClosed;
+    await expect.poll(() => f?.core.hub.sessionStreams(device.deviceSessionId), { timeout: 5000 }).toBe(0);
+    const missedId = f.publish(device.userId, 'chat.missed', new Uint8Array([2]));
+
+    const second = await f.raw();
+    const seen = framesOf(second);
+    // The same bytes again: a replay, whoever sends them.
+    second.send(encodeFrame(FrameTypes.subscribe, 1, once));
+    const [refused] = await callFrames(seen, 1, 1);
+    expect(refused?.type).toBe(FrameTypes.status);
+    expect(decodeStatus(refused?.body as Uint8Array)).toEqual({ code: StatusCodes.ALREADY_EXISTS, details: 'request_id was already used' });
+    // A request signed anew by the device, resuming after the last event it got.
+    second.send(encodeFrame(FrameTypes.subscribe, 2, signedSubscribe('sub-again', seenId)));
+    const resumed = await callFrames(seen, 2, 2);
+    expect(resumed.map((fr) => decodeGatewayEvent(fr.body))).toMatchObject([{ eventType: 'gateway.server_time' }, { eventId: missedId, eventType: 'chat.missed' }]);
+    second.close();
+  });
+
   it('frees the hub slot when the client cancels, even before the stream opened', async () => {
     f = await WsFixture.start();
     const device = f.addDevice();
@@ -242,6 +279,48 @@ describe('WebSocket transport: handshake and framing limits', () => {
   it('refuses every browser origin by default (fail closed)', async () => {
     f = await WsFixture.start();
     expect(await refusedWith(`ws://${f.server.address}${WEBSOCKET_PATH}`, [WEBSOCKET_SUBPROTOCOL], { Origin: 'http://localhost:3000' })).toBe(403);
+  });
+
+  it('takes `Origin: null` (a sandboxed iframe, a file: or data: page) as an origin, not as no origin: 403 unless `null` is listed or `*` is (SPEC §2.2)', async () => {
+    f = await WsFixture.start({ allowedOrigins: ['https://app.example.com'] });
+    expect(await refusedWith(f.url, [WEBSOCKET_SUBPROTOCOL], { Origin: 'null' })).toBe(403);
+    // An Origin header present but empty is a browser's too.
+    expect(await refusedWith(f.url, [WEBSOCKET_SUBPROTOCOL], { Origin: '' })).toBe(403);
+    // No Origin header at all (not a browser): accepted.
+    const native = await f.raw();
+    expect(native.protocol).toBe(WEBSOCKET_SUBPROTOCOL);
+    native.close();
+    await f.stop();
+
+    f = await WsFixture.start({ allowedOrigins: ['null'] });
+    const opaque = await f.raw({ origin: 'null' });
+    expect(opaque.protocol).toBe(WEBSOCKET_SUBPROTOCOL);
+    opaque.close();
+    expect(await refusedWith(f.url, [WEBSOCKET_SUBPROTOCOL], { Origin: 'https://app.example.com' })).toBe(403);
+    await f.stop();
+
+    f = await WsFixture.start({ allowedOrigins: ['*'] });
+    const any = await f.raw({ origin: 'null' });
+    expect(any.protocol).toBe(WEBSOCKET_SUBPROTOCOL);
+    any.close();
+  });
+
+  it('bounds the whole frame, its 5-byte header included, by maxPayloadBytes + 64 KiB: a frame of exactly the bound is read and answered, one byte more closes 1009 (SPEC §2.2)', async () => {
+    f = await WsFixture.start();
+    const bound = 64 * 1024 + FRAME_HEADROOM_BYTES;
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    const closed = closeOf(ws);
+    // 0xff bytes are no protobuf message: the call is answered, the connection stays open.
+    const exactly = encodeFrame(FrameTypes.execute, 1, new Uint8Array(bound - 5).fill(0xff));
+    expect(exactly.length).toBe(bound);
+    ws.send(exactly);
+    const [answer] = await callFrames(seen, 1, 1);
+    expect(decodeStatus(answer?.body as Uint8Array)).toEqual({ code: StatusCodes.INVALID_ARGUMENT, details: 'malformed request message' });
+    // A body of exactly the bound, with its header one frame over it.
+    ws.send(encodeFrame(FrameTypes.execute, 2, new Uint8Array(bound).fill(0xff)));
+    expect((await closed).code).toBe(CloseCodes.messageTooBig);
+    expect(seen.frames.filter((fr) => fr.callId === 2)).toEqual([]);
   });
 
   it.each([
@@ -528,6 +607,46 @@ describe('WebSocket transport: per-call deadline', () => {
     expect(answer?.type).toBe(FrameTypes.result);
     expect(decodeExecuteCommandResponse(answer?.body as Uint8Array)).toMatchObject({ requestId: 'req-bounds', resultCode: 'ok' });
     expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+  });
+
+  it('reads a 0x04 frame in its byte order: an out-of-range timeout_ms is refused as such whatever the body (which is not decoded), a good one with an undecodable body is "malformed request message" (SPEC §2.2)', async () => {
+    const harness = new MetricsHarness();
+    f = await WsFixture.start({ metrics: harness.metrics });
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    const undecodable = new Uint8Array([0x0a, 0xff]);
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 1, encodeTimedExecute(0, undecodable)));
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 2, encodeTimedExecute(MAX_CALL_TIMEOUT_MS + 1, undecodable)));
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 3, encodeTimedExecute(1000, undecodable)));
+    await seen.until(() => seen.frames.length >= 3);
+    const statuses = Object.fromEntries(seen.frames.map((fr) => [fr.callId, fr.type === FrameTypes.status ? decodeStatus(fr.body) : fr.type]));
+    const rule = { code: StatusCodes.INVALID_ARGUMENT, details: 'timeout_ms: must be 1-300000 milliseconds' };
+    expect(statuses).toEqual({ 1: rule, 2: rule, 3: { code: StatusCodes.INVALID_ARGUMENT, details: 'malformed request message' } });
+    expect(await harness.value(MetricNames.websocketRequests, { method: 'ExecuteCommand', code: 'INVALID_ARGUMENT' })).toBe(3);
+    expect(f.executions).toEqual([]);
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+  });
+
+  it('a command cut by its deadline after the downstream call started keeps its request_id: the same signed request again is ALREADY_EXISTS and never reaches the downstream (SPEC §4)', async () => {
+    f = await WsFixture.start();
+    const device = f.addDevice();
+    const ws = await f.raw();
+    const seen = framesOf(ws);
+    const body = commandBody(device, 'hold.cut', 'req-cut');
+    ws.send(encodeFrame(FrameTypes.executeWithTimeout, 1, encodeTimedExecute(200, body)));
+    await f.held.waitForCalls(1);
+    const [cut] = await callFrames(seen, 1, 1);
+    expect(decodeStatus(cut?.body as Uint8Array)).toEqual({ code: StatusCodes.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    await f.held.calls[0]?.aborted;
+    // The downstream may have run it (it was cut, not undone): sending it again must not run it twice.
+    ws.send(encodeFrame(FrameTypes.execute, 2, body));
+    const [again] = await callFrames(seen, 2, 1);
+    expect(again?.type).toBe(FrameTypes.status);
+    expect(decodeStatus(again?.body as Uint8Array)).toEqual({ code: StatusCodes.ALREADY_EXISTS, details: 'request_id was already used' });
+    expect(f.held.calls).toHaveLength(1);
+    f.held.calls[0]?.release();
     ws.close();
   });
 

@@ -374,6 +374,13 @@ describe('WebSocket transport settings', () => {
     expect(loadConfig({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: '*' }).websocketAllowedOrigins).toEqual(['*']);
   });
 
+  it('takes `null` (the opaque origin of sandboxed iframes and file: pages) only written exactly so', () => {
+    expect(loadConfig({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: 'https://app.example.com, null' }).websocketAllowedOrigins).toEqual(['https://app.example.com', 'null']);
+    for (const bad of ['NULL', 'Null', '"null"']) {
+      expect(failure({ ...base, GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: bad }).message).toContain('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS: ');
+    }
+  });
+
   it('names the variable for a bad address or origin', () => {
     expect(failure({ ...base, GATEWAY_WEBSOCKET_ADDR: 'nowhere' }).message).toBe('GATEWAY_WEBSOCKET_ADDR: "nowhere" is not host:port');
     for (const bad of ['app.example.com', 'https://app.example.com/', 'ftp://x.example.com', 'https://app.example.com/path']) {

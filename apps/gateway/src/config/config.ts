@@ -636,12 +636,15 @@ function readGrpcMaxConnection(r: Reader): GatewayConfig['grpcMaxConnection'] {
   return { ageMs, graceMs };
 }
 
-/** `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`) or `*`. */
+/**
+ * `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`),
+ * `null` (the opaque origin of sandboxed iframes and file: pages, SPEC §2.2) or `*`.
+ */
 function parseOrigins(text: string): string[] {
   if (text === '') return [];
   return text.split(',').map((part) => {
     const origin = part.trim();
-    if (origin === '*') return origin;
+    if (origin === '*' || origin === 'null') return origin;
     let url: URL | undefined;
     try {
       url = new URL(origin);

@@ -478,6 +478,19 @@ describe('CommandService', () => {
       expect(logger.find('downstream command failed')).toEqual([]);
       expect(logger.find('command')[0]?.fields).toMatchObject({ status: 'deadline_exceeded' });
     });
+
+    it('cutting the downstream call keeps the reservation: the same request again is ALREADY_EXISTS and the downstream is not called again (it may have run)', async () => {
+      const { service, request, downstream, clock, replay } = setup();
+      const req = request(alice);
+      downstream.behaviour = () => {
+        clock.advance(100);
+        throw new Error('cancelled at the deadline');
+      };
+      await expectFailure(service.execute(req, { deadlineMs: clock.now() + 100 }), 'deadline_exceeded', 'deadline exceeded');
+      expect(replay.releases).toBe(0);
+      await expectFailure(service.execute(req, { deadlineMs: clock.now() + 1000 }), 'already_exists', 'request_id was already used');
+      expect(downstream.calls).toHaveLength(1);
+    });
   });
 
   describe('log bounds (issue 12)', () => {
