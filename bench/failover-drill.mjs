@@ -98,9 +98,14 @@ function outcomeName(code, details) {
 
 /** One ExecuteCommand of pre-encoded bytes; resolves `{ code, details, endedAt }` (code 0 = OK). */
 function execute(client, bytes, timeoutMs = 5000) {
-  return new Promise((resolve) =>
-    client.executeCommand(bytes, { deadline: Date.now() + timeoutMs }, (err) => resolve({ code: err ? err.code : 0, details: err ? err.details : '', endedAt: Date.now() })),
-  );
+  return new Promise((resolve) => {
+    try {
+      client.executeCommand(bytes, { deadline: Date.now() + timeoutMs }, (err) => resolve({ code: err ? err.code : 0, details: err ? err.details : '', endedAt: Date.now() }));
+    } catch (error) {
+      // A client closed while a round that failed is being torn down: that round's own error is the one to report.
+      resolve({ code: status.CANCELLED, details: `not sent: ${error instanceof Error ? error.message : String(error)}`, endedAt: Date.now() });
+    }
+  });
 }
 
 /** Open-loop command load: `rate` distinct signed commands per second over `devices`, each recorded. */
