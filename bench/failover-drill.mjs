@@ -206,6 +206,7 @@ class Streams {
 const METRICS = [
   'gateway_stream_history_diverged_total',
   'gateway_revocations_reasserted_total',
+  'gateway_replay_reservations_reasserted_total',
   'gateway_push_resumes_incomplete_total',
   'gateway_stream_subscriber_reconnects_total',
 ];
