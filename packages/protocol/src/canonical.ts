@@ -18,10 +18,16 @@ export function i64(n: number | bigint): Uint8Array {
   return out;
 }
 
-/** `H(p)`: SHA-256 (WebCrypto). */
-export async function sha256(data: Uint8Array): Promise<Uint8Array> {
+/**
+ * `H(p)`: SHA-256 (WebCrypto). Asynchronous, hence the suffix: in `@edge-gateway/core` and
+ * `@edge-gateway/client`, `sha256` is synchronous (node:crypto).
+ */
+export async function sha256Async(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>));
 }
+
+/** @deprecated Use {@link sha256Async}: elsewhere `sha256` names the synchronous hash. */
+export const sha256 = sha256Async;
 
 /** Concatenation of `lp(part)` for each part: 4-byte big-endian length, then the bytes (SPEC §3). */
 export function canonical(parts: readonly Part[]): Uint8Array {
@@ -54,25 +60,34 @@ const layouts = {
     canonical([SigningContexts.event, e.eventId, e.eventType, e.userId, e.deviceSessionId, i64(e.timestampMs), digest]),
 };
 
-/** Signed bytes of an ExecuteCommand request. */
-export async function commandRequestBytes(r: CommandRequestFields): Promise<Uint8Array> {
-  return layouts.commandRequest(r, await sha256(r.payload));
+/** Signed bytes of an ExecuteCommand request (WebCrypto SHA-256; `createSyncSigning` has the synchronous form). */
+export async function commandRequestBytesAsync(r: CommandRequestFields): Promise<Uint8Array> {
+  return layouts.commandRequest(r, await sha256Async(r.payload));
 }
+
+/** @deprecated Use {@link commandRequestBytesAsync}: in `@edge-gateway/core` and `@edge-gateway/client`, `commandRequestBytes` returns the bytes synchronously. */
+export const commandRequestBytes = commandRequestBytesAsync;
 
 /** Signed bytes of a SubscribeEvents request. */
 export function subscribeRequestBytes(r: SubscribeRequestFields): Uint8Array {
   return canonical([SigningContexts.subscribeEvents, r.deviceSessionId, r.requestId, i64(r.timestampMs), r.resumeAfterEventId]);
 }
 
-/** Signed bytes of an ExecuteCommand result. */
-export async function commandResultBytes(r: CommandResultFields): Promise<Uint8Array> {
-  return layouts.commandResult(r, await sha256(r.payload));
+/** Signed bytes of an ExecuteCommand result (WebCrypto SHA-256; `createSyncSigning` has the synchronous form). */
+export async function commandResultBytesAsync(r: CommandResultFields): Promise<Uint8Array> {
+  return layouts.commandResult(r, await sha256Async(r.payload));
 }
 
-/** Signed bytes of a push event. */
-export async function eventBytes(e: EventFields): Promise<Uint8Array> {
-  return layouts.event(e, await sha256(e.payload));
+/** @deprecated Use {@link commandResultBytesAsync}: in `@edge-gateway/core` and `@edge-gateway/client`, `commandResultBytes` returns the bytes synchronously. */
+export const commandResultBytes = commandResultBytesAsync;
+
+/** Signed bytes of a push event (WebCrypto SHA-256; `createSyncSigning` has the synchronous form). */
+export async function eventBytesAsync(e: EventFields): Promise<Uint8Array> {
+  return layouts.event(e, await sha256Async(e.payload));
 }
+
+/** @deprecated Use {@link eventBytesAsync}: in `@edge-gateway/core` and `@edge-gateway/client`, `eventBytes` returns the bytes synchronously. */
+export const eventBytes = eventBytesAsync;
 
 /** A synchronous SHA-256, e.g. `(data) => createHash('sha256').update(data).digest()` on Node. */
 export type SyncSha256 = (data: Uint8Array) => Uint8Array;

@@ -1,5 +1,5 @@
 import { fromBase64 } from './base64.js';
-import { commandRequestBytes, keyIdOfDigest, sha256, subscribeRequestBytes } from './canonical.js';
+import { commandRequestBytesAsync, keyIdOfDigest, sha256Async, subscribeRequestBytes } from './canonical.js';
 import type { ExecuteCommandRequest, SubscribeEventsRequest } from './messages.js';
 
 // Ed25519 through WebCrypto (`crypto.subtle`), available in browsers and in Node 20+.
@@ -12,10 +12,17 @@ export class GatewaySignatureError extends Error {
   readonly code = 'invalid_gateway_signature';
 }
 
-/** `signer_key_id`: lowercase hex of the first 8 bytes of SHA-256 of the raw public key (SPEC §3). */
-export async function keyId(rawPublicKey: Uint8Array): Promise<string> {
-  return keyIdOfDigest(await sha256(rawPublicKey));
+/**
+ * `signer_key_id`: lowercase hex of the first 8 bytes of SHA-256 of the raw public key
+ * (SPEC §3), through WebCrypto. In `@edge-gateway/core` and `@edge-gateway/client`, `keyId` is
+ * synchronous.
+ */
+export async function keyIdAsync(rawPublicKey: Uint8Array): Promise<string> {
+  return keyIdOfDigest(await sha256Async(rawPublicKey));
 }
+
+/** @deprecated Use {@link keyIdAsync}: elsewhere `keyId` returns the id synchronously. */
+export const keyId = keyIdAsync;
 
 /** A gateway public key: raw 32 bytes, or their standard base64. */
 export type GatewayPublicKey = Uint8Array | string;
@@ -34,7 +41,7 @@ export class TrustedKeys {
     for (const key of keys) {
       const raw = typeof key === 'string' ? fromBase64(key) : key;
       if (raw.length !== 32) throw new TypeError('a gateway public key must be 32 raw bytes (or their base64)');
-      map.set(await keyId(raw), await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, ED25519, false, ['verify']));
+      map.set(await keyIdAsync(raw), await crypto.subtle.importKey('raw', raw as Uint8Array<ArrayBuffer>, ED25519, false, ['verify']));
     }
     return new TrustedKeys(map);
   }
@@ -70,7 +77,7 @@ export async function signEd25519(privateKey: CryptoKey, data: Uint8Array): Prom
 
 /** A signed ExecuteCommand request (SPEC §3). */
 export async function signCommandRequest(privateKey: CryptoKey, fields: Omit<ExecuteCommandRequest, 'signature'>): Promise<ExecuteCommandRequest> {
-  return { ...fields, signature: await signEd25519(privateKey, await commandRequestBytes(fields)) };
+  return { ...fields, signature: await signEd25519(privateKey, await commandRequestBytesAsync(fields)) };
 }
 
 /** A signed SubscribeEvents request (SPEC §3). */

@@ -1,4 +1,4 @@
-import { commandResultBytes, eventBytes } from './canonical.js';
+import { commandResultBytesAsync, eventBytesAsync } from './canonical.js';
 import type { TrustedKeys } from './device-crypto.js';
 import { decodeServerTime, type ExecuteCommandResponse, type GatewayEvent } from './messages.js';
 
@@ -44,7 +44,7 @@ export interface VerifiedEvent {
  * Rejects with `GatewaySignatureError` or `GatewayBindingError`.
  */
 export async function verifyCommandResult(trusted: TrustedKeys, response: ExecuteCommandResponse, requestId: string): Promise<VerifiedCommandResult> {
-  await trusted.verify('command response', response.signerKeyId, await commandResultBytes(response), response.signature);
+  await trusted.verify('command response', response.signerKeyId, await commandResultBytesAsync(response), response.signature);
   if (response.requestId !== requestId) {
     throw new GatewayBindingError(`command response answers request "${response.requestId}", not "${requestId}"`);
   }
@@ -88,7 +88,7 @@ export class StreamVerifier {
 
   /** Verifies the next event; `receivedAt` is the local time it arrived (epoch ms). */
   async verify(message: GatewayEvent, receivedAt: number = Date.now()): Promise<VerifiedEvent> {
-    await this.trusted.verify(`event ${message.eventType}`, message.signerKeyId, await eventBytes(message), message.signature);
+    await this.trusted.verify(`event ${message.eventType}`, message.signerKeyId, await eventBytesAsync(message), message.signature);
     const isServerTime = message.eventType === GatewayEventTypes.serverTime;
     if (this.first !== isServerTime) {
       throw new GatewayBindingError(this.first ? `expected ${GatewayEventTypes.serverTime} first, got ${message.eventType}` : `unexpected ${message.eventType} mid-stream`);

@@ -1,6 +1,6 @@
 import { createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DeviceSessionState, GatewayBindingError, TrustedKeys, encodeServerTime, eventBytes, keyId, subscribeRequestBytes, type GatewayEvent } from '@edge-gateway/protocol';
+import { DeviceSessionState, GatewayBindingError, TrustedKeys, encodeServerTime, eventBytesAsync, keyIdAsync, subscribeRequestBytes, type GatewayEvent } from '@edge-gateway/protocol';
 
 const gateway = generateKeyPairSync('ed25519').privateKey;
 const gatewayRaw = new Uint8Array(Buffer.from(String(createPublicKey(gateway).export({ format: 'jwk' }).x), 'base64url'));
@@ -10,7 +10,7 @@ type EventInput = Partial<Omit<GatewayEvent, 'signerKeyId' | 'signature'>>;
 /** A gateway-signed event; a bootstrap answering `subscribeRequestId` unless overridden. */
 async function signedEvent(subscribeRequestId: string, over: EventInput = {}): Promise<GatewayEvent> {
   const fields = { eventId: '', eventType: 'gateway.server_time', userId: 'u-1', deviceSessionId: 'ds-1', timestampMs: 1, payload: encodeServerTime(50_000, subscribeRequestId), ...over };
-  return { ...fields, signerKeyId: await keyId(gatewayRaw), signature: sign(null, await eventBytes(fields), gateway) };
+  return { ...fields, signerKeyId: await keyIdAsync(gatewayRaw), signature: sign(null, await eventBytesAsync(fields), gateway) };
 }
 
 /** A local clock the test moves by hand. */

@@ -8,7 +8,8 @@ import {
   ServerTime as GrpcServerTime,
   SubscribeEventsRequest as GrpcSubscribeEventsRequest,
 } from '@edge-gateway/adapters-grpc/generated';
-import { encodeServerTime as coreEncodeServerTime, parseClientEvent, parseSessionFields, rawPublicKey } from '@edge-gateway/core';
+import { encodeServerTime as coreEncodeServerTime, eventBytes as coreEventBytes, keyId as coreKeyId, parseClientEvent, parseSessionFields, rawPublicKey } from '@edge-gateway/core';
+import * as protocol from '@edge-gateway/protocol';
 import {
   GatewayBindingError,
   GatewaySignatureError,
@@ -17,8 +18,8 @@ import {
   WireFormatError,
   canonical,
   clientEventFields,
-  commandRequestBytes,
-  commandResultBytes,
+  commandRequestBytesAsync,
+  commandResultBytesAsync,
   createSyncSigning,
   decodeExecuteCommandRequest,
   decodeExecuteCommandResponse,
@@ -36,8 +37,8 @@ import {
   encodeStatus,
   encodeSubscribeEventsRequest,
   encodeTimedExecute,
-  eventBytes,
-  keyId,
+  eventBytesAsync,
+  keyIdAsync,
   sessionRecordFields,
   subscribeRequestBytes,
   toHex,
@@ -59,13 +60,13 @@ describe('canonical bytes (WebCrypto) match the signing vectors of SPEC §3', ()
     const ts = Number(f['timestamp_ms']);
     let bytes: Uint8Array;
     if ('message_type' in f) {
-      bytes = await commandRequestBytes({ deviceSessionId: String(f['device_session_id']), messageType: String(f['message_type']), requestId: String(f['request_id']), timestampMs: ts, payload });
+      bytes = await commandRequestBytesAsync({ deviceSessionId: String(f['device_session_id']), messageType: String(f['message_type']), requestId: String(f['request_id']), timestampMs: ts, payload });
     } else if ('resume_after_event_id' in f) {
       bytes = subscribeRequestBytes({ deviceSessionId: String(f['device_session_id']), requestId: String(f['request_id']), timestampMs: ts, resumeAfterEventId: String(f['resume_after_event_id']) });
     } else if ('result_code' in f) {
-      bytes = await commandResultBytes({ requestId: String(f['request_id']), resultCode: String(f['result_code']), timestampMs: ts, payload });
+      bytes = await commandResultBytesAsync({ requestId: String(f['request_id']), resultCode: String(f['result_code']), timestampMs: ts, payload });
     } else {
-      bytes = await eventBytes({ eventId: String(f['event_id']), eventType: String(f['event_type']), userId: String(f['user_id']), deviceSessionId: String(f['device_session_id']), timestampMs: ts, payload });
+      bytes = await eventBytesAsync({ eventId: String(f['event_id']), eventType: String(f['event_type']), userId: String(f['user_id']), deviceSessionId: String(f['device_session_id']), timestampMs: ts, payload });
     }
     expect(toHex(bytes)).toBe(c.canonical_hex);
     // And the vector's signature verifies through WebCrypto with the vector's key.
@@ -74,6 +75,22 @@ describe('canonical bytes (WebCrypto) match the signing vectors of SPEC §3', ()
     expect(trusted.ids).toEqual([key.key_id]);
     await expect(trusted.verify('vector', key.key_id, bytes, hex(c.signature_hex))).resolves.toBeUndefined();
     await expect(trusted.verify('vector', key.key_id, canonical(['x']), hex(c.signature_hex))).rejects.toThrow(GatewaySignatureError);
+  });
+});
+
+describe('one name, one meaning across packages', () => {
+  it('the WebCrypto helpers carry the Async suffix; the deprecated unsuffixed names are the same functions', async () => {
+    expect(protocol.keyId).toBe(protocol.keyIdAsync);
+    expect(protocol.sha256).toBe(protocol.sha256Async);
+    expect(protocol.eventBytes).toBe(protocol.eventBytesAsync);
+    expect(protocol.commandRequestBytes).toBe(protocol.commandRequestBytesAsync);
+    expect(protocol.commandResultBytes).toBe(protocol.commandResultBytesAsync);
+    const raw = rawPublicKey(generateKeyPairSync('ed25519').privateKey);
+    const event = { eventId: '1-0', eventType: 't', userId: 'u', deviceSessionId: 'ds', timestampMs: 5, payload: new Uint8Array([1, 2]) };
+    // Core's unsuffixed names are synchronous Buffers with the same bytes.
+    expect(coreKeyId(raw)).toBe(await keyIdAsync(raw));
+    expect(Buffer.isBuffer(coreEventBytes(event))).toBe(true);
+    expect(toHex(coreEventBytes(event))).toBe(toHex(await eventBytesAsync(event)));
   });
 });
 
@@ -164,13 +181,13 @@ describe('device-side verification', () => {
   const gatewayRaw = rawPublicKey(gateway);
   const signed = async <T extends object>(fields: T, bytes: (f: T) => Promise<Uint8Array>): Promise<T & { signerKeyId: string; signature: Uint8Array }> => ({
     ...fields,
-    signerKeyId: await keyId(gatewayRaw),
+    signerKeyId: await keyIdAsync(gatewayRaw),
     signature: sign(null, await bytes(fields), gateway),
   });
 
   it('accepts a result for its request, refuses another request id and an untrusted signer', async () => {
     const trusted = await TrustedKeys.create([gatewayRaw]);
-    const result = await signed({ requestId: 'r1', resultCode: 'ok', timestampMs: 1, payload: new Uint8Array([1]) }, commandResultBytes);
+    const result = await signed({ requestId: 'r1', resultCode: 'ok', timestampMs: 1, payload: new Uint8Array([1]) }, commandResultBytesAsync);
     await expect(verifyCommandResult(trusted, result, 'r1')).resolves.toMatchObject({ requestId: 'r1', resultCode: 'ok' });
     await expect(verifyCommandResult(trusted, result, 'r2')).rejects.toThrow(GatewayBindingError);
     const other = await TrustedKeys.create([rawPublicKey(generateKeyPairSync('ed25519').privateKey)]);
@@ -181,7 +198,7 @@ describe('device-side verification', () => {
   it('checks the bootstrap first, its request id, then the user and session of every event', async () => {
     const trusted = await TrustedKeys.create([gatewayRaw]);
     const event = (over: Partial<{ eventId: string; eventType: string; userId: string; deviceSessionId: string; payload: Uint8Array }>) =>
-      signed({ eventId: '', eventType: 'gateway.server_time', userId: 'u', deviceSessionId: 'ds', timestampMs: 1000, payload: encodeServerTime(5000, 'sub-1'), ...over }, eventBytes);
+      signed({ eventId: '', eventType: 'gateway.server_time', userId: 'u', deviceSessionId: 'ds', timestampMs: 1000, payload: encodeServerTime(5000, 'sub-1'), ...over }, eventBytesAsync);
     const verifier = new StreamVerifier(trusted, 'ds', 'sub-1');
     await expect(verifier.verify(await event({ eventId: '1-0', eventType: 'chat' }))).rejects.toThrow('expected gateway.server_time first, got chat');
     const fresh = new StreamVerifier(trusted, 'ds', 'sub-1');
