@@ -3,6 +3,8 @@
  * authenticated gRPC listener, a `tls://` downstream route, and certificates replaced on disk
  * while the gateway serves. Certificates are made here with `openssl`; no key is committed.
  */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -24,6 +26,23 @@ const second = makeCertificate(dir, 'gateway-second');
 const downstreamCert = makeCertificate(dir, 'downstream');
 /** The files the gateway is configured with; replaced in place during the test. */
 const live = { certPath: join(dir, 'live.crt'), keyPath: join(dir, 'live.key') };
+
+/**
+ * The `fingerprint256` the logs carry (SPEC §8.6), computed without Node's X509Certificate: the
+ * SHA-256 of the leaf certificate's DER, uppercase hex pairs joined by colons.
+ */
+function derFingerprint(pem: Buffer): string {
+  const leaf = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem.toString('ascii'))?.[1] ?? '';
+  const digest = createHash('sha256').update(Buffer.from(leaf.replace(/\s/g, ''), 'base64')).digest('hex').toUpperCase();
+  return digest.match(/../g)?.join(':') ?? '';
+}
+
+/** What `openssl x509 -noout -fingerprint -sha256` prints after the `=`. */
+function opensslFingerprint(certPath: string): string {
+  return execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', certPath], { encoding: 'utf8' }).trim().replace(/^sha256 Fingerprint=/i, '');
+}
+
+const FINGERPRINT_FORMAT = /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/;
 
 /** Replaces a file the way an operator does: write aside, rename over. */
 function install(path: string, contents: Buffer): void {
@@ -118,6 +137,10 @@ describe('TLS listeners and downstreams', () => {
       ['public http', first.fingerprint256],
       ['authenticated grpc', first.fingerprint256],
     ]);
+    // SPEC §8.6: SHA-256 of the leaf's DER, 32 uppercase hex pairs joined by colons, as openssl prints it.
+    expect(loaded[0]?.['fingerprint256']).toMatch(FINGERPRINT_FORMAT);
+    expect(loaded[0]?.['fingerprint256']).toBe(derFingerprint(first.cert));
+    expect(loaded[0]?.['fingerprint256']).toBe(opensslFingerprint(first.certPath));
     expect(gateway.raw).not.toContain('PRIVATE KEY');
   });
 
@@ -148,8 +171,11 @@ describe('TLS listeners and downstreams', () => {
       install(live.certPath, second.cert);
       const reloaded = (listener: string) => (l: { message: string; [k: string]: unknown }) =>
         l.message === 'tls certificate reloaded' && l['listener'] === listener && l['fingerprint256'] === second.fingerprint256;
-      await gateway.waitForLog(reloaded('public http'));
+      // No SIGHUP: the files are polled (SPEC §8.6).
+      const line = await gateway.waitForLog(reloaded('public http'));
       await gateway.waitForLog(reloaded('authenticated grpc'));
+      expect([line['fingerprint256'], line['previous_fingerprint256']]).toEqual([derFingerprint(second.cert), derFingerprint(first.cert)]);
+      expect(line['previous_fingerprint256']).toMatch(FINGERPRINT_FORMAT);
 
       expect(await servedFingerprint(addresses.grpc, 'h2')).toBe(second.fingerprint256);
       expect(await servedFingerprint(addresses.publicHttp, 'http/1.1')).toBe(second.fingerprint256);

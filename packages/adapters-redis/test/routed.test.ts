@@ -17,7 +17,7 @@ import {
   userPartition,
   type RedisClusterClient,
 } from '../src/index.js';
-import { unique } from './helpers.js';
+import { MetricsHarness, unique } from './helpers.js';
 
 class Sink implements PushSink {
   readonly events: GatewayEvent[] = [];
@@ -250,5 +250,46 @@ describe('routed publish and feed (SPEC §9.2, §9.3)', () => {
     expect(page.truncated).toBe(false);
     expect((await history.readAfter(ids[0]!, 10, user)).truncated).toBe(true);
     expect((await history.readAfter('0-0', 10, unique('nobody'))).entries).toEqual([]);
+  });
+});
+
+describe('what a gateway counts of its routed messages (SPEC §9.5)', () => {
+  it('counts every event of a user it holds a stream of, once, also one addressed to a session it does not hold; nothing of a user it holds no stream of', async () => {
+    // A second gateway process on the same cluster, with its own hub and metrics.
+    const harness = new MetricsHarness();
+    // The handler needs the hub, the hub the feed: the feed reaches the handler late.
+    const ownFeed: RedisRoutedFeed = new RedisRoutedFeed({
+      client,
+      keyPrefix,
+      maxMessageBytes: 64 * 1024,
+      metrics: harness.metrics,
+      delivery: { handleBatch: (e): Promise<void> => ownHandler.handleBatch(e), discontinuity: (u): number => ownHandler.discontinuity(u) },
+    });
+    const ownHub: PushHub = new PushHub({ bufferSize: 100, feed: ownFeed });
+    const ownHandler: ClientEventsHandler = new ClientEventsHandler({ hub: ownHub, signer, metrics: harness.metrics });
+    const consumed = () => harness.value('gateway_stream_entries_consumed_total', { stream: 'client_events' });
+    const user = unique('counted');
+    const stranger = unique('not-held');
+    const sink = new Sink();
+    const stream = ownHub.register({ userId: user, deviceSessionId: `${user}-a`, sink });
+    try {
+      await stream.following.then(() => stream.start([]));
+      expect(await consumed()).toBe(0);
+      await publisher.publish({ userId: stranger, eventType: 'chat.elsewhere', payload: Buffer.from('s') });
+      const toOther = await publisher.publish({ userId: user, deviceSessionId: `${user}-b`, eventType: 'chat.only_b', payload: Buffer.from('b') });
+      const toMine = await publisher.publish({ userId: user, deviceSessionId: `${user}-a`, eventType: 'chat.only_a', payload: Buffer.from('a') });
+      const toAll = await publisher.publish({ userId: user, eventType: 'chat.all', payload: Buffer.from('all') });
+      // The user's events are handled in order: once the last is delivered, the others were handled.
+      await waitFor(() => sink.events.length === 2, { message: 'the events of the held session' });
+      expect(sink.events.map((e) => e.eventId)).toEqual([toMine.id, toAll.id]);
+      // The one for session b (held nowhere here) was received, parsed and dropped: counted;
+      // the other user's was never received: not counted.
+      expect(await consumed()).toBe(3);
+      expect(toOther.id).not.toBe(toMine.id);
+      expect(await harness.value('gateway_stream_entries_malformed_total', { stream: 'client_events' })).toBe(0);
+    } finally {
+      stream.cancel();
+      ownFeed.stop();
+    }
   });
 });
