@@ -201,7 +201,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     const publicGuard = { guard, listener: 'public' };
     publicHttp = await listening(
       'GATEWAY_PUBLIC_HTTP_ADDR',
-      listen(publicApp, config.publicHttpAddr, { ...config.http, guard: publicGuard, ...(publicHttpTls === undefined ? {} : { tls: publicHttpTls }) }),
+      listen(publicApp, config.publicHttpAddr, {
+        ...config.http,
+        maxBufferBytes: config.connectionLimits.maxBufferBytes,
+        metrics: telemetry.metrics,
+        logger: logger.child({ component: 'public-http' }),
+        guard: publicGuard,
+        ...(publicHttpTls === undefined ? {} : { tls: publicHttpTls }),
+      }),
     );
     const publicListener = publicHttp;
     undo.push({ component: 'public http listener', stop: (budget) => publicListener.close(budget) });
@@ -255,7 +262,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         logger: logger.child({ component: 'admin-http' }),
       });
       // Not capped: /metrics answers while the public listeners are full.
-      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr, { ...config.http, guard: { guard, listener: 'admin', capped: false } }));
+      adminHttp = await listening('GATEWAY_ADMIN_HTTP_ADDR', listen(adminApp, config.adminHttpAddr, {
+          ...config.http,
+          maxBufferBytes: config.connectionLimits.maxBufferBytes,
+          metrics: telemetry.metrics,
+          logger: logger.child({ component: 'admin-http' }),
+          guard: { guard, listener: 'admin', capped: false },
+        }),);
       const adminListener = adminHttp;
       undo.push({ component: 'admin http listener', stop: (budget) => adminListener.close(budget) });
       logger.info('admin http listener started', { address: adminHttp.address });

@@ -213,6 +213,10 @@ describe('deploy: the built binary under the manifests settings', () => {
       }
       expect(container?.readinessProbe?.httpGet?.path).toBe('/readyz');
       expect(container?.livenessProbe?.httpGet?.path).toBe('/healthz');
+      // Liveness and startup on the admin listener, which GATEWAY_MAX_CONNECTIONS does not cap:
+      // a full public listener refuses connections, and that must not restart the pod.
+      expect(container?.livenessProbe?.httpGet?.port).toBe('metrics');
+      expect(container?.startupProbe?.httpGet?.port).toBe('metrics');
       const annotations = deployment.spec?.template.metadata?.annotations ?? {};
       const metrics = await fetch(`http://${addresses.adminHttp}${annotations['prometheus.io/path']}`);
       expect(metrics.status).toBe(200);
@@ -222,6 +226,13 @@ describe('deploy: the built binary under the manifests settings', () => {
       const check = spawnSync(process.execPath, [join(DEPLOY, 'container/healthcheck.mjs')], { env: { GATEWAY_PUBLIC_HTTP_ADDR: addresses.publicHttp }, encoding: 'utf8' });
       expect(check.status).toBe(0);
       expect(check.stdout).toBe('/readyz 200 {"status":"ready"}\n');
+      // With the admin listener set (the image sets it) the check is liveness on that listener.
+      const adminCheck = spawnSync(process.execPath, [join(DEPLOY, 'container/healthcheck.mjs')], {
+        env: { GATEWAY_PUBLIC_HTTP_ADDR: addresses.publicHttp, GATEWAY_ADMIN_HTTP_ADDR: addresses.adminHttp },
+        encoding: 'utf8',
+      });
+      expect(adminCheck.stdout).toBe('admin /healthz 200 {"status":"ok"}\n');
+      expect(adminCheck.status).toBe(0);
 
       gateway.signal('SIGTERM');
       const { code } = await gateway.exited;

@@ -6,6 +6,11 @@ import { labelRoute, observeRequests } from './request-observer.js';
 
 /** The path of the Prometheus scrape endpoint on the admin listener. */
 export const ADMIN_METRICS_ROUTE = '/metrics';
+/**
+ * The liveness path on the admin listener: the admin listener is not counted against
+ * `GATEWAY_MAX_CONNECTIONS`, so it answers while the public listeners refuse connections.
+ */
+export const ADMIN_HEALTHZ_ROUTE = '/healthz';
 
 export interface AdminAppOptions {
   /**
@@ -18,8 +23,9 @@ export interface AdminAppOptions {
 }
 
 /**
- * Builds the admin express app: `GET /metrics` delegates to `metricsHandler`; any other
- * path is `404 not_found`, another method on `/metrics` `405 method_not_allowed`.
+ * Builds the admin express app: `GET /metrics` delegates to `metricsHandler`, `GET /healthz`
+ * answers `200 {"status":"ok"}` (liveness, like the public `/healthz`); any other path is
+ * `404 not_found`, another method on either `405 method_not_allowed`.
  */
 export function createAdminApp(options: AdminAppOptions): Express {
   const metrics = options.metrics ?? new GatewayMetrics();
@@ -34,6 +40,14 @@ export function createAdminApp(options: AdminAppOptions): Express {
     .all(labelRoute(ADMIN_METRICS_ROUTE))
     .get((req, res) => {
       options.metricsHandler(req, res);
+    })
+    .all(methodNotAllowed(['GET', 'HEAD']));
+  app
+    .route(ADMIN_HEALTHZ_ROUTE)
+    .all(labelRoute(ADMIN_HEALTHZ_ROUTE))
+    .get((_req, res) => {
+      res.setHeader('Cache-Control', 'no-store');
+      res.status(200).json({ status: 'ok' });
     })
     .all(methodNotAllowed(['GET', 'HEAD']));
   app.use(notFound);

@@ -3,7 +3,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import { type AddressInfo, type Socket } from 'node:net';
 import { type Express } from 'express';
-import { noopLogger, type Logger } from '@edge-gateway/core';
+import { noopLogger, type GatewayMetrics, type Logger } from '@edge-gateway/core';
+
+import { AnswerBounds } from './answer-bounds.js';
 import { formatListenAddress, parseListenAddress } from './listen-address.js';
 import { boundTlsHandshakes, type ListenerGuard } from './listener-guard.js';
 
@@ -50,6 +52,19 @@ export interface ListenOptions {
   readonly requestTimeoutMs?: number;
   /** How long an idle keep-alive connection stays open (`GATEWAY_HTTP_KEEPALIVE_TIMEOUT`). */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * A connection with answers waiting whose socket takes no byte for this long is closed
+   * (`GATEWAY_HTTP_WRITE_TIMEOUT`, default 30 s: `DEFAULT_HTTP_WRITE_TIMEOUT_MS`).
+   */
+  readonly writeTimeoutMs?: number;
+  /**
+   * Answer bytes queued on one connection (not taken by its socket) past which the connection is
+   * not read and its pipelined requests wait unanswered, until below half
+   * (`GATEWAY_CONNECTION_MAX_BUFFER_BYTES`, default 8 MiB).
+   */
+  readonly maxBufferBytes?: number;
+  /** Counts write-timeout closes in `gateway_connections_closed_total{transport="http"}`. */
+  readonly metrics?: GatewayMetrics;
   /**
    * Serve HTTPS with this certificate (replace it later with `HttpListener.setTls`); default
    * plain HTTP. The TLS handshake must complete within `headersTimeoutMs` of the connection;
@@ -129,7 +144,14 @@ export async function listen(app: Express, address: string, options: ListenOptio
       if (closing) setImmediate(() => server.closeIdleConnections());
     });
   });
-  server.on('request', app);
+  const bounds = new AnswerBounds(server, {
+    headersTimeoutMs: serverOptions.headersTimeout,
+    logger,
+    ...(options.writeTimeoutMs === undefined ? {} : { writeTimeoutMs: options.writeTimeoutMs }),
+    ...(options.maxBufferBytes === undefined ? {} : { maxBufferBytes: options.maxBufferBytes }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+  });
+  server.on('request', bounds.handler(app));
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {

@@ -32,7 +32,7 @@ describe('admin app', () => {
     expect(await response.text()).toBe(EXPOSITION);
     expect(calls).toEqual(['GET /metrics']);
 
-    await (await fetch(`${url}/healthz`)).text();
+    await (await fetch(`${url}/nothing`)).text();
     // Counted when the server sees the response close: wait for the last one.
     await expect.poll(() => httpRequestCount({ listener: 'admin', route: 'not_found', status: '404' })).toBe(1);
     expect(await httpRequestCount({ listener: 'admin', route: '/metrics', status: '200' })).toBe(1);
@@ -50,7 +50,7 @@ describe('admin app', () => {
       }),
       cleanups,
     );
-    for (const path of ['/', '/healthz', '/metrics/x']) {
+    for (const path of ['/', '/healthz/x', '/metrics/x']) {
       const result = await read(await fetch(`${url}${path}`));
       expect(result.status).toBe(404);
       expect(result.contentType).toMatch(/^application\/json/);
@@ -58,7 +58,21 @@ describe('admin app', () => {
     }
     const post = await read(await fetch(`${url}/metrics`, { method: 'POST' }));
     expect(post).toMatchObject({ status: 405, body: { error: { code: 'method_not_allowed' } } });
+    const postHealthz = await fetch(`${url}/healthz`, { method: 'POST' });
+    expect(postHealthz.status).toBe(405);
+    expect(postHealthz.headers.get('allow')).toBe('GET, HEAD');
     expect(called).toBe(0);
+  });
+
+  it('GET /healthz answers 200 {"status":"ok"} (liveness on the uncapped listener), counted as the admin /healthz route', async () => {
+    const { metrics, httpRequestCount } = testMetrics();
+    const { url } = await serve(createAdminApp({ metricsHandler: (_req, res) => res.end(), metrics }), cleanups);
+    const response = await fetch(`${url}/healthz`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(await response.text()).toBe('{"status":"ok"}');
+    await expect.poll(() => httpRequestCount({ listener: 'admin', route: '/healthz', status: '200' })).toBe(1);
   });
 
   it('a throwing metrics handler answers 500 internal', async () => {

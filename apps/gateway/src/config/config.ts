@@ -119,8 +119,11 @@ export interface GatewayConfig {
    * 80 % of the open-file soft limit, read at startup (`open-file-limit.ts`).
    */
   readonly maxConnections: number | undefined;
-  /** `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners and the WebSocket listener). */
-  readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number };
+  /**
+   * `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners
+   * and the WebSocket listener) and `GATEWAY_HTTP_WRITE_TIMEOUT` (both HTTP listeners).
+   */
+  readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number; readonly writeTimeoutMs: number };
   readonly freshnessWindowMs: number;
   readonly maxPayloadBytes: number;
   readonly pushStreamBuffer: number;
@@ -601,7 +604,12 @@ function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
   const headersTimeoutMs = r.duration('GATEWAY_HTTP_HEADERS_TIMEOUT', '10s');
   const requestTimeoutMs = r.duration('GATEWAY_HTTP_REQUEST_TIMEOUT', '30s');
   if (headersTimeoutMs > requestTimeoutMs) r.fail('GATEWAY_HTTP_HEADERS_TIMEOUT', 'must not be longer than GATEWAY_HTTP_REQUEST_TIMEOUT');
-  return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: r.duration('GATEWAY_HTTP_KEEPALIVE_TIMEOUT', '5s') };
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: r.duration('GATEWAY_HTTP_KEEPALIVE_TIMEOUT', '5s'),
+    writeTimeoutMs: r.duration('GATEWAY_HTTP_WRITE_TIMEOUT', '30s'),
+  };
 }
 
 /** Shortest `GATEWAY_GRPC_MAX_CONNECTION_AGE`: a shorter one would make clients reconnect all the time. */

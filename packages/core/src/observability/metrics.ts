@@ -147,9 +147,10 @@ export class GatewayMetrics {
   readonly routedRelayHeld: UpDownCounter;
   /**
    * Connections the gateway closed for what they cost (SPEC §2.2, §8.3), labels `transport` and
-   * `reason` (`failures`: past the failure budget; `not_reading`: answers did not drain).
+   * `reason` (`failures`: past the failure budget; `not_reading`: answers did not drain;
+   * `write_timeout`: an HTTP connection's answers made no progress, SPEC §2.1).
    */
-  readonly connectionsClosed: Counter<{ transport: string; reason: 'failures' | 'not_reading' }>;
+  readonly connectionsClosed: Counter<{ transport: string; reason: 'failures' | 'not_reading' | 'write_timeout' }>;
 
   private readonly calls = new Map<string, TransportCalls>();
   private readonly connections = new Map<string, TransportConnections>();
