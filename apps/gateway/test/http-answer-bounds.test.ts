@@ -197,10 +197,10 @@ describe('an HTTP client that pipelines and never reads (GATEWAY_CONNECTION_MAX_
     // Answers the gateway made: those the kernels hold (with the unread requests) plus the bound.
     expect(answers).toBeLessThan((CLIENTS * requests) / 2);
     expect(answers * answerBytes).toBeLessThanOrEqual(kernelBytes + CLIENTS * maxBufferBytes);
-    // RSS is the reading client's ±11 MiB from run to run on a busy 2-core machine (its heap
+    // RSS is the reading client's -7..+15 MiB from run to run on a busy 2-core machine (its heap
     // grows to ~200 MiB with the requests of each 64 KiB read); what is held for the
     // connection stays within that noise.
-    expect(peak - readingPeak).toBeLessThan((CLIENTS * maxBufferBytes) / MiB + 16);
+    expect(peak - readingPeak).toBeLessThan((CLIENTS * maxBufferBytes) / MiB + 24);
     // The write timeout (5 s, checked every second), counted from the last byte a socket took.
     expect(closedAt, JSON.stringify(gateway.logs.filter((l) => l.level !== 'info' && l.level !== 'debug'))).toBeDefined();
     expect(stalledMs).toBeGreaterThan(4500);
