@@ -3,6 +3,7 @@
 // statistics, RSS sampling and result files. Plain ESM over the BUILT workspace packages
 // (`npx tsc -b` first; `npm run bench` does it).
 import { spawn, execFileSync } from 'node:child_process';
+import { parseArgs as parseNodeArgs } from 'node:util';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -23,7 +24,83 @@ export const RESULTS_DIR = join(BENCH_DIR, 'results');
 // ---------------------------------------------------------------------------------------
 // Command line
 
-/** `--name value` / `--name=value` / `--flag`; `--quick` or BENCH_QUICK=1 selects short runs. */
+/**
+ * Options every script that starts a gateway child accepts: `--gateway-env K=V,K2=V2` (also
+ * BENCH_GATEWAY_ENV), extra variables for every gateway child (see {@link extraGatewayEnv}).
+ */
+export const GATEWAY_ENV_OPTION = { 'gateway-env': 'string' };
+
+// `--gateway-env` of the last parse, read by extraGatewayEnv().
+let parsedGatewayEnv;
+
+/** The usage line of an option spec (see parseOptions). */
+export function usageOf(script, spec, positionals = '') {
+  const parts = Object.entries(spec).map(([name, kind]) => {
+    if (kind === 'boolean') return `[--${name}]`;
+    if (Array.isArray(kind)) return `[--${name} ${kind.join('|')}]`;
+    if (typeof kind === 'object') return `[--${name} ${kind.list.join(',')}]`;
+    return `[--${name} <${kind === 'numbers' ? 'n,n,...' : kind === 'number' ? 'n' : 'value'}>]`;
+  });
+  return `usage: node bench/${script}${positionals ? ` ${positionals}` : ''} ${parts.join(' ')}`;
+}
+
+/** Prints the usage line and what is wrong with the command line, and exits 2. */
+export function usageError(script, spec, message, positionals) {
+  console.error(`${usageOf(script, spec, positionals)}\n${script}: ${message}`);
+  process.exit(2);
+}
+
+/**
+ * Parses the command line strictly (node:util parseArgs, `strict: true`): `spec` maps each
+ * option name to its kind, `'boolean'`, `'string'`, `'number'`, `'numbers'` (a comma list of
+ * numbers), an array of allowed values, or `{ list: [...] }` (a comma list of those). An
+ * unknown option, a missing value or a value of the wrong kind prints the usage line naming the
+ * option and exits 2, before anything runs (a mistyped flag used to be ignored and the run
+ * silently took its defaults). `--quick` (where declared) is also set by BENCH_QUICK=1.
+ * Returns the values by option name (strings as given; `num` converts).
+ */
+export function parseOptions(script, spec, argv = process.argv.slice(2), { positionals = '' } = {}) {
+  const options = Object.fromEntries(Object.entries(spec).map(([name, kind]) => [name, { type: kind === 'boolean' ? 'boolean' : 'string' }]));
+  let parsed;
+  try {
+    parsed = parseNodeArgs({ args: argv, options, strict: true, allowPositionals: positionals !== '' });
+  } catch (error) {
+    usageError(script, spec, error.message, positionals);
+  }
+  const args = { ...parsed.values };
+  for (const [name, value] of Object.entries(args)) {
+    const kind = spec[name];
+    const bad = (what) => usageError(script, spec, `--${name} ${JSON.stringify(value)}: ${what}`, positionals);
+    const isNumber = (v) => v.trim() !== '' && Number.isFinite(Number(v));
+    if (kind === 'number' && !isNumber(value)) bad('not a number');
+    if (kind === 'numbers' && !value.split(',').every(isNumber)) bad('not a comma-separated list of numbers');
+    if (Array.isArray(kind) && !kind.includes(value)) bad(`not one of ${kind.join(', ')}`);
+    if (typeof kind === 'object' && !Array.isArray(kind)) {
+      const unknown = value.split(',').filter((v) => !kind.list.includes(v));
+      if (unknown.length > 0) bad(`unknown ${unknown.join(', ')} (have ${kind.list.join(', ')})`);
+    }
+  }
+  if ('quick' in spec) args.quick = args.quick === true || process.env.BENCH_QUICK === '1';
+  if ('gateway-env' in spec) parsedGatewayEnv = args['gateway-env'];
+  args._ = parsed.positionals;
+  return args;
+}
+
+/**
+ * Command-line options of the options in `spec` that `args` holds, for passing them on to
+ * another script's parser (bench/run.mjs passes each benchmark only the options it declares).
+ */
+export function argvFor(spec, args) {
+  const argv = [];
+  for (const name of Object.keys(spec)) {
+    const value = args[name];
+    if (value === true) argv.push(`--${name}`);
+    else if (typeof value === 'string') argv.push(`--${name}=${value}`);
+  }
+  return argv;
+}
+
+/** The old lenient parser, for the scripts not yet on parseOptions. */
 export function parseArgs(argv = process.argv.slice(2)) {
   const args = {};
   for (let i = 0; i < argv.length; i += 1) {
@@ -305,7 +382,7 @@ export class GatewayChild {
 
 /** `--gateway-env K=V,K2=V2` (or BENCH_GATEWAY_ENV): extra variables for every gateway child. */
 export function extraGatewayEnv(argv = process.argv.slice(2)) {
-  const value = parseArgs(argv)['gateway-env'] ?? process.env.BENCH_GATEWAY_ENV;
+  const value = parsedGatewayEnv ?? parseArgs(argv)['gateway-env'] ?? process.env.BENCH_GATEWAY_ENV;
   if (typeof value !== 'string' || value === '') return {};
   return Object.fromEntries(value.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 }

@@ -1,4 +1,6 @@
-import { FieldReader, ProtoWriter } from './protobuf-wire.js';
+import { encodeMessage, FieldKinds, FieldReader, type MessageSchema } from './protobuf-wire.js';
+
+const { string, bytes, int64 } = FieldKinds;
 
 // The messages of `edgegateway.v1` (proto/edgegateway/v1/edge_gateway.proto in
 // @edge-gateway/adapters-grpc), with the same field names as the generated gRPC code, so a
@@ -51,15 +53,17 @@ export interface ServerTime {
   readonly requestId: string;
 }
 
+const EXECUTE_COMMAND_REQUEST_SCHEMA: MessageSchema<ExecuteCommandRequest> = [
+  [1, string, 'deviceSessionId'],
+  [2, string, 'messageType'],
+  [3, string, 'requestId'],
+  [4, int64, 'timestampMs'],
+  [5, bytes, 'payload'],
+  [6, bytes, 'signature'],
+];
+
 export function encodeExecuteCommandRequest(m: ExecuteCommandRequest): Uint8Array {
-  return new ProtoWriter()
-    .string(1, m.deviceSessionId)
-    .string(2, m.messageType)
-    .string(3, m.requestId)
-    .int64(4, m.timestampMs)
-    .bytes(5, m.payload)
-    .bytes(6, m.signature)
-    .finish();
+  return encodeMessage(EXECUTE_COMMAND_REQUEST_SCHEMA, m);
 }
 
 export function decodeExecuteCommandRequest(data: Uint8Array): ExecuteCommandRequest {
@@ -74,15 +78,17 @@ export function decodeExecuteCommandRequest(data: Uint8Array): ExecuteCommandReq
   };
 }
 
+const EXECUTE_COMMAND_RESPONSE_SCHEMA: MessageSchema<ExecuteCommandResponse> = [
+  [1, string, 'requestId'],
+  [2, string, 'resultCode'],
+  [3, bytes, 'payload'],
+  [4, int64, 'timestampMs'],
+  [5, string, 'signerKeyId'],
+  [6, bytes, 'signature'],
+];
+
 export function encodeExecuteCommandResponse(m: ExecuteCommandResponse): Uint8Array {
-  return new ProtoWriter()
-    .string(1, m.requestId)
-    .string(2, m.resultCode)
-    .bytes(3, m.payload)
-    .int64(4, m.timestampMs)
-    .string(5, m.signerKeyId)
-    .bytes(6, m.signature)
-    .finish();
+  return encodeMessage(EXECUTE_COMMAND_RESPONSE_SCHEMA, m);
 }
 
 export function decodeExecuteCommandResponse(data: Uint8Array): ExecuteCommandResponse {
@@ -97,14 +103,16 @@ export function decodeExecuteCommandResponse(data: Uint8Array): ExecuteCommandRe
   };
 }
 
+const SUBSCRIBE_EVENTS_REQUEST_SCHEMA: MessageSchema<SubscribeEventsRequest> = [
+  [1, string, 'deviceSessionId'],
+  [2, string, 'requestId'],
+  [3, int64, 'timestampMs'],
+  [4, string, 'resumeAfterEventId'],
+  [5, bytes, 'signature'],
+];
+
 export function encodeSubscribeEventsRequest(m: SubscribeEventsRequest): Uint8Array {
-  return new ProtoWriter()
-    .string(1, m.deviceSessionId)
-    .string(2, m.requestId)
-    .int64(3, m.timestampMs)
-    .string(4, m.resumeAfterEventId)
-    .bytes(5, m.signature)
-    .finish();
+  return encodeMessage(SUBSCRIBE_EVENTS_REQUEST_SCHEMA, m);
 }
 
 export function decodeSubscribeEventsRequest(data: Uint8Array): SubscribeEventsRequest {
@@ -118,17 +126,19 @@ export function decodeSubscribeEventsRequest(data: Uint8Array): SubscribeEventsR
   };
 }
 
+const GATEWAY_EVENT_SCHEMA: MessageSchema<GatewayEvent> = [
+  [1, string, 'eventId'],
+  [2, string, 'eventType'],
+  [3, string, 'userId'],
+  [4, string, 'deviceSessionId'],
+  [5, int64, 'timestampMs'],
+  [6, bytes, 'payload'],
+  [7, string, 'signerKeyId'],
+  [8, bytes, 'signature'],
+];
+
 export function encodeGatewayEvent(m: GatewayEvent): Uint8Array {
-  return new ProtoWriter()
-    .string(1, m.eventId)
-    .string(2, m.eventType)
-    .string(3, m.userId)
-    .string(4, m.deviceSessionId)
-    .int64(5, m.timestampMs)
-    .bytes(6, m.payload)
-    .string(7, m.signerKeyId)
-    .bytes(8, m.signature)
-    .finish();
+  return encodeMessage(GATEWAY_EVENT_SCHEMA, m);
 }
 
 export function decodeGatewayEvent(data: Uint8Array): GatewayEvent {
@@ -145,9 +155,14 @@ export function decodeGatewayEvent(data: Uint8Array): GatewayEvent {
   };
 }
 
+const SERVER_TIME_SCHEMA: MessageSchema<ServerTime> = [
+  [1, int64, 'serverTimeMs'],
+  [2, string, 'requestId'],
+];
+
 /** Encodes the `ServerTime` payload of the `gateway.server_time` bootstrap event. */
 export function encodeServerTime(serverTimeMs: number, requestId: string): Uint8Array {
-  return new ProtoWriter().int64(1, serverTimeMs).string(2, requestId).finish();
+  return encodeMessage(SERVER_TIME_SCHEMA, { serverTimeMs, requestId });
 }
 
 /** Decodes a `ServerTime` payload; throws `WireFormatError` for anything else. */

@@ -84,8 +84,13 @@ export interface Frame {
 /** Encodes one frame. */
 export function encodeFrame(type: FrameType, callId: number, body: Uint8Array = new Uint8Array(0)): Uint8Array {
   const out = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+  const id = callId >>> 0;
+  // The call id big-endian, byte by byte (a DataView per frame costs more than the header).
   out[0] = type;
-  new DataView(out.buffer).setUint32(1, callId >>> 0);
+  out[1] = id >>> 24;
+  out[2] = (id >>> 16) & 0xff;
+  out[3] = (id >>> 8) & 0xff;
+  out[4] = id & 0xff;
   out.set(body, FRAME_HEADER_BYTES);
   return out;
 }
