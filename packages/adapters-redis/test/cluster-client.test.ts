@@ -86,8 +86,7 @@ describe('RedisClusterClient (GATEWAY_REDIS_CLUSTER_NODES)', () => {
       await waitFor(() => handler.ids.includes(before), { message: 'entry before failover read' });
       const master = await cluster.masterOf(keySlot(streamKey));
       const replica = (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === master.id)!;
-      await cluster.command(replica.port, ['CLUSTER', 'FAILOVER']);
-      await cluster.waitUntilStable();
+      await cluster.failover(replica.port);
       const after = await waitFor(async () => String(await client.command(['XADD', streamKey, '*', 'n', 'after'])), { timeoutMs: 10_000, message: 'XADD on the new master' });
       await waitFor(() => handler.ids.includes(after), { timeoutMs: 15_000, message: 'entry after failover read' });
       expect(handler.ids).toEqual([before, after]);
@@ -171,8 +170,7 @@ describe('replicated reservations on a cluster (SPEC §5.2, §9.1)', () => {
       const masterId = topology.find((n) => n.port === port)?.id;
       const replica = topology.find((n) => n.role === 'replica' && n.masterId === masterId);
       if (replica === undefined) throw new Error('no replica');
-      await cluster.command(replica.port, ['CLUSTER', 'FAILOVER']);
-      await cluster.waitUntilStable();
+      await cluster.failover(replica.port);
       expect((await cluster.masterOf(keySlot(`${keyPrefix}replay:${second}/f`))).port).toBe(replica.port);
       const movedBefore = await rejectedSets(port);
       await expect(store.reserve(second, 'f', 60_000)).resolves.toBe('reserved');

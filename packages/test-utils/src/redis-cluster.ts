@@ -59,6 +59,13 @@ export interface RedisClusterHandle {
    * slots or a replica whose link to its master is up.
    */
   waitUntilStable(timeoutMs?: number): Promise<void>;
+  /**
+   * `CLUSTER FAILOVER` (planned, without `FORCE`) on the replica at `replicaPort`; resolves once
+   * every running node sees it as a master and the cluster is stable again (bounded by
+   * `timeoutMs`, default 20000). The command answers `OK` before the failover starts, so
+   * {@link RedisClusterHandle.waitUntilStable} alone can return on the old layout, still stable.
+   */
+  failover(replicaPort: number, timeoutMs?: number): Promise<void>;
   /** Stops every node (SIGTERM, each by its own handle) and waits for them to exit. */
   stop(): Promise<void>;
 }
@@ -190,6 +197,21 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       const found = (await handle.topology()).find((n) => n.role === 'master' && !n.failing && n.slots.some(([a, b]) => slot >= a && slot <= b));
       if (found === undefined) throw new Error(`no healthy master serves slot ${slot}`);
       return found;
+    },
+    async failover(replicaPort: number, timeoutMs = 20_000): Promise<void> {
+      const reply = await handle.command(replicaPort, ['CLUSTER', 'FAILOVER']);
+      if (reply !== 'OK') throw new Error(`CLUSTER FAILOVER on ${replicaPort}: ${String(reply)}`);
+      const deadline = Date.now() + timeoutMs;
+      await waitFor(
+        async () => {
+          for (const node of nodes.filter((n) => n.running)) {
+            if ((await handle.topology(node.port)).find((n) => n.port === replicaPort)?.role !== 'master') return false;
+          }
+          return true;
+        },
+        { timeoutMs, intervalMs: 50, message: `replica ${replicaPort} promoted on every node` },
+      );
+      await handle.waitUntilStable(Math.max(1000, deadline - Date.now()));
     },
     async waitUntilStable(timeoutMs = 20_000): Promise<void> {
       await waitFor(

@@ -45,8 +45,7 @@ describe('startRedisCluster (3 masters, 1 replica each)', () => {
     const slot = Number(await cluster.command(cluster.nodes[0]!.port, ['CLUSTER', 'KEYSLOT', 'harness-key']));
     const before = await cluster.masterOf(slot);
     const replica = (await cluster.topology()).find((n) => n.role === 'replica' && n.masterId === before.id)!;
-    expect(await cluster.command(replica.port, ['CLUSTER', 'FAILOVER'])).toBe('OK');
-    await cluster.waitUntilStable();
+    await cluster.failover(replica.port);
     const after = await cluster.masterOf(slot);
     expect(after.port).toBe(replica.port);
     expect(await cluster.command(after.port, ['GET', 'harness-key'])).toBe('v');
