@@ -11,8 +11,8 @@ export interface GatewayBackend {
   close(): Promise<void>;
 }
 
-/** A stream subscriber: hands entries of one stream to a core handler until stopped. */
+/** A stream subscriber: hands entries of one stream to a core handler until closed. */
 export interface EventSource {
   start(): Promise<void>;
-  stop(): Promise<void>;
+  close(): Promise<void>;
 }

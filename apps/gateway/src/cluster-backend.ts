@@ -199,9 +199,9 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
           feed.start();
           await relay?.start();
         },
-        stop: async () => {
-          await relay?.stop();
-          feed.stop();
+        close: async () => {
+          await relay?.close();
+          await feed.close();
         },
       };
     }),

@@ -184,9 +184,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let websocket: WebSocketServerHandle | undefined;
   try {
     await sessionSubscriber.start();
-    undo.push({ component: 'session-events subscriber', stop: () => sessionSubscriber.stop() });
+    undo.push({ component: 'session-events subscriber', stop: () => sessionSubscriber.close() });
     await clientSubscriber.start();
-    undo.push({ component: 'client-events subscriber', stop: () => clientSubscriber.stop() });
+    undo.push({ component: 'client-events subscriber', stop: () => clientSubscriber.close() });
     logger.info('stream subscribers started', {
       session_events_stream: config.sessionEventsStream,
       client_events_stream: config.clientEventsStream,
@@ -231,7 +231,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       }),
     );
     const grpcServer = grpc;
-    undo.push({ component: 'grpc server', stop: (budget) => grpcServer.shutdown(budget) });
+    undo.push({ component: 'grpc server', stop: (budget) => grpcServer.close(budget) });
     logger.info('authenticated grpc listener started', { address: grpc.address });
     if (config.websocketAddr !== '') {
       websocket = await startWebSocketServer({
@@ -308,7 +308,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         },
         eventSources: [sessionSubscriber, clientSubscriber],
         transports: [
-          { component: 'grpc server', stop: (budget) => grpc?.shutdown(budget) },
+          { component: 'grpc server', stop: (budget) => grpc?.close(budget) },
           ...(websocket === undefined ? [] : [{ component: 'websocket server', stop: (budget: number) => websocket?.close(budget) }]),
           {
             component: 'http listeners',

@@ -53,7 +53,9 @@ export function parseDownstreamRoutes(value: string): DownstreamRoute[] {
 export interface DownstreamRouter {
   readonly router: StaticRouter;
   /** Closes every downstream channel. */
-  close(): void;
+  close(): Promise<void>;
+  /** `await using routes = createDownstreamRouter(…)`: {@link DownstreamRouter.close} at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 export interface DownstreamRouterOptions extends GrpcCommandDownstreamOptions {
@@ -83,10 +85,8 @@ export function createDownstreamRouter(routes: readonly DownstreamRoute[], optio
       return { prefix, downstream };
     }),
   );
-  return {
-    router,
-    close: () => {
-      for (const downstream of downstreams.values()) downstream.close();
-    },
+  const close = async (): Promise<void> => {
+    await Promise.all([...downstreams.values()].map((downstream) => downstream.close()));
   };
+  return { router, close, [Symbol.asyncDispose]: close };
 }

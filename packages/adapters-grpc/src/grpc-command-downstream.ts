@@ -71,9 +71,14 @@ export class GrpcCommandDownstream implements CommandDownstream {
     });
   }
 
-  /** Closes the channel. */
-  close(): void {
+  /** Closes the channel (calls in flight end `CANCELLED`). */
+  async close(): Promise<void> {
     this.client.close();
+  }
+
+  /** `await using downstream = new GrpcCommandDownstream(…)`: {@link GrpcCommandDownstream.close} at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

@@ -2,7 +2,7 @@ import type { Server as NetServer } from 'node:net';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { ConnectionBudgets, GatewayMetrics, MAX_CALLS_PER_CONNECTION, noopLogger, type ConnectionLimits, type GatewayCore, type Logger, type RequestLogLimiter } from '@edge-gateway/core';
+import { ConnectionBudgets, DEFAULT_CLOSE_BUDGET_MS, GatewayMetrics, MAX_CALLS_PER_CONNECTION, noopLogger, type ConnectionLimits, type GatewayCore, type Logger, type RequestLogLimiter } from '@edge-gateway/core';
 import { connectionTracking } from './connection-tracking.js';
 import { createEdgeGatewayService } from './edge-gateway-service.js';
 import { edgeGatewayServiceDefinition } from './event-encoding.js';
@@ -77,9 +77,14 @@ export interface GrpcServerHandle {
   readonly health: HealthImplementation;
   /**
    * Marks health NOT_SERVING and stops gracefully (in-flight calls finish); after
-   * `budgetMs` every remaining call is cancelled. Resolves how it ended.
+   * `budgetMs` (default `DEFAULT_CLOSE_BUDGET_MS`, 15 s) every remaining call is cancelled.
+   * Resolves how it ended. Calling it again returns the same promise.
    */
+  close(budgetMs?: number): Promise<'graceful' | 'forced'>;
+  /** @deprecated Use {@link GrpcServerHandle.close} (one shutdown verb in every package). */
   shutdown(budgetMs: number): Promise<'graceful' | 'forced'>;
+  /** `await using grpc = await startGrpcServer(…)`: {@link GrpcServerHandle.close} with the default budget at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
   /**
    * Only on a server started with `tls`: serves `pair` to every connection made from now on
    * (open connections and their streams keep going on the certificate they negotiated).
@@ -164,28 +169,40 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }
   }
 
+  let closed: Promise<'graceful' | 'forced'> | undefined;
   return {
     server,
     port,
     address: `${bracketed}:${port}`,
     health,
     ...(reloadable === undefined ? {} : { setTls: (pair: TlsKeyPair) => reloadable.replace(pair) }),
-    shutdown(budgetMs: number): Promise<'graceful' | 'forced'> {
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus(EDGE_GATEWAY_SERVICE_NAME, 'NOT_SERVING');
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          logger.warn('grpc graceful shutdown exceeded its budget; forcing', { budget_ms: budgetMs });
-          server.forceShutdown();
-          resolve('forced');
-        }, budgetMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve('graceful');
-        });
-      });
+    close,
+    shutdown: close,
+    async [Symbol.asyncDispose]() {
+      await close();
     },
   };
+
+  function close(budgetMs: number = DEFAULT_CLOSE_BUDGET_MS): Promise<'graceful' | 'forced'> {
+    closed ??= stop(budgetMs);
+    return closed;
+  }
+
+  function stop(budgetMs: number): Promise<'graceful' | 'forced'> {
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(EDGE_GATEWAY_SERVICE_NAME, 'NOT_SERVING');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        logger.warn('grpc graceful shutdown exceeded its budget; forcing', { budget_ms: budgetMs });
+        server.forceShutdown();
+        resolve('forced');
+      }, budgetMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve('graceful');
+      });
+    });
+  }
 }
 
 /**

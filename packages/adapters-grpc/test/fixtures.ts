@@ -144,7 +144,7 @@ export class GatewayFixture {
   async close(): Promise<void> {
     this.client.close();
     this.hub.close();
-    await this.server.shutdown(1000);
+    await this.server.close(1000);
   }
 }
 

@@ -100,8 +100,25 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
       expect(all.address).toMatch(/^(\[::\]|0\.0\.0\.0):\d+$/);
       expect(await healthCheck(`127.0.0.1:${all.port}`, '')).toBe('SERVING');
     } finally {
-      await all.shutdown(1000);
+      await all.close(1000);
     }
+  });
+
+  it('await using closes the server at scope exit (close() is the verb, shutdown() its deprecated alias)', async () => {
+    f = await GatewayFixture.start();
+    let port = 0;
+    let handle: Awaited<ReturnType<typeof startGrpcServer>> | undefined;
+    {
+      await using server = await startGrpcServer({ address: '127.0.0.1:0', core: f.core, maxPayloadBytes: 1024 });
+      handle = server;
+      port = server.port;
+      expect(await healthCheck(`127.0.0.1:${port}`, '')).toBe('SERVING');
+    }
+    expect(handle.health).toBeDefined();
+    await expect(healthCheck(`127.0.0.1:${port}`, '')).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    // Closed already: close() and the deprecated shutdown() answer the same outcome.
+    await expect(handle.close()).resolves.toBe('graceful');
+    await expect(handle.shutdown(1000)).resolves.toBe('graceful');
   });
 
   it('serves grpc.health.v1 (SERVING) and turns NOT_SERVING on shutdown', async () => {
@@ -161,7 +178,7 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
     f = await GatewayFixture.start({ router: new StaticRouter([{ prefix: 'demo.', downstream: slow }]) });
     const call = execute(f.client, signedCommand(f.addDevice()));
     await inFlight;
-    const stopping = f.server.shutdown(5000);
+    const stopping = f.server.close(5000);
     release();
     await expect(call).resolves.toMatchObject({ resultCode: 'late' });
     await expect(stopping).resolves.toBe('graceful');
@@ -174,7 +191,7 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
     f = await GatewayFixture.start({ router: new StaticRouter([{ prefix: 'demo.', downstream: hung }]) });
     const call = statusOf(execute(f.client, signedCommand(f.addDevice())));
     await inFlight;
-    await expect(f.server.shutdown(200)).resolves.toBe('forced');
+    await expect(f.server.close(200)).resolves.toBe('forced');
     // grpc-js cancels the remaining calls on forceShutdown.
     expect((await call).code).toBe(status.CANCELLED);
   });

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import { type AddressInfo, type Socket } from 'node:net';
 import { type Express } from 'express';
-import { noopLogger, type GatewayMetrics, type Logger } from '@edge-gateway/core';
+import { DEFAULT_CLOSE_BUDGET_MS, noopLogger, type GatewayMetrics, type Logger } from '@edge-gateway/core';
 
 import { AnswerBounds } from './answer-bounds.js';
 import { formatListenAddress, parseListenAddress } from './listen-address.js';
@@ -24,9 +24,12 @@ export interface HttpListener {
   /**
    * Stops accepting connections, closes idle keep-alive connections at once, lets in-flight
    * requests finish (their connections close after the answer) and destroys what is left
-   * after `budgetMs`. Calling it again returns the same promise.
+   * after `budgetMs` (default `DEFAULT_CLOSE_BUDGET_MS`, 15 s). Calling it again returns the
+   * same promise.
    */
-  close(budgetMs: number): Promise<CloseOutcome>;
+  close(budgetMs?: number): Promise<CloseOutcome>;
+  /** `await using listener = await listen(…)`: {@link HttpListener.close} with the default budget at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
   /**
    * Only on a listener started with `tls`: serves `pair` to every connection made from now on
    * (open connections keep the certificate they negotiated).
@@ -171,7 +174,7 @@ export async function listen(app: Express, address: string, options: ListenOptio
   const bound = server.address() as AddressInfo;
   let closed: Promise<CloseOutcome> | undefined;
 
-  const close = (budgetMs: number): Promise<CloseOutcome> => {
+  const close = (budgetMs: number = DEFAULT_CLOSE_BUDGET_MS): Promise<CloseOutcome> => {
     closed ??= new Promise<CloseOutcome>((resolve) => {
       closing = true;
       for (const res of active) {
@@ -203,6 +206,9 @@ export async function listen(app: Express, address: string, options: ListenOptio
     port: bound.port,
     address: formatListenAddress(bound.address, bound.port),
     close,
+    async [Symbol.asyncDispose]() {
+      await close();
+    },
     ...(tls === undefined
       ? {}
       : { setTls: (pair: TlsKeyPair) => (server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key }) }),

@@ -66,6 +66,18 @@ describe('listen', () => {
     expect(response.status).toBe(200);
   });
 
+  it('await using closes the listener at scope exit: the port refuses connections afterwards', async () => {
+    let listener: HttpListener | undefined;
+    {
+      await using open = await listen(createPublicApp({ readiness: () => 'ready' }), '127.0.0.1:0');
+      listener = open;
+      expect((await fetch(`http://${open.address}/healthz`)).status).toBe(200);
+    }
+    await expect(fetch(`http://${listener.address}/healthz`)).rejects.toMatchObject({ cause: { code: 'ECONNREFUSED' } });
+    // close() without a budget (the default) after the dispose: the same outcome.
+    await expect(listener.close()).resolves.toBe('graceful');
+  });
+
   it(':port listens on all interfaces', async () => {
     const listener = await started(createPublicApp({ readiness: () => 'ready' }), ':0');
     expect(['::', '0.0.0.0']).toContain(listener.host);

@@ -209,7 +209,15 @@ export class RedisClient {
     return closeOrDestroy(this.raw);
   }
 
-  /** Closes the shared connection at once, rejecting pending commands; the client stays closed. */
+  /** `await using x = new RedisClient(…)`: {@link RedisClient.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /**
+   * Closes the shared connection at once, rejecting pending commands; the client stays closed.
+   * Not a graceful stop (that is {@link RedisClient.close}): the abort, node-redis's own verb.
+   */
   destroy(): void {
     this.ended = true;
     this.closeWriters();

@@ -141,6 +141,12 @@ export class RedisClusterClient implements RedisCommands {
     return closeOrDestroy(this.raw);
   }
 
+  /** `await using x = new RedisClusterClient(…)`: {@link RedisClusterClient.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Closes every connection at once, rejecting pending commands (the abort; {@link RedisClusterClient.close} is the graceful stop). */
   destroy(): void {
     clearInterval(this.masterWatch);
     this.masterWatch = undefined;

@@ -199,6 +199,11 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
     this.writer?.close();
   }
 
+  /** `await using store = new RedisReplayStore(…)`: {@link RedisReplayStore.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
   private async reassertRound(reason: string): Promise<void> {
     const started = this.clock.now();
     let todo = this.journal.list(started);

@@ -91,8 +91,18 @@ export class RedisRoutedFeed implements UserFeed {
     raw.on('sharded-channel-moved-error', this.onTopologyChange);
   }
 
-  /** Stops re-syncing and drops every subscription (the cluster client is closed by its owner). */
+  /** @deprecated Use {@link RedisRoutedFeed.close} (one shutdown verb in every package). */
   stop(): void {
+    void this.close();
+  }
+
+  /** `await using x = new RedisRoutedFeed(…)`: {@link RedisRoutedFeed.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Stops re-syncing and drops every subscription (the cluster client is closed by its owner). */
+  async close(): Promise<void> {
     this.closed = true;
     const raw = this.options.client.raw;
     raw.off('node-ready', this.onTopologyChange);

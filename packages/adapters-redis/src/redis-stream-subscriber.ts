@@ -182,8 +182,19 @@ export class RedisStreamSubscriber {
     this.wake?.();
   }
 
-  /** Stops the loop, interrupting a pending blocking read; resolves once the loop ended. */
-  async stop(): Promise<void> {
+
+  /** @deprecated Use {@link RedisStreamSubscriber.close} (one shutdown verb in every package). */
+  stop(): Promise<void> {
+    return this.close();
+  }
+
+  /** `await using x = new RedisStreamSubscriber(…)`: {@link RedisStreamSubscriber.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Stops the loop, interrupting a pending blocking read; resolves once the loop ended. Idempotent. */
+  async close(): Promise<void> {
     if (this.state === 'stopped' && this.loop === undefined) return;
     this.state = 'stopped';
     this.unsubscribe?.();

@@ -146,11 +146,21 @@ export class RedisRoutedRelay {
     this.loop = this.run();
   }
 
+  /** @deprecated Use {@link RedisRoutedRelay.close} (one shutdown verb in every package). */
+  stop(): Promise<void> {
+    return this.close();
+  }
+
+  /** `await using x = new RedisRoutedRelay(…)`: {@link RedisRoutedRelay.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   /**
    * Stops relaying (interrupting a blocking read) and resolves once the loop ended. Entries still
    * held stay pending in the group: another process claims them after `claimIdleMs`.
    */
-  async stop(): Promise<void> {
+  async close(): Promise<void> {
     if (this.state !== 'running') {
       this.state = 'stopped';
       return;

@@ -157,6 +157,11 @@ export class SentinelRedisTopology implements RedisTopology {
     await this.master.close().catch(() => this.master.destroy());
   }
 
+  /** `await using x = new SentinelRedisTopology(…)`: {@link SentinelRedisTopology.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   /** Asks the Sentinels in order until one names the master; bounded by `timeoutMs` in total. */
   private async discoverMaster(timeoutMs: number): Promise<RedisAddress> {
     const deadline = performance.now() + timeoutMs;

@@ -64,4 +64,9 @@ export class SingleRedisTopology implements RedisTopology {
     this.replicaSet.close();
     await this.master.close().catch(() => this.master.destroy());
   }
+
+  /** `await using x = new SingleRedisTopology(…)`: {@link SingleRedisTopology.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

@@ -30,6 +30,19 @@ async function connectedNames(): Promise<string[]> {
 }
 
 describe('RedisClient lifecycle', () => {
+  it('await using closes the client at scope exit (graceful close, not destroy): its connection leaves CLIENT LIST', async () => {
+    let outer: RedisClient | undefined;
+    {
+      await using client = clientFor(server, { clientName: 'lifecycle-using' });
+      outer = client;
+      await connectAndPing(client, 5000);
+      expect(await connectedNames()).toContain('lifecycle-using');
+    }
+    expect(outer.closed).toBe(true);
+    expect(outer.raw.isOpen).toBe(false);
+    await waitFor(async () => !(await connectedNames()).includes('lifecycle-using'), { timeoutMs: 5000, message: 'the disposed client gone from CLIENT LIST' });
+  });
+
   it('destroyed while its socket is connecting: the socket is closed once it connects', async () => {
     const names = Array.from({ length: 20 }, (_, i) => `lifecycle-connecting-${i}`);
     const attempts = names.map((clientName) => {

@@ -76,7 +76,7 @@ afterAll(async () => {
   for (const abort of aborts) abort.abort();
   for (const client of clients) client.close();
   hub?.close();
-  await grpc?.shutdown(1000);
+  await grpc?.close(1000);
   await subscriber?.stop();
   await gateway?.close();
   await topo?.stop();

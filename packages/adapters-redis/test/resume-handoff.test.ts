@@ -76,7 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   hub?.close();
-  await grpc?.shutdown(1000);
+  await grpc?.close(1000);
   subscriber?.stop();
   redis?.destroy();
   await server?.stop();

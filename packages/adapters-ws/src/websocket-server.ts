@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ConnectionBudgets, GatewayMetrics, MAX_CALLS_PER_CONNECTION, RequestLogLimiter, noopLogger, type ConnectionLimits, type GatewayCore, type Logger } from '@edge-gateway/core';
+import { ConnectionBudgets, DEFAULT_CLOSE_BUDGET_MS, GatewayMetrics, MAX_CALLS_PER_CONNECTION, RequestLogLimiter, noopLogger, type ConnectionLimits, type GatewayCore, type Logger } from '@edge-gateway/core';
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
@@ -92,10 +92,13 @@ export interface WebSocketServerHandle {
   readonly connections: number;
   /**
    * Refuses new connections, lets calls in flight finish, then closes every connection 1001
-   * `gateway is shutting down`; after `budgetMs` what is left is dropped. Call it after the
-   * push hub closed (every stream then got its status). Calling it again returns the same promise.
+   * `gateway is shutting down`; after `budgetMs` (default `DEFAULT_CLOSE_BUDGET_MS`, 15 s) what
+   * is left is dropped. Call it after the push hub closed (every stream then got its status).
+   * Calling it again returns the same promise.
    */
-  close(budgetMs: number): Promise<'graceful' | 'forced'>;
+  close(budgetMs?: number): Promise<'graceful' | 'forced'>;
+  /** `await using ws = await startWebSocketServer(…)`: {@link WebSocketServerHandle.close} with the default budget at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Writes a plain HTTP refusal on an upgrade socket. */
@@ -213,7 +216,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const address = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
   let closed: Promise<'graceful' | 'forced'> | undefined;
 
-  const close = (budgetMs: number): Promise<'graceful' | 'forced'> => {
+  const close = (budgetMs: number = DEFAULT_CLOSE_BUDGET_MS): Promise<'graceful' | 'forced'> => {
     closed ??= (async () => {
       closing = true;
       clearInterval(ping);
@@ -259,5 +262,8 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       return connections.size;
     },
     close,
+    async [Symbol.asyncDispose]() {
+      await close();
+    },
   };
 }

@@ -73,6 +73,31 @@ function framesOf(ws: WebSocket) {
   };
 }
 
+describe('WebSocket transport: lifecycle', () => {
+  it('await using closes the server at scope exit: an open connection gets 1001, new upgrades are refused', async () => {
+    f = await WsFixture.start();
+    const fixture = f;
+    let url = '';
+    let ws: WebSocket | undefined;
+    let closed: Promise<{ code: number; reason: string }> | undefined;
+    {
+      await using server = fixture.server;
+      url = fixture.url;
+      ws = await fixture.raw();
+      closed = closeOf(ws);
+      expect(server.connections).toBe(1);
+    }
+    expect(await closed).toEqual({ code: CloseCodes.goingAway, reason: 'gateway is shutting down' });
+    expect(fixture.server.connections).toBe(0);
+    await expect(fixture.server.close()).resolves.toBe('graceful');
+    await expect(new Promise((resolve, reject) => {
+      const late = new WebSocket(url, WEBSOCKET_SUBPROTOCOL);
+      late.once('open', () => resolve('open'));
+      late.once('error', reject);
+    })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
 describe('WebSocket transport: commands', () => {
   it('runs a signed command, verified by the client, and refuses its replay with the gRPC status and message', async () => {
     f = await WsFixture.start();

@@ -167,6 +167,11 @@ export class GatewayClient {
     this.client.close();
   }
 
+  /** `await using client = new GatewayClient(…)`: {@link GatewayClient.close} at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
   private reconnecting(options: SubscribeOptions): AsyncGenerator<VerifiedEvent> {
     return reconnectingStream({
       open: (resumeAfterEventId) => this.once(options, resumeAfterEventId),

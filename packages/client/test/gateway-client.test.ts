@@ -57,6 +57,17 @@ describe('GatewayClient against the real gRPC adapter', () => {
     }
   });
 
+  it('await using closes the channel at scope exit: a later command is refused', async () => {
+    const device = f.addDevice();
+    let outer: GatewayClient | undefined;
+    {
+      await using client = clientFor(f, device);
+      outer = client;
+      await expect(client.execute('demo.echo', Buffer.from('hi'), { timeoutMs: 5000 })).resolves.toMatchObject({ resultCode: 'done' });
+    }
+    await expect(outer.execute('demo.echo', Buffer.from('hi'), { timeoutMs: 5000 })).rejects.toThrow(/closed|shut down/i);
+  });
+
   it('reports gateway statuses as GatewayStatusError', async () => {
     const device = f.addDevice();
     const client = clientFor(f, device);

@@ -15,10 +15,11 @@ export {
   type GatewayCore,
   type GatewayCoreOptions,
   type GatewayCorePorts,
+  type ClosableEventSource,
   type ShutdownPlan,
 } from './composition/gateway-core.js';
 export { openStream, type OpenedStream } from './composition/stream-opening.js';
-export { runShutdown, withBudget, type ShutdownStep } from './composition/shutdown.js';
+export { DEFAULT_CLOSE_BUDGET_MS, runShutdown, withBudget, type ShutdownStep } from './composition/shutdown.js';
 
 // Domain types and errors
 export {

@@ -76,6 +76,8 @@ export interface Publisher {
   publish(event: RoutedEvent): Promise<PublishResult>;
   /** Closes the connections after pending commands. */
   close(): Promise<void>;
+  /** `await using publisher = await createPublisher(…)`: {@link Publisher.close} at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 function parseNodes(nodes: PublisherOptions['nodes']): Array<{ host: string; port: number }> {
@@ -134,6 +136,7 @@ export function createPublisher(options: PublisherOptions): Publisher & { connec
       return { ...result, replicas };
     },
     close: () => client.close(),
+    [Symbol.asyncDispose]: () => client.close(),
   };
 }
 

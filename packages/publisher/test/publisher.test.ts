@@ -36,6 +36,16 @@ describe('@edge-gateway/publisher', () => {
     expect(entries[4]).toEqual(['user_id', 'alice', 'device_session_id', '', 'event_type', 'chat.n', 'payload_base64', Buffer.from('6').toString('base64'), 'offset', '7', 'epoch', results[0]!.epoch]);
   });
 
+  it('await using closes the publisher at scope exit: a later publish is refused', async () => {
+    let outer: Publisher | undefined;
+    {
+      await using scoped = await connectPublisher({ nodes: cluster.seeds, password: cluster.password });
+      outer = scoped;
+      await expect(scoped.publish({ userId: 'dora', eventType: 'chat.n', payload: Buffer.from('1') })).resolves.toMatchObject({ offset: 1 });
+    }
+    await expect(outer.publish({ userId: 'dora', eventType: 'chat.n', payload: Buffer.from('2') })).rejects.toThrow(/closed/i);
+  });
+
   it('refuses what the gateway would drop, before sending anything', async () => {
     await expect(publisher.publish({ userId: 'bob', eventType: 'gateway.server_time', payload: Buffer.alloc(0) })).rejects.toBeInstanceOf(RoutedEventError);
     await expect(publisher.publish({ userId: 'bob', eventType: 'a.b', deviceSessionId: 'bad id', payload: Buffer.alloc(0) })).rejects.toThrow(/device session id/);

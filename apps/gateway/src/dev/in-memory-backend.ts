@@ -5,7 +5,7 @@ import type { EventSource, GatewayBackend } from '../backend.js';
 import { cached, coreOf } from '../container.js';
 import { Tokens } from '../tokens.js';
 
-/** Feeds one in-memory stream to a core handler between `start` and `stop`. */
+/** Feeds one in-memory stream to a core handler between `start` and `close`. */
 export class InMemoryStreamSource implements EventSource {
   private unsubscribe: (() => void) | undefined;
 
@@ -18,7 +18,7 @@ export class InMemoryStreamSource implements EventSource {
     this.unsubscribe ??= this.stream.subscribe(this.handler);
   }
 
-  async stop(): Promise<void> {
+  async close(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
   }

@@ -186,13 +186,14 @@ describe('GatewayCore.shutdownSteps', () => {
     await core.openStream(subscribe(), sink).opened;
     const steps = core.shutdownSteps({
       onShuttingDown: () => order.push('readiness'),
-      eventSources: [{ stop: () => order.push(`sources (streams open: ${core.hub.size})`) }],
+      // `close` is the verb; a source with only the deprecated `stop` is still stopped.
+      eventSources: [{ close: () => order.push(`sources (streams open: ${core.hub.size})`) }, { stop: () => order.push('deprecated stop') }],
       transports: [{ component: 'ws server', stop: () => order.push(`transport (streams open: ${core.hub.size})`) }],
       resources: [{ component: 'store', stop: () => order.push('store') }],
     });
     expect(steps.map((s) => s.component)).toEqual(['readiness', 'stream subscribers', 'push hub', 'ws server', 'store']);
     expect(await runShutdown(steps, 1000, new CapturingLogger())).toBe(true);
-    expect(order).toEqual(['readiness', 'sources (streams open: 1)', 'transport (streams open: 0)', 'store']);
+    expect(order).toEqual(['readiness', 'sources (streams open: 1)', 'deprecated stop', 'transport (streams open: 0)', 'store']);
     expect(sink.ends.map((e) => e?.message)).toEqual(['gateway is shutting down']);
     expect(core.shuttingDown).toBe(true);
     await expect(core.execute(alice.command({ timestampMs: clock.now() }))).rejects.toMatchObject({ message: 'gateway is shutting down' });

@@ -120,12 +120,18 @@ export interface GatewayCoreOptions {
   readonly rateLimits?: readonly RateLimitRule[];
 }
 
+/**
+ * An event feed the core stops at shutdown: anything with `close()` (the shutdown verb of every
+ * package), or, deprecated, `stop()`.
+ */
+export type ClosableEventSource = { close(): Promise<unknown> | unknown } | { /** @deprecated Name it `close`. */ stop(): Promise<unknown> | unknown };
+
 /** What an app stops around the core, in `GatewayCore.shutdownSteps` order. */
 export interface ShutdownPlan {
   /** Runs first (e.g. `/readyz` turns 503), together with refusing new requests. */
   readonly onShuttingDown?: () => void;
   /** The event feeds (session-events, client-events), stopped together before the streams close. */
-  readonly eventSources?: readonly { stop(): Promise<unknown> | unknown }[];
+  readonly eventSources?: readonly ClosableEventSource[];
   /** Transports (listeners), stopped in order after every push stream got its status. */
   readonly transports?: readonly ShutdownStep[];
   /** Whatever the adapters hold (downstream channels, store connections, telemetry), last, in order. */
@@ -312,7 +318,7 @@ export function createGatewayCore(ports: GatewayCorePorts, options: GatewayCoreO
       },
       {
         component: 'stream subscribers',
-        stop: () => Promise.all([...(plan.eventSources ?? []).map((source) => source.stop()), reasserter?.stop()]),
+        stop: () => Promise.all([...(plan.eventSources ?? []).map((source) => ('close' in source ? source.close() : source.stop())), reasserter?.close()]),
       },
       { component: 'push hub', stop: () => hub.close() },
       // After each transport: the suppressed-lines summaries pending so far (none is lost at exit).

@@ -1,5 +1,11 @@
 import type { Logger } from '../ports/logger.port.js';
 
+/**
+ * The budget a `close()` of ours uses when given none (e.g. at the end of an `await using`
+ * scope): 15 s, the default of `GATEWAY_SHUTDOWN_TIMEOUT` (SPEC §7, §8.2).
+ */
+export const DEFAULT_CLOSE_BUDGET_MS = 15_000;
+
 /** One step of a shutdown sequence, stopped within its own budget. */
 export interface ShutdownStep {
   /** Name logged with `component stopped`. */

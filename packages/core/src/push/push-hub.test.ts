@@ -262,6 +262,18 @@ describe('PushHub', () => {
       expect(hub.close()).toBe(0);
     });
 
+    it('await using closes the hub at scope exit: every stream ends UNAVAILABLE "gateway is shutting down"', async () => {
+      const { hub: outer, open } = setup();
+      const streams = [open('user-a', 'ds-1'), open('user-b', 'ds-2')];
+      {
+        await using hub = outer;
+        expect(hub.size).toBe(2);
+      }
+      expect(outer.closed).toBe(true);
+      expect(outer.size).toBe(0);
+      for (const s of streams) expect(s.sink.ends).toEqual([expect.objectContaining({ code: 'unavailable', message: 'gateway is shutting down' })]);
+    });
+
     it('cancel() removes the stream without calling sink.end', async () => {
       const { hub, open, harness } = setup();
       const { sink, stream } = open('user-a', 'ds-1');

@@ -429,6 +429,11 @@ export class PushHub {
     return streams.length;
   }
 
+  /** `await using hub = new PushHub(…)`: {@link PushHub.close} (`UNAVAILABLE` shutting down) at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
   /** @internal Counts one event handed to a transport; see {@link PushHub.recordDelivered}. */
   countDelivered(): void {
     this.deliveredNotRecorded += 1;

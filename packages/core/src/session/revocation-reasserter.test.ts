@@ -125,18 +125,35 @@ describe('RevocationReasserter (SPEC §5.3)', () => {
     expect(sessions.peekRecord(alice.deviceSessionId)?.['status']).toBe('revoked');
   });
 
-  it('stop() ends the retries; nothing is triggered with an empty memory', async () => {
+  it('close() ends the retries; nothing is triggered with an empty memory', async () => {
     const { store, reasserter, remember, memory } = setup(1_000_000);
     reasserter.trigger('master changed');
     expect(reasserter.busy).toBe(false);
     remember(alice);
     reasserter.trigger('master changed');
-    await reasserter.stop();
+    await reasserter.close();
     expect(reasserter.busy).toBe(false);
     const calls = store.calls;
     reasserter.trigger('master changed');
     expect(reasserter.busy).toBe(false);
     expect(store.calls).toBe(calls);
     expect(memory.size).toBe(1);
+  });
+
+  it('await using closes it at scope exit: retries end, a later trigger does nothing (stop() is the deprecated alias)', async () => {
+    const { store, remember, reasserter: outer } = setup(1_000_000);
+    remember(alice);
+    {
+      await using reasserter = outer;
+      reasserter.trigger('master changed');
+      expect(reasserter.busy).toBe(true);
+    }
+    expect(outer.busy).toBe(false);
+    const calls = store.calls;
+    outer.trigger('master changed');
+    expect(outer.busy).toBe(false);
+    expect(store.calls).toBe(calls);
+    expect(outer.stop).toBeTypeOf('function');
+    await outer.stop();
   });
 });

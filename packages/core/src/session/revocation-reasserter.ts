@@ -79,11 +79,21 @@ export class RevocationReasserter {
     while (this.running !== undefined) await this.running;
   }
 
-  /** Stops retrying; a round in progress ends after its current writes. */
-  async stop(): Promise<void> {
+  /** Stops retrying; a round in progress ends after its current writes. Idempotent. */
+  async close(): Promise<void> {
     this.stopped = true;
     this.wake?.();
     await this.running;
+  }
+
+  /** @deprecated Use {@link RevocationReasserter.close} (one shutdown verb in every package). */
+  stop(): Promise<void> {
+    return this.close();
+  }
+
+  /** `await using reasserter = new RevocationReasserter(…)`: {@link RevocationReasserter.close} at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   private async loop(reason: string): Promise<void> {
