@@ -22,7 +22,8 @@ import {
   machineInfo,
   machineSnapshot,
   num,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   replicatedVariants,
   signedCommand,
@@ -92,8 +93,11 @@ export async function openLoop(clients, requests, { rate, maxInFlight, warmupMs,
   };
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', rate: 'number', 'max-in-flight': 'number', duration: 'number', warmup: 'number', rounds: 'number', channels: 'number', payload: 'number', 'before-main': 'string', 'no-bare': 'boolean', 'no-intrinsic': 'boolean', replicated: 'boolean', ...GATEWAY_ENV_OPTION };
+
 export async function runCommandCost(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('command-cost.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     rate: num(args, 'rate', 800),

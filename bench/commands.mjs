@@ -25,7 +25,8 @@ import {
   machineInfo,
   machineSnapshot,
   num,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   replicatedVariants,
   signedCommand,
@@ -159,8 +160,11 @@ function report(label, runs) {
   };
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', duration: 'number', warmup: 'number', concurrency: 'number', channels: 'number', rounds: 'number', 'max-rate': 'number', payload: 'number', devices: 'number', 'compare-log-level': 'boolean', 'before-main': 'string', replicated: 'boolean', baselines: 'boolean', ...GATEWAY_ENV_OPTION };
+
 export async function runCommands(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('commands.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     durationSec: num(args, 'duration', quick ? 3 : 10),

@@ -50,7 +50,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   revokeSession,
   signedCommandWithId,
@@ -708,8 +709,11 @@ async function runRig(makeRig, scenarios, params, signer, main) {
   return rows;
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', scenarios: { list: ALL_SCENARIOS }, rounds: 'number', rate: 'number', users: 'number', 'events-per-sec': 'number', 'observe-ms': 'number', 'load-devices': 'number', 'settle-ms': 'number', 'warm-ms': 'number', gateway: 'string', durable: 'boolean', tag: 'string', ...GATEWAY_ENV_OPTION };
+
 export async function runFailoverDrill(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('failover-drill.mjs', OPTIONS, argv);
   const scenarios = typeof args.scenarios === 'string' ? args.scenarios.split(',') : ALL_SCENARIOS.slice(0, 4);
   for (const s of scenarios) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario "${s}" (have ${ALL_SCENARIOS.join(', ')})`);
   const params = {

@@ -24,7 +24,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   signedCommand,
   signedSubscribe,
@@ -41,8 +42,11 @@ const STREAM = 'gateway:client-events';
 /** A publisher/watcher connection to a loopback node (all nodes here are on 127.0.0.1). */
 const connectTo = (port, password) => connectRedis({ port, password });
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', rounds: 'number', mode: ['failover', 'kill'], streams: 'number', workers: 'number', 'publish-every-ms': 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runFailover(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('failover.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     rounds: num(args, 'rounds', quick ? 1 : 3),

@@ -25,7 +25,7 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
   rawClients,
   signedSubscribe,
   sleep,
@@ -35,7 +35,7 @@ import {
 import { startRedisCluster } from '@edge-gateway/test-utils';
 import { RedisRoutedPublisher, connectAndPing, createRedisClusterClient } from '@edge-gateway/adapters-redis';
 
-const args = parseArgs();
+const args = parseOptions('fleet.mjs', { quick: 'boolean', gateways: 'numbers', modes: { list: ['stream', 'routed'] }, 'users-per-gateway': 'number', rate: 'number', seconds: 'number' });
 const gatewayCounts = String(args.gateways ?? (args.quick ? '1,2' : '1,2,4')).split(',').map(Number);
 const usersPerGateway = num(args, 'users-per-gateway', 50);
 const rate = num(args, 'rate', 300);

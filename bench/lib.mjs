@@ -45,8 +45,8 @@ export function usageOf(script, spec, positionals = '') {
 }
 
 /** Prints the usage line and what is wrong with the command line, and exits 2. */
-export function usageError(script, spec, message, positionals) {
-  console.error(`${usageOf(script, spec, positionals)}\n${script}: ${message}`);
+export function usageError(script, spec, message, positionals, usage = usageOf(script, spec, positionals)) {
+  console.error(`${usage}\n${script}: ${message}`);
   process.exit(2);
 }
 
@@ -57,20 +57,21 @@ export function usageError(script, spec, message, positionals) {
  * unknown option, a missing value or a value of the wrong kind prints the usage line naming the
  * option and exits 2, before anything runs (a mistyped flag used to be ignored and the run
  * silently took its defaults). `--quick` (where declared) is also set by BENCH_QUICK=1.
- * Returns the values by option name (strings as given; `num` converts).
+ * Returns the values by option name (strings as given; `num` converts), positionals in `_`.
+ * `usage` replaces the generated usage line.
  */
-export function parseOptions(script, spec, argv = process.argv.slice(2), { positionals = '' } = {}) {
+export function parseOptions(script, spec, argv = process.argv.slice(2), { positionals = '', usage } = {}) {
   const options = Object.fromEntries(Object.entries(spec).map(([name, kind]) => [name, { type: kind === 'boolean' ? 'boolean' : 'string' }]));
   let parsed;
   try {
     parsed = parseNodeArgs({ args: argv, options, strict: true, allowPositionals: positionals !== '' });
   } catch (error) {
-    usageError(script, spec, error.message, positionals);
+    usageError(script, spec, error.message, positionals, usage);
   }
   const args = { ...parsed.values };
   for (const [name, value] of Object.entries(args)) {
     const kind = spec[name];
-    const bad = (what) => usageError(script, spec, `--${name} ${JSON.stringify(value)}: ${what}`, positionals);
+    const bad = (what) => usageError(script, spec, `--${name} ${JSON.stringify(value)}: ${what}`, positionals, usage);
     const isNumber = (v) => v.trim() !== '' && Number.isFinite(Number(v));
     if (kind === 'number' && !isNumber(value)) bad('not a number');
     if (kind === 'numbers' && !value.split(',').every(isNumber)) bad('not a comma-separated list of numbers');
@@ -98,21 +99,6 @@ export function argvFor(spec, args) {
     else if (typeof value === 'string') argv.push(`--${name}=${value}`);
   }
   return argv;
-}
-
-/** The old lenient parser, for the scripts not yet on parseOptions. */
-export function parseArgs(argv = process.argv.slice(2)) {
-  const args = {};
-  for (let i = 0; i < argv.length; i += 1) {
-    const a = argv[i];
-    if (!a.startsWith('--')) continue;
-    const eq = a.indexOf('=');
-    if (eq > 0) args[a.slice(2, eq)] = a.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) args[a.slice(2)] = argv[++i];
-    else args[a.slice(2)] = true;
-  }
-  args.quick = args.quick === true || args.quick === 'true' || process.env.BENCH_QUICK === '1';
-  return args;
 }
 
 export function num(args, name, fallback) {
@@ -380,9 +366,12 @@ export class GatewayChild {
   }
 }
 
-/** `--gateway-env K=V,K2=V2` (or BENCH_GATEWAY_ENV): extra variables for every gateway child. */
-export function extraGatewayEnv(argv = process.argv.slice(2)) {
-  const value = parsedGatewayEnv ?? parseArgs(argv)['gateway-env'] ?? process.env.BENCH_GATEWAY_ENV;
+/**
+ * `--gateway-env K=V,K2=V2` (as parsed by the script's parseOptions; or BENCH_GATEWAY_ENV):
+ * extra variables for every gateway child.
+ */
+export function extraGatewayEnv() {
+  const value = parsedGatewayEnv ?? process.env.BENCH_GATEWAY_ENV;
   if (typeof value !== 'string' || value === '') return {};
   return Object.fromEntries(value.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 }

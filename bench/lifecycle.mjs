@@ -18,7 +18,8 @@ import {
   machineSnapshot,
   makeDevices,
   num,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   openStreams,
   rawClients,
   signedSubscribe,
@@ -62,8 +63,11 @@ async function timeBareStart() {
   return ms;
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', starts: 'number', streams: 'number', connections: 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runLifecycle(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('lifecycle.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     starts: num(args, 'starts', quick ? 3 : 5),

@@ -13,7 +13,7 @@
 // Get a profile with BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" and any
 // benchmark (the gateway writes it when stopped with SIGTERM).
 import { readFileSync } from 'node:fs';
-import { num, parseArgs } from './lib.mjs';
+import { num, parseOptions, usageError } from './lib.mjs';
 
 /** The category of a profile node: the package, runtime part or V8 bucket its time belongs to. */
 export function categoryOf(node) {
@@ -125,9 +125,23 @@ export function summarizeProfile(profile, { fromS = 0, toS = Infinity, onlyFeatu
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = parseArgs(process.argv.slice(2));
-  const file = process.argv.slice(2).find((a) => a.endsWith('.cpuprofile'));
-  if (!file) throw new Error('usage: profile-summary.mjs <file.cpuprofile> [--per N] [--top 40] [--json]');
+  const spec = {
+    per: 'number',
+    top: 'number',
+    json: 'boolean',
+    from: 'number',
+    to: 'number',
+    feature: 'string',
+    compare: 'string',
+    'compare-from': 'number',
+    'compare-to': 'number',
+    scale: 'numbers',
+    label: 'string',
+    'compare-label': 'string',
+  };
+  const args = parseOptions('profile-summary.mjs', spec, process.argv.slice(2), { positionals: '<file.cpuprofile>' });
+  const file = args._.find((a) => a.endsWith('.cpuprofile'));
+  if (!file || args._.length !== 1) usageError('profile-summary.mjs', spec, 'one <file.cpuprofile> expected', '<file.cpuprofile>');
   if (typeof args.compare === 'string') {
     printComparison(file, args);
     process.exit(0);

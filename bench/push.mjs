@@ -35,7 +35,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   rssKiB,
   signedSubscribe,
@@ -289,8 +290,11 @@ function baselineRatios(levels, bareLevels) {
   });
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', streams: 'numbers', connections: 'number', 'devices-per-user': 'number', rates: 'numbers', 'step-seconds': 'number', 'settle-seconds': 'number', 'storm-timeout-ms': 'number', payload: 'number', 'no-bare': 'boolean', 'no-intrinsic': 'boolean', 'before-main': 'string', ...GATEWAY_ENV_OPTION };
+
 export async function runPush(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('push.mjs', OPTIONS, argv);
   const quick = args.quick;
   const list = (name, fallback) => (typeof args[name] === 'string' ? args[name].split(',').map(Number) : fallback);
   const params = {

@@ -15,7 +15,7 @@
 //   node bench/rate-limits.mjs [--rate 300] [--max-in-flight 32] [--duration 5] [--warmup 6] [--rounds 3] [--channels 8] [--quick]
 import { randomBytes } from 'node:crypto';
 import { openLoop } from './command-cost.mjs';
-import { cpuSeconds, machineInfo, machineSnapshot, makeDevices, num, parseArgs, rawClients, signedCommand, sleep, startCommandRig, startHelper, GatewayChild, writeResult } from './lib.mjs';
+import { cpuSeconds, machineInfo, machineSnapshot, makeDevices, num, parseOptions, GATEWAY_ENV_OPTION, rawClients, signedCommand, sleep, startCommandRig, startHelper, GatewayChild, writeResult } from './lib.mjs';
 import { RateLimits, parseRateLimitRules } from '../packages/core/dist/index.js';
 import { InMemoryRateLimiter } from '../packages/core/dist/memory/index.js';
 
@@ -78,8 +78,11 @@ async function redisCalls(admin) {
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const ratio = (a, b) => (a == null || b == null ? null : Math.round((a / b) * 1000) / 1000);
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', rate: 'number', 'max-in-flight': 'number', duration: 'number', warmup: 'number', rounds: 'number', channels: 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runRateLimits(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('rate-limits.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     rate: num(args, 'rate', 300),

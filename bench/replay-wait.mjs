@@ -7,9 +7,9 @@
 //
 //   node bench/replay-wait.mjs [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,8,64]
 import { createRedisClient, connectAndPing, RedisReplayStore } from '@edge-gateway/adapters-redis';
-import { machineInfo, machineSnapshot, num, parseArgs, startRedisServer, summarize, writeResult } from './lib.mjs';
+import { machineInfo, machineSnapshot, num, parseOptions, startRedisServer, summarize, writeResult } from './lib.mjs';
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseOptions('replay-wait.mjs', { duration: 'number', warmup: 'number', rounds: 'number', concurrency: 'numbers', 'wait-timeout': 'number' });
 const params = {
   durationSec: num(args, 'duration', 4),
   warmupSec: num(args, 'warmup', 1),

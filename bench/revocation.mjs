@@ -18,7 +18,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   signedSubscribe,
   sleep,
@@ -30,8 +31,11 @@ import {
   writeSignerKey,
 } from './lib.mjs';
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', revocations: 'number', background: 'number', connections: 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runRevocation(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('revocation.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     revocations: num(args, 'revocations', quick ? 50 : 200),

@@ -22,7 +22,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   revokeSession,
   rssKiB,
@@ -39,8 +40,11 @@ import {
 
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', 'soak-seconds': 'number', streams: 'number', churn: 'number', deliveries: 'number', 'command-concurrency': 'number', connections: 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runSoak(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('soak.mjs', OPTIONS, argv);
   const quick = args.quick;
   const params = {
     soakSeconds: num(args, 'soak-seconds', quick ? 30 : 600),

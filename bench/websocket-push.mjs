@@ -29,7 +29,8 @@ import {
   makeDevices,
   num,
   openStreams,
-  parseArgs,
+  parseOptions,
+  GATEWAY_ENV_OPTION,
   rawClients,
   signedSubscribe,
   sleep,
@@ -158,8 +159,11 @@ async function runTransport(transport, redis, raw, signer, level, params) {
   }
 }
 
+/** The command-line options (strict: anything else exits 2 with the usage line). */
+export const OPTIONS = { quick: 'boolean', streams: 'numbers', rates: 'numbers', 'step-seconds': 'number', connections: 'number', 'connect-concurrency': 'number', 'devices-per-user': 'number', payload: 'number', 'storm-timeout-ms': 'number', ...GATEWAY_ENV_OPTION };
+
 export async function runWebSocketPush(argv) {
-  const args = parseArgs(argv);
+  const args = parseOptions('websocket-push.mjs', OPTIONS, argv);
   const quick = args.quick;
   const list = (name, fallback) => (typeof args[name] === 'string' ? args[name].split(',').map(Number) : fallback);
   const params = {
