@@ -1,5 +1,6 @@
 import { trace } from '@opentelemetry/api';
-import { LOG_PREVIEW_CHARS, type Logger, type LogFields } from '@edge-gateway/core';
+import { type Logger, type LogFields } from '@edge-gateway/core';
+import { LOG_PREVIEW_CHARS } from '@edge-gateway/core/internal';
 import winston from 'winston';
 import TransportStream from 'winston-transport';
 import { configure } from 'safe-stable-stringify';

@@ -1,13 +1,5 @@
-import {
-  GatewayMetrics,
-  UserSequencer,
-  isStreamId,
-  noopLogger,
-  type Logger,
-  type SequencedDelivery,
-  type SequencedEvent,
-  type UserFeed,
-} from '@edge-gateway/core';
+import { GatewayMetrics, isStreamId, noopLogger, type Logger, type SequencedDelivery, type SequencedEvent, type UserFeed } from '@edge-gateway/core';
+import { UserSequencer } from '@edge-gateway/core/internal';
 import { describeRedisError } from './redis-client.js';
 import type { RedisClusterClient } from './redis-cluster-client.js';
 import { RedisUserHistory, epochLink } from './redis-user-history.js';

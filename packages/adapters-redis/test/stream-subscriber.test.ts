@@ -1,5 +1,6 @@
 import { InMemorySessionStore } from '@edge-gateway/core/memory';
-import { PushHub, SessionCache, SessionEventsHandler } from '@edge-gateway/core';
+import { PushHub, SessionEventsHandler } from '@edge-gateway/core';
+import { SessionCache } from '@edge-gateway/core/internal';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectAndPing, RedisStreamSubscriber, type RedisClient } from '../src/index.js';

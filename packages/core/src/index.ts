@@ -2,6 +2,8 @@
  * `@edge-gateway/core`: the transport-free gateway core. Start with {@link createGatewayCore};
  * the services, hub and handlers it assembles are exported for embedders that need them.
  * In-memory adapters: `@edge-gateway/core/memory`; port contract suites: `@edge-gateway/core/testing`.
+ * `SessionCache` and `PushStream` are exported as types only (the core creates them); what our
+ * own adapters need beyond this surface is in `@edge-gateway/core/internal`, outside semver.
  *
  * @packageDocumentation
  */
@@ -92,7 +94,7 @@ export {
   DEFAULT_PUSH_MAX_STREAMS_PER_SESSION,
   DEFAULT_PUSH_STREAM_BUFFER_BYTES,
   PushHub,
-  PushStream,
+  type PushStream,
   type PushHubOptions,
   type PushSink,
   type RegisterOptions,
@@ -105,8 +107,8 @@ export {
   UserEventIndex,
   type IndexedIds,
 } from './push/user-event-index.js';
-export { UserSequencer, type SequencedDelivery, type UserSequencerOptions } from './push/user-sequencer.js';
-export { SessionCache, type SessionCacheOptions } from './session/session-cache.js';
+export { type SequencedDelivery } from './push/user-sequencer.js';
+export { type SessionCache, type SessionCacheOptions } from './session/session-cache.js';
 export {
   DEFAULT_REVOCATIONS_MAX_ENTRIES,
   RevocationMemory,
@@ -129,8 +131,7 @@ export {
   type RateLimitRule,
   type RateLimitScope,
 } from './rate-limit/rate-limit-rules.js';
-export { gcra, type GcraStep } from './rate-limit/gcra.js';
-export { RATE_LIMIT_LOG_INTERVAL_MS, RATE_LIMIT_LOG_MAX_KEYS, RateLimits, routeLabel, type RateLimitsOptions } from './rate-limit/rate-limits.js';
+export { RateLimits, type RateLimitsOptions } from './rate-limit/rate-limits.js';
 
 // Data formats: field validation, Redis entries (SPEC §2.1, §5)
 export {
@@ -157,11 +158,9 @@ export { encodeServerTime } from './services/server-time.js';
 
 // Signing (SPEC §3)
 export {
-  canonical,
   commandRequestBytes,
   commandResultBytes,
   eventBytes,
-  i64,
   sha256,
   SigningContexts,
   subscribeRequestBytes,
@@ -202,7 +201,6 @@ export {
   type TransportCallRecorder,
   type TransportConnectionGauge,
 } from './observability/transport-metrics.js';
-export { boundedText, clientField, LOG_PREVIEW_CHARS, LOG_TEXT_MAX_CHARS } from './observability/log-safe.js';
 export {
   ConnectionCloseMessages,
   ConnectionBudget,
@@ -220,13 +218,6 @@ export {
   type ConnectionLimits,
   type FailureLimit,
 } from './transport/connection-budget.js';
-export {
-  FAILURE_LINES_PER_SECOND,
-  RequestLogLimiter,
-  SUPPRESSED_SUMMARY_INTERVAL_MS,
-  UNNAMED_TRANSPORT,
-  statusNameOf,
-  type RequestLogLimiterOptions,
-} from './observability/request-log-limiter.js';
+export { RequestLogLimiter, type RequestLogLimiterOptions } from './observability/request-log-limiter.js';
 /** A loggable one-line description of any thrown value (never payload bytes). */
 export { describe as describeError } from './services/command-service.js';

@@ -24,9 +24,9 @@ export interface RequestLogLimiterOptions {
   readonly logger?: Logger;
   /** Counts suppressed lines in `gateway_log_lines_suppressed_total{reason}`. */
   readonly metrics?: GatewayMetrics;
-  /** Default {@link FAILURE_LINES_PER_SECOND}. */
+  /** Default 10 (`FAILURE_LINES_PER_SECOND`). */
   readonly perSecond?: number;
-  /** Default {@link SUPPRESSED_SUMMARY_INTERVAL_MS}. */
+  /** Default 10 s (`SUPPRESSED_SUMMARY_INTERVAL_MS`). */
   readonly summaryIntervalMs?: number;
   /** Monotonic milliseconds (default `performance.now()`; for tests). */
   readonly now?: () => number;
@@ -44,13 +44,14 @@ interface Bucket {
 /**
  * Bounds what per-request failure lines cost (SPEC §8.5): a line that a request which failed
  * would write is written only while its (transport, status code) has written fewer than
- * {@link FAILURE_LINES_PER_SECOND} this second; the rest are counted in
+ * 10 (`FAILURE_LINES_PER_SECOND`) this second; the rest are counted in
  * `gateway_log_lines_suppressed_total{reason=<code>}` and summed up in one
  * `request failure lines suppressed` line (`transport`, `code`, `suppressed`) per
- * {@link SUPPRESSED_SUMMARY_INTERVAL_MS}. A flood of bad requests then writes a few lines a
+ * 10 s. A flood of bad requests then writes a few lines a
  * second however fast it comes; request metrics still count every request.
  *
  * Ask once per request ({@link allow}) and write all of that request's failure lines, or none.
+ * A helper for transport adapters: take the core's instance (`GatewayCore.requestLog`).
  */
 export class RequestLogLimiter {
   private readonly buckets = new Map<string, Map<string, Bucket>>();

@@ -4,7 +4,10 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import type { EpochLink, SequencedEvent, UserHistoryReader } from '../ports/user-history.port.js';
 import { compareStreamIds } from '../validation.js';
 
-/** Where sequenced events go: the core's client-events handler. */
+/**
+ * Where sequenced events go: the core's client-events handler. The port a routed fan-out feed
+ * (`RedisRoutedFeed` of `@edge-gateway/adapters-redis`) delivers to.
+ */
 export interface SequencedDelivery {
   handleBatch(entries: readonly StreamEntry[]): Promise<void>;
   /** Every stream of the user is told that continuity ended (`gateway.resume_incomplete`). */

@@ -116,6 +116,7 @@ export interface ConnectionBudgetsOptions {
  * The per-connection bounds of one transport listener: `open()` one {@link ConnectionBudget} per
  * accepted connection. Whatever two transports would each have to write about backpressure and
  * failure budgets is here; a transport reports bytes and statuses and does what it is told.
+ * A helper for transport adapters (the gRPC and WebSocket ones use it; so can yours).
  */
 export class ConnectionBudgets {
   /** The limits in force (defaults filled in). */
