@@ -73,11 +73,14 @@ export function sentinelEnv(topo: SentinelTopology): Record<string, string | und
  * Sentinels are subscribed; the first to announce a master counts). For the 2 s rule of SPEC §5.6.
  */
 export async function watchSwitchMaster(topo: SentinelTopology): Promise<{
-  /** Resolves with the first announcement of a master on `port` (at: ms epoch). */
-  announced(port: number, timeoutMs?: number): Promise<number>;
+  /**
+   * Resolves with the first announcement of a master on `port` at or after `since` (ms epoch;
+   * default 0: any). A topology that fails over more than once promotes the same port again.
+   */
+  announced(port: number, timeoutMs?: number, since?: number): Promise<number>;
   close(): Promise<void>;
 }> {
-  const seen = new Map<number, number>();
+  const seen = new Map<number, number[]>();
   const waiters = new Set<() => void>();
   const subscribers = await Promise.all(
     topo.sentinels.map(async (sentinel) => {
@@ -87,16 +90,17 @@ export async function watchSwitchMaster(topo: SentinelTopology): Promise<{
       await subscriber.subscribe('+switch-master', (message: string) => {
         // `<name> <old ip> <old port> <new ip> <new port>`
         const port = Number(message.split(' ')[4]);
-        if (!seen.has(port)) seen.set(port, Date.now());
+        seen.set(port, [...(seen.get(port) ?? []), Date.now()]);
         for (const wake of [...waiters]) wake();
       });
       return subscriber;
     }),
   );
   return {
-    async announced(port, timeoutMs = 30_000) {
+    async announced(port, timeoutMs = 30_000, since = 0) {
       const deadline = Date.now() + timeoutMs;
-      while (!seen.has(port)) {
+      const first = () => seen.get(port)?.find((at) => at >= since);
+      while (first() === undefined) {
         if (Date.now() > deadline) throw new Error(`no +switch-master to port ${port} within ${timeoutMs}ms`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(wake, Math.max(1, deadline - Date.now()));
@@ -108,7 +112,7 @@ export async function watchSwitchMaster(topo: SentinelTopology): Promise<{
           waiters.add(wake);
         });
       }
-      return seen.get(port) as number;
+      return first() as number;
     },
     async close() {
       await Promise.all(subscribers.map((s) => s.quit().catch(() => undefined)));

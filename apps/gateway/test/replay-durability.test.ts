@@ -227,8 +227,9 @@ describe('Sentinel, one master and two replicas, the default (SPEC §5.6: the 2 
   it('SENTINEL FAILOVER under load: commands succeed within 2 s of +switch-master', async () => {
     const { load } = await loadedClient('u-planned');
     try {
+      const triggered = Date.now();
       const promoted = await topo.failover();
-      const announced = await switches.announced(promoted.port);
+      const announced = await switches.announced(promoted.port, undefined, triggered);
       await expectTwoSecondRule(load, announced);
     } finally {
       await load.stop();
@@ -261,8 +262,9 @@ describe('Sentinel, one master and two replicas, the default (SPEC §5.6: the 2 
     })();
     try {
       await waitFor(() => accepted.length >= 20, { message: 'commands accepted before the failover' });
+      const triggered = Date.now();
       const promoted = await topo.failover();
-      promotedAt = await switches.announced(promoted.port);
+      promotedAt = await switches.announced(promoted.port, undefined, triggered);
       await waitFor(() => Date.now() > promotedAt + 1000 && accepted.length > 0, { message: 'a second of commands after the announcement', timeoutMs: 10_000 });
     } finally {
       running = false;
@@ -291,9 +293,10 @@ describe('Sentinel, one master and two replicas, the default (SPEC §5.6: the 2 
     const { load } = await loadedClient('u-killed');
     const old = await topo.masterNode();
     try {
+      const triggered = Date.now();
       await old.kill();
       const promoted = await topo.waitForNewMaster(old.port);
-      const announced = await switches.announced(promoted.port);
+      const announced = await switches.announced(promoted.port, undefined, triggered);
       await expectTwoSecondRule(load, announced);
     } finally {
       await load.stop();
