@@ -1,7 +1,7 @@
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
 import type { RedisTopology } from '@edge-gateway/adapters-redis';
-import { startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
+import { routeGrpcJsLogs, startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { ListenerGuard, createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { ConfigError, describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
@@ -9,7 +9,6 @@ import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerRedisClusterBackend } from './cluster-backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
-import { routeGrpcJsLogs } from './grpc-js-logs.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';

@@ -10,6 +10,7 @@ export { createEdgeGatewayService, deadlineOf, type EdgeGatewayServiceOptions, t
 export { edgeGatewayServiceDefinition, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
 export { bindAddress, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, EDGE_GATEWAY_SERVICE_NAME, RECEIVE_HEADROOM_BYTES, startGrpcServer, type ConnectionGuard, type GrpcServerHandle, type GrpcServerOptions } from './grpc-server.js';
 export { ReloadableTlsCredentials, type TlsKeyPair } from './reloadable-tls-credentials.js';
+export { routeGrpcJsLogs } from './grpc-js-logs.js';
 export { loadReflectionDescriptor, protoDir, ProtoFiles } from './proto-files.js';
 export { GrpcCommandDownstream, mapDownstreamError, type GrpcCommandDownstreamOptions } from './grpc-command-downstream.js';
 export { createDownstreamRouter, parseDownstreamRoutes, type DownstreamRoute, type DownstreamRouter, type DownstreamRouterOptions } from './downstream-routes.js';
