@@ -95,14 +95,21 @@ export class RedisClusterClient implements RedisCommands {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'redis-cluster' });
     const reconnect = options.reconnect ?? {};
+    const bound = Math.max(this.commandTimeoutMs, 1000);
     this.raw = createResp2Cluster({
-      rootNodes: options.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
+      // A seed is only asked for the topology, on a short-lived connection. node-redis starts at a
+      // random seed and bounds the connect but not the handshake (AUTH, CLIENT SETNAME) nor the
+      // reply: a seed that accepts TCP and never answers (a stopped process, a black-holed host)
+      // held discovery forever, and its socket kept a finished CLI process alive. The idle timeout
+      // (for these connections only: the masters' clients are made from the discovered shards)
+      // gives up on such a seed and tries the next.
+      rootNodes: options.nodes.map((n) => ({ socket: { host: n.host, port: n.port, socketTimeout: bound } })),
       defaults: {
         password: options.password,
         ...(options.clientName !== undefined ? { name: options.clientName } : {}),
         disableOfflineQueue: true,
         socket: {
-          connectTimeout: Math.max(this.commandTimeoutMs, 1000),
+          connectTimeout: bound,
           reconnectStrategy: (retries: number) => backoffDelay(retries, reconnect),
         },
       },
@@ -117,6 +124,9 @@ export class RedisClusterClient implements RedisCommands {
       this.logger.warn('redis cluster error', { error: describeRedisError(err) });
     });
   }
+
+  /** Discovery goes from seed to seed: one seed's error does not fail `connectAndPing`. */
+  readonly triesSeveralSeeds = true;
 
   /** The seed nodes, for messages. */
   get address(): string {

@@ -7,6 +7,12 @@ export interface PingableRedis {
   connect(): Promise<void>;
   ping(options?: RedisCommandOptions): Promise<void>;
   destroy(): void;
+  /**
+   * `true` for a client that asks several seeds in turn (a cluster): an error from one seed is
+   * not the end of the connect, which fails by rejecting once every seed failed. Such errors are
+   * kept to explain that failure (or a timeout) instead of failing at the first one.
+   */
+  readonly triesSeveralSeeds?: boolean;
 }
 
 /** Why the startup PING failed. */
@@ -57,19 +63,30 @@ export async function connectAndPing(client: PingableRedis, timeoutMs: number): 
   const address = client.address;
   let timer: NodeJS.Timeout | undefined;
   let onError: ((err: unknown) => void) | undefined;
+  // The last error a seed gave, for a client that goes on to the next seed (see triesSeveralSeeds).
+  let seedError: unknown;
+  const explain = (err: unknown): RedisStartupError => classify(seedError ?? err, address, timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => {
-        reject(new RedisStartupError('timeout', `redis PING failed: ${address} timed out after ${timeoutMs}ms`));
+        reject(
+          seedError !== undefined
+            ? explain(undefined)
+            : new RedisStartupError('timeout', `redis PING failed: ${address} timed out after ${timeoutMs}ms`),
+        );
       }, timeoutMs);
       // node-redis retries a failed connect forever; its first error tells us why.
-      onError = (err: unknown) => reject(classify(err, address, timeoutMs));
+      onError = client.triesSeveralSeeds === true ? (err: unknown) => void (seedError = err) : (err: unknown) => reject(classify(err, address, timeoutMs));
       client.raw.on('error', onError);
       const started = Date.now();
-      client
-        .connect()
-        .then(() => client.ping({ timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)) }))
-        .then(resolve, (err: unknown) => reject(classify(err, address, timeoutMs)));
+      client.connect().then(
+        () =>
+          client
+            .ping({ timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)) })
+            .then(resolve, (err: unknown) => reject(classify(err, address, timeoutMs))),
+        // Every seed failed: the last seed's own error says more than node-redis's summary.
+        (err: unknown) => reject(explain(err)),
+      );
     });
   } catch (err) {
     client.destroy();

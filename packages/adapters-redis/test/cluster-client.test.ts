@@ -1,7 +1,9 @@
 import { startRedisCluster, waitFor, type RedisClusterHandle } from '@edge-gateway/test-utils';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   RedisReplayStore,
+  RedisStartupError,
   RedisSessionStore,
   RedisStreamSubscriber,
   connectAndPing,
@@ -94,6 +96,77 @@ describe('RedisClusterClient (GATEWAY_REDIS_CLUSTER_NODES)', () => {
     } finally {
       await subscriber.stop();
     }
+  });
+});
+
+describe('seeds that do not answer (GATEWAY_REDIS_CLUSTER_NODES)', () => {
+  /** A host that accepts TCP and never answers (a stopped process, a black-holed address). */
+  async function silentServer(): Promise<{ server: Server; port: number; open: Set<Socket> }> {
+    const open = new Set<Socket>();
+    const server = createServer((socket) => {
+      open.add(socket);
+      // Reads (and drops) what it is sent, so it sees the client close; never answers.
+      socket.resume();
+      socket.on('close', () => open.delete(socket));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, port: (server.address() as { port: number }).port, open };
+  }
+  /** A port nobody listens on. */
+  async function deadPort(): Promise<number> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+  const live = () => ({ host: cluster.host, port: cluster.nodes[0]!.port });
+
+  it('a silent seed and a refusing seed tried first: discovery gives up on each and connects through the next', async () => {
+    const silent = await silentServer();
+    const dead = await deadPort();
+    // node-redis starts discovery at a random seed; 0 makes it start at the first, the silent one.
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0);
+    const seeded = createRedisClusterClient({
+      nodes: [{ host: '127.0.0.1', port: silent.port }, { host: '127.0.0.1', port: dead }, live()],
+      password: cluster.password,
+      commandTimeoutMs: 500,
+    });
+    try {
+      await connectAndPing(seeded, 10_000);
+      random.mockRestore();
+      expect(await seeded.command(['SET', `${keyPrefix}seeded`, 'ok'])).toBe('OK');
+      // The silent seed was asked (and its connection dropped after the bound, not kept).
+      await waitFor(() => silent.open.size === 0, { timeoutMs: 5000, message: 'the silent seed connection closed' });
+    } finally {
+      random.mockRestore();
+      await seeded.close();
+      silent.server.close();
+    }
+  });
+
+  it('only silent seeds: the startup fails as a timeout within its bound and leaves no connection open', async () => {
+    const silent = await silentServer();
+    const seeded = createRedisClusterClient({ nodes: [{ host: '127.0.0.1', port: silent.port }], password: cluster.password, commandTimeoutMs: 500 });
+    try {
+      const error = await connectAndPing(seeded, 3000).then(() => undefined, (err: unknown) => err);
+      expect(error).toBeInstanceOf(RedisStartupError);
+      expect((error as RedisStartupError).kind).toBe('timeout');
+      // A finished CLI run exits: nothing of the client still holds the silent host's socket.
+      await waitFor(() => silent.open.size === 0, { timeoutMs: 5000, message: 'the silent seed connection closed' });
+    } finally {
+      seeded.destroy();
+      silent.server.close();
+    }
+  });
+
+  it('only refusing seeds: the startup fails as unreachable, naming the refusal', async () => {
+    const seeded = createRedisClusterClient({ nodes: [{ host: '127.0.0.1', port: await deadPort() }], password: cluster.password, commandTimeoutMs: 500 });
+    const error = await connectAndPing(seeded, 3000).then(() => undefined, (err: unknown) => err);
+    expect(error).toBeInstanceOf(RedisStartupError);
+    expect((error as RedisStartupError).kind).toBe('unreachable');
+    expect((error as Error).message).toContain('ECONNREFUSED');
   });
 });
 

@@ -261,14 +261,22 @@ function infoNumber(info: string, name: string): number | undefined {
 }
 
 /**
- * Waits (bounded) until the replica on `replicaPort` has everything the master on `masterPort`
- * had written when this was called (its replication offset reached the master's).
+ * Waits (bounded) until the master on `masterPort` knows that the replica on `replicaPort` has
+ * everything it had written when this was called: the master's own view (`INFO replication`,
+ * the replica online with an acknowledged offset at least the master's), which is what a `WAIT`
+ * counts. The replica's own offset is not enough: after a full resync the replica holds the
+ * master's offset at once, but the master streams it no write (and a `WAIT` counts it for none)
+ * until the replica's first acknowledgement, up to a second later.
  */
 export async function waitForReplication(cluster: RedisClusterHandle, masterPort: number, replicaPort: number, timeoutMs = 10_000): Promise<void> {
   const target = infoNumber(String(await cluster.command(masterPort, ['INFO', 'replication'])), 'master_repl_offset') ?? 0;
+  const line = new RegExp(`^slave\\d+:.*\\bport=${replicaPort},state=(\\w+),offset=(\\d+)`, 'm');
   await waitFor(
-    async () => (infoNumber(String(await cluster.command(replicaPort, ['INFO', 'replication'])), 'slave_repl_offset') ?? -1) >= target,
-    { timeoutMs, intervalMs: 20, message: `replica ${replicaPort} caught up with ${masterPort} (offset ${target})` },
+    async () => {
+      const seen = line.exec(String(await cluster.command(masterPort, ['INFO', 'replication'])));
+      return seen !== null && seen[1] === 'online' && Number(seen[2]) >= target;
+    },
+    { timeoutMs, intervalMs: 20, message: `master ${masterPort} saw replica ${replicaPort} acknowledge offset ${target}` },
   );
 }
 
