@@ -149,7 +149,7 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
           keyPrefix,
           historyMaxLen: config.pushRoutedHistoryMaxLen,
           historyTtlMs: config.pushRoutedHistoryTtlMs,
-          maxEventBytes: config.pushMaxEventBytes,
+          maxEventBytes: config.core.pushMaxEventBytes,
         }),
     ),
   );
@@ -161,7 +161,7 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
           client: cluster(c),
           keyPrefix,
           // base64 of the largest payload plus the other fields.
-          maxMessageBytes: Math.ceil(config.pushMaxEventBytes / 3) * 4 + 4096,
+          maxMessageBytes: Math.ceil(config.core.pushMaxEventBytes / 3) * 4 + 4096,
           // The core's handler needs the hub and the hub needs this feed: the core is resolved on first use.
           delivery: {
             handleBatch: (entries) => coreOf(c).clientEvents.handleBatch(entries),
@@ -187,7 +187,7 @@ function registerRoutedFanout(container: DependencyContainer, config: GatewayCon
             group: `${keyPrefix}routed-relay`,
             consumer: `${hostname()}:${process.pid}`,
             publisher: c.resolve(Tokens.RoutedPublisher),
-            maxEventBytes: config.pushMaxEventBytes,
+            maxEventBytes: config.core.pushMaxEventBytes,
             historyTtlMs: config.pushRoutedHistoryTtlMs,
             claimIdleMs: config.pushRoutedRelayClaimIdleMs,
             metrics: metrics(c),

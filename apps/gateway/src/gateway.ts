@@ -219,7 +219,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       startGrpcServer({
         address: config.grpcAddr,
         core,
-        maxPayloadBytes: config.maxPayloadBytes,
+        maxPayloadBytes: config.core.maxPayloadBytes,
         metrics: telemetry.metrics,
         logger: logger.child({ component: 'grpc' }),
         maxConnectionAge: config.grpcMaxConnection,
@@ -236,7 +236,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       websocket = await startWebSocketServer({
         core,
         listen: parseListenAddress(config.websocketAddr),
-        maxPayloadBytes: config.maxPayloadBytes,
+        maxPayloadBytes: config.core.maxPayloadBytes,
         allowedOrigins: config.websocketAllowedOrigins,
         ...config.http,
         idleTimeoutMs: config.websocketIdleTimeoutMs,

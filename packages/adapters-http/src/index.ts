@@ -11,5 +11,5 @@ export { DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES, HttpAuthUpstream, type HttpAuthUps
 export { mapUpstreamFailure, UpstreamMessages, type HttpErrorAnswer } from './upstream-failure-mapping.js';
 export { formatListenAddress, parseListenAddress, type ListenAddress } from './listen-address.js';
 export { DEFAULT_HTTP_WRITE_TIMEOUT_MS } from './answer-bounds.js';
-export { listen, type CloseOutcome, type HttpListener, type ListenOptions } from './http-listener.js';
+export { DEFAULT_HTTP_TIMEOUTS, listen, type CloseOutcome, type HttpListener, type ListenOptions } from './http-listener.js';
 export { boundTlsHandshakes, GUARD_LOG_INTERVAL_MS, ListenerGuard, type GuardedListener, type ListenerGuardOptions } from './listener-guard.js';

@@ -7,6 +7,7 @@ export { backoffDelay, type ReconnectOptions } from './backoff.js';
 export {
   RedisClient,
   createRedisClient,
+  DEFAULT_COMMAND_TIMEOUT_MS,
   describeRedisError,
   isErrorReply,
   isUnreachableError,
@@ -78,4 +79,4 @@ export {
 } from './redis-routed-publisher.js';
 export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } from './redis-routed-feed.js';
 export { RedisUserHistory } from './redis-user-history.js';
-export { RedisRoutedRelay, type RedisRoutedRelayOptions } from './routed-relay.js';
+export { DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS, RedisRoutedRelay, type RedisRoutedRelayOptions } from './routed-relay.js';

@@ -23,6 +23,9 @@ export type NodeRedisClient = ReturnType<typeof createResp2Client>;
 /** A raw RESP2 reply as node-redis returns it for `sendCommand` (no type mapping). */
 export type RawReply = string | number | null | RawReply[];
 
+/** Bound on each command when `commandTimeoutMs` is not given (`GATEWAY_REDIS_COMMAND_TIMEOUT` default, 2 s). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+
 /** Options of {@link createRedisClient}. */
 export interface RedisClientOptions {
   host: string;
@@ -33,7 +36,7 @@ export interface RedisClientOptions {
   db?: number;
   /** `CLIENT SETNAME` value (stream connections get a `:stream` suffix). */
   clientName?: string;
-  /** Bound on each command (`GATEWAY_REDIS_COMMAND_TIMEOUT`, default 2000). */
+  /** Bound on each command (`GATEWAY_REDIS_COMMAND_TIMEOUT`, default {@link DEFAULT_COMMAND_TIMEOUT_MS}). */
   commandTimeoutMs?: number;
   /** Reconnect backoff of the shared connection. */
   reconnect?: ReconnectOptions;
@@ -108,7 +111,7 @@ export class RedisClient {
     this.currentHost = options.host;
     this.currentPort = options.port;
     this.db = options.db ?? 0;
-    this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'redis' });
     this.current = this.newConnection({ name: options.clientName, reconnect: true });

@@ -78,6 +78,9 @@ return kept`;
 /** Ids per `XACK` or touch script. */
 const CHUNK = 500;
 
+/** How long a relay entry stays pending in a dead consumer before another claims it (`GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE` default, 30 s). */
+export const DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS = 30_000;
+
 /**
  * The migration relay of routed fan-out (SPEC §9.5): entries `XADD`ed to the legacy
  * client-events stream are published into the routed path, as one consumer of a group shared by
@@ -117,7 +120,7 @@ export class RedisRoutedRelay {
   constructor(private readonly options: RedisRoutedRelayOptions) {
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.logger = (options.logger ?? noopLogger).child({ component: 'routed-relay' });
-    this.claimIdleMs = options.claimIdleMs ?? 30_000;
+    this.claimIdleMs = options.claimIdleMs ?? DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS;
     this.blockMs = options.blockMs ?? 5000;
     this.batchSize = options.batchSize ?? 128;
     this.maxHeld = options.maxHeld ?? 10_000;

@@ -14,6 +14,7 @@ export {
   DEFAULT_PUSH_STREAM_BUFFER,
   DEFAULT_SESSION_CACHE_MAX_ENTRIES,
   DEFAULT_SESSION_CACHE_TTL_MS,
+  GATEWAY_CORE_DEFAULTS,
   type GatewayCore,
   type GatewayCoreOptions,
   type GatewayCorePorts,

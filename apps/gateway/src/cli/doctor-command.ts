@@ -40,7 +40,7 @@ function message(error: unknown): string {
 /** The Redis Cluster checks: PING through the seeds, the masters found, both streams. */
 /** The parsed rules, one per clause: `session=20/s:40 (every command, per device session)`. */
 function describeRateLimits(config: GatewayConfig): string {
-  return config.rateLimits
+  return config.core.rateLimits
     .map((rule) => {
       const what = rule.scope === 'session_streams' ? 'stream opens' : rule.routePrefix === '' ? 'every command' : `commands ${rule.routePrefix}*`;
       const per = rule.scope === 'user' ? 'per user' : 'per device session';
@@ -248,7 +248,7 @@ export async function doctorCommand(io: CliIo, argv: readonly string[]): Promise
     checks.fail('downstream routes', `GATEWAY_DOWNSTREAM_ROUTES: ${message(error)}`);
   }
   if (config !== undefined) {
-    if (config.rateLimits.length === 0) checks.ok('rate limits', 'none (GATEWAY_RATE_LIMITS is empty): every signed request is admitted');
+    if (config.core.rateLimits.length === 0) checks.ok('rate limits', 'none (GATEWAY_RATE_LIMITS is empty): every signed request is admitted');
     else checks.ok('rate limits', `${describeRateLimits(config)}; counted ${config.rateLimitStore === 'redis' ? 'across the fleet in Redis, with the replay reservation' : 'in each process (N processes admit up to N times each rule)'}`);
     if (config.authUpstreamUrl === '') checks.warn('auth upstream', 'not configured: the public auth routes answer 503 service_unavailable (runbook startup caveat)');
     else checks.ok('auth upstream', `${new URL(config.authUpstreamUrl).origin}, timeout ${formatDuration(config.authUpstreamTimeoutMs)}`);

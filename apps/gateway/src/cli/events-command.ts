@@ -86,13 +86,13 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
   const payload = text !== undefined ? Buffer.from(text, 'utf8') : await readPayload(file as string);
   const fields = clientEventFields({ userId: user, eventType: type, payload, ...(session === undefined ? {} : { deviceSessionId: session }) });
   // The gateway's own parser decides what it would drop.
-  const parsed = parseClientEvent({ id: '1-0', fields }, { maxEventBytes: config.pushMaxEventBytes });
+  const parsed = parseClientEvent({ id: '1-0', fields }, { maxEventBytes: config.core.pushMaxEventBytes });
   if (!parsed.ok) throw new CommandError(`refusing to publish: ${parsed.reason}; the gateway would drop this entry as malformed`);
   if (session !== undefined && session !== '' && !isValidId(session)) {
     throw new CommandError(`refusing to publish: --session "${session}" is not a device_session_id (1-128 characters of [A-Za-z0-9._:-]), so no stream could ever receive it`);
   }
-  if (payload.length > config.maxPayloadBytes) {
-    io.out(`${Mark.warn} the payload is ${payload.length} bytes, more than GATEWAY_MAX_PAYLOAD_BYTES (${config.maxPayloadBytes})`);
+  if (payload.length > config.core.maxPayloadBytes) {
+    io.out(`${Mark.warn} the payload is ${payload.length} bytes, more than GATEWAY_MAX_PAYLOAD_BYTES (${config.core.maxPayloadBytes})`);
   }
   return withRedis(config, async (client) => {
     if (config.pushFanout === 'routed' && client instanceof RedisClusterClient) {
@@ -100,7 +100,7 @@ export async function eventsCommand(io: CliIo, argv: readonly string[]): Promise
         keyPrefix: config.redis.keyPrefix,
         historyMaxLen: config.pushRoutedHistoryMaxLen,
         historyTtlMs: config.pushRoutedHistoryTtlMs,
-        maxEventBytes: config.pushMaxEventBytes,
+        maxEventBytes: config.core.pushMaxEventBytes,
       });
       await publisher.loadFunction();
       const result = await publisher.publish({ userId: user, ...(session === undefined ? {} : { deviceSessionId: session }), eventType: type, payload });

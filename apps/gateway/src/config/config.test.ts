@@ -28,24 +28,28 @@ describe('loadConfig', () => {
       grpcAddr: ':9090',
       adminHttpAddr: '',
       shutdownTimeoutMs: 15_000,
-      freshnessWindowMs: 300_000,
-      maxPayloadBytes: 1_048_576,
-      pushStreamBuffer: 256,
-      pushMaxEventBytes: 1_048_576,
+      core: {
+        freshnessWindowMs: 300_000,
+        maxPayloadBytes: 1_048_576,
+        pushStreamBuffer: 256,
+        pushMaxEventBytes: 1_048_576,
+        pushStreamBufferBytes: 4_194_304,
+        pushMaxStreamsPerSession: 4,
+        resumeMaxEvents: 1000,
+        resumeMaxScan: 10_000,
+        resumeMaxBytes: 4_194_304,
+        sessionCacheTtlMs: 30_000,
+        sessionCacheMaxEntries: 100_000,
+        revocationsMaxEntries: 100_000,
+        downstreamTimeoutMs: 10_000,
+        commandAsyncCrypto: false,
+        rateLimits: [],
+      },
       http: { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, writeTimeoutMs: 30_000 },
-      pushStreamBufferBytes: 4_194_304,
-      pushMaxStreamsPerSession: 4,
-      pushResumeMaxEvents: 1000,
-      pushResumeMaxScan: 10_000,
-      pushResumeMaxBytes: 4_194_304,
       pushResumeIndexMaxBytes: 67_108_864,
-      sessionCacheTtlMs: 30_000,
-      sessionCacheMaxEntries: 100_000,
       authUpstreamUrl: '',
       authUpstreamTimeoutMs: 5000,
       downstreamRoutes: '',
-      downstreamTimeoutMs: 10_000,
-      rateLimits: [],
       rateLimitStore: 'local',
       connectionLimits: { maxBufferBytes: 8 * 1024 * 1024, drainTimeoutMs: 30_000, failureLimit: { text: '20/s:40', intervalMs: 50, burst: 40 } },
       logLevel: 'info',
@@ -68,7 +72,7 @@ describe('loadConfig', () => {
   it('GATEWAY_RATE_LIMITS: parsed in the order written; a malformed rule fails naming the variable and the rule', () => {
     const config = loadConfig({ ...base, GATEWAY_RATE_LIMITS: 'session=20/s:40,user:orders.=5/m', GATEWAY_RATE_LIMIT_STORE: 'redis' });
     expect(config.rateLimitStore).toBe('redis');
-    expect(config.rateLimits.map((rule) => rule.id)).toEqual(['session=20/s:40', 'user:orders.=5/m:5']);
+    expect(config.core.rateLimits.map((rule) => rule.id)).toEqual(['session=20/s:40', 'user:orders.=5/m:5']);
     const error = failure({ ...base, GATEWAY_RATE_LIMITS: 'session=20/s,sesion=1/s' });
     expect(error.message).toBe('GATEWAY_RATE_LIMITS: rule "sesion=1/s": scope must be one of session, user, session_streams');
     expect(failure({ ...base, GATEWAY_RATE_LIMIT_STORE: 'memcached' }).message).toBe('GATEWAY_RATE_LIMIT_STORE: "memcached" is not one of local, redis');
@@ -142,10 +146,10 @@ describe('loadConfig', () => {
   });
 
   it('GATEWAY_PUSH_RESUME_MAX_BYTES follows GATEWAY_PUSH_STREAM_BUFFER_BYTES unless set (0 up to that bound)', () => {
-    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '65536' }).pushResumeMaxBytes).toBe(65_536);
-    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '1024' }).pushResumeMaxBytes).toBe(1024);
-    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '0' }).pushResumeMaxBytes).toBe(0);
-    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1000' }).pushResumeMaxBytes).toBe(1000);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '65536' }).core.resumeMaxBytes).toBe(65_536);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '1024' }).core.resumeMaxBytes).toBe(1024);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_RESUME_MAX_BYTES: '0' }).core.resumeMaxBytes).toBe(0);
+    expect(loadConfig({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1000' }).core.resumeMaxBytes).toBe(1000);
     expect(failure({ ...base, GATEWAY_PUSH_STREAM_BUFFER_BYTES: '1000', GATEWAY_PUSH_RESUME_MAX_BYTES: '1001' }).message).toBe(
       'GATEWAY_PUSH_RESUME_MAX_BYTES: must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (1000)',
     );
@@ -177,8 +181,8 @@ describe('loadConfig', () => {
     });
 
     it('GATEWAY_COMMAND_CRYPTO_THREADPOOL: off by default, true turns it on, anything else is refused', () => {
-      expect(loadConfig(base).commandCryptoThreadpool).toBe(false);
-      expect(loadConfig({ ...base, GATEWAY_COMMAND_CRYPTO_THREADPOOL: 'true' }).commandCryptoThreadpool).toBe(true);
+      expect(loadConfig(base).core.commandAsyncCrypto).toBe(false);
+      expect(loadConfig({ ...base, GATEWAY_COMMAND_CRYPTO_THREADPOOL: 'true' }).core.commandAsyncCrypto).toBe(true);
       const error = failure({ ...base, GATEWAY_COMMAND_CRYPTO_THREADPOOL: 'on' });
       expect(error.variable).toBe('GATEWAY_COMMAND_CRYPTO_THREADPOOL');
       expect(error.message).toBe('GATEWAY_COMMAND_CRYPTO_THREADPOOL: "on" is not true or false');
@@ -196,8 +200,8 @@ describe('loadConfig', () => {
       expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE: '4500ms', GATEWAY_REDIS_COMMAND_TIMEOUT: '2s' }).pushRoutedRelayClaimIdleMs).toBe(4500);
       expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed' })).toMatchObject({ pushRoutedHistoryMaxLen: 1000, pushRoutedHistoryTtlMs: 86_400_000 });
       // The routed limits bind routed mode only.
-      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_MAX_EVENT_BYTES: '16777217', GATEWAY_REDIS_KEY_PREFIX: 'gw{1}:' })).toMatchObject({ pushMaxEventBytes: 16_777_217 });
-      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_MAX_EVENT_BYTES: '16777216' })).toMatchObject({ pushMaxEventBytes: 16_777_216 });
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_MAX_EVENT_BYTES: '16777217', GATEWAY_REDIS_KEY_PREFIX: 'gw{1}:' })).toMatchObject({ core: { pushMaxEventBytes: 16_777_217 } });
+      expect(loadConfig({ ...clusterEnv, GATEWAY_PUSH_FANOUT: 'routed', GATEWAY_PUSH_MAX_EVENT_BYTES: '16777216' })).toMatchObject({ core: { pushMaxEventBytes: 16_777_216 } });
     });
 
     it.each([

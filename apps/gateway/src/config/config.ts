@@ -1,21 +1,34 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
-import { ROUTED_MAX_EVENT_BYTES_LIMIT, ROUTED_MAX_INTEGER_ARGUMENT } from '@edge-gateway/adapters-redis';
+import { DEFAULT_HTTP_TIMEOUTS, DEFAULT_HTTP_WRITE_TIMEOUT_MS } from '@edge-gateway/adapters-http';
 import {
-  DEFAULT_CONNECTION_FAILURE_LIMIT,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES,
+  DEFAULT_REPLAY_JOURNAL_WINDOW_MS,
+  DEFAULT_REPLAY_WAIT_TIMEOUT_MS,
+  DEFAULT_ROUTED_HISTORY_MAXLEN,
+  DEFAULT_ROUTED_HISTORY_TTL_MS,
+  DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS,
+  ROUTED_MAX_EVENT_BYTES_LIMIT,
+  ROUTED_MAX_INTEGER_ARGUMENT,
+} from '@edge-gateway/adapters-redis';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '@edge-gateway/adapters-ws';
+import {
+  DEFAULT_CLOSE_BUDGET_MS,
   DEFAULT_CONNECTION_LIMITS,
   DEFAULT_RESUME_INDEX_MAX_BYTES,
   formatRateLimitRules,
+  GATEWAY_CORE_DEFAULTS,
   parseFailureLimit,
   parseRateLimitRules,
   RateLimitRuleError,
   type ConnectionLimits,
-  type RateLimitRule,
+  type GatewayCoreOptions,
 } from '@edge-gateway/core';
+import { ConfigError, type ConfigProblem } from './config-error.js';
 import { parseGoDuration } from './duration.js';
 
 /** One invalid or missing variable. */
 export { ConfigError, type ConfigProblem } from './config-error.js';
-import { ConfigError, type ConfigProblem } from './config-error.js';
 
 export interface HostPort {
   readonly host: string;
@@ -39,19 +52,15 @@ export interface TlsFiles {
   readonly keyVariable: string;
 }
 
-/**
- * `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` and `GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT` (SPEC §5.2): a
- * reservation counts once `WAIT` reports it on `minReplicas` replicas within `waitTimeoutMs`.
- */
+/** Replicated replay reservations (SPEC §5.2): `GATEWAY_REDIS_REPLAY_*`. */
 export interface ReplayDurabilityConfig {
   /** Default 1 where the topology has replicas (Sentinel, replica addresses, Cluster), 0 on a lone master. */
   readonly minReplicas: number;
   /** Whether `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` was set (else `minReplicas` is the topology's default), for messages. */
   readonly minReplicasSet: boolean;
   readonly waitTimeoutMs: number;
-  /** `GATEWAY_REDIS_REPLAY_REASSERT_WINDOW`: confirmed reservations kept to answer replays locally and re-assert after a master change (0: off). */
+  /** Confirmed reservations kept to answer replays locally and re-assert after a master change (0: off). */
   readonly reassertWindowMs: number;
-  /** `GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES`: the bound of that journal. */
   readonly reassertMaxEntries: number;
 }
 
@@ -59,41 +68,40 @@ export const REPLAY_MIN_REPLICAS = 'GATEWAY_REDIS_REPLAY_MIN_REPLICAS';
 export const REPLAY_WAIT_TIMEOUT = 'GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
-
 /** How client events reach the processes holding their streams (SPEC §9). */
 export type PushFanout = 'stream' | 'routed';
-
 /** Where the rate limits are counted (`GATEWAY_RATE_LIMIT_STORE`). */
 export type RateLimitStore = 'local' | 'redis';
 
-/** The validated configuration of SPEC §7 (durations in milliseconds). */
+/** The `createGatewayCore` options the binary sets, under their own names (`GatewayConfig.core`). */
+export type GatewayCoreSettings = Required<Omit<GatewayCoreOptions, 'asyncCrypto'>>;
+
+/**
+ * The validated configuration of SPEC §7 (durations in milliseconds). Which variable sets which
+ * field, and its default, is the table {@link SETTINGS}.
+ */
 export interface GatewayConfig {
   readonly redis: {
-    /** `GATEWAY_REDIS_MASTER_ADDR`; undefined with Sentinel (the master is discovered) or a cluster. */
+    /** Undefined with Sentinel (the master is discovered) or a cluster. */
     readonly master: HostPort | undefined;
-    /** `GATEWAY_REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster; empty without. */
+    /** Seed nodes of a Redis Cluster; empty without. */
     readonly clusterNodes: readonly HostPort[];
     readonly password: string;
-    /** `GATEWAY_REDIS_REPLICA_ADDRS` (without Sentinel): replicas for the bulk reads. */
+    /** Fixed replicas (without Sentinel) for the bulk reads. */
     readonly replicas: readonly HostPort[];
-    /** `GATEWAY_REDIS_SENTINEL_*`: discovery through Sentinel; undefined without. */
+    /** Discovery through Sentinel; undefined without. */
     readonly sentinel: SentinelConfig | undefined;
-    /** `GATEWAY_REDIS_SESSION_READS`: where session lookups go first. */
     readonly sessionReads: 'master' | 'replica';
-    /**
-     * `GATEWAY_REDIS_CLIENT_EVENTS_READS`: where the client-events `XREAD` goes (stream mode).
-     * `master` (default): an event a master acknowledged is delivered before a failover can lose
-     * it; `replica` offloads the master but an event lost with a master before its replica got
-     * it is never seen, so never announced (SPEC §5.6).
-     */
+    /** `replica` offloads the master, but an event lost with it before its replica got it is never seen (SPEC §5.6). */
     readonly clientEventsReads: 'master' | 'replica';
     readonly db: number;
     readonly keyPrefix: string;
     readonly pingTimeoutMs: number;
     readonly commandTimeoutMs: number;
-    /** Replicated replay reservations (SPEC §5.2). */
     readonly replay: ReplayDurabilityConfig;
   };
+  /** Passed to `createGatewayCore` as they are. */
+  readonly core: GatewayCoreSettings;
   readonly sessionEventsStream: string;
   readonly clientEventsStream: string;
   readonly signerKeyPath: string;
@@ -105,81 +113,35 @@ export interface GatewayConfig {
   readonly websocketAddr: string;
   /** Browser `Origin`s accepted by the WebSocket transport (`*`: any); empty: none. */
   readonly websocketAllowedOrigins: readonly string[];
-  /** `GATEWAY_WEBSOCKET_IDLE_TIMEOUT`: an upgraded connection without a call in flight this long is closed `1000` `idle`. */
   readonly websocketIdleTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
-  /**
-   * `GATEWAY_GRPC_MAX_CONNECTION_AGE` / `_GRACE`: a gRPC connection older than `ageMs` gets a
-   * GOAWAY, calls in progress get `graceMs` to finish, then it is closed. `ageMs` 0: unlimited
-   * (and `graceMs` 0).
-   */
+  /** A gRPC connection older than `ageMs` gets a GOAWAY, then `graceMs`; `ageMs` 0: unlimited (and `graceMs` 0). */
   readonly grpcMaxConnection: { readonly ageMs: number; readonly graceMs: number };
-  /**
-   * `GATEWAY_MAX_CONNECTIONS`: open connections of the public listeners together; undefined:
-   * 80 % of the open-file soft limit, read at startup (`open-file-limit.ts`).
-   */
+  /** Undefined: 80 % of the open-file soft limit, read at startup (`open-file-limit.ts`). */
   readonly maxConnections: number | undefined;
-  /**
-   * `GATEWAY_HTTP_HEADERS_TIMEOUT` / `_REQUEST_TIMEOUT` / `_KEEPALIVE_TIMEOUT` (both HTTP listeners
-   * and the WebSocket listener) and `GATEWAY_HTTP_WRITE_TIMEOUT` (both HTTP listeners).
-   */
+  /** Both HTTP listeners and the WebSocket listener (`writeTimeoutMs`: the HTTP listeners). */
   readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number; readonly writeTimeoutMs: number };
-  readonly freshnessWindowMs: number;
-  readonly maxPayloadBytes: number;
-  readonly pushStreamBuffer: number;
-  /** `GATEWAY_PUSH_MAX_EVENT_BYTES`: largest decoded client-event payload. */
-  readonly pushMaxEventBytes: number;
-  /** `GATEWAY_PUSH_STREAM_BUFFER_BYTES`: payload bytes queued per stream before it overflows. */
-  readonly pushStreamBufferBytes: number;
-  /** `GATEWAY_PUSH_MAX_STREAMS_PER_SESSION`: one more stream replaces the session's oldest. */
-  readonly pushMaxStreamsPerSession: number;
-  readonly pushResumeMaxEvents: number;
-  readonly pushResumeMaxScan: number;
-  /**
-   * `GATEWAY_PUSH_RESUME_MAX_BYTES`: payload bytes replayed at most for one resume; default and
-   * upper limit `GATEWAY_PUSH_STREAM_BUFFER_BYTES` (a resume never queues more than a live stream may hold).
-   */
-  readonly pushResumeMaxBytes: number;
-  /**
-   * `GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES`: memory of the per-user index of consumed client-events
-   * entries that answers resumes without scanning other users' entries (stream fan-out); 0: off.
-   */
+  /** Memory of the per-user index of consumed client-events entries (stream fan-out); 0: off. */
   readonly pushResumeIndexMaxBytes: number;
-  /** `GATEWAY_COMMAND_CRYPTO_THREADPOOL`: a command's verify and sign may go to libuv's threadpool when the event loop is saturated. */
-  readonly commandCryptoThreadpool: boolean;
-  /** `GATEWAY_PUSH_FANOUT`. */
   readonly pushFanout: PushFanout;
-  /** `GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN`: history entries kept per user when the gateway publishes (relay, CLI). */
+  /** History entries kept per user when the gateway publishes (relay, CLI). */
   readonly pushRoutedHistoryMaxLen: number;
-  /** `GATEWAY_PUSH_ROUTED_HISTORY_TTL`. */
   readonly pushRoutedHistoryTtlMs: number;
-  /** `GATEWAY_PUSH_ROUTED_RELAY`: move entries of the client-events stream into the routed path. */
+  /** Move entries of the client-events stream into the routed path. */
   readonly pushRoutedRelay: boolean;
-  /** `GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE`: relay entries pending this long in another consumer are claimed. */
   readonly pushRoutedRelayClaimIdleMs: number;
-  readonly sessionCacheTtlMs: number;
-  readonly sessionCacheMaxEntries: number;
-  /** `GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES`: revocations remembered at most (SPEC §5.5). */
-  readonly sessionRevocationsMaxEntries: number;
   readonly authUpstreamUrl: string;
   readonly authUpstreamTimeoutMs: number;
   /** Raw `GATEWAY_DOWNSTREAM_ROUTES`; parsed by the gRPC adapter. */
   readonly downstreamRoutes: string;
-  /** `GATEWAY_DOWNSTREAM_TLS_CA_PATH`: PEM roots for `tls://` routes; empty: Node's root certificates. */
+  /** PEM roots for `tls://` routes; empty: Node's root certificates. */
   readonly downstreamTlsCaPath: string;
-  /** `GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH` / `_KEY_PATH`; undefined: plaintext (h2c). */
+  /** Undefined: plaintext (h2c). */
   readonly grpcTls: TlsFiles | undefined;
-  /** `GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH` / `_KEY_PATH`; undefined: plain HTTP. */
+  /** Undefined: plain HTTP. */
   readonly publicHttpTls: TlsFiles | undefined;
-  readonly downstreamTimeoutMs: number;
-  /** `GATEWAY_RATE_LIMITS`, parsed, in the order written; empty: no limits. */
-  readonly rateLimits: readonly RateLimitRule[];
-  /** `GATEWAY_RATE_LIMIT_STORE`: `local` (per process) or `redis` (across the fleet, with the replay reservation). */
   readonly rateLimitStore: RateLimitStore;
-  /**
-   * `GATEWAY_CONNECTION_MAX_BUFFER_BYTES`, `_DRAIN_TIMEOUT` and `_FAILURE_LIMIT`: what one gRPC or
-   * WebSocket connection may cost (SPEC §2.2).
-   */
+  /** What one gRPC, WebSocket or HTTP connection may cost (SPEC §2.3). */
   readonly connectionLimits: ConnectionLimits;
   readonly logLevel: LogLevel;
 }
@@ -216,356 +178,403 @@ export function parseHostPort(variable: string, value: string, allowEmptyHost: b
   return { host, port };
 }
 
-class Reader {
-  /** Problems found so far; reading goes on after one so every problem is reported. */
-  readonly problems: ConfigProblem[] = [];
+/** A value refused by a row's parser; the message follows the variable's name. */
+class Invalid extends Error {}
 
-  constructor(private readonly env: Env) {}
+type Parse = (text: string, env: string) => unknown;
 
-  /** Records a problem (the first per variable is kept). */
-  fail(variable: string, problem: string): void {
-    if (!this.problems.some((p) => p.variable === variable)) this.problems.push({ variable, problem });
-  }
-
-  /** Runs a check that throws `ConfigError`; on failure records it and returns `fallback`. */
-  check<T>(fallback: T, read: () => T): T {
-    try {
-      return read();
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      for (const p of error.problems) this.fail(p.variable, p.problem);
-      return fallback;
-    }
-  }
-
-  /** Throws one `ConfigError` listing every recorded problem. */
-  throwIfFailed(): void {
-    const [first, ...more] = this.problems;
-    if (first !== undefined) throw new ConfigError(first.variable, first.problem, more);
-  }
-
-  raw(name: string): string | undefined {
-    const value = this.env[name];
-    return value === undefined ? undefined : value.trim();
-  }
-
-  string(name: string, fallback: string): string {
-    const value = this.raw(name);
-    return value === undefined || value === '' ? fallback : value;
-  }
-
-  /** Records `is required` and returns `''` when unset or empty. */
-  required(name: string): string {
-    const value = this.raw(name);
-    if (value === undefined || value === '') this.fail(name, 'is required');
-    return value ?? '';
-  }
-
-  duration(name: string, fallback: string): number {
-    const text = this.string(name, fallback);
-    const ms = parseGoDuration(text);
-    if (ms === undefined) this.fail(name, `"${text}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
-    else if (ms <= 0) this.fail(name, 'must be greater than zero');
-    return ms ?? 0;
-  }
-
-  integer(name: string, fallback: number, min: number): number {
-    const text = this.raw(name);
-    if (text === undefined || text === '') return fallback;
-    if (!/^\d+$/.test(text)) {
-      this.fail(name, `"${text}" is not an integer`);
-      return fallback;
-    }
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) this.fail(name, `must be an integer >= ${min}`);
-    return value;
-  }
-
-  /** `<prefix>_CERT_PATH` and `<prefix>_KEY_PATH`: both or neither. */
-  tlsFiles(prefix: string): TlsFiles | undefined {
-    const certVariable = `${prefix}_CERT_PATH`;
-    const keyVariable = `${prefix}_KEY_PATH`;
-    const certPath = this.string(certVariable, '');
-    const keyPath = this.string(keyVariable, '');
-    if (certPath === '' && keyPath === '') return undefined;
-    if (certPath === '') this.fail(certVariable, `is required when ${keyVariable} is set (set both or neither)`);
-    if (keyPath === '') this.fail(keyVariable, `is required when ${certVariable} is set (set both or neither)`);
-    return { certPath, keyPath, certVariable, keyVariable };
-  }
-
-  address(name: string, fallback: string): string {
-    const value = this.string(name, fallback);
-    this.check(undefined, () => parseHostPort(name, value, true));
-    return value;
-  }
+/** Default that is not a value: required, or the value another variable got. */
+export const REQUIRED = Symbol('required');
+export interface SameAs {
+  readonly sameAs: string;
+}
+/** Default that depends on other settings; `doc` is how SPEC §7 and the README write it (a fragment of their cell). */
+export interface Described {
+  readonly doc: string;
 }
 
-function hostPortList(r: Reader, name: string): HostPort[] {
-  const text = r.string(name, '');
-  return text === '' ? [] : text.split(',').map((part) => parseHostPort(name, part.trim(), false));
+/** One variable of SPEC §7: one row of that table and of the README's. */
+export interface Setting {
+  readonly env: string;
+  /** Where the value goes in {@link GatewayConfig}; `core.<name>` is the `createGatewayCore` option `<name>`. */
+  readonly to: string;
+  /** Taken from the package that owns the option where one does. `''`: empty (off, none). */
+  readonly default: unknown;
+  readonly parse: Parse;
+  /** Empty text is a value, not "use the default" (`GATEWAY_REDIS_KEY_PREFIX=` means no prefix). */
+  readonly emptyIsValue?: boolean;
+}
+
+const text: Parse = (value) => value;
+const oneOf =
+  (...values: string[]): Parse =>
+  (value) => {
+    if (!values.includes(value)) throw new Invalid(`"${value}" is not one of ${values.join(', ')}`);
+    return value;
+  };
+const bool: Parse = (value) => {
+  if (value !== 'true' && value !== 'false') throw new Invalid(`"${value}" is not true or false`);
+  return value === 'true';
+};
+const integer =
+  (min: number, max?: number, unit = ''): Parse =>
+  (value) => {
+    if (!/^\d+$/.test(value)) throw new Invalid(`"${value}" is not an integer`);
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min) throw new Invalid(`must be an integer >= ${min}`);
+    if (max !== undefined && n > max) throw new Invalid(`must be at most ${max}${unit}`);
+    return n;
+  };
+const duration =
+  (bounds: { min?: [number, string]; max?: [number, string] } = {}): Parse =>
+  (value) => {
+    const ms = parseGoDuration(value);
+    if (ms === undefined) throw new Invalid(`"${value}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
+    if (ms <= 0) throw new Invalid('must be greater than zero');
+    if (bounds.min !== undefined && ms < bounds.min[0]) throw new Invalid(bounds.min[1]);
+    if (bounds.max !== undefined && ms > bounds.max[0]) throw new Invalid(bounds.max[1]);
+    return ms;
+  };
+const address: Parse = (value, env) => (parseHostPort(env, value, true), value);
+const hostPortList: Parse = (value, env) => value.split(',').map((part) => parseHostPort(env, part.trim(), false));
+/** Wraps a parser of another package: its error message follows the variable's name. */
+const foreign =
+  (parse: (value: string) => unknown, message: (error: Error, value: string) => string = (e) => e.message): Parse =>
+  (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new Invalid(message(error instanceof Error ? error : new Error(String(error)), value));
+    }
+  };
+
+/** Shortest `GATEWAY_GRPC_MAX_CONNECTION_AGE`: a shorter one would make clients reconnect all the time. */
+export const MIN_GRPC_MAX_CONNECTION_AGE_MS = 1000;
+/** Longest age or grace: Node's timers (which grpc-js uses) fire at once beyond 2^31-1 ms (24.8 days). */
+export const MAX_GRPC_CONNECTION_TIMER_MS = 480 * 3_600_000;
+const AT_MOST_480H: [number, string] = [MAX_GRPC_CONNECTION_TIMER_MS, 'must be at most 480h'];
+const HOUR = 3_600_000;
+
+/**
+ * SPEC §7 as a table: variable → where it goes → default → how it is read. Problems are
+ * reported in this order. What depends on several variables is {@link crossChecks}.
+ */
+export const SETTINGS: readonly Setting[] = [
+  // Redis topology (SPEC §5.6, §9): exactly one of a master (with optional replicas), Sentinels or a Cluster.
+  { env: 'GATEWAY_REDIS_MASTER_ADDR', to: 'redis.master', default: { doc: 'required without Sentinel' }, parse: (v, env) => parseHostPort(env, v, false) },
+  { env: 'GATEWAY_REDIS_PASSWORD', to: 'redis.password', default: REQUIRED, parse: text },
+  { env: 'GATEWAY_REDIS_REPLICA_ADDRS', to: 'redis.replicas', default: [], parse: hostPortList },
+  { env: 'GATEWAY_REDIS_SENTINEL_ADDRS', to: 'redis.sentinel.addrs', default: [], parse: hostPortList },
+  { env: 'GATEWAY_REDIS_SENTINEL_MASTER_NAME', to: 'redis.sentinel.masterName', default: { doc: '—' }, parse: text },
+  { env: 'GATEWAY_REDIS_SENTINEL_PASSWORD', to: 'redis.sentinel.password', default: '', parse: text },
+  { env: 'GATEWAY_REDIS_CLUSTER_NODES', to: 'redis.clusterNodes', default: [], parse: hostPortList },
+  { env: REPLAY_MIN_REPLICAS, to: 'redis.replay.minReplicas', default: { doc: '`0` on a lone master' }, parse: integer(0) },
+  { env: REPLAY_WAIT_TIMEOUT, to: 'redis.replay.waitTimeoutMs', default: DEFAULT_REPLAY_WAIT_TIMEOUT_MS, parse: duration({ min: [1, 'must be at least 1ms'] }) },
+  { env: 'GATEWAY_REDIS_REPLAY_REASSERT_WINDOW', to: 'redis.replay.reassertWindowMs', default: DEFAULT_REPLAY_JOURNAL_WINDOW_MS, parse: duration() },
+  { env: 'GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES', to: 'redis.replay.reassertMaxEntries', default: DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES, parse: integer(0) },
+  { env: 'GATEWAY_REDIS_SESSION_READS', to: 'redis.sessionReads', default: 'master', parse: oneOf('master', 'replica') },
+  { env: 'GATEWAY_REDIS_CLIENT_EVENTS_READS', to: 'redis.clientEventsReads', default: 'master', parse: oneOf('master', 'replica') },
+  { env: 'GATEWAY_REDIS_DB', to: 'redis.db', default: 0, parse: integer(0) },
+  { env: 'GATEWAY_REDIS_KEY_PREFIX', to: 'redis.keyPrefix', default: 'gateway:', parse: text, emptyIsValue: true },
+  { env: 'GATEWAY_REDIS_PING_TIMEOUT', to: 'redis.pingTimeoutMs', default: 5000, parse: duration() },
+  { env: 'GATEWAY_REDIS_COMMAND_TIMEOUT', to: 'redis.commandTimeoutMs', default: DEFAULT_COMMAND_TIMEOUT_MS, parse: duration() },
+  { env: 'GATEWAY_SESSION_EVENTS_REDIS_STREAM', to: 'sessionEventsStream', default: 'gateway:session-events', parse: text },
+  { env: 'GATEWAY_CLIENT_EVENTS_REDIS_STREAM', to: 'clientEventsStream', default: 'gateway:client-events', parse: text },
+  // Push fan-out (SPEC §9)
+  { env: 'GATEWAY_PUSH_FANOUT', to: 'pushFanout', default: 'stream', parse: oneOf('stream', 'routed') },
+  { env: 'GATEWAY_PUSH_ROUTED_RELAY', to: 'pushRoutedRelay', default: false, parse: bool },
+  { env: 'GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', to: 'pushRoutedRelayClaimIdleMs', default: DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS, parse: duration({ min: [1000, 'must be at least 1s'], max: [24 * HOUR, 'must be at most 24h'] }) },
+  { env: 'GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', to: 'pushRoutedHistoryMaxLen', default: DEFAULT_ROUTED_HISTORY_MAXLEN, parse: integer(1, ROUTED_MAX_INTEGER_ARGUMENT) },
+  { env: 'GATEWAY_PUSH_ROUTED_HISTORY_TTL', to: 'pushRoutedHistoryTtlMs', default: DEFAULT_ROUTED_HISTORY_TTL_MS, parse: duration({ max: [ROUTED_MAX_INTEGER_ARGUMENT, `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT} ms`] }) },
+  // Signer, listeners, TLS
+  { env: 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH', to: 'signerKeyPath', default: REQUIRED, parse: text },
+  { env: 'GATEWAY_PUBLIC_HTTP_ADDR', to: 'publicHttpAddr', default: ':8080', parse: address },
+  { env: 'GATEWAY_AUTHENTICATED_GRPC_ADDR', to: 'grpcAddr', default: ':9090', parse: address },
+  { env: 'GATEWAY_ADMIN_HTTP_ADDR', to: 'adminHttpAddr', default: '', parse: address },
+  { env: 'GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH', to: 'grpcTls.certPath', default: '', parse: text },
+  { env: 'GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH', to: 'grpcTls.keyPath', default: '', parse: text },
+  { env: 'GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH', to: 'publicHttpTls.certPath', default: '', parse: text },
+  { env: 'GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH', to: 'publicHttpTls.keyPath', default: '', parse: text },
+  { env: 'GATEWAY_DOWNSTREAM_TLS_CA_PATH', to: 'downstreamTlsCaPath', default: '', parse: text },
+  { env: 'GATEWAY_WEBSOCKET_ADDR', to: 'websocketAddr', default: '', parse: address },
+  { env: 'GATEWAY_WEBSOCKET_IDLE_TIMEOUT', to: 'websocketIdleTimeoutMs', default: DEFAULT_IDLE_TIMEOUT_MS, parse: duration() },
+  { env: 'GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', to: 'websocketAllowedOrigins', default: [], parse: (v) => v.split(',').map((part) => parseOrigin(part.trim())) },
+  { env: 'GATEWAY_SHUTDOWN_TIMEOUT', to: 'shutdownTimeoutMs', default: DEFAULT_CLOSE_BUDGET_MS, parse: duration() },
+  { env: 'GATEWAY_GRPC_MAX_CONNECTION_AGE', to: 'grpcMaxConnection.ageMs', default: 0, parse: parseMaxConnectionAge },
+  { env: 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE', to: 'grpcMaxConnection.graceMs', default: 30_000, parse: duration({ max: AT_MOST_480H }) },
+  { env: 'GATEWAY_MAX_CONNECTIONS', to: 'maxConnections', default: { doc: '80 %' }, parse: integer(1) },
+  { env: 'GATEWAY_HTTP_HEADERS_TIMEOUT', to: 'http.headersTimeoutMs', default: DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs, parse: duration() },
+  { env: 'GATEWAY_HTTP_REQUEST_TIMEOUT', to: 'http.requestTimeoutMs', default: DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs, parse: duration() },
+  { env: 'GATEWAY_HTTP_KEEPALIVE_TIMEOUT', to: 'http.keepAliveTimeoutMs', default: DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs, parse: duration() },
+  { env: 'GATEWAY_HTTP_WRITE_TIMEOUT', to: 'http.writeTimeoutMs', default: DEFAULT_HTTP_WRITE_TIMEOUT_MS, parse: duration() },
+  // The core (createGatewayCore options, under their own names and with the core's defaults)
+  { env: 'GATEWAY_REQUEST_FRESHNESS_WINDOW', to: 'core.freshnessWindowMs', default: GATEWAY_CORE_DEFAULTS.freshnessWindowMs, parse: duration() },
+  { env: 'GATEWAY_MAX_PAYLOAD_BYTES', to: 'core.maxPayloadBytes', default: GATEWAY_CORE_DEFAULTS.maxPayloadBytes, parse: integer(1) },
+  { env: 'GATEWAY_PUSH_STREAM_BUFFER', to: 'core.pushStreamBuffer', default: GATEWAY_CORE_DEFAULTS.pushStreamBuffer, parse: integer(1) },
+  { env: 'GATEWAY_PUSH_STREAM_BUFFER_BYTES', to: 'core.pushStreamBufferBytes', default: GATEWAY_CORE_DEFAULTS.pushStreamBufferBytes, parse: integer(1) },
+  { env: 'GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', to: 'core.pushMaxStreamsPerSession', default: GATEWAY_CORE_DEFAULTS.pushMaxStreamsPerSession, parse: integer(1) },
+  { env: 'GATEWAY_PUSH_MAX_EVENT_BYTES', to: 'core.pushMaxEventBytes', default: GATEWAY_CORE_DEFAULTS.pushMaxEventBytes, parse: integer(0) },
+  { env: 'GATEWAY_PUSH_RESUME_MAX_EVENTS', to: 'core.resumeMaxEvents', default: GATEWAY_CORE_DEFAULTS.resumeMaxEvents, parse: integer(0) },
+  { env: 'GATEWAY_PUSH_RESUME_MAX_SCAN', to: 'core.resumeMaxScan', default: GATEWAY_CORE_DEFAULTS.resumeMaxScan, parse: integer(1) },
+  { env: 'GATEWAY_PUSH_RESUME_MAX_BYTES', to: 'core.resumeMaxBytes', default: { sameAs: 'GATEWAY_PUSH_STREAM_BUFFER_BYTES' }, parse: integer(0) },
+  { env: 'GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES', to: 'pushResumeIndexMaxBytes', default: DEFAULT_RESUME_INDEX_MAX_BYTES, parse: integer(0) },
+  { env: 'GATEWAY_SESSION_CACHE_TTL', to: 'core.sessionCacheTtlMs', default: GATEWAY_CORE_DEFAULTS.sessionCacheTtlMs, parse: duration() },
+  { env: 'GATEWAY_SESSION_CACHE_MAX_ENTRIES', to: 'core.sessionCacheMaxEntries', default: GATEWAY_CORE_DEFAULTS.sessionCacheMaxEntries, parse: integer(1) },
+  { env: 'GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES', to: 'core.revocationsMaxEntries', default: GATEWAY_CORE_DEFAULTS.revocationsMaxEntries, parse: integer(1) },
+  { env: 'GATEWAY_COMMAND_CRYPTO_THREADPOOL', to: 'core.commandAsyncCrypto', default: GATEWAY_CORE_DEFAULTS.commandAsyncCrypto, parse: bool },
+  { env: 'GATEWAY_DOWNSTREAM_TIMEOUT', to: 'core.downstreamTimeoutMs', default: GATEWAY_CORE_DEFAULTS.downstreamTimeoutMs, parse: duration() },
+  {
+    env: 'GATEWAY_RATE_LIMITS',
+    to: 'core.rateLimits',
+    default: GATEWAY_CORE_DEFAULTS.rateLimits,
+    parse: (v) => {
+      try {
+        return parseRateLimitRules(v);
+      } catch (error) {
+        if (error instanceof RateLimitRuleError) throw new Invalid(error.message);
+        throw error;
+      }
+    },
+  },
+  { env: 'GATEWAY_RATE_LIMIT_STORE', to: 'rateLimitStore', default: 'local', parse: oneOf('local', 'redis') },
+  // Upstreams
+  { env: 'GATEWAY_AUTH_UPSTREAM_URL', to: 'authUpstreamUrl', default: '', parse: parseAuthUrl },
+  { env: 'GATEWAY_AUTH_UPSTREAM_TIMEOUT', to: 'authUpstreamTimeoutMs', default: 5000, parse: duration() },
+  {
+    env: 'GATEWAY_DOWNSTREAM_ROUTES',
+    to: 'downstreamRoutes',
+    default: '',
+    // The route parser quotes the bad pair; withhold it when it may carry credentials.
+    parse: foreign(
+      (v) => (parseDownstreamRoutes(v), v),
+      (e, v) => (mayCarryCredentials(v) ? 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)' : e.message),
+    ),
+  },
+  // Per connection (SPEC §2.3): the failure limit is read first
+  { env: 'GATEWAY_CONNECTION_FAILURE_LIMIT', to: 'connectionLimits.failureLimit', default: DEFAULT_CONNECTION_LIMITS.failureLimit, parse: foreign(parseFailureLimit, (e, v) => `"${v}" ${e.message}`) },
+  { env: 'GATEWAY_CONNECTION_MAX_BUFFER_BYTES', to: 'connectionLimits.maxBufferBytes', default: DEFAULT_CONNECTION_LIMITS.maxBufferBytes, parse: integer(1) },
+  { env: 'GATEWAY_CONNECTION_DRAIN_TIMEOUT', to: 'connectionLimits.drainTimeoutMs', default: DEFAULT_CONNECTION_LIMITS.drainTimeoutMs, parse: duration() },
+  { env: 'GATEWAY_LOG_LEVEL', to: 'logLevel', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
+];
+
+/** `empty or 0: unlimited`, else a duration of 1s to 480h. */
+function parseMaxConnectionAge(value: string): number {
+  const ms = parseGoDuration(value);
+  if (ms === undefined) throw new Invalid(`"${value}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m; empty or 0: unlimited)`);
+  if (ms > 0 && ms < MIN_GRPC_MAX_CONNECTION_AGE_MS) throw new Invalid('must be at least 1s (or empty/0: unlimited)');
+  if (ms > MAX_GRPC_CONNECTION_TIMER_MS) throw new Invalid('must be at most 480h');
+  return ms;
+}
+
+function parseAuthUrl(value: string): string {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (url === undefined) throw new Invalid(`${quoteValue(value)} is not a URL`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Invalid('must be an http:// or https:// URL');
+  return value;
+}
+
+/** An exact origin (`https://app.example.com`), `null` (sandboxed iframes, file: pages, SPEC §2.2) or `*`. */
+function parseOrigin(origin: string): string {
+  if (origin === '*' || origin === 'null') return origin;
+  const url = URL.canParse(origin) ? new URL(origin) : undefined;
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
+    throw new Invalid(`${origin.includes('@') ? 'an origin (not shown: it holds user:password@)' : `"${origin}"`} is not an origin like https://app.example.com (scheme, host, optional port; no path)`);
+  }
+  return origin;
+}
+
+/** A row's default as a value: `''` when required, `undefined` when described, the other variable's value for `sameAs`. */
+function defaultValue(row: Setting, values: ReadonlyMap<string, unknown>): unknown {
+  const d = row.default;
+  if (d === REQUIRED) return '';
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return d;
+  if ('sameAs' in d) return values.get((d as SameAs).sameAs);
+  return 'doc' in d ? undefined : d;
+}
+
+/** The values read so far, and the problems found (the first per variable is kept). */
+class Reading {
+  readonly problems: ConfigProblem[] = [];
+  readonly values = new Map<string, unknown>();
+  constructor(readonly env: Env) {}
+
+  text(name: string): string {
+    return (this.env[name] ?? '').trim();
+  }
+  isSet(name: string): boolean {
+    return this.text(name) !== '';
+  }
+  failed(...names: string[]): boolean {
+    return this.problems.some((p) => names.includes(p.variable));
+  }
+  fail(variable: string, problem: string): void {
+    if (!this.failed(variable)) this.problems.push({ variable, problem });
+  }
+  get<T>(name: string): T {
+    return this.values.get(name) as T;
+  }
+
+  read(row: Setting): void {
+    const value = this.env[row.env]?.trim();
+    const fallback = defaultValue(row, this.values);
+    let result = fallback;
+    if (value !== undefined && (value !== '' || row.emptyIsValue === true)) {
+      try {
+        result = row.parse(value, row.env);
+      } catch (error) {
+        if (error instanceof Invalid) this.fail(row.env, error.message);
+        else if (error instanceof ConfigError) for (const p of error.problems) this.fail(p.variable, p.problem);
+        else throw error;
+      }
+    } else if (row.default === REQUIRED) {
+      this.fail(row.env, 'is required');
+    }
+    this.values.set(row.env, result);
+  }
 }
 
 /**
- * Where Redis is (SPEC §5.6): a fixed master (`GATEWAY_REDIS_MASTER_ADDR`, optional fixed
- * replicas) or Sentinel discovery (`GATEWAY_REDIS_SENTINEL_ADDRS` + `_MASTER_NAME`), never both.
+ * What one row cannot say: settings that exclude or bound each other. Each check names the
+ * variable to fix; none piles onto a variable whose own value was already refused.
  */
-function readRedisTopology(r: Reader): {
-  master: HostPort | undefined;
-  replicas: HostPort[];
-  sentinel: SentinelConfig | undefined;
-  clusterNodes: HostPort[];
-} {
-  const clusterNodes = hostPortList(r, 'GATEWAY_REDIS_CLUSTER_NODES');
-  if (clusterNodes.length > 0) {
-    for (const other of ['GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_SENTINEL_ADDRS', 'GATEWAY_REDIS_REPLICA_ADDRS']) {
-      if (r.string(other, '') !== '') throw new ConfigError('GATEWAY_REDIS_CLUSTER_NODES', `is mutually exclusive with ${other}; set only one Redis topology`);
+function crossChecks(r: Reading): void {
+  checkTopology(r);
+  const cluster = r.get<HostPort[]>('GATEWAY_REDIS_CLUSTER_NODES').length > 0;
+  const routed = r.get<string>('GATEWAY_PUSH_FANOUT') === 'routed';
+  if (routed && !cluster) r.fail('GATEWAY_PUSH_FANOUT', 'routed requires GATEWAY_REDIS_CLUSTER_NODES (a Redis Cluster)');
+  if (r.get<boolean>('GATEWAY_PUSH_ROUTED_RELAY') && !routed && !r.failed('GATEWAY_PUSH_FANOUT')) r.fail('GATEWAY_PUSH_ROUTED_RELAY', 'requires GATEWAY_PUSH_FANOUT=routed');
+  if (r.get('GATEWAY_SESSION_EVENTS_REDIS_STREAM') === r.get('GATEWAY_CLIENT_EVENTS_REDIS_STREAM')) {
+    r.fail('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
+  }
+  const bufferBytes = r.get<number>('GATEWAY_PUSH_STREAM_BUFFER_BYTES');
+  if (r.get<number>('GATEWAY_PUSH_RESUME_MAX_BYTES') > bufferBytes && !r.failed('GATEWAY_PUSH_STREAM_BUFFER_BYTES')) {
+    r.fail('GATEWAY_PUSH_RESUME_MAX_BYTES', `must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (${bufferBytes})`);
+  }
+  // The publish function's limits (SPEC §9.2): the partition's hash tag must be the first of every key.
+  if (routed && r.get<number>('GATEWAY_PUSH_MAX_EVENT_BYTES') > ROUTED_MAX_EVENT_BYTES_LIMIT) {
+    r.fail('GATEWAY_PUSH_MAX_EVENT_BYTES', `must be at most ${ROUTED_MAX_EVENT_BYTES_LIMIT} with GATEWAY_PUSH_FANOUT=routed (the publish function's limit)`);
+  }
+  if (routed && r.get<string>('GATEWAY_REDIS_KEY_PREFIX').includes('{')) {
+    r.fail('GATEWAY_REDIS_KEY_PREFIX', 'must not contain { with GATEWAY_PUSH_FANOUT=routed (the partition hash tag must be the first of every key)');
+  }
+  // A live relay refreshes the entries it holds every third of the claim idle, between commands.
+  const commandTimeoutMs = r.get<number>('GATEWAY_REDIS_COMMAND_TIMEOUT');
+  if (!r.failed('GATEWAY_REDIS_COMMAND_TIMEOUT') && r.get<number>('GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE') <= 2 * commandTimeoutMs) {
+    r.fail('GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE', `must be more than twice GATEWAY_REDIS_COMMAND_TIMEOUT (${commandTimeoutMs}ms)`);
+  }
+  if (!r.failed('GATEWAY_REDIS_COMMAND_TIMEOUT') && r.get<number>(REPLAY_WAIT_TIMEOUT) > commandTimeoutMs) {
+    r.fail(REPLAY_WAIT_TIMEOUT, 'must not be longer than GATEWAY_REDIS_COMMAND_TIMEOUT');
+  }
+  checkReplayTopology(r);
+  if (!r.failed('GATEWAY_HTTP_REQUEST_TIMEOUT') && r.get<number>('GATEWAY_HTTP_HEADERS_TIMEOUT') > r.get<number>('GATEWAY_HTTP_REQUEST_TIMEOUT')) {
+    r.fail('GATEWAY_HTTP_HEADERS_TIMEOUT', 'must not be longer than GATEWAY_HTTP_REQUEST_TIMEOUT');
+  }
+  const AGE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE';
+  if (r.get(AGE) === 0 && !r.failed(AGE) && r.isSet('GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE')) {
+    r.fail('GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE', `is set but ${AGE} is not (the grace only follows a maximum age)`);
+  }
+  for (const prefix of ['GATEWAY_AUTHENTICATED_GRPC_TLS', 'GATEWAY_PUBLIC_HTTP_TLS']) {
+    const [cert, key] = [`${prefix}_CERT_PATH`, `${prefix}_KEY_PATH`];
+    if (r.isSet(cert) !== r.isSet(key)) {
+      const [missing, set] = r.isSet(cert) ? [key, cert] : [cert, key];
+      r.fail(missing, `is required when ${set} is set (set both or neither)`);
     }
-    if (r.integer('GATEWAY_REDIS_DB', 0, 0) !== 0) throw new ConfigError('GATEWAY_REDIS_DB', 'must be 0 with GATEWAY_REDIS_CLUSTER_NODES (a cluster has only database 0)');
-    for (const reads of ['GATEWAY_REDIS_SESSION_READS', 'GATEWAY_REDIS_CLIENT_EVENTS_READS']) {
-      if (r.string(reads, 'master') !== 'master') throw new ConfigError(reads, 'must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
-    }
-    return { master: undefined, replicas: [], sentinel: undefined, clusterNodes };
   }
-  const sentinelAddrs = hostPortList(r, 'GATEWAY_REDIS_SENTINEL_ADDRS');
-  const masterText = r.string('GATEWAY_REDIS_MASTER_ADDR', '');
-  const replicas = hostPortList(r, 'GATEWAY_REDIS_REPLICA_ADDRS');
-  if (sentinelAddrs.length === 0) {
-    for (const name of ['GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'GATEWAY_REDIS_SENTINEL_PASSWORD']) {
-      if (r.string(name, '') !== '') throw new ConfigError(name, 'is set but GATEWAY_REDIS_SENTINEL_ADDRS is empty');
-    }
-    return { master: parseHostPort('GATEWAY_REDIS_MASTER_ADDR', r.required('GATEWAY_REDIS_MASTER_ADDR'), false), replicas, sentinel: undefined, clusterNodes };
-  }
-  if (masterText !== '') {
-    throw new ConfigError(
-      'GATEWAY_REDIS_MASTER_ADDR',
-      'GATEWAY_REDIS_MASTER_ADDR and GATEWAY_REDIS_SENTINEL_ADDRS are both set; set only one (with Sentinel the master is discovered)',
-    );
-  }
-  if (replicas.length > 0) {
-    throw new ConfigError(
-      'GATEWAY_REDIS_REPLICA_ADDRS',
-      'GATEWAY_REDIS_REPLICA_ADDRS and GATEWAY_REDIS_SENTINEL_ADDRS are both set; with Sentinel the replicas are discovered',
-    );
-  }
-  const masterName = r.required('GATEWAY_REDIS_SENTINEL_MASTER_NAME');
-  if (/\s/.test(masterName)) throw new ConfigError('GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'must not contain whitespace');
-  return { master: undefined, replicas: [], sentinel: { addrs: sentinelAddrs, masterName, password: r.string('GATEWAY_REDIS_SENTINEL_PASSWORD', '') }, clusterNodes };
 }
 
-/** `host:port` of a configured address. */
-export const formatHostPort = (address: HostPort): string => (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+/**
+ * Where Redis is (SPEC §5.6): a fixed master (optional fixed replicas), Sentinel discovery, or a
+ * Cluster, never two. Stops at the first problem (one topology mistake, one message).
+ */
+function checkTopology(r: Reading): void {
+  if (r.failed('GATEWAY_REDIS_CLUSTER_NODES', 'GATEWAY_REDIS_SENTINEL_ADDRS', 'GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_REPLICA_ADDRS')) return;
+  if (r.get<HostPort[]>('GATEWAY_REDIS_CLUSTER_NODES').length > 0) {
+    const other = ['GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_SENTINEL_ADDRS', 'GATEWAY_REDIS_REPLICA_ADDRS'].find((name) => r.isSet(name));
+    if (other !== undefined) return r.fail('GATEWAY_REDIS_CLUSTER_NODES', `is mutually exclusive with ${other}; set only one Redis topology`);
+    if (r.get('GATEWAY_REDIS_DB') !== 0) return r.fail('GATEWAY_REDIS_DB', 'must be 0 with GATEWAY_REDIS_CLUSTER_NODES (a cluster has only database 0)');
+    const reads = ['GATEWAY_REDIS_SESSION_READS', 'GATEWAY_REDIS_CLIENT_EVENTS_READS'].find((name) => r.text(name) !== '' && r.text(name) !== 'master');
+    if (reads !== undefined) r.fail(reads, 'must be master with GATEWAY_REDIS_CLUSTER_NODES (cluster reads go to the masters)');
+    return;
+  }
+  if (r.get<HostPort[]>('GATEWAY_REDIS_SENTINEL_ADDRS').length === 0) {
+    const orphan = ['GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'GATEWAY_REDIS_SENTINEL_PASSWORD'].find((name) => r.isSet(name));
+    if (orphan !== undefined) return r.fail(orphan, 'is set but GATEWAY_REDIS_SENTINEL_ADDRS is empty');
+    if (!r.isSet('GATEWAY_REDIS_MASTER_ADDR')) r.fail('GATEWAY_REDIS_MASTER_ADDR', 'is required');
+    return;
+  }
+  if (r.isSet('GATEWAY_REDIS_MASTER_ADDR')) {
+    return r.fail('GATEWAY_REDIS_MASTER_ADDR', 'GATEWAY_REDIS_MASTER_ADDR and GATEWAY_REDIS_SENTINEL_ADDRS are both set; set only one (with Sentinel the master is discovered)');
+  }
+  if (r.isSet('GATEWAY_REDIS_REPLICA_ADDRS')) {
+    return r.fail('GATEWAY_REDIS_REPLICA_ADDRS', 'GATEWAY_REDIS_REPLICA_ADDRS and GATEWAY_REDIS_SENTINEL_ADDRS are both set; with Sentinel the replicas are discovered');
+  }
+  const masterName = r.text('GATEWAY_REDIS_SENTINEL_MASTER_NAME');
+  if (masterName === '') r.fail('GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'is required');
+  else if (/\s/.test(masterName)) r.fail('GATEWAY_REDIS_SENTINEL_MASTER_NAME', 'must not contain whitespace');
+}
 
-/** Where Redis is, for logs and messages: the master address, the Sentinels and master name, or the cluster seeds. */
-export function describeRedisLocation(config: GatewayConfig): string {
-  const { master, sentinel, clusterNodes } = config.redis;
-  if (clusterNodes.length > 0) return `cluster via ${clusterNodes.map(formatHostPort).join(',')}`;
-  if (sentinel !== undefined) return `sentinel master "${sentinel.masterName}" via ${sentinel.addrs.map(formatHostPort).join(',')}`;
-  return master === undefined ? '(none)' : formatHostPort(master);
+/**
+ * `GATEWAY_REDIS_REPLAY_MIN_REPLICAS`: default 1 with replicas, 0 on a lone master. What the
+ * configuration alone can tell is checked here (a lone master has none, fixed replica addresses
+ * are all there can be); Sentinel and Cluster at startup ({@link checkReplayReplicas}).
+ */
+function checkReplayTopology(r: Reading): void {
+  const lone = r.get<HostPort[]>('GATEWAY_REDIS_SENTINEL_ADDRS').length === 0 && r.get<HostPort[]>('GATEWAY_REDIS_CLUSTER_NODES').length === 0;
+  const replicas = r.get<HostPort[]>('GATEWAY_REDIS_REPLICA_ADDRS').length;
+  if (!r.isSet(REPLAY_MIN_REPLICAS)) return void r.values.set(REPLAY_MIN_REPLICAS, lone && replicas === 0 ? 0 : 1);
+  const minReplicas = r.get<number>(REPLAY_MIN_REPLICAS);
+  if (!lone || r.get('GATEWAY_REDIS_MASTER_ADDR') === undefined) return;
+  if (replicas === 0 && minReplicas > 0) {
+    r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than a lone master has (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS: none); set 0 or list the replicas in GATEWAY_REDIS_REPLICA_ADDRS`);
+  } else if (minReplicas > replicas) {
+    r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than GATEWAY_REDIS_REPLICA_ADDRS lists (${replicas})`);
+  }
+}
+
+/** Sets `value` at a dotted path. */
+function put(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  const last = keys.pop() as string;
+  let node = target;
+  for (const key of keys) node = (node[key] ??= {}) as Record<string, unknown>;
+  node[last] = value;
 }
 
 /**
  * Reads and validates SPEC §7 from the environment. Throws one `ConfigError` that names every
- * missing or invalid variable (not only the first).
+ * missing or invalid variable (not only the first), in the order of {@link SETTINGS}.
  */
 export function loadConfig(env: Env = process.env): GatewayConfig {
-  const r = new Reader(env);
+  const r = new Reading(env);
   for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
     if (env[name] !== undefined) r.fail(name, `is deprecated and no longer accepted (${why}); unset it`);
   }
-  const { master, replicas, sentinel, clusterNodes } = r.check({ master: undefined, replicas: [], sentinel: undefined, clusterNodes: [] }, () => readRedisTopology(r));
-  const pushFanout = r.string('GATEWAY_PUSH_FANOUT', 'stream');
-  if (pushFanout !== 'stream' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_FANOUT', `"${pushFanout}" is not one of stream, routed`);
-  else if (pushFanout === 'routed' && clusterNodes.length === 0) r.fail('GATEWAY_PUSH_FANOUT', 'routed requires GATEWAY_REDIS_CLUSTER_NODES (a Redis Cluster)');
-  const commandCryptoText = r.string('GATEWAY_COMMAND_CRYPTO_THREADPOOL', 'false');
-  if (commandCryptoText !== 'true' && commandCryptoText !== 'false') r.fail('GATEWAY_COMMAND_CRYPTO_THREADPOOL', `"${commandCryptoText}" is not true or false`);
-  const relayText = r.string('GATEWAY_PUSH_ROUTED_RELAY', 'false');
-  if (relayText !== 'true' && relayText !== 'false') r.fail('GATEWAY_PUSH_ROUTED_RELAY', `"${relayText}" is not true or false`);
-  else if (relayText === 'true' && pushFanout !== 'routed') r.fail('GATEWAY_PUSH_ROUTED_RELAY', 'requires GATEWAY_PUSH_FANOUT=routed');
-  const password = r.required('GATEWAY_REDIS_PASSWORD');
-  const sessionReads = r.string('GATEWAY_REDIS_SESSION_READS', 'master');
-  if (sessionReads !== 'master' && sessionReads !== 'replica') {
-    r.fail('GATEWAY_REDIS_SESSION_READS', `"${sessionReads}" is not one of master, replica`);
-  }
-  const clientEventsReads = r.string('GATEWAY_REDIS_CLIENT_EVENTS_READS', 'master');
-  if (clientEventsReads !== 'master' && clientEventsReads !== 'replica') {
-    r.fail('GATEWAY_REDIS_CLIENT_EVENTS_READS', `"${clientEventsReads}" is not one of master, replica`);
-  }
-  const adminHttpAddr = r.string('GATEWAY_ADMIN_HTTP_ADDR', '');
-  if (adminHttpAddr !== '') r.check(undefined, () => parseHostPort('GATEWAY_ADMIN_HTTP_ADDR', adminHttpAddr, true));
-  const websocketAddr = r.string('GATEWAY_WEBSOCKET_ADDR', '');
-  if (websocketAddr !== '') r.check(undefined, () => parseHostPort('GATEWAY_WEBSOCKET_ADDR', websocketAddr, true));
-  const websocketAllowedOrigins = r.check([], () => parseOrigins(r.string('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', '')));
-  const authUpstreamUrl = r.string('GATEWAY_AUTH_UPSTREAM_URL', '');
-  if (authUpstreamUrl !== '') {
-    const url = URL.canParse(authUpstreamUrl) ? new URL(authUpstreamUrl) : undefined;
-    if (url === undefined) r.fail('GATEWAY_AUTH_UPSTREAM_URL', `${quoteValue(authUpstreamUrl)} is not a URL`);
-    else if (url.protocol !== 'http:' && url.protocol !== 'https:') r.fail('GATEWAY_AUTH_UPSTREAM_URL', 'must be an http:// or https:// URL');
-  }
-  const logLevel = r.string('GATEWAY_LOG_LEVEL', 'info');
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) {
-    r.fail('GATEWAY_LOG_LEVEL', `"${logLevel}" is not one of error, warn, info, debug`);
-  }
-  const sessionEventsStream = r.string('GATEWAY_SESSION_EVENTS_REDIS_STREAM', 'gateway:session-events');
-  const clientEventsStream = r.string('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'gateway:client-events');
-  if (sessionEventsStream === clientEventsStream) {
-    r.fail('GATEWAY_CLIENT_EVENTS_REDIS_STREAM', 'must differ from GATEWAY_SESSION_EVENTS_REDIS_STREAM');
-  }
-  const pushStreamBufferBytes = r.integer('GATEWAY_PUSH_STREAM_BUFFER_BYTES', 4_194_304, 1);
-  const pushResumeMaxBytes = r.integer('GATEWAY_PUSH_RESUME_MAX_BYTES', pushStreamBufferBytes, 0);
-  if (pushResumeMaxBytes > pushStreamBufferBytes) {
-    r.fail('GATEWAY_PUSH_RESUME_MAX_BYTES', `must not be larger than GATEWAY_PUSH_STREAM_BUFFER_BYTES (${pushStreamBufferBytes})`);
-  }
-  const routedLimits = readRoutedLimits(r, pushFanout === 'routed');
-  const downstreamRoutes = r.string('GATEWAY_DOWNSTREAM_ROUTES', '');
-  try {
-    parseDownstreamRoutes(downstreamRoutes);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    // The route parser quotes the bad pair; withhold it when it may carry credentials.
-    r.fail('GATEWAY_DOWNSTREAM_ROUTES', mayCarryCredentials(downstreamRoutes) ? 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)' : message);
-  }
-  const rateLimits = r.check<RateLimitRule[]>([], () => {
-    try {
-      return parseRateLimitRules(r.string('GATEWAY_RATE_LIMITS', ''));
-    } catch (error) {
-      if (error instanceof RateLimitRuleError) throw new ConfigError('GATEWAY_RATE_LIMITS', error.message);
-      throw error;
-    }
-  });
-  const rateLimitStore = r.string('GATEWAY_RATE_LIMIT_STORE', 'local');
-  if (rateLimitStore !== 'local' && rateLimitStore !== 'redis') r.fail('GATEWAY_RATE_LIMIT_STORE', `"${rateLimitStore}" is not one of local, redis`);
-  const commandTimeoutMs = r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s');
-  const replay = readReplayDurability(r, { master, replicas, sentinel, clusterNodes }, commandTimeoutMs);
-  const config: GatewayConfig = {
-    redis: {
-      master,
-      clusterNodes,
-      password,
-      replicas,
-      sentinel,
-      sessionReads: sessionReads === 'replica' ? 'replica' : 'master',
-      clientEventsReads: clientEventsReads === 'replica' ? 'replica' : 'master',
-      db: r.integer('GATEWAY_REDIS_DB', 0, 0),
-      keyPrefix: r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? 'gateway:',
-      pingTimeoutMs: r.duration('GATEWAY_REDIS_PING_TIMEOUT', '5s'),
-      commandTimeoutMs,
-      replay,
-    },
-    sessionEventsStream,
-    clientEventsStream,
-    signerKeyPath: r.required('GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH'),
-    publicHttpAddr: r.address('GATEWAY_PUBLIC_HTTP_ADDR', ':8080'),
-    grpcAddr: r.address('GATEWAY_AUTHENTICATED_GRPC_ADDR', ':9090'),
-    adminHttpAddr,
-    websocketAddr,
-    websocketAllowedOrigins,
-    websocketIdleTimeoutMs: r.duration('GATEWAY_WEBSOCKET_IDLE_TIMEOUT', '30s'),
-    shutdownTimeoutMs: r.duration('GATEWAY_SHUTDOWN_TIMEOUT', '15s'),
-    grpcMaxConnection: readGrpcMaxConnection(r),
-    maxConnections: r.integer('GATEWAY_MAX_CONNECTIONS', 0, 1) || undefined,
-    http: readHttpTimeouts(r),
-    freshnessWindowMs: r.duration('GATEWAY_REQUEST_FRESHNESS_WINDOW', '5m'),
-    maxPayloadBytes: r.integer('GATEWAY_MAX_PAYLOAD_BYTES', 1_048_576, 1),
-    pushStreamBuffer: r.integer('GATEWAY_PUSH_STREAM_BUFFER', 256, 1),
-    pushMaxEventBytes: routedLimits.pushMaxEventBytes,
-    pushStreamBufferBytes,
-    pushMaxStreamsPerSession: r.integer('GATEWAY_PUSH_MAX_STREAMS_PER_SESSION', 4, 1),
-    pushResumeMaxEvents: r.integer('GATEWAY_PUSH_RESUME_MAX_EVENTS', 1000, 0),
-    pushResumeMaxScan: r.integer('GATEWAY_PUSH_RESUME_MAX_SCAN', 10_000, 1),
-    pushResumeMaxBytes,
-    pushResumeIndexMaxBytes: r.integer('GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES', DEFAULT_RESUME_INDEX_MAX_BYTES, 0),
-    commandCryptoThreadpool: commandCryptoText === 'true',
-    pushFanout: pushFanout as PushFanout,
-    pushRoutedHistoryMaxLen: routedLimits.historyMaxLen,
-    pushRoutedHistoryTtlMs: routedLimits.historyTtlMs,
-    pushRoutedRelay: relayText === 'true',
-    pushRoutedRelayClaimIdleMs: readRelayClaimIdle(r),
-    sessionCacheTtlMs: r.duration('GATEWAY_SESSION_CACHE_TTL', '30s'),
-    sessionCacheMaxEntries: r.integer('GATEWAY_SESSION_CACHE_MAX_ENTRIES', 100_000, 1),
-    sessionRevocationsMaxEntries: r.integer('GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES', 100_000, 1),
-    authUpstreamUrl,
-    authUpstreamTimeoutMs: r.duration('GATEWAY_AUTH_UPSTREAM_TIMEOUT', '5s'),
-    downstreamRoutes,
-    downstreamTlsCaPath: r.string('GATEWAY_DOWNSTREAM_TLS_CA_PATH', ''),
-    grpcTls: r.tlsFiles('GATEWAY_AUTHENTICATED_GRPC_TLS'),
-    publicHttpTls: r.tlsFiles('GATEWAY_PUBLIC_HTTP_TLS'),
-    downstreamTimeoutMs: r.duration('GATEWAY_DOWNSTREAM_TIMEOUT', '10s'),
-    rateLimits,
-    rateLimitStore: rateLimitStore as RateLimitStore,
-    connectionLimits: readConnectionLimits(r),
-    logLevel: logLevel as LogLevel,
-  };
-  r.throwIfFailed();
+  for (const row of SETTINGS) r.read(row);
+  crossChecks(r);
+  const order = (variable: string) => SETTINGS.findIndex((row) => row.env === variable);
+  const [first, ...more] = r.problems.map((p, i) => ({ p, i })).sort((a, b) => order(a.p.variable) - order(b.p.variable) || a.i - b.i).map(({ p }) => p);
+  if (first !== undefined) throw new ConfigError(first.variable, first.problem, more);
+
+  const out: Record<string, unknown> = {};
+  for (const row of SETTINGS) put(out, row.to, r.values.get(row.env));
+  const config = out as unknown as Mutable<GatewayConfig>;
+  const redis = config.redis as Mutable<GatewayConfig['redis']>;
+  if (redis.sentinel?.addrs.length === 0) redis.sentinel = undefined;
+  const replay = redis.replay as Mutable<ReplayDurabilityConfig>;
+  replay.minReplicasSet = r.isSet(REPLAY_MIN_REPLICAS);
+  replay.waitTimeoutMs = Math.round(replay.waitTimeoutMs);
+  replay.reassertWindowMs = Math.round(replay.reassertWindowMs);
+  if (config.grpcMaxConnection.ageMs === 0) config.grpcMaxConnection = { ageMs: 0, graceMs: 0 };
+  config.grpcTls = tlsFiles(config.grpcTls, 'GATEWAY_AUTHENTICATED_GRPC_TLS');
+  config.publicHttpTls = tlsFiles(config.publicHttpTls, 'GATEWAY_PUBLIC_HTTP_TLS');
   return config;
 }
 
-/**
- * `GATEWAY_PUSH_MAX_EVENT_BYTES` and the routed history bounds, within what the publish function
- * accepts (SPEC §9.2): with routed fan-out the event bound is at most 16 MiB and the key prefix
- * holds no `{` (the partition's hash tag must be the first of every key).
- */
-function readRoutedLimits(r: Reader, routed: boolean): { pushMaxEventBytes: number; historyMaxLen: number; historyTtlMs: number } {
-  const pushMaxEventBytes = r.integer('GATEWAY_PUSH_MAX_EVENT_BYTES', 1_048_576, 0);
-  if (routed && pushMaxEventBytes > ROUTED_MAX_EVENT_BYTES_LIMIT) {
-    r.fail('GATEWAY_PUSH_MAX_EVENT_BYTES', `must be at most ${ROUTED_MAX_EVENT_BYTES_LIMIT} with GATEWAY_PUSH_FANOUT=routed (the publish function's limit)`);
-  }
-  if (routed && (r.raw('GATEWAY_REDIS_KEY_PREFIX') ?? '').includes('{')) {
-    r.fail('GATEWAY_REDIS_KEY_PREFIX', 'must not contain { with GATEWAY_PUSH_FANOUT=routed (the partition hash tag must be the first of every key)');
-  }
-  const historyMaxLen = r.integer('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', 1000, 1);
-  if (historyMaxLen > ROUTED_MAX_INTEGER_ARGUMENT) r.fail('GATEWAY_PUSH_ROUTED_HISTORY_MAXLEN', `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT}`);
-  const historyTtlMs = r.duration('GATEWAY_PUSH_ROUTED_HISTORY_TTL', '24h');
-  if (historyTtlMs > ROUTED_MAX_INTEGER_ARGUMENT) r.fail('GATEWAY_PUSH_ROUTED_HISTORY_TTL', `must be at most ${ROUTED_MAX_INTEGER_ARGUMENT} ms`);
-  return { pushMaxEventBytes, historyMaxLen, historyTtlMs };
-}
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/**
- * `GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE` (default 30s): at least 1s, at most 24h, and more than
- * twice `GATEWAY_REDIS_COMMAND_TIMEOUT`, so a live relay refreshes the entries it holds (every
- * third of it, between commands) before another process may claim them.
- */
-function readRelayClaimIdle(r: Reader): number {
-  const NAME = 'GATEWAY_PUSH_ROUTED_RELAY_CLAIM_IDLE';
-  const claimIdleMs = r.duration(NAME, '30s');
-  const commandTimeoutMs = r.duration('GATEWAY_REDIS_COMMAND_TIMEOUT', '2s');
-  if (claimIdleMs > 0 && claimIdleMs < 1000) r.fail(NAME, 'must be at least 1s');
-  else if (claimIdleMs > 24 * 3_600_000) r.fail(NAME, 'must be at most 24h');
-  else if (claimIdleMs > 0 && commandTimeoutMs > 0 && claimIdleMs <= 2 * commandTimeoutMs) {
-    r.fail(NAME, `must be more than twice GATEWAY_REDIS_COMMAND_TIMEOUT (${commandTimeoutMs}ms)`);
-  }
-  return claimIdleMs;
-}
-
-/**
- * `GATEWAY_REDIS_REPLAY_MIN_REPLICAS` (integer >= 0; default 1 with replicas, 0 on a lone master)
- * and `GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT` (default 50ms, at least 1ms, at most the command
- * timeout). What the configuration alone can tell is checked here: a lone master has no replica,
- * fixed replica addresses are all there can be. Sentinel and Cluster are checked at startup
- * against the replicas they know ({@link checkReplayReplicas}).
- */
-function readReplayDurability(
-  r: Reader,
-  topology: { master: HostPort | undefined; replicas: readonly HostPort[]; sentinel: SentinelConfig | undefined; clusterNodes: readonly HostPort[] },
-  commandTimeoutMs: number,
-): ReplayDurabilityConfig {
-  const lone = topology.sentinel === undefined && topology.clusterNodes.length === 0 && topology.replicas.length === 0;
-  const text = r.raw(REPLAY_MIN_REPLICAS);
-  const minReplicasSet = text !== undefined && text !== '';
-  const minReplicas = r.integer(REPLAY_MIN_REPLICAS, lone ? 0 : 1, 0);
-  if (minReplicasSet && topology.master !== undefined) {
-    const most = topology.replicas.length;
-    if (lone && minReplicas > 0) {
-      r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than a lone master has (GATEWAY_REDIS_MASTER_ADDR without GATEWAY_REDIS_REPLICA_ADDRS: none); set 0 or list the replicas in GATEWAY_REDIS_REPLICA_ADDRS`);
-    } else if (minReplicas > most) {
-      r.fail(REPLAY_MIN_REPLICAS, `${minReplicas} asks for more replicas than GATEWAY_REDIS_REPLICA_ADDRS lists (${most})`);
-    }
-  }
-  const waitTimeoutMs = r.duration(REPLAY_WAIT_TIMEOUT, '50ms');
-  if (waitTimeoutMs > 0 && waitTimeoutMs < 1) r.fail(REPLAY_WAIT_TIMEOUT, 'must be at least 1ms');
-  else if (waitTimeoutMs > commandTimeoutMs && commandTimeoutMs > 0) r.fail(REPLAY_WAIT_TIMEOUT, 'must not be longer than GATEWAY_REDIS_COMMAND_TIMEOUT');
-  const reassertWindowMs = Math.round(r.duration('GATEWAY_REDIS_REPLAY_REASSERT_WINDOW', '30s'));
-  const reassertMaxEntries = r.integer('GATEWAY_REDIS_REPLAY_REASSERT_MAX_ENTRIES', 100_000, 0);
-  return { minReplicas, minReplicasSet, waitTimeoutMs: Math.round(waitTimeoutMs), reassertWindowMs, reassertMaxEntries };
+function tlsFiles(files: TlsFiles | undefined, prefix: string): TlsFiles | undefined {
+  if (files === undefined || (files.certPath === '' && files.keyPath === '')) return undefined;
+  return { certPath: files.certPath, keyPath: files.keyPath, certVariable: `${prefix}_CERT_PATH`, keyVariable: `${prefix}_KEY_PATH` };
 }
 
 /**
@@ -582,88 +591,15 @@ export function checkReplayReplicas(replay: ReplayDurabilityConfig, found: { rea
   );
 }
 
-/** What one connection may cost (issue 22, SPEC §2.2): answer bytes queued, time to drain them, refused requests. */
-function readConnectionLimits(r: Reader): ConnectionLimits {
-  const failureText = r.string('GATEWAY_CONNECTION_FAILURE_LIMIT', DEFAULT_CONNECTION_FAILURE_LIMIT);
-  const failureLimit = r.check(DEFAULT_CONNECTION_LIMITS.failureLimit, () => {
-    try {
-      return parseFailureLimit(failureText);
-    } catch (error) {
-      throw new ConfigError('GATEWAY_CONNECTION_FAILURE_LIMIT', `"${failureText}" ${error instanceof Error ? error.message : String(error)}`);
-    }
-  });
-  return {
-    maxBufferBytes: r.integer('GATEWAY_CONNECTION_MAX_BUFFER_BYTES', DEFAULT_CONNECTION_LIMITS.maxBufferBytes, 1),
-    drainTimeoutMs: r.duration('GATEWAY_CONNECTION_DRAIN_TIMEOUT', '30s'),
-    failureLimit,
-  };
-}
+/** `host:port` of a configured address. */
+export const formatHostPort = (address: HostPort): string => (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
 
-/** The HTTP listeners' time bounds (issue 12); the headers must be due before the whole request. */
-function readHttpTimeouts(r: Reader): GatewayConfig['http'] {
-  const headersTimeoutMs = r.duration('GATEWAY_HTTP_HEADERS_TIMEOUT', '10s');
-  const requestTimeoutMs = r.duration('GATEWAY_HTTP_REQUEST_TIMEOUT', '30s');
-  if (headersTimeoutMs > requestTimeoutMs) r.fail('GATEWAY_HTTP_HEADERS_TIMEOUT', 'must not be longer than GATEWAY_HTTP_REQUEST_TIMEOUT');
-  return {
-    headersTimeoutMs,
-    requestTimeoutMs,
-    keepAliveTimeoutMs: r.duration('GATEWAY_HTTP_KEEPALIVE_TIMEOUT', '5s'),
-    writeTimeoutMs: r.duration('GATEWAY_HTTP_WRITE_TIMEOUT', '30s'),
-  };
-}
-
-/** Shortest `GATEWAY_GRPC_MAX_CONNECTION_AGE`: a shorter one would make clients reconnect all the time. */
-export const MIN_GRPC_MAX_CONNECTION_AGE_MS = 1000;
-/** Longest age or grace: Node's timers (which grpc-js uses) fire at once beyond 2^31-1 ms (24.8 days). */
-export const MAX_GRPC_CONNECTION_TIMER_MS = 480 * 3_600_000;
-const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE = '30s';
-
-/**
- * `GATEWAY_GRPC_MAX_CONNECTION_AGE` (empty or `0`: unlimited) and `_GRACE` (default `30s`;
- * only with an age). Both bounded: at least 1s of age, at most 480h each.
- */
-function readGrpcMaxConnection(r: Reader): GatewayConfig['grpcMaxConnection'] {
-  const AGE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE';
-  const GRACE = 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE';
-  const ageText = r.string(AGE, '0');
-  const ageMs = parseGoDuration(ageText);
-  const graceSet = r.string(GRACE, '') !== '';
-  if (ageMs === undefined) {
-    r.fail(AGE, `"${ageText}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m; empty or 0: unlimited)`);
-    if (graceSet) r.duration(GRACE, DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE);
-    return { ageMs: 0, graceMs: 0 };
-  }
-  if (ageMs === 0) {
-    if (graceSet) r.fail(GRACE, `is set but ${AGE} is not (the grace only follows a maximum age)`);
-    return { ageMs: 0, graceMs: 0 };
-  }
-  if (ageMs < MIN_GRPC_MAX_CONNECTION_AGE_MS) r.fail(AGE, 'must be at least 1s (or empty/0: unlimited)');
-  else if (ageMs > MAX_GRPC_CONNECTION_TIMER_MS) r.fail(AGE, 'must be at most 480h');
-  const graceMs = r.duration(GRACE, DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE);
-  if (graceMs > MAX_GRPC_CONNECTION_TIMER_MS) r.fail(GRACE, 'must be at most 480h');
-  return { ageMs, graceMs };
-}
-
-/**
- * `GATEWAY_WEBSOCKET_ALLOWED_ORIGINS`: comma-separated exact origins (`https://app.example.com`),
- * `null` (the opaque origin of sandboxed iframes and file: pages, SPEC §2.2) or `*`.
- */
-function parseOrigins(text: string): string[] {
-  if (text === '') return [];
-  return text.split(',').map((part) => {
-    const origin = part.trim();
-    if (origin === '*' || origin === 'null') return origin;
-    let url: URL | undefined;
-    try {
-      url = new URL(origin);
-    } catch {
-      url = undefined;
-    }
-    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
-      throw new ConfigError('GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', `${origin.includes('@') ? 'an origin (not shown: it holds user:password@)' : `"${origin}"`} is not an origin like https://app.example.com (scheme, host, optional port; no path)`);
-    }
-    return origin;
-  });
+/** Where Redis is, for logs and messages: the master address, the Sentinels and master name, or the cluster seeds. */
+export function describeRedisLocation(config: GatewayConfig): string {
+  const { master, sentinel, clusterNodes } = config.redis;
+  if (clusterNodes.length > 0) return `cluster via ${clusterNodes.map(formatHostPort).join(',')}`;
+  if (sentinel !== undefined) return `sentinel master "${sentinel.masterName}" via ${sentinel.addrs.map(formatHostPort).join(',')}`;
+  return master === undefined ? '(none)' : formatHostPort(master);
 }
 
 /** The configuration as safe to log: no password. */
@@ -691,7 +627,7 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     websocket_addr: config.websocketAddr,
     websocket_allowed_origins: config.websocketAllowedOrigins,
     downstream_routes: config.downstreamRoutes,
-    rate_limits: formatRateLimitRules(config.rateLimits),
+    rate_limits: formatRateLimitRules(config.core.rateLimits),
     rate_limit_store: config.rateLimitStore,
     connection_max_buffer_bytes: config.connectionLimits.maxBufferBytes,
     connection_drain_timeout_ms: config.connectionLimits.drainTimeoutMs,

@@ -105,7 +105,7 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
     websocket = await startWebSocketServer({
       core: gateway.core,
       server: adminHttp.server,
-      maxPayloadBytes: config.maxPayloadBytes,
+      maxPayloadBytes: config.core.maxPayloadBytes,
       allowedOrigins: [`http://${adminHttp.address}`, `http://localhost:${adminHttp.port}`, `http://127.0.0.1:${adminHttp.port}`],
       headersTimeoutMs: config.http.headersTimeoutMs,
       idleTimeoutMs: config.websocketIdleTimeoutMs,

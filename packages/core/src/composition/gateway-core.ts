@@ -16,10 +16,11 @@ import type { ResponseSigner } from '../ports/response-signer.port.js';
 import type { RevocationStore } from '../ports/revocation-store.port.js';
 import type { SessionStore } from '../ports/session-store.port.js';
 import type { UserFeed } from '../ports/user-feed.port.js';
-import { PushHub, type PushSink } from '../push/push-hub.js';
+import { DEFAULT_PUSH_MAX_STREAMS_PER_SESSION, DEFAULT_PUSH_STREAM_BUFFER_BYTES, PushHub, type PushSink } from '../push/push-hub.js';
 import { StaticRouter } from '../routing/static-router.js';
-import { CommandService, type CallContext } from '../services/command-service.js';
-import { SubscriptionService } from '../services/subscription-service.js';
+import { CommandService, DEFAULT_DOWNSTREAM_TIMEOUT_MS, DEFAULT_MAX_PAYLOAD_BYTES, type CallContext } from '../services/command-service.js';
+import { DEFAULT_RESUME_MAX_EVENTS, DEFAULT_RESUME_MAX_SCAN, SubscriptionService } from '../services/subscription-service.js';
+import { DEFAULT_PUSH_MAX_EVENT_BYTES } from '../handlers/client-event.js';
 import { DEFAULT_FRESHNESS_WINDOW_MS } from '../services/pipeline.js';
 import { DEFAULT_REVOCATIONS_MAX_ENTRIES, RevocationMemory } from '../session/revocation-memory.js';
 import { RevocationReasserter } from '../session/revocation-reasserter.js';
@@ -119,6 +120,29 @@ export interface GatewayCoreOptions {
    */
   readonly rateLimits?: readonly RateLimitRule[];
 }
+
+/**
+ * Every default of {@link GatewayCoreOptions}, by option name: what `createGatewayCore` uses for
+ * an option left out (the gateway binary's settings table takes its defaults from here, SPEC §7).
+ * `resumeMaxBytes` is not listed: it defaults to the `pushStreamBufferBytes` in use.
+ */
+export const GATEWAY_CORE_DEFAULTS: Readonly<Required<Omit<GatewayCoreOptions, 'resumeMaxBytes'>>> = Object.freeze({
+  sessionCacheMaxEntries: DEFAULT_SESSION_CACHE_MAX_ENTRIES,
+  sessionCacheTtlMs: DEFAULT_SESSION_CACHE_TTL_MS,
+  revocationsMaxEntries: DEFAULT_REVOCATIONS_MAX_ENTRIES,
+  pushStreamBuffer: DEFAULT_PUSH_STREAM_BUFFER,
+  pushStreamBufferBytes: DEFAULT_PUSH_STREAM_BUFFER_BYTES,
+  pushMaxStreamsPerSession: DEFAULT_PUSH_MAX_STREAMS_PER_SESSION,
+  freshnessWindowMs: DEFAULT_FRESHNESS_WINDOW_MS,
+  maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+  downstreamTimeoutMs: DEFAULT_DOWNSTREAM_TIMEOUT_MS,
+  resumeMaxEvents: DEFAULT_RESUME_MAX_EVENTS,
+  resumeMaxScan: DEFAULT_RESUME_MAX_SCAN,
+  pushMaxEventBytes: DEFAULT_PUSH_MAX_EVENT_BYTES,
+  asyncCrypto: true,
+  commandAsyncCrypto: false,
+  rateLimits: Object.freeze([]),
+});
 
 /**
  * An event feed the core stops at shutdown: anything with `close()` (the shutdown verb of every
