@@ -162,17 +162,24 @@ export class SentinelRedisTopology implements RedisTopology {
     await this.close();
   }
 
-  /** Asks the Sentinels in order until one names the master; bounded by `timeoutMs` in total. */
+  /**
+   * Asks the Sentinels in order until one names the master; bounded by `timeoutMs` in total. Each
+   * Sentinel but the last gets at most its command timeout (at least 1 s) of that: a Sentinel
+   * that accepts TCP and never answers (a stopped process) no longer spends the whole budget
+   * before the next one is asked.
+   */
   private async discoverMaster(timeoutMs: number): Promise<RedisAddress> {
     const deadline = performance.now() + timeoutMs;
     const problems: string[] = [];
-    for (const client of this.sentinelClients) {
+    for (const [index, client] of this.sentinelClients.entries()) {
       const left = deadline - performance.now();
       if (left <= 0) break;
+      const last = index === this.sentinelClients.length - 1;
+      const until = performance.now() + (last ? left : Math.min(left, Math.max(client.commandTimeoutMs, 1000)));
       try {
-        await connectBounded(client, left);
+        await connectBounded(client, until - performance.now());
         const reply = await client.command(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.options.masterName], {
-          timeoutMs: Math.max(1, deadline - performance.now()),
+          timeoutMs: Math.max(1, until - performance.now()),
         });
         const address = parseAddressReply(reply);
         if (address !== undefined) return address;

@@ -1,4 +1,5 @@
 import { redisCommand, startSentinelTopology, waitFor, type SentinelTopology } from '@edge-gateway/test-utils';
+import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisEventHistory, RedisStreamSubscriber, SentinelRedisTopology, StreamContinuity, type RedisClient } from '../src/index.js';
 import { MetricsHarness, RecordingHandler, recordingLogger, unique } from './helpers.js';
@@ -56,6 +57,34 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
     expect(nodes.find((n) => n.role === 'master')).toMatchObject({ address: `${master.host}:${master.port}`, reachable: true });
     expect(nodes.find((n) => n.role === 'replica')).toMatchObject({ address: `127.0.0.1:${replica?.port}`, reachable: true });
     expect(nodes.find((n) => n.role === 'replica')?.detail).toContain(`replica of 127.0.0.1:${master.port}, link connected`);
+  });
+
+  it('a Sentinel that accepts TCP and never answers (a stopped process) costs its own bound, not the startup budget', async () => {
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => {
+      held.add(socket);
+      socket.resume();
+      socket.on('error', () => {});
+      socket.on('close', () => held.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const topology = new SentinelRedisTopology({
+      sentinels: [{ host: '127.0.0.1', port: (silent.address() as { port: number }).port }, ...topo.sentinels.map((s) => ({ host: s.host, port: s.port }))],
+      masterName: topo.masterName,
+      sentinelPassword: topo.sentinelPassword,
+      master: { password: topo.password, commandTimeoutMs: 400 },
+    });
+    try {
+      // 5 s in all: the silent Sentinel would have held all of it before.
+      await topology.connect(5000);
+      expect(held.size).toBeGreaterThan(0);
+      const master = await topo.master();
+      expect(topology.master.address).toBe(`${master.host}:${master.port}`);
+    } finally {
+      await topology.close();
+      silent.close();
+    }
+    await waitFor(() => held.size === 0, { timeoutMs: 5000, message: 'the silent Sentinel connection closed' });
   });
 
   it('fails startup naming the master when no Sentinel knows it', async () => {
