@@ -20,7 +20,6 @@ import {
   GATEWAY_CORE_DEFAULTS,
   parseFailureLimit,
   parseRateLimitRules,
-  RateLimitRuleError,
   type ConnectionLimits,
   type GatewayCoreOptions,
 } from '@edge-gateway/core';
@@ -254,6 +253,7 @@ export const MIN_GRPC_MAX_CONNECTION_AGE_MS = 1000;
 export const MAX_GRPC_CONNECTION_TIMER_MS = 480 * 3_600_000;
 const AT_MOST_480H: [number, string] = [MAX_GRPC_CONNECTION_TIMER_MS, 'must be at most 480h'];
 const HOUR = 3_600_000;
+const WITHHELD_ROUTES = 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)';
 
 /**
  * SPEC §7 as a table: variable → where it goes → default → how it is read. Problems are
@@ -323,33 +323,13 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'GATEWAY_SESSION_REVOCATIONS_MAX_ENTRIES', to: 'core.revocationsMaxEntries', default: GATEWAY_CORE_DEFAULTS.revocationsMaxEntries, parse: integer(1) },
   { env: 'GATEWAY_COMMAND_CRYPTO_THREADPOOL', to: 'core.commandAsyncCrypto', default: GATEWAY_CORE_DEFAULTS.commandAsyncCrypto, parse: bool },
   { env: 'GATEWAY_DOWNSTREAM_TIMEOUT', to: 'core.downstreamTimeoutMs', default: GATEWAY_CORE_DEFAULTS.downstreamTimeoutMs, parse: duration() },
-  {
-    env: 'GATEWAY_RATE_LIMITS',
-    to: 'core.rateLimits',
-    default: GATEWAY_CORE_DEFAULTS.rateLimits,
-    parse: (v) => {
-      try {
-        return parseRateLimitRules(v);
-      } catch (error) {
-        if (error instanceof RateLimitRuleError) throw new Invalid(error.message);
-        throw error;
-      }
-    },
-  },
+  { env: 'GATEWAY_RATE_LIMITS', to: 'core.rateLimits', default: GATEWAY_CORE_DEFAULTS.rateLimits, parse: foreign(parseRateLimitRules) },
   { env: 'GATEWAY_RATE_LIMIT_STORE', to: 'rateLimitStore', default: 'local', parse: oneOf('local', 'redis') },
   // Upstreams
   { env: 'GATEWAY_AUTH_UPSTREAM_URL', to: 'authUpstreamUrl', default: '', parse: parseAuthUrl },
   { env: 'GATEWAY_AUTH_UPSTREAM_TIMEOUT', to: 'authUpstreamTimeoutMs', default: 5000, parse: duration() },
-  {
-    env: 'GATEWAY_DOWNSTREAM_ROUTES',
-    to: 'downstreamRoutes',
-    default: '',
-    // The route parser quotes the bad pair; withhold it when it may carry credentials.
-    parse: foreign(
-      (v) => (parseDownstreamRoutes(v), v),
-      (e, v) => (mayCarryCredentials(v) ? 'is not a list of prefix=host:port (the value is not shown: it looks like a URL or holds user:password@)' : e.message),
-    ),
-  },
+  // The route parser quotes the bad pair; withheld when it may carry credentials.
+  { env: 'GATEWAY_DOWNSTREAM_ROUTES', to: 'downstreamRoutes', default: '', parse: foreign((v) => (parseDownstreamRoutes(v), v), (e, v) => (mayCarryCredentials(v) ? WITHHELD_ROUTES : e.message)) },
   // Per connection (SPEC §2.3): the failure limit is read first
   { env: 'GATEWAY_CONNECTION_FAILURE_LIMIT', to: 'connectionLimits.failureLimit', default: DEFAULT_CONNECTION_LIMITS.failureLimit, parse: foreign(parseFailureLimit, (e, v) => `"${v}" ${e.message}`) },
   { env: 'GATEWAY_CONNECTION_MAX_BUFFER_BYTES', to: 'connectionLimits.maxBufferBytes', default: DEFAULT_CONNECTION_LIMITS.maxBufferBytes, parse: integer(1) },
@@ -552,7 +532,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   for (const row of SETTINGS) r.read(row);
   crossChecks(r);
   const order = (variable: string) => SETTINGS.findIndex((row) => row.env === variable);
-  const [first, ...more] = r.problems.map((p, i) => ({ p, i })).sort((a, b) => order(a.p.variable) - order(b.p.variable) || a.i - b.i).map(({ p }) => p);
+  const [first, ...more] = r.problems.sort((a, b) => order(a.variable) - order(b.variable));
   if (first !== undefined) throw new ConfigError(first.variable, first.problem, more);
 
   const out: Record<string, unknown> = {};
