@@ -4,6 +4,8 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 const coreAllowed = ['node:crypto', '@opentelemetry/api', '@edge-gateway/protocol'];
+// The Node-only entry @edge-gateway/core/node (src/node.ts, src/node/) also reads and watches files.
+const coreNodeAllowed = [...coreAllowed, 'node:fs', 'node:fs/promises', 'node:tls'];
 
 /** Anything but a relative path or one of `allowed` (packages/core/test/boundary.test.ts holds the same lists). */
 const onlyAllowed = (allowed) => `^(?!\\.\\.?/${allowed.length === 0 ? '' : `|(?:${allowed.map((name) => name.replaceAll('.', '\\.')).join('|')})$`})`;
@@ -32,7 +34,7 @@ export default tseslint.config(
     // The core is transport-free (ARCHITECTURE.md): an allow-list, so no driver or adapter of
     // any name gets in (packages/core/test/boundary.test.ts checks the same rule).
     files: ['packages/core/src/**/*.ts'],
-    ignores: ['packages/core/src/**/*.test.ts', 'packages/core/src/testing/**'],
+    ignores: ['packages/core/src/**/*.test.ts', 'packages/core/src/testing/**', 'packages/core/src/node.ts', 'packages/core/src/node/**'],
     rules: {
       'no-restricted-imports': [
         'error',
@@ -42,6 +44,27 @@ export default tseslint.config(
               // Anything but a relative path or an allowed name.
               regex: onlyAllowed(coreAllowed),
               message: 'packages/core must stay transport-free: it may import only node:crypto, @opentelemetry/api and @edge-gateway/protocol; drivers belong in adapters.',
+            },
+            {
+              regex: '(^|/)node(/|\\.js$)',
+              message: 'only @edge-gateway/core/node (src/node.ts) imports src/node/: the main entry does no file I/O.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['packages/core/src/node.ts', 'packages/core/src/node/**/*.ts'],
+    ignores: ['packages/core/src/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: onlyAllowed(coreNodeAllowed),
+              message: '@edge-gateway/core/node may import only node:crypto, node:fs, node:fs/promises, node:tls, @opentelemetry/api and @edge-gateway/protocol.',
             },
           ],
         },

@@ -12,7 +12,7 @@ import { registerGateway, registerRedisBackend } from './container.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';
-import { TlsFilesError, describeCertificate, loadDownstreamCa, loadTlsPair, watchTlsFiles, type TlsKeyPair, type TlsReloader } from './tls-files.js';
+import { TlsFilesError, loadCaCertificates, openTlsFiles, type TlsFileWatcher } from '@edge-gateway/core/node';
 import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
 import { MaxConnectionsError, maxConnectionsFor, readOpenFileLimit } from './open-file-limit.js';
 import { Tokens } from './tokens.js';
@@ -28,13 +28,25 @@ export class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
-/** Loads a listener's certificate at startup (step 2, with the signer key); errors name the variable. */
-async function loadListenerTls(listener: string, files: TlsFiles | undefined, logger: Logger): Promise<TlsKeyPair | undefined> {
+/**
+ * Loads a listener's certificate at startup (step 2, with the signer key) and watches its files
+ * from then on (SPEC §8.6; the listener follows the watcher); errors name the variable.
+ */
+async function openListenerTls(listener: string, files: TlsFiles | undefined, logger: Logger): Promise<TlsFileWatcher | undefined> {
   if (files === undefined) return undefined;
   try {
-    const pair = await loadTlsPair(files);
-    logger.info('tls certificate loaded', { listener, ...describeCertificate(pair) });
-    return pair;
+    return await openTlsFiles({ listener, files, logger });
+  } catch (error) {
+    if (error instanceof TlsFilesError) throw new StartupError(error.message);
+    throw error;
+  }
+}
+
+/** `GATEWAY_DOWNSTREAM_TLS_CA_PATH`, read once at startup; empty: Node's root certificates. */
+async function loadDownstreamCa(path: string): Promise<Buffer | undefined> {
+  if (path === '') return undefined;
+  try {
+    return await loadCaCertificates(path, 'GATEWAY_DOWNSTREAM_TLS_CA_PATH');
   } catch (error) {
     if (error instanceof TlsFilesError) throw new StartupError(error.message);
     throw error;
@@ -119,13 +131,22 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   logger.info('response signer loaded', { signer_key_id: signer.keyId });
   telemetry.metrics.observeSignerKey(signer);
   await warnIfKeyExposed(config.signerKeyPath, logger);
-  const publicHttpTls = await loadListenerTls('public http', config.publicHttpTls, logger);
-  const grpcTls = await loadListenerTls('authenticated grpc', config.grpcTls, logger);
+  // Certificates are re-read when their files change (and on SIGHUP); new connections get them.
+  const tlsWatchers: TlsFileWatcher[] = [];
+  const closeTlsWatchers = (): void => {
+    for (const watcher of tlsWatchers) watcher.close();
+  };
+  let publicHttpTls: TlsFileWatcher | undefined;
+  let grpcTls: TlsFileWatcher | undefined;
   let downstreamCa: Buffer | undefined;
   try {
+    publicHttpTls = await openListenerTls('public http', config.publicHttpTls, logger);
+    if (publicHttpTls !== undefined) tlsWatchers.push(publicHttpTls);
+    grpcTls = await openListenerTls('authenticated grpc', config.grpcTls, logger);
+    if (grpcTls !== undefined) tlsWatchers.push(grpcTls);
     downstreamCa = await loadDownstreamCa(config.downstreamTlsCaPath);
   } catch (error) {
-    if (error instanceof TlsFilesError) throw new StartupError(error.message);
+    closeTlsWatchers();
     throw error;
   }
 
@@ -135,6 +156,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const undo: ShutdownStep[] = [];
   const abort = async (error: unknown): Promise<never> => {
+    closeTlsWatchers();
     await runShutdown([...undo].reverse(), config.shutdownTimeoutMs, logger.child({ phase: 'startup-rollback' }));
     throw error;
   };
@@ -276,14 +298,6 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     await abort(error instanceof StartupError ? error : new StartupError(error instanceof Error ? error.message : String(error)));
   }
 
-  // Certificates are re-read when their files change (and on SIGHUP); new connections get them.
-  const tlsReloaders: TlsReloader[] = [];
-  const watchListener = (listener: string, files: TlsFiles | undefined, current: TlsKeyPair | undefined, apply: ((pair: TlsKeyPair) => void) | undefined): void => {
-    if (files !== undefined && current !== undefined && apply !== undefined) tlsReloaders.push(watchTlsFiles({ listener, files, current, apply, logger }));
-  };
-  watchListener('public http', config.publicHttpTls, publicHttpTls, publicHttp?.setTls);
-  watchListener('authenticated grpc', config.grpcTls, grpcTls, grpc?.setTls);
-
   readiness = 'ready';
   logger.info('gateway started', {
     public_http_addr: publicHttp?.address,
@@ -300,7 +314,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const shutdown = (): Promise<boolean> => {
     stopping ??= (async () => {
       logger.info('gateway shutting down', { budget_per_step: formatDuration(config.shutdownTimeoutMs) });
-      for (const reloader of tlsReloaders) reloader.stop();
+      closeTlsWatchers();
       const steps = core.shutdownSteps({
         onShuttingDown: () => {
           readiness = 'shutting_down';
@@ -337,8 +351,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     websocket,
     shutdown,
     async reload() {
-      logger.info('reload requested', { reloads: ['signer key', ...(tlsReloaders.length > 0 ? ['tls certificates'] : [])] });
-      await Promise.all([rotation.reload(), ...tlsReloaders.map((reloader) => reloader.reload())]);
+      logger.info('reload requested', { reloads: ['signer key', ...(tlsWatchers.length > 0 ? ['tls certificates'] : [])] });
+      await Promise.all([rotation.reload(), ...tlsWatchers.map((watcher) => watcher.reload())]);
     },
   };
 }

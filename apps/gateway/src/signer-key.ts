@@ -1,5 +1,5 @@
 import { Ed25519ResponseSigner, KeyFormatError } from '@edge-gateway/core';
-import { BoundedFileError, readBoundedFile } from './bounded-file.js';
+import { BoundedFileError, readBoundedFile } from '@edge-gateway/core/node';
 
 const VARIABLE = 'GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH';
 

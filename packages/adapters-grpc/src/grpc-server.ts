@@ -7,7 +7,8 @@ import { connectionTracking } from './connection-tracking.js';
 import { createEdgeGatewayService } from './edge-gateway-service.js';
 import { edgeGatewayServiceDefinition } from './event-encoding.js';
 import { loadReflectionDescriptor } from './proto-files.js';
-import { ReloadableTlsCredentials, type TlsKeyPair } from './reloadable-tls-credentials.js';
+import type { TlsKeyPair, TlsPairSource } from '@edge-gateway/core/node';
+import { ReloadableTlsCredentials } from './reloadable-tls-credentials.js';
 
 /** Room for the other request fields on top of `maxPayloadBytes`, so an oversized payload
  * within it still reaches the core's field check and gets the exact `payload: …` message. */
@@ -30,8 +31,12 @@ export interface GrpcServerOptions {
   readonly logger?: Logger;
   /** Server keepalive pings, so dead clients (and their push streams) are noticed. */
   readonly keepalive?: { readonly timeMs?: number; readonly timeoutMs?: number };
-  /** Serve TLS with this certificate chain and key (PEM); default plaintext (h2c). */
-  readonly tls?: TlsKeyPair;
+  /**
+   * Serve TLS with this certificate chain and key (PEM); default plaintext (h2c). A
+   * {@link TlsPairSource} (e.g. the watcher `openTlsFiles` of `@edge-gateway/core/node` returns)
+   * is followed: each new pair is served to the connections made from then on, until `close`.
+   */
+  readonly tls?: TlsKeyPair | TlsPairSource;
   /**
    * Maximum connection age: a connection older than `ageMs` (grpc-js adds up to ±10% jitter)
    * gets a GOAWAY, so its client opens a new connection for new calls (after a scale-out, or to
@@ -138,7 +143,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   new ReflectionService(loadReflectionDescriptor()).addToServer(server);
 
-  const tls = options.tls;
+  const source = options.tls !== undefined && 'onChange' in options.tls ? options.tls : undefined;
+  const tls: TlsKeyPair | undefined = source !== undefined ? source.current : (options.tls as TlsKeyPair | undefined);
   const reloadable = tls === undefined ? undefined : new ReloadableTlsCredentials(tls, { handshakeTimeoutMs: options.tlsHandshakeTimeoutMs });
   const credentials = reloadable ?? ServerCredentials.createInsecure();
   const bindTo = (bind: string) =>
@@ -169,6 +175,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     }
   }
 
+  // Followed from the moment the server is up (a pair that came while it started is served now).
+  if (source !== undefined && reloadable !== undefined && source.current !== tls) reloadable.replace(source.current);
+  const unfollow = reloadable === undefined ? undefined : source?.onChange((pair) => reloadable.replace(pair));
+
   let closed: Promise<'graceful' | 'forced'> | undefined;
   return {
     server,
@@ -189,6 +199,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   }
 
   function stop(budgetMs: number): Promise<'graceful' | 'forced'> {
+    unfollow?.();
     health.setStatus('', 'NOT_SERVING');
     health.setStatus(EDGE_GATEWAY_SERVICE_NAME, 'NOT_SERVING');
     return new Promise((resolve) => {

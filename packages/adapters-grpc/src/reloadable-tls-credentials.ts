@@ -1,10 +1,8 @@
 import { ServerCredentials } from '@grpc/grpc-js';
+import type { TlsKeyPair } from '@edge-gateway/core/node';
 
-/** A certificate chain and its private key, PEM. */
-export interface TlsKeyPair {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-}
+/** A certificate chain and its private key, PEM (the type of `@edge-gateway/core/node`). */
+export type { TlsKeyPair };
 
 /**
  * Server TLS credentials whose certificate can be replaced while the server runs: grpc-js

@@ -4,6 +4,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { type AddressInfo, type Socket } from 'node:net';
 import { type Express } from 'express';
 import { DEFAULT_CLOSE_BUDGET_MS, noopLogger, type GatewayMetrics, type Logger } from '@edge-gateway/core';
+import type { TlsKeyPair, TlsPairSource } from '@edge-gateway/core/node';
 
 import { AnswerBounds } from './answer-bounds.js';
 import { formatListenAddress, parseListenAddress } from './listen-address.js';
@@ -37,12 +38,6 @@ export interface HttpListener {
   setTls?(pair: TlsKeyPair): void;
 }
 
-/** A certificate chain and its private key, PEM. */
-export interface TlsKeyPair {
-  readonly cert: Buffer;
-  readonly key: Buffer;
-}
-
 export interface ListenOptions {
   readonly logger?: Logger;
   /**
@@ -69,11 +64,14 @@ export interface ListenOptions {
   /** Counts write-timeout closes in `gateway_connections_closed_total{transport="http"}`. */
   readonly metrics?: GatewayMetrics;
   /**
-   * Serve HTTPS with this certificate (replace it later with `HttpListener.setTls`); default
-   * plain HTTP. The TLS handshake must complete within `headersTimeoutMs` of the connection;
-   * the request headers then get their own `headersTimeoutMs`.
+   * Serve HTTPS with this certificate; default plain HTTP. A {@link TlsPairSource} (e.g. the
+   * watcher `openTlsFiles` of `@edge-gateway/core/node` returns) is followed: each new pair is
+   * served to the connections made from then on, until the listener closes. A fixed pair can be
+   * replaced with `HttpListener.setTls`. The TLS handshake must complete within
+   * `headersTimeoutMs` of the connection; the request headers then get their own
+   * `headersTimeoutMs`.
    */
-  readonly tls?: TlsKeyPair;
+  readonly tls?: TlsKeyPair | TlsPairSource;
   /**
    * Counts this listener's connections (against the guard's cap unless `capped` is false),
    * and takes over its accept errors (see `ListenerGuard`).
@@ -114,7 +112,8 @@ export async function listen(app: Express, address: string, options: ListenOptio
   };
   // An https.Server takes the same options and emits the same request events; typed as
   // http's Server for the code below.
-  const tls = options.tls;
+  const source = options.tls !== undefined && 'onChange' in options.tls ? options.tls : undefined;
+  const tls: TlsKeyPair | undefined = source !== undefined ? source.current : (options.tls as TlsKeyPair | undefined);
   const server =
     tls === undefined
       ? createServer(serverOptions)
@@ -171,12 +170,18 @@ export async function listen(app: Express, address: string, options: ListenOptio
   });
   if (options.guard === undefined) server.on('error', (error) => logger.error('http listener error', { error: error.message }));
 
+  const setTls = (pair: TlsKeyPair): void => (server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key });
+  // Followed from the moment the listener is up (a pair that came while it started is served now).
+  if (source !== undefined && source.current !== tls) setTls(source.current);
+  const unfollow = source?.onChange(setTls);
+
   const bound = server.address() as AddressInfo;
   let closed: Promise<CloseOutcome> | undefined;
 
   const close = (budgetMs: number = DEFAULT_CLOSE_BUDGET_MS): Promise<CloseOutcome> => {
     closed ??= new Promise<CloseOutcome>((resolve) => {
       closing = true;
+      unfollow?.();
       for (const res of active) {
         if (!res.headersSent) res.setHeader('Connection', 'close');
       }
@@ -209,8 +214,6 @@ export async function listen(app: Express, address: string, options: ListenOptio
     async [Symbol.asyncDispose]() {
       await close();
     },
-    ...(tls === undefined
-      ? {}
-      : { setTls: (pair: TlsKeyPair) => (server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key }) }),
+    ...(tls === undefined ? {} : { setTls }),
   };
 }

@@ -1,7 +1,10 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as TlsServer } from 'node:tls';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ConnectionBudgets, DEFAULT_CLOSE_BUDGET_MS, GatewayMetrics, MAX_CALLS_PER_CONNECTION, RequestLogLimiter, noopLogger, type ConnectionLimits, type GatewayCore, type Logger } from '@edge-gateway/core';
+import type { TlsKeyPair, TlsPairSource } from '@edge-gateway/core/node';
 import { CloseCodes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, WEBSOCKET_SUBPROTOCOL_TRAILERS } from '@edge-gateway/protocol';
 import { WebSocketConnection } from './websocket-connection.js';
 
@@ -31,6 +34,15 @@ export interface WebSocketServerOptions {
   readonly listen?: { readonly host: string; readonly port: number };
   /** …or serve upgrades of an existing HTTP server (e.g. the one serving a web app). */
   readonly server?: Server;
+  /**
+   * With `listen`: serve `wss://` with this certificate chain and key (PEM); default plain `ws://`.
+   * A {@link TlsPairSource} (e.g. the watcher `openTlsFiles` of `@edge-gateway/core/node`
+   * returns) is followed: each new pair is served to the connections made from then on, until
+   * `close`. The handshake must complete within `headersTimeoutMs` (Node's `handshakeTimeout`,
+   * between handshake bytes; the `guard` bounds it from the connection). With `server`, its
+   * owner sets up TLS.
+   */
+  readonly tls?: TlsKeyPair | TlsPairSource;
   /** `GATEWAY_MAX_PAYLOAD_BYTES`; the maximum frame size is this plus {@link FRAME_HEADROOM_BYTES}. */
   readonly maxPayloadBytes: number;
   /**
@@ -80,7 +92,7 @@ export interface WebSocketServerOptions {
    * Counts and caps the connections of the server `listen` creates (as listener `websocket`)
    * and takes over its accept errors, e.g. `ListenerGuard` of `@edge-gateway/adapters-http`.
    */
-  readonly guard?: { attach(server: NetServer, options: { readonly listener: string }): void };
+  readonly guard?: { attach(server: NetServer, options: { readonly listener: string; readonly tlsHandshakeTimeoutMs?: number }): void };
 }
 
 /** A started WebSocket transport. */
@@ -161,24 +173,29 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
 
   let server = options.server;
   const own = server === undefined;
+  const source = own && options.tls !== undefined && 'onChange' in options.tls ? options.tls : undefined;
+  const tls: TlsKeyPair | undefined = !own ? undefined : source !== undefined ? source.current : (options.tls as TlsKeyPair | undefined);
   if (server === undefined) {
     const bind = options.listen ?? { host: '127.0.0.1', port: 0 };
     const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs;
     const requestTimeout = options.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs;
     const keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs;
-    const created = createServer(
-      {
-        headersTimeout: Math.min(headersTimeout, requestTimeout),
-        requestTimeout,
-        keepAliveTimeout,
-        // How often Node checks the bounds (default 30 s, which would let a request live up to
-        // twice its bound); as on the HTTP listeners.
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
-      },
-      (_, res) => {
-        res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('Upgrade Required');
-      },
-    );
+    const serverOptions = {
+      headersTimeout: Math.min(headersTimeout, requestTimeout),
+      requestTimeout,
+      keepAliveTimeout,
+      // How often Node checks the bounds (default 30 s, which would let a request live up to
+      // twice its bound); as on the HTTP listeners.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+    };
+    const upgradeRequired = (_: IncomingMessage, res: ServerResponse): void => {
+      res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('Upgrade Required');
+    };
+    // An https.Server emits the same request and upgrade events; typed as http's Server below.
+    const created =
+      tls === undefined
+        ? createServer(serverOptions, upgradeRequired)
+        : (createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: headersTimeout }, upgradeRequired) as unknown as Server);
     // Also set as a property: the constructor option is not honoured on every supported Node.
     created.keepAliveTimeout = keepAliveTimeout;
     await new Promise<void>((resolve, reject) => {
@@ -186,7 +203,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       created.listen({ host: bind.host === '' ? undefined : bind.host, port: bind.port }, () => {
         created.off('error', reject);
         // Before the first connection is accepted.
-        options.guard?.attach(created, { listener: 'websocket' });
+        options.guard?.attach(created, { listener: 'websocket', ...(tls === undefined ? {} : { tlsHandshakeTimeoutMs: headersTimeout }) });
         resolve();
       });
     });
@@ -194,6 +211,10 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   }
   server.on('upgrade', onUpgrade);
   const http = server;
+  // Followed from the moment the listener is up (a pair that came while it started is served now).
+  const setTls = (pair: TlsKeyPair): void => (http as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key });
+  if (source !== undefined && source.current !== tls) setTls(source.current);
+  const unfollow = source?.onChange(setTls);
 
   const ping = setInterval(() => {
     for (const [ws, connection] of connections) {
@@ -219,6 +240,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
   const close = (budgetMs: number = DEFAULT_CLOSE_BUDGET_MS): Promise<'graceful' | 'forced'> => {
     closed ??= (async () => {
       closing = true;
+      unfollow?.();
       clearInterval(ping);
       if (own) http.close();
       let forced = false;

@@ -25,6 +25,15 @@ const BOUNDARIES: Readonly<Record<string, { readonly allowed: ReadonlySet<string
 const ALLOWED = BOUNDARIES['core']!.allowed;
 /** Allowed in addition in test files and the `testing` entry point (contract suites, metrics harness). */
 const ALLOWED_IN_TESTS = new Set(['vitest', '@opentelemetry/sdk-metrics', 'fast-check']);
+/**
+ * Allowed in addition in the Node-only entry `@edge-gateway/core/node` (`node.ts`, `node/`):
+ * reading and watching certificate and key files. No other file of the core imports them, or
+ * imports `node/` (so the main entry stays free of file I/O).
+ */
+const ALLOWED_IN_NODE_ENTRY = new Set(['node:fs', 'node:fs/promises', 'node:tls']);
+/** And in its unit tests (temporary files, `mkfifo`). */
+const ALLOWED_IN_NODE_TESTS = new Set(['node:child_process', 'node:os', 'node:path']);
+const inNodeEntry = (file: string): boolean => file === 'node.ts' || file.startsWith('node/');
 
 /** Every module specifier of a TypeScript source (static imports and exports, dynamic imports, require). */
 function specifiersOf(source: string): string[] {
@@ -37,9 +46,12 @@ function specifiersOf(source: string): string[] {
 /** The imports of `file` the boundary forbids. */
 function forbiddenImports(file: string, source: string, allowed: ReadonlySet<string> = ALLOWED): string[] {
   const testOnly = file.endsWith('.test.ts') || file.startsWith('testing/');
+  const nodeEntry = allowed === ALLOWED && inNodeEntry(file);
   return specifiersOf(source).filter((s) => {
-    if (s.startsWith('./') || s.startsWith('../')) return false;
+    if (s.startsWith('./') || s.startsWith('../')) return allowed === ALLOWED && !nodeEntry && !testOnly && /(^|\/)node(\/|\.js$)/.test(s);
     if (allowed.has(s)) return false;
+    if (nodeEntry && ALLOWED_IN_NODE_ENTRY.has(s)) return false;
+    if (nodeEntry && testOnly && ALLOWED_IN_NODE_TESTS.has(s)) return false;
     return !(testOnly && ALLOWED_IN_TESTS.has(s));
   });
 }
@@ -76,6 +88,15 @@ describe('core boundary (allow-list)', () => {
     expect(forbiddenImports('services/x.ts', sample)).toEqual(['@redis/client', 'node:net', '@edge-gateway/adapters-redis', 'express', 'ws']);
     expect(forbiddenImports('services/x.ts', "import { it } from 'vitest';")).toEqual(['vitest']);
     expect(forbiddenImports('services/x.test.ts', "import { it } from 'vitest';")).toEqual([]);
+  });
+
+  it('lets only the Node-only entry (node.ts, node/) read files, and nothing else import it', () => {
+    const files = "import { watchFile } from 'node:fs';\nimport { createSecureContext } from 'node:tls';\nimport { connect } from 'node:net';";
+    expect(forbiddenImports('node/tls-files.ts', files)).toEqual(['node:net']);
+    expect(forbiddenImports('node.ts', "export { x } from './node/tls-files.js';")).toEqual([]);
+    expect(forbiddenImports('signing/keys.ts', files)).toEqual(['node:fs', 'node:tls', 'node:net']);
+    expect(forbiddenImports('index.ts', "export { openTlsFiles } from './node/tls-files.js';\nexport * from './node.js';")).toEqual(['./node/tls-files.js', './node.js']);
+    expect(forbiddenImports('services/x.ts', "import { y } from '../node/bounded-file.js';\nimport { z } from './nodes.js';")).toEqual(['../node/bounded-file.js']);
   });
 
   it('holds for every file of packages/core/src', () => {

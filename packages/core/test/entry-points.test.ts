@@ -35,6 +35,12 @@ describe('published entry points (built dist)', () => {
     expect(result.ok).toBe(true);
   });
 
+  it('@edge-gateway/core/node (certificate and key files) loads in a process without a test runner', async () => {
+    const result = await importWithoutVitest('@edge-gateway/core/node');
+    expect(result.output).toContain('openTlsFiles');
+    expect(result.ok).toBe(true);
+  });
+
   it('the contract suites on @edge-gateway/core/testing do need vitest (the hook works)', async () => {
     const result = await importWithoutVitest('@edge-gateway/core/testing');
     expect(result.ok).toBe(false);

@@ -1,6 +1,10 @@
 import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { formatDuration } from './config/duration.js';
+
+/** `5000` -> `5s`, `1500` -> `1500ms` (as the binary's duration settings are written). */
+function formatDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
 
 /** Largest file the gateway reads (certificates, keys, the signer key, the CA bundle). */
 export const MAX_FILE_BYTES = 1024 * 1024;
@@ -13,6 +17,7 @@ export const FILE_READ_TIMEOUT_MS = 5000;
  */
 export class BoundedFileError extends Error {
   override readonly name = 'BoundedFileError';
+  readonly code = 'file_refused';
 }
 
 /** How the file system is reached; a test passes a slow one. */
