@@ -192,11 +192,15 @@ export interface Described {
   readonly doc: string;
 }
 
+/** Every dotted path into {@link GatewayConfig}: a row's target that is not one does not compile. */
+type Path<T> = T extends readonly unknown[] ? never : T extends object ? { [K in keyof T & string]: K | `${K}.${Path<NonNullable<T[K]>>}` }[keyof T & string] : never;
+export type ConfigPath = Path<GatewayConfig>;
+
 /** One variable of SPEC §7: one row of that table and of the README's. */
 export interface Setting {
   readonly env: string;
   /** Where the value goes in {@link GatewayConfig}; `core.<name>` is the `createGatewayCore` option `<name>`. */
-  readonly to: string;
+  readonly to: ConfigPath;
   /** Taken from the package that owns the option where one does. `''`: empty (off, none). */
   readonly default: unknown;
   readonly parse: Parse;
