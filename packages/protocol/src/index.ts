@@ -81,6 +81,15 @@ export {
   type VerifiedEvent,
 } from './device-verification.js';
 export { DeviceSessionState, type DeviceSessionStateOptions } from './device-session-state.js';
+export {
+  DeviceClient,
+  isRetryableStatus,
+  type DeviceClientOptions,
+  type DeviceExecuteOptions,
+  type DeviceSigner,
+  type DeviceSubscribeOptions,
+} from './device-client.js';
+export type { DeviceTransport, ReceivedEvent, TransportCallOptions, TransportStreamOptions } from './device-transport.js';
 export { DEFAULT_BACKOFF, reconnectingStream, type BackoffOptions, type ReconnectingStreamOptions } from './reconnect.js';
 
 // Redis field builders (SPEC §5)

@@ -10,6 +10,8 @@ export interface RateLimitRetryOptions {
   readonly signal?: AbortSignal;
   /** The error thrown when `signal` aborts during a wait. */
   readonly onAbort: () => Error;
+  /** The local clock the deadline is on, epoch ms (default `Date.now`). For tests. */
+  readonly clock?: () => number;
   /** Waits `ms`; resolves false at once when `signal` aborts (default: a timer). For tests. */
   readonly sleep?: (ms: number, signal: AbortSignal | undefined) => Promise<boolean>;
 }
@@ -22,12 +24,13 @@ export interface RateLimitRetryOptions {
  */
 export async function withRateLimitRetries<T>(attempt: () => Promise<T>, options: RateLimitRetryOptions): Promise<T> {
   const wait = options.sleep ?? sleep;
+  const clock = options.clock ?? Date.now;
   for (let retry = 0; ; retry++) {
     try {
       return await attempt();
     } catch (error) {
       if (!(error instanceof RateLimitedError) || retry >= options.retries) throw error;
-      if (options.deadlineMs !== undefined && Date.now() + error.retryAfterMs >= options.deadlineMs) throw error;
+      if (options.deadlineMs !== undefined && clock() + error.retryAfterMs >= options.deadlineMs) throw error;
       if (!(await wait(error.retryAfterMs, options.signal))) throw options.onAbort();
     }
   }
