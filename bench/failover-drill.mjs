@@ -68,7 +68,7 @@ const SESSION_EVENTS = 'gateway:session-events';
 const CLIENT_EVENTS = 'gateway:client-events';
 const INCOMPLETE = 'gateway.resume_incomplete';
 const ROUTE = 'drill.';
-const CLI = join(REPO_ROOT, 'apps/gateway/dist/cli.js');
+const CLI = join(REPO_ROOT, 'apps/cli/dist/cli.js');
 const CODE_NAMES = Object.fromEntries(Object.entries(status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k]));
 const ALL_SCENARIOS = ['sentinel-failover', 'sentinel-kill', 'cluster-force', 'cluster-kill', 'sentinel-cli', 'cluster-cli'];
 

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatewayClient } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { LineProcess, runScript } from '../../apps/gateway/test/cli-dev-support.js';
-import { GatewayProcess, REPO_ROOT, gatewayEnv, writeSignerKey } from '../../apps/gateway/test/gateway-process.js';
+import { LineProcess, runScript } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, REPO_ROOT, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 
 // Runs every example in examples/src as the program it is (built JS, child processes) against
 // the built gateway and a real redis-server: the integration guide's path end to end

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { DEV, LineProcess } from './cli-dev-support.js';
-import { localize } from './gateway-process.js';
+import { DEV, LineProcess } from '@edge-gateway/test-utils/entry-process';
+import { localize } from '@edge-gateway/test-utils/gateway-process';
 
 // The browser client in a real headless Chromium from Debian's `chromium` package (installed
 // by .ci/run; never a downloaded browser build): the dev mode's demo page signs with WebCrypto

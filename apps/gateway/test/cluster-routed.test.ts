@@ -11,9 +11,9 @@ import {
 } from '@edge-gateway/adapters-redis';
 import { compareStreamIds } from '@edge-gateway/core';
 import { cutReplica, killMasterAndPromote, startRedisCluster, waitFor, waitForReplication, type RedisClusterHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, REPO_ROOT, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, REPO_ROOT, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { fastReconnectClient } from './push-resume-support.js';
-import { EventCollector, newDevice, type Device } from './system-support.js';
+import { EventCollector, newDevice, type Device } from '@edge-gateway/test-utils/system-support';
 
 /**
  * Routed fan-out against the built binary on a 3-master Redis Cluster with one replica per
@@ -154,7 +154,7 @@ describe('routed fan-out on a Redis Cluster (built binary)', () => {
 
   /** Runs the built CLI with the routed environment; its exit code and output. */
   async function cli(...args: string[]): Promise<{ code: number | null; out: string }> {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'apps/gateway/dist/cli.js'), ...args], {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'apps/cli/dist/cli.js'), ...args], {
       env: { PATH: process.env['PATH'] ?? '', ...routedEnv() },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

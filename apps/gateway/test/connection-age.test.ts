@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, status } from '@grpc/grpc-js';
 import { GatewayClient, GatewayStatusError } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { TEST_BACKOFF, fastReconnectClient, targetedIdsAfter } from './push-resume-support.js';
-import { EchoDownstream, EventCollector, activeDeviceOn, connectRedis, publishEvent, type RawRedis } from './system-support.js';
+import { EchoDownstream, EventCollector, activeDeviceOn, connectRedis, publishEvent, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 /**
  * SPEC §7 `GATEWAY_GRPC_MAX_CONNECTION_AGE`: the built binary with a 1s age and a 2s grace,

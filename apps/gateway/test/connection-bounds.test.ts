@@ -9,10 +9,10 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { commandRequestBytes } from '@edge-gateway/client';
 import { FrameTypes, encodeExecuteCommandRequest } from '@edge-gateway/protocol';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { drillEnv, metricValue, rssMiB } from './drill-support.js';
 import { BareGrpcConnection, RawWebSocket, redisCalls, tcpBufferMaxima } from './connection-bounds-support.js';
-import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, type Device, type RawRedis } from './system-support.js';
+import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 const MiB = 1024 * 1024;
 const EXECUTE = '/edgegateway.v1.EdgeGateway/ExecuteCommand';

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { REPO_ROOT } from './gateway-process.js';
+import { REPO_ROOT } from '@edge-gateway/test-utils/gateway-process';
 
 export const DEPLOY = join(REPO_ROOT, 'deploy');
 

@@ -14,7 +14,7 @@ import { freePort, startRedisServer, type RedisServerHandle } from '@edge-gatewa
 import { loadConfig, parseHostPort } from '../src/config/config.js';
 import { parseGoDuration } from '../src/config/duration.js';
 import { DEPLOY, dockerInstructions, manifestFiles, readEnvFile, readManifests, unitEntries, type K8sObject } from './deployment-support.js';
-import { GatewayProcess, REPO_ROOT, SHUTDOWN_ORDER, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, REPO_ROOT, SHUTDOWN_ORDER, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 
 // Checks of deploy/ (docs/deployment.md) that need no cluster and no container engine: schema
 // validation of every manifest, and the invariants that tie the manifests, the image and the
@@ -306,6 +306,15 @@ describe('deploy/container', () => {
     const needed = new Set([...root.workspaces, ...tsconfig.references.map((r) => r.path)].map((p) => p.split('/')[0] as string));
     for (const file of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.base.json']) needed.add(file);
     expect([...needed].filter((path) => !copied.includes(path))).toEqual([]);
+  });
+
+  it('the runtime stage holds the operator CLI the docs run in the container (apps/cli)', () => {
+    const runtimeCopies = finalStage.filter(([i, a]) => i === 'COPY' && a.startsWith('--from=build ')).map(([, a]) => a.split(/\s+/)[1]);
+    expect(runtimeCopies).toContain('/src/apps');
+    expect(readFileSync(join(REPO_ROOT, 'docs/deployment.md'), 'utf8')).toContain('kubectl exec <pod> -- node apps/cli/dist/cli.js');
+    expect(existsSync(join(REPO_ROOT, 'apps/cli/dist/cli.js'))).toBe(true);
+    const removed = instructions.find(([i, a]) => i === 'RUN' && a.includes('npm prune'))?.[1] ?? '';
+    expect(removed).not.toMatch(/rm -rf[^&]*apps\/cli/);
   });
 
   it('runs node on the built entry point directly as PID 1 (never npm), as the non-root user of the Deployment', () => {

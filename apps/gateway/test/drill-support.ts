@@ -4,8 +4,8 @@ import { credentials, Metadata, status, type ClientReadableStream } from '@grpc/
 import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
 import { type GatewayClient, subscribeRequestBytes } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { gatewayEnv } from './gateway-process.js';
-import { EventCollector, clientFor, connectRedis, type Device, type RawRedis } from './system-support.js';
+import { gatewayEnv } from '@edge-gateway/test-utils/gateway-process';
+import { EventCollector, clientFor, connectRedis, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 /** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
 export function drillEnv(

@@ -12,9 +12,9 @@ import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/
 import { ExecuteCommandRequest, type EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
 import { commandRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { drillEnv, metricValue, rawClient, rawSubscribe, rssMiB, StreamWatcher, type RawStream } from './drill-support.js';
-import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from './system-support.js';
+import { activeDeviceOn, clientFor, connectRedis, EchoDownstream, newDevice, writeSession, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 import { clientEventFields } from '@edge-gateway/protocol';
 
 const MiB = 1024 * 1024;

@@ -18,10 +18,10 @@ import { subscribeRequestBytes } from '@edge-gateway/client';
 import { FrameTypes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, encodeFrame, encodeSubscribeEventsRequest } from '@edge-gateway/protocol';
 import { keyId } from '@edge-gateway/core';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from '@edge-gateway/test-utils/gateway-process';
 import { metricValue, rssMiB } from './drill-support.js';
 import { makeCertificate } from './tls-support.js';
-import { connectRedis, newDevice, writeSession } from './system-support.js';
+import { connectRedis, newDevice, writeSession } from '@edge-gateway/test-utils/system-support';
 
 const dir = mkdtempSync(join(tmpdir(), 'eg-edge-bounds-'));
 const first = makeCertificate(dir, 'first');

@@ -8,8 +8,8 @@ import { sign, randomUUID } from 'node:crypto';
 import type { ExecuteCommandResponse } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayStatusError, commandRequestBytes, type GatewayClient } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, SHUTDOWN_ORDER, writeSignerKey, type LogLine } from './gateway-process.js';
-import { EchoDownstream, connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from './system-support.js';
+import { GatewayProcess, SHUTDOWN_ORDER, writeSignerKey, type LogLine } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 import {
   StreamWatcher,
   drillEnv,

@@ -22,8 +22,8 @@ import { ExecuteCommandRequest, SubscribeEventsRequest } from '@edge-gateway/ada
 import { FrameTypes, WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL, decodeFrame, decodeStatus, encodeFrame, encodeTimedExecute, type FrameType } from '@edge-gateway/protocol';
 import { commandRequestBytes, subscribeRequestBytes } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
-import { connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from './system-support.js';
+import { GatewayProcess, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { connectRedis, newDevice, publishEvent, writeSession, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 import { StreamWatcher, drillEnv, isolatedClient, rssMiB, scrape, seededRandom } from './drill-support.js';
 import { makeCertificate, type Certificate } from './tls-support.js';
 

@@ -4,7 +4,7 @@ import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grp
 import { GatewayStatusError, subscribeRequestBytes, type VerifiedEvent } from '@edge-gateway/client';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { sign, randomUUID } from 'node:crypto';
-import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import {
   EchoDownstream,
   clientFor,
@@ -16,7 +16,7 @@ import {
   writeSession,
   type Device,
   type RawRedis,
-} from './system-support.js';
+} from '@edge-gateway/test-utils/system-support';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;

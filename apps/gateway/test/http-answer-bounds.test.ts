@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { drillEnv, metricValue, rssMiB } from './drill-support.js';
 
 const MiB = 1024 * 1024;

@@ -2,7 +2,7 @@ import { pathToFileURL } from 'node:url';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { MAIN, localize, writeSignerKey } from './gateway-process.js';
+import { MAIN, localize, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 
 let redis: RedisServerHandle;
 beforeAll(async () => {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import semver from 'semver';
-import { REPO_ROOT } from './gateway-process.js';
+import { REPO_ROOT } from '@edge-gateway/test-utils/gateway-process';
 
 // "Two commands on a fresh Debian machine": one documented command installs every prerequisite,
 // CI uses that same command, and the Node floor the README names is one every dependency accepts.

@@ -2,8 +2,8 @@ import { WebSocket } from 'ws';
 import type { BackoffOptions, GatewayClient } from '@edge-gateway/client';
 import { WebGatewayClient, importDevicePrivateKey, type WebSocketConstructor } from '@edge-gateway/client-web';
 import { WEBSOCKET_PATH } from '@edge-gateway/protocol';
-import type { Device, RawRedis } from './system-support.js';
-import { clientFor, publishEvent } from './system-support.js';
+import type { Device, RawRedis } from '@edge-gateway/test-utils/system-support';
+import { clientFor, publishEvent } from '@edge-gateway/test-utils/system-support';
 
 /** A client for `device` whose channel retries connecting quickly (gateway restarts in tests). */
 export function fastReconnectClient(device: Device, grpcAddress: string, gatewayPublicKey: Uint8Array): GatewayClient {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { type VerifiedEvent } from '@edge-gateway/client';
 import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import {
   ContinuousPublisher,
   TEST_BACKOFF,
@@ -12,7 +12,7 @@ import {
   scrape,
   targetedIdsAfter,
 } from './push-resume-support.js';
-import { EventCollector, activeDeviceOn, connectRedis, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
+import { EventCollector, activeDeviceOn, connectRedis, publishEvent, take, writeSession, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 const SERVER_TIME = 'gateway.server_time';
 const INCOMPLETE = 'gateway.resume_incomplete';

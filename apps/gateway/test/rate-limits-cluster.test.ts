@@ -6,8 +6,8 @@ import { EdgeGatewayClient } from '@edge-gateway/adapters-grpc/generated';
 import { commandRequestBytes } from '@edge-gateway/client';
 import { StatusCodes } from '@edge-gateway/protocol';
 import { startRedisCluster, type RedisClusterHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, newDevice, type Device } from './system-support.js';
+import { GatewayProcess, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, newDevice, type Device } from '@edge-gateway/test-utils/system-support';
 
 /**
  * GATEWAY_RATE_LIMIT_STORE=redis on a Redis Cluster (3 masters, one replica each, so every

@@ -20,8 +20,8 @@ import {
 } from '@edge-gateway/protocol';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { scrape } from './drill-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, activeDeviceOn, clientFor, connectRedis, type Device, type RawRedis } from './system-support.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, activeDeviceOn, clientFor, connectRedis, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 // SPEC §4 step 7 on the built binary, for each GATEWAY_RATE_LIMIT_STORE.
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, REPO_ROOT } from './gateway-process.js';
+import { GatewayProcess, REPO_ROOT } from '@edge-gateway/test-utils/gateway-process';
 
 // The README's "Two commands" start example, copied as an operator would.
 const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');

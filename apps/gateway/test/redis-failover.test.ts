@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisCommand, startSentinelTopology, waitFor, type SentinelTopology } from '@edge-gateway/test-utils';
 import type { GatewayClient } from '@edge-gateway/client';
-import { runCli } from './cli-dev-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { CommandLoad, connectMaster, sentinelEnv, watchSwitchMaster } from './failover-support.js';
 import { StreamWatcher, isolatedClient, scrape } from './drill-support.js';
-import { EchoDownstream, newDevice, publishEvent, writeSession, type Device } from './system-support.js';
+import { EchoDownstream, newDevice, publishEvent, writeSession, type Device } from '@edge-gateway/test-utils/system-support';
 
 let topo: SentinelTopology;
 let downstream: EchoDownstream;

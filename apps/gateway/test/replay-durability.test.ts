@@ -13,10 +13,10 @@ import { Metadata, status } from '@grpc/grpc-js';
 import type { EdgeGatewayClient, ExecuteCommandResponse } from '@edge-gateway/adapters-grpc/generated';
 import { commandRequestBytes, type GatewayClient } from '@edge-gateway/client';
 import { redisCommand, startRedisServer, startSentinelTopology, waitFor, type RedisServerHandle, type SentinelTopology } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from './gateway-process.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey, type LogLine } from '@edge-gateway/test-utils/gateway-process';
 import { CommandLoad, connectMaster, sentinelEnv, watchSwitchMaster } from './failover-support.js';
 import { isolatedClient, rawClient, scrape } from './drill-support.js';
-import { EchoDownstream, connectRedis, newDevice, writeSession, type Device } from './system-support.js';
+import { EchoDownstream, connectRedis, newDevice, writeSession, type Device } from '@edge-gateway/test-utils/system-support';
 
 let downstream: EchoDownstream;
 let signer: ReturnType<typeof writeSignerKey>;

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@edge-gateway/client';
 import { redisCommand, startSentinelTopology, waitFor, type SentinelTopology } from '@edge-gateway/test-utils';
-import { runCli } from './cli-dev-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { CommandLoad, sentinelEnv } from './failover-support.js';
 import { StreamWatcher, scrape } from './drill-support.js';
-import { EchoDownstream } from './system-support.js';
+import { EchoDownstream } from '@edge-gateway/test-utils/system-support';
 
 let topo: SentinelTopology;
 let downstream: EchoDownstream;

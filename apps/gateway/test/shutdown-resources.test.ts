@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { REPO_ROOT, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { REPO_ROOT, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 
 const FIXTURE = join(REPO_ROOT, 'apps/gateway/test/fixtures/shutdown-resources.mjs');
 

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@edge-gateway/client';
 import { keyId } from '@edge-gateway/core';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from './system-support.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { runCli } from './cli-dev-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 
 let redis: RedisServerHandle;
 let keyPath: string;

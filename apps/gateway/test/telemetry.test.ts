@@ -2,8 +2,8 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, clientFor, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, clientFor, connectRedis, newDevice, writeSession, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 interface ExportedSpan {
   readonly traceId: string;

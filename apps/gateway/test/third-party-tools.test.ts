@@ -13,8 +13,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandRequestBytes, commandResultBytes } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, MAIN, REPO_ROOT, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, connectRedis, newDevice, writeSession, type RawRedis } from './system-support.js';
+import { GatewayProcess, MAIN, REPO_ROOT, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, connectRedis, newDevice, writeSession, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);

@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandHandlerService } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from './system-support.js';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EventCollector, connectRedis, newDevice, publishEvent, writeSession, type RawRedis } from '@edge-gateway/test-utils/system-support';
 import { makeCertificate } from './tls-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eg-tls-'));

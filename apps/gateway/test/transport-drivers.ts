@@ -18,7 +18,7 @@ import {
   encodeTimedExecute,
   type CallStatus,
 } from '@edge-gateway/protocol';
-import { clientFor, type Device } from './system-support.js';
+import { clientFor, type Device } from '@edge-gateway/test-utils/system-support';
 
 /** What every scenario needs from a device client, whatever the transport. */
 export interface ScenarioClient {

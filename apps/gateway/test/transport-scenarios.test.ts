@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StatusCodes } from '@edge-gateway/protocol';
 import { startRedisServer, waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from './gateway-process.js';
+import { GatewayProcess, SHUTDOWN_ORDER, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
 import { scrape } from './drill-support.js';
-import { EchoDownstream, connectRedis, endError, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from './system-support.js';
+import { EchoDownstream, connectRedis, endError, newDevice, publishEvent, take, writeSession, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 import { TRANSPORTS, type GatewayAddresses } from './transport-drivers.js';
 
 // One scenario suite, run over every transport of the built binary: gRPC and WebSocket must

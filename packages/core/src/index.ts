@@ -167,7 +167,16 @@ export {
   subscribeRequestBytes,
   type CommandResultFields,
 } from './signing/canonical.js';
-export { ed25519PublicKeyFromRaw, KeyFormatError, isSmallOrderEd25519Key, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './signing/keys.js';
+export {
+  ed25519PublicKeyFromRaw,
+  generateEd25519Key,
+  KeyFormatError,
+  isSmallOrderEd25519Key,
+  keyId,
+  loadEd25519PrivateKeyPem,
+  rawPublicKey,
+  type GeneratedEd25519Key,
+} from './signing/keys.js';
 export { Ed25519ResponseSigner } from './signing/signer.js';
 export { RotatingResponseSigner } from './signing/rotating-signer.js';
 export {

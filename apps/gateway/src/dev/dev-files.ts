@@ -1,8 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { keyId, rawPublicKey } from '@edge-gateway/core';
+import { generateEd25519Key, type GeneratedEd25519Key } from '@edge-gateway/core';
 
 /** The demo device session the development mode creates (SPEC §5.1 record fields). */
 export const DEMO_DEVICE = { deviceSessionId: 'demo-device', userId: 'demo-user' } as const;
@@ -47,21 +46,6 @@ export function devPaths(dir: string) {
   };
 }
 
-/** A freshly generated Ed25519 key pair as PKCS#8 PEM plus the raw public key. */
-export interface GeneratedKey {
-  readonly pem: string;
-  readonly publicKeyRaw: Buffer;
-  readonly keyId: string;
-}
-
-/** Generates an Ed25519 key pair (PKCS#8 PEM private key, raw 32-byte public key, SPEC §3 key id). */
-export function generateEd25519Key(): GeneratedKey {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
-  const publicKeyRaw = rawPublicKey(privateKey);
-  return { pem, publicKeyRaw, keyId: keyId(publicKeyRaw) };
-}
-
 /** Writes a secret file readable by the owner only (mode 0600, replacing any old file). */
 export function writeSecretFile(path: string, content: string): void {
   rmSync(path, { force: true });
@@ -71,8 +55,8 @@ export function writeSecretFile(path: string, content: string): void {
 /** The keys of one development run, written to the development folder. */
 export interface DevKeys {
   readonly paths: ReturnType<typeof devPaths>;
-  readonly signer: GeneratedKey;
-  readonly demoDevice: GeneratedKey;
+  readonly signer: GeneratedEd25519Key;
+  readonly demoDevice: GeneratedEd25519Key;
 }
 
 /**

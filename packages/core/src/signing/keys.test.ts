@@ -1,7 +1,7 @@
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { vectors } from '../../test/helpers.js';
-import { KeyFormatError, ed25519PublicKeyFromRaw, isSmallOrderEd25519Key, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './keys.js';
+import { KeyFormatError, ed25519PublicKeyFromRaw, generateEd25519Key, isSmallOrderEd25519Key, keyId, loadEd25519PrivateKeyPem, rawPublicKey } from './keys.js';
 import { Ed25519ResponseSigner } from './signer.js';
 
 const rsaPkcs8 = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
@@ -78,6 +78,19 @@ describe('raw public keys and key ids', () => {
   it('keyId is lowercase hex of the first 8 bytes of SHA-256 of the raw key', () => {
     expect(keyId(Buffer.from(vectors.keys.gateway.public_key_base64, 'base64'))).toBe(vectors.keys.gateway.key_id);
     expect(keyId(new Uint8Array(32))).toBe('66687aadf862bd77');
+  });
+});
+
+describe('generateEd25519Key', () => {
+  it('writes a PKCS#8 PEM the loader accepts, whose public key and key id it returns; every call a new key', () => {
+    const generated = generateEd25519Key();
+    const loaded = loadEd25519PrivateKeyPem(generated.pem);
+    expect(rawPublicKey(loaded).equals(generated.publicKeyRaw)).toBe(true);
+    expect(generated.publicKeyRaw).toHaveLength(32);
+    expect(generated.keyId).toBe(keyId(generated.publicKeyRaw));
+    const signer = Ed25519ResponseSigner.fromPem(generated.pem);
+    expect(signer.keyId).toBe(generated.keyId);
+    expect(generateEd25519Key().keyId).not.toBe(generated.keyId);
   });
 });
 

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 
 // DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows it.
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -73,4 +73,22 @@ export function loadEd25519PrivateKeyPem(pem: string | Buffer): KeyObject {
     throw new KeyFormatError(`signer key is ${key.asymmetricKeyType ?? 'unknown'}, expected ed25519`);
   }
   return key;
+}
+
+/** A freshly generated Ed25519 key pair: the private key as PKCS#8 PEM, the raw public key and its key id. */
+export interface GeneratedEd25519Key {
+  /** PKCS#8 PEM, the format {@link loadEd25519PrivateKeyPem} accepts (signer key and device key files). */
+  readonly pem: string;
+  /** The raw 32-byte public key. */
+  readonly publicKeyRaw: Buffer;
+  /** {@link keyId} of the public key (SPEC §3). */
+  readonly keyId: string;
+}
+
+/** Generates an Ed25519 key pair in the PKCS#8 PEM format the gateway loads (`edge-gateway keygen`, dev mode). */
+export function generateEd25519Key(): GeneratedEd25519Key {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  const publicKeyRaw = rawPublicKey(privateKey);
+  return { pem, publicKeyRaw, keyId: keyId(publicKeyRaw) };
 }

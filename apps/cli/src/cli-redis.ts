@@ -6,9 +6,9 @@ import {
   type RedisClient,
   type RedisTopology,
 } from '@edge-gateway/adapters-redis';
-import { createRedisTopology } from '../redis-topology-config.js';
-import { loadConfig, type GatewayConfig } from '../config/config.js';
-import { parseGoDuration } from '../config/duration.js';
+import { createRedisTopology } from '@edge-gateway/gateway/redis-topology-config';
+import { loadConfig, type GatewayConfig } from '@edge-gateway/gateway/config';
+import { parseGoDuration } from '@edge-gateway/gateway/duration';
 import { CommandError, ExitCode, Mark, UsageError, type CliIo } from './cli-io.js';
 
 type Env = Readonly<Record<string, string | undefined>>;

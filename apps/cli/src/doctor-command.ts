@@ -1,8 +1,8 @@
 import type { RedisClient, RedisClusterClient, RedisTopology } from '@edge-gateway/adapters-redis';
-import { ConfigError, DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
-import { formatDuration } from '../config/duration.js';
-import { portState } from '../port-state.js';
-import { SignerKeyError, loadSignerKey } from '../signer-key.js';
+import { ConfigError, DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '@edge-gateway/gateway/config';
+import { formatDuration } from '@edge-gateway/gateway/duration';
+import { portState } from '@edge-gateway/gateway/port-state';
+import { SignerKeyError, loadSignerKey } from '@edge-gateway/gateway/signer-key';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
 import { connectRedis, connectRedisCluster, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';

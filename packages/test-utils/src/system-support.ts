@@ -3,7 +3,8 @@ import { Server, ServerCredentials, type ChannelOptions, type Metadata, type Ser
 import { createClient } from 'redis';
 import { CommandHandlerService, type DownstreamCommand, type DownstreamResult } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient, type VerifiedEvent } from '@edge-gateway/client';
-import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
+import { type RedisServerHandle } from './redis-server.js';
+import { waitFor } from './wait-for.js';
 import { clientEventFields, sessionRecordFields } from '@edge-gateway/protocol';
 
 /** A device session: its key pair and ids. */

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { CommandError, ExitCode, Mark, UsageError, type CliIo } from './cli-io.js';
 
-/** The version of the `@edge-gateway/gateway` package this CLI belongs to. */
+/** The version of this CLI (the `@edge-gateway/cli` package). */
 export function cliVersion(): string {
-  // dist/cli/ and src/cli/ are both two levels below the package root.
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  // dist/ and src/ are both one level below the package root.
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
   return String(manifest.version);
 }
 

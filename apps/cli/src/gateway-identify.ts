@@ -1,4 +1,4 @@
-import { parseHostPort } from '../config/config.js';
+import { parseHostPort } from '@edge-gateway/gateway/config';
 
 /** Which listener of a gateway an address is configured for. */
 export type ListenerKind = 'public http' | 'authenticated grpc' | 'admin http';

@@ -9,7 +9,7 @@ import {
   type RedisClusterHandle,
   type SentinelTopology,
 } from '@edge-gateway/test-utils';
-import { runCli } from './cli-dev-support.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
 
 /**
  * `edge-gateway redis failover` (the built CLI as a child process) against the real Sentinel

@@ -1,4 +1,4 @@
-import { parseGoDuration } from '../config/duration.js';
+import { parseGoDuration } from '@edge-gateway/gateway/duration';
 import { CommandError, ExitCode, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { loadRedisCommandConfig } from './cli-redis.js';
 import { clusterFailover } from './cluster-failover.js';

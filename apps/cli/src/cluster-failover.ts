@@ -1,5 +1,5 @@
 import { isErrorReply, type RedisAddress, type RedisClient } from '@edge-gateway/adapters-redis';
-import type { GatewayConfig } from '../config/config.js';
+import type { GatewayConfig } from '@edge-gateway/gateway/config';
 import { CommandError, ExitCode, Mark, type CliIo } from './cli-io.js';
 import { NodeConnections, addressText, errorText, nothingChanged, pause, replicationOf, type FailoverOptions } from './redis-nodes.js';
 

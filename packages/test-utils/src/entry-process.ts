@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from './gateway-process.js';
 
-export const CLI = join(REPO_ROOT, 'apps/gateway/dist/cli.js');
+export const CLI = join(REPO_ROOT, 'apps/cli/dist/cli.js');
 export const DEV = join(REPO_ROOT, 'apps/gateway/dist/dev.js');
 export const DEMO = join(REPO_ROOT, 'apps/gateway/dist/demo.js');
 

@@ -7,9 +7,9 @@ import { status } from '@grpc/grpc-js';
 import { GatewayStatusError } from '@edge-gateway/client';
 import { Ed25519ResponseSigner } from '@edge-gateway/core';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { CLI, LineProcess, runCli } from './cli-dev-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { clientFor, connectRedis, endError, newDevice, publishEvent, take, writeSession, type RawRedis } from './system-support.js';
+import { CLI, LineProcess, runCli } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { clientFor, connectRedis, endError, newDevice, publishEvent, take, writeSession, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;

@@ -1,5 +1,5 @@
 import { connectAndPing, createRedisClient, describeRedisError, type RedisAddress, type RedisClient } from '@edge-gateway/adapters-redis';
-import type { GatewayConfig } from '../config/config.js';
+import type { GatewayConfig } from '@edge-gateway/gateway/config';
 import { CommandError } from './cli-io.js';
 import { fieldsFromReply } from './cli-redis.js';
 

@@ -1,4 +1,4 @@
-import { generateEd25519Key } from '../dev/dev-files.js';
+import { generateEd25519Key } from '@edge-gateway/core';
 import { ExitCode, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import { writePrivateKeyFile } from './key-file.js';
 

@@ -3,14 +3,14 @@ import { spawn } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { CLI, runCli } from './cli-dev-support.js';
-import { REPO_ROOT } from './gateway-process.js';
-import { connectRedis, type RawRedis } from './system-support.js';
+import { CLI, runCli } from '@edge-gateway/test-utils/entry-process';
+import { REPO_ROOT } from '@edge-gateway/test-utils/gateway-process';
+import { connectRedis, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;
 
-const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'apps/gateway/package.json'), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'apps/cli/package.json'), 'utf8')) as { version: string }).version;
 
 /** Runs a shell pipeline; fails the test if it has not finished within `timeoutMs`. */
 function pipeline(command: string, env: Record<string, string>, timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -57,7 +57,7 @@ describe('edge-gateway --version and the bin link', () => {
   it('is linked as node_modules/.bin/edge-gateway by the install, so `npx edge-gateway` works in a checkout', async () => {
     // The bin file exists before any build (a committed launcher), which is what lets npm link it.
     const bin = join(REPO_ROOT, 'node_modules/.bin/edge-gateway');
-    expect(realpathSync(bin)).toBe(join(REPO_ROOT, 'apps/gateway/bin/edge-gateway.js'));
+    expect(realpathSync(bin)).toBe(join(REPO_ROOT, 'apps/cli/bin/edge-gateway.js'));
     const result = await pipeline('npx --no-install edge-gateway --version', {});
     expect(result.stderr).toBe('');
     expect(result.stdout).toBe(`edge-gateway ${VERSION}\n`);

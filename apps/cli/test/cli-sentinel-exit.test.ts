@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSentinelTopology, type SentinelTopology } from '@edge-gateway/test-utils';
-import { runCli } from './cli-dev-support.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
 
 /**
  * The Redis commands of the CLI end by themselves under Sentinel. They used to hang now and

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { isValidId, isValidUserId, parseSessionFields, type RawFields } from '@edge-gateway/core';
-import type { GatewayConfig } from '../config/config.js';
-import { generateEd25519Key } from '../dev/dev-files.js';
-import { loadSignerKey } from '../signer-key.js';
+import { generateEd25519Key, isValidId, isValidUserId, parseSessionFields, type RawFields } from '@edge-gateway/core';
+import type { GatewayConfig } from '@edge-gateway/gateway/config';
+import { loadSignerKey } from '@edge-gateway/gateway/signer-key';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import {
   fieldsFromReply,

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { GatewayClient } from '@edge-gateway/client';
 import { parseSessionFields } from '@edge-gateway/core';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
-import { runCli } from './cli-dev-support.js';
-import { GatewayProcess, gatewayEnv, writeSignerKey } from './gateway-process.js';
-import { EchoDownstream, EventCollector, connectRedis, publishEvent, type RawRedis } from './system-support.js';
+import { runCli } from '@edge-gateway/test-utils/entry-process';
+import { GatewayProcess, gatewayEnv, writeSignerKey } from '@edge-gateway/test-utils/gateway-process';
+import { EchoDownstream, EventCollector, connectRedis, publishEvent, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 let redis: RedisServerHandle;
 let raw: RawRedis;

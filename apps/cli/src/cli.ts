@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { runCli } from './cli/cli-main.js';
-import { watchOutputReader } from './cli/output-reader.js';
+import { runCli } from './cli-main.js';
+import { watchOutputReader } from './output-reader.js';
 
 // The `edge-gateway` operator CLI (docs/cli.md).
 const controller = new AbortController();
