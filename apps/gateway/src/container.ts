@@ -1,7 +1,6 @@
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
 import {
   createGatewayCore,
-  UserEventIndex,
   type GatewayCore,
   type GatewayMetrics,
   type Logger,
@@ -10,24 +9,13 @@ import {
   type RevocationStore,
   type UserFeed,
 } from '@edge-gateway/core';
-import {
-  RedisEventHistory,
-  RedisRateLimiter,
-  RedisReplayStore,
-  RedisRevocationStore,
-  RedisSessionStore,
-  RedisStreamSubscriber,
-  StreamContinuity,
-  type RedisClient,
-  type RedisReplayStoreOptions,
-  type RedisTopology,
-} from '@edge-gateway/adapters-redis';
+import { createRedisBackend, type RedisBackend } from '@edge-gateway/adapters-redis';
 import { credentials } from '@grpc/grpc-js';
 import { createDownstreamRouter, parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
 import { HttpAuthUpstream } from '@edge-gateway/adapters-http';
 import type { GatewayBackend } from './backend.js';
-import { checkReplayReplicas, type GatewayConfig } from './config/config.js';
-import { createRedisTopology } from './redis-topology-config.js';
+import type { GatewayConfig } from './config/config.js';
+import { redisBackendOptions } from './redis-topology-config.js';
 import type { Telemetry } from './telemetry.js';
 import { Tokens } from './tokens.js';
 
@@ -43,114 +31,31 @@ export const log = (c: DependencyContainer, component: string) => c.resolve<Logg
 export const metrics = (c: DependencyContainer) => c.resolve<GatewayMetrics>(Tokens.Metrics);
 
 /**
- * Registers the Redis backend: the topology (fixed master with optional replicas, or Sentinel)
- * and its master client, the session and replay stores, the client-event history and both
- * stream subscribers (SPEC §5.6: session events read on the master, client events on replicas).
+ * Registers the Redis backend (`createRedisBackend` from the config: one master with optional
+ * replicas, Sentinel, or a Cluster with stream or routed fan-out) and its ports: the session,
+ * replay, revocation and rate-limit stores, the client-event history, the routed feed, and both
+ * event sources (SPEC §5.6: session events read on the master).
  */
 export function registerRedisBackend(container: DependencyContainer, config: GatewayConfig): void {
-  container.register(
-    Tokens.RedisTopology,
-    cached((c) => createRedisTopology(config, { clientName: 'edge-gateway', metrics: metrics(c), logger: log(c, 'redis') })),
-  );
-  container.register(Tokens.RedisClient, cached((c) => topology(c).master));
-  // What the client-events subscriber and the resume reads know of the history across
-  // failovers: entries consumed and read ahead (with their users), lost ranges (SPEC §5.6); and
-  // the per-user index of consumed entries that answers resumes (SPEC §8.3).
-  const continuity = new StreamContinuity({ index: new UserEventIndex(config.pushResumeIndexMaxBytes) });
-  container.register(
-    Tokens.SessionStore,
-    cached((c) => {
-      const t = topology(c);
-      return new RedisSessionStore(t.master, {
-        keyPrefix: config.redis.keyPrefix,
-        ...(config.redis.sessionReads === 'replica' ? { replicas: () => t.replicas() } : {}),
-      });
-    }),
-  );
-  container.register(Tokens.ReplayStore, cached((c) => new RedisReplayStore(redis(c), { ...replayStoreOptions(config), metrics: metrics(c), logger: log(c, 'replay-store') })));
-  // GATEWAY_RATE_LIMIT_STORE=redis: counted with the replay reservation, in its round trip, through the
-  // replay store's own write path (WAIT when replicas are required).
-  container.register(
-    Tokens.RateLimiter,
-    cached((c) => new RedisRateLimiter(redis(c), { keyPrefix: config.redis.keyPrefix, reservations: c.resolve<RedisReplayStore>(Tokens.ReplayStore) })),
-  );
-  container.register(
-    Tokens.RevocationStore,
-    cached((c) => new RedisRevocationStore(redis(c), { keyPrefix: config.redis.keyPrefix, streamKey: config.sessionEventsStream })),
-  );
-  container.register(
-    Tokens.EventHistory,
-    cached((c) => new RedisEventHistory(redis(c), { streamKey: config.clientEventsStream, continuity, verifyWaitMs: config.redis.commandTimeoutMs, metrics: metrics(c) })),
-  );
-  container.register(
-    Tokens.SessionEventsSubscriber,
-    cached(
-      (c) =>
-        new RedisStreamSubscriber({
-          topology: topology(c),
-          // Revocation latency: the session-events reader stays on the master.
-          readFrom: 'master',
-          streamKey: config.sessionEventsStream,
-          handler: coreOf(c).sessionEvents,
-          metrics: metrics(c),
-          logger: log(c, 'session-events-subscriber'),
-        }),
-    ),
-  );
-  container.register(
-    Tokens.ClientEventsSubscriber,
-    cached(
-      (c) =>
-        new RedisStreamSubscriber({
-          topology: topology(c),
-          readFrom: config.redis.clientEventsReads,
-          continuity,
-          streamKey: config.clientEventsStream,
-          handler: coreOf(c).clientEvents,
-          metrics: metrics(c),
-          logger: log(c, 'client-events-subscriber'),
-        }),
-    ),
-  );
+  container.register(Tokens.Redis, cached((c) => createRedisBackend(redisBackendOptions(config, { metrics: metrics(c), logger: c.resolve<Logger>(Tokens.Logger) }))));
+  container.register(Tokens.SessionStore, cached((c) => redis(c).ports.sessions));
+  container.register(Tokens.ReplayStore, cached((c) => redis(c).ports.replay));
+  container.register(Tokens.RevocationStore, cached((c) => redis(c).ports.revocations));
+  container.register(Tokens.EventHistory, cached((c) => redis(c).ports.history));
+  // GATEWAY_RATE_LIMIT_STORE=redis: counted with the replay reservation, in its round trip.
+  container.register(Tokens.RateLimiter, cached((c) => redis(c).rateLimiter));
+  if (config.pushFanout === 'routed') container.register(Tokens.UserFeed, cached((c) => redis(c).ports.feed));
+  // The core needs the ports and the event sources need the core: made once, on first use.
+  const sources = (c: DependencyContainer) => redis(c).eventSources(coreOf(c));
+  container.register(Tokens.SessionEventsSubscriber, cached((c) => sources(c).sessionEvents));
+  container.register(Tokens.ClientEventsSubscriber, cached((c) => sources(c).clientEvents));
   container.register(
     Tokens.Backend,
-    cached((c): GatewayBackend => {
-      const t = topology(c);
-      let unwatch: (() => void) | undefined;
-      return {
-        kind: 'redis',
-        connect: async () => {
-          await t.connect(config.redis.pingTimeoutMs);
-          // Sentinel: the replicas its Sentinels list (fixed addresses were checked with the config).
-          if (t.kind === 'sentinel') {
-            // A failover can lose reservations a replica confirmed (SPEC §5.2): the ones this
-            // process confirmed lately are written again on the new master.
-            unwatch = t.onMasterChange(() => void c.resolve<RedisReplayStore>(Tokens.ReplayStore).reassertRecent('redis master changed'));
-            checkReplayReplicas(config.redis.replay, { replicas: t.knownReplicas(), where: `master "${config.redis.sentinel?.masterName ?? ''}" (as its Sentinels list its replicas)` });
-          }
-        },
-        close: () => {
-          unwatch?.();
-          return t.close();
-        },
-      };
-    }),
+    cached((c): GatewayBackend => ({ kind: 'redis', connect: () => redis(c).connect(), close: () => redis(c).close() })),
   );
 }
 
-/** The replay store's settings (SPEC §5.2): the key prefix and the replicated reservations. */
-export function replayStoreOptions(config: GatewayConfig): RedisReplayStoreOptions {
-  const replay = config.redis.replay;
-  return {
-    keyPrefix: config.redis.keyPrefix,
-    minReplicas: replay.minReplicas,
-    waitTimeoutMs: replay.waitTimeoutMs,
-    journal: { windowMs: replay.reassertWindowMs, maxEntries: replay.reassertMaxEntries },
-  };
-}
-
-const topology = (c: DependencyContainer) => c.resolve<RedisTopology>(Tokens.RedisTopology);
-const redis = (c: DependencyContainer) => c.resolve<RedisClient>(Tokens.RedisClient);
+const redis = (c: DependencyContainer) => c.resolve<RedisBackend>(Tokens.Redis);
 
 /**
  * Registers the core (assembled by `createGatewayCore` from the chosen adapters), the

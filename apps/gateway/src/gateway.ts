@@ -1,13 +1,12 @@
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { runShutdown, type AuthUpstream, type Ed25519ResponseSigner, type GatewayCore, type Logger, type ShutdownStep } from '@edge-gateway/core';
-import type { RedisTopology } from '@edge-gateway/adapters-redis';
+import type { RedisBackend } from '@edge-gateway/adapters-redis';
 import { routeGrpcJsLogs, startGrpcServer, type GrpcServerHandle, type createDownstreamRouter } from '@edge-gateway/adapters-grpc';
 import { ListenerGuard, createAdminApp, createPublicApp, listen, parseListenAddress, type HttpListener, type Readiness } from '@edge-gateway/adapters-http';
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { ConfigError, describeConfig, loadConfig, type GatewayConfig, type TlsFiles } from './config/config.js';
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
-import { registerRedisClusterBackend } from './cluster-backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
 import { SignerKeyError, loadSignerKey } from './signer-key.js';
 import { createSignerRotation } from './signer-rotation.js';
@@ -152,7 +151,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   const container = rootContainer.createChildContainer();
   registerGateway(container, { config, logger, telemetry, signer, downstreamCa });
-  (options.registerBackend ?? (config.redis.clusterNodes.length > 0 ? registerRedisClusterBackend : registerRedisBackend))(container, config);
+  (options.registerBackend ?? registerRedisBackend)(container, config);
 
   const undo: ShutdownStep[] = [];
   const abort = async (error: unknown): Promise<never> => {
@@ -172,23 +171,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     await abort(error instanceof ConfigError ? error : new StartupError(error instanceof Error ? error.message : String(error)));
   }
   undo.push({ component: backend.kind, stop: () => backend.close() });
-  if (backend.kind === 'redis' && config.redis.clusterNodes.length > 0) {
+  if (backend.kind === 'redis') {
+    const { topology } = container.resolve<RedisBackend>(Tokens.Redis);
     logger.info('redis connected', {
-      topology: 'cluster',
-      cluster_nodes: config.redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(','),
-      ping_timeout: formatDuration(config.redis.pingTimeoutMs),
-      push_fanout: config.pushFanout,
-      ...replayFields(config),
-    });
-  } else if (backend.kind === 'redis') {
-    const topology = container.resolve<RedisTopology>(Tokens.RedisTopology);
-    logger.info('redis connected', {
-      address: topology.master.address,
-      topology: topology.kind,
-      replicas: topology.replicas().map((r) => r.address),
-      session_reads: config.redis.sessionReads,
-      client_events_reads: config.redis.clientEventsReads,
-      db: config.redis.db,
+      ...(topology === undefined
+        ? { topology: 'cluster', cluster_nodes: config.redis.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',') }
+        : {
+            address: topology.master.address,
+            topology: topology.kind,
+            replicas: topology.replicas().map((r) => r.address),
+            session_reads: config.redis.sessionReads,
+            client_events_reads: config.redis.clientEventsReads,
+            db: config.redis.db,
+          }),
       ping_timeout: formatDuration(config.redis.pingTimeoutMs),
       push_fanout: config.pushFanout,
       ...replayFields(config),

@@ -6,12 +6,11 @@ export const Tokens = {
   Metrics: Symbol('GatewayMetrics'),
   Signer: Symbol('ResponseSigner'),
   Backend: Symbol('GatewayBackend'),
-  RedisTopology: Symbol('RedisTopology'),
-  RedisClient: Symbol('RedisClient'),
+  /** The `RedisBackend` (`createRedisBackend`): stores, history, feed, event sources, one `close()`. */
+  Redis: Symbol('RedisBackend'),
   UserFeed: Symbol('UserFeed'),
   /** The backend's shared `RateLimiter` (`GATEWAY_RATE_LIMIT_STORE=redis`); absent: the core counts in the process. */
   RateLimiter: Symbol('RateLimiter'),
-  RoutedPublisher: Symbol('RoutedPublisher'),
   SessionStore: Symbol('SessionStore'),
   ReplayStore: Symbol('ReplayStore'),
   RevocationStore: Symbol('RevocationStore'),

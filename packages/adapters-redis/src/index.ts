@@ -1,7 +1,8 @@
 /**
- * node-redis adapters of edge-gateway: the topology (one master with optional replicas, or
- * Sentinel), the shared instrumented client, the session and replay stores, the stream
- * subscribers and the client-event history (SPEC §5, §8.1 step 3).
+ * node-redis adapters of edge-gateway. Start with `createRedisBackend(options)`: everything the
+ * core needs from Redis for one master (with optional replicas), Sentinel or a Cluster. The
+ * building blocks it wires (topologies, clients, stores, stream readers, history, routed fan-out)
+ * are exported for embedders that need them (SPEC §5, §8.1 step 3, §9).
  */
 export { backoffDelay, type ReconnectOptions } from './backoff.js';
 export {
@@ -80,3 +81,19 @@ export {
 export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } from './redis-routed-feed.js';
 export { RedisUserHistory } from './redis-user-history.js';
 export { DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS, RedisRoutedRelay, type RedisRoutedRelayOptions } from './routed-relay.js';
+export {
+  RedisBackendError,
+  createRedisBackend,
+  createRedisTopology,
+  type RedisBackend,
+  type RedisBackendErrorCode,
+  type RedisBackendHandlers,
+  type RedisBackendOptions,
+  type RedisBackendPorts,
+  type RedisBackendSettings,
+  type RedisBackendTopology,
+  type RedisConnectionOptions,
+  type RedisEventSource,
+  type RedisEventSources,
+  type ReplicaCount,
+} from './redis-backend.js';

@@ -54,7 +54,7 @@ beforeAll(async () => {
     },
     { freshnessWindowMs: 60_000 },
   );
-  // As the binary wires it (cluster-backend.ts).
+  // As createRedisBackend wires it on a cluster.
   unwatch = client.onMasterChange(() => core.sessionEvents.reassertRevocations('cluster master changed'));
   subscriber = new RedisStreamSubscriber({ client, streamKey: stream, handler: core.sessionEvents, blockMs: 500, reconnect: { minDelayMs: 20, maxDelayMs: 200 }, metrics: harness.metrics, logger: logs });
   await subscriber.start();
