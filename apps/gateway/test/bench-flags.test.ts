@@ -37,7 +37,7 @@ function documentedFlags(script: string): string[] {
 
 describe('bench scripts parse their flags strictly', () => {
   it('covers every bench script that takes flags', () => {
-    expect(scripts).toEqual(expect.arrayContaining(['command-cost.mjs', 'commands.mjs', 'push.mjs', 'run.mjs', 'websocket-push.mjs', 'protocol-encode.mjs', 'profile-summary.mjs']));
+    expect(scripts).toEqual(expect.arrayContaining(['command-cost.mjs', 'commands.mjs', 'push.mjs', 'run.mjs', 'websocket-push.mjs', 'device-scale.mjs', 'protocol-encode.mjs', 'profile-summary.mjs']));
     expect(scripts.length).toBeGreaterThanOrEqual(15);
   });
 
@@ -61,6 +61,8 @@ describe('bench scripts parse their flags strictly', () => {
     ['run.mjs', ['--only', 'push', '--rates', 'x'], 'run.mjs: --rates "x": not a comma-separated list of numbers'],
     // A list for push, one number for soak: each benchmark's own parser checks it before any starts.
     ['run.mjs', ['--only', 'push,soak', '--streams', '1,2'], 'soak.mjs: --streams "1,2": not a number'],
+    ['device-scale.mjs', ['--transports', 'ws,wss'], 'device-scale.mjs: --transports "ws,wss": unknown wss (have ws, grpc, grpc-tls, ws-tls)'],
+    ['device-scale.mjs', ['--devices', '5k'], 'device-scale.mjs: --devices "5k": not a comma-separated list of numbers'],
     ['protocol-encode.mjs', ['--json=yes'], "protocol-encode.mjs: Option '--json' does not take an argument"],
   ])('%s %j: a bad value exits 2 naming the flag', async (script, args, message) => {
     const { code, stderr } = await run(script, args);
