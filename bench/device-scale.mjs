@@ -37,6 +37,8 @@
 //        [--settle-seconds 40] [--connect-concurrency 1000] [--storm-timeout-ms 120000]
 //        [--sample-every 1000] [--gateway-env K=V,...]
 //
+// BENCH_DS_TRACK=1 keeps every event id each device received and lists them in `lostSamples`
+// (diagnosis of a loss; costs memory at large counts).
 // Writes bench/results/device-scale.json. A figure is only worth reporting from a quiet
 // machine: generator, servers and redis-server share its cores (see `noise` and `hostCpu`).
 import { fork, execFileSync } from 'node:child_process';
@@ -415,7 +417,9 @@ async function runOne(kind, transport, count, ctx, params) {
   }
 }
 
-const ratio = (a, b) => (a == null || b == null || b === 0 ? null : Math.round((a / b) * 1000) / 1000);
+// No ratio to a floor figure of zero or below (an RSS difference at a small count can be
+// negative: the "before" still held start-up heap that V8 gave back later).
+const ratio = (a, b) => (a == null || b == null || b <= 0 ? null : Math.round((a / b) * 1000) / 1000);
 
 /** Gateway ÷ floor per transport and device count, and the issue's targets. */
 function compare(runs) {
