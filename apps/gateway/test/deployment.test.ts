@@ -338,13 +338,15 @@ describe('deploy/container', () => {
     expect([...needed].filter((path) => !copied.includes(path))).toEqual([]);
   });
 
-  it('the runtime stage holds the operator CLI the docs run in the container (apps/cli)', () => {
+  it('the runtime stage holds the operator CLI the docs run in the container (apps/cli), not the development mode (apps/dev)', () => {
     const runtimeCopies = finalStage.filter(([i, a]) => i === 'COPY' && a.startsWith('--from=build ')).map(([, a]) => a.split(/\s+/)[1]);
     expect(runtimeCopies).toContain('/src/apps');
     expect(readFileSync(join(REPO_ROOT, 'docs/deployment.md'), 'utf8')).toContain('kubectl exec <pod> -- node apps/cli/dist/cli.js');
     expect(existsSync(join(REPO_ROOT, 'apps/cli/dist/cli.js'))).toBe(true);
     const removed = instructions.find(([i, a]) => i === 'RUN' && a.includes('npm prune'))?.[1] ?? '';
     expect(removed).not.toMatch(/rm -rf[^&]*apps\/cli/);
+    // The development mode (in-memory stores) is not shipped.
+    expect(removed).toMatch(/rm -rf apps\/dev /);
   });
 
   it('runs node on the built entry point directly as PID 1 (never npm), as the non-root user of the Deployment', () => {

@@ -5,6 +5,9 @@ import { EdgeGatewayClient, type GatewayEvent } from '@edge-gateway/adapters-grp
 import { type GatewayClient, subscribeRequestBytes } from '@edge-gateway/client';
 import { waitFor, type RedisServerHandle } from '@edge-gateway/test-utils';
 import { gatewayEnv } from '@edge-gateway/test-utils/gateway-process';
+
+// The metrics reader is shared with the dev app's tests (test-utils); re-exported for the drills.
+export { metricValue, scrape } from '@edge-gateway/test-utils/gateway-process';
 import { EventCollector, clientFor, connectRedis, type Device, type RawRedis } from '@edge-gateway/test-utils/system-support';
 
 /** Env of a drill gateway: loopback listeners on port 0, admin listener on, short budgets. */
@@ -39,25 +42,6 @@ export class StreamWatcher extends EventCollector {
   cancel(): void {
     this.abort.abort();
   }
-}
-
-/** One sample of a Prometheus text exposition: the value of `name{labels}` (0 when absent). */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (match === null || match[1] !== name) continue;
-    const labelText = match[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(match[3]);
-  }
-  return total;
-}
-
-/** Scrapes admin `/metrics` and returns the value of one series (summed over unnamed labels). */
-export async function scrape(adminAddress: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const response = await fetch(`http://${adminAddress}/metrics`);
-  return metricValue(await response.text(), name, labels);
 }
 
 /** Resident set size of a process in MiB, from `/proc/<pid>/status` (`VmRSS`). */

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './gateway-process.js';
 
 export const CLI = join(REPO_ROOT, 'apps/cli/dist/cli.js');
-export const DEV = join(REPO_ROOT, 'apps/gateway/dist/dev.js');
-export const DEMO = join(REPO_ROOT, 'apps/gateway/dist/demo.js');
+export const DEV = join(REPO_ROOT, 'apps/dev/dist/dev.js');
+export const DEMO = join(REPO_ROOT, 'apps/dev/dist/demo.js');
 
 /** Only PATH plus what the test passes: nothing of the developer's GATEWAY_* leaks in. */
 function cleanEnv(env: Record<string, string | undefined>): Record<string, string> {

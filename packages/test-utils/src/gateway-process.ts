@@ -175,3 +175,22 @@ export function gatewayEnv(
   for (const [name, value] of Object.entries(env)) if (value !== undefined) out[name] = value;
   return out;
 }
+
+/** One sample of a Prometheus text exposition: the value of `name{labels}` (0 when absent). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (match === null || match[1] !== name) continue;
+    const labelText = match[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(match[3]);
+  }
+  return total;
+}
+
+/** Scrapes admin `/metrics` and returns the value of one series (summed over unnamed labels). */
+export async function scrape(adminAddress: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const response = await fetch(`http://${adminAddress}/metrics`);
+  return metricValue(await response.text(), name, labels);
+}

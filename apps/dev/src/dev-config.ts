@@ -1,4 +1,4 @@
-import { loadConfig, parseHostPort, type GatewayConfig } from '../config/config.js';
+import { loadConfig, parseHostPort, type GatewayConfig } from '@edge-gateway/gateway/config';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -1,9 +1,9 @@
 import 'reflect-metadata';
-import { runProcess } from './process-runner.js';
+import { runProcess } from '@edge-gateway/gateway/process-runner';
 
 // Entry of `npm run dev`: the gateway with in-memory stores. The production binary (main.ts)
 // never falls back to this.
 await runProcess({ mode: 'development' }, async ({ logger, telemetry }) => {
-  const { startDevGateway } = await import('./dev/dev-gateway.js');
+  const { startDevGateway } = await import('./dev-gateway.js');
   return startDevGateway({ env: process.env, logger, telemetry });
 });

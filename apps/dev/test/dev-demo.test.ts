@@ -5,10 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ed25519ResponseSigner, keyId } from '@edge-gateway/core';
 import { GatewayClient, RateLimitedError } from '@edge-gateway/client';
-import { DEMO_STEPS } from '../src/dev/demo-tour.js';
+import { DEMO_STEPS } from '../src/demo-tour.js';
 import { DEMO, DEV, LineProcess, runScript } from '@edge-gateway/test-utils/entry-process';
-import { localize } from '@edge-gateway/test-utils/gateway-process';
-import { scrape } from './drill-support.js';
+import { localize, scrape } from '@edge-gateway/test-utils/gateway-process';
 
 const DEV_WARNING = 'development mode: in-memory stores, nothing is kept; never use in production';
 

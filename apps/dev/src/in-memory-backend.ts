@@ -1,9 +1,9 @@
 import { type DependencyContainer } from 'tsyringe';
 import { type RawFields, type StreamEntryHandler } from '@edge-gateway/core';
 import { InMemoryEventStream, InMemoryReplayStore, InMemorySessionStore } from '@edge-gateway/core/memory';
-import type { EventSource, GatewayBackend } from '../backend.js';
-import { cached, coreOf } from '../container.js';
-import { Tokens } from '../tokens.js';
+import type { EventSource, GatewayBackend } from '@edge-gateway/gateway/backend';
+import { cached, coreOf } from '@edge-gateway/gateway/container';
+import { Tokens } from '@edge-gateway/gateway/tokens';
 
 /** Feeds one in-memory stream to a core handler between `start` and `close`. */
 export class InMemoryStreamSource implements EventSource {

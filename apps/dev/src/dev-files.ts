@@ -24,7 +24,7 @@ export interface DevGatewayInfo {
   readonly signer_key_id: string;
 }
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /**
  * The git-ignored development folder: `GATEWAY_DEV_DIR`, or `.dev/` at the repository root

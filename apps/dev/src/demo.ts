@@ -1,5 +1,5 @@
-import { devDir, readRunningDevGateway } from './dev/dev-files.js';
-import { runDemo } from './dev/demo-tour.js';
+import { devDir, readRunningDevGateway } from './dev-files.js';
+import { runDemo } from './demo-tour.js';
 
 // Entry of `npm run demo`. Addresses: GATEWAY_DEMO_GRPC_ADDR / GATEWAY_DEMO_ADMIN_URL, else
 // those the running development gateway wrote to its folder, else the development defaults.
