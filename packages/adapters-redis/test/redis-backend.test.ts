@@ -227,6 +227,33 @@ describe('createRedisBackend with Sentinel', () => {
     expect(seen).toEqual([{ replicas: 1, minReplicas: 2, where: `master "${topo.masterName}" (as its Sentinels list its replicas)` }]);
     await hooked.close();
   });
+
+  // Last in this block: it moves the master.
+  it('after a Sentinel failover the reservations it confirmed lately are written again on the new master (onMasterChange -> reassertRecent)', async () => {
+    const name = unique('rb-sentinel-failover').replaceAll(':', '-');
+    const harness = new MetricsHarness();
+    await using redis = createRedisBackend(options(name, { metrics: harness.metrics }));
+    await redis.connect();
+    const ds = unique('ds');
+    const key = `gateway:replay:${ds}/req-1`;
+    await expect(redis.ports.replay.reserve(ds, 'req-1', 120_000)).resolves.toBe('reserved');
+    // The failover "loses" it: gone from the master and (replicated DEL) from its replica.
+    const old = await topo.masterNode();
+    expect(await redisCommand(old.host, old.port, topo.password, ['DEL', key])).toBe(1);
+    const promoted = await topo.failover();
+    expect(promoted.port).not.toBe(old.port);
+    await waitFor(() => redis.topology?.master.address === `${promoted.host}:${promoted.port}`, { timeoutMs: 10_000, message: 'the backend follows the new master' });
+    // Counted when the re-assert round ends, after its writes.
+    await waitFor(async () => (await harness.value('gateway_replay_reservations_reasserted_total')) === 1, {
+      timeoutMs: 10_000,
+      message: 'the journaled reservation written again on the new master',
+    });
+    expect(await redisCommand(promoted.host, promoted.port, topo.password, ['EXISTS', key])).toBe(1);
+    // Another gateway (no journal) sees a replay there.
+    await using other = createRedisBackend(options(unique('rb-other').replaceAll(':', '-')));
+    await other.connect();
+    await expect(other.ports.replay.reserve(ds, 'req-1', 120_000)).resolves.toBe('duplicate');
+  });
 });
 
 describe('createRedisBackend on a Redis Cluster', () => {
