@@ -2,7 +2,7 @@ import type { RedisClient, RedisClusterClient, RedisTopology } from '@edge-gatew
 import { ConfigError, DEPRECATED_VARIABLES, describeRedisLocation, loadConfig, parseHostPort, type GatewayConfig } from '@edge-gateway/gateway/config';
 import { formatDuration } from '@edge-gateway/gateway/duration';
 import { portState } from '@edge-gateway/gateway/port-state';
-import { SignerKeyError, loadSignerKey } from '@edge-gateway/gateway/signer-key';
+import { SignerKeyError, loadSignerKey } from '@edge-gateway/core/node';
 import { Checklist } from './checklist.js';
 import { ExitCode, parseCommandArgs, type CliIo } from './cli-io.js';
 import { connectRedis, connectRedisCluster, entriesFromReply, withoutSignerRequirement } from './cli-redis.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { generateEd25519Key, isValidId, isValidUserId, parseSessionFields, type RawFields } from '@edge-gateway/core';
 import type { GatewayConfig } from '@edge-gateway/gateway/config';
-import { loadSignerKey } from '@edge-gateway/gateway/signer-key';
+import { loadSignerKey } from '@edge-gateway/core/node';
 import { CommandError, ExitCode, Mark, parseCommandArgs, UsageError, type CliIo } from './cli-io.js';
 import {
   fieldsFromReply,

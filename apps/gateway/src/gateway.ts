@@ -8,10 +8,7 @@ import { ConfigError, describeConfig, loadConfig, type GatewayConfig, type TlsFi
 import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
-import { SignerKeyError, loadSignerKey } from './signer-key.js';
-import { createSignerRotation } from './signer-rotation.js';
-import { warnIfKeyExposed } from './signer-key-mode.js';
-import { TlsFilesError, loadCaCertificates, openTlsFiles, type TlsFileWatcher } from '@edge-gateway/core/node';
+import { SignerKeyError, TlsFilesError, createSignerRotation, loadCaCertificates, loadSignerKey, openTlsFiles, warnIfKeyExposed, type TlsFileWatcher } from '@edge-gateway/core/node';
 import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
 import { MaxConnectionsError, maxConnectionsFor, readOpenFileLimit } from './open-file-limit.js';
 import { Tokens } from './tokens.js';

@@ -6,6 +6,9 @@
  * - TLS certificate files that reload themselves ({@link openTlsFiles}, SPEC §8.6): pass the
  *   watcher as `tls` to `listen` (adapters-http), `startGrpcServer` (adapters-grpc) or
  *   `startWebSocketServer` (adapters-ws).
+ * - The response signer's key file: {@link loadSignerKey}, {@link createSignerRotation} (a
+ *   `RotatingResponseSigner` re-read on demand, e.g. `SIGHUP`, SPEC §8.6) and the warning for a
+ *   key file readable beyond the process ({@link warnIfKeyExposed}).
  * - Bounded reads of small secret files ({@link readBoundedFile}: regular files of at most
  *   1 MiB, read within 5 s).
  *
@@ -27,3 +30,6 @@ export {
   type TlsReloadOutcome,
   type WatchTlsFilesOptions,
 } from './node/tls-files.js';
+export { loadSignerKey, SIGNER_KEY_VARIABLE, SignerKeyError } from './node/signer-key-file.js';
+export { exposedKeyMode, processGroups, warnIfKeyExposed } from './node/signer-key-mode.js';
+export { createSignerRotation, type SignerReloadOutcome, type SignerRotation } from './node/signer-rotation.js';

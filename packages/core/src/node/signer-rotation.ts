@@ -1,5 +1,7 @@
-import { RotatingResponseSigner, type Ed25519ResponseSigner, type Logger } from '@edge-gateway/core';
-import { loadSignerKey } from './signer-key.js';
+import type { Logger } from '../ports/logger.port.js';
+import { RotatingResponseSigner } from '../signing/rotating-signer.js';
+import type { Ed25519ResponseSigner } from '../signing/signer.js';
+import { SIGNER_KEY_VARIABLE, loadSignerKey } from './signer-key-file.js';
 import { warnIfKeyExposed } from './signer-key-mode.js';
 
 /** How one reload of the signer key file ended. */
@@ -10,15 +12,22 @@ export interface SignerRotation {
   /** The signer every service signs with; its key changes on a successful reload. */
   readonly signer: RotatingResponseSigner;
   /**
-   * Re-reads `GATEWAY_RESPONSE_SIGNER_PRIVATE_KEY_PEM_PATH`. A new valid key is used from the
+   * Re-reads the key file (e.g. on `SIGHUP`). A new valid key is used from the
    * next signature on and logged with the old and new key ids; a key that does not load keeps
    * the current one and logs why. Reloads run one at a time.
    */
   reload(): Promise<SignerReloadOutcome>;
 }
 
-/** Wraps the key loaded at startup for rotation without a restart. */
-export function createSignerRotation(initial: Ed25519ResponseSigner, path: string, logger: Logger): SignerRotation {
+/**
+ * Wraps the key loaded at startup ({@link loadSignerKey}) in a `RotatingResponseSigner` that
+ * `reload()` re-reads from `path` (rotation without a restart, SPEC §8.6): `signer key rotated`
+ * (`old_signer_key_id`, `new_signer_key_id`), `signer key unchanged`, or `signer key reload failed:
+ * keeping the current key` (error naming `variable`, default {@link SIGNER_KEY_VARIABLE}), all with
+ * `component: signer`; a rotated key file readable beyond the gateway also gets the warning of
+ * {@link warnIfKeyExposed}.
+ */
+export function createSignerRotation(initial: Ed25519ResponseSigner, path: string, logger: Logger, options: { readonly variable?: string } = {}): SignerRotation {
   const signer = new RotatingResponseSigner(initial);
   const log = logger.child({ component: 'signer' });
   let queue: Promise<unknown> = Promise.resolve();
@@ -26,7 +35,7 @@ export function createSignerRotation(initial: Ed25519ResponseSigner, path: strin
   const reloadOnce = async (): Promise<SignerReloadOutcome> => {
     let next: Ed25519ResponseSigner;
     try {
-      next = await loadSignerKey(path);
+      next = await loadSignerKey(path, options.variable ?? SIGNER_KEY_VARIABLE);
     } catch (error) {
       log.error('signer key reload failed: keeping the current key', {
         signer_key_id: signer.keyId,

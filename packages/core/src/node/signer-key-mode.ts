@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import type { Logger } from '@edge-gateway/core';
+import type { Logger } from '../ports/logger.port.js';
 
 /** The group ids of this process (primary and supplementary), where the platform has them. */
 export function processGroups(): readonly number[] {
