@@ -182,6 +182,7 @@ export type RedisBackendErrorCode = 'invalid_options' | 'too_few_replicas';
 
 /** Bad options, or a topology that cannot confirm reservations as asked. */
 export class RedisBackendError extends Error {
+  /** Always `RedisBackendError`. */
   override readonly name = 'RedisBackendError';
 
   constructor(
@@ -269,17 +270,17 @@ export interface RedisBackend extends AsyncDisposable {
 
 /** {@link RedisBackendOptions} with defaults applied. */
 export interface RedisBackendSettings {
-  /** {@link RedisBackendOptions.keyPrefix}. */
+  /** The key prefix (`keyPrefix`, default `gateway:`). */
   readonly keyPrefix: string;
-  /** {@link RedisBackendOptions.sessionEventsStream}. */
+  /** The session-events stream key. */
   readonly sessionEventsStream: string;
-  /** {@link RedisBackendOptions.clientEventsStream}. */
+  /** The client-events stream key. */
   readonly clientEventsStream: string;
-  /** {@link RedisBackendOptions.pingTimeoutMs}. */
+  /** Bound on `connect()`'s connect and `PING`, in ms. */
   readonly pingTimeoutMs: number;
-  /** {@link RedisBackendOptions.sessionReads}. */
+  /** Where session lookups go first. */
   readonly sessionReads: 'master' | 'replica';
-  /** {@link RedisBackendOptions.clientEventsReads}. */
+  /** Where the client-events `XREAD` goes (single, Sentinel). */
   readonly clientEventsReads: 'master' | 'replica';
   /** The `replay.minReplicas` in force (its default depends on the topology). */
   readonly minReplicas: number;
