@@ -1,6 +1,8 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { configure } from 'safe-stable-stringify';
+import { MESSAGE } from 'triple-beam';
+import TransportStream from 'winston-transport';
 import { LOG_FLUSH_MAX_PENDING, WinstonLogger, createWinstonLogger, flatJson } from './logging.js';
 
 /** A stream that records each write it receives; `written()` resolves at the next write. */
@@ -71,13 +73,12 @@ describe('the binary logger', () => {
     expect(lines(writes)[0]).toMatchObject({ user_id: 'u1' });
   });
 
-  it('writes the same line as winston itself for the same call (direct path vs winston.Logger.log)', async () => {
+  it('writes the same line as winston itself for the same call (transport.log vs winston.Logger.log)', async () => {
     const { stream, writes, written } = recorder();
     const winstonLogger = createWinstonLogger('info', stream);
     const logger = new WinstonLogger(winstonLogger, { component: 'test' });
     const calls: Array<[string, Record<string, unknown>]> = [
       ['command', { user_id: 'u1', duration_ms: 1.5, n: 3n, none: undefined, nothing: null, ok: true }],
-      ['with a token %s', { user_id: 'u1' }],
       ['prefixed', { message: 'and more', status: 'ok' }],
       ['nested', { error: { name: 'E', list: [1, 'x'] }, signature: 'c2ln' }],
     ];
@@ -93,9 +94,43 @@ describe('the binary logger', () => {
     });
     expect(parsed).toHaveLength(2 * calls.length);
     for (let i = 0; i < parsed.length; i += 2) expect(parsed[i]).toEqual(parsed[i + 1]);
-    expect(parsed[2]).toEqual({ level: 'info', message: 'with a token %s' });
-    expect(parsed[4]).toMatchObject({ message: 'prefixed and more' });
-    expect(parsed[6]).not.toHaveProperty('signature');
+    expect(parsed[2]).toMatchObject({ message: 'prefixed and more' });
+    expect(parsed[4]).not.toHaveProperty('signature');
+  });
+
+  it('keeps the fields of a message with printf-style tokens (no splat: winston.log(level, message, meta) would drop them)', async () => {
+    const { stream, writes, written } = recorder();
+    new WinstonLogger(createWinstonLogger('info', stream), { component: 'test' }).info('with a token %s', { user_id: 'u1' });
+    await written();
+    expect(lines(writes)).toEqual([expect.objectContaining({ level: 'info', message: 'with a token %s', component: 'test', user_id: 'u1' })]);
+  });
+
+  it("goes through winston's public API: the logger's level, silent, defaultMeta and format, each transport's level and log(info, callback)", async () => {
+    const { stream, writes, written } = recorder();
+    const winstonLogger = createWinstonLogger('debug', stream);
+    winstonLogger.defaultMeta = { service: 'gw' };
+    const seen: Array<Record<string | symbol, unknown>> = [];
+    class Collecting extends TransportStream {
+      override log(info: Record<string | symbol, unknown>, callback: () => void): void {
+        seen.push(info);
+        callback();
+      }
+    }
+    winstonLogger.add(new Collecting({ level: 'warn' }));
+    const logger = new WinstonLogger(winstonLogger);
+    logger.debug('fine', { n: 1 });
+    logger.error('bad', { n: 2 });
+    winstonLogger.silent = true;
+    logger.error('silenced', { n: 3 });
+    winstonLogger.silent = false;
+    winstonLogger.level = 'warn';
+    logger.info('below the level', { n: 4 });
+    await written();
+    expect(lines(writes).map(({ message, service, n }) => ({ message, service, n }))).toEqual([
+      { message: 'fine', service: 'gw', n: 1 },
+      { message: 'bad', service: 'gw', n: 2 },
+    ]);
+    expect(seen.map((info) => [info['message'], info[MESSAGE]])).toEqual([['bad', writes.join('').split('\n')[1]]]);
   });
 
   it('formats flat objects exactly as safe-stable-stringify does, and leaves nested ones to it', () => {

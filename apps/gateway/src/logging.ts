@@ -4,6 +4,7 @@ import { LOG_PREVIEW_CHARS } from '@edge-gateway/core/internal';
 import winston from 'winston';
 import TransportStream from 'winston-transport';
 import { configure } from 'safe-stable-stringify';
+import { LEVEL, MESSAGE } from 'triple-beam';
 import type { LogLevel } from './config/config.js';
 
 // Field names that must never reach a log line, whatever a caller passes (SPEC §8.5).
@@ -18,7 +19,6 @@ const SECRET_FIELDS = new Set([
   'key',
 ]);
 
-const MESSAGE = Symbol.for('message');
 
 /**
  * A string field longer than this is written as its first 64 characters plus
@@ -33,8 +33,7 @@ const bigintAsString = (_key: string, value: unknown): unknown => (typeof value 
 
 /**
  * The text of one log line from winston's `info` object: secret fields removed, `trace_id` of
- * the active span, `timestamp`, then JSON with sorted keys. Winston's format chain and the
- * direct path of {@link WinstonLogger} both use it, so both write the same bytes.
+ * the active span, `timestamp`, then JSON with sorted keys (the binary's winston format).
  */
 export function formatLine(info: Record<string | symbol, unknown>): string {
   for (const field of Object.keys(info)) {
@@ -121,6 +120,7 @@ function quotedKey(key: string): string {
   return quoted;
 }
 
+/** The winston format of the binary: the whole line, as {@link formatLine} writes it, in `info[MESSAGE]`. */
 const lineFormat = winston.format((info) => {
   info[MESSAGE] = formatLine(info);
   return info;
@@ -132,12 +132,12 @@ export const LOG_FLUSH_DELAY_MS = 5;
 export const LOG_FLUSH_MAX_PENDING = 64 * 1024;
 
 /**
- * A winston transport that writes the lines logged within {@link LOG_FLUSH_DELAY_MS} of the
- * first pending one with one `write` (one syscall for a pipe), instead of one write per line:
- * at a steady load that is most of what a log line costs (per event-loop turn, the previous
- * rule, still meant about one write per command at 1,500 commands/s). More than
- * {@link LOG_FLUSH_MAX_PENDING} pending is written at once. Pending lines are written when the
- * logger ends and, synchronously, when the process exits.
+ * A winston transport (winston-transport's `log(info, callback)`) that writes the lines logged
+ * within {@link LOG_FLUSH_DELAY_MS} of the first pending one with one `write` (one syscall for a
+ * pipe), instead of one write per line: at a steady load that is most of what a log line costs
+ * (per event-loop turn, the previous rule, still meant about one write per command at 1,500
+ * commands/s). More than {@link LOG_FLUSH_MAX_PENDING} pending is written at once. Pending lines
+ * are written when the logger ends and, synchronously, when the process exits.
  */
 export class BatchedStreamTransport extends TransportStream {
   private lines: string[] = [];
@@ -149,12 +149,7 @@ export class BatchedStreamTransport extends TransportStream {
   }
 
   override log(info: Record<string | symbol, unknown>, callback: () => void): void {
-    this.queueLine(String(info[MESSAGE]));
-    callback();
-  }
-
-  /** Queues one formatted line (the direct path of {@link WinstonLogger}). */
-  queueLine(line: string): void {
+    const line = String(info[MESSAGE]);
     this.lines.push(line);
     this.pending += line.length + 1;
     if (this.pending >= LOG_FLUSH_MAX_PENDING) {
@@ -164,6 +159,7 @@ export class BatchedStreamTransport extends TransportStream {
       // Unref'd: pending lines never keep the process alive (the exit hook writes them).
       this.timer = setTimeout(() => this.flush(), LOG_FLUSH_DELAY_MS).unref();
     }
+    callback();
   }
 
   /** Writes the pending lines now. */
@@ -198,38 +194,28 @@ function withPendingLines(transport: BatchedStreamTransport): void {
   });
 }
 
-// The batched transport of each logger made by createWinstonLogger (see WinstonLogger.write).
-const directTransports = new WeakMap<winston.Logger, BatchedStreamTransport>();
-
 /** The winston logger of the binary: one JSON object per line on stdout. */
 export function createWinstonLogger(level: LogLevel, stream: NodeJS.WritableStream = process.stdout): winston.Logger {
-  const transport = new BatchedStreamTransport(stream);
-  const logger = winston.createLogger({
+  return winston.createLogger({
     level,
     levels: { error: 0, warn: 1, info: 2, debug: 3 },
     format: lineFormat(),
-    transports: [transport],
+    transports: [new BatchedStreamTransport(stream)],
   });
-  directTransports.set(logger, transport);
-  return logger;
 }
 
-// Winston drops the metadata of a message with printf-style tokens (it expects a splat format).
-const SPLAT_TOKENS = /%[scdjifoO%]/;
+const done = (): void => undefined;
 
 /**
- * The transport a line can be handed to directly, skipping winston's object stream (a
- * Transform piped to the transport, which cost more than formatting the line): only for a
- * logger made by createWinstonLogger that still has just its own transport, is not silenced,
- * and has the level enabled.
+ * Adapts winston to the core's `Logger` port through winston's public API, without its object
+ * stream: a Transform piped to each transport cost 4 to 8 times what formatting and queueing a
+ * line costs (measured A/B in one process, see docs/performance.md). Each line is an `info`
+ * object as `logger.log(info)` takes it (`level`, `message`, the logger's `defaultMeta`, the
+ * fields); when the level is enabled (`isLevelEnabled`) and the logger is not `silent`, the
+ * logger's `format` transforms it (logform's `transform`) and every transport whose own `level`
+ * admits it gets it through winston-transport's `log(info, callback)`. A `message` field is
+ * appended to the message, as winston's `log(level, message, meta)` does.
  */
-function directTransport(logger: winston.Logger): BatchedStreamTransport | undefined {
-  const transport = directTransports.get(logger);
-  if (transport === undefined || logger.silent || logger.transports.length !== 1 || logger.transports[0] !== transport) return undefined;
-  return transport;
-}
-
-/** Adapts winston to the core's `Logger` port. */
 export class WinstonLogger implements Logger {
   constructor(
     private readonly winstonLogger: winston.Logger,
@@ -246,32 +232,25 @@ export class WinstonLogger implements Logger {
     this.write('info', message, fields);
   }
   debug(message: string, fields?: LogFields): void {
-    if (!this.winstonLogger.isDebugEnabled()) return;
     this.write('debug', message, fields);
   }
 
-  /** Through winston, or straight to the batched transport with the same `info` winston builds. */
   private write(level: LogLevel, message: string, fields: LogFields | undefined): void {
     const logger = this.winstonLogger;
-    const transport = directTransport(logger);
-    if (transport === undefined) {
-      logger.log(level, message, { ...this.fields, ...fields });
-      return;
-    }
-    const levels = logger.levels as Record<string, number>;
-    if (!((levels[logger.level] ?? -1) >= (levels[level] ?? Infinity))) return;
-    // The same `info` as winston's Logger.log(level, message, meta) (key order is irrelevant:
-    // the line has its keys sorted).
-    const info: Record<string, unknown> = { ...logger.defaultMeta, ...this.fields, ...fields };
-    const extra = fields !== undefined && 'message' in fields ? fields['message'] : this.fields['message'];
-    if (SPLAT_TOKENS.test(message)) {
-      // Winston drops the metadata of a message with printf-style tokens.
-      transport.queueLine(formatLine({ ...logger.defaultMeta, level, message }));
-      return;
-    }
+    if (logger.silent || !logger.isLevelEnabled(level)) return;
+    const info: Record<string | symbol, unknown> = { ...logger.defaultMeta, ...this.fields, ...fields };
+    const extra = info['message'];
     info['level'] = level;
+    info[LEVEL] = level;
     info['message'] = extra ? `${message} ${String(extra)}` : message;
-    transport.queueLine(formatLine(info));
+    const formatted = logger.format.transform(info as winston.Logform.TransformableInfo, logger.format.options);
+    if (formatted === false) return;
+    const rank = logger.levels[level] ?? Infinity;
+    for (const transport of logger.transports) {
+      if (transport.silent) continue;
+      if (transport.level !== undefined && (logger.levels[transport.level] ?? -1) < rank) continue;
+      transport.log?.(formatted, done);
+    }
   }
   child(fields: LogFields): Logger {
     return new WinstonLogger(this.winstonLogger, { ...this.fields, ...fields });
