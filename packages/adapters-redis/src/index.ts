@@ -45,6 +45,8 @@ export { RecentEntries } from './recent-entries.js';
 export {
   DEFAULT_AHEAD_CAPACITY,
   DEFAULT_CONSUMED_CAPACITY,
+  DEFAULT_INDEX_BACKFILL,
+  INDEX_BACKFILL_PAGE,
   StreamContinuity,
   type StreamContinuityOptions,
 } from './stream-continuity.js';

@@ -59,6 +59,12 @@ export class RedisEventHistory implements EventHistory {
     private readonly options: RedisEventHistoryOptions,
   ) {}
 
+  /** `XREVRANGE key + - COUNT 1` on the master (the user's own stream with a per-user key). */
+  async newestId(userId = ''): Promise<string | undefined> {
+    const key = typeof this.options.streamKey === 'string' ? this.options.streamKey : this.options.streamKey(userId);
+    return parseEntries(await this.client.command(['XREVRANGE', key, '+', '-', 'COUNT', '1']))[0]?.id;
+  }
+
   async readAfter(afterId: string, count: number, userId = ''): Promise<EventHistoryPage> {
     const key = typeof this.options.streamKey === 'string' ? this.options.streamKey : this.options.streamKey(userId);
     const continuity = this.options.continuity;

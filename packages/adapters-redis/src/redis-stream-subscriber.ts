@@ -11,7 +11,7 @@ import { backoffDelay, type ReconnectOptions } from './backoff.js';
 import { describeRedisError, type NodeRedisClient } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import { RecentEntries, previousStreamId } from './recent-entries.js';
-import type { StreamContinuity } from './stream-continuity.js';
+import { INDEX_BACKFILL_PAGE, type StreamContinuity } from './stream-continuity.js';
 import type { RedisTopology } from './redis-topology.js';
 import { parseEntries, parseXReadReply } from './stream-reply.js';
 
@@ -152,7 +152,8 @@ export class RedisStreamSubscriber {
       const start = parseEntries(reply)[0];
       if (start !== undefined) this.recent.remember(start);
       this.setLast(start?.id ?? '0-0');
-      this.continuity?.startedAfter(this.last);
+      if (start !== undefined && (this.continuity?.indexBackfill ?? 0) > 0) await this.backfillIndex(start);
+      else this.continuity?.startedAfter(this.last);
     } catch (err) {
       this.state = 'stopped';
       throw err;
@@ -167,6 +168,48 @@ export class RedisStreamSubscriber {
       this.watchdog.unref();
     }
     this.loop = this.run();
+  }
+
+  /**
+   * Reads the stream's tail (up to the continuity's `indexBackfill` entries, newest first, in
+   * pages) into the resume index. Best effort: a page that fails ends the read with what it has.
+   */
+  private async backfillIndex(newest: StreamEntry): Promise<void> {
+    const continuity = this.continuity as StreamContinuity;
+    const wanted = continuity.indexBackfill;
+    const started = performance.now();
+    const pages: StreamEntry[][] = [[newest]];
+    let read = 1;
+    let complete = false;
+    let error: unknown;
+    let below = newest.id;
+    while (read < wanted) {
+      try {
+        const count = Math.min(INDEX_BACKFILL_PAGE, wanted - read);
+        const page = parseEntries(await this.client.command(['XREVRANGE', this.streamKey, `(${below}`, '-', 'COUNT', String(count)]));
+        if (page.length > 0) {
+          pages.push(page);
+          read += page.length;
+          below = (page[page.length - 1] as StreamEntry).id;
+        }
+        if (page.length < count) {
+          complete = true;
+          break;
+        }
+      } catch (err) {
+        error = err;
+        break;
+      }
+    }
+    const tail: StreamEntry[] = [];
+    for (let p = pages.length - 1; p >= 0; p -= 1) {
+      const page = pages[p] as StreamEntry[];
+      for (let i = page.length - 1; i >= 0; i -= 1) tail.push(page[i] as StreamEntry);
+    }
+    continuity.startedAfterTail(this.last, tail, complete);
+    const fields = { entries: tail.length, whole_stream: complete, took_ms: Math.round(performance.now() - started) };
+    if (error === undefined) this.logger.info('resume index filled from the stream tail', fields);
+    else this.logger.warn('resume index backfill stopped early', { ...fields, error: describeRedisError(error) });
   }
 
   /**

@@ -1,6 +1,6 @@
 import { compareStreamIds, type StreamEntry, type UserEventIndex } from '@edge-gateway/core';
 import { DivergedRanges } from './diverged-ranges.js';
-import { RecentEntries } from './recent-entries.js';
+import { RecentEntries, previousStreamId } from './recent-entries.js';
 
 /** Options of {@link StreamContinuity}. */
 export interface StreamContinuityOptions {
@@ -18,7 +18,20 @@ export interface StreamContinuityOptions {
    * every resume reads the stream from the client's id.
    */
   readonly index?: UserEventIndex;
+  /**
+   * Entries of the stream's tail read into the index when the subscriber starts (default 10000,
+   * `GATEWAY_PUSH_RESUME_MAX_SCAN`'s default: what one resume could scan), so that resumes right
+   * after a restart (a fleet restart's reconnect storm) read the device's own entries instead of
+   * scanning; 0 starts the index empty. The read is paged ({@link INDEX_BACKFILL_PAGE} entries)
+   * and best effort: a failed page leaves the index covering what was read.
+   */
+  readonly indexBackfill?: number;
 }
+
+/** Default of {@link StreamContinuityOptions.indexBackfill}. */
+export const DEFAULT_INDEX_BACKFILL = 10_000;
+/** Entries per `XREVRANGE` of the index backfill. */
+export const INDEX_BACKFILL_PAGE = 100;
 
 export const DEFAULT_CONSUMED_CAPACITY = 10_000;
 export const DEFAULT_AHEAD_CAPACITY = 1024;
@@ -44,6 +57,8 @@ export class StreamContinuity {
   readonly ranges: DivergedRanges;
   /** See {@link StreamContinuityOptions.index}. */
   readonly index: UserEventIndex | undefined;
+  /** See {@link StreamContinuityOptions.indexBackfill}; 0 without an index. */
+  readonly indexBackfill: number;
   /** The subscriber's position: entries after it are "ahead". */
   position = '0-0';
   private pending: { promise: Promise<void>; resolve: () => void; since: number } | undefined;
@@ -53,6 +68,9 @@ export class StreamContinuity {
     const field = options.field ?? 'user_id';
     this.field = field;
     this.index = options.index;
+    const backfill = options.indexBackfill ?? DEFAULT_INDEX_BACKFILL;
+    if (!Number.isSafeInteger(backfill) || backfill < 0) throw new RangeError('StreamContinuity indexBackfill must be a non-negative integer');
+    this.indexBackfill = options.index === undefined ? 0 : backfill;
     this.consumed = new RecentEntries(options.consumedCapacity ?? DEFAULT_CONSUMED_CAPACITY, field);
     this.ahead = new RecentEntries(options.aheadCapacity ?? DEFAULT_AHEAD_CAPACITY, field);
     this.ranges = new DivergedRanges(options.rangeCapacity);
@@ -64,6 +82,23 @@ export class StreamContinuity {
    */
   startedAfter(after: string): void {
     this.index?.reset(after);
+  }
+
+  /**
+   * The subscriber starts after `after` and has read `tail`, the stream's entries up to `after`
+   * in stream order (at most {@link StreamContinuity.indexBackfill}): the index learns them and
+   * covers everything after the entry before the first (the whole stream when `complete`).
+   */
+  startedAfterTail(after: string, tail: readonly StreamEntry[], complete: boolean): void {
+    const index = this.index;
+    if (index === undefined || tail.length === 0) {
+      this.startedAfter(after);
+      return;
+    }
+    index.reset(complete ? '0-0' : previousStreamId((tail[0] as StreamEntry).id));
+    for (const entry of tail) index.add(entry.id, entry.fields[this.field]);
+    // The tail ends at `after` unless the stream moved meanwhile; coverage must end there.
+    if (index.through !== after) index.reset(after);
   }
 
   /** The subscriber consumed `entry` (in stream order): the index learns it. */

@@ -43,9 +43,9 @@ async function addOthers(stream: string, others: number): Promise<void> {
   }
 }
 
-function setup(stream: string, indexMaxBytes?: number) {
+function setup(stream: string, indexMaxBytes?: number, indexBackfill?: number) {
   const harness = new MetricsHarness();
-  const continuity = new StreamContinuity({ index: new UserEventIndex(indexMaxBytes) });
+  const continuity = new StreamContinuity({ index: new UserEventIndex(indexMaxBytes), ...(indexBackfill !== undefined ? { indexBackfill } : {}) });
   const history = new RedisEventHistory(client, { streamKey: stream, continuity, metrics: harness.metrics });
   const read = async (source: 'index' | 'scan') => ({
     pages: await harness.value('gateway_push_history_reads_total', { source }),
@@ -92,9 +92,9 @@ describe('RedisEventHistory with the per-user index', () => {
     expect((await scanning.readAfter(cursor, 500, 'device-user')).entries.filter((e) => e.fields.user_id === 'device-user')).toEqual([]);
   });
 
-  it('reads the stream itself for a cursor from before the subscriber started (a process that just started)', async () => {
+  it('without a backfill, reads the stream itself for a cursor from before the subscriber started (a process that just started)', async () => {
     const stream = unique('index-events');
-    const { continuity, history, read } = setup(stream);
+    const { continuity, history, read } = setup(stream, undefined, 0);
     const cursor = await add(stream, event('u', 0));
     const before = await add(stream, event('u', 1));
     await add(stream, event('v', 2));
@@ -107,6 +107,40 @@ describe('RedisEventHistory with the per-user index', () => {
     // The entry the subscriber started after is covered: every entry after it is known.
     expect(ids((await history.readAfter(await lastBefore(stream, later), 10, 'u')).entries)).toEqual([later]);
     expect((await read('index')).pages).toBe(1);
+  });
+
+  it('a process that just started (a fleet restart) answers a resume from before its start out of the index: the stream tail was read into it', async () => {
+    const stream = unique('index-events');
+    const { continuity, history, read } = setup(stream, undefined, 250);
+    // 301 entries before the start, the backfill reads the last 250 (three pages): the cursor is
+    // the 61st, inside them; the first ones are not.
+    await add(stream, event('u', 'too old'));
+    for (let i = 0; i < 59; i += 1) await add(stream, event(`other-${i % 7}`, `old ${i}`));
+    const cursor = await add(stream, event('u', 'seen'));
+    const mine: string[] = [];
+    for (let i = 0; i < 240; i += 1) {
+      const id = await add(stream, event(i % 60 === 0 ? 'u' : `other-${i % 7}`, i));
+      if (i % 60 === 0) mine.push(id);
+    }
+    const subscriber = await startSubscriber(stream, continuity);
+    const later = await add(stream, event('u', 'after start'));
+    await waitFor(() => subscriber.lastId === later);
+    expect(ids((await history.readAfter(cursor, 10, 'u')).entries)).toEqual([...mine, later]);
+    expect(await read('scan')).toEqual({ pages: 0, entries: 0 });
+    expect(await read('index')).toEqual({ pages: 1, entries: mine.length + 1 });
+    // The backfill stopped at 250 entries: the first entry of the stream is not covered, so a
+    // cursor before the backfilled tail is read from the stream.
+    expect(continuity.index?.read('u', '0-0', 10)).toBeUndefined();
+    expect(continuity.index?.coveredFrom).not.toBe('0-0');
+    // A stream shorter than the backfill is covered whole.
+    const short = unique('index-events');
+    const whole = setup(short, undefined, 250);
+    const first = await add(short, event('w', 0));
+    await add(short, event('w', 1));
+    await startSubscriber(short, whole.continuity);
+    expect(whole.continuity.index?.coveredFrom).toBe('0-0');
+    expect(ids((await whole.history.readAfter('0-0', 10, 'w')).entries)[0]).toBe(first);
+    expect((await whole.read('index')).pages).toBe(1);
   });
 
   it('reads the stream itself once the index evicted entries after the cursor', async () => {

@@ -57,6 +57,10 @@ export class InMemoryEventStream implements EventHistory {
     return this.entries.at(-1)?.id ?? '0-0';
   }
 
+  async newestId(): Promise<string | undefined> {
+    return this.entries.at(-1)?.id;
+  }
+
   async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
     const truncated = compareStreamIds(afterId, this.maxDeleted) < 0;
     const out: StreamEntry[] = [];

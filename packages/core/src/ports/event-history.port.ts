@@ -34,4 +34,13 @@ export interface EventHistory {
    * ignores it (the caller filters by target either way).
    */
   readAfter(afterId: string, count: number, userId: string): Promise<EventHistoryPage>;
+  /**
+   * The id of the newest entry the history holds now for `userId`'s streams (the shared stream's
+   * newest entry; a per-user history's), `undefined` when it holds none. Asked only when a
+   * resume bound (`max_events`, `max_bytes`, `max_scan`) stopped a replay: the live feed then
+   * starts after it, so the missed events the replay did not send are not sent later by a live
+   * consumer that lags the history (SPEC §8.3). Optional: without it those events may still be
+   * delivered live.
+   */
+  newestId?(userId: string): Promise<string | undefined>;
 }

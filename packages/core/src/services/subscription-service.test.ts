@@ -13,7 +13,7 @@ import {
   flipByte,
   vectors,
 } from '../../test/helpers.js';
-import type { GatewayEvent, SubscribeRequest } from '../domain.js';
+import type { GatewayEvent, StreamEntry, SubscribeRequest } from '../domain.js';
 import { GatewayError } from '../errors.js';
 import { ClientEventsHandler } from '../handlers/client-events-handler.js';
 import { SessionEventsHandler } from '../handlers/session-events-handler.js';
@@ -557,6 +557,36 @@ describe('SubscriptionService', () => {
       expect(sink.ids.at(-1)).toBe(live);
       expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: 'max_events' })).toBe(1);
     });
+
+    for (const bound of ['max_events', 'max_bytes'] as const) {
+      it(`${bound}: the missed events the replay did not send are not sent later by a live consumer that lags the history (SPEC §8.3)`, async () => {
+        // The live consumer hands the missed entries over only while the resume reads the history
+        // (it lags the master): they queue in the held stream, after the replay's cursor.
+        const late: { handler?: ClientEventsHandler } = {};
+        const lagging: StreamEntry[] = [];
+        const { open, publish, hub, signer, harness, logger, events } = setup({
+          ...(bound === 'max_events' ? { resumeMaxEvents: 2 } : { resumeMaxBytes: 4 }),
+          history: (stream) => ({
+            async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+              for (const entry of lagging.splice(0)) late.handler?.handle(entry);
+              return stream.readAfter(afterId, count);
+            },
+            newestId: () => stream.newestId(),
+          }),
+        });
+        late.handler = new ClientEventsHandler({ hub, signer, metrics: harness.metrics, logger });
+        const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+        const missed: string[] = [];
+        for (let i = 0; i < 4; i += 1) missed.push(publish(clientEventFields('u-alice', 'chat.x', `m${i}`)));
+        lagging.push(...(await events.readAfter(cursor, 10)).entries);
+        const { sink } = await open(alice1, { resumeAfterEventId: cursor });
+        expect(sink.types.slice(0, 2)).toEqual(['gateway.server_time', 'gateway.resume_incomplete']);
+        expect(sink.ids.slice(2)).toEqual(missed.slice(0, 2));
+        const live = publish(clientEventFields('u-alice', 'chat.x', 'live'));
+        expect(sink.ids.slice(2)).toEqual([...missed.slice(0, 2), live]);
+        expect(await harness.value(MetricNames.pushResumeIncomplete, { reason: bound })).toBe(1);
+      });
+    }
 
     it('resumeMaxEvents on a trimmed stream stops reading at the limit (no re-scanning of the same entries)', async () => {
       let reads = 0;

@@ -13,7 +13,7 @@ import type { SessionCache } from '../session/session-cache.js';
 import { eventBytes } from '../signing/canonical.js';
 import { verifySubscribeRequest, verifySubscribeRequestAsync } from '../signing/verifier.js';
 import type { RateLimits } from '../rate-limit/rate-limits.js';
-import { validateSubscribeRequest } from '../validation.js';
+import { compareStreamIds, validateSubscribeRequest } from '../validation.js';
 import { describe } from './command-service.js';
 import { checkFreshness, pipelineDeps, recheckNotRevoked, reserveRequest, resolveActiveSession, type PipelineDeps } from './pipeline.js';
 import { encodeServerTime } from './server-time.js';
@@ -275,13 +275,26 @@ export class SubscriptionService {
     if (stream.closed) return;
     // Live events dropped while held (a burst longer than the buffer) that history did not cover.
     if (stream.lostWhileHeld(cursor)) incomplete ??= 'live_overflow';
+    // A bound stopped the replay: the rest of the missed events is not sent (SPEC §8.3), also not
+    // by a live consumer that has not reached them yet: the live feed starts after the newest
+    // entry the history holds now.
+    let skipThrough = cursor;
+    if (history?.newestId !== undefined && (incomplete === 'max_events' || incomplete === 'max_bytes' || incomplete === 'max_scan')) {
+      // Best effort: without the answer the live feed starts after the cursor, as before.
+      const newest = await history.newestId(stream.userId).catch((error: unknown) => {
+        this.logger.warn('push resume could not read the history head', { device_session_id: stream.deviceSessionId, error: describe(error) });
+        return undefined;
+      });
+      if (stream.closed) return;
+      if (newest !== undefined && compareStreamIds(newest, skipThrough) > 0) skipThrough = newest;
+    }
     const first = [bootstrap];
     if (incomplete !== undefined) {
       first.push(this.incomplete(stream));
       this.deps.metrics.pushResumeIncomplete.add(1, { reason: incomplete });
     }
     this.deps.metrics.pushResumeReplayed.add(replayed.length);
-    stream.start([...first, ...replayed], { skipThroughEventId: cursor });
+    stream.start([...first, ...replayed], { skipThroughEventId: skipThrough });
   }
 
   private incomplete(stream: PushStream): GatewayEvent {
