@@ -33,7 +33,7 @@ describe('exported error classes', () => {
   it.each(classes.map((c) => [c.name, c] as const))('%s has its own name and a string code', (name, { body }) => {
     expect(body).toMatch(new RegExp(`override readonly name(: string)? = '${name}';`));
     if (name === 'GatewayStatusError') expect(body).toMatch(/readonly codeName: string;/);
-    else expect(body).toMatch(/readonly code(: GatewayErrorCode;| = '[a-z_]+';|: HttpErrorCode,)/);
+    else expect(body).toMatch(/readonly code(: GatewayErrorCode;| = '[a-z_]+';|: (HttpErrorCode|RedisBackendErrorCode),)/);
   });
 
   it('no two classes share a code', () => {
