@@ -134,12 +134,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   };
   let publicHttpTls: TlsFileWatcher | undefined;
   let grpcTls: TlsFileWatcher | undefined;
+  let websocketTls: TlsFileWatcher | undefined;
   let downstreamCa: Buffer | undefined;
   try {
     publicHttpTls = await openListenerTls('public http', config.publicHttpTls, logger);
     if (publicHttpTls !== undefined) tlsWatchers.push(publicHttpTls);
     grpcTls = await openListenerTls('authenticated grpc', config.grpcTls, logger);
     if (grpcTls !== undefined) tlsWatchers.push(grpcTls);
+    websocketTls = await openListenerTls('websocket', config.websocketTls, logger);
+    if (websocketTls !== undefined) tlsWatchers.push(websocketTls);
     downstreamCa = await loadDownstreamCa(config.downstreamTlsCaPath);
   } catch (error) {
     closeTlsWatchers();
@@ -259,10 +262,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
         connectionLimits: config.connectionLimits,
         logger,
         guard,
+        ...(websocketTls === undefined ? {} : { tls: websocketTls }),
       });
       const websocketServer = websocket;
       undo.push({ component: 'websocket server', stop: (budget) => websocketServer.close(budget) });
-      logger.info('websocket listener started', { address: websocket.address });
+      logger.info('websocket listener started', { address: websocket.address, tls: websocketTls !== undefined });
     }
     if (downstreams.router.size === 0) {
       logger.warn('no downstream routes configured: ExecuteCommand answers UNIMPLEMENTED', {});

@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { Server, ServerCredentials, credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { WebGatewayClient, importDevicePrivateKey, type WebSocketConstructor } from '@edge-gateway/client-web';
+import { WEBSOCKET_PATH } from '@edge-gateway/protocol';
 import { CommandHandlerService } from '@edge-gateway/adapters-grpc/generated';
 import { GatewayClient } from '@edge-gateway/client';
 import { startRedisServer, type RedisServerHandle } from '@edge-gateway/test-utils';
@@ -79,6 +82,9 @@ beforeAll(async () => {
       GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH: live.keyPath,
       GATEWAY_AUTHENTICATED_GRPC_TLS_CERT_PATH: live.certPath,
       GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH: live.keyPath,
+      GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:0',
+      GATEWAY_WEBSOCKET_TLS_CERT_PATH: live.certPath,
+      GATEWAY_WEBSOCKET_TLS_KEY_PATH: live.keyPath,
       GATEWAY_DOWNSTREAM_ROUTES: `tls.=tls://127.0.0.1:${downstreamPort}`,
       GATEWAY_DOWNSTREAM_TLS_CA_PATH: downstreamCert.certPath,
     }),
@@ -130,12 +136,30 @@ function clientTrusting(ca: Buffer, device: ReturnType<typeof newDevice>): Gatew
   });
 }
 
+/** A device on the WebSocket listener over TLS (`wss://`), trusting `ca` only. */
+async function webClientTrusting(ca: Buffer, device: ReturnType<typeof newDevice>): Promise<WebGatewayClient> {
+  class TrustingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ca, perMessageDeflate: false });
+    }
+  }
+  return WebGatewayClient.connect({
+    url: `wss://${addresses.websocket ?? ''}${WEBSOCKET_PATH}`,
+    deviceSessionId: device.deviceSessionId,
+    userId: device.userId,
+    privateKey: await importDevicePrivateKey(device.privateKey.export({ format: 'der', type: 'pkcs8' })),
+    gatewayPublicKeys: [signer.publicKeyRaw],
+    WebSocket: TrustingWebSocket as unknown as WebSocketConstructor,
+  });
+}
+
 describe('TLS listeners and downstreams', () => {
   it('logs the certificate of each listener at startup', () => {
     const loaded = gateway.logs.filter((l) => l.message === 'tls certificate loaded');
     expect(loaded.map((l) => [l['listener'], l['fingerprint256']])).toEqual([
       ['public http', first.fingerprint256],
       ['authenticated grpc', first.fingerprint256],
+      ['websocket', first.fingerprint256],
     ]);
     // SPEC §8.6: SHA-256 of the leaf's DER, 32 uppercase hex pairs joined by colons, as openssl prints it.
     expect(loaded[0]?.['fingerprint256']).toMatch(FINGERPRINT_FORMAT);
@@ -158,6 +182,32 @@ describe('TLS listeners and downstreams', () => {
     }
   });
 
+  it('serves WebSocket over TLS (GATEWAY_WEBSOCKET_TLS_*): a device trusting the certificate runs a command and opens its stream; a plain ws:// connection is refused', async () => {
+    expect(gateway.logs.find((l) => l.message === 'websocket listener started')?.['tls']).toBe(true);
+    const device = newDevice('wss-user');
+    await writeSession(raw, device, 'active');
+    const client = await webClientTrusting(first.cert, device);
+    try {
+      const answer = await client.execute('tls.echo', new TextEncoder().encode('over wss'));
+      expect(answer.resultCode).toBe('tls-ok');
+      expect(Buffer.from(answer.payload).toString()).toBe('over wss');
+      const events = client.subscribe()[Symbol.asyncIterator]();
+      expect((await events.next()).value?.eventType).toBe('gateway.server_time');
+      await events.return?.(undefined);
+    } finally {
+      client.close();
+    }
+    // The listener speaks only TLS: a plaintext upgrade never opens.
+    const plain = new WebSocket(`ws://${addresses.websocket ?? ''}${WEBSOCKET_PATH}`);
+    const outcome = await new Promise<string>((resolve) => {
+      plain.once('open', () => resolve('open'));
+      plain.once('error', () => resolve('error'));
+      plain.once('close', () => resolve('closed'));
+    });
+    plain.terminate();
+    expect(outcome).not.toBe('open');
+  });
+
   it('serves new certificates to new connections when the files change, streams stay open, a bad pair keeps the current one', async () => {
     const device = newDevice('tls-reload-user');
     await writeSession(raw, device, 'active');
@@ -174,11 +224,13 @@ describe('TLS listeners and downstreams', () => {
       // No SIGHUP: the files are polled (SPEC §8.6).
       const line = await gateway.waitForLog(reloaded('public http'));
       await gateway.waitForLog(reloaded('authenticated grpc'));
+      await gateway.waitForLog(reloaded('websocket'));
       expect([line['fingerprint256'], line['previous_fingerprint256']]).toEqual([derFingerprint(second.cert), derFingerprint(first.cert)]);
       expect(line['previous_fingerprint256']).toMatch(FINGERPRINT_FORMAT);
 
       expect(await servedFingerprint(addresses.grpc, 'h2')).toBe(second.fingerprint256);
       expect(await servedFingerprint(addresses.publicHttp, 'http/1.1')).toBe(second.fingerprint256);
+      expect(await servedFingerprint(addresses.websocket ?? '', 'http/1.1')).toBe(second.fingerprint256);
       expect(await httpsGet(addresses.publicHttp, '/readyz', second.cert)).toEqual({ status: 200, body: '{"status":"ready"}' });
 
       // The stream opened on the old certificate keeps delivering.

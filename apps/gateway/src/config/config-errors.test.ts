@@ -85,4 +85,20 @@ describe('TLS file pairs: both or neither (issue 16)', () => {
       { variable: 'GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH', problem: 'is required when GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH is set (set both or neither)' },
     ]);
   });
+
+  it('the WebSocket listener: both for wss://, one alone names the other, and only with GATEWAY_WEBSOCKET_ADDR', () => {
+    const ws = { ...base, GATEWAY_WEBSOCKET_ADDR: '127.0.0.1:8443' };
+    expect(loadConfig(ws).websocketTls).toBeUndefined();
+    expect(loadConfig({ ...ws, GATEWAY_WEBSOCKET_TLS_CERT_PATH: '/tls/ws.crt', GATEWAY_WEBSOCKET_TLS_KEY_PATH: '/tls/ws.key' }).websocketTls).toMatchObject({
+      certPath: '/tls/ws.crt',
+      keyPath: '/tls/ws.key',
+      certVariable: 'GATEWAY_WEBSOCKET_TLS_CERT_PATH',
+    });
+    expect(failure({ ...ws, GATEWAY_WEBSOCKET_TLS_KEY_PATH: '/tls/ws.key' }).problems).toEqual([
+      { variable: 'GATEWAY_WEBSOCKET_TLS_CERT_PATH', problem: 'is required when GATEWAY_WEBSOCKET_TLS_KEY_PATH is set (set both or neither)' },
+    ]);
+    expect(failure({ ...base, GATEWAY_WEBSOCKET_TLS_CERT_PATH: '/tls/ws.crt', GATEWAY_WEBSOCKET_TLS_KEY_PATH: '/tls/ws.key' }).problems).toEqual([
+      { variable: 'GATEWAY_WEBSOCKET_TLS_CERT_PATH', problem: 'is set but GATEWAY_WEBSOCKET_ADDR is not (the certificate is for the WebSocket listener)' },
+    ]);
+  });
 });

@@ -139,6 +139,8 @@ export interface GatewayConfig {
   readonly grpcTls: TlsFiles | undefined;
   /** Undefined: plain HTTP. */
   readonly publicHttpTls: TlsFiles | undefined;
+  /** Undefined: `ws://` (plain) on `GATEWAY_WEBSOCKET_ADDR`; set: `wss://`. */
+  readonly websocketTls: TlsFiles | undefined;
   readonly rateLimitStore: RateLimitStore;
   /** What one gRPC, WebSocket or HTTP connection may cost (SPEC §2.3). */
   readonly connectionLimits: ConnectionLimits;
@@ -299,6 +301,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'GATEWAY_AUTHENTICATED_GRPC_TLS_KEY_PATH', to: 'grpcTls.keyPath', default: '', parse: text },
   { env: 'GATEWAY_PUBLIC_HTTP_TLS_CERT_PATH', to: 'publicHttpTls.certPath', default: '', parse: text },
   { env: 'GATEWAY_PUBLIC_HTTP_TLS_KEY_PATH', to: 'publicHttpTls.keyPath', default: '', parse: text },
+  { env: 'GATEWAY_WEBSOCKET_TLS_CERT_PATH', to: 'websocketTls.certPath', default: '', parse: text },
+  { env: 'GATEWAY_WEBSOCKET_TLS_KEY_PATH', to: 'websocketTls.keyPath', default: '', parse: text },
   { env: 'GATEWAY_DOWNSTREAM_TLS_CA_PATH', to: 'downstreamTlsCaPath', default: '', parse: text },
   { env: 'GATEWAY_WEBSOCKET_ADDR', to: 'websocketAddr', default: '', parse: address },
   { env: 'GATEWAY_WEBSOCKET_IDLE_TIMEOUT', to: 'websocketIdleTimeoutMs', default: DEFAULT_IDLE_TIMEOUT_MS, parse: duration() },
@@ -457,12 +461,15 @@ function crossChecks(r: Reading): void {
   if (r.get(AGE) === 0 && !r.failed(AGE) && r.isSet('GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE')) {
     r.fail('GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE', `is set but ${AGE} is not (the grace only follows a maximum age)`);
   }
-  for (const prefix of ['GATEWAY_AUTHENTICATED_GRPC_TLS', 'GATEWAY_PUBLIC_HTTP_TLS']) {
+  for (const prefix of ['GATEWAY_AUTHENTICATED_GRPC_TLS', 'GATEWAY_PUBLIC_HTTP_TLS', 'GATEWAY_WEBSOCKET_TLS']) {
     const [cert, key] = [`${prefix}_CERT_PATH`, `${prefix}_KEY_PATH`];
     if (r.isSet(cert) !== r.isSet(key)) {
       const [missing, set] = r.isSet(cert) ? [key, cert] : [cert, key];
       r.fail(missing, `is required when ${set} is set (set both or neither)`);
     }
+  }
+  if (r.isSet('GATEWAY_WEBSOCKET_TLS_CERT_PATH') && r.get('GATEWAY_WEBSOCKET_ADDR') === '' && !r.failed('GATEWAY_WEBSOCKET_ADDR')) {
+    r.fail('GATEWAY_WEBSOCKET_TLS_CERT_PATH', 'is set but GATEWAY_WEBSOCKET_ADDR is not (the certificate is for the WebSocket listener)');
   }
 }
 
@@ -551,6 +558,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   if (config.grpcMaxConnection.ageMs === 0) config.grpcMaxConnection = { ageMs: 0, graceMs: 0 };
   config.grpcTls = tlsFiles(config.grpcTls, 'GATEWAY_AUTHENTICATED_GRPC_TLS');
   config.publicHttpTls = tlsFiles(config.publicHttpTls, 'GATEWAY_PUBLIC_HTTP_TLS');
+  config.websocketTls = tlsFiles(config.websocketTls, 'GATEWAY_WEBSOCKET_TLS');
   return config;
 }
 
@@ -620,6 +628,7 @@ export function describeConfig(config: GatewayConfig): Record<string, unknown> {
     grpc_max_connection_age_ms: config.grpcMaxConnection.ageMs,
     grpc_max_connection_age_grace_ms: config.grpcMaxConnection.graceMs,
     public_http_tls: config.publicHttpTls !== undefined,
+    websocket_tls: config.websocketTls !== undefined,
     auth_upstream: config.authUpstreamUrl === '' ? '' : new URL(config.authUpstreamUrl).origin,
   };
 }
