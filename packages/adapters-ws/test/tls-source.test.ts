@@ -1,52 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect as connectTls } from 'node:tls';
+import { ManualTlsSource, makeTlsPair, servedTlsFingerprint, tlsFingerprint } from '@edge-gateway/test-utils';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { GatewayCore } from '@edge-gateway/core';
-import type { TlsKeyPair, TlsPairSource } from '@edge-gateway/core/node';
 import { WEBSOCKET_PATH, WEBSOCKET_SUBPROTOCOL } from '@edge-gateway/protocol';
 import { startWebSocketServer } from '../src/index.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'eg-tls-source-'));
-
-/** A self-signed P-256 certificate made by openssl (no key is committed). */
-function makePair(name: string): TlsKeyPair {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)], { stdio: 'ignore' });
-  return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
-}
-
-/** A certificate source that changes when the test says so (what `openTlsFiles` returns, without files). */
-class ManualSource implements TlsPairSource {
-  readonly listeners = new Set<(pair: TlsKeyPair) => void>();
-  constructor(public current: TlsKeyPair) {}
-  onChange(listener: (pair: TlsKeyPair) => void): () => void {
-    this.listeners.add(listener);
-    return () => void this.listeners.delete(listener);
-  }
-  set(pair: TlsKeyPair): void {
-    this.current = pair;
-    for (const listener of this.listeners) listener(pair);
-  }
-}
-
-/** The SHA-256 fingerprint of the certificate a new TLS connection to `port` is served. */
-function servedFingerprint(port: number, alpn?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connectTls({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(alpn === undefined ? {} : { ALPNProtocols: [alpn] }) }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
-}
-
-const fingerprintOf = (pair: TlsKeyPair): string => new X509Certificate(pair.cert).fingerprint256;
-const first = makePair('first');
-const second = makePair('second');
+const first = makeTlsPair('first');
+const second = makeTlsPair('second');
 
 /** No call reaches it: the test only upgrades and looks at the TLS handshake. */
 const core = {
@@ -68,13 +28,13 @@ function upgrade(port: number): Promise<string> {
 
 describe('startWebSocketServer with tls (wss://)', () => {
   it('upgrades over TLS, serves each new pair of its source to new connections, and stops following it when closed', async () => {
-    const source = new ManualSource(first);
+    const source = new ManualTlsSource(first);
     const server = await startWebSocketServer({ core, listen: { host: '127.0.0.1', port: 0 }, maxPayloadBytes: 1024, tls: source });
     try {
       expect(await upgrade(server.port)).toBe(WEBSOCKET_SUBPROTOCOL);
-      expect(await servedFingerprint(server.port)).toBe(fingerprintOf(first));
+      expect(await servedTlsFingerprint(server.port)).toBe(tlsFingerprint(first));
       source.set(second);
-      expect(await servedFingerprint(server.port)).toBe(fingerprintOf(second));
+      expect(await servedTlsFingerprint(server.port)).toBe(tlsFingerprint(second));
       expect(await upgrade(server.port)).toBe(WEBSOCKET_SUBPROTOCOL);
       expect(source.listeners.size).toBe(1);
     } finally {
@@ -86,7 +46,7 @@ describe('startWebSocketServer with tls (wss://)', () => {
   it('takes a fixed pair too', async () => {
     const server = await startWebSocketServer({ core, listen: { host: '127.0.0.1', port: 0 }, maxPayloadBytes: 1024, tls: second });
     try {
-      expect(await servedFingerprint(server.port)).toBe(fingerprintOf(second));
+      expect(await servedTlsFingerprint(server.port)).toBe(tlsFingerprint(second));
       expect(await upgrade(server.port)).toBe(WEBSOCKET_SUBPROTOCOL);
     } finally {
       await server.close(1000);

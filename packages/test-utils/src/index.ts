@@ -34,3 +34,4 @@ export {
   type SentinelTopology,
   type SentinelTopologyOptions,
 } from './redis-sentinel.js';
+export { ManualTlsSource, makeTlsPair, servedTlsFingerprint, tlsFingerprint, type TestTlsPair } from './tls-pair.js';
