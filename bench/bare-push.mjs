@@ -8,14 +8,11 @@
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { createClient } from 'redis';
 import { EdgeGatewayService, GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { connectClient } from './floor-lib.mjs';
 
 const [redisPort, password] = process.argv.slice(2);
 if (!redisPort) throw new Error('usage: bare-push.mjs <redis port> <redis password>');
-const connect = async (client) => {
-  client.on('error', () => undefined);
-  await client.connect();
-  return client;
-};
+const connect = connectClient;
 const redis = await connect(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password }));
 const reader = await connect(redis.duplicate());
 

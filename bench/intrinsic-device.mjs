@@ -21,9 +21,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import { verify } from 'node:crypto';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { WebSocketServer } from 'ws';
-import { createClient } from 'redis';
-import { Ed25519ResponseSigner, ed25519PublicKeyFromRaw, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
+import { Ed25519ResponseSigner, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
 import { EdgeGatewayService, GatewayEvent, SubscribeEventsRequest } from '@edge-gateway/adapters-grpc/generated';
+import { floorRedis, sessionLookup } from './floor-lib.mjs';
 
 const [transport, redisPort, password, keyPath, certPath, tlsKeyPath] = process.argv.slice(2);
 if (!keyPath || !['grpc', 'ws'].includes(transport)) throw new Error('usage: intrinsic-device.mjs <grpc|ws> <redis port> <redis password> <signer key PEM> [<cert> <key>]');
@@ -33,27 +33,9 @@ const REPLAY_TTL_MS = 2 * 5 * 60_000;
 // taken before any event, do not include them).
 const RING = 8;
 const signer = Ed25519ResponseSigner.fromPem(readFileSync(keyPath));
-const connect = async (client) => {
-  client.on('error', () => undefined);
-  await client.connect();
-  return client;
-};
-const redis = await connect(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } }));
-const reader = await connect(redis.duplicate());
+const { redis, reader } = await floorRedis(redisPort, password);
 
-const sessions = new Map();
-function session(id) {
-  let entry = sessions.get(id);
-  if (entry === undefined) {
-    entry = redis.hGetAll(`${PREFIX}session:${id}`).then((h) => {
-      const value = h.user_id ? { userId: h.user_id, revoked: h.status === 'revoked', publicKey: ed25519PublicKeyFromRaw(Buffer.from(h.client_public_key, 'base64')) } : null;
-      sessions.set(id, value);
-      return value;
-    });
-    sessions.set(id, entry);
-  }
-  return entry;
-}
+const { session } = sessionLookup(redis, PREFIX);
 
 /** userId -> Set of sinks `{ deviceSessionId, write(bytes) }`. */
 const byUser = new Map();

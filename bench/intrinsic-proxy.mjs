@@ -16,8 +16,9 @@ import { readFileSync } from 'node:fs';
 import { verify } from 'node:crypto';
 import { Server, ServerCredentials, credentials, status } from '@grpc/grpc-js';
 import { createClient } from 'redis';
-import { Ed25519ResponseSigner, commandRequestBytes, commandResultBytes, ed25519PublicKeyFromRaw } from '@edge-gateway/core';
+import { Ed25519ResponseSigner, commandRequestBytes, commandResultBytes } from '@edge-gateway/core';
 import { CommandHandlerClient, EdgeGatewayService } from '@edge-gateway/adapters-grpc/generated';
+import { connectClient, sessionLookup } from './floor-lib.mjs';
 
 const [target, redisPort, password, keyPath] = process.argv.slice(2);
 if (!keyPath) throw new Error('usage: intrinsic-proxy.mjs <downstream host:port> <redis port> <redis password> <signer key PEM>');
@@ -25,25 +26,10 @@ const PREFIX = 'gateway:';
 const REPLAY_TTL_MS = 2 * 5 * 60_000;
 
 const signer = Ed25519ResponseSigner.fromPem(readFileSync(keyPath));
-const redis = createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } });
-redis.on('error', () => undefined);
-await redis.connect();
+const redis = await connectClient(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } }));
 const downstream = new CommandHandlerClient(target, credentials.createInsecure());
 
-/** deviceSessionId -> { userId, revoked, publicKey } or a pending lookup. */
-const sessions = new Map();
-function session(id) {
-  let entry = sessions.get(id);
-  if (entry === undefined) {
-    entry = redis.hGetAll(`${PREFIX}session:${id}`).then((h) => {
-      const value = h.user_id ? { userId: h.user_id, revoked: h.status === 'revoked', publicKey: ed25519PublicKeyFromRaw(Buffer.from(h.client_public_key, 'base64')) } : null;
-      sessions.set(id, value);
-      return value;
-    });
-    sessions.set(id, entry);
-  }
-  return entry;
-}
+const { session, sessions } = sessionLookup(redis, PREFIX);
 
 const fail = (callback, code, details) => callback({ code, details });
 

@@ -16,37 +16,18 @@
 import { readFileSync } from 'node:fs';
 import { verify } from 'node:crypto';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
-import { createClient } from 'redis';
-import { Ed25519ResponseSigner, ed25519PublicKeyFromRaw, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
+import { Ed25519ResponseSigner, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
 import { EdgeGatewayService, GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
+import { floorRedis, sessionLookup } from './floor-lib.mjs';
 
 const [redisPort, password, keyPath] = process.argv.slice(2);
 if (!keyPath) throw new Error('usage: intrinsic-push.mjs <redis port> <redis password> <signer key PEM>');
 const PREFIX = 'gateway:';
 const REPLAY_TTL_MS = 2 * 5 * 60_000;
 const signer = Ed25519ResponseSigner.fromPem(readFileSync(keyPath));
-const connect = async (client) => {
-  client.on('error', () => undefined);
-  await client.connect();
-  return client;
-};
-const redis = await connect(createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) }, password, commandOptions: { timeout: 0 } }));
-const reader = await connect(redis.duplicate());
+const { redis, reader } = await floorRedis(redisPort, password);
 
-/** deviceSessionId -> { userId, revoked, publicKey } (null when unknown), or a pending lookup. */
-const sessions = new Map();
-function session(id) {
-  let entry = sessions.get(id);
-  if (entry === undefined) {
-    entry = redis.hGetAll(`${PREFIX}session:${id}`).then((h) => {
-      const value = h.user_id ? { userId: h.user_id, revoked: h.status === 'revoked', publicKey: ed25519PublicKeyFromRaw(Buffer.from(h.client_public_key, 'base64')) } : null;
-      sessions.set(id, value);
-      return value;
-    });
-    sessions.set(id, entry);
-  }
-  return entry;
-}
+const { session } = sessionLookup(redis, PREFIX);
 
 /** userId -> Map(call -> deviceSessionId). */
 const byUser = new Map();
