@@ -71,6 +71,28 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // @edge-gateway/node-runtime sits beside the adapters, under the binaries: it takes the core
+    // (and what the caller passes in) and never an app, an adapter or a driver.
+    files: ['packages/node-runtime/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^@edge-gateway/(?!core(/internal)?$)',
+              message: '@edge-gateway/node-runtime may import only @edge-gateway/core (and core/internal) of our packages: no app, no adapter.',
+            },
+            {
+              regex: '^(redis|@redis/|@grpc/|ws$|ioredis)',
+              message: '@edge-gateway/node-runtime loads no driver: instrumentations come from the caller (TelemetryOptions).',
+            },
+          ],
+        },
+      ],
+    },
+  },
   ...sdkBoundaries.map(({ files, allowed }) => ({
     files,
     ignores: ['**/*.test.ts'],

@@ -56,7 +56,7 @@ export function categoryOf(node) {
 const OWNER_FEATURES = [
   ['Ed25519 verify', (f) => f.functionName === 'verifyOneShot'],
   ['Ed25519 sign', (f) => f.functionName === 'signOneShot'],
-  ['log line (winston)', (f) => /\/(winston|logform|readable-stream|safe-stable-stringify|triple-beam|winston-transport)\//.test(f.url) || /apps\/gateway\/dist\/logging\.js/.test(f.url) || f.functionName === 'logCall'],
+  ['log line (winston)', (f) => /\/(winston|logform|readable-stream|safe-stable-stringify|triple-beam|winston-transport)\//.test(f.url) || /(apps\/gateway|packages\/node-runtime)\/dist\/logging\.js/.test(f.url) || f.functionName === 'logCall'],
   ['metrics (OpenTelemetry SDK)', (f) => /@opentelemetry\/(sdk-metrics|exporter-prometheus)\//.test(f.url) || (f.functionName === 'record' && /edge-gateway-service/.test(f.url))],
   ['span + trace context (OpenTelemetry API, no SDK)', (f) => (/@opentelemetry\/(api|core)\//.test(f.url) && f.functionName !== 'with') || f.functionName === 'startSpan' || f.functionName === 'traceIdOf'],
   ['Redis (node-redis + wrapper)', (f) => /@redis\/client\/|adapters-redis\/dist/.test(f.url)],

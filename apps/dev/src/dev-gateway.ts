@@ -4,7 +4,7 @@ import { createAdminApp, listen, type HttpListener } from '@edge-gateway/adapter
 import { startWebSocketServer, type WebSocketServerHandle } from '@edge-gateway/adapters-ws';
 import { startGateway, type RunningGateway } from '@edge-gateway/gateway';
 import { DEMO_ROUTES, createDemoPage } from './demo-page.js';
-import type { Telemetry } from '@edge-gateway/gateway';
+import type { Telemetry } from '@edge-gateway/node-runtime';
 import { ConfigError } from '@edge-gateway/gateway/config';
 import { portState } from '@edge-gateway/gateway/port-state';
 import { devAdminAddress, loadDevConfig } from './dev-config.js';

@@ -16,7 +16,7 @@ import { HttpAuthUpstream } from '@edge-gateway/adapters-http';
 import type { GatewayBackend } from './backend.js';
 import type { GatewayConfig } from './config/config.js';
 import { redisBackendOptions } from './redis-topology-config.js';
-import type { Telemetry } from './telemetry.js';
+import type { Telemetry } from '@edge-gateway/node-runtime';
 import { Tokens } from './tokens.js';
 
 type Downstreams = ReturnType<typeof createDownstreamRouter>;

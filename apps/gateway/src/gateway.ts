@@ -9,8 +9,7 @@ import { formatDuration } from './config/duration.js';
 import type { EventSource, GatewayBackend } from './backend.js';
 import { registerGateway, registerRedisBackend } from './container.js';
 import { SignerKeyError, TlsFilesError, createSignerRotation, loadCaCertificates, loadSignerKey, openTlsFiles, warnIfKeyExposed, type TlsFileWatcher } from '@edge-gateway/core/node';
-import { TELEMETRY_FLUSH_TIMEOUT_MS, type Telemetry } from './telemetry.js';
-import { MaxConnectionsError, maxConnectionsFor, readOpenFileLimit } from './open-file-limit.js';
+import { MaxConnectionsError, TELEMETRY_FLUSH_TIMEOUT_MS, maxConnectionsFor, readOpenFileLimit, type Telemetry } from '@edge-gateway/node-runtime';
 import { Tokens } from './tokens.js';
 
 /** How replay reservations are confirmed (SPEC §5.2), for the `redis connected` line. */

@@ -50,7 +50,7 @@ it('keeps serving when its log pipe is closed (EPIPE is not fatal)', async () =>
 
 it('writes log lines still pending when the process exits in the same turn (the built logger)', async () => {
   const { spawnSync } = await import('node:child_process');
-  const logging = new URL('logging.js', pathToFileURL(MAIN)).href;
+  const logging = new URL('../../../packages/node-runtime/dist/logging.js', pathToFileURL(MAIN)).href;
   // Logs and exits in the same turn: without the exit hook the batched line would be lost.
   const script = `
     import { WinstonLogger, createWinstonLogger } from ${JSON.stringify(logging)};

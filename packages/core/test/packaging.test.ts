@@ -68,6 +68,7 @@ describe('published packages', () => {
       '@edge-gateway/client',
       '@edge-gateway/client-web',
       '@edge-gateway/core',
+      '@edge-gateway/node-runtime',
       '@edge-gateway/protocol',
       '@edge-gateway/publisher',
     ]);

@@ -1,4 +1,5 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
+import type { LogLevel } from '@edge-gateway/node-runtime';
 import { DEFAULT_HTTP_TIMEOUTS, DEFAULT_HTTP_WRITE_TIMEOUT_MS } from '@edge-gateway/adapters-http';
 import {
   DEFAULT_COMMAND_TIMEOUT_MS,
@@ -66,7 +67,7 @@ export interface ReplayDurabilityConfig {
 export const REPLAY_MIN_REPLICAS = 'GATEWAY_REDIS_REPLAY_MIN_REPLICAS';
 export const REPLAY_WAIT_TIMEOUT = 'GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT';
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type { LogLevel };
 /** How client events reach the processes holding their streams (SPEC §9). */
 export type PushFanout = 'stream' | 'routed';
 /** Where the rate limits are counted (`GATEWAY_RATE_LIMIT_STORE`). */
@@ -116,7 +117,7 @@ export interface GatewayConfig {
   readonly shutdownTimeoutMs: number;
   /** A gRPC connection older than `ageMs` gets a GOAWAY, then `graceMs`; `ageMs` 0: unlimited (and `graceMs` 0). */
   readonly grpcMaxConnection: { readonly ageMs: number; readonly graceMs: number };
-  /** Undefined: 80 % of the open-file soft limit, read at startup (`open-file-limit.ts`). */
+  /** Undefined: 80 % of the open-file soft limit, read at startup (`readOpenFileLimit`, @edge-gateway/node-runtime). */
   readonly maxConnections: number | undefined;
   /** Both HTTP listeners and the WebSocket listener (`writeTimeoutMs`: the HTTP listeners). */
   readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number; readonly keepAliveTimeoutMs: number; readonly writeTimeoutMs: number };

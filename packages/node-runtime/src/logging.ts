@@ -5,7 +5,12 @@ import winston from 'winston';
 import TransportStream from 'winston-transport';
 import { configure } from 'safe-stable-stringify';
 import { LEVEL, MESSAGE } from 'triple-beam';
-import type { LogLevel } from './config/config.js';
+
+/** The levels the logger writes, most severe first (`GATEWAY_LOG_LEVEL`). */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** The levels of {@link LogLevel}, most severe first. */
+export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
 // Field names that must never reach a log line, whatever a caller passes (SPEC §8.5).
 const SECRET_FIELDS = new Set([

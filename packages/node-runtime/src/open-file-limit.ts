@@ -17,6 +17,7 @@ export const ASSUMED_OPEN_FILE_LIMIT = 1024;
 export interface OpenFileLimit {
   /** `Infinity` when unlimited. */
   readonly soft: number;
+  /** Where `soft` was read (`assumed`: neither worked; {@link ASSUMED_OPEN_FILE_LIMIT}). */
   readonly source: '/proc/self/limits' | 'ulimit -n' | 'assumed';
 }
 

@@ -1,12 +1,31 @@
-import { ConfigError } from './config/config-error.js';
-import { WinstonLogger, createWinstonLogger, flushLogger } from './logging.js';
-import { setupTelemetry, type Telemetry } from './telemetry.js';
+import { LOG_LEVELS, WinstonLogger, createWinstonLogger, flushLogger } from './logging.js';
+import { setupTelemetry, type Telemetry, type TelemetryOptions } from './telemetry.js';
 
 /** What an entry point starts: something that can be shut down once. */
 export interface Stoppable {
+  /** SIGINT/SIGTERM (or SIGHUP without `reload`): stop; the process exits 0 when it resolves, 1 when it rejects. */
   shutdown(): Promise<unknown>;
   /** SIGHUP: re-read what can change without a restart (signer key). Without it SIGHUP shuts down. */
   reload?(): Promise<unknown>;
+}
+
+/** Options of {@link runProcess}. */
+export interface RunProcessOptions {
+  /**
+   * `name`s of the errors whose message alone is the `startup failed` line's `error` (written for
+   * the operator, e.g. a configuration error); any other error is logged as `<name>: <message>`.
+   * An error with a `problems` array (each naming a `variable`) also gets `variables`.
+   */
+  readonly operatorErrors?: readonly string[];
+  /** Passed to {@link setupTelemetry} (instrumentations to register when tracing). */
+  readonly telemetry?: TelemetryOptions;
+}
+
+/** The `variable` of each of an error's `problems`, when it has them (a configuration error). */
+function problemVariables(error: unknown): string[] | undefined {
+  const problems = error instanceof Error ? (error as { problems?: unknown }).problems : undefined;
+  if (!Array.isArray(problems)) return undefined;
+  return problems.flatMap((p: unknown) => (typeof p === 'object' && p !== null && typeof (p as { variable?: unknown }).variable === 'string' ? [(p as { variable: string }).variable] : []));
 }
 
 /**
@@ -17,8 +36,9 @@ export interface Stoppable {
 export async function runProcess(
   fields: Record<string, unknown>,
   start: (context: { logger: WinstonLogger; telemetry: Telemetry }) => Promise<Stoppable>,
+  options: RunProcessOptions = {},
 ): Promise<void> {
-  const level = (['error', 'warn', 'info', 'debug'] as const).find((l) => l === process.env['GATEWAY_LOG_LEVEL']) ?? 'info';
+  const level = LOG_LEVELS.find((l) => l === process.env['GATEWAY_LOG_LEVEL']) ?? 'info';
   const winstonLogger = createWinstonLogger(level);
   const logger = new WinstonLogger(winstonLogger, { component: 'gateway', ...fields });
 
@@ -66,14 +86,15 @@ export async function runProcess(
   });
 
   try {
-    running = await start({ logger, telemetry: await setupTelemetry(process.env) });
+    running = await start({ logger, telemetry: await setupTelemetry(process.env, undefined, options.telemetry) });
   } catch (error) {
     const reason =
-      error instanceof ConfigError || (error instanceof Error && (error.name === 'StartupError' || error.name === 'TlsFilesError'))
+      error instanceof Error && (options.operatorErrors ?? []).includes(error.name)
         ? error.message
         : `${error instanceof Error ? error.name : 'Error'}: ${error instanceof Error ? error.message : String(error)}`;
     // Every problem of the configuration is in `error`; `variables` lists their names for jq.
-    const variables = error instanceof ConfigError ? { variables: error.problems.map((p) => p.variable) } : {};
+    const names = problemVariables(error);
+    const variables = names !== undefined ? { variables: names } : {};
     logger.error('startup failed', { error: reason, ...variables });
     await exit(1);
   }

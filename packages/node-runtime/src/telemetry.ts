@@ -4,6 +4,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import type { Instrumentation } from '@opentelemetry/instrumentation';
 import { GatewayMetrics, withBudget, type Logger } from '@edge-gateway/core';
 
 /**
@@ -23,6 +24,7 @@ export interface TelemetryShutdownOptions {
 
 /** Metrics and (optional) trace export of the binary. */
 export interface Telemetry {
+  /** The core's instruments, on a meter of the Prometheus-read MeterProvider. */
   readonly metrics: GatewayMetrics;
   /** Serves the Prometheus text exposition (admin `GET /metrics`). */
   readonly metricsHandler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -35,14 +37,25 @@ export interface Telemetry {
   shutdown(options?: TelemetryShutdownOptions): Promise<void>;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+/** The environment {@link setupTelemetry} reads (`process.env` or a copy). */
+export type TelemetryEnv = Readonly<Record<string, string | undefined>>;
+
+/** Options of {@link setupTelemetry}. */
+export interface TelemetryOptions {
+  /**
+   * Instrumentations to register when traces are exported, loaded only then (e.g.
+   * `redisInstrumentation()` from `@edge-gateway/adapters-redis/instrumentation`). Load the
+   * instrumented library only after `setupTelemetry` resolves, so it can be patched.
+   */
+  readonly instrumentations?: () => Promise<readonly Instrumentation[]>;
+}
 
 /**
  * Sets up OpenTelemetry: a MeterProvider read by the Prometheus exporter (served by the admin
  * listener, no server of its own), W3C trace-context propagation, and span export over OTLP
  * only when a standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
  */
-export async function setupTelemetry(env: Env = process.env, version = '0.1.0'): Promise<Telemetry> {
+export async function setupTelemetry(env: TelemetryEnv = process.env, version = '0.1.0', options: TelemetryOptions = {}): Promise<Telemetry> {
   const resource = resourceFromAttributes({
     'service.name': env['OTEL_SERVICE_NAME'] ?? 'edge-gateway',
     'service.version': version,
@@ -63,19 +76,19 @@ export async function setupTelemetry(env: Env = process.env, version = '0.1.0'):
     // The AsyncLocalStorage context manager (async hooks on every promise, ~10 % of a command's
     // CPU) is installed only here: spans of instrumented libraries (Redis) need it to find
     // their parent; log lines take `trace_id` from it.
-    const [{ AsyncLocalStorageContextManager }, { NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { registerInstrumentations }, { redisInstrumentation }] =
+    const [{ AsyncLocalStorageContextManager }, { NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { registerInstrumentations }, instrumentations] =
       await Promise.all([
         import('@opentelemetry/context-async-hooks'),
         import('@opentelemetry/sdk-trace-node'),
         import('@opentelemetry/sdk-trace-base'),
         import('@opentelemetry/exporter-trace-otlp-http'),
         import('@opentelemetry/instrumentation'),
-        import('@edge-gateway/adapters-redis/instrumentation'),
+        options.instrumentations?.() ?? [],
       ]);
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
     trace.setGlobalTracerProvider(provider);
-    registerInstrumentations({ tracerProvider: provider, instrumentations: [redisInstrumentation()] });
+    registerInstrumentations({ tracerProvider: provider, instrumentations: [...instrumentations] });
     tracerProvider = provider;
   }
 
