@@ -1,10 +1,11 @@
 import { GatewayMetrics, noopLogger, replayKey, systemClock, type Clock, type Logger, type ReplayReservation, type ReplayStore } from '@edge-gateway/core';
+import { rewritePasses } from '@edge-gateway/core/internal';
 import { backoffDelay } from './backoff.js';
 import type { RawReply } from './redis-client.js';
 import type { RedisCommands } from './redis-commands.js';
 import type { ReplicatedWriter } from './replicated-writes.js';
 import type { ReservationWrites } from './redis-rate-limiter.js';
-import { DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES, DEFAULT_REPLAY_JOURNAL_WINDOW_MS, ReservationJournal, type JournaledReservation } from './reservation-journal.js';
+import { DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES, DEFAULT_REPLAY_JOURNAL_WINDOW_MS, ReservationJournal } from './reservation-journal.js';
 
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
@@ -206,41 +207,31 @@ export class RedisReplayStore implements ReplayStore, ReservationWrites {
 
   private async reassertRound(reason: string): Promise<void> {
     const started = this.clock.now();
-    let todo = this.journal.list(started);
-    const total = todo.length;
-    const written: string[] = [];
-    let attempt = 0;
-    let lastError: unknown;
-    while (todo.length > 0 && !this.closed) {
-      const failed: JournaledReservation[] = [];
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < todo.length && !this.closed) {
-          const entry = todo[next++] as JournaledReservation;
-          const left = entry.expiresAtMs - this.clock.now();
-          // Expired, or withdrawn meanwhile: nothing to write.
-          if (left <= 0 || !this.journal.has(entry.key, this.clock.now())) continue;
-          try {
-            if ((await this.client.command(['SET', entry.key, '1', 'NX', 'PX', String(Math.ceil(left))])) !== null) written.push(entry.key);
-          } catch (error) {
-            lastError = error;
-            failed.push(entry);
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(REASSERT_CONCURRENCY, todo.length) }, worker));
-      todo = failed;
-      if (todo.length > 0 && !this.closed) await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt++, { minDelayMs: 100, maxDelayMs: 2000 })));
-    }
-    if (written.length > 0) this.metrics.replayReservationsReasserted.add(written.length);
+    const items = this.journal.list(started);
+    const { written, unfinished, error } = await rewritePasses({
+      items,
+      concurrency: REASSERT_CONCURRENCY,
+      stopped: () => this.closed,
+      // Expired, or withdrawn meanwhile: nothing to write.
+      wanted: (entry) => entry.expiresAtMs - this.clock.now() > 0 && this.journal.has(entry.key, this.clock.now()),
+      write: async (entry) => {
+        const left = Math.max(1, Math.ceil(entry.expiresAtMs - this.clock.now()));
+        return (await this.client.command(['SET', entry.key, '1', 'NX', 'PX', String(left)])) !== null;
+      },
+      retryAfter: async (attempt) => {
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, { minDelayMs: 100, maxDelayMs: 2000 })));
+        return true;
+      },
+    });
+    if (written > 0) this.metrics.replayReservationsReasserted.add(written);
     const fields = {
       reason,
-      checked: total,
-      count: written.length,
+      checked: items.length,
+      count: written,
       duration_ms: this.clock.now() - started,
-      ...(todo.length > 0 ? { unfinished: todo.length, error: String(lastError) } : {}),
+      ...(unfinished.length > 0 ? { unfinished: unfinished.length, error: String(error) } : {}),
     };
-    if (written.length > 0) this.logger.warn('replay reservations re-asserted: the master lacked them (lost in a failover)', fields);
+    if (written > 0) this.logger.warn('replay reservations re-asserted: the master lacked them (lost in a failover)', fields);
     else this.logger.info('replay reservations checked on the new master: none lost', fields);
   }
 

@@ -14,3 +14,5 @@ export { SessionCache, type SessionCacheOptions } from './session/session-cache.
 export { PushStream } from './push/push-hub.js';
 /** How many characters of a client-supplied value a log line keeps (the binary's log formatter). */
 export { LOG_PREVIEW_CHARS } from './observability/log-safe.js';
+/** Re-writes items in passes until none fails (the re-asserts after a failover: revocations, replay reservations). */
+export { rewritePasses, type RewritePassesOptions, type RewritePassesResult } from './session/rewrite-passes.js';

@@ -4,6 +4,7 @@ import { systemClock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { RevocationStore } from '../ports/revocation-store.port.js';
 import type { RememberedRevocation, RevocationMemory } from './revocation-memory.js';
+import { rewritePasses } from './rewrite-passes.js';
 
 /** Options of {@link RevocationReasserter}. */
 export interface RevocationReasserterOptions {
@@ -109,32 +110,17 @@ export class RevocationReasserter {
   private async round(reason: string): Promise<void> {
     const started = this.clock.now();
     // Newest first: a failover loses the revocations written last.
-    let todo = this.options.memory.list().reverse();
-    const total = todo.length;
-    let written = 0;
-    let attempt = 0;
-    while (todo.length > 0 && !this.stopped) {
-      const failed: RememberedRevocation[] = [];
-      const errors: unknown[] = [];
-      const writtenNow: RememberedRevocation[] = [];
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < todo.length && !this.stopped) {
-          const revocation = todo[next++] as RememberedRevocation;
-          // Forgotten meanwhile (re-activated by an `active` snapshot, or expired): not written.
-          if (this.options.memory.get(revocation.deviceSessionId) === undefined) continue;
-          try {
-            const outcome = await this.options.store.reassert(toReassert(revocation, this.clock.now()));
-            if (outcome === 'written') writtenNow.push(revocation);
-          } catch (error) {
-            failed.push(revocation);
-            errors.push(error);
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.concurrency, todo.length) }, worker));
-      if (writtenNow.length > 0) {
-        written += writtenNow.length;
+    const items = this.options.memory.list().reverse();
+    let replaced = false;
+    const { written } = await rewritePasses({
+      items,
+      concurrency: this.concurrency,
+      stopped: () => this.stopped,
+      // Forgotten meanwhile (re-activated by an `active` snapshot, or expired): not written.
+      wanted: (revocation) => this.options.memory.get(revocation.deviceSessionId) !== undefined,
+      write: async (revocation) => (await this.options.store.reassert(toReassert(revocation, this.clock.now()))) === 'written',
+      onPass: (writtenNow) => {
+        if (writtenNow.length === 0) return;
         this.metrics.revocationsReasserted.add(writtenNow.length);
         for (let i = 0; i < writtenNow.length; i += IDS_PER_LINE) {
           const chunk = writtenNow.slice(i, i + IDS_PER_LINE);
@@ -144,21 +130,27 @@ export class RevocationReasserter {
             device_session_ids: chunk.map((r) => r.deviceSessionId),
           });
         }
-      }
-      todo = failed;
-      if (todo.length === 0 || this.stopped) break;
-      // A newer trigger (master changed again) starts a fresh round on the new master.
-      if (this.pendingReason !== undefined) return;
-      const delayMs = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** attempt++);
-      this.logger.warn('revocation re-assert failed; retrying', {
-        reason,
-        failed: todo.length,
-        error: describeError(errors[0]),
-        retry_in_ms: delayMs,
-      });
-      await this.sleep(delayMs);
-    }
-    this.logger.info('revocations checked against the master', { reason, remembered: total, reasserted: written, took_ms: this.clock.now() - started });
+      },
+      retryAfter: async (attempt, failed, error) => {
+        // A newer trigger (master changed again) starts a fresh round on the new master.
+        if (this.pendingReason !== undefined) {
+          replaced = true;
+          return false;
+        }
+        const delayMs = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** attempt);
+        this.logger.warn('revocation re-assert failed; retrying', {
+          reason,
+          failed: failed.length,
+          error: describeError(error),
+          retry_in_ms: delayMs,
+        });
+        await this.sleep(delayMs);
+        return true;
+      },
+    });
+    // Given up for a newer round: that round logs what it checked.
+    if (replaced) return;
+    this.logger.info('revocations checked against the master', { reason, remembered: items.length, reasserted: written, took_ms: this.clock.now() - started });
   }
 
   private sleep(ms: number): Promise<void> {
