@@ -62,14 +62,26 @@ async function userOnMaster(port: number): Promise<string> {
   }
 }
 
-/** Opens a stream and waits for its bootstrap (after which the gateway follows the user). */
+/**
+ * Opens a stream and waits for its bootstrap (after which the gateway follows the user). An open
+ * refused `UNAVAILABLE` `replay store not durable` (its reservation's WAIT got no replica
+ * acknowledgement within GATEWAY_REDIS_REPLAY_WAIT_TIMEOUT, 50 ms: a replica starved of CPU on
+ * a loaded host, or a master just rejoined) nothing ran and is opened again, as a device does;
+ * at most 5 times.
+ */
 async function open(device: Device, grpc: string, resumeAfterEventId = ''): Promise<EventCollector> {
-  const abort = new AbortController();
-  const client = fastReconnectClient(device, grpc, signer.publicKeyRaw);
-  const collector = new EventCollector(client.subscribe({ signal: abort.signal, ...(resumeAfterEventId === '' ? {} : { resumeAfterEventId }) }));
-  collectors.push({ abort, collector });
-  await collector.waitForCount(1);
-  return collector;
+  for (let attempt = 1; ; attempt += 1) {
+    const abort = new AbortController();
+    const client = fastReconnectClient(device, grpc, signer.publicKeyRaw);
+    const collector = new EventCollector(client.subscribe({ signal: abort.signal, ...(resumeAfterEventId === '' ? {} : { resumeAfterEventId }) }));
+    collectors.push({ abort, collector });
+    await waitFor(() => collector.events.length > 0 || collector.ended, { message: 'stream bootstrap or end' });
+    if (collector.events.length > 0) return collector;
+    abort.abort();
+    const refusedNotDurable = collector.error instanceof Error && /UNAVAILABLE: replay store not durable/.test(String(collector.error));
+    if (!refusedNotDurable || attempt === 5) await collector.waitForCount(1);
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+  }
 }
 
 function close(collector: EventCollector): void {
