@@ -1,4 +1,5 @@
-// Free of adapter imports (loaded before telemetry is set up): see config/config-error.ts.
+// Free of adapter imports: the process runner loads it before telemetry is set up, and loading
+// node-redis that early keeps the Redis instrumentation from patching it (no redis-<COMMAND> spans).
 import type { RunProcessOptions } from '@edge-gateway/node-runtime';
 
 /**

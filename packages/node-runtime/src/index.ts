@@ -1,7 +1,7 @@
 /**
  * `@edge-gateway/node-runtime`: what a Node binary embedding the gateway needs around the core:
  * JSON logging through winston, OpenTelemetry setup, the descriptor-limit check and the
- * signal-driven process lifecycle.
+ * signal-driven process lifecycle, and the environment settings table (one row per variable).
  *
  * @packageDocumentation
  */
@@ -31,3 +31,27 @@ export {
   type OpenFileLimit,
 } from './open-file-limit.js';
 export { runProcess, type RunProcessOptions, type Stoppable } from './process-runner.js';
+export { formatDuration, parseGoDuration } from './duration.js';
+export {
+  ConfigError,
+  InvalidSetting,
+  REQUIRED,
+  SettingsReading,
+  defaultValue,
+  mayCarryCredentials,
+  parseHostPort,
+  parsers,
+  put,
+  quoteValue,
+  readSettings,
+  throwProblems,
+  type ConfigProblem,
+  type Described,
+  type HostPort,
+  type SameAs,
+  type Setting,
+  type SettingParser,
+  type SettingPath,
+  type SettingsEnv,
+  type SettingsResult,
+} from './settings.js';

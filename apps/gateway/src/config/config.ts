@@ -1,5 +1,4 @@
 import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
-import type { LogLevel } from '@edge-gateway/node-runtime';
 import { DEFAULT_HTTP_TIMEOUTS, DEFAULT_HTTP_WRITE_TIMEOUT_MS } from '@edge-gateway/adapters-http';
 import {
   DEFAULT_COMMAND_TIMEOUT_MS,
@@ -24,16 +23,26 @@ import {
   type ConnectionLimits,
   type GatewayCoreOptions,
 } from '@edge-gateway/core';
-import { ConfigError, type ConfigProblem } from './config-error.js';
-import { parseGoDuration } from './duration.js';
+import {
+  ConfigError,
+  InvalidSetting as Invalid,
+  mayCarryCredentials,
+  parseGoDuration,
+  parseHostPort,
+  parsers,
+  quoteValue,
+  readSettings,
+  REQUIRED,
+  throwProblems,
+  type HostPort,
+  type LogLevel,
+  type Setting as TableRow,
+  type SettingPath,
+  type SettingsReading as Reading,
+} from '@edge-gateway/node-runtime';
 
-/** One invalid or missing variable. */
-export { ConfigError, type ConfigProblem } from './config-error.js';
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
+// The environment-table engine is @edge-gateway/node-runtime's; these names stay here for the CLI and dev mode.
+export { ConfigError, mayCarryCredentials, parseHostPort, quoteValue, REQUIRED, type ConfigProblem, type Described, type HostPort, type SameAs } from '@edge-gateway/node-runtime';
 
 /** Redis Sentinel discovery (`GATEWAY_REDIS_SENTINEL_ADDRS` and friends). */
 export interface SentinelConfig {
@@ -154,106 +163,12 @@ export const DEPRECATED_VARIABLES: Readonly<Record<string, string>> = {
   GATEWAY_REDIS_USERNAME: 'Redis authentication is password-only',
 };
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-/**
- * True when a value may carry credentials: URL user info (`user:password@`) or a whole URL.
- * Such a value is never echoed in an error (the `startup failed` line is read by many).
- */
-export function mayCarryCredentials(value: string): boolean {
-  return value.includes('@') || value.includes('://');
-}
-
-/** `"value"` for an error message, or a note that it is withheld (see {@link mayCarryCredentials}). */
-export function quoteValue(value: string): string {
-  return mayCarryCredentials(value) ? 'the value (not shown: it looks like a URL or holds user:password@)' : `"${value}"`;
-}
-
-/** Parses `host:port`, `[v6]:port`, or (when `allowEmptyHost`) `:port`. */
-export function parseHostPort(variable: string, value: string, allowEmptyHost: boolean): HostPort {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  if (match === null) throw new ConfigError(variable, `${quoteValue(value)} is not host:port`);
-  const host = match[1] ?? match[2] ?? '';
-  const port = Number(match[3]);
-  if (port > 65535) throw new ConfigError(variable, `port ${port} is out of range`);
-  if (host === '' && !allowEmptyHost) throw new ConfigError(variable, `${quoteValue(value)} has no host`);
-  return { host, port };
-}
-
-/** A value refused by a row's parser; the message follows the variable's name. */
-class Invalid extends Error {}
-
-type Parse = (text: string, env: string) => unknown;
-
-/** Default that is not a value: required, or the value another variable got. */
-export const REQUIRED = Symbol('required');
-export interface SameAs {
-  readonly sameAs: string;
-}
-/** Default that depends on other settings; `doc` is how SPEC §7 and the README write it (a fragment of their cell). */
-export interface Described {
-  readonly doc: string;
-}
-
 /** Every dotted path into {@link GatewayConfig}: a row's target that is not one does not compile. */
-type Path<T> = T extends readonly unknown[] ? never : T extends object ? { [K in keyof T & string]: K | `${K}.${Path<NonNullable<T[K]>>}` }[keyof T & string] : never;
-export type ConfigPath = Path<GatewayConfig>;
+export type ConfigPath = SettingPath<GatewayConfig>;
+/** One variable of SPEC §7: one row of that table and of the README's; `core.<name>` is the `createGatewayCore` option `<name>`. */
+export type Setting = TableRow<GatewayConfig>;
 
-/** One variable of SPEC §7: one row of that table and of the README's. */
-export interface Setting {
-  readonly env: string;
-  /** Where the value goes in {@link GatewayConfig}; `core.<name>` is the `createGatewayCore` option `<name>`. */
-  readonly to: ConfigPath;
-  /** Taken from the package that owns the option where one does. `''`: empty (off, none). */
-  readonly default: unknown;
-  readonly parse: Parse;
-  /** Empty text is a value, not "use the default" (`GATEWAY_REDIS_KEY_PREFIX=` means no prefix). */
-  readonly emptyIsValue?: boolean;
-}
-
-const text: Parse = (value) => value;
-const oneOf =
-  (...values: string[]): Parse =>
-  (value) => {
-    if (!values.includes(value)) throw new Invalid(`"${value}" is not one of ${values.join(', ')}`);
-    return value;
-  };
-const bool: Parse = (value) => {
-  if (value !== 'true' && value !== 'false') throw new Invalid(`"${value}" is not true or false`);
-  return value === 'true';
-};
-const integer =
-  (min: number, max?: number, unit = ''): Parse =>
-  (value) => {
-    if (!/^\d+$/.test(value)) throw new Invalid(`"${value}" is not an integer`);
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new Invalid(`must be an integer >= ${min}`);
-    if (max !== undefined && n > max) throw new Invalid(`must be at most ${max}${unit}`);
-    return n;
-  };
-const duration =
-  (bounds: { min?: [number, string]; max?: [number, string] } = {}): Parse =>
-  (value) => {
-    const ms = parseGoDuration(value);
-    if (ms === undefined) throw new Invalid(`"${value}" is not a valid duration (use Go syntax like 500ms, 10s, 1h30m)`);
-    if (ms <= 0) throw new Invalid('must be greater than zero');
-    if (bounds.min !== undefined && ms < bounds.min[0]) throw new Invalid(bounds.min[1]);
-    if (bounds.max !== undefined && ms > bounds.max[0]) throw new Invalid(bounds.max[1]);
-    return ms;
-  };
-const address: Parse = (value, env) => (parseHostPort(env, value, true), value);
-const hostPortList: Parse = (value, env) => value.split(',').map((part) => parseHostPort(env, part.trim(), false));
-/** Wraps a parser of another package: its error message follows the variable's name. */
-const foreign =
-  (parse: (value: string) => unknown, message: (error: Error, value: string) => string = (e) => e.message): Parse =>
-  (value) => {
-    try {
-      return parse(value);
-    } catch (error) {
-      throw new Invalid(message(error instanceof Error ? error : new Error(String(error)), value));
-    }
-  };
-
+const { text, oneOf, bool, integer, duration, address, hostPortList, foreign } = parsers;
 /** Shortest `GATEWAY_GRPC_MAX_CONNECTION_AGE`: a shorter one would make clients reconnect all the time. */
 export const MIN_GRPC_MAX_CONNECTION_AGE_MS = 1000;
 /** Longest age or grace: Node's timers (which grpc-js uses) fire at once beyond 2^31-1 ms (24.8 days). */
@@ -372,56 +287,6 @@ function parseOrigin(origin: string): string {
   return origin;
 }
 
-/** A row's default as a value: `''` when required, `undefined` when described, the other variable's value for `sameAs`. */
-function defaultValue(row: Setting, values: ReadonlyMap<string, unknown>): unknown {
-  const d = row.default;
-  if (d === REQUIRED) return '';
-  if (typeof d !== 'object' || d === null || Array.isArray(d)) return d;
-  if ('sameAs' in d) return values.get((d as SameAs).sameAs);
-  return 'doc' in d ? undefined : d;
-}
-
-/** The values read so far, and the problems found (the first per variable is kept). */
-class Reading {
-  readonly problems: ConfigProblem[] = [];
-  readonly values = new Map<string, unknown>();
-  constructor(readonly env: Env) {}
-
-  text(name: string): string {
-    return (this.env[name] ?? '').trim();
-  }
-  isSet(name: string): boolean {
-    return this.text(name) !== '';
-  }
-  failed(...names: string[]): boolean {
-    return this.problems.some((p) => names.includes(p.variable));
-  }
-  fail(variable: string, problem: string): void {
-    if (!this.failed(variable)) this.problems.push({ variable, problem });
-  }
-  get<T>(name: string): T {
-    return this.values.get(name) as T;
-  }
-
-  read(row: Setting): void {
-    const value = this.env[row.env]?.trim();
-    const fallback = defaultValue(row, this.values);
-    let result = fallback;
-    if (value !== undefined && (value !== '' || row.emptyIsValue === true)) {
-      try {
-        result = row.parse(value, row.env);
-      } catch (error) {
-        if (error instanceof Invalid) this.fail(row.env, error.message);
-        else if (error instanceof ConfigError) for (const p of error.problems) this.fail(p.variable, p.problem);
-        else throw error;
-      }
-    } else if (row.default === REQUIRED) {
-      this.fail(row.env, 'is required');
-    }
-    this.values.set(row.env, result);
-  }
-}
-
 /**
  * What one row cannot say: settings that exclude or bound each other. Each check names the
  * variable to fix; none piles onto a variable whose own value was already refused.
@@ -523,33 +388,19 @@ function checkReplayTopology(r: Reading): void {
   }
 }
 
-/** Sets `value` at a dotted path. */
-function put(target: Record<string, unknown>, path: string, value: unknown): void {
-  const keys = path.split('.');
-  const last = keys.pop() as string;
-  let node = target;
-  for (const key of keys) node = (node[key] ??= {}) as Record<string, unknown>;
-  node[last] = value;
-}
-
 /**
  * Reads and validates SPEC §7 from the environment. Throws one `ConfigError` that names every
  * missing or invalid variable (not only the first), in the order of {@link SETTINGS}.
  */
-export function loadConfig(env: Env = process.env): GatewayConfig {
-  const r = new Reading(env);
-  for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
-    if (env[name] !== undefined) r.fail(name, `is deprecated and no longer accepted (${why}); unset it`);
-  }
-  for (const row of SETTINGS) r.read(row);
-  crossChecks(r);
-  const order = (variable: string) => SETTINGS.findIndex((row) => row.env === variable);
-  const [first, ...more] = r.problems.sort((a, b) => order(a.variable) - order(b.variable));
-  if (first !== undefined) throw new ConfigError(first.variable, first.problem, more);
-
-  const out: Record<string, unknown> = {};
-  for (const row of SETTINGS) put(out, row.to, r.values.get(row.env));
-  const config = out as unknown as Mutable<GatewayConfig>;
+export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): GatewayConfig {
+  const { values, problems, reading: r } = readSettings(SETTINGS, env, (reading) => {
+    for (const [name, why] of Object.entries(DEPRECATED_VARIABLES)) {
+      if (env[name] !== undefined) reading.fail(name, `is deprecated and no longer accepted (${why}); unset it`);
+    }
+    crossChecks(reading);
+  });
+  throwProblems(problems);
+  const config = values as Mutable<GatewayConfig>;
   const redis = config.redis as Mutable<GatewayConfig['redis']>;
   if (redis.sentinel?.addrs.length === 0) redis.sentinel = undefined;
   const replay = redis.replay as Mutable<ReplayDurabilityConfig>;
