@@ -42,9 +42,9 @@ export interface GrpcServerOptions {
    * gets a GOAWAY, so its client opens a new connection for new calls (after a scale-out, or to
    * re-resolve DNS); calls in progress get `graceMs` to finish, then the connection is closed
    * and the calls still open on it (push streams) end `UNAVAILABLE` on the client. Default
-   * (or `ageMs` 0): unlimited.
+   * (or `ageMs` 0): unlimited; `graceMs` defaults to {@link DEFAULT_MAX_CONNECTION_AGE_GRACE_MS}.
    */
-  readonly maxConnectionAge?: { readonly ageMs: number; readonly graceMs: number };
+  readonly maxConnectionAge?: { readonly ageMs: number; readonly graceMs?: number };
   /**
    * With `tls`: a connection's TLS handshake must complete this long after it was accepted
    * (`GATEWAY_HTTP_HEADERS_TIMEOUT`). Node bounds the time between handshake bytes with it; the
@@ -229,10 +229,13 @@ function http2Servers(server: Server): NetServer[] {
   return [...(servers as Map<NetServer, unknown>).keys()];
 }
 
+/** How long calls in progress may finish after a connection reached its maximum age (`GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE`). */
+export const DEFAULT_MAX_CONNECTION_AGE_GRACE_MS = 30_000;
+
 /** grpc-js's server options for a maximum connection age; none when unlimited. */
 function maxConnectionAgeOptions(age: GrpcServerOptions['maxConnectionAge']): ChannelOptions {
   if (age === undefined || age.ageMs <= 0) return {};
-  return { 'grpc.max_connection_age_ms': age.ageMs, 'grpc.max_connection_age_grace_ms': age.graceMs };
+  return { 'grpc.max_connection_age_ms': age.ageMs, 'grpc.max_connection_age_grace_ms': age.graceMs ?? DEFAULT_MAX_CONNECTION_AGE_GRACE_MS };
 }
 
 /**

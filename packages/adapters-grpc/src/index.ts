@@ -8,7 +8,7 @@ export { fromCommandRequest, fromCommandResult, fromDownstreamCommand, fromGatew
 export { metadataGetter, metadataSetter } from './trace-context.js';
 export { createEdgeGatewayService, deadlineOf, type EdgeGatewayServiceOptions, type GrpcMethodName } from './edge-gateway-service.js';
 export { edgeGatewayServiceDefinition, encodeGatewayEventOnce, wireGatewayEvent } from './event-encoding.js';
-export { bindAddress, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, EDGE_GATEWAY_SERVICE_NAME, RECEIVE_HEADROOM_BYTES, startGrpcServer, type ConnectionGuard, type GrpcServerHandle, type GrpcServerOptions } from './grpc-server.js';
+export { bindAddress, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, EDGE_GATEWAY_SERVICE_NAME, RECEIVE_HEADROOM_BYTES, startGrpcServer, type ConnectionGuard, type GrpcServerHandle, type GrpcServerOptions } from './grpc-server.js';
 export { ReloadableTlsCredentials, type TlsKeyPair } from './reloadable-tls-credentials.js';
 export { routeGrpcJsLogs } from './grpc-js-logs.js';
 export { loadReflectionDescriptor, protoDir, ProtoFiles } from './proto-files.js';

@@ -8,14 +8,17 @@ import {
 } from '@edge-gateway/core';
 import { PublicRoutes } from './public-routes.js';
 
+/** Default bound on one auth upstream call (`GATEWAY_AUTH_UPSTREAM_TIMEOUT`). */
+export const DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS = 5000;
+
 /** Default cap on an upstream answer body; a larger one is a `bad_response`. */
 export const DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES = 64 * 1024;
 
 export interface HttpAuthUpstreamOptions {
   /** Base URL of the auth service (`http`/`https`, may carry a base path). */
   readonly baseUrl: string;
-  /** Bound on one call, from sending the request to reading the whole answer. */
-  readonly timeoutMs: number;
+  /** Bound on one call, from sending the request to reading the whole answer (default {@link DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS}). */
+  readonly timeoutMs?: number;
   /** Defaults to the global `fetch`; tests and embedders may pass their own. */
   readonly fetch?: typeof fetch;
   /** Largest accepted answer body in bytes (default 64 KiB). */
@@ -110,8 +113,9 @@ export class HttpAuthUpstream implements AuthUpstream {
     if (base.search !== '' || base.hash !== '') {
       throw new TypeError('auth upstream URL must not carry a query or fragment');
     }
-    if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0) {
-      throw new RangeError(`auth upstream timeout must be a positive integer of milliseconds, got ${options.timeoutMs}`);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS;
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+      throw new RangeError(`auth upstream timeout must be a positive integer of milliseconds, got ${timeoutMs}`);
     }
     const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES;
     if (!Number.isInteger(maxResponseBytes) || maxResponseBytes <= 0) {
@@ -120,7 +124,7 @@ export class HttpAuthUpstream implements AuthUpstream {
     this.#origin = base.origin;
     // The base path without its trailing slash, so that route paths append cleanly.
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    this.#timeoutMs = options.timeoutMs;
+    this.#timeoutMs = timeoutMs;
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#maxResponseBytes = maxResponseBytes;
   }

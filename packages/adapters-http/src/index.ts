@@ -7,7 +7,7 @@ export { gatewayErrorHttp, HttpError, HttpErrorCode, httpErrorStatus, sendError,
 export { PublicRoutes } from './public-routes.js';
 export { createPublicApp, DEFAULT_BODY_LIMIT_BYTES, type PublicAppOptions } from './public-app.js';
 export { ADMIN_HEALTHZ_ROUTE, ADMIN_METRICS_ROUTE, createAdminApp, type AdminAppOptions } from './admin-app.js';
-export { DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES, HttpAuthUpstream, type HttpAuthUpstreamOptions } from './http-auth-upstream.js';
+export { DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS, DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES, HttpAuthUpstream, type HttpAuthUpstreamOptions } from './http-auth-upstream.js';
 export { mapUpstreamFailure, UpstreamMessages, type HttpErrorAnswer } from './upstream-failure-mapping.js';
 export { formatListenAddress, parseListenAddress, type ListenAddress } from './listen-address.js';
 export { DEFAULT_HTTP_WRITE_TIMEOUT_MS } from './answer-bounds.js';

@@ -84,6 +84,7 @@ export { RedisRoutedFeed, type RedisRoutedFeedOptions, type RoutedDelivery } fro
 export { RedisUserHistory } from './redis-user-history.js';
 export { DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS, RedisRoutedRelay, type RedisRoutedRelayOptions } from './routed-relay.js';
 export {
+  REDIS_BACKEND_DEFAULTS,
   RedisBackendError,
   createRedisBackend,
   createRedisTopology,

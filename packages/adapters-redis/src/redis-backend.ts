@@ -303,13 +303,26 @@ export interface RedisBackendSettings {
  * await sources.clientEvents.start();
  * ```
  */
+/**
+ * The defaults of {@link RedisBackendOptions} that are plain values: the key prefix, the two
+ * stream names and the startup PING bound (the binary's `GATEWAY_REDIS_KEY_PREFIX`,
+ * `GATEWAY_SESSION_EVENTS_REDIS_STREAM`, `GATEWAY_CLIENT_EVENTS_REDIS_STREAM` and
+ * `GATEWAY_REDIS_PING_TIMEOUT` default to them).
+ */
+export const REDIS_BACKEND_DEFAULTS = {
+  keyPrefix: 'gateway:',
+  sessionEventsStream: 'gateway:session-events',
+  clientEventsStream: 'gateway:client-events',
+  pingTimeoutMs: 5000,
+} as const;
+
 export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
   const { topology: where } = options;
   const fanout = options.fanout ?? 'stream';
   if (fanout !== 'stream' && fanout !== 'routed') throw new RedisBackendError('invalid_options', `fanout "${String(fanout)}" is not one of stream, routed`);
   if (fanout === 'routed' && where.kind !== 'cluster') throw new RedisBackendError('invalid_options', 'fanout "routed" requires a cluster topology');
   if (where.kind === 'cluster' && where.nodes.length === 0) throw new RedisBackendError('invalid_options', 'topology.nodes is empty: list at least one cluster node');
-  const keyPrefix = options.keyPrefix ?? 'gateway:';
+  const keyPrefix = options.keyPrefix ?? REDIS_BACKEND_DEFAULTS.keyPrefix;
   if (fanout === 'routed' && keyPrefix.includes('{')) throw new RedisBackendError('invalid_options', 'keyPrefix must not contain { with fanout "routed" (the partition hash tag must be the first of every key)');
   const fixedReplicas = where.kind === 'single' ? (where.replicas ?? []).length : undefined;
   const minReplicas = options.replay?.minReplicas ?? (fixedReplicas === 0 ? 0 : 1);
@@ -318,9 +331,9 @@ export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
   }
   const settings: RedisBackendSettings = {
     keyPrefix,
-    sessionEventsStream: options.sessionEventsStream ?? 'gateway:session-events',
-    clientEventsStream: options.clientEventsStream ?? 'gateway:client-events',
-    pingTimeoutMs: options.pingTimeoutMs ?? 5000,
+    sessionEventsStream: options.sessionEventsStream ?? REDIS_BACKEND_DEFAULTS.sessionEventsStream,
+    clientEventsStream: options.clientEventsStream ?? REDIS_BACKEND_DEFAULTS.clientEventsStream,
+    pingTimeoutMs: options.pingTimeoutMs ?? REDIS_BACKEND_DEFAULTS.pingTimeoutMs,
     sessionReads: options.sessionReads ?? 'master',
     clientEventsReads: options.clientEventsReads ?? 'master',
     minReplicas,

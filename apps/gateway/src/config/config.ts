@@ -1,5 +1,5 @@
-import { parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
-import { DEFAULT_HTTP_TIMEOUTS, DEFAULT_HTTP_WRITE_TIMEOUT_MS } from '@edge-gateway/adapters-http';
+import { DEFAULT_MAX_CONNECTION_AGE_GRACE_MS, parseDownstreamRoutes } from '@edge-gateway/adapters-grpc';
+import { DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUTS, DEFAULT_HTTP_WRITE_TIMEOUT_MS } from '@edge-gateway/adapters-http';
 import {
   DEFAULT_COMMAND_TIMEOUT_MS,
   DEFAULT_REPLAY_JOURNAL_MAX_ENTRIES,
@@ -8,6 +8,7 @@ import {
   DEFAULT_ROUTED_HISTORY_MAXLEN,
   DEFAULT_ROUTED_HISTORY_TTL_MS,
   DEFAULT_ROUTED_RELAY_CLAIM_IDLE_MS,
+  REDIS_BACKEND_DEFAULTS,
   ROUTED_MAX_EVENT_BYTES_LIMIT,
   ROUTED_MAX_INTEGER_ARGUMENT,
 } from '@edge-gateway/adapters-redis';
@@ -197,11 +198,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'GATEWAY_REDIS_SESSION_READS', to: 'redis.sessionReads', default: 'master', parse: oneOf('master', 'replica') },
   { env: 'GATEWAY_REDIS_CLIENT_EVENTS_READS', to: 'redis.clientEventsReads', default: 'master', parse: oneOf('master', 'replica') },
   { env: 'GATEWAY_REDIS_DB', to: 'redis.db', default: 0, parse: integer(0) },
-  { env: 'GATEWAY_REDIS_KEY_PREFIX', to: 'redis.keyPrefix', default: 'gateway:', parse: text, emptyIsValue: true },
-  { env: 'GATEWAY_REDIS_PING_TIMEOUT', to: 'redis.pingTimeoutMs', default: 5000, parse: duration() },
+  { env: 'GATEWAY_REDIS_KEY_PREFIX', to: 'redis.keyPrefix', default: REDIS_BACKEND_DEFAULTS.keyPrefix, parse: text, emptyIsValue: true },
+  { env: 'GATEWAY_REDIS_PING_TIMEOUT', to: 'redis.pingTimeoutMs', default: REDIS_BACKEND_DEFAULTS.pingTimeoutMs, parse: duration() },
   { env: 'GATEWAY_REDIS_COMMAND_TIMEOUT', to: 'redis.commandTimeoutMs', default: DEFAULT_COMMAND_TIMEOUT_MS, parse: duration() },
-  { env: 'GATEWAY_SESSION_EVENTS_REDIS_STREAM', to: 'sessionEventsStream', default: 'gateway:session-events', parse: text },
-  { env: 'GATEWAY_CLIENT_EVENTS_REDIS_STREAM', to: 'clientEventsStream', default: 'gateway:client-events', parse: text },
+  { env: 'GATEWAY_SESSION_EVENTS_REDIS_STREAM', to: 'sessionEventsStream', default: REDIS_BACKEND_DEFAULTS.sessionEventsStream, parse: text },
+  { env: 'GATEWAY_CLIENT_EVENTS_REDIS_STREAM', to: 'clientEventsStream', default: REDIS_BACKEND_DEFAULTS.clientEventsStream, parse: text },
   // Push fan-out (SPEC §9)
   { env: 'GATEWAY_PUSH_FANOUT', to: 'pushFanout', default: 'stream', parse: oneOf('stream', 'routed') },
   { env: 'GATEWAY_PUSH_ROUTED_RELAY', to: 'pushRoutedRelay', default: false, parse: bool },
@@ -225,7 +226,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'GATEWAY_WEBSOCKET_ALLOWED_ORIGINS', to: 'websocketAllowedOrigins', default: [], parse: (v) => v.split(',').map((part) => parseOrigin(part.trim())) },
   { env: 'GATEWAY_SHUTDOWN_TIMEOUT', to: 'shutdownTimeoutMs', default: DEFAULT_CLOSE_BUDGET_MS, parse: duration() },
   { env: 'GATEWAY_GRPC_MAX_CONNECTION_AGE', to: 'grpcMaxConnection.ageMs', default: 0, parse: parseMaxConnectionAge },
-  { env: 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE', to: 'grpcMaxConnection.graceMs', default: 30_000, parse: duration({ max: AT_MOST_480H }) },
+  { env: 'GATEWAY_GRPC_MAX_CONNECTION_AGE_GRACE', to: 'grpcMaxConnection.graceMs', default: DEFAULT_MAX_CONNECTION_AGE_GRACE_MS, parse: duration({ max: AT_MOST_480H }) },
   { env: 'GATEWAY_MAX_CONNECTIONS', to: 'maxConnections', default: { doc: '80 %' }, parse: integer(1) },
   { env: 'GATEWAY_HTTP_HEADERS_TIMEOUT', to: 'http.headersTimeoutMs', default: DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs, parse: duration() },
   { env: 'GATEWAY_HTTP_REQUEST_TIMEOUT', to: 'http.requestTimeoutMs', default: DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs, parse: duration() },
@@ -251,7 +252,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'GATEWAY_RATE_LIMIT_STORE', to: 'rateLimitStore', default: 'local', parse: oneOf('local', 'redis') },
   // Upstreams
   { env: 'GATEWAY_AUTH_UPSTREAM_URL', to: 'authUpstreamUrl', default: '', parse: parseAuthUrl },
-  { env: 'GATEWAY_AUTH_UPSTREAM_TIMEOUT', to: 'authUpstreamTimeoutMs', default: 5000, parse: duration() },
+  { env: 'GATEWAY_AUTH_UPSTREAM_TIMEOUT', to: 'authUpstreamTimeoutMs', default: DEFAULT_AUTH_UPSTREAM_TIMEOUT_MS, parse: duration() },
   // The route parser quotes the bad pair; withheld when it may carry credentials.
   { env: 'GATEWAY_DOWNSTREAM_ROUTES', to: 'downstreamRoutes', default: '', parse: foreign((v) => (parseDownstreamRoutes(v), v), (e, v) => (mayCarryCredentials(v) ? WITHHELD_ROUTES : e.message)) },
   // Per connection (SPEC §2.3): the failure limit is read first
