@@ -2,7 +2,7 @@
 // connections and the session lookup. Kept apart from lib.mjs so a floor process loads nothing
 // but what it uses (its memory is the floor the gateway is compared with).
 import { createClient } from 'redis';
-import { ed25519PublicKeyFromRaw } from '@edge-gateway/core';
+import { ed25519PublicKeyFromRaw, parseClientEvent } from '@edge-gateway/core';
 
 /** A connected node-redis client whose errors are left to its commands. */
 export async function connectClient(client) {
@@ -37,4 +37,22 @@ export function sessionLookup(redis, prefix) {
     return entry;
   };
   return { session, sessions };
+}
+
+/**
+ * The floor's live consumer: reads the client-events stream from its end, forever, and hands
+ * each well-formed event (core field names) with its id to `onEvent`, in stream order.
+ */
+export async function readClientEvents(reader, onEvent) {
+  let lastId = '$';
+  for (;;) {
+    const reply = await reader.xRead({ key: 'gateway:client-events', id: lastId }, { BLOCK: 1000, COUNT: 1000 }).catch(() => null);
+    for (const stream of reply ?? []) {
+      for (const { id, message } of stream.messages) {
+        lastId = id;
+        const parsed = parseClientEvent({ id, fields: message });
+        if (parsed.ok) onEvent(parsed.event, id);
+      }
+    }
+  }
 }

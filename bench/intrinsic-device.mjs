@@ -21,9 +21,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import { verify } from 'node:crypto';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { WebSocketServer } from 'ws';
-import { Ed25519ResponseSigner, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
+import { Ed25519ResponseSigner, encodeServerTime, eventBytes, subscribeRequestBytes } from '@edge-gateway/core';
 import { EdgeGatewayService, GatewayEvent, SubscribeEventsRequest } from '@edge-gateway/adapters-grpc/generated';
-import { floorRedis, sessionLookup } from './floor-lib.mjs';
+import { floorRedis, readClientEvents, sessionLookup } from './floor-lib.mjs';
 
 const [transport, redisPort, password, keyPath, certPath, tlsKeyPath] = process.argv.slice(2);
 if (!keyPath || !['grpc', 'ws'].includes(transport)) throw new Error('usage: intrinsic-device.mjs <grpc|ws> <redis port> <redis password> <signer key PEM> [<cert> <key>]');
@@ -83,33 +83,21 @@ async function subscribe(request, sink) {
   return undefined;
 }
 
-async function readLoop() {
-  let lastId = '$';
-  for (;;) {
-    const reply = await reader.xRead({ key: 'gateway:client-events', id: lastId }, { BLOCK: 1000, COUNT: 1000 }).catch(() => null);
-    for (const stream of reply ?? []) {
-      for (const { id, message } of stream.messages) {
-        lastId = id;
-        const parsed = parseClientEvent({ id, fields: message });
-        if (!parsed.ok) continue;
-        const { event } = parsed;
-        // Signed and kept for resumes even while the user has no stream (a device reconnecting).
-        const bytes = signedBytes(event);
-        let ring = recent.get(event.userId);
-        if (ring === undefined) recent.set(event.userId, (ring = []));
-        const [ms, seq] = idParts(id);
-        ring.push({ ms, seq, deviceSessionId: event.deviceSessionId, bytes });
-        if (ring.length > RING) {
-          const old = ring.shift();
-          ring.forgotten = [old.ms, old.seq];
-        }
-        const streams = byUser.get(event.userId);
-        if (streams === undefined) continue;
-        for (const sink of streams) {
-          if (event.deviceSessionId === '' || event.deviceSessionId === sink.deviceSessionId) sink.write(bytes);
-        }
-      }
-    }
+/** Signs each event once; keeps it for resumes even while its user has no stream (a device reconnecting). */
+function onEvent(event, id) {
+  const bytes = signedBytes(event);
+  let ring = recent.get(event.userId);
+  if (ring === undefined) recent.set(event.userId, (ring = []));
+  const [ms, seq] = idParts(id);
+  ring.push({ ms, seq, deviceSessionId: event.deviceSessionId, bytes });
+  if (ring.length > RING) {
+    const old = ring.shift();
+    ring.forgotten = [old.ms, old.seq];
+  }
+  const streams = byUser.get(event.userId);
+  if (streams === undefined) return;
+  for (const sink of streams) {
+    if (event.deviceSessionId === '' || event.deviceSessionId === sink.deviceSessionId) sink.write(bytes);
   }
 }
 
@@ -183,5 +171,5 @@ if (transport === 'grpc') {
   port = await new Promise((resolve) => http.listen(0, '127.0.0.1', () => resolve(http.address().port)));
 }
 process.stdout.write(`${JSON.stringify({ port })}\n`);
-void readLoop();
+void readClientEvents(reader, onEvent);
 process.on('SIGTERM', () => process.exit(0));

@@ -16,9 +16,9 @@
 import { readFileSync } from 'node:fs';
 import { verify } from 'node:crypto';
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
-import { Ed25519ResponseSigner, encodeServerTime, eventBytes, parseClientEvent, subscribeRequestBytes } from '@edge-gateway/core';
+import { Ed25519ResponseSigner, encodeServerTime, eventBytes, subscribeRequestBytes } from '@edge-gateway/core';
 import { EdgeGatewayService, GatewayEvent } from '@edge-gateway/adapters-grpc/generated';
-import { floorRedis, sessionLookup } from './floor-lib.mjs';
+import { floorRedis, readClientEvents, sessionLookup } from './floor-lib.mjs';
 
 const [redisPort, password, keyPath] = process.argv.slice(2);
 if (!keyPath) throw new Error('usage: intrinsic-push.mjs <redis port> <redis password> <signer key PEM>');
@@ -69,31 +69,20 @@ async function subscribe(call) {
   call.write(signedBytes({ eventId: '', eventType: 'gateway.server_time', userId: s.userId, deviceSessionId: request.deviceSessionId, timestampMs: now, payload: encodeServerTime(now, request.requestId) }));
 }
 
-async function readLoop() {
-  let lastId = '$';
-  for (;;) {
-    const reply = await reader.xRead({ key: 'gateway:client-events', id: lastId }, { BLOCK: 1000, COUNT: 1000 }).catch(() => null);
-    for (const stream of reply ?? []) {
-      for (const { id, message } of stream.messages) {
-        lastId = id;
-        const parsed = parseClientEvent({ id, fields: message });
-        if (!parsed.ok) continue;
-        const { event } = parsed;
-        const streams = byUser.get(event.userId);
-        if (streams === undefined) continue;
-        const bytes = signedBytes(event);
-        for (const [call, deviceSessionId] of streams) {
-          if (event.deviceSessionId === '' || event.deviceSessionId === deviceSessionId) call.write(bytes);
-        }
-      }
-    }
+/** Signs an event once, for its user's streams only. */
+function onEvent(event) {
+  const streams = byUser.get(event.userId);
+  if (streams === undefined) return;
+  const bytes = signedBytes(event);
+  for (const [call, deviceSessionId] of streams) {
+    if (event.deviceSessionId === '' || event.deviceSessionId === deviceSessionId) call.write(bytes);
   }
 }
 
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
   process.stdout.write(`${JSON.stringify({ port })}\n`);
-  void readLoop();
+  void readClientEvents(reader, onEvent);
 });
 process.on('SIGTERM', () => {
   server.forceShutdown();
