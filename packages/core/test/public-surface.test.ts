@@ -34,6 +34,6 @@ describe('@edge-gateway/core public surface', () => {
     for (const name of ['createGatewayCore', 'PushHub', 'RequestLogLimiter', 'ConnectionBudgets', 'UserEventIndex', 'keyId', 'sha256', 'DEFAULT_CLOSE_BUDGET_MS']) {
       expect(core, name).toHaveProperty(name);
     }
-    expect(Object.keys(internal).sort()).toEqual(['LOG_PREVIEW_CHARS', 'PushStream', 'SessionCache', 'UserSequencer']);
+    expect(Object.keys(internal).sort()).toEqual(['LOG_PREVIEW_CHARS', 'PushStream', 'SessionCache', 'UserSequencer', 'rewritePasses']);
   });
 });

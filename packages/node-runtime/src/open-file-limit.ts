@@ -59,6 +59,8 @@ export function readOpenFileLimit(): OpenFileLimit {
 /** `GATEWAY_MAX_CONNECTIONS` does not fit the open-file limit; `message` names the variable. */
 export class MaxConnectionsError extends Error {
   override readonly name = 'MaxConnectionsError';
+  /** Always `max_connections_invalid`. */
+  readonly code = 'max_connections_invalid';
 }
 
 /**

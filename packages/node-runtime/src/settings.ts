@@ -13,6 +13,8 @@ export interface ConfigProblem {
  */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  /** Always `config_invalid`; {@link ConfigError.problems} says which variables and why. */
+  readonly code = 'config_invalid';
   readonly problems: readonly ConfigProblem[];
   constructor(
     readonly variable: string,
@@ -30,6 +32,8 @@ export type SettingsEnv = Readonly<Record<string, string | undefined>>;
 /** A value refused by a row's parser; the message follows the variable's name (`<VARIABLE>: <message>`). */
 export class InvalidSetting extends Error {
   override readonly name = 'InvalidSetting';
+  /** Always `setting_invalid`. */
+  readonly code = 'setting_invalid';
 }
 
 /** Reads a variable's trimmed, non-empty text (`variable`: its name, for messages); throws {@link InvalidSetting} or {@link ConfigError}. */
