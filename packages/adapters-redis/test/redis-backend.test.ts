@@ -271,6 +271,9 @@ describe('createRedisBackend on a Redis Cluster', () => {
     clientName: name,
     reconnect,
     commandTimeoutMs: 1000,
+    // The wiring is under test, not WAIT's latency: a replica starved of CPU on a loaded host
+    // misses the default 50 ms (a full run saw 'not_replicated' on a cluster just started).
+    replay: { waitTimeoutMs: 1000 },
     sessionEventsStream: unique('session-events'),
     clientEventsStream: unique('client-events'),
     ...extra,

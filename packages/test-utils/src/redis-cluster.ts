@@ -227,6 +227,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
             // master (right after `--cluster create` replicas are still empty masters).
             if (self === undefined) return false;
             if (self.role === 'master' && self.slots.length === 0) return false;
+            if (self.role === 'master') {
+              // Every replica acknowledged at least once: after a full resync the master streams
+              // it nothing, and a WAIT counts it for nothing, until its first ACK (up to 1 s).
+              const repl = String(await handle.command(n.port, ['INFO', 'replication']));
+              for (const line of repl.split('\n').filter((l) => /^slave\d+:/.test(l))) {
+                if (!/state=online,offset=[1-9]/.test(line)) return false;
+              }
+            }
             if (self.role === 'replica') {
               const repl = String(await handle.command(n.port, ['INFO', 'replication']));
               if (!repl.includes('master_link_status:up')) return false;
@@ -240,7 +248,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
           }
           return views.length > 0 && views.every((v) => v === views[0]);
         },
-        { timeoutMs, intervalMs: 100, message: 'redis cluster stable (cluster_state:ok, one view of the masters, replicas linked)' },
+        { timeoutMs, intervalMs: 100, message: 'redis cluster stable (cluster_state:ok, one view of the masters, replicas linked and acknowledging)' },
       );
     },
     stop: stopAll,
