@@ -70,7 +70,8 @@ export class StreamContinuity {
     this.index = options.index;
     const backfill = options.indexBackfill ?? DEFAULT_INDEX_BACKFILL;
     if (!Number.isSafeInteger(backfill) || backfill < 0) throw new RangeError('StreamContinuity indexBackfill must be a non-negative integer');
-    this.indexBackfill = options.index === undefined ? 0 : backfill;
+    // No index, or one turned off (0 bytes, GATEWAY_PUSH_RESUME_INDEX_MAX_BYTES=0): nothing to fill at startup.
+    this.indexBackfill = options.index === undefined || options.index.maxBytes === 0 ? 0 : backfill;
     this.consumed = new RecentEntries(options.consumedCapacity ?? DEFAULT_CONSUMED_CAPACITY, field);
     this.ahead = new RecentEntries(options.aheadCapacity ?? DEFAULT_AHEAD_CAPACITY, field);
     this.ranges = new DivergedRanges(options.rangeCapacity);
