@@ -355,11 +355,15 @@ export class GatewayChild {
     this.child.kill(sig);
   }
 
-  /** SIGTERM (so `--cpu-prof` profiles get written), SIGKILL after 5 s. */
+  /**
+   * SIGTERM (so `--cpu-prof` profiles get written), SIGKILL after 5 s (60 s when profiling: the
+   * drain takes up to GATEWAY_SHUTDOWN_TIMEOUT, then a long profile takes seconds to write).
+   */
   async stop() {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGTERM');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      const profiling = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').includes('--cpu-prof');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), profiling ? 60_000 : 5000);
       await this.exited;
       clearTimeout(timer);
     }

@@ -73,7 +73,8 @@ export class RedisEventHistory implements EventHistory {
     const verified = continuity === undefined || (await continuity.waitVerified(this.options.verifyWaitMs ?? DEFAULT_VERIFY_WAIT_MS));
     const n = Math.max(1, count);
     // Range first, then the stream info: a trim in between can only make us over-report.
-    let entries = verified && typeof this.options.streamKey === 'string' ? await this.readIndexed(key, afterId, n, userId) : undefined;
+    const indexed = verified && typeof this.options.streamKey === 'string' ? await this.readIndexed(key, afterId, n, userId) : undefined;
+    let entries = indexed?.entries;
     const source = entries === undefined ? 'scan' : 'index';
     if (entries === undefined) {
       entries = parseEntries(await this.client.command(['XRANGE', key, `(${afterId}`, '+', 'COUNT', String(n)]));
@@ -84,32 +85,31 @@ export class RedisEventHistory implements EventHistory {
     const diverged = afterId !== '0-0' && (!verified || this.ranges?.contains(afterId) === true);
     const info = await this.streamInfo(key);
     const truncated = info !== undefined && (isTruncated(afterId, info) || !(await this.exists(key, afterId, info)));
-    return diverged ? { entries, truncated, diverged } : { entries, truncated };
+    const page: { entries: StreamEntry[]; truncated: boolean; diverged?: boolean; caughtUp?: boolean } = { entries, truncated };
+    if (diverged) page.diverged = true;
+    if (indexed?.caughtUp === true) page.caughtUp = true;
+    return page;
   }
 
   /**
    * The page from the subscriber's index (SPEC §8.3), when it covers `afterId`: the user's
-   * entries it holds after `afterId`, fetched by id, then, if fewer than `count`, the stream's
-   * entries after what the subscriber consumed (the subscriber may read a replica that lags the
-   * master). `undefined`: read the stream itself (not covered, or an indexed entry is no longer
-   * there: trimmed, deleted or lost, which only the full read can judge).
+   * entries it holds after `afterId`, fetched by id. Fewer than `count`: the user has no other
+   * entry up to the subscriber's position, and everything after it reaches the streams already
+   * registered through the subscriber's live feed (the index is fed by that feed), so the page is
+   * `caughtUp` and nothing after the position is read (before, the page went on with the stream's
+   * entries after the position: under load that chased the head of the stream, every user's
+   * entries, until `max_scan`). `undefined`: read the stream itself (not covered, or an indexed
+   * entry is no longer there: trimmed, deleted or lost, which only the full read can judge).
    */
-  private async readIndexed(key: string, afterId: string, count: number, userId: string): Promise<StreamEntry[] | undefined> {
+  private async readIndexed(key: string, afterId: string, count: number, userId: string): Promise<{ entries: StreamEntry[]; caughtUp: boolean } | undefined> {
     const hit = this.options.continuity?.index?.read(userId, afterId, count);
     if (hit === undefined) return undefined;
     const replies = await Promise.all(hit.ids.map((id) => this.client.command(['XRANGE', key, id, id])));
     const entries: StreamEntry[] = [];
     for (const reply of replies) entries.push(...parseEntries(reply));
-    if (entries.length !== hit.ids.length) {
-      this.options.metrics?.pushHistoryEntriesRead.add(entries.length, { source: 'index' });
-      return undefined;
-    }
-    if (entries.length < count) {
-      const from = compareStreamIds(afterId, hit.through) > 0 ? afterId : hit.through;
-      entries.push(...parseEntries(await this.client.command(['XRANGE', key, `(${from}`, '+', 'COUNT', String(count - entries.length)])));
-    }
     this.options.metrics?.pushHistoryEntriesRead.add(entries.length, { source: 'index' });
-    return entries;
+    if (entries.length !== hit.ids.length) return undefined;
+    return { entries, caughtUp: entries.length < count };
   }
 
   private get ranges(): DivergedRanges | undefined {

@@ -81,9 +81,9 @@ describe('RedisEventHistory with the per-user index', () => {
     await waitFor(() => subscriber.lastId === last, { timeoutMs: 20_000, message: 'subscriber consumed the stream' });
 
     const page = await history.readAfter(cursor, 500, 'device-user');
-    expect(page).toEqual({ entries: missed.map((id, i) => ({ id, fields: Object.fromEntries(pairs(event('device-user', i))) })), truncated: false });
+    expect(page).toEqual({ entries: missed.map((id, i) => ({ id, fields: Object.fromEntries(pairs(event('device-user', i))) })), truncated: false, caughtUp: true });
     const after = await history.readAfter(missed[4] as string, 500, 'device-user');
-    expect(after).toEqual({ entries: [], truncated: false });
+    expect(after).toEqual({ entries: [], truncated: false, caughtUp: true });
     expect(await read('index')).toEqual({ pages: 2, entries: 5 });
     expect(await read('scan')).toEqual({ pages: 0, entries: 0 });
 
@@ -162,7 +162,7 @@ describe('RedisEventHistory with the per-user index', () => {
     expect((await read('index')).pages).toBe(0);
   });
 
-  it('adds the entries after what the subscriber consumed (it may lag the master), and reads the stream when an indexed entry is gone', async () => {
+  it('stops at what the subscriber consumed (caughtUp: the live feed brings the rest), and reads the stream when an indexed entry is gone', async () => {
     const stream = unique('index-events');
     const { continuity, history, read } = setup(stream);
     // Fed by hand: the subscriber consumed up to `through` and no further yet.
@@ -171,27 +171,33 @@ describe('RedisEventHistory with the per-user index', () => {
     const a = await add(stream, event('u', 'a'));
     const other = await add(stream, event('v', 'b'));
     const through = await add(stream, event('u', 'c'));
-    for (const [id, user] of [
-      [a, 'u'],
-      [other, 'v'],
-      [through, 'u'],
-    ] as const) {
-      continuity.consumedEntry({ id, fields: { user_id: user } });
-    }
+    const consume = (id: string, user: string) => continuity.consumedEntry({ id, fields: { user_id: user } });
+    consume(a, 'u');
+    consume(other, 'v');
+    consume(through, 'u');
+    // Written, not consumed yet: a stream registered now gets them from the live feed, so the
+    // page neither reads them nor any other user's entry after the position.
     const unconsumed = [await add(stream, event('v', 'd')), await add(stream, event('u', 'e'))];
     const page = await history.readAfter(cursor, 100, 'u');
-    expect(ids(page.entries)).toEqual([a, through, ...unconsumed]);
-    expect(page.truncated).toBe(false);
-    expect(await read('index')).toEqual({ pages: 1, entries: 4 });
-    // A page of exactly `count` user entries ends there; the next continues after it.
-    expect(ids((await history.readAfter(cursor, 1, 'u')).entries)).toEqual([a]);
+    expect(ids(page.entries)).toEqual([a, through]);
+    expect(page).toMatchObject({ truncated: false, caughtUp: true });
+    expect(await read('index')).toEqual({ pages: 1, entries: 2 });
+    // A page of exactly `count` user entries ends there, not caught up; the next continues after it.
+    const first = await history.readAfter(cursor, 1, 'u');
+    expect(ids(first.entries)).toEqual([a]);
+    expect(first.caughtUp).toBeUndefined();
     expect(ids((await history.readAfter(a, 1, 'u')).entries)).toEqual([through]);
+    // Once consumed, the index answers them too.
+    consume(unconsumed[0] as string, 'v');
+    consume(unconsumed[1] as string, 'u');
+    expect(ids((await history.readAfter(through, 100, 'u')).entries)).toEqual([unconsumed[1]]);
 
     // An indexed entry deleted since: only the stream read can say what is left and that it is incomplete.
     await admin.command(['XDEL', stream, through]);
     const after = await history.readAfter(cursor, 100, 'u');
     expect(ids(after.entries)).toEqual([a, other, ...unconsumed]);
     expect(after.truncated).toBe(true);
+    expect(after.caughtUp).toBeUndefined();
     expect((await read('scan')).pages).toBe(1);
   });
 

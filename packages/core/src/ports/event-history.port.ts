@@ -13,6 +13,15 @@ export interface EventHistoryPage {
    * the id a client gave can be such an id: a caller paging on after an id it just read ignores it.
    */
   readonly diverged?: boolean;
+  /**
+   * True when the page ends at the live feed's position: the history holds no other entry for
+   * the user up to the newest entry the process's live consumer has handed to the hub, and every
+   * later entry reaches the streams registered before the read through that live feed. The
+   * caller stops paging (a resume then costs the device's own missed events, not a chase of the
+   * stream's head while the fleet writes). Only a history fed by the same live consumer as the
+   * hub may say so (the Redis resume index, SPEC §8.3).
+   */
+  readonly caughtUp?: boolean;
 }
 
 /**

@@ -388,6 +388,37 @@ describe('SubscriptionService', () => {
       expect(sink.ids).toEqual(['', ...missed]);
     });
 
+    it('a page caught up with the live feed ends the replay: no further read, the events written meanwhile arrive live, once, in order', async () => {
+      const gate = deferred<void>();
+      const reached = deferred<void>();
+      const reads: string[] = [];
+      const { service, request, publish, harness } = setup({
+        history: (events) => ({
+          async readAfter(afterId: string, count: number): Promise<EventHistoryPage> {
+            reads.push(afterId);
+            // What the live consumer has handed to the hub so far: this page ends there.
+            const page = await events.readAfter(afterId, count);
+            reached.resolve();
+            await gate.promise;
+            return { ...page, caughtUp: true };
+          },
+        }),
+      });
+      const cursor = publish(clientEventFields('u-alice', 'chat.x', 'seen'));
+      const missed = [publish(clientEventFields('u-alice', 'chat.x', 'm1')), publish(clientEventFields('u-alice', 'chat.x', 'm2'))];
+      const sink = new RecordingSink();
+      const pending = service.subscribe(request(alice1, { resumeAfterEventId: cursor }), sink);
+      await reached.promise;
+      // Written after the page was read: the live feed brings them to the held stream.
+      const during = [publish(clientEventFields('u-bob', 'chat.x', 'bob')), publish(clientEventFields('u-alice', 'chat.x', 'd1'))];
+      gate.resolve();
+      await pending;
+      const after = publish(clientEventFields('u-alice', 'chat.x', 'after'));
+      expect(reads).toEqual([cursor]);
+      expect(sink.ids).toEqual(['', ...missed, during[1], after]);
+      expect(await harness.value(MetricNames.pushResumeIncomplete)).toBe(0);
+    });
+
     describe.each([
       ['the page is read after the hold (it already holds the live events)', 'late'],
       ['the page was read before the hold (live events come after it)', 'early'],

@@ -263,7 +263,8 @@ export class SubscriptionService {
           cursor = entry.id;
         }
         if (full) break;
-        if (page.entries.length === 0) break;
+        // Caught up with the live feed: the stream (registered before the read) gets the rest live.
+        if (page.entries.length === 0 || page.caughtUp === true) break;
         if (scanned >= maxScan) {
           // Only incomplete if the stream still holds more after the cursor.
           const more = await history.readAfter(cursor, 1, stream.userId);
