@@ -302,7 +302,35 @@ export class RedisStreamSubscriber {
     }
   }
 
+  /**
+   * Reads and hands on entries until the connection fails or the subscriber stops. A batch
+   * handler (`handleBatch`, which may sign in the threadpool) runs while the next read is in
+   * flight: batch k+1 is handed on only once batch k is handled (stream order kept, at most one
+   * batch handled and one read at a time), and the loop ends only once the last batch is
+   * handled (a reconnect's notices come after it).
+   */
   private async readLoop(connection: NodeRedisClient): Promise<void> {
+    let handling: Promise<void> | undefined;
+    try {
+      await this.readEntries(connection, async (entries) => {
+        if (handling !== undefined) await handling;
+        handling = this.handleBatchAlone(entries);
+      });
+    } finally {
+      if (handling !== undefined) await handling;
+    }
+  }
+
+  /** `handleBatch` of one read; a failure is logged, never thrown. */
+  private async handleBatchAlone(entries: readonly StreamEntry[]): Promise<void> {
+    try {
+      await this.handler.handleBatch?.(entries);
+    } catch (err) {
+      this.logger.error('stream entry handler failed', { entry_id: entries[0]?.id, entries: entries.length, error: describeRedisError(err) });
+    }
+  }
+
+  private async readEntries(connection: NodeRedisClient, handOn: (entries: readonly StreamEntry[]) => Promise<void>): Promise<void> {
     while (this.state === 'running') {
       const reply = await this.client.command(
         ['XREAD', 'COUNT', String(this.batchSize), 'BLOCK', String(this.blockMs), 'STREAMS', this.streamKey, this.last],
@@ -319,11 +347,7 @@ export class RedisStreamSubscriber {
           this.continuity?.consumedEntry(entry);
         }
         this.setLast((entries[entries.length - 1] as StreamEntry).id);
-        try {
-          await this.handler.handleBatch(entries);
-        } catch (err) {
-          this.logger.error('stream entry handler failed', { entry_id: entries[0]?.id, entries: entries.length, error: describeRedisError(err) });
-        }
+        await handOn(entries);
         continue;
       }
       for (const entry of entries) {

@@ -71,7 +71,7 @@ describe('RedisStreamSubscriber (SPEC §5.5)', () => {
     expect(handler.ids).toEqual(ids);
   });
 
-  it('hands a batch handler each read whole, and reads again only once it has finished', async () => {
+  it('hands a batch handler each read whole; reads the next while one is handled, and hands it on only once that one has finished', async () => {
     const stream = unique('stream');
     const batches: string[][] = [];
     let release!: () => void;
@@ -93,15 +93,48 @@ describe('RedisStreamSubscriber (SPEC §5.5)', () => {
     await sub.start();
     const first = await add(stream, { n: '0' });
     await firstArrived;
-    // While the first batch is being handled, more entries arrive: no read happens meanwhile.
+    // While the first batch is being handled, more entries arrive: the next read goes ahead
+    // (the cursor moves past the first entry) but hands nothing on before the first is handled.
     const later: string[] = [];
     for (let i = 1; i <= 5; i++) later.push(await add(stream, { n: String(i) }));
+    await waitFor(() => sub.lastId !== first, { message: 'the next read went ahead' });
+    expect(later).toContain(sub.lastId);
     expect(batches).toEqual([[first]]);
     release();
     await waitFor(() => batches.flat().length === 6, { message: 'all six entries handed over' });
-    // The five waited in Redis and came in the next read, whole and in order.
-    expect(batches).toEqual([[first], later]);
+    // Every entry once, in stream order, each read whole.
+    expect(batches[0]).toEqual([first]);
+    expect(batches.flat()).toEqual([first, ...later]);
     expect(sub.lastId).toBe(later.at(-1));
+  });
+
+  it('close() resolves only once the batch being handled has finished', async () => {
+    const stream = unique('stream');
+    let release!: () => void;
+    let arrived!: () => void;
+    const handedOn = new Promise<void>((resolve) => (arrived = resolve));
+    let finished = false;
+    const handler = {
+      stream: 'client_events' as const,
+      handle: (): void => undefined,
+      handleBatch: async (): Promise<void> => {
+        arrived();
+        await new Promise<void>((resolve) => (release = resolve));
+        finished = true;
+      },
+    };
+    const sub = subscriber({ streamKey: stream, handler });
+    await sub.start();
+    await add(stream, { n: '0' });
+    await handedOn;
+    let closed = false;
+    const closing = sub.close().then(() => (closed = true));
+    // The blocking read is interrupted at once; the handled batch is not abandoned.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect(finished).toBe(true);
   });
 
   it('does not stall the shared client while blocked in XREAD', async () => {
