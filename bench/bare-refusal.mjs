@@ -4,10 +4,25 @@
 // `grpc-retry-pushback-ms` trailers), after decoding the request as the gateway's service does,
 // and does nothing else (no checks, no metrics, no log). What a refusal costs over grpc-js.
 // Usage: node bench/bare-refusal.mjs; prints `{"port":N}`.
-import { Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
+// BARE_REFUSAL_INTERCEPTOR=1: with a pass-through server interceptor shaped like the gateway's
+// connection tracking (one ServerInterceptingCall per call listening to the request metadata and
+// the cancel, its sendStatus overridden), to measure what that layer costs a call on its own.
+import { Metadata, Server, ServerCredentials, ServerInterceptingCall, status } from '@grpc/grpc-js';
 import { EdgeGatewayService } from '@edge-gateway/adapters-grpc/generated';
 
-const server = new Server();
+class PassThroughCall extends ServerInterceptingCall {
+  constructor(next) {
+    super(next, {
+      start: (startNext) => startNext({ onReceiveMetadata: (metadata, nextMetadata) => nextMetadata(metadata), onCancel: () => {} }),
+    });
+  }
+  sendStatus(s) {
+    super.sendStatus(s);
+  }
+}
+
+const interceptors = process.env.BARE_REFUSAL_INTERCEPTOR === '1' ? [(_method, call) => new PassThroughCall(call)] : [];
+const server = new Server({ interceptors });
 server.addService(EdgeGatewayService, {
   executeCommand(call, callback) {
     const metadata = new Metadata();

@@ -28,7 +28,7 @@ import {
 } from './generated/edgegateway/v1/edge_gateway.js';
 import { wireGatewayEvent } from './event-encoding.js';
 import { fromCommandResult, toCommandRequest, toSubscribeRequest } from './message-mapping.js';
-import { grpcStatusName, toServiceError, type GatewayStatus } from './status-mapping.js';
+import { callStatusOf, grpcStatusName, type GatewayStatus } from './status-mapping.js';
 import { isMalformedMessage } from './request-decoding.js';
 import { metadataGetter } from './trace-context.js';
 import { trackedCallOf } from './connection-tracking.js';
@@ -83,7 +83,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
 
   function statusOf(error: unknown, method: GrpcMethodName): GatewayStatus {
     if (!(error instanceof GatewayError)) logger.error('unexpected error in grpc handler', { method, error: describeError(error) });
-    return toServiceError(error);
+    return callStatusOf(error);
   }
 
   return {
@@ -94,7 +94,7 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       const started = performance.now();
       const { span, ctx, run } = startSpan('ExecuteCommand', call.metadata);
       if (isMalformedMessage(call.request)) {
-        const status = toServiceError(GatewayError.malformedRequest());
+        const status = callStatusOf(GatewayError.malformedRequest());
         record('ExecuteCommand', status.code, started, span);
         callback(status);
         return;
@@ -160,10 +160,10 @@ export function createEdgeGatewayService(options: EdgeGatewayServiceOptions): Ed
       const sink: PushSink = {
         // One wire message per event, shared by every stream it goes to (see event-encoding.ts).
         write: (event: CoreGatewayEvent) => call.write(wireGatewayEvent(event)),
-        end: (error) => finish(error === undefined ? undefined : toServiceError(error), false),
+        end: (error) => finish(error === undefined ? undefined : callStatusOf(error), false),
       };
       if (isMalformedMessage(call.request)) {
-        finish(toServiceError(GatewayError.malformedRequest()), false);
+        finish(callStatusOf(GatewayError.malformedRequest()), false);
         return;
       }
       const stream = run(() => options.core.openStream(toSubscribeRequest(call.request), sink));

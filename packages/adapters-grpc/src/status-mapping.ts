@@ -24,6 +24,18 @@ export const RETRY_PUSHBACK_MS_TRAILER = 'grpc-retry-pushback-ms';
  * trailers); anything else becomes `INTERNAL` `internal error`.
  */
 export function toServiceError(error: unknown): GatewayStatus {
+  const status = callStatusOf(error);
+  // The caller owns what it is given: a copy of the shared trailers.
+  if (status.metadata !== undefined) status.metadata = status.metadata.clone();
+  return status;
+}
+
+/**
+ * {@link toServiceError} for the service's own answers, which go straight to grpc-js: a
+ * rate-limited status's trailers are shared by every refusal with the same retry-after (read
+ * only, see {@link retryTrailers}).
+ */
+export function callStatusOf(error: unknown): GatewayStatus {
   if (error instanceof GatewayError) {
     const status: GatewayStatus = { code: grpcStatusFor[error.code], details: error.message };
     if (error.retryAfterMs !== undefined) status.metadata = retryTrailers(error.retryAfterMs);
@@ -32,11 +44,25 @@ export function toServiceError(error: unknown): GatewayStatus {
   return { code: GrpcStatus.INTERNAL, details: INTERNAL_ERROR_DETAILS };
 }
 
+/** Distinct retry-after values whose trailers are kept (a rule's interval bounds them; past this the cache starts again). */
+const RETRY_TRAILERS_CACHED = 1024;
+const retryTrailersByValue = new Map<number, Metadata>();
+
+/**
+ * The trailers of a rate-limited call, one `Metadata` per distinct value: a flood's refusals
+ * share them instead of building and validating two entries each. grpc-js only reads a status's
+ * metadata (it clones it before adding anything), and nothing here writes to it after.
+ */
 function retryTrailers(retryAfterMs: number): Metadata {
+  const ms = Math.max(0, Math.ceil(retryAfterMs));
+  const cached = retryTrailersByValue.get(ms);
+  if (cached !== undefined) return cached;
   const metadata = new Metadata();
-  const value = String(Math.max(0, Math.ceil(retryAfterMs)));
+  const value = String(ms);
   metadata.set(RETRY_AFTER_MS_TRAILER, value);
   metadata.set(RETRY_PUSHBACK_MS_TRAILER, value);
+  if (retryTrailersByValue.size >= RETRY_TRAILERS_CACHED) retryTrailersByValue.clear();
+  retryTrailersByValue.set(ms, metadata);
   return metadata;
 }
 

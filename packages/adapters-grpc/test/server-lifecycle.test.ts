@@ -4,10 +4,11 @@ import { type Meter } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GatewayError, GatewayErrorCode, GatewayMetrics, StaticRouter, type CommandDownstream } from '@edge-gateway/core';
 import { bindAddress, grpcStatusFor, startGrpcServer, toServiceError } from '../src/index.js';
+import { callStatusOf } from '../src/status-mapping.js';
 import { GatewayFixture, execute, signedCommand, signedSubscribe, statusOf, subscribe } from './fixtures.js';
 
 /** A Meter whose instruments record every call by instrument name. */
-function recordingMeter(): { meter: Meter; calls: Map<string, Array<[number, unknown]>> } {
+function recordingMeter(): { meter: Meter; calls: Map<string, Array<[number, unknown]>>; collect: () => void } {
   const calls = new Map<string, Array<[number, unknown]>>();
   const instrument = (name: string) => {
     const push = (value: number, labels?: unknown) => {
@@ -18,13 +19,16 @@ function recordingMeter(): { meter: Meter; calls: Map<string, Array<[number, unk
     return { add: push, record: push };
   };
   const observable = () => ({ addCallback: () => undefined, removeCallback: () => undefined });
+  // As an SDK collects: the batch callbacks first (GatewayMetrics hands its summed counts over there).
+  const batch: Array<(result: unknown) => void> = [];
   const meter = {
     createCounter: instrument,
     createHistogram: instrument,
     createUpDownCounter: instrument,
     createObservableGauge: observable,
+    addBatchObservableCallback: (callback: (result: unknown) => void) => batch.push(callback),
   } as unknown as Meter;
-  return { meter, calls };
+  return { meter, calls, collect: () => batch.forEach((callback) => callback({ observe: () => undefined })) };
 }
 
 const HealthClient = makeGenericClientConstructor(healthService, 'Health');
@@ -76,6 +80,23 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
     for (const code of Object.values(GatewayErrorCode)) expect(grpcStatusFor[code]).toBe(status[code.toUpperCase() as keyof typeof status]);
     expect(toServiceError(new GatewayError('resource_exhausted', 'push stream overflowed'))).toEqual({ code: status.RESOURCE_EXHAUSTED, details: 'push stream overflowed' });
     expect(toServiceError(new Error('db password is hunter2'))).toEqual({ code: status.INTERNAL, details: 'internal error' });
+  });
+
+  it('a rate-limited error gets both retry trailers, whole ms rounded up; the service shares them per value, toServiceError hands out a copy', () => {
+    const limited = (ms: number) => new GatewayError('resource_exhausted', 'rate limit exceeded', { retryAfterMs: ms });
+    const trailers = (metadata: unknown) => (metadata as { getMap(): Record<string, unknown> }).getMap();
+    const first = callStatusOf(limited(166.2));
+    expect({ code: first.code, details: first.details, trailers: trailers(first.metadata) }).toEqual({
+      code: status.RESOURCE_EXHAUSTED,
+      details: 'rate limit exceeded',
+      trailers: { 'retry-after-ms': '167', 'grpc-retry-pushback-ms': '167' },
+    });
+    expect(callStatusOf(limited(167)).metadata).toBe(first.metadata);
+    expect(trailers(callStatusOf(limited(12)).metadata)).toEqual({ 'retry-after-ms': '12', 'grpc-retry-pushback-ms': '12' });
+    const copy = toServiceError(limited(167)).metadata;
+    expect(copy).not.toBe(first.metadata);
+    copy?.set('retry-after-ms', '1');
+    expect(trailers(callStatusOf(limited(167)).metadata)).toEqual({ 'retry-after-ms': '167', 'grpc-retry-pushback-ms': '167' });
   });
 
   it('parses listen addresses', () => {
@@ -142,7 +163,7 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
   });
 
   it('records gateway_grpc_requests_total and duration by method and status name', async () => {
-    const { meter, calls } = recordingMeter();
+    const { meter, calls, collect } = recordingMeter();
     const metrics = new GatewayMetrics(meter);
     const ok: CommandDownstream = { target: 't', execute: async () => ({ resultCode: 'ok', payload: Buffer.alloc(0) }) };
     f = await GatewayFixture.start({ metrics, router: new StaticRouter([{ prefix: 'demo.', downstream: ok }]) });
@@ -155,14 +176,23 @@ describe('gRPC server lifecycle, health, reflection, metrics', () => {
     await reader.status;
     const bad = subscribe(f.client, { ...signedSubscribe(d), signature: Buffer.alloc(64) });
     await bad.status;
+    // The counts reach the counter at a collection, one add per (method, code) with its sum.
+    expect(calls.get('gateway_grpc_requests_total')).toBeUndefined();
+    collect();
     expect(calls.get('gateway_grpc_requests_total')).toEqual([
       [1, { method: 'ExecuteCommand', code: 'OK' }],
       [1, { method: 'ExecuteCommand', code: 'UNIMPLEMENTED' }],
-      [1, { method: 'SubscribeEvents', code: 'UNAVAILABLE' }],
-      [1, { method: 'SubscribeEvents', code: 'UNAVAILABLE' }],
+      [2, { method: 'SubscribeEvents', code: 'UNAVAILABLE' }],
     ]);
+    collect();
+    expect(calls.get('gateway_grpc_requests_total')).toHaveLength(3);
     const durations = calls.get('gateway_grpc_request_duration_seconds') ?? [];
-    expect(durations.map(([, labels]) => labels)).toEqual(calls.get('gateway_grpc_requests_total')?.map(([, labels]) => labels));
+    expect(durations.map(([, labels]) => labels)).toEqual([
+      { method: 'ExecuteCommand', code: 'OK' },
+      { method: 'ExecuteCommand', code: 'UNIMPLEMENTED' },
+      { method: 'SubscribeEvents', code: 'UNAVAILABLE' },
+      { method: 'SubscribeEvents', code: 'UNAVAILABLE' },
+    ]);
     for (const [seconds] of durations) {
       expect(seconds).toBeGreaterThanOrEqual(0);
       expect(seconds).toBeLessThan(5);

@@ -104,23 +104,39 @@ describe('GatewayMetrics.transportCalls', () => {
     expect(boundaries).toEqual(LATENCY_BUCKETS);
   });
 
-  it('hands the instruments one frozen label object per (method, code), the same on every call', () => {
-    const { meter, attributesSeen } = sdkMeter();
+  it('hands the instruments one frozen label object per (method, code), the same on every call', async () => {
+    const { meter, reader, attributesSeen } = sdkMeter();
     const calls = new GatewayMetrics(meter).transportCalls('quic');
     calls.record('ExecuteCommand', 'OK', 0.001);
     calls.record('ExecuteCommand', 'OK', 0.001);
     calls.record('ExecuteCommand', 'CANCELLED', 0.001);
     calls.record('ExecuteCommand', 'OK', 0.001);
-    const counted = attributesSeen.get('gateway_quic_requests_total') ?? [];
     const timed = attributesSeen.get('gateway_quic_request_duration_seconds') ?? [];
-    expect(counted).toHaveLength(4);
-    expect(counted[0]).toBe(counted[1]);
-    expect(counted[0]).toBe(counted[3]);
-    expect(counted[2]).not.toBe(counted[0]);
-    expect(counted[2]).toEqual({ method: 'ExecuteCommand', code: 'CANCELLED' });
-    expect(Object.isFrozen(counted[0])).toBe(true);
-    expect(timed).toEqual(counted);
-    timed.forEach((attributes, i) => expect(attributes).toBe(counted[i]));
+    expect(timed).toHaveLength(4);
+    expect(timed[0]).toBe(timed[1]);
+    expect(timed[0]).toBe(timed[3]);
+    expect(timed[2]).not.toBe(timed[0]);
+    expect(timed[2]).toEqual({ method: 'ExecuteCommand', code: 'CANCELLED' });
+    expect(Object.isFrozen(timed[0])).toBe(true);
+    // The counter is not called per call: each pair's count is handed over, summed, when collected.
+    expect(attributesSeen.get('gateway_quic_requests_total')).toBeUndefined();
+    const collected = await collect(reader);
+    const counted = attributesSeen.get('gateway_quic_requests_total') ?? [];
+    expect(counted).toHaveLength(2);
+    expect(counted[0]).toBe(timed[0]);
+    expect(counted[1]).toBe(timed[2]);
+    expect(pointsOf(collected.get('gateway_quic_requests_total'))).toEqual([
+      [{ method: 'ExecuteCommand', code: 'CANCELLED' }, 1],
+      [{ method: 'ExecuteCommand', code: 'OK' }, 3],
+    ]);
+    // Nothing new since: the next collection adds nothing and the totals stay.
+    calls.record('ExecuteCommand', 'OK', 0.001);
+    const again = await collect(reader);
+    expect(attributesSeen.get('gateway_quic_requests_total')).toHaveLength(3);
+    expect(pointsOf(again.get('gateway_quic_requests_total'))).toEqual([
+      [{ method: 'ExecuteCommand', code: 'CANCELLED' }, 1],
+      [{ method: 'ExecuteCommand', code: 'OK' }, 4],
+    ]);
   });
 
   it('returns the same recorder for a transport every time', () => {

@@ -9,6 +9,7 @@ import {
   type TransportCallRecorder,
   type TransportConnectionGauge,
 } from './transport-metrics.js';
+import { flushBoundCounters } from './bound-counter.js';
 
 /** Names of every instrument of SPEC §8.4, in one place. */
 export const MetricNames = {
@@ -248,6 +249,14 @@ export class GatewayMetrics {
       this.pushHistoryEntriesRead.add(0, { source });
     }
     this.pushLossNotices.add(0, { reason: 'history_diverged' });
+    // Adds summed outside the SDK (BoundCounter: the per-call counts of the transports, the
+    // rate-limit refusals) reach their counters here, before the SDK reads them: it runs a
+    // meter's observable callbacks first at every collection. Tied to an observable gauge that
+    // always exists; this callback observes nothing itself.
+    meter.addBatchObservableCallback(() => {
+      for (const calls of this.calls.values()) calls.flush();
+      flushBoundCounters(this.rateLimited);
+    }, [this.signerKeyInfo]);
   }
 
   /**

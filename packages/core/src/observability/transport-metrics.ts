@@ -1,4 +1,5 @@
 import type { Counter, Histogram, Meter, UpDownCounter } from '@opentelemetry/api';
+import { BoundCounter } from './bound-counter.js';
 
 /** Labels of one call: `method` and `code`. One frozen object per pair, reused for every call. */
 export type TransportCallLabels = Readonly<{ method: string; code: string }>;
@@ -81,8 +82,8 @@ const describe = (transport: string): string => DISPLAY_NAMES[transport] ?? tran
 export class TransportCalls implements TransportCallRecorder {
   readonly requests: Counter<TransportCallLabels>;
   readonly duration: Histogram<TransportCallLabels>;
-  // method -> code -> labels: two lookups and no key string built per call.
-  private readonly labelSets = new Map<string, Map<string, TransportCallLabels>>();
+  // method -> code -> labels and the pair's count: two lookups and no key string built per call.
+  private readonly labelSets = new Map<string, Map<string, BoundCounter<TransportCallLabels>>>();
   private labelSetCount = 0;
 
   constructor(
@@ -100,12 +101,18 @@ export class TransportCalls implements TransportCallRecorder {
   }
 
   record(method: string, code: string, durationSeconds: number): void {
-    const labels = this.labelSets.get(method)?.get(code) ?? this.newLabels(method, code);
-    this.requests.add(1, labels);
-    this.duration.record(durationSeconds, labels);
+    const count = this.labelSets.get(method)?.get(code) ?? this.newLabels(method, code);
+    // The count is summed per pair and handed to the counter before each collection (see BoundCounter).
+    count.add(1);
+    this.duration.record(durationSeconds, count.attributes);
   }
 
-  private newLabels(method: string, code: string): TransportCallLabels {
+  /** Hands the calls counted since the last collection to `requests` (GatewayMetrics, before each collection). */
+  flush(): void {
+    for (const byCode of this.labelSets.values()) for (const count of byCode.values()) count.flush();
+  }
+
+  private newLabels(method: string, code: string): BoundCounter<TransportCallLabels> {
     checkLabelValue('method', method);
     checkLabelValue('code', code);
     if (this.labelSetCount >= MAX_LABEL_SETS_PER_TRANSPORT) {
@@ -113,10 +120,10 @@ export class TransportCalls implements TransportCallRecorder {
     }
     let byCode = this.labelSets.get(method);
     if (byCode === undefined) this.labelSets.set(method, (byCode = new Map()));
-    const labels = Object.freeze({ method, code });
-    byCode.set(code, labels);
+    const count = new BoundCounter(this.requests, Object.freeze({ method, code }));
+    byCode.set(code, count);
     this.labelSetCount += 1;
-    return labels;
+    return count;
   }
 }
 

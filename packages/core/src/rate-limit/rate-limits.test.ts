@@ -10,7 +10,8 @@ import { MetricNames } from '../observability/metrics.js';
 import type { RateLimitBucket, RateLimiter, RateLimitSubject, ReservedVerdict } from '../ports/rate-limiter.port.js';
 import { StaticRouter } from '../routing/static-router.js';
 import { parseRateLimitRules } from './rate-limit-rules.js';
-import { RATE_LIMIT_LOG_INTERVAL_MS } from './rate-limits.js';
+import { RATE_LIMIT_KNOWN_REFUSALS_MAX, RATE_LIMIT_LOG_INTERVAL_MS, RateLimits } from './rate-limits.js';
+import type { PipelineDeps } from '../services/pipeline.js';
 
 const phone = new TestDevice('ds-rl-phone', 'u-rl');
 const laptop = new TestDevice('ds-rl-laptop', 'u-rl');
@@ -188,6 +189,53 @@ describe('rate limits in the pipeline (SPEC §4 step 7)', () => {
     // A forged request of a device that is not limited is judged by its signature.
     const forgedAgain = phone.command({ timestampMs: clock.now() });
     await expect(core.execute({ ...forgedAgain, signature: flipByte(forgedAgain.signature, 1) })).rejects.toMatchObject({ message: 'invalid request signature' });
+  });
+
+  it('a refusal known for a user bucket is known to every session of that user, not to other users', async () => {
+    let asked = 0;
+    const { run } = setup('user=1/s', {
+      rateLimiter: (clock) => {
+        const inner = new InMemoryRateLimiter({ clock });
+        return { acquire: (buckets) => ((asked += 1), inner.acquire(buckets)) };
+      },
+    });
+    expect(await run(phone)).toBe('ok');
+    expectLimited(await run(phone), 1000);
+    expect(asked).toBe(2);
+    // The laptop draws from the same (user) bucket: refused without asking.
+    expectLimited(await run(laptop), 1000);
+    expect(asked).toBe(2);
+    expect(await run(other)).toBe('ok');
+    expect(asked).toBe(3);
+  });
+
+  it(`remembers at most ${RATE_LIMIT_KNOWN_REFUSALS_MAX} refusals, forgetting the least recent first`, async () => {
+    let asked = 0;
+    const limits = new RateLimits({
+      rules: parseRateLimitRules('session=1/m'),
+      limiter: { acquire: () => ((asked += 1), { admitted: false, refusedBy: 0, retryAfterMs: 60_000 }) },
+      clock: new FakeClock(),
+    });
+    const subjectOf = (i: number): RateLimitSubject => ({ deviceSessionId: `ds-${i}`, userId: 'u' });
+    const refuse = (i: number) => limits.admit({} as PipelineDeps, limits.commandBuckets(subjectOf(i), 'x.y'), subjectOf(i), `r-${i}`).catch((e: unknown) => e);
+    const known = (i: number): boolean => {
+      try {
+        limits.refuseKnown(limits.commandBuckets(subjectOf(i), 'x.y'), subjectOf(i));
+        return false;
+      } catch (error) {
+        expectLimited(error, 60_000);
+        return true;
+      }
+    };
+    for (let i = 0; i < RATE_LIMIT_KNOWN_REFUSALS_MAX; i++) expectLimited(await refuse(i), 60_000);
+    expect([known(0), known(RATE_LIMIT_KNOWN_REFUSALS_MAX - 1)]).toEqual([true, true]);
+    // Refused again: ds-1 becomes the most recent, ds-2 is now the least recent.
+    expectLimited(await refuse(1), 60_000);
+    expectLimited(await refuse(RATE_LIMIT_KNOWN_REFUSALS_MAX), 60_000);
+    expect([known(0), known(1), known(2), known(3), known(RATE_LIMIT_KNOWN_REFUSALS_MAX)]).toEqual([false, true, true, true, true]);
+    expectLimited(await refuse(RATE_LIMIT_KNOWN_REFUSALS_MAX + 1), 60_000);
+    expect([known(1), known(2), known(3)]).toEqual([true, false, true]);
+    expect(asked).toBe(RATE_LIMIT_KNOWN_REFUSALS_MAX + 3);
   });
 
   it('no rules: no limiter is consulted, the pipeline is unchanged', async () => {

@@ -1,5 +1,6 @@
 import { GatewayError, GatewayMessages } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
+import { bindCounter, type BoundCounter } from '../observability/bound-counter.js';
 import type { Clock } from '../ports/clock.port.js';
 import { noopLogger, type Logger } from '../ports/logger.port.js';
 import type { RateLimitBucket, RateLimiter, RateLimitRefusal, RateLimitSubject } from '../ports/rate-limiter.port.js';
@@ -32,10 +33,22 @@ interface LogSlot {
 
 /** A refusal the limiter answered: the same buckets cannot admit before `until` (local monotonic ms). */
 interface KnownRefusal {
+  /** The bucket set refused (compared rule by rule and subject by subject: no key string built per request). */
+  readonly buckets: readonly RateLimitBucket[];
   readonly until: number;
   /** The wait it was recorded with: a remaining wait longer than that means the clock stepped back. */
   readonly wait: number;
-  readonly rule: RateLimitRule | undefined;
+  readonly rule: RuleState | undefined;
+}
+
+/** One rule, its metric labels and refusal count, and its log slots (one object per rule, no allocation per refusal). */
+interface RuleState {
+  readonly rule: RateLimitRule;
+  readonly labels: { scope: RateLimitRule['scope']; route: string };
+  /** `gateway_rate_limited_total{scope,route}` of this rule, summed and handed over before each collection. */
+  readonly refusals: BoundCounter<{ scope: string; route: string }> | undefined;
+  /** Device session → last log line of this rule, oldest first (re-set on every line). */
+  readonly logged: Map<string, LogSlot>;
 }
 
 const monotonicNow = (): number => performance.now();
@@ -55,13 +68,18 @@ export class RateLimits {
   private readonly metrics: GatewayMetrics | undefined;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  /** (session, rule) → last log line, oldest first (re-set on every line). */
-  private readonly logged = new Map<string, LogSlot>();
-  /** Bucket set → the refusal the limiter last answered for it, oldest first. */
-  private readonly known = new Map<string, KnownRefusal>();
+  /** (session, rule) pairs with a log slot, over every rule's `logged`. */
+  private loggedPairs = 0;
+  /**
+   * The subject of a bucket set's first bucket → the refusals the limiter last answered for the
+   * sets starting with it; subjects oldest first (re-set on every refusal remembered).
+   */
+  private readonly known = new Map<string, KnownRefusal[]>();
+  /** Refusals in `known`. */
+  private knownCount = 0;
   private readonly monotonic: () => number;
-  /** Rule id → the rule and its metric labels (one frozen object per rule, no allocation per refusal). */
-  private readonly byId = new Map<string, { readonly rule: RateLimitRule; readonly labels: { scope: RateLimitRule['scope']; route: string } }>();
+  /** Rule id → its state. */
+  private readonly byId = new Map<string, RuleState>();
 
   constructor(options: RateLimitsOptions) {
     this.rules = options.rules;
@@ -76,7 +94,8 @@ export class RateLimits {
     // Every rule's series exists from startup (rate() works from the first refusal).
     for (const rule of options.rules) {
       const labels = Object.freeze(labelsOf(rule));
-      this.byId.set(rule.id, { rule, labels });
+      const refusals = this.metrics === undefined ? undefined : bindCounter(this.metrics.rateLimited, labels);
+      this.byId.set(rule.id, { rule, labels, refusals, logged: new Map() });
       this.metrics?.rateLimited.add(0, labels);
     }
   }
@@ -106,16 +125,28 @@ export class RateLimits {
    * `invalid request signature` while the device is limited. This keeps a flood's refusals cheap.
    */
   refuseKnown(buckets: readonly RateLimitBucket[], subject: RateLimitSubject): void {
-    if (this.known.size === 0 || buckets.length === 0) return;
-    const key = knownKey(buckets);
-    const known = this.known.get(key);
-    if (known === undefined) return;
+    const refusal = this.knownRefusal(buckets, subject);
+    if (refusal !== undefined) throw refusal;
+  }
+
+  /**
+   * {@link refuseKnown} without the throw: the refusal (counted and logged as any) when the
+   * request is refused, otherwise undefined. For a caller that answers the refusal without
+   * throwing it: a throw is a measurable part of what a flood's refusal costs.
+   */
+  knownRefusal(buckets: readonly RateLimitBucket[], subject: RateLimitSubject): GatewayError | undefined {
+    if (this.knownCount === 0 || buckets.length === 0) return undefined;
+    const list = this.known.get((buckets[0] as RateLimitBucket).subject);
+    if (list === undefined) return undefined;
+    const index = indexOfSet(list, buckets);
+    if (index < 0) return undefined;
+    const known = list[index] as KnownRefusal;
     const remaining = known.until - this.monotonic();
     if (remaining <= 0 || remaining > known.wait) {
-      this.known.delete(key);
-      return;
+      this.forget(known.buckets, list, index);
+      return undefined;
     }
-    throw this.refusedBy(known.rule, subject, remaining);
+    return this.refusedBy(known.rule, subject, remaining);
   }
 
   /**
@@ -165,46 +196,72 @@ export class RateLimits {
 
   private refused(verdict: RateLimitRefusal, buckets: readonly RateLimitBucket[], subject: RateLimitSubject, asked: number): GatewayError {
     const bucket = buckets[verdict.refusedBy] ?? buckets[0];
-    const rule = bucket === undefined ? undefined : this.byId.get(bucket.rule)?.rule;
-    if (verdict.retryAfterMs > 0) this.remember(knownKey(buckets), { until: asked + verdict.retryAfterMs, wait: verdict.retryAfterMs, rule });
+    const rule = bucket === undefined ? undefined : this.byId.get(bucket.rule);
+    if (verdict.retryAfterMs > 0 && buckets.length > 0) this.remember({ buckets, until: asked + verdict.retryAfterMs, wait: verdict.retryAfterMs, rule });
     return this.refusedBy(rule, subject, verdict.retryAfterMs);
   }
 
-  private refusedBy(rule: RateLimitRule | undefined, subject: RateLimitSubject, waitMs: number): GatewayError {
+  private refusedBy(rule: RuleState | undefined, subject: RateLimitSubject, waitMs: number): GatewayError {
     const retryAfterMs = Math.max(1, Math.ceil(waitMs));
     if (rule !== undefined) {
-      this.metrics?.rateLimited.add(1, this.byId.get(rule.id)?.labels ?? labelsOf(rule));
+      rule.refusals?.add(1);
       this.log(rule, subject, retryAfterMs);
     }
     return GatewayError.rateLimited(retryAfterMs);
   }
 
-  private remember(key: string, refusal: KnownRefusal): void {
-    this.known.delete(key);
-    if (this.known.size >= RATE_LIMIT_KNOWN_REFUSALS_MAX) this.known.delete(this.known.keys().next().value as string);
-    this.known.set(key, refusal);
+  private remember(refusal: KnownRefusal): void {
+    const subject = (refusal.buckets[0] as RateLimitBucket).subject;
+    let list = this.known.get(subject);
+    if (list !== undefined) {
+      const index = indexOfSet(list, refusal.buckets);
+      if (index >= 0) this.forget(refusal.buckets, list, index);
+    }
+    if (this.knownCount >= RATE_LIMIT_KNOWN_REFUSALS_MAX) {
+      // The least recent subject's oldest refusal goes.
+      const oldest = this.known.entries().next().value as [string, KnownRefusal[]];
+      this.forget((oldest[1][0] as KnownRefusal).buckets, oldest[1], 0);
+    }
+    list = this.known.get(subject);
+    // Re-set: the subject becomes the most recent.
+    this.known.delete(subject);
+    if (list === undefined) list = [];
+    list.push(refusal);
+    this.known.set(subject, list);
+    this.knownCount += 1;
+  }
+
+  private forget(buckets: readonly RateLimitBucket[], list: KnownRefusal[], index: number): void {
+    list.splice(index, 1);
+    this.knownCount -= 1;
+    if (list.length === 0) this.known.delete((buckets[0] as RateLimitBucket).subject);
   }
 
   /** One line per (session, rule) per {@link RATE_LIMIT_LOG_INTERVAL_MS}; `refused` counts the refusals it stands for. */
-  private log(rule: RateLimitRule, subject: RateLimitSubject, retryAfterMs: number): void {
+  private log(state: RuleState, subject: RateLimitSubject, retryAfterMs: number): void {
     const now = this.clock.now();
-    const key = `${subject.deviceSessionId}\n${rule.id}`;
-    const slot = this.logged.get(key);
+    const { rule, logged } = state;
+    const key = subject.deviceSessionId;
+    const slot = logged.get(key);
     if (slot !== undefined && now - slot.at < RATE_LIMIT_LOG_INTERVAL_MS) {
       slot.refused += 1;
       return;
     }
-    // Forget pairs whose interval is over, from the oldest (lines are re-set in time order).
-    for (let i = 0; i < 4; i++) {
-      const oldest = this.logged.entries().next();
-      if (oldest.done === true || now - oldest.value[1].at < RATE_LIMIT_LOG_INTERVAL_MS) break;
-      this.logged.delete(oldest.value[0]);
+    // Forget pairs whose interval is over, from the oldest of each rule (lines are re-set in time order).
+    for (const other of this.byId.values()) {
+      for (let i = 0; i < 4; i++) {
+        const oldest = other.logged.entries().next();
+        if (oldest.done === true || now - oldest.value[1].at < RATE_LIMIT_LOG_INTERVAL_MS) break;
+        other.logged.delete(oldest.value[0]);
+        this.loggedPairs -= 1;
+      }
     }
     const refused = (slot?.refused ?? 0) + 1;
-    this.logged.delete(key);
+    if (logged.delete(key)) this.loggedPairs -= 1;
     // Bounded: a flood from more sessions than this in one interval is counted, not logged.
-    if (this.logged.size >= RATE_LIMIT_LOG_MAX_KEYS) return;
-    this.logged.set(key, { at: now, refused: 0 });
+    if (this.loggedPairs >= RATE_LIMIT_LOG_MAX_KEYS) return;
+    logged.set(key, { at: now, refused: 0 });
+    this.loggedPairs += 1;
     this.logger.info('rate limit exceeded', {
       device_session_id: subject.deviceSessionId,
       user_id: subject.userId,
@@ -217,11 +274,19 @@ export class RateLimits {
   }
 }
 
-/** The identity of a bucket set: its rules and subjects, in order. */
-function knownKey(buckets: readonly RateLimitBucket[]): string {
-  let key = '';
-  for (const bucket of buckets) key += `${bucket.rule}\n${bucket.subject}\n`;
-  return key;
+/** Where in `list` the refusal of the bucket set `buckets` is (the same rules and subjects, in order), or -1. */
+function indexOfSet(list: readonly KnownRefusal[], buckets: readonly RateLimitBucket[]): number {
+  next: for (let i = 0; i < list.length; i++) {
+    const known = (list[i] as KnownRefusal).buckets;
+    if (known.length !== buckets.length) continue;
+    for (let j = 0; j < known.length; j++) {
+      const a = known[j] as RateLimitBucket;
+      const b = buckets[j] as RateLimitBucket;
+      if (a.rule !== b.rule || a.subject !== b.subject) continue next;
+    }
+    return i;
+  }
+  return -1;
 }
 
 function bucketOf(rule: RateLimitRule, subject: RateLimitSubject): RateLimitBucket {

@@ -167,8 +167,12 @@ export class CommandService {
       const limits = this.rateLimits;
       const subject = limits === undefined ? undefined : { deviceSessionId: request.deviceSessionId, userId: session.userId };
       const buckets = limits === undefined || subject === undefined ? undefined : limits.commandBuckets(subject, request.messageType);
-      // A device known to be over its limit is refused before its signature is checked (see refuseKnown).
-      if (buckets !== undefined && subject !== undefined) limits?.refuseKnown(buckets, subject);
+      // A device known to be over its limit is refused before its signature is checked (see
+      // refuseKnown), and without a throw: the same rejection, and the catch below has nothing to
+      // do for a rate-limited request (no log line, the limits logged it); a flood's refusal
+      // no longer pays for a throw and a rethrow.
+      const refusal = buckets === undefined || subject === undefined ? undefined : limits?.knownRefusal(buckets, subject);
+      if (refusal !== undefined) return Promise.reject(refusal);
       const verified = this.offload() ? await verifyCommandRequestAsync(publicKey, request) : verifyCommandRequest(publicKey, request);
       if (!verified) throw GatewayError.unauthenticated(GatewayMessages.invalidSignature);
       const downstream = this.options.router.route(request.messageType);
