@@ -138,16 +138,19 @@ export class ListenerGuard {
     if (entry.capped) this.metrics.connectionsRefused.add(0, labels);
     for (const code of ['EMFILE', 'ENFILE']) this.metrics.acceptErrors.add(0, { listener: entry.listener, code });
 
+    // One listener for every socket of the server (a socket closes once): no closure per
+    // connection, which an idle device connection would keep (issue 25).
+    const closed = (): void => {
+      entry.open -= 1;
+      if (entry.capped) this.capped -= 1;
+      this.metrics.connectionsOpen.add(-1, labels);
+      if (entry.capped) this.updateLimits();
+    };
     server.on('connection', (socket: Socket) => {
       entry.open += 1;
       if (entry.capped) this.capped += 1;
       this.metrics.connectionsOpen.add(1, labels);
-      socket.once('close', () => {
-        entry.open -= 1;
-        if (entry.capped) this.capped -= 1;
-        this.metrics.connectionsOpen.add(-1, labels);
-        if (entry.capped) this.updateLimits();
-      });
+      socket.on('close', closed);
       if (entry.capped) this.updateLimits();
     });
     server.on('drop', () => this.refused(entry));

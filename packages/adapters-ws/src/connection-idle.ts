@@ -1,9 +1,24 @@
+/** What a {@link ConnectionIdle} calls when a bound passed (the connection itself: no closure per connection). */
+export interface IdleOwner {
+  /** No complete frame came within `firstFrameTimeoutMs` of the upgrade. */
+  noFrameReceived(): void;
+  /** No call was in flight for `idleTimeoutMs`. */
+  idleTimedOut(): void;
+}
+
+/** The two bounds (the server's settings object, shared by every connection). */
+export interface IdleBounds {
+  readonly firstFrameTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
 /**
  * The two time bounds of an upgraded connection that does nothing (SPEC §2.2): it must send a
  * complete frame within `firstFrameMs` of the upgrade, and afterwards it may stay without a
  * call in flight (a command or an open stream) for at most `idleMs`. Pings and pongs are not
  * frames here. One timer per connection, re-armed lazily (a busy connection does not restart
- * it per call).
+ * it per call). It holds the shared bounds and its owner, nothing per connection beyond its
+ * timer and state.
  */
 export class ConnectionIdle {
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -13,14 +28,13 @@ export class ConnectionIdle {
   private idleSince: number | undefined;
 
   constructor(
-    private readonly bounds: { readonly firstFrameMs: number; readonly idleMs: number },
-    private readonly onNoFrame: () => void,
-    private readonly onIdle: () => void,
+    private readonly bounds: IdleBounds,
+    private readonly owner: IdleOwner,
   ) {
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.framed) this.onNoFrame();
-    }, bounds.firstFrameMs);
+      if (!this.framed) this.owner.noFrameReceived();
+    }, bounds.firstFrameTimeoutMs);
   }
 
   /** After each complete frame was handled: `calls` is the number of calls now in flight. */
@@ -42,7 +56,7 @@ export class ConnectionIdle {
       return;
     }
     if (this.idleSince === undefined) this.idleSince = performance.now();
-    this.arm(this.bounds.idleMs);
+    this.arm(this.bounds.idleTimeoutMs);
   }
 
   /** The connection closed: no timer stays behind. */
@@ -57,9 +71,9 @@ export class ConnectionIdle {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.idleSince === undefined) return;
-      const left = this.idleSince + this.bounds.idleMs - performance.now();
+      const left = this.idleSince + this.bounds.idleTimeoutMs - performance.now();
       if (left > 0) this.arm(left);
-      else this.onIdle();
+      else this.owner.idleTimedOut();
     }, ms);
   }
 }

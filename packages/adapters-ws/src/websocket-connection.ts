@@ -6,6 +6,9 @@ import {
   describeError,
   type ConnectionBudget,
   type ConnectionBudgets,
+  type ConnectionCloseReason,
+  type ConnectionControl,
+  type PushSink,
   type GatewayCore,
   type GatewayEvent,
   type Logger,
@@ -35,7 +38,8 @@ import {
 } from '@edge-gateway/protocol';
 import { encodeEventOnce } from './event-encoding.js';
 import { toCallStatus } from './status-mapping.js';
-import { ConnectionIdle } from './connection-idle.js';
+import { CallTable } from './call-table.js';
+import { ConnectionIdle, type IdleOwner } from './connection-idle.js';
 
 /** The transport's instruments (`GatewayMetrics.transportCalls` / `transportConnections('websocket')`). */
 export interface ConnectionMetrics {
@@ -78,9 +82,13 @@ interface Call {
  * One client connection: decodes frames, hands each call to the core and writes its answer.
  * Everything a push stream needs beyond writing (early drain, early cancel, one end) is the
  * core's `openStream`.
+ *
+ * Memory (issue 25, one connection per device): the connection is its own budget control and
+ * idle owner, and the server routes the socket's `message` and `close` events to it through
+ * listeners shared by every connection, so an idle connection holds no closure of its own.
  */
-export class WebSocketConnection {
-  private readonly calls = new Map<number, Call>();
+export class WebSocketConnection implements ConnectionControl, IdleOwner {
+  private readonly calls = new CallTable<Call>();
   private closed = false;
   /** The client negotiated `edgegateway.v1.1`: statuses with trailers go as `0x84` frames. */
   private readonly trailers: boolean;
@@ -91,31 +99,54 @@ export class WebSocketConnection {
   onIdle: (() => void) | undefined;
   private readonly idle: ConnectionIdle;
 
+  /**
+   * The owner hands the socket's events to {@link frameReceived} (`message`) and
+   * {@link socketClosed} (`close`).
+   */
   constructor(
-    private readonly socket: WebSocket,
+    readonly socket: WebSocket,
     private readonly core: Pick<GatewayCore, 'execute' | 'openStream'>,
-    private readonly limits: ConnectionSettings,
+    readonly limits: ConnectionSettings,
     private readonly metrics: ConnectionMetrics,
     private readonly logger: Logger,
     budgets: ConnectionBudgets,
   ) {
     this.trailers = socket.protocol === WEBSOCKET_SUBPROTOCOL_TRAILERS;
-    this.idle = new ConnectionIdle(
-      { firstFrameMs: limits.firstFrameTimeoutMs, idleMs: limits.idleTimeoutMs },
-      () => this.close(CloseCodes.policyViolation, 'no frame received'),
-      () => this.close(CloseCodes.normal, 'idle'),
-    );
-    // The core decides when a connection costs too much (SPEC §2.3); this maps it onto ws.
-    this.budget = budgets.open({
-      pauseReading: () => socket.pause(),
-      resumeReading: () => socket.resume(),
-      close: (_reason, message) => this.closeForCost(message),
-    });
-    socket.on('message', (data, isBinary) => {
-      this.onMessage(data as Buffer, isBinary);
-      this.idle.frame(this.calls.size);
-    });
-    socket.on('close', () => this.onClose());
+    this.idle = new ConnectionIdle(limits, this);
+    // The core decides when a connection costs too much (SPEC §2.3); this maps it onto ws
+    // (pauseReading, resumeReading, close below).
+    this.budget = budgets.open(this);
+  }
+
+  /** A complete message arrived on the socket. */
+  frameReceived(data: Buffer, isBinary: boolean): void {
+    this.onMessage(data, isBinary);
+    this.idle.frame(this.calls.size);
+  }
+
+  /** {@link ConnectionControl}: stop reading new requests. */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  /** {@link ConnectionControl}: read again. */
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** {@link ConnectionControl}: the budget closes the connection for its cost. */
+  close(_reason: ConnectionCloseReason, message: string): void {
+    this.closeForCost(message);
+  }
+
+  /** {@link IdleOwner}: no complete frame within the first-frame bound. */
+  noFrameReceived(): void {
+    this.closeWith(CloseCodes.policyViolation, 'no frame received');
+  }
+
+  /** {@link IdleOwner}: no call in flight for the idle timeout. */
+  idleTimedOut(): void {
+    this.closeWith(CloseCodes.normal, 'idle');
   }
 
   /** Calls in flight. */
@@ -132,7 +163,7 @@ export class WebSocketConnection {
    * Closes the connection with `code` (answers already written are flushed first). Frames the
    * client still sends meanwhile are not read: nothing new runs on a connection being closed.
    */
-  close(code: number, reason: string): void {
+  closeWith(code: number, reason: string): void {
     if (this.closed) return;
     this.closing = true;
     this.socket.close(code, reason);
@@ -144,25 +175,25 @@ export class WebSocketConnection {
    */
   private closeForCost(message: string): void {
     // The calls still running end RESOURCE_EXHAUSTED, as on gRPC: the client gets the close instead.
-    for (const [, call] of this.calls) {
+    for (const call of this.calls.values()) {
       call.cancel();
       this.count(call.method, StatusCodes.RESOURCE_EXHAUSTED, call.started);
     }
     this.calls.clear();
     this.onIdle?.();
-    this.close(CloseCodes.policyViolation, message);
+    this.closeWith(CloseCodes.policyViolation, message);
     setTimeout(() => this.socket.terminate(), this.limits.closeGraceMs).unref();
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed || this.closing) return;
     const started = performance.now();
-    if (!isBinary) return this.close(CloseCodes.unsupportedData, 'binary frames only');
+    if (!isBinary) return this.closeWith(CloseCodes.unsupportedData, 'binary frames only');
     let frame: Frame;
     try {
       frame = decodeFrame(data);
     } catch {
-      return this.close(CloseCodes.protocolError, 'malformed frame');
+      return this.closeWith(CloseCodes.protocolError, 'malformed frame');
     }
     if (frame.type === FrameTypes.cancel) {
       const call = this.calls.get(frame.callId);
@@ -174,10 +205,10 @@ export class WebSocketConnection {
       return;
     }
     if (frame.type !== FrameTypes.execute && frame.type !== FrameTypes.executeWithTimeout && frame.type !== FrameTypes.subscribe) {
-      return this.close(CloseCodes.protocolError, 'unexpected frame type');
+      return this.closeWith(CloseCodes.protocolError, 'unexpected frame type');
     }
-    if (this.calls.has(frame.callId)) return this.close(CloseCodes.protocolError, 'call id in use');
-    if (this.calls.size >= this.limits.maxCallsInFlight) return this.close(CloseCodes.policyViolation, 'too many calls in flight');
+    if (this.calls.has(frame.callId)) return this.closeWith(CloseCodes.protocolError, 'call id in use');
+    if (this.calls.size >= this.limits.maxCallsInFlight) return this.closeWith(CloseCodes.policyViolation, 'too many calls in flight');
     const method: Method = frame.type === FrameTypes.subscribe ? 'SubscribeEvents' : 'ExecuteCommand';
     try {
       if (frame.type === FrameTypes.execute) this.execute(frame.callId, decodeExecuteCommandRequest(frame.body), started);
@@ -249,27 +280,10 @@ export class WebSocketConnection {
   }
 
   private subscribe(callId: number, body: Uint8Array, started: number): void {
-    const request = decodeSubscribeEventsRequest(body);
+    const call = new StreamCall(this, callId, started);
     // The checks are asynchronous: nothing is written nor ended before the call is registered
     // below. `stream` is read only when the call is cancelled, after it was opened.
-    const call: Call = { method: 'SubscribeEvents', started, cancel: () => stream.cancel() };
-    const stream: OpenedStream = this.core.openStream(request, {
-      write: (event: GatewayEvent) => {
-        const frame = encodeFrame(FrameTypes.event, callId, encodeEventOnce(event));
-        if (this.socket.bufferedAmount <= this.limits.bufferHighWaterBytes) {
-          this.send(frame);
-          return true;
-        }
-        // Above the high-water mark: the hub queues further events (up to the push buffer,
-        // then the stream overflows) until this frame has reached the socket.
-        this.send(frame, () => stream.resume());
-        return false;
-      },
-      end: (error) => {
-        if (!this.finish(callId, call)) return;
-        this.sendStatus('SubscribeEvents', callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error), started);
-      },
-    });
+    call.stream = this.core.openStream(decodeSubscribeEventsRequest(body), call);
     this.calls.set(callId, call);
   }
 
@@ -277,14 +291,14 @@ export class WebSocketConnection {
    * Removes a call that is still ours to answer; false when it was cancelled (or timed out)
    * meanwhile. By identity: the client may already have reused the call id for a new call.
    */
-  private finish(callId: number, call: Call): boolean {
+  finish(callId: number, call: Call): boolean {
     const ours = this.calls.get(callId) === call && this.calls.delete(callId) && !this.closed;
     this.idle.calls(this.calls.size);
     if (this.calls.size === 0) this.onIdle?.();
     return ours;
   }
 
-  private sendStatus(method: Method, callId: number, status: CallStatus, started: number): void {
+  sendStatus(method: Method, callId: number, status: CallStatus, started: number): void {
     this.count(method, status.code, started);
     // Old clients (edgegateway.v1) get code and message only.
     if (status.retryAfterMs !== undefined && this.trailers) this.send(encodeFrame(FrameTypes.statusWithTrailers, callId, encodeStatusWithTrailers(status)));
@@ -297,7 +311,7 @@ export class WebSocketConnection {
     this.metrics.calls.record(method, statusName(code), (performance.now() - started) / 1000);
   }
 
-  private send(frame: Uint8Array, onWritten?: (error?: Error) => void): void {
+  send(frame: Uint8Array, onWritten?: (error?: Error) => void): void {
     if (this.closed) return;
     // Every answer byte counts against the connection's bound until the socket took it.
     const size = frame.length;
@@ -308,16 +322,55 @@ export class WebSocketConnection {
     });
   }
 
-  private onClose(): void {
+  /** The socket closed (however): every call still running is cancelled. */
+  socketClosed(): void {
     if (this.closed) return;
     this.closed = true;
     this.idle.stop();
     this.budget.closed();
     this.metrics.connections.closed();
-    for (const [, call] of this.calls) {
+    for (const call of this.calls.values()) {
       call.cancel();
       this.count(call.method, StatusCodes.CANCELLED, call.started);
     }
     this.calls.clear();
+  }
+}
+
+/**
+ * One push stream of a connection: its call entry and the sink the core writes to, in one
+ * object (no closures per stream).
+ */
+class StreamCall implements Call, PushSink {
+  readonly method = 'SubscribeEvents';
+  /** Set right after `openStream` returned (before any cancel can reach this call). */
+  stream: OpenedStream | undefined;
+
+  constructor(
+    private readonly connection: WebSocketConnection,
+    private readonly callId: number,
+    readonly started: number,
+  ) {}
+
+  cancel(): void {
+    this.stream?.cancel();
+  }
+
+  write(event: GatewayEvent): boolean {
+    const connection = this.connection;
+    const frame = encodeFrame(FrameTypes.event, this.callId, encodeEventOnce(event));
+    if (connection.socket.bufferedAmount <= connection.limits.bufferHighWaterBytes) {
+      connection.send(frame);
+      return true;
+    }
+    // Above the high-water mark: the hub queues further events (up to the push buffer,
+    // then the stream overflows) until this frame has reached the socket.
+    connection.send(frame, () => this.stream?.resume());
+    return false;
+  }
+
+  end(error?: GatewayError): void {
+    if (!this.connection.finish(this.callId, this)) return;
+    this.connection.sendStatus('SubscribeEvents', this.callId, error === undefined ? { code: StatusCodes.OK, details: '' } : toCallStatus(error), this.started);
   }
 }

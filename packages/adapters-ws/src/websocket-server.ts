@@ -141,12 +141,30 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
     maxPayload: options.maxPayloadBytes + FRAME_HEADROOM_BYTES,
     // Compression costs CPU per frame and opens the door to decompression bombs.
     perMessageDeflate: false,
+    // The connections are tracked in `connections` below; ws's own set would cost a set entry
+    // and a `close` listener per connection.
+    clientTracking: false,
     // edgegateway.v1.1 (status trailers) when the client offers it, else edgegateway.v1.
     handleProtocols: (offered) => (offered.has(WEBSOCKET_SUBPROTOCOL_TRAILERS) ? WEBSOCKET_SUBPROTOCOL_TRAILERS : offered.has(WEBSOCKET_SUBPROTOCOL) ? WEBSOCKET_SUBPROTOCOL : false),
   });
   const connections = new Map<WebSocket, WebSocketConnection>();
   const alive = new WeakSet<WebSocket>();
   let closing = false;
+  // The socket listeners, shared by every connection (`this` is the socket): no closure per
+  // connection (issue 25).
+  function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+    connections.get(this)?.frameReceived(data, isBinary);
+  }
+  function onClose(this: WebSocket): void {
+    const connection = connections.get(this);
+    connections.delete(this);
+    connection?.socketClosed();
+  }
+  function onPong(this: WebSocket): void {
+    alive.add(this);
+  }
+  // A socket error (reset, oversized frame) closes the connection; the close handler cleans up.
+  const onError = (): void => undefined;
 
   const onUpgrade = (request: IncomingMessage, socket: Socket, head: Buffer): void => {
     const path = (request.url ?? '').split('?')[0];
@@ -164,10 +182,10 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       connections.set(ws, connection);
       alive.add(ws);
       metrics.connections.opened();
-      ws.on('pong', () => alive.add(ws));
-      ws.on('close', () => connections.delete(ws));
-      // A socket error (reset, oversized frame) closes the connection; the close handler cleans up.
-      ws.on('error', () => undefined);
+      ws.on('message', onMessage);
+      ws.on('close', onClose);
+      ws.on('pong', onPong);
+      ws.on('error', onError);
     });
   };
 
@@ -265,7 +283,7 @@ export async function startWebSocketServer(options: WebSocketServerOptions): Pro
       const gone = Promise.all(
         [...connections.keys()].map((ws) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve())))),
       );
-      for (const connection of connections.values()) connection.close(CloseCodes.goingAway, 'gateway is shutting down');
+      for (const connection of connections.values()) connection.closeWith(CloseCodes.goingAway, 'gateway is shutting down');
       await Promise.race([gone, budget]);
       clearTimeout(timer);
       for (const ws of connections.keys()) ws.terminate();

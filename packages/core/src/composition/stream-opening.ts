@@ -1,4 +1,4 @@
-import type { SubscribeRequest } from '../domain.js';
+import type { GatewayEvent, SubscribeRequest } from '../domain.js';
 import { GatewayError, GatewayMessages } from '../errors.js';
 import type { Logger } from '../ports/logger.port.js';
 import type { PushSink, PushStream } from '../push/push-hub.js';
@@ -34,41 +34,61 @@ export interface OpenedStream {
  * `internal error`, logged).
  */
 export function openStream(subscriptions: SubscriptionService, request: SubscribeRequest, sink: PushSink, logger: Logger): OpenedStream {
-  let stream: PushStream | undefined;
-  let done = false;
-  let cancelled = false;
-  let drainMissed = false;
-  const guarded: PushSink = {
-    write: (event) => (done ? true : sink.write(event)),
-    end: (error) => {
-      if (done) return;
-      done = true;
-      sink.end(error);
-    },
-  };
-  const opened = subscriptions.subscribe(request, guarded).then(
-    (registered) => {
-      stream = registered;
-      if (cancelled) registered.cancel();
-      else if (drainMissed) registered.resume();
-      return !cancelled && !registered.closed;
-    },
-    (error: unknown) => {
-      if (!(error instanceof GatewayError)) logger.error('unexpected error opening push stream', { error: describe(error) });
-      guarded.end(error instanceof GatewayError ? error : GatewayError.internal(GatewayMessages.internal, error));
-      return false;
-    },
-  );
-  return {
-    opened,
-    resume: () => {
-      if (stream === undefined) drainMissed = true;
-      else stream.resume();
-    },
-    cancel: () => {
-      cancelled = true;
-      done = true;
-      stream?.cancel();
-    },
-  };
+  return new StreamOpening(subscriptions, request, sink, logger);
+}
+
+/**
+ * {@link openStream}'s stream: the guarded sink the hub writes to and the handle the transport
+ * holds, in one object (issue 25: an idle device stream keeps no closure of its own).
+ */
+class StreamOpening implements OpenedStream, PushSink {
+  private stream: PushStream | undefined;
+  private done = false;
+  private cancelled = false;
+  private drainMissed = false;
+  readonly opened: Promise<boolean>;
+
+  constructor(
+    subscriptions: SubscriptionService,
+    request: SubscribeRequest,
+    private readonly sink: PushSink,
+    logger: Logger,
+  ) {
+    this.opened = subscriptions.subscribe(request, this).then(
+      (registered) => {
+        this.stream = registered;
+        if (this.cancelled) registered.cancel();
+        else if (this.drainMissed) registered.resume();
+        return !this.cancelled && !registered.closed;
+      },
+      (error: unknown) => {
+        if (!(error instanceof GatewayError)) logger.error('unexpected error opening push stream', { error: describe(error) });
+        this.end(error instanceof GatewayError ? error : GatewayError.internal(GatewayMessages.internal, error));
+        return false;
+      },
+    );
+  }
+
+  /** {@link PushSink}: nothing reaches the transport's sink after `end` or a cancel. */
+  write(event: GatewayEvent): boolean {
+    return this.done ? true : this.sink.write(event);
+  }
+
+  /** {@link PushSink}: at most once, never after a cancel. */
+  end(error: GatewayError | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.sink.end(error);
+  }
+
+  resume(): void {
+    if (this.stream === undefined) this.drainMissed = true;
+    else this.stream.resume();
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.done = true;
+    this.stream?.cancel();
+  }
 }
