@@ -62,6 +62,18 @@ async function reader(stream: string, handler: StreamEntryHandler, continuity: S
   return { subscriber, metrics, logs, cut };
 }
 
+/**
+ * A reader that lags (as one on a replica): the handler stalls on the first read until released,
+ * and the subscriber, which reads one batch ahead of the batch being handled, holds `filler`
+ * read but not handed on, so entries written after it are neither read nor consumed.
+ */
+async function lagBehind(stream: string, subscriber: RedisStreamSubscriber, recorder: RecordingHandler, first: string): Promise<string> {
+  await waitFor(() => recorder.ids.includes(first), { message: 'first entry consumed' });
+  const filler = await xadd(stream, '*', event('u-z', 'filler'));
+  await waitFor(() => subscriber.lastId === filler, { message: 'the read ahead holds the filler' });
+  return filler;
+}
+
 /** A handler that records entries and stalls on its first read until released (a lagging replica reader). */
 function stallingHandler() {
   let release: () => void = () => undefined;
@@ -135,12 +147,12 @@ describe('history lost in a failover (SPEC §5.6)', () => {
     const continuity = new StreamContinuity();
     // The reader stalls on its first read (a lagging replica): a resume reads past it.
     const { handler, recorder, release } = stallingHandler();
-    const { cut, logs } = await reader(stream, handler, continuity);
+    const { cut, logs, subscriber } = await reader(stream, handler, continuity);
     const first = await xadd(stream, '*', event('u-a', 'first'));
-    await waitFor(() => recorder.ids.includes(first), { message: 'first entry consumed' });
+    const filler = await lagBehind(stream, subscriber, recorder, first);
     const ahead = [await xadd(stream, '*', event('u-b', 'ahead-1')), await xadd(stream, '*', event('u-c', 'ahead-2'))];
     const history = new RedisEventHistory(admin, { streamKey: stream, continuity });
-    const page = await history.readAfter(first, 10);
+    const page = await history.readAfter(filler, 10);
     expect(page.entries.map((e) => e.id)).toEqual(ahead);
 
     // Lost before the reader saw them; the new master wrote another entry after.
@@ -149,9 +161,9 @@ describe('history lost in a failover (SPEC §5.6)', () => {
     await cut();
     release();
     await waitFor(() => recorder.ids.includes(fresh), { message: 'fresh entry delivered' });
-    expect(recorder.ids).toEqual([first, fresh]);
-    expect(recorder.losses).toEqual([{ after: first, upTo: ahead[1], userIds: ['u-b', 'u-c'] }]);
-    expect(logs.lines.find((l) => l.message.startsWith('stream history diverged'))?.fields).toMatchObject({ last_consumed: first, resume_after: first, lost_after: first });
+    expect(recorder.ids).toEqual([first, filler, fresh]);
+    expect(recorder.losses).toEqual([{ after: filler, upTo: ahead[1], userIds: ['u-b', 'u-c'] }]);
+    expect(logs.lines.find((l) => l.message.startsWith('stream history diverged'))?.fields).toMatchObject({ last_consumed: filler, resume_after: filler, lost_after: filler });
     await expect(history.readAfter(ahead[0] as string, 10)).resolves.toMatchObject({ diverged: true });
   });
 
@@ -159,17 +171,17 @@ describe('history lost in a failover (SPEC §5.6)', () => {
     const stream = unique('client-events');
     const continuity = new StreamContinuity();
     const { handler, recorder, release } = stallingHandler();
-    const { cut, metrics } = await reader(stream, handler, continuity);
+    const { cut, metrics, subscriber } = await reader(stream, handler, continuity);
     const first = await xadd(stream, '*', event('u-a', 'first'));
-    await waitFor(() => recorder.ids.includes(first), { message: 'first entry consumed' });
+    const filler = await lagBehind(stream, subscriber, recorder, first);
     const ahead = [await xadd(stream, '*', event('u-a', '1')), await xadd(stream, '*', event('u-a', '2'))];
-    await new RedisEventHistory(admin, { streamKey: stream, continuity }).readAfter(first, 10);
+    await new RedisEventHistory(admin, { streamKey: stream, continuity }).readAfter(filler, 10);
     expect(continuity.ahead.size).toBe(2);
     await cut();
     release();
     const next = await xadd(stream, '*', event('u-a', '3'));
     await waitFor(() => recorder.ids.includes(next), { message: 'after reconnect' });
-    expect(recorder.ids).toEqual([first, ...ahead, next]);
+    expect(recorder.ids).toEqual([first, filler, ...ahead, next]);
     expect(recorder.losses).toEqual([]);
     expect(await metrics.value('gateway_stream_history_diverged_total', { stream: 'client_events' })).toBe(0);
   });

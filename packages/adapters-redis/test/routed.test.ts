@@ -180,7 +180,9 @@ describe('routed publish and feed (SPEC §9.2, §9.3)', () => {
       await client.command(['XADD', keys.history, '*', 'user_id', user!, 'device_session_id', '', 'event_type', `e.lost${n}`, 'payload_base64', '', 'offset', String(offset), 'epoch', epoch]);
     }
     await publisher.publish({ userId: user!, eventType: 'e.four', payload: Buffer.from('4') });
-    await waitFor(() => s.sink.events.length === 4, { message: 'gap filled' });
+    // A history read that fails (2 s command timeout on a loaded host) is retried 200 ms and 2 s
+    // after (resyncDelaysMs): allow for one failed read and its retries.
+    await waitFor(() => s.sink.events.length === 4, { message: 'gap filled', timeoutMs: 15_000 });
     expect(s.sink.types).toEqual(['e.one', 'e.lost2', 'e.lost3', 'e.four']);
     s.cancel();
   });
