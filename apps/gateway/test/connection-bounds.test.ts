@@ -405,7 +405,10 @@ describe('answers under backpressure (GATEWAY_CONNECTION_MAX_BUFFER_BYTES, defau
     expect(away).toMatchObject({ errorCode: http2.NGHTTP2_ENHANCE_YOUR_CALM, data: 'not reading' });
     expect(executed()).toBeLessThanOrEqual(executedBound);
     // At most 100 calls at once on a connection, each answer queued whole: that, not time, bounds it.
-    expect(peak).toBeLessThanOrEqual(BOUND / MiB + (100 * ANSWER) / MiB + 5);
+    // RSS also holds garbage the collector has not taken back yet: 38.6 MiB once on a loaded host
+    // against 24.5 alone. The executed-call bound and the flat tail are what the bound shows; RSS
+    // gets the WebSocket case's 16 MiB of slack.
+    expect(peak).toBeLessThanOrEqual(BOUND / MiB + (100 * ANSWER) / MiB + 16);
     expect(Math.max(...late) - Math.min(...late)).toBeLessThan(2);
     const after = await metrics(addresses);
     expect(metricValue(after, 'gateway_connections_closed_total', { transport: 'grpc', reason: 'not_reading' }) - metricValue(before, 'gateway_connections_closed_total', { transport: 'grpc', reason: 'not_reading' })).toBe(1);
