@@ -514,12 +514,26 @@ export class RedisStreamSubscriber {
       if (replica !== this.client) this.move(`replica ${replica.address} is available again`);
       return;
     }
+    // The topology no longer lists it as a usable replica (promoted in a failover, or gone): its
+    // blocking connection may still answer, as the new master, and the checks below would
+    // never find it behind a master that is itself. Move to what the topology offers now.
+    if (this.topology !== undefined && !(this.topology.replicas() as readonly RedisCommands[]).includes(target)) {
+      this.lastSeen = undefined;
+      this.move(`replica ${target.address} is no longer a replica of the topology`);
+      return;
+    }
     this.watchdogBusy = true;
     try {
       // A replica cut off from its master gets nothing more: move at once, rather than after
       // two rounds of the master being ahead (the entries meanwhile would reach this process
       // only after the master had them for seconds, or never, if it fails then).
-      const link = /master_link_status:(\w+)/.exec(String(await target.command(['INFO', 'replication'])))?.[1];
+      const info = String(await target.command(['INFO', 'replication']));
+      if (/^role:master/m.test(info) && this.readTarget === target) {
+        this.lastSeen = undefined;
+        this.move(`replica ${target.address} is a master now`);
+        return;
+      }
+      const link = /master_link_status:(\w+)/.exec(info)?.[1];
       if (link !== undefined && link !== 'up' && this.readTarget === target) {
         this.penalties.set(target, performance.now() + REPLICA_PENALTY_MS);
         this.lastSeen = undefined;

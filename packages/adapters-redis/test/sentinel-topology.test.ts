@@ -132,6 +132,31 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
     }
   });
 
+  it('a reader on a replica the topology no longer lists (promoted, or gone) moves, though its connection still answers', async () => {
+    const stream = unique('client-events');
+    const handler = new RecordingHandler();
+    // The topology as the gateway sees it, except that its replica list can be emptied at will
+    // (as when a failover promotes the replica and the next poll drops it from the set).
+    let hidden = false;
+    const view = Object.create(gateway) as SentinelRedisTopology;
+    view.replicas = () => (hidden ? [] : gateway.replicas());
+    const subscriber = new RedisStreamSubscriber({ topology: view, readFrom: 'replica', streamKey: stream, handler, blockMs: 500, watchdogMs: 100, logger: recordingLogger() });
+    await subscriber.start();
+    try {
+      const replica = (await topo.replicaNodes())[0];
+      if (replica === undefined) throw new Error('no replica');
+      const onReplica = async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'LIST'])).includes('name=gw-test:replica:stream');
+      await waitFor(onReplica, { message: 'blocking read on the replica' });
+      hidden = true;
+      // Its link is up and it is not behind: only the topology's list tells the reader to go.
+      await waitFor(async () => !(await onReplica()), { message: 'the reader left the replica', timeoutMs: 5000 });
+      const next = String(await xadd(gateway.master, stream, '*', 'after'));
+      await waitFor(() => handler.ids.includes(next), { message: 'entry read from the master' });
+    } finally {
+      await subscriber.stop();
+    }
+  });
+
   it('SENTINEL FAILOVER with a frozen master: timed-out commands never run later, streams follow the new master', async () => {
     const stream = unique('session-events');
     const handler = new RecordingHandler('session_events');
