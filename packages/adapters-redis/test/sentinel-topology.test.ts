@@ -44,6 +44,15 @@ afterAll(async () => {
   await topo?.stop();
 });
 
+/** Waits until a client-events reader has its blocking read on the (first) replica; `onReplica` asks again. */
+async function readerOnReplica() {
+  const replica = (await topo.replicaNodes())[0];
+  if (replica === undefined) throw new Error('no replica');
+  const onReplica = async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'LIST'])).includes('name=gw-test:replica:stream');
+  await waitFor(onReplica, { message: 'blocking read on the replica' });
+  return { replica, onReplica };
+}
+
 describe('SentinelRedisTopology (SPEC §5.6)', () => {
   it('discovers the master through the Sentinels (skipping an unreachable one) and the replica', async () => {
     const master = await topo.master();
@@ -110,10 +119,7 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
     const subscriber = new RedisStreamSubscriber({ topology: gateway, readFrom: 'replica', streamKey: stream, handler, blockMs: 500, metrics: harness.metrics });
     await subscriber.start();
     try {
-      const replica = (await topo.replicaNodes())[0];
-      if (replica === undefined) throw new Error('no replica');
-      const onReplica = async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'LIST'])).includes('name=gw-test:replica:stream');
-      await waitFor(onReplica, { message: 'blocking read on the replica' });
+      const { replica } = await readerOnReplica();
       const first = String(await xadd(gateway.master, stream, '*', 'a'));
       await waitFor(() => handler.ids.includes(first), { message: 'entry read from the replica' });
 
@@ -143,10 +149,7 @@ describe('SentinelRedisTopology (SPEC §5.6)', () => {
     const subscriber = new RedisStreamSubscriber({ topology: view, readFrom: 'replica', streamKey: stream, handler, blockMs: 500, watchdogMs: 100, logger: recordingLogger() });
     await subscriber.start();
     try {
-      const replica = (await topo.replicaNodes())[0];
-      if (replica === undefined) throw new Error('no replica');
-      const onReplica = async () => String(await redisCommand('127.0.0.1', replica.port, topo.password, ['CLIENT', 'LIST'])).includes('name=gw-test:replica:stream');
-      await waitFor(onReplica, { message: 'blocking read on the replica' });
+      const { onReplica } = await readerOnReplica();
       hidden = true;
       // Its link is up and it is not behind: only the topology's list tells the reader to go.
       await waitFor(async () => !(await onReplica()), { message: 'the reader left the replica', timeoutMs: 5000 });
