@@ -28,8 +28,8 @@ export interface IndexedIds {
   readonly ids: readonly string[];
   /**
    * The id through which the index saw every entry of the stream (its feed's position): when
-   * fewer ids than the limit came back, the user has no other entries up to it, and the rest
-   * must be read after it.
+   * fewer ids than the limit came back, the user has no other entries up to it; later entries
+   * reach a stream registered before the read through that feed.
    */
   readonly through: string;
 }
